@@ -1,0 +1,5 @@
+//! patchkeeper: keeps fleets of Linux hosts patched the GitOps way.
+//!
+//! See `ARCHITECTURE.md` for the map of modules.
+
+pub mod model;

@@ -1,0 +1,600 @@
+//! The fleet-repo model: the typed documents a fleet repo holds (`Settings`, `Inventory`,
+//! `Baseline`, `MaintenanceWindow`, `Rollout`, `PatchRequest`).
+//!
+//! This module knows nothing about YAML positions, SSH or Git: it is plain serde data, and
+//! the JSON Schemas in `schemas/` are generated from it (see [`crate::schema`]). Durations,
+//! cron expressions, time zones and versions are kept as the user wrote them (strings) so
+//! that validation can point at them; [`crate::validate`] checks that they parse.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only `apiVersion` this release understands.
+pub const API_VERSION: &str = "patchkeeper.dev/v1";
+
+/// Every document kind, as written in the `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// Fleet-wide settings (`patchkeeper.yaml`).
+    Settings,
+    /// Hosts and groups.
+    Inventory,
+    /// What must be installed or updated on which hosts.
+    Baseline,
+    /// When hosts may be changed.
+    MaintenanceWindow,
+    /// How changes roll out.
+    Rollout,
+    /// An urgent one-off patch request.
+    PatchRequest,
+}
+
+impl Kind {
+    /// All kinds, in the order schemas and docs list them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Settings,
+        Kind::Inventory,
+        Kind::Baseline,
+        Kind::MaintenanceWindow,
+        Kind::Rollout,
+        Kind::PatchRequest,
+    ];
+
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Settings => "Settings",
+            Kind::Inventory => "Inventory",
+            Kind::Baseline => "Baseline",
+            Kind::MaintenanceWindow => "MaintenanceWindow",
+            Kind::Rollout => "Rollout",
+            Kind::PatchRequest => "PatchRequest",
+        }
+    }
+
+    /// Parses the `kind` field.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Kubernetes-style document envelope around one kind's `spec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Document<S> {
+    /// Always `patchkeeper.dev/v1`.
+    pub api_version: String,
+    /// The document kind.
+    pub kind: String,
+    /// Name and free-form labels.
+    pub metadata: Metadata,
+    /// The kind-specific content.
+    pub spec: S,
+}
+
+/// `metadata` of every document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// Unique among documents of the same kind; lowercase letters, digits, `-`, `.`, `_`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"))]
+    pub name: String,
+    /// Free-form labels (not used for selection).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+
+/// `kind: Settings` — fleet-wide settings; at most one per fleet repo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettingsSpec {
+    /// Where and how compliance reports are committed.
+    #[serde(default)]
+    pub reports: ReportSettings,
+    /// The reconciler (`patchkeeper serve`).
+    #[serde(default)]
+    pub reconcile: ReconcileSettings,
+    /// SSH defaults for every host (hosts may override).
+    #[serde(default)]
+    pub ssh: SshSettings,
+    /// Observation options.
+    #[serde(default)]
+    pub observe: ObserveSettings,
+    /// Apply options.
+    #[serde(default)]
+    pub apply: ApplySettings,
+}
+
+/// Report settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReportSettings {
+    /// Branch report commits go to (default `patchkeeper/reports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Remote to push reports to (default: none, local branch only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Commit author of report commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+    /// Key that signs report commits (SSH private key path, or an OpenPGP key id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+}
+
+/// A Git identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Author {
+    /// Display name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// Reconciler settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileSettings {
+    /// How often to reconcile even without a new commit (duration, default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Apply automatically what windows allow (default false: plan and report only).
+    #[serde(default)]
+    pub auto_apply: bool,
+}
+
+/// What to do with a host key that is not in `known_hosts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (default).
+    #[default]
+    Strict,
+    /// Record unknown keys; still refuse changed keys.
+    AcceptNew,
+}
+
+/// SSH connection settings; every field optional so hosts can override a subset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SshSettings {
+    /// Login user (default `root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// TCP port (default 22).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Private key file (relative paths are relative to the fleet repo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    /// Use the ssh-agent at `SSH_AUTH_SOCK` (default true when no identity file is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_agent: Option<bool>,
+    /// known_hosts file (default `~/.ssh/known_hosts`; relative to the fleet repo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+    /// Unknown host keys: `strict` (default) or `accept-new`. Changed keys are always refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// Escalate with `sudo -n` (for non-root users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+    /// Connect timeout (duration, default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Timeout of one remote command (duration, default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout: Option<String>,
+    /// Keepalive interval (duration, default `15s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_interval: Option<String>,
+    /// Key-exchange algorithms in preference order (default: curve25519-sha256 first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kex_algorithms: Option<Vec<String>>,
+    /// Ciphers in preference order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphers: Option<Vec<String>>,
+}
+
+/// Observation settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObserveSettings {
+    /// Hosts observed at once (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parallel: Option<u32>,
+    /// Refresh package indexes (`apt-get update`, `dnf makecache`) before observing (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<bool>,
+    /// Overall deadline for one host's observation (duration, default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_timeout: Option<String>,
+}
+
+/// Apply settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApplySettings {
+    /// How long to wait for a held package-manager lock (duration, default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait: Option<String>,
+    /// Minimum free disk space on `/var` before installing, in MiB (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_mib: Option<u64>,
+    /// An apply lock older than this is reported stale (duration, default `6h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_lock_after: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Inventory
+
+/// `kind: Inventory` — hosts and the groups they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InventorySpec {
+    /// Groups hosts can be members of.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// The hosts.
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+}
+
+/// A named group of hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Group {
+    /// Group name, unique across the fleet.
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"))]
+    pub name: String,
+    /// What the group is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// How patchkeeper reaches a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// Over SSH (default).
+    #[default]
+    Ssh,
+    /// Commands run on the machine patchkeeper runs on.
+    Local,
+}
+
+/// The package ecosystem a host is expected to use (checked against what is observed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageManager {
+    /// Debian family: apt and dpkg.
+    Apt,
+    /// RHEL family: dnf and rpm.
+    Dnf,
+}
+
+/// One host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Host {
+    /// Host name, unique across the fleet.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"))]
+    pub name: String,
+    /// IP address or DNS name to connect to (default: the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `ssh` (default) or `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportKind>,
+    /// Expected package manager; versions in baselines are checked against its ecosystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_manager: Option<PackageManager>,
+    /// Groups this host belongs to (must be declared in an Inventory).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Labels baselines can select on.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Per-host SSH overrides of Settings' `ssh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshSettings>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Selectors, baselines, requests
+
+/// Picks hosts: a host matches when it is named in `hosts`, OR is a member of one of
+/// `groups`; and (if `labels` is set) carries ALL the labels. An empty selector matches
+/// every host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Selector {
+    /// Host names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Group names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Labels a host must all carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which pending updates a baseline approves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateClass {
+    /// No pending updates beyond the named minimum versions (default).
+    #[default]
+    None,
+    /// Pending updates from security origins.
+    Security,
+    /// Every pending update.
+    All,
+}
+
+/// Approval of pending updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// `security`, `all` or `none`.
+    #[serde(default)]
+    pub classes: UpdateClass,
+    /// Only approve updates first seen at least this long ago (duration, e.g. `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+}
+
+/// A package that must be installed at least at a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PackageRequirement {
+    /// Package name as the host's package manager knows it.
+    pub name: String,
+    /// Minimum version in the host's ecosystem syntax (Debian or RPM); absent means
+    /// "installed, any version".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+}
+
+/// `kind: Baseline` — the desired patch state of the hosts its selector matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BaselineSpec {
+    /// Which hosts this baseline applies to.
+    pub selector: Selector,
+    /// Required packages and minimum versions.
+    #[serde(default)]
+    pub packages: Vec<PackageRequirement>,
+    /// Which pending updates to apply.
+    #[serde(default)]
+    pub updates: UpdatePolicy,
+    /// Packages never touched (glob patterns allowed).
+    #[serde(default)]
+    pub hold: Vec<String>,
+    /// Packages ignored by this baseline (glob patterns allowed).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The MaintenanceWindow in which these hosts may be changed.
+    pub window: String,
+    /// The Rollout that orders the changes.
+    pub rollout: String,
+}
+
+/// `kind: PatchRequest` — an urgent one-off request, usually for a vulnerability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchRequestSpec {
+    /// Which hosts the request is for.
+    pub selector: Selector,
+    /// Packages and the minimum versions that fix the issue.
+    #[schemars(length(min = 1))]
+    pub packages: Vec<PackageRequirement>,
+    /// Why (e.g. a CVE id).
+    pub reason: String,
+    /// Who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Advisory ids this request addresses (e.g. `CVE-2026-1234`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
+    /// When the fix must be in place (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// Window override (default: each host's baseline window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Rollout override (default: each host's baseline rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows
+
+/// `kind: MaintenanceWindow` — when hosts may be changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MaintenanceWindowSpec {
+    /// Always open (apart from freezes); excludes `schedule` and `duration`.
+    #[serde(default)]
+    pub always_open: bool,
+    /// 5-field cron expression for when the window opens (e.g. `0 2 * * SUN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule and freezes are read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// How long the window stays open (duration, e.g. `4h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// No new batch starts in the last part of the window (duration, e.g. `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<String>,
+    /// Periods when the window stays closed.
+    #[serde(default)]
+    pub freezes: Vec<Freeze>,
+}
+
+/// A freeze: no change between `start` and `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Freeze {
+    /// Name shown when the freeze blocks a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Start: a civil date-time in the window's zone (`2026-12-20T00:00`) or RFC 3339.
+    pub start: String,
+    /// End (exclusive), same syntax.
+    pub end: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Rollouts
+
+/// A count of hosts: an absolute number or a percentage string such as `"25%"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HostCount {
+    /// An absolute number of hosts.
+    Absolute(u32),
+    /// A percentage of the hosts, written `"N%"`.
+    Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
+}
+
+/// Reboot policy after a successful transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebootPolicy {
+    /// Never reboot; hosts that need one are reported pending-reboot.
+    Never,
+    /// Reboot when the host reports that it needs one (default).
+    #[default]
+    IfRequired,
+    /// Always reboot after changing a host.
+    Always,
+}
+
+/// What happens to a host whose transaction, verification or health check fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackPolicy {
+    /// Roll back to the recorded versions (default).
+    #[default]
+    Automatic,
+    /// Leave the host as it is and mark it failed.
+    Never,
+}
+
+/// `kind: Rollout` — how changes reach hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Ordered stages; the last stage takes every host not yet placed.
+    #[schemars(length(min = 1))]
+    pub stages: Vec<Stage>,
+    /// Group ordering: a group's hosts go only after the listed groups' hosts.
+    #[serde(default)]
+    pub order: Vec<GroupOrder>,
+    /// Hosts changed at once inside a batch (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parallelism: Option<u32>,
+    /// Failures tolerated before the rollout halts (absolute or percent; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<HostCount>,
+    /// Checks run on each host after its transaction.
+    #[serde(default)]
+    pub health_checks: Vec<Command>,
+    /// Reboot policy (default `if-required`).
+    #[serde(default)]
+    pub reboot: RebootPolicy,
+    /// How long to wait for a rebooted host to come back (duration, default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_timeout: Option<String>,
+    /// Commands run on each host before its transaction.
+    #[serde(default)]
+    pub pre: Vec<Command>,
+    /// Commands run on each host after a successful transaction.
+    #[serde(default)]
+    pub post: Vec<Command>,
+    /// Rollback policy (default `automatic`).
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+}
+
+/// A rollout stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Stage {
+    /// Stage name (e.g. `canary`).
+    pub name: String,
+    /// How many hosts: absolute or percent of the rollout's hosts.
+    pub size: HostCount,
+    /// Restrict the stage to hosts this selector matches (e.g. the canary group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+}
+
+/// `group` goes only after every group in `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GroupOrder {
+    /// The group that waits.
+    pub group: String,
+    /// Groups that go first.
+    #[schemars(length(min = 1))]
+    pub after: Vec<String>,
+}
+
+/// A command run on a host with a timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Command {
+    /// Name shown in output.
+    pub name: String,
+    /// Shell command run on the host (`sh -c`).
+    pub command: String,
+    /// Timeout (duration, default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Attempts before the check counts as failed (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub retries: Option<u32>,
+}
+
+/// Settings document.
+pub type Settings = Document<SettingsSpec>;
+/// Inventory document.
+pub type Inventory = Document<InventorySpec>;
+/// Baseline document.
+pub type Baseline = Document<BaselineSpec>;
+/// MaintenanceWindow document.
+pub type MaintenanceWindow = Document<MaintenanceWindowSpec>;
+/// Rollout document.
+pub type Rollout = Document<RolloutSpec>;
+/// PatchRequest document.
+pub type PatchRequest = Document<PatchRequestSpec>;
