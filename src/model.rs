@@ -84,7 +84,8 @@ pub struct Document<S> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
-    /// Unique among documents of the same kind; lowercase letters, digits, `-`, `.`, `_`.
+    /// A name of lowercase letters, digits, `-`, `.` and `_` (unique among documents of the
+    /// same kind).
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"))]
     pub name: String,
     /// Free-form labels (not used for selection).
@@ -263,7 +264,7 @@ pub struct InventorySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Group {
-    /// Group name, unique across the fleet.
+    /// A group name of lowercase letters, digits, `-`, `.` and `_` (unique in the fleet).
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"))]
     pub name: String,
     /// What the group is for.
@@ -298,7 +299,7 @@ pub enum PackageManager {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Host {
-    /// Host name, unique across the fleet.
+    /// A host name of letters, digits, `-`, `.` and `_` (unique in the fleet).
     #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"))]
     pub name: String,
     /// IP address or DNS name to connect to (default: the name).

@@ -141,107 +141,138 @@ pub fn check(kind: Kind, instance: &Value) -> Vec<Violation> {
     };
     let mut out = Vec::new();
     for err in c.validator.iter_errors(instance) {
-        let pointer = err.instance_path().as_str().to_owned();
-        let found = describe(err.instance());
-        use jsonschema::error::ValidationErrorKind as K;
-        match err.kind() {
-            K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
-                let allowed = allowed_fields(&c.schema, &pointer);
-                for name in unexpected {
-                    let mut message = format!("unknown field `{name}`");
-                    if let Some(best) = closest(name, &allowed) {
-                        message.push_str(&format!(", did you mean `{best}`?"));
-                    } else if !allowed.is_empty() {
-                        message.push_str(&format!(
-                            ", expected one of {}",
-                            allowed
-                                .iter()
-                                .map(|a| format!("`{a}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                    out.push(Violation {
-                        kind: ViolationKind::UnknownField,
-                        pointer: format!("{pointer}/{}", escape(name)),
-                        message,
-                    });
-                }
-            }
-            K::Required { property } => {
-                let name = property.as_str().unwrap_or_default();
-                let within = if pointer.is_empty() {
-                    "the document".to_owned()
-                } else {
-                    format!("`{}`", pointer.trim_start_matches('/').replace('/', "."))
-                };
-                out.push(Violation {
-                    kind: ViolationKind::MissingField,
-                    pointer,
-                    message: format!("missing field `{name}` in {within}"),
-                });
-            }
-            K::Type { kind } => out.push(Violation {
-                kind: ViolationKind::WrongType,
-                pointer,
-                message: format!("expected {}, found {found}", type_name(kind)),
-            }),
-            K::Enum { options } => {
-                let opts = options
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|o| {
-                                format!(
-                                    "`{}`",
-                                    o.as_str()
-                                        .map(str::to_owned)
-                                        .unwrap_or_else(|| o.to_string())
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                out.push(Violation {
-                    kind: ViolationKind::InvalidValue,
-                    pointer,
-                    message: format!("invalid value {found}, expected one of {opts}"),
-                });
-            }
-            K::AnyOf { .. } | K::OneOfNotValid { .. } => {
-                if let Some(consts) = schema_at(&c.schema, &pointer).and_then(constants) {
-                    out.push(Violation {
-                        kind: ViolationKind::InvalidValue,
-                        pointer,
-                        message: format!("invalid value {found}, expected one of {consts}"),
-                    });
-                    continue;
-                }
-                let what = schema_at(&c.schema, &pointer)
-                    .and_then(|s| s.get("description"))
-                    .and_then(Value::as_str)
-                    .map(|d| d.trim_end_matches('.').to_owned())
-                    .unwrap_or_else(|| "a value of another form".to_owned());
-                out.push(Violation {
-                    kind: ViolationKind::InvalidValue,
-                    pointer,
-                    message: format!("invalid value {found}, expected {}", lower_first(&what)),
-                });
-            }
-            _ => out.push(Violation {
-                kind: ViolationKind::InvalidValue,
-                pointer,
-                message: format!(
-                    "invalid value {found}: {}",
-                    lower_first(&err.masked().to_string())
-                ),
-            }),
-        }
+        convert(&c.schema, &err, &mut out);
     }
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.message.cmp(&b.message)));
     out.dedup();
     out
+}
+
+fn convert(schema: &Value, err: &jsonschema::ValidationError<'_>, out: &mut Vec<Violation>) {
+    let pointer = err.instance_path().as_str().to_owned();
+    let found = describe(err.instance());
+    use jsonschema::error::ValidationErrorKind as K;
+    match err.kind() {
+        K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
+            let allowed = allowed_fields(schema, &pointer);
+            for name in unexpected {
+                let mut message = format!("unknown field `{name}`");
+                if let Some(best) = closest(name, &allowed) {
+                    message.push_str(&format!(", did you mean `{best}`?"));
+                } else if !allowed.is_empty() {
+                    message.push_str(&format!(
+                        ", expected one of {}",
+                        allowed
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                out.push(Violation {
+                    kind: ViolationKind::UnknownField,
+                    pointer: format!("{pointer}/{}", escape(name)),
+                    message,
+                });
+            }
+        }
+        K::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            let within = if pointer.is_empty() {
+                "the document".to_owned()
+            } else {
+                format!("`{}`", pointer.trim_start_matches('/').replace('/', "."))
+            };
+            out.push(Violation {
+                kind: ViolationKind::MissingField,
+                pointer,
+                message: format!("missing field `{name}` in {within}"),
+            });
+        }
+        K::Type { kind } => out.push(Violation {
+            kind: ViolationKind::WrongType,
+            pointer,
+            message: format!("expected {}, found {found}", type_name(kind)),
+        }),
+        K::Enum { options } => {
+            let opts = options
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|o| {
+                            format!(
+                                "`{}`",
+                                o.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| o.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            out.push(Violation {
+                kind: ViolationKind::InvalidValue,
+                pointer,
+                message: format!("invalid value {found}, expected one of {opts}"),
+            });
+        }
+        K::AnyOf { context } | K::OneOfNotValid { context } => {
+            // `Option<T>` is `anyOf [T, null]` and untagged enums are alternatives: when one
+            // alternative fails deeper inside the value, that alternative is what the user
+            // meant, so report its errors instead of "matches no alternative".
+            let deeper = context.iter().find(|branch| {
+                !branch.is_empty()
+                    && branch
+                        .iter()
+                        .all(|e| e.instance_path().as_str().len() > pointer.len())
+            });
+            if let Some(branch) = deeper {
+                for e in branch {
+                    convert(schema, e, out);
+                }
+                return;
+            }
+            if let Some(consts) = schema_at(schema, &pointer).and_then(constants) {
+                out.push(Violation {
+                    kind: ViolationKind::InvalidValue,
+                    pointer,
+                    message: format!("invalid value {found}, expected one of {consts}"),
+                });
+                return;
+            }
+            let what = schema_at(schema, &pointer)
+                .and_then(|s| s.get("description"))
+                .and_then(Value::as_str)
+                .map(|d| d.trim_end_matches('.').replace('\n', " "))
+                .unwrap_or_else(|| "a value of another form".to_owned());
+            out.push(Violation {
+                kind: ViolationKind::InvalidValue,
+                pointer,
+                message: format!("invalid value {found}, expected {}", lower_first(&what)),
+            });
+        }
+        K::Pattern { .. } => {
+            let what = schema_at(schema, &pointer)
+                .and_then(|s| s.get("description"))
+                .and_then(Value::as_str)
+                .map(|d| d.trim_end_matches('.').replace('\n', " "))
+                .unwrap_or_else(|| "a value of another form".to_owned());
+            out.push(Violation {
+                kind: ViolationKind::InvalidValue,
+                pointer,
+                message: format!("invalid value {found}, expected {}", lower_first(&what)),
+            });
+        }
+        _ => out.push(Violation {
+            kind: ViolationKind::InvalidValue,
+            pointer,
+            message: format!(
+                "invalid value {found}: {}",
+                lower_first(&err.masked().to_string())
+            ),
+        }),
+    }
 }
 
 fn escape(key: &str) -> String {

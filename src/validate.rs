@@ -323,7 +323,10 @@ impl<'a> Checker<'a> {
                 }
                 names.insert(&h.name, here.clone());
                 for (j, g) in h.groups.iter().enumerate() {
-                    if !groups.contains_key(g.as_str()) {
+                    if !groups.contains_key(g.as_str())
+                        && !fleet.broken.groups.contains(g)
+                        && !fleet.broken.incomplete
+                    {
                         self.push(Diagnostic::new(
                             Code::DanglingGroupRef,
                             inv.origin.at(&format!("{pointer}/groups/{j}")),
@@ -370,6 +373,9 @@ impl<'a> Checker<'a> {
     }
 
     fn selector(&mut self, origin: &Origin, pointer: &str, sel: &Selector, hosts: &[HostAt]) {
+        if self.fleet.broken.incomplete {
+            return;
+        }
         let mut dangling = false;
         for (j, g) in sel.groups.iter().enumerate() {
             if !self.group_names.contains(g) {
@@ -419,7 +425,8 @@ impl<'a> Checker<'a> {
     }
 
     fn window_ref(&mut self, origin: &Origin, pointer: &str, name: &str) {
-        if !self.fleet.windows.iter().any(|w| w.name() == name)
+        if !self.fleet.broken.incomplete
+            && !self.fleet.windows.iter().any(|w| w.name() == name)
             && !self
                 .fleet
                 .broken
@@ -435,7 +442,8 @@ impl<'a> Checker<'a> {
     }
 
     fn rollout_ref(&mut self, origin: &Origin, pointer: &str, name: &str) {
-        if !self.fleet.rollouts.iter().any(|w| w.name() == name)
+        if !self.fleet.broken.incomplete
+            && !self.fleet.rollouts.iter().any(|w| w.name() == name)
             && !self.fleet.broken.has_document(Kind::Rollout, name)
         {
             let known: Vec<&str> = self.fleet.rollouts.iter().map(|w| w.name()).collect();
@@ -523,7 +531,7 @@ impl<'a> Checker<'a> {
             // Group ordering: references and cycles.
             let mut edges: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
             for (i, ord) in s.order.iter().enumerate() {
-                if !self.group_names.contains(&ord.group) {
+                if !self.group_names.contains(&ord.group) && !fleet.broken.incomplete {
                     self.push(Diagnostic::new(
                         Code::DanglingGroupRef,
                         o.at(&format!("/spec/order/{i}/group")),
@@ -532,7 +540,7 @@ impl<'a> Checker<'a> {
                 }
                 for (j, a) in ord.after.iter().enumerate() {
                     let p = format!("/spec/order/{i}/after/{j}");
-                    if !self.group_names.contains(a) {
+                    if !self.group_names.contains(a) && !fleet.broken.incomplete {
                         self.push(Diagnostic::new(
                             Code::DanglingGroupRef,
                             o.at(&p),
@@ -668,6 +676,7 @@ impl<'a> Checker<'a> {
         let fleet = self.fleet;
         // With no baseline, or a broken one, "unmanaged" would be noise.
         if fleet.baselines.is_empty()
+            || fleet.broken.incomplete
             || fleet
                 .broken
                 .documents

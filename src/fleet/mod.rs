@@ -97,6 +97,9 @@ pub struct BrokenNames {
     pub groups: Vec<String>,
     /// Host names declared by broken inventories.
     pub hosts: Vec<String>,
+    /// Some file or document could not be read far enough to know what it declares, so
+    /// "does not exist" checks would only report cascades of that first error.
+    pub incomplete: bool,
 }
 
 impl BrokenNames {
@@ -200,6 +203,7 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
     for (rel, bytes) in sources {
         let text = match bytes {
             Ok(b) if b.len() > yaml::MAX_FILE_BYTES => {
+                fleet.broken.incomplete = true;
                 diags.push(Diagnostic::new(
                     Code::UnreadableFile,
                     Location::new(&rel, Pos { line: 1, column: 1 }),
@@ -214,6 +218,7 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
             Ok(b) => match String::from_utf8(b) {
                 Ok(t) => t,
                 Err(e) => {
+                    fleet.broken.incomplete = true;
                     let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                     let line = valid.iter().filter(|c| **c == b'\n').count() + 1;
                     let column = valid.iter().rev().take_while(|c| **c != b'\n').count() + 1;
@@ -232,6 +237,7 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
                 }
             },
             Err(e) => {
+                fleet.broken.incomplete = true;
                 diags.push(Diagnostic::new(
                     Code::UnreadableFile,
                     Location::new(&rel, Pos { line: 1, column: 1 }),
@@ -251,6 +257,7 @@ pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text
     let docs = match yaml::parse_documents(text) {
         Ok(d) => d,
         Err(e) => {
+            fleet.broken.incomplete = true;
             diags.push(Diagnostic::new(
                 Code::YamlSyntax,
                 Location::new(rel, e.pos),
@@ -278,6 +285,7 @@ pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text
 
 fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, value: Value) {
     let Some(obj) = value.as_object() else {
+        fleet.broken.incomplete = true;
         diags.push(Diagnostic::new(
             Code::NotADocument,
             origin.at(""),
@@ -349,8 +357,12 @@ fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, 
             None
         }
     };
-    let Some(kind) = kind else { return };
+    let Some(kind) = kind else {
+        fleet.broken.incomplete = true;
+        return;
+    };
     if !ok {
+        fleet.broken.record(kind, &value);
         return;
     }
     let violations = schema::check(kind, &value);

@@ -267,6 +267,22 @@ fn clean_message(msg: &str) -> String {
         None => first,
     };
     let first = first.trim_start_matches("error: ");
+    if let Some(rest) = first.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate mapping key `{key}`");
+    }
+    if first == "recursion limit exceeded" {
+        return "YAML nested too deeply (more than 64 levels)".to_owned();
+    }
+    if let Some(detail) = first.strip_prefix("budget breached: ") {
+        return format!(
+            "YAML resource limit exceeded ({detail}); fleet-repo files are small, so this is \
+             an alias bomb or generated input"
+        );
+    }
     let mut s = first.to_owned();
     if let Some(c) = s.get(..1) {
         let lower = c.to_lowercase();
