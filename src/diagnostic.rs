@@ -225,3 +225,63 @@ impl fmt::Display for Diagnostic {
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| (&a.location, a.code, &a.message).cmp(&(&b.location, b.code, &b.message)));
 }
+
+/// The Markdown table of every code, as checked in at `docs/diagnostics.md`.
+pub fn codes_markdown() -> String {
+    let mut s = String::from(
+        "# Diagnostic codes\n\n\
+         `patchkeeper validate` prints each problem as `path:line:column: severity[code]: message`.\n\
+         The codes are stable: CI tools and people can refer to them. Errors stop `plan` and\n\
+         `apply`; warnings do not, unless `validate --strict`.\n\n\
+         This file is generated from `src/diagnostic.rs` (a test keeps it in sync).\n\n\
+         | code | severity | meaning |\n|---|---|---|\n",
+    );
+    for code in Code::ALL {
+        s.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            code.as_str(),
+            code.severity(),
+            code.description()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_list_every_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnostics.md");
+        let expected = codes_markdown();
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&path, &expected).expect("write docs/diagnostics.md");
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(on_disk == expected, "docs/diagnostics.md is out of date: UPDATE_EXPECT=1 cargo test --lib diagnostic");
+    }
+
+    #[test]
+    fn codes_are_kebab_case_and_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in Code::ALL {
+            assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'), "{c}");
+            assert!(seen.insert(c.as_str()), "{c} twice");
+        }
+    }
+
+    #[test]
+    fn renders_like_a_compiler() {
+        let d = Diagnostic::new(
+            Code::BaselineConflict,
+            Location::new("baselines/a.yaml", Pos { line: 3, column: 9 }),
+            "they disagree",
+        )
+        .with_note(Location::new("baselines/b.yaml", Pos { line: 4, column: 2 }), "other side");
+        assert_eq!(
+            d.to_string(),
+            "baselines/a.yaml:3:9: error[baseline-conflict]: they disagree\n  baselines/b.yaml:4:2: note: other side"
+        );
+    }
+}
