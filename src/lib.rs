@@ -3,5 +3,6 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod cli;
+pub mod duration;
 pub mod model;
 pub mod version;
