@@ -4,3 +4,5 @@
 
 pub mod cli;
 pub mod model;
+pub mod observed;
+pub mod transport;
