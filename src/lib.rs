@@ -8,6 +8,7 @@ pub mod duration;
 pub mod fleet;
 pub mod model;
 pub mod observed;
+pub mod plan;
 pub mod schema;
 pub mod transport;
 pub mod validate;
