@@ -6,3 +6,4 @@ pub mod cli;
 pub mod duration;
 pub mod model;
 pub mod version;
+pub mod window;
