@@ -3,7 +3,11 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod cli;
+pub mod diagnostic;
 pub mod duration;
+pub mod fleet;
 pub mod model;
+pub mod schema;
+pub mod validate;
 pub mod version;
 pub mod window;
