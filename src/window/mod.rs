@@ -68,6 +68,20 @@ pub enum WindowField {
 }
 
 impl WindowField {
+    /// The field's JSON pointer in the document, e.g. `/spec/freezes/2/start`.
+    pub fn pointer(self) -> String {
+        match self {
+            WindowField::Spec => "/spec".into(),
+            WindowField::AlwaysOpen => "/spec/alwaysOpen".into(),
+            WindowField::Schedule => "/spec/schedule".into(),
+            WindowField::Timezone => "/spec/timezone".into(),
+            WindowField::Duration => "/spec/duration".into(),
+            WindowField::Cutoff => "/spec/cutoff".into(),
+            WindowField::FreezeStart(i) => format!("/spec/freezes/{i}/start"),
+            WindowField::FreezeEnd(i) => format!("/spec/freezes/{i}/end"),
+        }
+    }
+
     /// The field's path below `spec`, e.g. `freezes[2].start`.
     pub fn path(self) -> String {
         match self {
@@ -83,19 +97,47 @@ impl WindowField {
     }
 }
 
+/// What kind of problem a [`WindowError`] is (validation maps it to a diagnostic code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowErrorKind {
+    /// Fields missing, excluding each other, or not fitting together (cutoff ≥ duration).
+    Structure,
+    /// The cron schedule does not parse or never fires.
+    Schedule,
+    /// Unknown time zone.
+    Timezone,
+    /// A duration (`duration`, `cutoff`) does not parse or is zero.
+    Duration,
+    /// A freeze bound does not parse, or a freeze ends before it starts.
+    Time,
+}
+
 /// One problem in a window spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct WindowError {
     /// The field the problem is in.
     pub field: WindowField,
+    /// What kind of problem it is.
+    pub kind: WindowErrorKind,
     /// What is wrong, quoting the value.
     pub message: String,
 }
 
 impl WindowError {
     fn new(field: WindowField, message: impl Into<String>) -> WindowError {
-        WindowError { field, message: message.into() }
+        let kind = match field {
+            WindowField::Spec | WindowField::AlwaysOpen => WindowErrorKind::Structure,
+            WindowField::Schedule => WindowErrorKind::Schedule,
+            WindowField::Timezone => WindowErrorKind::Timezone,
+            WindowField::Duration | WindowField::Cutoff => WindowErrorKind::Duration,
+            WindowField::FreezeStart(_) | WindowField::FreezeEnd(_) => WindowErrorKind::Time,
+        };
+        WindowError { field, kind, message: message.into() }
+    }
+
+    fn structure(field: WindowField, message: impl Into<String>) -> WindowError {
+        WindowError { kind: WindowErrorKind::Structure, ..WindowError::new(field, message) }
     }
 }
 
@@ -204,6 +246,38 @@ fn finite(t: Timestamp) -> Option<Timestamp> {
     (t != Timestamp::MIN && t != Timestamp::MAX).then_some(t)
 }
 
+const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+
+fn cron_parser() -> CronParser {
+    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
+}
+
+/// Parses a 5-field cron schedule; the error names the field at fault where it can.
+fn parse_schedule(s: &str) -> Result<Cron, String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if !s.trim_start().starts_with('@') && fields.len() != 5 {
+        return Err(format!(
+            "invalid schedule {s:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {}",
+            fields.len()
+        ));
+    }
+    cron_parser().parse(s).map_err(|e| {
+        // croner does not say which field is wrong: find it by parsing each alone.
+        let culprit = (0..fields.len().min(5)).find(|&i| {
+            let mut probe = ["*"; 5];
+            probe[i] = fields[i];
+            cron_parser().parse(&probe.join(" ")).is_err()
+        });
+        let why = e.to_string();
+        let why = why.trim_end_matches('.');
+        let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
+        match culprit {
+            Some(i) => format!("invalid schedule {s:?}: {} field {:?}: {why}", CRON_FIELDS[i], fields[i]),
+            None => format!("invalid schedule {s:?}: {why}"),
+        }
+    })
+}
+
 /// Reads a freeze bound: RFC 3339 (with an offset) or a civil date-time in `tz`.
 fn parse_instant(s: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     if let Ok(ts) = s.parse::<Timestamp>() {
@@ -269,33 +343,27 @@ impl CompiledWindow {
         });
         if let (Some(c), Some(d), Some(ct), Some(dt)) = (&spec.cutoff, &spec.duration, cutoff, duration) {
             if ct >= dt {
-                errors.push(WindowError::new(
+                errors.push(WindowError::structure(
                     WindowField::Cutoff,
                     format!("cutoff {c:?} is not shorter than duration {d:?}: no batch could ever start"),
                 ));
             }
         }
 
-        let cron = spec.schedule.as_deref().and_then(|s| {
-            let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
-            match parser.parse(s) {
-                Ok(cron) => Some(cron),
-                Err(e) => {
-                    errors.push(WindowError::new(
-                        WindowField::Schedule,
-                        format!("invalid schedule {s:?}: {e} (expected 5 cron fields: minute hour day-of-month month day-of-week)"),
-                    ));
-                    None
-                }
+        let cron = spec.schedule.as_deref().and_then(|s| match parse_schedule(s) {
+            Ok(cron) => Some(cron),
+            Err(message) => {
+                errors.push(WindowError::new(WindowField::Schedule, message));
+                None
             }
         });
 
         let schedule = if spec.always_open {
             if spec.schedule.is_some() {
-                errors.push(WindowError::new(WindowField::Schedule, "schedule is not allowed with `alwaysOpen: true`"));
+                errors.push(WindowError::structure(WindowField::Schedule, "schedule is not allowed with `alwaysOpen: true`"));
             }
             if spec.duration.is_some() {
-                errors.push(WindowError::new(WindowField::Duration, "duration is not allowed with `alwaysOpen: true`"));
+                errors.push(WindowError::structure(WindowField::Duration, "duration is not allowed with `alwaysOpen: true`"));
             }
             None
         } else {

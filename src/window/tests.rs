@@ -390,6 +390,10 @@ fn schedule_syntax() {
         let errs = errors(&spec(bad, "UTC", "1h"));
         assert_eq!(errs.iter().map(|e| e.0).collect::<Vec<_>>(), vec![WindowField::Schedule], "{bad:?}: {errs:?}");
     }
+    let msg = |s: &str| errors(&spec(s, "UTC", "1h")).remove(0).1;
+    assert_eq!(msg("0 2 * *"), "invalid schedule \"0 2 * *\": expected 5 fields (minute hour day-of-month month day-of-week), found 4");
+    assert_eq!(msg("0 25 * * *"), "invalid schedule \"0 25 * * *\": hour field \"25\": number out of bounds");
+    assert!(msg("0 2 * * FUNDAY").starts_with("invalid schedule \"0 2 * * FUNDAY\": day-of-week field \"FUNDAY\": "));
     let errs = errors(&spec("0 0 31 4 *", "UTC", "1h"));
     assert_eq!(errs, vec![(WindowField::Schedule, "schedule \"0 0 31 4 *\" never matches a real date".to_owned())]);
 }
