@@ -860,8 +860,13 @@ fn find_cycle<'a>(
 
 /// Which diagnostic code and YAML node a window error belongs to.
 fn window_error_target(e: &crate::window::WindowError) -> (Code, String) {
-    use crate::window::WindowField as F;
-    match &e.field {
-        F::Schedule => (Code::InvalidSchedule, "/spec/schedule".into()),
-    }
+    use crate::window::WindowErrorKind as K;
+    let code = match e.kind {
+        K::Structure => Code::InvalidWindow,
+        K::Schedule => Code::InvalidSchedule,
+        K::Timezone => Code::InvalidTimezone,
+        K::Duration => Code::InvalidDuration,
+        K::Time => Code::InvalidTime,
+    };
+    (code, e.field.pointer())
 }
