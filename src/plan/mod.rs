@@ -10,6 +10,9 @@ mod batches;
 mod render;
 mod transactions;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -47,7 +50,9 @@ pub struct Plan {
 }
 
 /// What the plan does with one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostStatus {
     /// Changes are planned and its batch's window is open now.
@@ -166,7 +171,9 @@ pub struct Reason {
 }
 
 /// The rule behind a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// A minimum version (or presence) named in a baseline or request.
@@ -225,7 +232,11 @@ pub struct Batch {
 
 /// A batch's window state at the plan's instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "state", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "state",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum BatchWindow {
     /// The batch may start now.
     RunsNow {
