@@ -133,11 +133,18 @@ impl WindowError {
             WindowField::Duration | WindowField::Cutoff => WindowErrorKind::Duration,
             WindowField::FreezeStart(_) | WindowField::FreezeEnd(_) => WindowErrorKind::Time,
         };
-        WindowError { field, kind, message: message.into() }
+        WindowError {
+            field,
+            kind,
+            message: message.into(),
+        }
     }
 
     fn structure(field: WindowField, message: impl Into<String>) -> WindowError {
-        WindowError { kind: WindowErrorKind::Structure, ..WindowError::new(field, message) }
+        WindowError {
+            kind: WindowErrorKind::Structure,
+            ..WindowError::new(field, message)
+        }
     }
 }
 
@@ -239,7 +246,11 @@ pub struct OpenPeriod {
 }
 
 fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
-    t.checked_add(d).unwrap_or(if d.is_negative() { Timestamp::MIN } else { Timestamp::MAX })
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
 fn finite(t: Timestamp) -> Option<Timestamp> {
@@ -249,7 +260,10 @@ fn finite(t: Timestamp) -> Option<Timestamp> {
 const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
 
 fn cron_parser() -> CronParser {
-    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build()
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
 }
 
 /// Parses a 5-field cron schedule; the error names the field at fault where it can.
@@ -272,7 +286,10 @@ fn parse_schedule(s: &str) -> Result<Cron, String> {
         let why = why.trim_end_matches('.');
         let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
         match culprit {
-            Some(i) => format!("invalid schedule {s:?}: {} field {:?}: {why}", CRON_FIELDS[i], fields[i]),
+            Some(i) => format!(
+                "invalid schedule {s:?}: {} field {:?}: {why}",
+                CRON_FIELDS[i], fields[i]
+            ),
             None => format!("invalid schedule {s:?}: {why}"),
         }
     })
@@ -294,7 +311,9 @@ fn parse_instant(s: &str, tz: &TimeZone) -> Result<Timestamp, String> {
              `2026-12-20T00:00`, or RFC 3339 such as `2026-12-20T00:00:00Z`)"
         )
     })?;
-    tz.to_ambiguous_timestamp(dt).compatible().map_err(|e| format!("{s:?}: {e}"))
+    tz.to_ambiguous_timestamp(dt)
+        .compatible()
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 impl CompiledWindow {
@@ -314,34 +333,51 @@ impl CompiledWindow {
             }
         };
 
-        let duration = spec.duration.as_deref().and_then(|d| match parse_duration(d) {
-            Ok(x) if x.is_zero() => {
-                errors.push(WindowError::new(WindowField::Duration, format!("duration {d:?} must be longer than zero")));
-                None
-            }
-            Ok(x) => match SignedDuration::try_from(x) {
-                Ok(x) => Some(x),
-                Err(_) => {
-                    errors.push(WindowError::new(WindowField::Duration, format!("duration {d:?} is too long")));
+        let duration = spec
+            .duration
+            .as_deref()
+            .and_then(|d| match parse_duration(d) {
+                Ok(x) if x.is_zero() => {
+                    errors.push(WindowError::new(
+                        WindowField::Duration,
+                        format!("duration {d:?} must be longer than zero"),
+                    ));
                     None
                 }
-            },
-            Err(e) => {
-                errors.push(WindowError::new(WindowField::Duration, e.to_string()));
-                None
-            }
-        });
-        let cutoff = spec.cutoff.as_deref().and_then(|c| match parse_duration(c) {
-            Ok(x) => SignedDuration::try_from(x).ok().or_else(|| {
-                errors.push(WindowError::new(WindowField::Cutoff, format!("cutoff {c:?} is too long")));
-                None
-            }),
-            Err(e) => {
-                errors.push(WindowError::new(WindowField::Cutoff, e.to_string()));
-                None
-            }
-        });
-        if let (Some(c), Some(d), Some(ct), Some(dt)) = (&spec.cutoff, &spec.duration, cutoff, duration) {
+                Ok(x) => match SignedDuration::try_from(x) {
+                    Ok(x) => Some(x),
+                    Err(_) => {
+                        errors.push(WindowError::new(
+                            WindowField::Duration,
+                            format!("duration {d:?} is too long"),
+                        ));
+                        None
+                    }
+                },
+                Err(e) => {
+                    errors.push(WindowError::new(WindowField::Duration, e.to_string()));
+                    None
+                }
+            });
+        let cutoff = spec
+            .cutoff
+            .as_deref()
+            .and_then(|c| match parse_duration(c) {
+                Ok(x) => SignedDuration::try_from(x).ok().or_else(|| {
+                    errors.push(WindowError::new(
+                        WindowField::Cutoff,
+                        format!("cutoff {c:?} is too long"),
+                    ));
+                    None
+                }),
+                Err(e) => {
+                    errors.push(WindowError::new(WindowField::Cutoff, e.to_string()));
+                    None
+                }
+            });
+        if let (Some(c), Some(d), Some(ct), Some(dt)) =
+            (&spec.cutoff, &spec.duration, cutoff, duration)
+        {
             if ct >= dt {
                 errors.push(WindowError::structure(
                     WindowField::Cutoff,
@@ -350,28 +386,43 @@ impl CompiledWindow {
             }
         }
 
-        let cron = spec.schedule.as_deref().and_then(|s| match parse_schedule(s) {
-            Ok(cron) => Some(cron),
-            Err(message) => {
-                errors.push(WindowError::new(WindowField::Schedule, message));
-                None
-            }
-        });
+        let cron = spec
+            .schedule
+            .as_deref()
+            .and_then(|s| match parse_schedule(s) {
+                Ok(cron) => Some(cron),
+                Err(message) => {
+                    errors.push(WindowError::new(WindowField::Schedule, message));
+                    None
+                }
+            });
 
         let schedule = if spec.always_open {
             if spec.schedule.is_some() {
-                errors.push(WindowError::structure(WindowField::Schedule, "schedule is not allowed with `alwaysOpen: true`"));
+                errors.push(WindowError::structure(
+                    WindowField::Schedule,
+                    "schedule is not allowed with `alwaysOpen: true`",
+                ));
             }
             if spec.duration.is_some() {
-                errors.push(WindowError::structure(WindowField::Duration, "duration is not allowed with `alwaysOpen: true`"));
+                errors.push(WindowError::structure(
+                    WindowField::Duration,
+                    "duration is not allowed with `alwaysOpen: true`",
+                ));
             }
             None
         } else {
             if spec.schedule.is_none() {
-                errors.push(WindowError::new(WindowField::Spec, "a window needs a `schedule` (or `alwaysOpen: true`)"));
+                errors.push(WindowError::new(
+                    WindowField::Spec,
+                    "a window needs a `schedule` (or `alwaysOpen: true`)",
+                ));
             }
             if spec.duration.is_none() && spec.schedule.is_some() {
-                errors.push(WindowError::new(WindowField::Spec, "a scheduled window needs a `duration` (e.g. `4h`)"));
+                errors.push(WindowError::new(
+                    WindowField::Spec,
+                    "a scheduled window needs a `duration` (e.g. `4h`)",
+                ));
             }
             match (cron, duration, &timezone, &spec.schedule) {
                 (Some(cron), Some(duration), Some(tz), Some(text)) => {
@@ -383,7 +434,11 @@ impl CompiledWindow {
                             format!("schedule {text:?} never matches a real date"),
                         ));
                     }
-                    Some(Schedule { cron, text: text.clone(), duration })
+                    Some(Schedule {
+                        cron,
+                        text: text.clone(),
+                        duration,
+                    })
                 }
                 _ => None,
             }
@@ -393,19 +448,33 @@ impl CompiledWindow {
         if let Some(tz) = &timezone {
             for (i, f) in spec.freezes.iter().enumerate() {
                 let start = parse_instant(&f.start, tz).map_err(|m| {
-                    errors.push(WindowError::new(WindowField::FreezeStart(i), format!("freeze start {m}")));
+                    errors.push(WindowError::new(
+                        WindowField::FreezeStart(i),
+                        format!("freeze start {m}"),
+                    ));
                 });
                 let end = parse_instant(&f.end, tz).map_err(|m| {
-                    errors.push(WindowError::new(WindowField::FreezeEnd(i), format!("freeze end {m}")));
+                    errors.push(WindowError::new(
+                        WindowField::FreezeEnd(i),
+                        format!("freeze end {m}"),
+                    ));
                 });
                 if let (Ok(start), Ok(end)) = (start, end) {
                     if end <= start {
                         errors.push(WindowError::new(
                             WindowField::FreezeEnd(i),
-                            format!("freeze end {:?} is not after its start {:?}", f.end, f.start),
+                            format!(
+                                "freeze end {:?} is not after its start {:?}",
+                                f.end, f.start
+                            ),
                         ));
                     } else {
-                        freezes.push(CompiledFreeze { name: f.name.clone(), reason: f.reason.clone(), start, end });
+                        freezes.push(CompiledFreeze {
+                            name: f.name.clone(),
+                            reason: f.reason.clone(),
+                            start,
+                            end,
+                        });
                     }
                 }
             }
@@ -413,7 +482,13 @@ impl CompiledWindow {
         freezes.sort_by_key(|f| (f.start, f.end));
 
         match timezone {
-            Some(timezone) if errors.is_empty() => Ok(CompiledWindow { timezone, timezone_name, schedule, cutoff, freezes }),
+            Some(timezone) if errors.is_empty() => Ok(CompiledWindow {
+                timezone,
+                timezone_name,
+                schedule,
+                cutoff,
+                freezes,
+            }),
             _ => Err(errors),
         }
     }
@@ -458,11 +533,18 @@ impl CompiledWindow {
         if let Some((freeze, until)) = self.freeze_at(t) {
             return WindowState::Closed {
                 next_open: self.next_open_at(t),
-                reason: ClosedReason::Frozen { name: freeze.name.clone(), why: freeze.reason.clone(), until },
+                reason: ClosedReason::Frozen {
+                    name: freeze.name.clone(),
+                    why: freeze.reason.clone(),
+                    until,
+                },
             };
         }
         let Some((ws, we)) = self.interval_containing(t) else {
-            return WindowState::Closed { next_open: self.next_open_at(t), reason: ClosedReason::OutsideSchedule };
+            return WindowState::Closed {
+                next_open: self.next_open_at(t),
+                reason: ClosedReason::OutsideSchedule,
+            };
         };
         let (since, until) = self.piece_around(ws, we, t);
         let cutoff_at = self.cutoff.and_then(|c| finite(until).map(|u| add(u, -c)));
@@ -472,7 +554,11 @@ impl CompiledWindow {
                 reason: ClosedReason::Cutoff { closes_at: until },
             };
         }
-        WindowState::Open { since: finite(since), until: finite(until), cutoff_at }
+        WindowState::Open {
+            since: finite(since),
+            until: finite(until),
+            cutoff_at,
+        }
     }
 
     /// Whether a new batch may start at `t`.
@@ -489,7 +575,8 @@ impl CompiledWindow {
     /// The first instant at or after `t` at which a new batch may start (`t` itself when
     /// open), or `None` if there is none within the search horizon.
     pub fn next_open_at(&self, t: Timestamp) -> Option<Timestamp> {
-        self.open_period_from(t).map(|p| p.opens.map_or(t, |o| o.max(t)))
+        self.open_period_from(t)
+            .map(|p| p.opens.map_or(t, |o| o.max(t)))
     }
 
     /// The open period that contains `t` (a batch may start at `t`), or else the next one.
@@ -506,10 +593,20 @@ impl CompiledWindow {
                     continue;
                 }
                 let (opens, closes) = self.piece_around(ws, we, a);
-                let limit = self.cutoff.map_or(closes, |c| if closes == Timestamp::MAX { closes } else { add(closes, -c) });
+                let limit = self.cutoff.map_or(closes, |c| {
+                    if closes == Timestamp::MAX {
+                        closes
+                    } else {
+                        add(closes, -c)
+                    }
+                });
                 if a < limit {
                     let cutoff_at = self.cutoff.and_then(|_| finite(closes).map(|_| limit));
-                    return Some(OpenPeriod { opens: finite(opens), closes: finite(closes), cutoff_at });
+                    return Some(OpenPeriod {
+                        opens: finite(opens),
+                        closes: finite(closes),
+                        cutoff_at,
+                    });
                 }
                 a = closes;
             }
@@ -529,7 +626,12 @@ impl CompiledWindow {
         let first = self.freezes.iter().find(|f| f.start <= t && t < f.end)?;
         let mut until = first.end;
         loop {
-            let further = self.freezes.iter().filter(|f| f.start <= until && f.end > until).map(|f| f.end).max();
+            let further = self
+                .freezes
+                .iter()
+                .filter(|f| f.start <= until && f.end > until)
+                .map(|f| f.end)
+                .max();
             match further {
                 Some(end) => until = end,
                 None => return Some((first, until)),
@@ -539,8 +641,20 @@ impl CompiledWindow {
 
     /// The freeze-free stretch of the scheduled interval `[ws, we)` around the unfrozen `t`.
     fn piece_around(&self, ws: Timestamp, we: Timestamp, t: Timestamp) -> (Timestamp, Timestamp) {
-        let since = self.freezes.iter().map(|f| f.end).filter(|&e| e > ws && e <= t).max().unwrap_or(ws);
-        let until = self.freezes.iter().map(|f| f.start).filter(|&s| s > t && s < we).min().unwrap_or(we);
+        let since = self
+            .freezes
+            .iter()
+            .map(|f| f.end)
+            .filter(|&e| e > ws && e <= t)
+            .max()
+            .unwrap_or(ws);
+        let until = self
+            .freezes
+            .iter()
+            .map(|f| f.start)
+            .filter(|&s| s > t && s < we)
+            .min()
+            .unwrap_or(we);
         (since, until)
     }
 
