@@ -1,0 +1,553 @@
+//! The observed state of hosts: what `patchkeeper observe` learned, as plain serde data.
+//!
+//! This module knows nothing about SSH or shell output: the drivers fill these types in, the
+//! planner reads them (possibly back from JSON, `observe --out`). Everything is deterministic
+//! (sorted vectors, no maps with random order) because a plan records each host's
+//! [`ObservedHost::fingerprint`] and `apply` refuses a host whose fingerprint moved.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use crate::model::PackageManager;
+
+/// The observed state of a set of hosts at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObservedFleet {
+    /// When observation started (RFC 3339, UTC).
+    pub observed_at: String,
+    /// One entry per host, sorted by name.
+    pub hosts: Vec<ObservedHost>,
+}
+
+impl ObservedFleet {
+    /// Builds a fleet, sorting hosts by name so the JSON is stable.
+    pub fn new(observed_at: String, mut hosts: Vec<ObservedHost>) -> ObservedFleet {
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        ObservedFleet { observed_at, hosts }
+    }
+
+    /// The host named `name`, if it was observed (or attempted).
+    pub fn host(&self, name: &str) -> Option<&ObservedHost> {
+        self.hosts
+            .binary_search_by(|h| h.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.hosts[i])
+    }
+
+    /// True when every host was reached and fully observed.
+    pub fn all_observed(&self) -> bool {
+        self.hosts.iter().all(|h| h.status.is_reachable())
+    }
+}
+
+/// Everything learned about one host. When `status` is not `reachable`, the other fields
+/// hold whatever was learned before the failure (often nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObservedHost {
+    /// Inventory name of the host.
+    pub name: String,
+    /// Whether the host was observed, and why not.
+    pub status: HostStatus,
+    /// `/etc/os-release` facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsInfo>,
+    /// Running kernel (`uname -r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// `/proc/sys/kernel/random/boot_id`: changes on every boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The package manager the driver used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_manager: Option<PackageManager>,
+    /// Installed packages, sorted by name then architecture.
+    #[serde(default)]
+    pub installed: Vec<InstalledPackage>,
+    /// Pending updates (what a full upgrade would install), sorted by name then architecture.
+    #[serde(default)]
+    pub updates: Vec<PendingUpdate>,
+    /// Packages held back by the package manager (dpkg hold, dnf versionlock or exclude), sorted.
+    #[serde(default)]
+    pub held: Vec<String>,
+    /// Whether the host needs a reboot to run what is installed.
+    #[serde(default)]
+    pub reboot_required: RebootRequired,
+    /// Who holds the package manager's lock, when someone does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_manager_locked: Option<LockHolder>,
+    /// Packages left in a broken state by an interrupted transaction, sorted.
+    #[serde(default)]
+    pub db_health: Vec<BrokenPackage>,
+    /// Problems that did not stop observation (e.g. index refresh failed), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ObservedHost {
+    /// A host about which nothing is known yet.
+    pub fn new(name: impl Into<String>, status: HostStatus) -> ObservedHost {
+        ObservedHost {
+            name: name.into(),
+            status,
+            os: None,
+            kernel: None,
+            boot_id: None,
+            package_manager: None,
+            installed: Vec::new(),
+            updates: Vec::new(),
+            held: Vec::new(),
+            reboot_required: RebootRequired::default(),
+            package_manager_locked: None,
+            db_health: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Sorts every list so that equal states serialize identically.
+    pub fn normalize(&mut self) {
+        self.installed
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.updates
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        for u in &mut self.updates {
+            u.advisories.sort();
+            u.advisories.dedup();
+        }
+        self.held.sort();
+        self.held.dedup();
+        self.reboot_required.packages.sort();
+        self.reboot_required.packages.dedup();
+        self.db_health
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    }
+
+    /// The installed package `name` (any architecture; the first by architecture order).
+    pub fn installed_package(&self, name: &str) -> Option<&InstalledPackage> {
+        self.installed.iter().find(|p| p.name == name)
+    }
+
+    /// SHA-256 (hex) of the state a plan depends on: installed packages, pending updates,
+    /// holds and the boot id. A plan stores it; `apply` refuses a host whose value changed.
+    pub fn fingerprint(&self) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Canonical<'a> {
+            boot_id: &'a Option<String>,
+            installed: Vec<&'a InstalledPackage>,
+            updates: Vec<&'a PendingUpdate>,
+            held: Vec<&'a String>,
+        }
+        let mut installed: Vec<_> = self.installed.iter().collect();
+        installed.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        let mut updates: Vec<_> = self.updates.iter().collect();
+        updates.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        let mut held: Vec<_> = self.held.iter().collect();
+        held.sort();
+        let canonical = Canonical {
+            boot_id: &self.boot_id,
+            installed,
+            updates,
+            held,
+        };
+        let json = serde_json::to_vec(&canonical).expect("plain structs always serialize");
+        let digest = Sha256::digest(&json);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Whether a host was observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum HostStatus {
+    /// Connected and every observation step succeeded.
+    Reachable,
+    /// Could not connect or log in.
+    Unreachable {
+        /// Why.
+        reason: FailureReason,
+    },
+    /// Connected, but observation failed.
+    Error {
+        /// Why.
+        reason: FailureReason,
+    },
+}
+
+impl HostStatus {
+    /// True for [`HostStatus::Reachable`].
+    pub fn is_reachable(&self) -> bool {
+        matches!(self, HostStatus::Reachable)
+    }
+
+    /// The failure, when there is one.
+    pub fn reason(&self) -> Option<&FailureReason> {
+        match self {
+            HostStatus::Reachable => None,
+            HostStatus::Unreachable { reason } | HostStatus::Error { reason } => Some(reason),
+        }
+    }
+}
+
+/// Why a host could not be (fully) observed. `kind` is a stable kebab-case code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum FailureReason {
+    /// The TCP connection was refused (nothing listening).
+    Refused {
+        /// Address and port tried.
+        address: String,
+    },
+    /// A deadline passed.
+    Timeout {
+        /// `connect`, `command` or `host` (the per-host overall deadline).
+        phase: String,
+        /// The deadline in seconds.
+        seconds: u64,
+    },
+    /// Other network or protocol failure before login.
+    Connection {
+        /// The error.
+        message: String,
+    },
+    /// The server rejected every credential offered.
+    AuthFailed {
+        /// Login user.
+        user: String,
+        /// What was offered (`key ~/.ssh/id_ed25519`, `agent`, ...).
+        tried: Vec<String>,
+    },
+    /// The host key is not in known_hosts (policy `strict`).
+    HostKeyUnknown {
+        /// Key algorithm (e.g. `ssh-ed25519`).
+        algorithm: String,
+        /// `SHA256:...` fingerprint of the offered key, as OpenSSH prints it.
+        fingerprint: String,
+        /// The known_hosts file consulted.
+        known_hosts: String,
+    },
+    /// The host key differs from the one recorded: possible man-in-the-middle.
+    HostKeyMismatch {
+        /// Key algorithm of the offered key.
+        algorithm: String,
+        /// `SHA256:...` fingerprint of the offered key.
+        fingerprint: String,
+        /// The known_hosts file consulted.
+        known_hosts: String,
+        /// 1-based line of the recorded key.
+        line: usize,
+    },
+    /// A remote command exited non-zero.
+    CommandFailed {
+        /// What ran (a step name or command line).
+        command: String,
+        /// Exit status (`None` when killed by a signal).
+        exit: Option<u32>,
+        /// Its standard error (trimmed, at most a few KiB).
+        stderr: String,
+    },
+    /// `sudo -n` needs a password or is not allowed.
+    SudoFailed {
+        /// sudo's message.
+        stderr: String,
+    },
+    /// The OS has no driver.
+    UnsupportedOs {
+        /// `ID` from os-release (or `unknown`).
+        id: String,
+        /// `ID_LIKE` from os-release.
+        id_like: String,
+    },
+    /// The OS family is supported but the expected tools are missing.
+    MissingTool {
+        /// The tool (e.g. `dpkg-query`).
+        tool: String,
+    },
+    /// Output that could not be understood.
+    Parse {
+        /// What was being read.
+        what: String,
+        /// Why it did not parse.
+        message: String,
+    },
+    /// The observed package manager is not the one the inventory declares.
+    PackageManagerMismatch {
+        /// From the inventory.
+        expected: PackageManager,
+        /// Observed.
+        found: PackageManager,
+    },
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureReason::Refused { address } => write!(f, "connection refused by {address}"),
+            FailureReason::Timeout { phase, seconds } => {
+                write!(f, "{phase} timed out after {seconds}s")
+            }
+            FailureReason::Connection { message } => write!(f, "connection failed: {message}"),
+            FailureReason::AuthFailed { user, tried } => {
+                write!(f, "authentication failed for user {user}")?;
+                if tried.is_empty() {
+                    write!(f, " (no credentials available)")
+                } else {
+                    write!(f, " (tried {})", tried.join(", "))
+                }
+            }
+            FailureReason::HostKeyUnknown {
+                algorithm,
+                fingerprint,
+                known_hosts,
+            } => write!(
+                f,
+                "host key is not known: {algorithm} key fingerprint is {fingerprint} (not in {known_hosts})"
+            ),
+            FailureReason::HostKeyMismatch {
+                algorithm,
+                fingerprint,
+                known_hosts,
+                line,
+            } => write!(
+                f,
+                "host key has changed: offered {algorithm} key fingerprint is {fingerprint}, {known_hosts}:{line} records another"
+            ),
+            FailureReason::CommandFailed {
+                command,
+                exit,
+                stderr,
+            } => {
+                match exit {
+                    Some(code) => write!(f, "`{command}` exited with {code}")?,
+                    None => write!(f, "`{command}` was killed")?,
+                }
+                if !stderr.is_empty() {
+                    write!(f, ": {stderr}")?;
+                }
+                Ok(())
+            }
+            FailureReason::SudoFailed { stderr } => write!(f, "sudo -n failed: {stderr}"),
+            FailureReason::UnsupportedOs { id, id_like } => {
+                write!(f, "unsupported OS `{id}`")?;
+                if !id_like.is_empty() {
+                    write!(f, " (like `{id_like}`)")?;
+                }
+                Ok(())
+            }
+            FailureReason::MissingTool { tool } => write!(f, "`{tool}` is not installed"),
+            FailureReason::Parse { what, message } => write!(f, "cannot read {what}: {message}"),
+            FailureReason::PackageManagerMismatch { expected, found } => write!(
+                f,
+                "inventory says {} but the host uses {}",
+                pm_name(*expected),
+                pm_name(*found)
+            ),
+        }
+    }
+}
+
+/// `apt` or `dnf`.
+pub fn pm_name(pm: PackageManager) -> &'static str {
+    match pm {
+        PackageManager::Apt => "apt",
+        PackageManager::Dnf => "dnf",
+    }
+}
+
+/// OS facts from `/etc/os-release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OsInfo {
+    /// `ID` (e.g. `debian`, `rocky`).
+    pub id: String,
+    /// `VERSION_ID` (e.g. `12`), empty on rolling releases.
+    pub version_id: String,
+    /// `ID_LIKE` words followed by `ID` (e.g. `rhel centos fedora rocky`).
+    pub family: Vec<String>,
+    /// `PRETTY_NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretty_name: Option<String>,
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstalledPackage {
+    /// Package name (without `:arch`).
+    pub name: String,
+    /// Exact version in the ecosystem's syntax, with the epoch when there is one
+    /// (`1:2.38.1-5+deb12u3`, `1:3.0.7-27.el9`).
+    pub version: String,
+    /// Architecture (`amd64`, `all`, `x86_64`, `noarch`).
+    pub arch: String,
+    /// dpkg's status abbreviation (`ii`, `hi`, ...) or `installed` for rpm.
+    pub status: String,
+}
+
+/// An update the package manager would install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PendingUpdate {
+    /// Package name.
+    pub name: String,
+    /// Architecture of the candidate.
+    pub arch: String,
+    /// Installed version; absent when the upgrade pulls in a new package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_version: Option<String>,
+    /// The version that would be installed.
+    pub candidate_version: String,
+    /// Where it comes from: apt origins (`Debian-Security:12/bookworm-security`) or the dnf repo id.
+    pub origin: String,
+    /// True when it comes from a security origin (apt) or has a security advisory (dnf).
+    pub security: bool,
+    /// Advisory ids (dnf updateinfo), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
+}
+
+/// Whether a reboot is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RebootRequired {
+    /// True when the host says it needs a reboot.
+    pub required: bool,
+    /// Packages that asked for it (`/run/reboot-required.pkgs`, or the newer kernel), sorted.
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+/// A process holding the package manager's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LockHolder {
+    /// The lock file.
+    pub path: String,
+    /// The holder's pid, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The holder's command name (`/proc/PID/comm`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is locked", self.path)?;
+        match (&self.pid, &self.process) {
+            (Some(pid), Some(p)) => write!(f, " by pid {pid} ({p})"),
+            (Some(pid), None) => write!(f, " by pid {pid}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A package an interrupted transaction left half-done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BrokenPackage {
+    /// Package name.
+    pub name: String,
+    /// Architecture.
+    pub arch: String,
+    /// Version recorded.
+    pub version: String,
+    /// `half-installed`, `half-configured`, `unpacked`, `triggers-awaited`,
+    /// `triggers-pending` or `reinst-required`.
+    pub state: String,
+}
+
+/// The JSON Schema of [`ObservedFleet`] (`schemas/observed.schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(ObservedFleet);
+    serde_json::to_value(&schema).expect("schemas always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str) -> InstalledPackage {
+        InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            status: "ii".into(),
+        }
+    }
+
+    fn host() -> ObservedHost {
+        let mut h = ObservedHost::new("web-1", HostStatus::Reachable);
+        h.boot_id = Some("b1".into());
+        h.installed = vec![pkg("bash", "5.2.15-2+b8"), pkg("apt", "2.6.1")];
+        h
+    }
+
+    #[test]
+    fn fingerprint_ignores_order_and_unrelated_fields() {
+        let a = host();
+        let mut b = host();
+        b.installed.reverse();
+        b.kernel = Some("6.1.0".into());
+        b.warnings.push("something".into());
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_versions_holds_and_boot() {
+        let a = host();
+        let mut b = host();
+        b.installed[0].version = "5.2.15-2+b13".into();
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = host();
+        c.held.push("bash".into());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut d = host();
+        d.boot_id = Some("b2".into());
+        assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+
+    #[test]
+    fn json_round_trips_with_tagged_reasons() {
+        let mut h = ObservedHost::new(
+            "db-1",
+            HostStatus::Unreachable {
+                reason: FailureReason::HostKeyMismatch {
+                    algorithm: "ssh-ed25519".into(),
+                    fingerprint: "SHA256:abc".into(),
+                    known_hosts: "/k".into(),
+                    line: 3,
+                },
+            },
+        );
+        h.normalize();
+        let fleet = ObservedFleet::new("2026-11-25T12:00:00Z".into(), vec![host(), h]);
+        let json = serde_json::to_value(&fleet).unwrap();
+        assert_eq!(json["hosts"][0]["name"], "db-1");
+        assert_eq!(json["hosts"][0]["status"]["state"], "unreachable");
+        assert_eq!(json["hosts"][0]["status"]["reason"]["kind"], "host-key-mismatch");
+        assert_eq!(json["hosts"][0]["status"]["reason"]["knownHosts"], "/k");
+        let back: ObservedFleet = serde_json::from_value(json).unwrap();
+        assert_eq!(back, fleet);
+        assert!(back.host("web-1").is_some());
+        assert!(!back.all_observed());
+    }
+
+    #[test]
+    fn checked_in_schema_matches_the_type() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/observed.schema.json");
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("PATCHKEEPER_UPDATE_SCHEMAS").is_some() {
+            std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap();
+            std::fs::write(path, &generated).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "schemas/observed.schema.json is stale: run with PATCHKEEPER_UPDATE_SCHEMAS=1"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! OpenSSH `known_hosts` lookups: plain, `[host]:port`, wildcard, negated and hashed
+//! (`|1|salt|hash`) patterns, and `@revoked` markers. Parsing and matching are pure; only
+//! [`append`] touches the file.
+//!
+//! Written here rather than using russh's helper because that one splits on single spaces
+//! only and knows neither markers, wildcards nor negation.
+
+use std::io::Write;
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
+
+/// What known_hosts says about an offered key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The exact key is recorded for this host.
+    Known,
+    /// No key of this type is recorded for this host.
+    Unknown,
+    /// Another key of the same type is recorded (1-based line): refuse.
+    Changed {
+        /// Line of the recorded key.
+        line: usize,
+    },
+    /// The key is marked `@revoked` (1-based line): refuse.
+    Revoked {
+        /// Line of the marker.
+        line: usize,
+    },
+}
+
+/// The name OpenSSH looks up: `host` on port 22, `[host]:port` otherwise.
+pub fn lookup_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// Checks an offered key (`key_type` such as `ssh-ed25519`, `key_base64` the blob as
+/// known_hosts writes it) for `name` (from [`lookup_name`]) against a file's contents.
+pub fn check(contents: &str, name: &str, key_type: &str, key_base64: &str) -> Verdict {
+    let mut changed = None;
+    let mut known = false;
+    for (index, raw) in contents.lines().enumerate() {
+        let line = index + 1;
+        let Some(entry) = parse_line(raw) else {
+            continue;
+        };
+        if !host_matches(entry.hosts, name) {
+            continue;
+        }
+        match entry.marker {
+            Some("@revoked") => {
+                if entry.key_base64 == key_base64 {
+                    return Verdict::Revoked { line };
+                }
+            }
+            Some(_) => {} // @cert-authority: host certificates are not used here
+            None => {
+                if entry.key_type == key_type {
+                    if entry.key_base64 == key_base64 {
+                        known = true;
+                    } else if changed.is_none() {
+                        changed = Some(line);
+                    }
+                }
+            }
+        }
+    }
+    // OpenSSH accepts a matching record even when another line for the host differs
+    // (e.g. a stale duplicate): the key in hand is vouched for.
+    if known {
+        Verdict::Known
+    } else if let Some(line) = changed {
+        Verdict::Changed { line }
+    } else {
+        Verdict::Unknown
+    }
+}
+
+/// Key types recorded for `name`, in file order (to prefer them during negotiation, as
+/// OpenSSH does, so a host with an ed25519 record is not asked for its RSA key).
+pub fn recorded_types(contents: &str, name: &str) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    for raw in contents.lines() {
+        if let Some(entry) = parse_line(raw) {
+            if entry.marker.is_none()
+                && host_matches(entry.hosts, name)
+                && !types.iter().any(|t| t == entry.key_type)
+            {
+                types.push(entry.key_type.to_string());
+            }
+        }
+    }
+    types
+}
+
+/// Appends a record for `name` (used by the `accept-new` policy).
+pub fn append(path: &Path, name: &str, key_type: &str, key_base64: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    // One write of one line: O_APPEND keeps concurrent appends from interleaving.
+    file.write_all(format!("{name} {key_type} {key_base64}\n").as_bytes())
+}
+
+struct Entry<'a> {
+    marker: Option<&'a str>,
+    hosts: &'a str,
+    key_type: &'a str,
+    key_base64: &'a str,
+}
+
+fn parse_line(raw: &str) -> Option<Entry<'_>> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut fields = line.split_ascii_whitespace();
+    let first = fields.next()?;
+    let (marker, hosts) = if first.starts_with('@') {
+        (Some(first), fields.next()?)
+    } else {
+        (None, first)
+    };
+    Some(Entry {
+        marker,
+        hosts,
+        key_type: fields.next()?,
+        key_base64: fields.next()?,
+    })
+}
+
+fn host_matches(patterns: &str, name: &str) -> bool {
+    if let Some(hashed) = patterns.strip_prefix("|1|") {
+        return hashed_matches(hashed, name);
+    }
+    let mut matched = false;
+    for pattern in patterns.split(',') {
+        if let Some(negated) = pattern.strip_prefix('!') {
+            if wildcard_match(negated, name) {
+                return false;
+            }
+        } else if wildcard_match(pattern, name) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+fn hashed_matches(hashed: &str, name: &str) -> bool {
+    let Some((salt, hash)) = hashed.split_once('|') else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (
+        data_encoding::BASE64.decode(salt.as_bytes()),
+        data_encoding::BASE64.decode(hash.as_bytes()),
+    ) else {
+        return false;
+    };
+    let Ok(mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+}
+
+/// `*` and `?` globbing, case-insensitive like OpenSSH host patterns.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let n: Vec<char> = name.to_ascii_lowercase().chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const ED2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIBm2lPyc5bVm9Ihs6eNdKlTpTYZMUY5SXsnmr3K9hhUS";
+
+    #[test]
+    fn plain_and_bracketed_names() {
+        let file = format!("# comment\nweb1,10.0.0.1 ssh-ed25519 {ED1}\n[127.0.0.1]:2201 ssh-ed25519 {ED2} lab\n");
+        assert_eq!(check(&file, "web1", "ssh-ed25519", ED1), Verdict::Known);
+        assert_eq!(check(&file, "10.0.0.1", "ssh-ed25519", ED1), Verdict::Known);
+        assert_eq!(check(&file, "web1", "ssh-ed25519", ED2), Verdict::Changed { line: 2 });
+        assert_eq!(check(&file, "web2", "ssh-ed25519", ED1), Verdict::Unknown);
+        assert_eq!(check(&file, &lookup_name("127.0.0.1", 2201), "ssh-ed25519", ED2), Verdict::Known);
+        // The port matters: the same address on 22 is another host.
+        assert_eq!(check(&file, &lookup_name("127.0.0.1", 22), "ssh-ed25519", ED2), Verdict::Unknown);
+        // Another key type is not a change (OpenSSH treats it as new).
+        assert_eq!(check(&file, "web1", "ecdsa-sha2-nistp256", ED2), Verdict::Unknown);
+    }
+
+    #[test]
+    fn wildcards_negation_tabs_and_revocation() {
+        let file = format!("*.example.com,!bad.example.com\tssh-ed25519\t{ED1}\n@revoked * ssh-ed25519 {ED2}\n");
+        assert_eq!(check(&file, "a.example.com", "ssh-ed25519", ED1), Verdict::Known);
+        assert_eq!(check(&file, "bad.example.com", "ssh-ed25519", ED1), Verdict::Unknown);
+        assert_eq!(check(&file, "a.example.com", "ssh-ed25519", ED2), Verdict::Revoked { line: 2 });
+        assert!(wildcard_match("web-?", "WEB-1"));
+        assert!(!wildcard_match("web-?", "web-10"));
+        assert!(wildcard_match("*", ""));
+    }
+
+    #[test]
+    fn hashed_entries_from_ssh_keygen() {
+        // Produced by `ssh-keygen -H` for the name `[127.0.0.1]:2201`.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kh");
+        std::fs::write(&path, format!("[127.0.0.1]:2201 ssh-ed25519 {ED1}\n")).unwrap();
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-H", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(status.status.success());
+        let hashed = std::fs::read_to_string(&path).unwrap();
+        assert!(hashed.starts_with("|1|"), "{hashed}");
+        assert_eq!(check(&hashed, "[127.0.0.1]:2201", "ssh-ed25519", ED1), Verdict::Known);
+        assert_eq!(check(&hashed, "[127.0.0.1]:2202", "ssh-ed25519", ED1), Verdict::Unknown);
+    }
+
+    #[test]
+    fn recorded_types_and_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/known_hosts");
+        append(&path, "[h]:2", "ssh-ed25519", ED1).unwrap();
+        append(&path, "[h]:2", "ecdsa-sha2-nistp256", ED2).unwrap();
+        let contents = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(recorded_types(&contents, "[h]:2"), ["ssh-ed25519", "ecdsa-sha2-nistp256"]);
+        assert_eq!(check(&contents, "[h]:2", "ssh-ed25519", ED1), Verdict::Known);
+    }
+}
