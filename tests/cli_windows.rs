@@ -148,3 +148,20 @@ fn defaults_to_now() {
         .success()
         .stdout(predicate::str::starts_with("Maintenance windows at 20"));
 }
+
+#[test]
+fn unreadable_window_file_exits_1_and_points_at_validate() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "windows/broken.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: [\n",
+    );
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .code(1)
+        .stdout(predicate::str::contains("nightly: closed"))
+        .stderr(
+            predicate::str::contains("unreadable document")
+                .and(predicate::str::contains("patchkeeper validate")),
+        );
+}
