@@ -28,7 +28,9 @@ pub(super) fn plan_batches(input: &PlanInput<'_>, hosts: &mut [HostPlan]) -> Vec
     }
     let mut batches = Vec::new();
     for ((rollout_name, window_name), members) in lanes {
-        let Some(rollout) = input.fleet.rollout(&rollout_name) else { continue };
+        let Some(rollout) = input.fleet.rollout(&rollout_name) else {
+            continue;
+        };
         let window_state = match input.fleet.window(&window_name) {
             Some(w) => match CompiledWindow::compile(&w.doc.spec) {
                 Ok(c) => batch_window(c.state_at(input.at)),
@@ -114,8 +116,13 @@ pub(super) fn plan_batches(input: &PlanInput<'_>, hosts: &mut [HostPlan]) -> Vec
                     BatchWindow::Waits { until, why } => {
                         h.status = HostStatus::Waiting;
                         h.reasons.push(match until {
-                            Some(t) => format!("window `{}` is closed ({why}); it opens at {t}", b.window),
-                            None => format!("window `{}` is closed ({why}) and does not open again", b.window),
+                            Some(t) => {
+                                format!("window `{}` is closed ({why}); it opens at {t}", b.window)
+                            }
+                            None => format!(
+                                "window `{}` is closed ({why}) and does not open again",
+                                b.window
+                            ),
                         });
                     }
                     BatchWindow::Frozen { freeze, until, .. } => {
@@ -123,7 +130,10 @@ pub(super) fn plan_batches(input: &PlanInput<'_>, hosts: &mut [HostPlan]) -> Vec
                         h.reasons.push(format!(
                             "window `{}` is frozen{} until {until}",
                             b.window,
-                            freeze.as_ref().map(|f| format!(" by `{f}`")).unwrap_or_default()
+                            freeze
+                                .as_ref()
+                                .map(|f| format!(" by `{f}`"))
+                                .unwrap_or_default()
                         ));
                     }
                 }
@@ -160,7 +170,9 @@ fn group_levels(spec: &RolloutSpec) -> BTreeMap<&str, usize> {
 
 fn batch_window(state: WindowState) -> BatchWindow {
     match state {
-        WindowState::Open { until, cutoff_at, .. } => BatchWindow::RunsNow {
+        WindowState::Open {
+            until, cutoff_at, ..
+        } => BatchWindow::RunsNow {
             until: until.map(|t| t.to_string()),
             cutoff_at: cutoff_at.map(|t| t.to_string()),
         },

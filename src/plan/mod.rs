@@ -10,6 +10,9 @@ mod batches;
 mod render;
 mod transactions;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -34,6 +37,8 @@ pub struct Plan {
     /// The fleet repo commit the plan was computed from (`None`: not a Git repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_commit: Option<String>,
+    /// SHA-256 over the fleet repo's files: `apply` refuses the plan if it changed.
+    pub fleet_digest: String,
     /// The instant the plan is evaluated at (RFC 3339).
     pub planned_at: String,
     /// When the observed state was taken (RFC 3339).
@@ -47,7 +52,9 @@ pub struct Plan {
 }
 
 /// What the plan does with one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostStatus {
     /// Changes are planned and its batch's window is open now.
@@ -166,7 +173,9 @@ pub struct Reason {
 }
 
 /// The rule behind a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// A minimum version (or presence) named in a baseline or request.
@@ -225,7 +234,11 @@ pub struct Batch {
 
 /// A batch's window state at the plan's instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "state", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "state",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum BatchWindow {
     /// The batch may start now.
     RunsNow {
@@ -347,6 +360,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         fleet_commit: input.fleet_commit.map(str::to_owned),
+        fleet_digest: input.fleet.fleet().digest.clone(),
         planned_at: input.at.to_string(),
         observed_at: input.observed.observed_at.clone(),
         hosts,

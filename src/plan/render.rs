@@ -59,12 +59,21 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
             plan.planned_at, plan.observed_at
         ))
     );
-    let mut compliant = Vec::new();
+    let mut compliant: Vec<String> = Vec::new();
     let mut unmanaged = Vec::new();
     for h in &plan.hosts {
         match h.status {
             HostStatus::Compliant => {
-                compliant.push(h.host.as_str());
+                compliant.push(if h.skipped.is_empty() {
+                    h.host.clone()
+                } else {
+                    format!(
+                        "{} ({} update{} left alone)",
+                        h.host,
+                        h.skipped.len(),
+                        if h.skipped.len() == 1 { "" } else { "s" }
+                    )
+                });
                 continue;
             }
             HostStatus::Unmanaged => {
@@ -94,7 +103,12 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         if let Some(w) = &h.window {
             detail.push(format!("window {w}"));
         }
-        let _ = writeln!(out, "{}  {}", head, p.dim(&format!("({}{batch})", detail.join(", "))));
+        let _ = writeln!(
+            out,
+            "{}  {}",
+            head,
+            p.dim(&format!("({}{batch})", detail.join(", ")))
+        );
         let width = h.changes.iter().map(|c| c.package.len()).max().unwrap_or(0);
         let from_width = h
             .changes
@@ -111,7 +125,12 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 r
             };
             let sources: Vec<&str> = {
-                let mut s: Vec<&str> = c.reasons.iter().map(|r| r.source.as_str()).filter(|s| !s.is_empty()).collect();
+                let mut s: Vec<&str> = c
+                    .reasons
+                    .iter()
+                    .map(|r| r.source.as_str())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 s.sort();
                 s.dedup();
                 s
@@ -125,32 +144,61 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 sources.join(", "),
             );
             let line = line.trim_end().to_owned();
-            let _ = writeln!(out, "{}", if c.from.is_some() { p.yellow(&line) } else { p.green(&line) });
+            let _ = writeln!(
+                out,
+                "{}",
+                if c.from.is_some() {
+                    p.yellow(&line)
+                } else {
+                    p.green(&line)
+                }
+            );
         }
         for r in &h.reasons {
             let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
         }
         for s in &h.skipped {
-            let _ = writeln!(out, "    {}", p.dim(&format!("= {} {} left alone: {}", s.package, s.version, s.why)));
+            let _ = writeln!(
+                out,
+                "    {}",
+                p.dim(&format!(
+                    "= {} {} left alone: {}",
+                    s.package, s.version, s.why
+                ))
+            );
         }
     }
     if !compliant.is_empty() {
         let _ = writeln!(out, "\n{} {}", p.green("Compliant:"), compliant.join(", "));
     }
     if !unmanaged.is_empty() {
-        let _ = writeln!(out, "\nUnmanaged (no baseline applies): {}", unmanaged.join(", "));
+        let _ = writeln!(
+            out,
+            "\nUnmanaged (no baseline applies): {}",
+            unmanaged.join(", ")
+        );
     }
     if !plan.batches.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("Batches:"));
         for b in &plan.batches {
             let state = match &b.window_state {
-                BatchWindow::RunsNow { until: Some(u), .. } => p.green(&format!("runs now (window open until {u})")),
+                BatchWindow::RunsNow { until: Some(u), .. } => {
+                    p.green(&format!("runs now (window open until {u})"))
+                }
                 BatchWindow::RunsNow { until: None, .. } => p.green("runs now"),
-                BatchWindow::Waits { until: Some(t), why } => p.yellow(&format!("waits until {t} ({why})")),
-                BatchWindow::Waits { until: None, why } => p.red(&format!("waits: the window never opens ({why})")),
+                BatchWindow::Waits {
+                    until: Some(t),
+                    why,
+                } => p.yellow(&format!("waits until {t} ({why})")),
+                BatchWindow::Waits { until: None, why } => {
+                    p.red(&format!("waits: the window never opens ({why})"))
+                }
                 BatchWindow::Frozen { freeze, until, .. } => p.red(&format!(
                     "blocked by freeze{} until {until}",
-                    freeze.as_ref().map(|f| format!(" `{f}`")).unwrap_or_default()
+                    freeze
+                        .as_ref()
+                        .map(|f| format!(" `{f}`"))
+                        .unwrap_or_default()
                 )),
             };
             let _ = writeln!(

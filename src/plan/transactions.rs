@@ -36,7 +36,10 @@ impl BaselineGlobs {
                     b.add(g);
                 }
             }
-            (b.build().unwrap_or_else(|_| GlobSet::empty()), patterns.to_vec())
+            (
+                b.build().unwrap_or_else(|_| GlobSet::empty()),
+                patterns.to_vec(),
+            )
         };
         let mut hold = BTreeMap::new();
         let mut exclude = BTreeMap::new();
@@ -126,7 +129,11 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         skipped: Vec::new(),
     };
     let hold_of = |name: &str| -> Option<String> {
-        if observed.held.binary_search_by(|h| h.as_str().cmp(name)).is_ok() {
+        if observed
+            .held
+            .binary_search_by(|h| h.as_str().cmp(name))
+            .is_ok()
+        {
             return Some("held on the host".to_owned());
         }
         baselines.iter().find_map(|b| {
@@ -186,18 +193,19 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
                 continue;
             }
             if let Some(delay) = delay {
-                let key = (host.name.clone(), u.name.clone(), u.candidate_version.clone());
+                let key = (
+                    host.name.clone(),
+                    u.name.clone(),
+                    u.candidate_version.clone(),
+                );
                 let first = input.first_seen.get(&key).copied().unwrap_or(input.at);
                 let age = input.at.duration_since(first);
-                let needed = jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
+                let needed =
+                    jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
                 if age < needed {
                     ctx.skip(
                         u,
-                        format!(
-                            "offered for {}, {source} waits {}",
-                            days(age),
-                            days(needed)
-                        ),
+                        format!("offered for {}, {source} waits {}", days(age), days(needed)),
                     );
                     continue;
                 }
@@ -216,7 +224,18 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
     }
 
     plan.changes = ctx.changes.into_values().collect();
-    plan.skipped = ctx.skipped;
+    // An update left alone by one rule but planned by another (a minimum version) is
+    // not "left alone": drop it from the skipped list.
+    let changes = &plan.changes;
+    plan.skipped = ctx
+        .skipped
+        .into_iter()
+        .filter(|s| {
+            !changes
+                .iter()
+                .any(|c| c.package == s.package && c.to == s.version)
+        })
+        .collect();
     plan.skipped.sort();
     plan.reasons.extend(ctx.reasons);
     plan.status = if !plan.reasons.is_empty() {
