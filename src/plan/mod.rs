@@ -37,6 +37,8 @@ pub struct Plan {
     /// The fleet repo commit the plan was computed from (`None`: not a Git repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_commit: Option<String>,
+    /// SHA-256 over the fleet repo's files: `apply` refuses the plan if it changed.
+    pub fleet_digest: String,
     /// The instant the plan is evaluated at (RFC 3339).
     pub planned_at: String,
     /// When the observed state was taken (RFC 3339).
@@ -358,6 +360,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     Plan {
         format: PLAN_FORMAT,
         fleet_commit: input.fleet_commit.map(str::to_owned),
+        fleet_digest: input.fleet.fleet().digest.clone(),
         planned_at: input.at.to_string(),
         observed_at: input.observed.observed_at.clone(),
         hosts,
