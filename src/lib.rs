@@ -3,7 +3,14 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod cli;
+pub mod diagnostic;
+pub mod duration;
+pub mod driver;
+pub mod fleet;
 pub mod model;
 pub mod observed;
+pub mod schema;
 pub mod transport;
-pub mod driver;
+pub mod validate;
+pub mod version;
+pub mod window;

@@ -84,7 +84,8 @@ pub struct Document<S> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
-    /// Unique among documents of the same kind; lowercase letters, digits, `-`, `.`, `_`.
+    /// A name of lowercase letters, digits, `-`, `.` and `_` (unique among documents of the
+    /// same kind).
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"))]
     pub name: String,
     /// Free-form labels (not used for selection).
@@ -263,7 +264,7 @@ pub struct InventorySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Group {
-    /// Group name, unique across the fleet.
+    /// A group name of lowercase letters, digits, `-`, `.` and `_` (unique in the fleet).
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"))]
     pub name: String,
     /// What the group is for.
@@ -283,7 +284,9 @@ pub enum TransportKind {
 }
 
 /// The package ecosystem a host is expected to use (checked against what is observed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PackageManager {
     /// Debian family: apt and dpkg.
@@ -296,7 +299,7 @@ pub enum PackageManager {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Host {
-    /// Host name, unique across the fleet.
+    /// A host name of letters, digits, `-`, `.` and `_` (unique in the fleet).
     #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"))]
     pub name: String,
     /// IP address or DNS name to connect to (default: the name).
@@ -340,7 +343,9 @@ pub struct Selector {
 }
 
 /// Which pending updates a baseline approves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateClass {
     /// No pending updates beyond the named minimum versions (default).
@@ -598,3 +603,84 @@ pub type MaintenanceWindow = Document<MaintenanceWindowSpec>;
 pub type Rollout = Document<RolloutSpec>;
 /// PatchRequest document.
 pub type PatchRequest = Document<PatchRequestSpec>;
+
+impl Selector {
+    /// Whether the selector picks `host`: named in `hosts` or a member of one of `groups`
+    /// (or both lists empty), and carrying every label in `labels`.
+    pub fn matches(&self, host: &Host) -> bool {
+        let by_name_or_group = (self.hosts.is_empty() && self.groups.is_empty())
+            || self.hosts.iter().any(|h| *h == host.name)
+            || self.groups.iter().any(|g| host.groups.contains(g));
+        by_name_or_group
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| host.labels.get(k) == Some(v))
+    }
+}
+
+impl HostCount {
+    /// The number of hosts out of `total` (percentages round up, so `10%` of 5 is 1).
+    pub fn of(&self, total: usize) -> usize {
+        match self {
+            HostCount::Absolute(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            HostCount::Percent(p) => {
+                let pct: usize = p.trim_end_matches('%').parse().unwrap_or(0);
+                (total * pct).div_ceil(100)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, groups: &[&str], labels: &[(&str, &str)]) -> Host {
+        Host {
+            name: name.into(),
+            address: None,
+            transport: None,
+            package_manager: None,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ssh: None,
+        }
+    }
+
+    #[test]
+    fn selector_semantics() {
+        let web = host("web-1", &["web"], &[("env", "prod")]);
+        let db = host("db-1", &["db"], &[("env", "staging")]);
+        let all = Selector::default();
+        assert!(all.matches(&web) && all.matches(&db));
+        let groups = Selector {
+            groups: vec!["web".into()],
+            ..Default::default()
+        };
+        assert!(groups.matches(&web) && !groups.matches(&db));
+        let named_or_group = Selector {
+            hosts: vec!["db-1".into()],
+            groups: vec!["web".into()],
+            ..Default::default()
+        };
+        assert!(named_or_group.matches(&web) && named_or_group.matches(&db));
+        let labelled = Selector {
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(labelled.matches(&web) && !labelled.matches(&db));
+    }
+
+    #[test]
+    fn host_counts_round_up() {
+        assert_eq!(HostCount::Percent("25%".into()).of(10), 3);
+        assert_eq!(HostCount::Percent("10%".into()).of(5), 1);
+        assert_eq!(HostCount::Percent("100%".into()).of(7), 7);
+        assert_eq!(HostCount::Percent("0%".into()).of(7), 0);
+        assert_eq!(HostCount::Absolute(3).of(2), 3);
+    }
+}

@@ -1,11 +1,36 @@
-//! `patchkeeper schema`.
+//! `patchkeeper schema`: write the JSON Schemas of every document kind.
+
+use std::path::PathBuf;
 
 /// Flags of `patchkeeper schema`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Directory to write `*.schema.json` into (created if missing). Without it, the
+    /// schema file names are listed.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
 
 /// Runs `patchkeeper schema`; returns the exit code.
-pub fn run(_args: Args) -> u8 {
-    eprintln!("error: `patchkeeper schema` is not implemented yet");
-    super::EXIT_ERROR
+pub fn run(args: Args) -> u8 {
+    let files = crate::schema::all_schema_files();
+    let Some(dir) = args.out else {
+        for name in files.keys() {
+            println!("{name}");
+        }
+        return super::EXIT_OK;
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create `{}`: {e}", dir.display());
+        return super::EXIT_ERROR;
+    }
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            return super::EXIT_ERROR;
+        }
+        println!("wrote {}", path.display());
+    }
+    super::EXIT_OK
 }

@@ -1,0 +1,415 @@
+//! Loading a fleet repo: finding its YAML files, reading every document with positions,
+//! checking each against its kind's JSON Schema, and collecting the typed documents.
+//!
+//! Loading never stops at the first problem: every file and document is read and every
+//! problem becomes a [`Diagnostic`]. Documents that fail their schema are left out of the
+//! [`Fleet`]; semantic checks ([`crate::validate`]) run on what is left.
+
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, Location};
+use crate::model::{self, Document, Kind};
+use crate::schema::{self, ViolationKind};
+use yaml::{Pos, Positions};
+
+/// Directories never searched for fleet documents.
+const SKIPPED_DIRS: &[&str] = &["reports", "schemas", "advisories", "target", "node_modules"];
+
+/// Where a loaded document came from, so any of its values can be located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// Path relative to the fleet repo root.
+    pub file: PathBuf,
+    /// 0-based index of the document in its file.
+    pub index: usize,
+    /// Positions of the document's values.
+    pub positions: Positions,
+}
+
+impl Origin {
+    /// Location of the value at a JSON pointer (e.g. `/spec/window`).
+    pub fn at(&self, pointer: &str) -> Location {
+        Location::new(&self.file, self.positions.value(pointer))
+    }
+
+    /// Location of the key holding the value at a JSON pointer.
+    pub fn key_at(&self, pointer: &str) -> Location {
+        Location::new(&self.file, self.positions.key(pointer))
+    }
+}
+
+/// A typed document and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<T> {
+    /// The document.
+    pub doc: T,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl<S> Loaded<Document<S>> {
+    /// The document's `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.doc.metadata.name
+    }
+
+    /// The document's spec.
+    pub fn spec(&self) -> &S {
+        &self.doc.spec
+    }
+}
+
+/// Every document of a fleet repo that passed its schema, by kind, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    /// Absolute path of the fleet repo root.
+    pub root: PathBuf,
+    /// YAML files read (relative paths).
+    pub files: Vec<PathBuf>,
+    /// Settings documents (a valid repo has at most one).
+    pub settings: Vec<Loaded<model::Settings>>,
+    /// Inventories.
+    pub inventories: Vec<Loaded<model::Inventory>>,
+    /// Baselines.
+    pub baselines: Vec<Loaded<model::Baseline>>,
+    /// Maintenance windows.
+    pub windows: Vec<Loaded<model::MaintenanceWindow>>,
+    /// Rollouts.
+    pub rollouts: Vec<Loaded<model::Rollout>>,
+    /// Patch requests.
+    pub requests: Vec<Loaded<model::PatchRequest>>,
+    /// Names declared by documents that failed their schema, so that references to them
+    /// do not cascade into misleading "does not exist" errors.
+    pub broken: BrokenNames,
+}
+
+/// Names (documents, groups, hosts) declared by documents that failed their schema.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokenNames {
+    /// (kind, metadata.name) of each broken document.
+    pub documents: Vec<(Kind, String)>,
+    /// Group names declared by broken inventories.
+    pub groups: Vec<String>,
+    /// Host names declared by broken inventories.
+    pub hosts: Vec<String>,
+    /// Some file or document could not be read far enough to know what it declares, so
+    /// "does not exist" checks would only report cascades of that first error.
+    pub incomplete: bool,
+}
+
+impl BrokenNames {
+    fn record(&mut self, kind: Kind, value: &Value) {
+        if let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str) {
+            self.documents.push((kind, name.to_owned()));
+        }
+        if kind == Kind::Inventory {
+            let names = |list: &str| -> Vec<String> {
+                value
+                    .pointer(&format!("/spec/{list}"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            };
+            self.groups.extend(names("groups"));
+            self.hosts.extend(names("hosts"));
+        }
+    }
+
+    /// Whether a broken document of `kind` is named `name`.
+    pub fn has_document(&self, kind: Kind, name: &str) -> bool {
+        self.documents.iter().any(|(k, n)| *k == kind && n == name)
+    }
+}
+
+/// A fleet repo that cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The root does not exist or is not a directory.
+    #[error("fleet repo `{}` is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The root cannot be listed.
+    #[error("cannot read fleet repo `{}`", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Finds the YAML files of a fleet repo, sorted, relative to `root`.
+///
+/// Hidden entries (`.git`, `.patchkeeper`...) and [`SKIPPED_DIRS`] are skipped.
+pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    if !root.is_dir() {
+        return Err(LoadError::NotADirectory(root.to_owned()));
+    }
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            if e.depth() == 0 {
+                return true;
+            }
+            let name = e.file_name().to_string_lossy();
+            if name.starts_with('.') {
+                return false;
+            }
+            !(e.file_type().is_dir() && e.depth() == 1 && SKIPPED_DIRS.contains(&name.as_ref()))
+        });
+    for entry in walker {
+        let entry = entry.map_err(|e| LoadError::Io {
+            path: e.path().unwrap_or(root).to_owned(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("loop in directory tree")),
+        })?;
+        let is_yaml = entry
+            .path()
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml");
+        if entry.file_type().is_file() && is_yaml {
+            if let Ok(rel) = entry.path().strip_prefix(root) {
+                files.push(rel.to_owned());
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Loads a fleet repo from disk: every YAML file, every document.
+pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
+    let files = find_yaml_files(root)?;
+    let mut sources = Vec::with_capacity(files.len());
+    for rel in files {
+        let bytes = std::fs::read(root.join(&rel));
+        sources.push((rel, bytes));
+    }
+    let mut fleet = Fleet {
+        root: std::path::absolute(root).unwrap_or_else(|_| root.to_owned()),
+        ..Fleet::default()
+    };
+    let mut diags = Vec::new();
+    for (rel, bytes) in sources {
+        let text = match bytes {
+            Ok(b) if b.len() > yaml::MAX_FILE_BYTES => {
+                fleet.broken.incomplete = true;
+                diags.push(Diagnostic::new(
+                    Code::UnreadableFile,
+                    Location::new(&rel, Pos { line: 1, column: 1 }),
+                    format!(
+                        "file is {} bytes, more than the {} a fleet-repo file may have",
+                        b.len(),
+                        yaml::MAX_FILE_BYTES
+                    ),
+                ));
+                continue;
+            }
+            Ok(b) => match String::from_utf8(b) {
+                Ok(t) => t,
+                Err(e) => {
+                    fleet.broken.incomplete = true;
+                    let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                    let line = valid.iter().filter(|c| **c == b'\n').count() + 1;
+                    let column = valid.iter().rev().take_while(|c| **c != b'\n').count() + 1;
+                    diags.push(Diagnostic::new(
+                        Code::UnreadableFile,
+                        Location::new(
+                            &rel,
+                            Pos {
+                                line: u32::try_from(line).unwrap_or(u32::MAX),
+                                column: u32::try_from(column).unwrap_or(u32::MAX),
+                            },
+                        ),
+                        "file is not UTF-8 text",
+                    ));
+                    continue;
+                }
+            },
+            Err(e) => {
+                fleet.broken.incomplete = true;
+                diags.push(Diagnostic::new(
+                    Code::UnreadableFile,
+                    Location::new(&rel, Pos { line: 1, column: 1 }),
+                    format!("cannot read file: {e}"),
+                ));
+                continue;
+            }
+        };
+        add_file(&mut fleet, &mut diags, &rel, &text);
+        fleet.files.push(rel);
+    }
+    Ok((fleet, diags))
+}
+
+/// Reads one file's documents into the fleet (used by [`load`] and by tests).
+pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text: &str) {
+    let docs = match yaml::parse_documents(text) {
+        Ok(d) => d,
+        Err(e) => {
+            fleet.broken.incomplete = true;
+            diags.push(Diagnostic::new(
+                Code::YamlSyntax,
+                Location::new(rel, e.pos),
+                e.message,
+            ));
+            return;
+        }
+    };
+    if docs.is_empty() {
+        diags.push(Diagnostic::new(
+            Code::EmptyFile,
+            Location::new(rel, Pos { line: 1, column: 1 }),
+            "file holds no document",
+        ));
+    }
+    for d in docs {
+        let origin = Origin {
+            file: rel.to_owned(),
+            index: d.index,
+            positions: d.positions,
+        };
+        add_document(fleet, diags, origin, d.value);
+    }
+}
+
+fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, value: Value) {
+    let Some(obj) = value.as_object() else {
+        fleet.broken.incomplete = true;
+        diags.push(Diagnostic::new(
+            Code::NotADocument,
+            origin.at(""),
+            "expected a mapping with `apiVersion`, `kind`, `metadata` and `spec`",
+        ));
+        return;
+    };
+    let mut ok = true;
+    match obj.get("apiVersion") {
+        Some(Value::String(v)) if v == model::API_VERSION => {}
+        Some(v) => {
+            ok = false;
+            diags.push(Diagnostic::new(
+                Code::UnknownApiVersion,
+                origin.at("/apiVersion"),
+                format!(
+                    "unknown apiVersion {}, expected `{}`",
+                    quote(v),
+                    model::API_VERSION
+                ),
+            ));
+        }
+        None => {
+            ok = false;
+            diags.push(Diagnostic::new(
+                Code::NotADocument,
+                origin.at(""),
+                format!(
+                    "missing field `apiVersion` (expected `{}`)",
+                    model::API_VERSION
+                ),
+            ));
+        }
+    }
+    let kind = match obj.get("kind") {
+        Some(Value::String(k)) => match Kind::parse(k) {
+            Some(kind) => Some(kind),
+            None => {
+                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                let hint = known
+                    .iter()
+                    .find(|c| {
+                        strsim::damerau_levenshtein(&c.to_lowercase(), &k.to_lowercase()) <= 2
+                    })
+                    .map(|c| format!(", did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!(", expected one of {}", known.join(", ")));
+                diags.push(Diagnostic::new(
+                    Code::UnknownKind,
+                    origin.at("/kind"),
+                    format!("unknown kind `{k}`{hint}"),
+                ));
+                None
+            }
+        },
+        Some(v) => {
+            diags.push(Diagnostic::new(
+                Code::UnknownKind,
+                origin.at("/kind"),
+                format!("unknown kind {}", quote(v)),
+            ));
+            None
+        }
+        None => {
+            diags.push(Diagnostic::new(
+                Code::NotADocument,
+                origin.at(""),
+                "missing field `kind`",
+            ));
+            None
+        }
+    };
+    let Some(kind) = kind else {
+        fleet.broken.incomplete = true;
+        return;
+    };
+    if !ok {
+        fleet.broken.record(kind, &value);
+        return;
+    }
+    let violations = schema::check(kind, &value);
+    if !violations.is_empty() {
+        for v in violations {
+            let (code, loc) = match v.kind {
+                ViolationKind::UnknownField => (Code::UnknownField, origin.key_at(&v.pointer)),
+                ViolationKind::MissingField => (Code::MissingField, origin.key_at(&v.pointer)),
+                ViolationKind::WrongType => (Code::WrongType, origin.at(&v.pointer)),
+                ViolationKind::InvalidValue => (Code::InvalidValue, origin.at(&v.pointer)),
+            };
+            diags.push(Diagnostic::new(code, loc, v.message));
+        }
+        fleet.broken.record(kind, &value);
+        return;
+    }
+    match kind {
+        Kind::Settings => push(&mut fleet.settings, diags, origin, value),
+        Kind::Inventory => push(&mut fleet.inventories, diags, origin, value),
+        Kind::Baseline => push(&mut fleet.baselines, diags, origin, value),
+        Kind::MaintenanceWindow => push(&mut fleet.windows, diags, origin, value),
+        Kind::Rollout => push(&mut fleet.rollouts, diags, origin, value),
+        Kind::PatchRequest => push(&mut fleet.requests, diags, origin, value),
+    }
+}
+
+fn push<T: DeserializeOwned>(
+    into: &mut Vec<Loaded<T>>,
+    diags: &mut Vec<Diagnostic>,
+    origin: Origin,
+    value: Value,
+) {
+    match serde_json::from_value::<T>(value) {
+        Ok(doc) => into.push(Loaded { doc, origin }),
+        // The schema is generated from the same types, so this is a schema/serde mismatch;
+        // still report it rather than drop the document silently.
+        Err(e) => diags.push(Diagnostic::new(
+            Code::InvalidValue,
+            origin.at(""),
+            format!("document does not match its kind: {e}"),
+        )),
+    }
+}
+
+fn quote(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("`{s}`"),
+        other => format!("`{other}`"),
+    }
+}

@@ -1,0 +1,867 @@
+//! Semantic validation of a loaded fleet repo: names, references, conflicts, cycles,
+//! schedules, durations and versions. Pure: it reads a [`Fleet`] and returns diagnostics.
+//!
+//! A [`ValidFleet`] can only be made here, so "this repo validated" is in the type: the
+//! planner and apply take a `ValidFleet` and never see a repo with errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::diagnostic::{self, Code, Diagnostic, Location};
+use crate::fleet::{self, Fleet, Loaded, Origin};
+use crate::model::{self, Host, HostCount, Kind, Selector};
+
+/// A fleet repo without errors (warnings may remain), with hosts resolved.
+#[derive(Debug, Clone)]
+pub struct ValidFleet {
+    fleet: Fleet,
+    hosts: Vec<HostRef>,
+}
+
+/// Where a host is declared: inventory index and host index.
+#[derive(Debug, Clone, Copy)]
+struct HostRef {
+    inventory: usize,
+    host: usize,
+}
+
+impl ValidFleet {
+    /// The underlying documents.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// The settings (defaults when the repo has no Settings document).
+    pub fn settings(&self) -> model::SettingsSpec {
+        self.fleet
+            .settings
+            .first()
+            .map(|s| s.doc.spec.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every host, sorted by name.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts
+            .iter()
+            .map(|r| &self.fleet.inventories[r.inventory].doc.spec.hosts[r.host])
+    }
+
+    /// The host with this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts().find(|h| h.name == name)
+    }
+
+    /// Baselines whose selector matches `host` (consistent with each other: validated).
+    pub fn baselines_for(&self, host: &Host) -> Vec<&Loaded<model::Baseline>> {
+        self.fleet
+            .baselines
+            .iter()
+            .filter(|b| b.doc.spec.selector.matches(host))
+            .collect()
+    }
+
+    /// Patch requests whose selector matches `host`.
+    pub fn requests_for(&self, host: &Host) -> Vec<&Loaded<model::PatchRequest>> {
+        self.fleet
+            .requests
+            .iter()
+            .filter(|r| r.doc.spec.selector.matches(host))
+            .collect()
+    }
+
+    /// The window with this name.
+    pub fn window(&self, name: &str) -> Option<&Loaded<model::MaintenanceWindow>> {
+        self.fleet.windows.iter().find(|w| w.name() == name)
+    }
+
+    /// The rollout with this name.
+    pub fn rollout(&self, name: &str) -> Option<&Loaded<model::Rollout>> {
+        self.fleet.rollouts.iter().find(|r| r.name() == name)
+    }
+}
+
+/// The outcome of validating a repo: the valid fleet (when there is no error) and every
+/// diagnostic, sorted.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `Some` when there is no error.
+    pub fleet: Option<ValidFleet>,
+    /// Every diagnostic, errors and warnings, sorted by location.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads and validates the fleet repo at `root`.
+pub fn load_and_validate(root: &Path) -> Result<Outcome, fleet::LoadError> {
+    let (fleet, mut diags) = fleet::load(root)?;
+    let load_errors = diags.iter().any(Diagnostic::is_error);
+    diags.extend(check(&fleet));
+    diagnostic::sort(&mut diags);
+    let has_error = load_errors || diags.iter().any(Diagnostic::is_error);
+    let fleet = (!has_error).then(|| {
+        let mut hosts: Vec<HostRef> = fleet
+            .inventories
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inv)| {
+                (0..inv.doc.spec.hosts.len()).map(move |h| HostRef {
+                    inventory: i,
+                    host: h,
+                })
+            })
+            .collect();
+        hosts.sort_by(|a, b| {
+            let name = |r: &HostRef| {
+                fleet.inventories[r.inventory].doc.spec.hosts[r.host]
+                    .name
+                    .clone()
+            };
+            name(a).cmp(&name(b))
+        });
+        ValidFleet { fleet, hosts }
+    });
+    Ok(Outcome {
+        fleet,
+        diagnostics: diags,
+    })
+}
+
+/// Runs every semantic check on a loaded fleet.
+pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        fleet,
+        diags: Vec::new(),
+        group_names: BTreeSet::new(),
+    };
+    c.settings();
+    c.duplicate_names();
+    let hosts = c.hosts_and_groups();
+    c.selectors(&hosts);
+    c.references();
+    c.rollouts();
+    c.windows();
+    c.requests();
+    c.baseline_conflicts(&hosts);
+    c.unmanaged_hosts(&hosts);
+    c.diags
+}
+
+struct Checker<'a> {
+    fleet: &'a Fleet,
+    diags: Vec<Diagnostic>,
+    group_names: BTreeSet<String>,
+}
+
+/// A host with where it was declared.
+struct HostAt<'a> {
+    host: &'a Host,
+    origin: &'a Origin,
+    pointer: String,
+}
+
+impl<'a> Checker<'a> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn duration(&mut self, origin: &Origin, pointer: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            if let Err(e) = crate::duration::parse_duration(v) {
+                self.push(Diagnostic::new(
+                    Code::InvalidDuration,
+                    origin.at(pointer),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+
+    fn settings(&mut self) {
+        let fleet = self.fleet;
+        if let Some((first, rest)) = fleet.settings.split_first() {
+            for s in rest {
+                self.push(
+                    Diagnostic::new(
+                        Code::DuplicateSettings,
+                        s.origin.at("/kind"),
+                        "more than one Settings document; a fleet repo has at most one",
+                    )
+                    .with_note(
+                        first.origin.at("/kind"),
+                        "the first Settings document is here",
+                    ),
+                );
+            }
+            for s in &fleet.settings {
+                let o = &s.origin;
+                let spec = &s.doc.spec;
+                self.duration(
+                    o,
+                    "/spec/reconcile/interval",
+                    spec.reconcile.interval.as_ref(),
+                );
+                self.ssh_settings(o, "/spec/ssh", &spec.ssh);
+                self.duration(
+                    o,
+                    "/spec/observe/hostTimeout",
+                    spec.observe.host_timeout.as_ref(),
+                );
+                self.duration(o, "/spec/apply/lockWait", spec.apply.lock_wait.as_ref());
+                self.duration(
+                    o,
+                    "/spec/apply/staleLockAfter",
+                    spec.apply.stale_lock_after.as_ref(),
+                );
+            }
+        }
+    }
+
+    fn ssh_settings(&mut self, o: &Origin, base: &str, ssh: &model::SshSettings) {
+        self.duration(
+            o,
+            &format!("{base}/connectTimeout"),
+            ssh.connect_timeout.as_ref(),
+        );
+        self.duration(
+            o,
+            &format!("{base}/commandTimeout"),
+            ssh.command_timeout.as_ref(),
+        );
+        self.duration(
+            o,
+            &format!("{base}/keepaliveInterval"),
+            ssh.keepalive_interval.as_ref(),
+        );
+        for (field, value) in [
+            ("identityFile", &ssh.identity_file),
+            ("knownHosts", &ssh.known_hosts),
+        ] {
+            let Some(path) = value else { continue };
+            let resolved = if let Some(rest) = path.strip_prefix("~/") {
+                std::env::var_os("HOME").map(|h| Path::new(&h).join(rest))
+            } else {
+                Some(self.fleet.root.join(path))
+            };
+            if resolved.is_some_and(|p| !p.exists()) {
+                self.push(Diagnostic::new(
+                    Code::MissingFile,
+                    o.at(&format!("{base}/{field}")),
+                    format!("`{path}` does not exist"),
+                ));
+            }
+        }
+    }
+
+    fn duplicate_names(&mut self) {
+        let fleet = self.fleet;
+        fn dups<T>(c: &mut Checker, kind: &str, docs: &[Loaded<model::Document<T>>]) {
+            let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
+            for d in docs {
+                if let Some(first) = seen.get(d.name()) {
+                    let diag = Diagnostic::new(
+                        Code::DuplicateName,
+                        d.origin.at("/metadata/name"),
+                        format!("duplicate {kind} name `{}`", d.name()),
+                    )
+                    .with_note(first.at("/metadata/name"), "first defined here");
+                    c.push(diag);
+                } else {
+                    seen.insert(d.name(), &d.origin);
+                }
+            }
+        }
+        dups(self, "Inventory", &fleet.inventories);
+        dups(self, "Baseline", &fleet.baselines);
+        dups(self, "MaintenanceWindow", &fleet.windows);
+        dups(self, "Rollout", &fleet.rollouts);
+        dups(self, "PatchRequest", &fleet.requests);
+    }
+
+    /// Checks hosts and groups; returns every host with where it is declared.
+    fn hosts_and_groups(&mut self) -> Vec<HostAt<'a>> {
+        let fleet = self.fleet;
+        let mut groups: BTreeMap<&str, Location> = BTreeMap::new();
+        for inv in &fleet.inventories {
+            for (i, g) in inv.doc.spec.groups.iter().enumerate() {
+                let here = inv.origin.at(&format!("/spec/groups/{i}/name"));
+                if let Some(first) = groups.get(g.name.as_str()) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::DuplicateName,
+                            here,
+                            format!("duplicate group name `{}`", g.name),
+                        )
+                        .with_note(first.clone(), "first defined here"),
+                    );
+                } else {
+                    groups.insert(&g.name, here);
+                }
+            }
+        }
+        let mut hosts: Vec<HostAt<'a>> = Vec::new();
+        let mut names: BTreeMap<&str, Location> = BTreeMap::new();
+        let mut addresses: BTreeMap<(String, u16), (Location, &str)> = BTreeMap::new();
+        let default_port = fleet
+            .settings
+            .first()
+            .and_then(|s| s.doc.spec.ssh.port)
+            .unwrap_or(22);
+        for inv in &fleet.inventories {
+            for (i, h) in inv.doc.spec.hosts.iter().enumerate() {
+                let pointer = format!("/spec/hosts/{i}");
+                let here = inv.origin.at(&format!("{pointer}/name"));
+                if let Some(first) = names.get(h.name.as_str()) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::DuplicateName,
+                            here.clone(),
+                            format!("duplicate host name `{}`", h.name),
+                        )
+                        .with_note(first.clone(), "first defined here"),
+                    );
+                    continue;
+                }
+                names.insert(&h.name, here.clone());
+                for (j, g) in h.groups.iter().enumerate() {
+                    if !groups.contains_key(g.as_str())
+                        && !fleet.broken.groups.contains(g)
+                        && !fleet.broken.incomplete
+                    {
+                        self.push(Diagnostic::new(
+                            Code::DanglingGroupRef,
+                            inv.origin.at(&format!("{pointer}/groups/{j}")),
+                            format!(
+                                "host `{}` is in group `{g}`, which no Inventory declares",
+                                h.name
+                            ),
+                        ));
+                    }
+                }
+                if let Some(ssh) = &h.ssh {
+                    self.ssh_settings(&inv.origin, &format!("{pointer}/ssh"), ssh);
+                }
+                if h.transport != Some(model::TransportKind::Local) {
+                    let addr = h.address.clone().unwrap_or_else(|| h.name.clone());
+                    let port = h.ssh.as_ref().and_then(|s| s.port).unwrap_or(default_port);
+                    let at = inv.origin.at(&format!("{pointer}/address"));
+                    if let Some((first, other)) = addresses.get(&(addr.clone(), port)) {
+                        self.push(
+                            Diagnostic::new(
+                                Code::DuplicateAddress,
+                                at,
+                                format!(
+                                    "hosts `{other}` and `{}` both connect to {addr} port {port}",
+                                    h.name
+                                ),
+                            )
+                            .with_note(first.clone(), format!("`{other}` is here")),
+                        );
+                    } else {
+                        addresses.insert((addr, port), (at, &h.name));
+                    }
+                }
+                hosts.push(HostAt {
+                    host: h,
+                    origin: &inv.origin,
+                    pointer,
+                });
+            }
+        }
+        self.group_names = groups.keys().map(|g| g.to_string()).collect();
+        self.group_names.extend(fleet.broken.groups.iter().cloned());
+        hosts
+    }
+
+    fn selector(&mut self, origin: &Origin, pointer: &str, sel: &Selector, hosts: &[HostAt]) {
+        if self.fleet.broken.incomplete {
+            return;
+        }
+        let mut dangling = false;
+        for (j, g) in sel.groups.iter().enumerate() {
+            if !self.group_names.contains(g) {
+                dangling = true;
+                self.push(Diagnostic::new(
+                    Code::DanglingGroupRef,
+                    origin.at(&format!("{pointer}/groups/{j}")),
+                    format!("group `{g}` is not declared in any Inventory"),
+                ));
+            }
+        }
+        for (j, h) in sel.hosts.iter().enumerate() {
+            if !hosts.iter().any(|x| x.host.name == *h) && !self.fleet.broken.hosts.contains(h) {
+                dangling = true;
+                self.push(Diagnostic::new(
+                    Code::DanglingHostRef,
+                    origin.at(&format!("{pointer}/hosts/{j}")),
+                    format!("host `{h}` is not declared in any Inventory"),
+                ));
+            }
+        }
+        let incomplete = !self.fleet.broken.hosts.is_empty();
+        if !dangling && !incomplete && !hosts.iter().any(|h| sel.matches(h.host)) {
+            self.push(Diagnostic::new(
+                Code::SelectorMatchesNothing,
+                origin.key_at(pointer),
+                "selector matches no host",
+            ));
+        }
+    }
+
+    fn selectors(&mut self, hosts: &[HostAt]) {
+        let fleet = self.fleet;
+        for b in &fleet.baselines {
+            self.selector(&b.origin, "/spec/selector", &b.doc.spec.selector, hosts);
+        }
+        for r in &fleet.requests {
+            self.selector(&r.origin, "/spec/selector", &r.doc.spec.selector, hosts);
+        }
+        for r in &fleet.rollouts {
+            for (i, s) in r.doc.spec.stages.iter().enumerate() {
+                if let Some(sel) = &s.selector {
+                    self.selector(&r.origin, &format!("/spec/stages/{i}/selector"), sel, hosts);
+                }
+            }
+        }
+    }
+
+    fn window_ref(&mut self, origin: &Origin, pointer: &str, name: &str) {
+        if !self.fleet.broken.incomplete
+            && !self.fleet.windows.iter().any(|w| w.name() == name)
+            && !self
+                .fleet
+                .broken
+                .has_document(Kind::MaintenanceWindow, name)
+        {
+            let known: Vec<&str> = self.fleet.windows.iter().map(|w| w.name()).collect();
+            self.push(Diagnostic::new(
+                Code::DanglingWindowRef,
+                origin.at(pointer),
+                format!("window `{name}` does not exist{}", known_list(&known)),
+            ));
+        }
+    }
+
+    fn rollout_ref(&mut self, origin: &Origin, pointer: &str, name: &str) {
+        if !self.fleet.broken.incomplete
+            && !self.fleet.rollouts.iter().any(|w| w.name() == name)
+            && !self.fleet.broken.has_document(Kind::Rollout, name)
+        {
+            let known: Vec<&str> = self.fleet.rollouts.iter().map(|w| w.name()).collect();
+            self.push(Diagnostic::new(
+                Code::DanglingRolloutRef,
+                origin.at(pointer),
+                format!("rollout `{name}` does not exist{}", known_list(&known)),
+            ));
+        }
+    }
+
+    fn references(&mut self) {
+        let fleet = self.fleet;
+        for b in &fleet.baselines {
+            let s = &b.doc.spec;
+            self.window_ref(&b.origin, "/spec/window", &s.window);
+            self.rollout_ref(&b.origin, "/spec/rollout", &s.rollout);
+            self.duration(&b.origin, "/spec/updates/delay", s.updates.delay.as_ref());
+            for (field, list) in [("hold", &s.hold), ("exclude", &s.exclude)] {
+                for (i, p) in list.iter().enumerate() {
+                    if let Err(e) = globset::Glob::new(p) {
+                        self.push(Diagnostic::new(
+                            Code::InvalidPattern,
+                            b.origin.at(&format!("/spec/{field}/{i}")),
+                            format!("invalid pattern `{p}`: {}", e.kind()),
+                        ));
+                    }
+                }
+            }
+        }
+        for r in &fleet.requests {
+            if let Some(w) = &r.doc.spec.window {
+                self.window_ref(&r.origin, "/spec/window", w);
+            }
+            if let Some(w) = &r.doc.spec.rollout {
+                self.rollout_ref(&r.origin, "/spec/rollout", w);
+            }
+        }
+    }
+
+    fn rollouts(&mut self) {
+        let fleet = self.fleet;
+        for r in &fleet.rollouts {
+            let o = &r.origin;
+            let s = &r.doc.spec;
+            for (i, st) in s.stages.iter().enumerate() {
+                if st.size.of(100) == 0 {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        o.at(&format!("/spec/stages/{i}/size")),
+                        format!(
+                            "stage `{}` has size 0; a stage needs at least one host",
+                            st.name
+                        ),
+                    ));
+                }
+            }
+            let mut stage_names: BTreeMap<&str, usize> = BTreeMap::new();
+            for (i, st) in s.stages.iter().enumerate() {
+                if let Some(first) = stage_names.insert(&st.name, i) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::DuplicateName,
+                            o.at(&format!("/spec/stages/{i}/name")),
+                            format!("duplicate stage name `{}`", st.name),
+                        )
+                        .with_note(
+                            o.at(&format!("/spec/stages/{first}/name")),
+                            "first defined here",
+                        ),
+                    );
+                }
+            }
+            if let Some(HostCount::Percent(_)) | Some(HostCount::Absolute(_)) = &s.failure_budget {}
+            self.duration(o, "/spec/rebootTimeout", s.reboot_timeout.as_ref());
+            for (list, field) in [
+                (&s.health_checks, "healthChecks"),
+                (&s.pre, "pre"),
+                (&s.post, "post"),
+            ] {
+                for (i, c) in list.iter().enumerate() {
+                    self.duration(o, &format!("/spec/{field}/{i}/timeout"), c.timeout.as_ref());
+                }
+            }
+            // Group ordering: references and cycles.
+            let mut edges: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+            for (i, ord) in s.order.iter().enumerate() {
+                if !self.group_names.contains(&ord.group) && !fleet.broken.incomplete {
+                    self.push(Diagnostic::new(
+                        Code::DanglingGroupRef,
+                        o.at(&format!("/spec/order/{i}/group")),
+                        format!("group `{}` is not declared in any Inventory", ord.group),
+                    ));
+                }
+                for (j, a) in ord.after.iter().enumerate() {
+                    let p = format!("/spec/order/{i}/after/{j}");
+                    if !self.group_names.contains(a) && !fleet.broken.incomplete {
+                        self.push(Diagnostic::new(
+                            Code::DanglingGroupRef,
+                            o.at(&p),
+                            format!("group `{a}` is not declared in any Inventory"),
+                        ));
+                    }
+                    edges.entry(&ord.group).or_default().push((a, p));
+                }
+            }
+            if let Some(cycle) = find_cycle(&edges) {
+                let (first_group, first_ptr) = &cycle[0];
+                let path: Vec<String> = cycle
+                    .iter()
+                    .map(|(g, _)| format!("`{g}`"))
+                    .chain([format!("`{first_group}`")])
+                    .collect();
+                let mut d = Diagnostic::new(
+                    Code::RolloutOrderCycle,
+                    o.at(first_ptr),
+                    format!(
+                        "rollout `{}` orders groups in a cycle: {}",
+                        r.name(),
+                        path.join(" waits for ")
+                    ),
+                );
+                for (g, p) in cycle.iter().skip(1) {
+                    d = d.with_note(o.at(p), format!("`{g}` waits here"));
+                }
+                self.push(d);
+            }
+        }
+    }
+
+    fn windows(&mut self) {
+        let fleet = self.fleet;
+        for w in &fleet.windows {
+            if let Err(errors) = crate::window::CompiledWindow::compile(&w.doc.spec) {
+                for e in errors {
+                    let (code, pointer) = window_error_target(&e);
+                    self.push(Diagnostic::new(code, w.origin.at(&pointer), e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn requests(&mut self) {
+        let fleet = self.fleet;
+        for r in &fleet.requests {
+            if let Some(d) = &r.doc.spec.deadline {
+                if d.parse::<jiff::Timestamp>().is_err() {
+                    self.push(Diagnostic::new(
+                        Code::InvalidTime,
+                        r.origin.at("/spec/deadline"),
+                        format!("invalid deadline `{d}`, expected an RFC 3339 time such as `2026-12-01T00:00:00Z`"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn versions_for(
+        &mut self,
+        origin: &Origin,
+        pointer: &str,
+        packages: &[model::PackageRequirement],
+        managers: &BTreeSet<model::PackageManager>,
+    ) {
+        for (i, p) in packages.iter().enumerate() {
+            let Some(v) = &p.min_version else { continue };
+            for pm in managers {
+                let eco = match pm {
+                    model::PackageManager::Apt => crate::version::Ecosystem::Deb,
+                    model::PackageManager::Dnf => crate::version::Ecosystem::Rpm,
+                };
+                if let Err(e) = crate::version::parse(eco, v) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidVersion,
+                        origin.at(&format!("{pointer}/{i}/minVersion")),
+                        format!("package `{}`: {e}", p.name),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn baseline_conflicts(&mut self, hosts: &[HostAt]) {
+        let fleet = self.fleet;
+        // Versions are checked in the ecosystems of the hosts each document selects.
+        for b in &fleet.baselines {
+            let pms = managers(hosts, &b.doc.spec.selector);
+            self.versions_for(&b.origin, "/spec/packages", &b.doc.spec.packages, &pms);
+        }
+        for r in &fleet.requests {
+            let pms = managers(hosts, &r.doc.spec.selector);
+            self.versions_for(&r.origin, "/spec/packages", &r.doc.spec.packages, &pms);
+        }
+        let mut reported: BTreeSet<(usize, usize, &'static str)> = BTreeSet::new();
+        for h in hosts {
+            let matching: Vec<(usize, &Loaded<model::Baseline>)> = fleet
+                .baselines
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.doc.spec.selector.matches(h.host))
+                .collect();
+            for (x, (ia, a)) in matching.iter().enumerate() {
+                for (ib, b) in matching.iter().skip(x + 1) {
+                    for conflict in conflicts(&a.doc.spec, &b.doc.spec) {
+                        if !reported.insert((*ia, *ib, conflict.what)) {
+                            continue;
+                        }
+                        self.push(
+                            Diagnostic::new(
+                                Code::BaselineConflict,
+                                b.origin.at(&conflict.pointer_b),
+                                format!(
+                                    "baselines `{}` and `{}` both apply to host `{}` but disagree on {}",
+                                    a.name(),
+                                    b.name(),
+                                    h.host.name,
+                                    conflict.message
+                                ),
+                            )
+                            .with_note(a.origin.at(&conflict.pointer_a), format!("baseline `{}` says this", a.name())),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn unmanaged_hosts(&mut self, hosts: &[HostAt]) {
+        let fleet = self.fleet;
+        // With no baseline, or a broken one, "unmanaged" would be noise.
+        if fleet.baselines.is_empty()
+            || fleet.broken.incomplete
+            || fleet
+                .broken
+                .documents
+                .iter()
+                .any(|(k, _)| *k == Kind::Baseline)
+        {
+            return;
+        }
+        for h in hosts {
+            if !fleet
+                .baselines
+                .iter()
+                .any(|b| b.doc.spec.selector.matches(h.host))
+            {
+                self.push(Diagnostic::new(
+                    Code::UnmanagedHost,
+                    h.origin.at(&format!("{}/name", h.pointer)),
+                    format!(
+                        "no baseline applies to host `{}`: it is observed but never patched",
+                        h.host.name
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn managers(hosts: &[HostAt], sel: &Selector) -> BTreeSet<model::PackageManager> {
+    hosts
+        .iter()
+        .filter(|h| sel.matches(h.host))
+        .filter_map(|h| h.host.package_manager)
+        .collect()
+}
+
+fn known_list(known: &[&str]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (defined: {})",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+struct Conflict {
+    what: &'static str,
+    message: String,
+    pointer_a: String,
+    pointer_b: String,
+}
+
+/// Ways two baselines on one host disagree. Minimum versions of the same package are not a
+/// conflict (the higher one wins, which satisfies both); everything else that cannot be
+/// satisfied at once is.
+fn conflicts(a: &model::BaselineSpec, b: &model::BaselineSpec) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    let same =
+        |what: &'static str, field: &str, va: String, vb: String, out: &mut Vec<Conflict>| {
+            if va != vb {
+                out.push(Conflict {
+                    what,
+                    message: format!("the {what} (`{va}` vs `{vb}`)"),
+                    pointer_a: format!("/spec/{field}"),
+                    pointer_b: format!("/spec/{field}"),
+                });
+            }
+        };
+    same(
+        "window",
+        "window",
+        a.window.clone(),
+        b.window.clone(),
+        &mut out,
+    );
+    same(
+        "rollout",
+        "rollout",
+        a.rollout.clone(),
+        b.rollout.clone(),
+        &mut out,
+    );
+    same(
+        "update classes",
+        "updates/classes",
+        format!("{:?}", a.updates.classes).to_lowercase(),
+        format!("{:?}", b.updates.classes).to_lowercase(),
+        &mut out,
+    );
+    same(
+        "update delay",
+        "updates/delay",
+        a.updates.delay.clone().unwrap_or_else(|| "none".into()),
+        b.updates.delay.clone().unwrap_or_else(|| "none".into()),
+        &mut out,
+    );
+    let held_required = |holder: &model::BaselineSpec, requirer: &model::BaselineSpec| {
+        for (hi, pat) in holder.hold.iter().enumerate() {
+            let Ok(glob) = globset::Glob::new(pat) else {
+                continue;
+            };
+            let m = glob.compile_matcher();
+            for (pi, p) in requirer.packages.iter().enumerate() {
+                if m.is_match(&p.name) {
+                    return Some((hi, pi, pat.clone(), p.name.clone()));
+                }
+            }
+        }
+        None
+    };
+    if let Some((hi, pi, pat, name)) = held_required(a, b) {
+        out.push(Conflict {
+            what: "hold",
+            message: format!("package `{name}` (held by `{pat}`, required by the other)"),
+            pointer_a: format!("/spec/hold/{hi}"),
+            pointer_b: format!("/spec/packages/{pi}/name"),
+        });
+    } else if let Some((hi, pi, pat, name)) = held_required(b, a) {
+        out.push(Conflict {
+            what: "hold",
+            message: format!("package `{name}` (held by `{pat}`, required by the other)"),
+            pointer_a: format!("/spec/packages/{pi}/name"),
+            pointer_b: format!("/spec/hold/{hi}"),
+        });
+    }
+    out
+}
+
+/// Finds one cycle in a "group waits after groups" graph; returns its edges in order as
+/// (group, pointer of the `after` entry that continues the cycle).
+fn find_cycle<'a>(
+    edges: &BTreeMap<&'a str, Vec<(&'a str, String)>>,
+) -> Option<Vec<(&'a str, String)>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<(&'a str, String)>>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<(&'a str, String)>,
+    ) -> Option<Vec<(&'a str, String)>> {
+        marks.insert(node, Mark::Active);
+        for (next, ptr) in edges.get(node).into_iter().flatten() {
+            stack.push((node, ptr.clone()));
+            match marks.get(next) {
+                Some(Mark::Active) => {
+                    let start = stack.iter().position(|(g, _)| g == next)?;
+                    return Some(stack[start..].to_vec());
+                }
+                Some(Mark::Done) => {}
+                None => {
+                    if let Some(c) = visit(next, edges, marks, stack) {
+                        return Some(c);
+                    }
+                }
+            }
+            stack.pop();
+        }
+        marks.insert(node, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for node in edges.keys() {
+        if !marks.contains_key(node) {
+            let mut stack = Vec::new();
+            if let Some(c) = visit(node, edges, &mut marks, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// Which diagnostic code and YAML node a window error belongs to.
+fn window_error_target(e: &crate::window::WindowError) -> (Code, String) {
+    use crate::window::WindowField as F;
+    match &e.field {
+        F::Schedule => (Code::InvalidSchedule, "/spec/schedule".into()),
+    }
+}
