@@ -8,6 +8,7 @@ pub mod duration;
 pub mod driver;
 pub mod fleet;
 pub mod model;
+pub mod observe;
 pub mod observed;
 pub mod schema;
 pub mod transport;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod observe;
 mod schema;
 mod validate;
 mod version;
@@ -17,6 +18,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code (`plan --detailed-exitcode`): changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
+/// Exit code (`observe`): some hosts could not be observed; the others were.
+pub const EXIT_HOSTS_FAILED: u8 = 3;
 
 /// patchkeeper keeps fleets of Linux hosts patched the GitOps way.
 ///
@@ -64,6 +67,11 @@ pub enum Command {
     /// Prints every problem as `path:line:column: error[code]: message`, all in one run.
     /// Exits 1 when there is an error (or, with --strict, a warning), 0 otherwise.
     Validate(validate::Args),
+    /// Observe hosts over SSH: OS, installed packages, pending updates, reboot, locks.
+    ///
+    /// Prints a summary table (or JSON with --json) and writes the observed state with --out.
+    /// Exits 0 when every host was observed, 3 when some could not be, 1 on other errors.
+    Observe(observe::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -79,6 +87,7 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Observe(args) => observe::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
