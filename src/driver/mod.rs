@@ -513,6 +513,69 @@ mod tests {
         assert!(host.boot_id.as_deref().is_some_and(|b| b.len() == 36));
     }
 
+    fn capture(name: &str) -> ObservedHost {
+        interpret(
+            name,
+            &fixture(&format!("{name}-script.stdout")),
+            &fixture(&format!("{name}-script.stderr")),
+            Some(0),
+            &options(),
+        )
+    }
+
+    /// Captured over OpenSSH from a lab RPM host (dnf 4 from Debian, versionlock, updateinfo).
+    #[test]
+    fn whole_lab_rpm_capture() {
+        let host = capture("lab-rpm");
+        assert_eq!(host.status, HostStatus::Reachable, "{host:?}");
+        assert_eq!(host.package_manager, Some(PackageManager::Dnf));
+        let libpk = host.installed_package("libpk").unwrap();
+        assert_eq!((libpk.version.as_str(), libpk.arch.as_str()), ("1.0-1", "x86_64"));
+        assert_eq!(host.installed.len(), 6);
+        let names: Vec<_> = host.updates.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["libpk", "pk-app", "pk-broken", "pk-kernel"]);
+        let libpk = &host.updates[0];
+        assert_eq!(libpk.installed_version.as_deref(), Some("1.0-1"));
+        assert_eq!(libpk.candidate_version, "1.2-1");
+        assert_eq!(libpk.origin, "pklab");
+        assert!(libpk.security);
+        assert_eq!(libpk.advisories, ["PKLAB-2026:0002"]);
+        assert!(!host.updates[1].security);
+        assert_eq!(host.held, ["pk-held"]);
+        assert!(!host.reboot_required.required);
+        assert_eq!(host.package_manager_locked, None);
+    }
+
+    #[test]
+    fn whole_lab_deb_capture() {
+        let host = capture("lab-deb");
+        assert_eq!(host.status, HostStatus::Reachable, "{host:?}");
+        assert_eq!(host.held, ["pk-held"]);
+        let held = host.installed_package("pk-held").unwrap();
+        assert_eq!(held.status, "hi");
+        let libpk = host.updates.iter().find(|u| u.name == "libpk").unwrap();
+        assert_eq!(libpk.origin, "PatchkeeperLab-Security:bookworm-security");
+        assert!(libpk.security);
+        let app = host.updates.iter().find(|u| u.name == "pk-app").unwrap();
+        assert_eq!(app.origin, "PatchkeeperLab:bookworm");
+        assert!(!app.security);
+    }
+
+    /// Lab hosts whose package manager lock is held (`scripts/lab lock-host`).
+    #[test]
+    fn locked_lab_captures_name_the_holder() {
+        let deb = capture("lab-deb-locked");
+        assert_eq!(deb.status, HostStatus::Reachable);
+        let lock = deb.package_manager_locked.unwrap();
+        assert_eq!(lock.path, "/var/lib/dpkg/lock-frontend");
+        assert_eq!(lock.process.as_deref(), Some("unattended-upgr"));
+        assert!(lock.pid.is_some());
+        let rpm = capture("lab-rpm-locked");
+        let lock = rpm.package_manager_locked.unwrap();
+        assert_eq!(lock.path, "/var/lib/rpm/.rpm.lock");
+        assert_eq!(lock.process.as_deref(), Some("dnf"));
+    }
+
     #[test]
     fn unsupported_and_sudo_failures() {
         let out = "@@pk:begin os-release\nID=alpine\n\n@@pk:end os-release 0\n";
