@@ -4,8 +4,8 @@
 
 pub mod cli;
 pub mod diagnostic;
-pub mod duration;
 pub mod driver;
+pub mod duration;
 pub mod fleet;
 pub mod model;
 pub mod observe;

@@ -82,11 +82,22 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// From Settings' `observe` (duration already validated by `validate`).
-    pub fn from_settings(settings: &SettingsSpec, parallel: Option<usize>) -> Result<RunOptions, ObserveError> {
-        let host_timeout = duration_or(&settings.observe.host_timeout, "5m", "fleet", "observe.hostTimeout")?;
+    pub fn from_settings(
+        settings: &SettingsSpec,
+        parallel: Option<usize>,
+    ) -> Result<RunOptions, ObserveError> {
+        let host_timeout = duration_or(
+            &settings.observe.host_timeout,
+            "5m",
+            "fleet",
+            "observe.hostTimeout",
+        )?;
         Ok(RunOptions {
             parallel: parallel
-                .or(settings.observe.parallel.and_then(|p| usize::try_from(p).ok()))
+                .or(settings
+                    .observe
+                    .parallel
+                    .and_then(|p| usize::try_from(p).ok()))
                 .unwrap_or(DEFAULT_PARALLEL)
                 .max(1),
             host_timeout,
@@ -130,21 +141,41 @@ fn merge_ssh(fleet: &SshSettings, host: Option<&SshSettings>) -> SshSettings {
     SshSettings {
         user: h.user.clone().or_else(|| fleet.user.clone()),
         port: h.port.or(fleet.port),
-        identity_file: h.identity_file.clone().or_else(|| fleet.identity_file.clone()),
+        identity_file: h
+            .identity_file
+            .clone()
+            .or_else(|| fleet.identity_file.clone()),
         use_agent: h.use_agent.or(fleet.use_agent),
         known_hosts: h.known_hosts.clone().or_else(|| fleet.known_hosts.clone()),
         host_key_policy: h.host_key_policy.or(fleet.host_key_policy),
         sudo: h.sudo.or(fleet.sudo),
-        connect_timeout: h.connect_timeout.clone().or_else(|| fleet.connect_timeout.clone()),
-        command_timeout: h.command_timeout.clone().or_else(|| fleet.command_timeout.clone()),
-        keepalive_interval: h.keepalive_interval.clone().or_else(|| fleet.keepalive_interval.clone()),
-        kex_algorithms: h.kex_algorithms.clone().or_else(|| fleet.kex_algorithms.clone()),
+        connect_timeout: h
+            .connect_timeout
+            .clone()
+            .or_else(|| fleet.connect_timeout.clone()),
+        command_timeout: h
+            .command_timeout
+            .clone()
+            .or_else(|| fleet.command_timeout.clone()),
+        keepalive_interval: h
+            .keepalive_interval
+            .clone()
+            .or_else(|| fleet.keepalive_interval.clone()),
+        kex_algorithms: h
+            .kex_algorithms
+            .clone()
+            .or_else(|| fleet.kex_algorithms.clone()),
         ciphers: h.ciphers.clone().or_else(|| fleet.ciphers.clone()),
     }
 }
 
 /// Resolves a host's effective settings into a [`Target`].
-pub fn target_for(repo: &Path, settings: &SettingsSpec, host: &Host, refresh: Option<bool>) -> Result<Target, ObserveError> {
+pub fn target_for(
+    repo: &Path,
+    settings: &SettingsSpec,
+    host: &Host,
+    refresh: Option<bool>,
+) -> Result<Target, ObserveError> {
     let ssh = merge_ssh(&settings.ssh, host.ssh.as_ref());
     let name = host.name.as_str();
     let command_timeout = duration_or(&ssh.command_timeout, "10m", name, "ssh.commandTimeout")?;
@@ -167,11 +198,24 @@ pub fn target_for(repo: &Path, settings: &SettingsSpec, host: &Host, refresh: Op
                 user: ssh.user.clone().unwrap_or_else(|| "root".into()),
                 use_agent: ssh.use_agent.unwrap_or(ssh.identity_file.is_none()),
                 identity_files,
-                known_hosts: resolve_path(repo, ssh.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
+                known_hosts: resolve_path(
+                    repo,
+                    ssh.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
+                ),
                 host_key_policy: ssh.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
                 sudo,
-                connect_timeout: duration_or(&ssh.connect_timeout, "10s", name, "ssh.connectTimeout")?,
-                keepalive_interval: duration_or(&ssh.keepalive_interval, "15s", name, "ssh.keepaliveInterval")?,
+                connect_timeout: duration_or(
+                    &ssh.connect_timeout,
+                    "10s",
+                    name,
+                    "ssh.connectTimeout",
+                )?,
+                keepalive_interval: duration_or(
+                    &ssh.keepalive_interval,
+                    "15s",
+                    name,
+                    "ssh.keepaliveInterval",
+                )?,
                 kex: ssh.kex_algorithms.clone().unwrap_or_default(),
                 ciphers: ssh.ciphers.clone().unwrap_or_default(),
             })
@@ -226,7 +270,11 @@ impl HostSelector {
         let by_name_or_group = (self.names.is_empty() && self.groups.is_empty())
             || self.names.iter().any(|g| g.is_match(&host.name))
             || self.groups.iter().any(|g| host.groups.contains(g));
-        by_name_or_group && self.labels.iter().all(|(k, v)| host.labels.get(k) == Some(v))
+        by_name_or_group
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| host.labels.get(k) == Some(v))
     }
 }
 
@@ -266,7 +314,9 @@ pub async fn observe_all(
     options: &RunOptions,
     on_done: impl Fn(&ObservedHost) + Send + Sync + 'static,
 ) -> ObservedFleet {
-    let observed_at = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let observed_at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let semaphore = Arc::new(Semaphore::new(options.parallel));
     let keys = Arc::new(KeyCache::new());
     let on_done = Arc::new(on_done);
@@ -279,7 +329,10 @@ pub async fn observe_all(
         let on_done = on_done.clone();
         let host_timeout = options.host_timeout;
         tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("the semaphore is never closed");
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             let host = match tokio::time::timeout(host_timeout, observe_one(&target, &keys)).await {
                 Ok(host) => host,
                 Err(_) => {
@@ -360,7 +413,10 @@ mod tests {
             transport: None,
             package_manager: None,
             groups: groups.iter().map(|s| s.to_string()).collect(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             ssh: None,
         }
     }
@@ -397,8 +453,13 @@ mod tests {
             ..SshSettings::default()
         });
         let t = target_for(Path::new("/repo"), &settings, &h, None).unwrap();
-        let Connect::Ssh(o) = &t.connect else { panic!("ssh expected") };
-        assert_eq!((o.address.as_str(), o.port, o.user.as_str()), ("10.0.0.5", 2200, "ops"));
+        let Connect::Ssh(o) = &t.connect else {
+            panic!("ssh expected")
+        };
+        assert_eq!(
+            (o.address.as_str(), o.port, o.user.as_str()),
+            ("10.0.0.5", 2200, "ops")
+        );
         assert_eq!(o.identity_files, [PathBuf::from("/repo/keys/id")]);
         assert!(!o.use_agent);
         assert_eq!(o.known_hosts, PathBuf::from("/repo/known_hosts"));
@@ -413,7 +474,11 @@ mod tests {
     #[tokio::test]
     async fn refused_and_local_hosts_in_one_run() {
         // A port nothing listens on: bind, note the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let settings = SettingsSpec::default();
         let mut down = host("down", &[], &[]);
         down.address = Some("127.0.0.1".into());

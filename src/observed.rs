@@ -209,7 +209,11 @@ impl HostStatus {
 
 /// Why a host could not be (fully) observed. `kind` is a stable kebab-case code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum FailureReason {
     /// The TCP connection was refused (nothing listening).
     Refused {
@@ -546,7 +550,10 @@ mod tests {
         let json = serde_json::to_value(&fleet).unwrap();
         assert_eq!(json["hosts"][0]["name"], "db-1");
         assert_eq!(json["hosts"][0]["status"]["state"], "unreachable");
-        assert_eq!(json["hosts"][0]["status"]["reason"]["kind"], "host-key-mismatch");
+        assert_eq!(
+            json["hosts"][0]["status"]["reason"]["kind"],
+            "host-key-mismatch"
+        );
         assert_eq!(json["hosts"][0]["status"]["reason"]["knownHosts"], "/k");
         let back: ObservedFleet = serde_json::from_value(json).unwrap();
         assert_eq!(back, fleet);

@@ -25,7 +25,14 @@ impl Lab {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("fleet");
         let out = Command::new(lab_script())
-            .args(["up", "--hosts", &debian.to_string(), "--rpm", &rpm.to_string(), "--dir"])
+            .args([
+                "up",
+                "--hosts",
+                &debian.to_string(),
+                "--rpm",
+                &rpm.to_string(),
+                "--dir",
+            ])
             .arg(&dir)
             .args(["--owner-pid", &std::process::id().to_string()])
             .output()
@@ -35,8 +42,14 @@ impl Lab {
             "scripts/lab up failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let info: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).expect("lab.json")).expect("lab.json parses");
-        Lab { _tmp: tmp, dir, info }
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).expect("lab.json"))
+                .expect("lab.json parses");
+        Lab {
+            _tmp: tmp,
+            dir,
+            info,
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -63,14 +76,22 @@ impl Lab {
             .arg(&self.dir)
             .output()
             .expect("scripts/lab runs");
-        assert!(out.status.success(), "scripts/lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "scripts/lab {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The `SHA256:...` fingerprint of a host's real host key, as `ssh-keygen -l` prints it.
     fn host_key_fingerprint(&self, name: &str) -> String {
         let pid_file = PathBuf::from(self.host(name)["sshdPidFile"].as_str().expect("pid file"));
         let key = pid_file.with_file_name("ssh_host_ed25519_key.pub");
-        let out = Command::new("ssh-keygen").arg("-lf").arg(&key).output().expect("ssh-keygen");
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen");
         String::from_utf8(out.stdout)
             .expect("utf-8")
             .split_whitespace()
@@ -85,13 +106,21 @@ impl Lab {
         let text = std::fs::read_to_string(&path).expect("inventory");
         let anchor = format!("        port: {}\n", self.port(name));
         assert!(text.contains(&anchor), "inventory has no `{anchor}`");
-        std::fs::write(&path, text.replace(&anchor, &format!("{anchor}        {line}\n"))).expect("write inventory");
+        std::fs::write(
+            &path,
+            text.replace(&anchor, &format!("{anchor}        {line}\n")),
+        )
+        .expect("write inventory");
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(lab_script()).arg("down").arg("--dir").arg(&self.dir).output();
+        let _ = Command::new(lab_script())
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output();
     }
 }
 
@@ -133,7 +162,11 @@ fn installed<'a>(h: &'a Value, name: &str) -> &'a Value {
 }
 
 fn update<'a>(h: &'a Value, name: &str) -> Option<&'a Value> {
-    h["updates"].as_array().expect("updates").iter().find(|u| u["name"] == name)
+    h["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .find(|u| u["name"] == name)
 }
 
 fn reason(h: &Value) -> &Value {
@@ -167,14 +200,22 @@ fn assert_lab_packages(h: &Value, native_arch: &str, all_arch: &str, status: &st
         ("pk-broken", "1.1-1", false),
         ("pk-kernel", "1.1-1", true),
     ];
-    assert_eq!(h["updates"].as_array().expect("updates").len(), expected.len(), "{:#}", h["updates"]);
+    assert_eq!(
+        h["updates"].as_array().expect("updates").len(),
+        expected.len(),
+        "{:#}",
+        h["updates"]
+    );
     for (name, candidate, security) in expected {
         let u = update(h, name).unwrap_or_else(|| panic!("no update for {name}"));
         assert_eq!(u["installedVersion"], "1.0-1", "{name}");
         assert_eq!(u["candidateVersion"], candidate, "{name}");
         assert_eq!(u["security"], security, "{name}");
     }
-    assert!(update(h, "pk-held").is_none(), "a held package is not a pending update");
+    assert!(
+        update(h, "pk-held").is_none(),
+        "a held package is not a pending update"
+    );
     assert_eq!(h["rebootRequired"]["required"], false);
     assert!(h["bootId"].as_str().is_some_and(|b| b.len() == 36));
     assert_eq!(h["connection"]["kex"], "curve25519-sha256");
@@ -246,21 +287,33 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     let deb2 = host(&fleet, "deb-2");
     assert_eq!(deb2["status"]["state"], "unreachable");
     assert_eq!(reason(deb2)["kind"], "refused");
-    assert_eq!(reason(deb2)["address"], format!("127.0.0.1:{}", lab.port("deb-2")));
+    assert_eq!(
+        reason(deb2)["address"],
+        format!("127.0.0.1:{}", lab.port("deb-2"))
+    );
 
     let deb3 = host(&fleet, "deb-3");
     assert_lab_packages(deb3, "amd64", "all", "ii");
-    assert_eq!(deb3["packageManagerLocked"]["path"], "/var/lib/dpkg/lock-frontend");
+    assert_eq!(
+        deb3["packageManagerLocked"]["path"],
+        "/var/lib/dpkg/lock-frontend"
+    );
     assert_eq!(deb3["packageManagerLocked"]["process"], "unattended-upgr");
     assert!(deb3["packageManagerLocked"]["pid"].as_u64().is_some());
     let rpm1 = host(&fleet, "rpm-1");
-    assert_eq!(rpm1["packageManagerLocked"]["path"], "/var/lib/rpm/.rpm.lock");
+    assert_eq!(
+        rpm1["packageManagerLocked"]["path"],
+        "/var/lib/rpm/.rpm.lock"
+    );
     assert_eq!(rpm1["packageManagerLocked"]["process"], "dnf");
 
     let deb4h = host(&fleet, "deb-4");
     assert_eq!(deb4h["status"]["state"], "unreachable");
     assert_eq!(reason(deb4h)["kind"], "host-key-mismatch");
-    assert_eq!(reason(deb4h)["fingerprint"], lab.host_key_fingerprint("deb-4"));
+    assert_eq!(
+        reason(deb4h)["fingerprint"],
+        lab.host_key_fingerprint("deb-4")
+    );
     assert_eq!(reason(deb4h)["algorithm"], "ssh-ed25519");
     assert!(deb4h["installed"].as_array().expect("installed").is_empty());
 
@@ -310,7 +363,10 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     assert_eq!(reason(h)["kind"], "host-key-unknown");
     assert_eq!(reason(h)["fingerprint"], lab.host_key_fingerprint("deb-1"));
     assert_eq!(host(&fleet, "deb-2")["status"]["state"], "reachable");
-    assert_eq!(std::fs::read_to_string(&known_hosts).expect("known_hosts"), without);
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).expect("known_hosts"),
+        without
+    );
 
     // accept-new: recorded, observed; the recorded line is the host's real key.
     lab.host_ssh_setting("deb-1", "hostKeyPolicy: accept-new");
@@ -318,8 +374,14 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     assert_eq!(code, 0, "{fleet:#}");
     assert_eq!(fleet["hosts"].as_array().expect("hosts").len(), 1);
     let recorded = std::fs::read_to_string(&known_hosts).expect("known_hosts");
-    let original_line = original.lines().find(|l| l.starts_with(&deb1)).expect("deb-1 line");
-    let new_line = recorded.lines().find(|l| l.starts_with(&deb1)).expect("deb-1 recorded");
+    let original_line = original
+        .lines()
+        .find(|l| l.starts_with(&deb1))
+        .expect("deb-1 line");
+    let new_line = recorded
+        .lines()
+        .find(|l| l.starts_with(&deb1))
+        .expect("deb-1 recorded");
     assert_eq!(
         new_line.split_whitespace().take(3).collect::<Vec<_>>(),
         original_line.split_whitespace().take(3).collect::<Vec<_>>()
@@ -331,7 +393,11 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     let started = std::time::Instant::now();
     let (code, fleet) = observe(lab.dir(), &[]);
     assert_eq!(code, 3);
-    assert!(started.elapsed() < std::time::Duration::from_secs(25), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
     let h = host(&fleet, "deb-2");
     assert_eq!(h["status"]["state"], "error");
     assert_eq!(reason(h)["kind"], "timeout");

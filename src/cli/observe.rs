@@ -70,17 +70,29 @@ pub fn run(args: Args) -> u8 {
         }
     }
     if targets.is_empty() {
-        eprintln!("error: no host matches{}", args.hosts.as_deref().map(|s| format!(" `{s}`")).unwrap_or_default());
+        eprintln!(
+            "error: no host matches{}",
+            args.hosts
+                .as_deref()
+                .map(|s| format!(" `{s}`"))
+                .unwrap_or_default()
+        );
         return super::EXIT_ERROR;
     }
-    let options = match RunOptions::from_settings(&settings, args.parallel.and_then(|p| usize::try_from(p).ok())) {
+    let options = match RunOptions::from_settings(
+        &settings,
+        args.parallel.and_then(|p| usize::try_from(p).ok()),
+    ) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return super::EXIT_ERROR;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -90,9 +102,11 @@ pub fn run(args: Args) -> u8 {
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(targets.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}")
-                .expect("the template is valid")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
         );
         bar
     } else {
@@ -168,7 +182,10 @@ fn row(host: &ObservedHost) -> [String; 7] {
 }
 
 fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Result<()> {
-    let header = ["HOST", "OS", "PACKAGES", "UPDATES", "SECURITY", "REBOOT", "STATUS"].map(String::from);
+    let header = [
+        "HOST", "OS", "PACKAGES", "UPDATES", "SECURITY", "REBOOT", "STATUS",
+    ]
+    .map(String::from);
     let rows: Vec<[String; 7]> = observed.hosts.iter().map(row).collect();
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
@@ -189,12 +206,24 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
         }
         writeln!(out, "{}", line.trim_end())?;
     }
-    let failed = observed.hosts.iter().filter(|h| !h.status.is_reachable()).count();
+    let failed = observed
+        .hosts
+        .iter()
+        .filter(|h| !h.status.is_reachable())
+        .count();
     let total = observed.hosts.len();
     writeln!(out)?;
     if failed == 0 {
-        writeln!(out, "observed {total} host{}", if total == 1 { "" } else { "s" })
+        writeln!(
+            out,
+            "observed {total} host{}",
+            if total == 1 { "" } else { "s" }
+        )
     } else {
-        writeln!(out, "observed {} of {total} hosts; {failed} could not be observed", total - failed)
+        writeln!(
+            out,
+            "observed {} of {total} hosts; {failed} could not be observed",
+            total - failed
+        )
     }
 }

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
-use crate::observed::{BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired};
+use crate::observed::{
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+};
 
 /// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,7 +142,10 @@ pub fn parse_reboot(text: &str) -> RebootRequired {
 }
 
 /// Fills in the apt parts of `host` from the script's sections.
-pub(crate) fn interpret(host: &mut ObservedHost, sections: &BTreeMap<String, Section>) -> Result<(), FailureReason> {
+pub(crate) fn interpret(
+    host: &mut ObservedHost,
+    sections: &BTreeMap<String, Section>,
+) -> Result<(), FailureReason> {
     if let Some(refresh) = sections.get("refresh") {
         if refresh.exit != Some(0) {
             let why = refresh.stderr.lines().next().unwrap_or("").trim();
@@ -156,7 +161,8 @@ pub(crate) fn interpret(host: &mut ObservedHost, sections: &BTreeMap<String, Sec
     }
     let state = parse_dpkg_query(&installed.stdout);
     for line in &state.unreadable {
-        host.warnings.push(format!("unreadable dpkg-query line: {line}"));
+        host.warnings
+            .push(format!("unreadable dpkg-query line: {line}"));
     }
     host.installed = state.installed;
     host.held = state.held;
@@ -177,7 +183,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/observe/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/observe/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -185,7 +195,11 @@ mod tests {
         let state = parse_dpkg_query(&fixture("debian12-dpkg-query.txt"));
         assert!(state.unreadable.is_empty());
         assert_eq!(state.installed.len(), 732);
-        let bsdutils = state.installed.iter().find(|p| p.name == "bsdutils").unwrap();
+        let bsdutils = state
+            .installed
+            .iter()
+            .find(|p| p.name == "bsdutils")
+            .unwrap();
         // Epochs are kept.
         assert_eq!(bsdutils.version, "1:2.38.1-5+deb12u3");
         assert_eq!(bsdutils.arch, "amd64");
@@ -200,10 +214,23 @@ mod tests {
         // one, a removed one with config files left, and a foreign-architecture one.
         let state = parse_dpkg_query(&fixture("dpkg-query-odd-states.txt"));
         assert_eq!(state.held, ["hello"]);
-        let names: Vec<_> = state.broken.iter().map(|b| (b.name.as_str(), b.state.as_str())).collect();
-        assert_eq!(names, [("pk-halfconf", "half-configured"), ("pk-unpacked", "unpacked")]);
+        let names: Vec<_> = state
+            .broken
+            .iter()
+            .map(|b| (b.name.as_str(), b.state.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("pk-halfconf", "half-configured"),
+                ("pk-unpacked", "unpacked")
+            ]
+        );
         assert!(!state.installed.iter().any(|p| p.name == "pk-removed"));
-        assert!(state.installed.iter().any(|p| p.name == "libc6" && p.arch == "i386"));
+        assert!(state
+            .installed
+            .iter()
+            .any(|p| p.name == "libc6" && p.arch == "i386"));
         assert_eq!(state.unreadable, ["garbage line"]);
     }
 
@@ -224,7 +251,10 @@ mod tests {
         // Two origins, one of them security.
         let gcrypt = updates.iter().find(|u| u.name == "libgcrypt20").unwrap();
         assert!(gcrypt.security);
-        assert_eq!(gcrypt.origin, "Debian:12.15/oldstable, Debian-Security:12/oldstable-security");
+        assert_eq!(
+            gcrypt.origin,
+            "Debian:12.15/oldstable, Debian-Security:12/oldstable-security"
+        );
         let tz = updates.iter().find(|u| u.name == "tzdata").unwrap();
         assert_eq!(tz.arch, "all");
     }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
-use crate::observed::{FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired};
+use crate::observed::{
+    FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+};
 
 /// Architectures rpm uses; a NEVRA's last dot-separated part must be one of them.
 const ARCHES: &[&str] = &[
@@ -57,7 +59,10 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
         if trimmed.starts_with("Obsoleting Packages") {
             break;
         }
-        if trimmed.is_empty() || trimmed.starts_with("Security:") || trimmed.starts_with("Last metadata") {
+        if trimmed.is_empty()
+            || trimmed.starts_with("Security:")
+            || trimmed.starts_with("Last metadata")
+        {
             pending.clear();
             continue;
         }
@@ -69,7 +74,9 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
             if let Some((name, arch)) = name_arch.rsplit_once('.') {
                 let installed_version = installed
                     .iter()
-                    .find(|p| p.name == name && (p.arch == arch || p.arch == "noarch" || arch == "noarch"))
+                    .find(|p| {
+                        p.name == name && (p.arch == arch || p.arch == "noarch" || arch == "noarch")
+                    })
                     .map(|p| p.version.clone());
                 updates.push(PendingUpdate {
                     name: name.to_string(),
@@ -101,7 +108,11 @@ pub fn parse_nevra(s: &str) -> Option<Nevra> {
     if name.is_empty() || version.is_empty() || release.is_empty() {
         return None;
     }
-    Some((name.to_string(), format!("{version}-{release}"), arch.to_string()))
+    Some((
+        name.to_string(),
+        format!("{version}-{release}"),
+        arch.to_string(),
+    ))
 }
 
 /// Parses `dnf updateinfo list --security` rows (`ADVISORY  TYPE/SEVERITY  NEVRA`, and the
@@ -150,7 +161,9 @@ pub fn parse_reboot(text: &str, running_kernel: Option<&str>) -> RebootRequired 
             packages.push(pkg.trim().to_string());
         } else if let Some(rest) = t.strip_prefix("kernel ") {
             let mut f = rest.split_ascii_whitespace();
-            if let (Some(time), Some(version)) = (f.next().and_then(|x| x.parse::<u64>().ok()), f.next()) {
+            if let (Some(time), Some(version)) =
+                (f.next().and_then(|x| x.parse::<u64>().ok()), f.next())
+            {
                 if newest.is_none_or(|(t0, _)| time >= t0) {
                     newest = Some((time, version));
                 }
@@ -203,7 +216,13 @@ pub fn parse_holds(text: &str) -> Vec<String> {
         let name = spec
             .rsplit_once('-')
             .and_then(|(rest, _release)| rest.rsplit_once('-'))
-            .map(|(name, evr)| if evr.contains(':') || evr.chars().next().is_some_and(|c| c.is_ascii_digit()) { name } else { spec })
+            .map(|(name, evr)| {
+                if evr.contains(':') || evr.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    name
+                } else {
+                    spec
+                }
+            })
             .unwrap_or(spec);
         held.push(name.to_string());
     }
@@ -213,14 +232,18 @@ pub fn parse_holds(text: &str) -> Vec<String> {
 }
 
 /// Fills in the dnf parts of `host` from the script's sections.
-pub(crate) fn interpret(host: &mut ObservedHost, sections: &BTreeMap<String, Section>) -> Result<(), FailureReason> {
+pub(crate) fn interpret(
+    host: &mut ObservedHost,
+    sections: &BTreeMap<String, Section>,
+) -> Result<(), FailureReason> {
     let installed = section(sections, "installed", "rpm -qa")?;
     if installed.exit != Some(0) {
         return Err(step_failed(installed, "rpm -qa", "rpm"));
     }
     let (packages, unreadable) = parse_rpm_qa(&installed.stdout);
     for line in unreadable {
-        host.warnings.push(format!("unreadable rpm -qa line: {line}"));
+        host.warnings
+            .push(format!("unreadable rpm -qa line: {line}"));
     }
     host.installed = packages;
     if let Some(held) = sections.get("held") {
@@ -237,7 +260,11 @@ pub(crate) fn interpret(host: &mut ObservedHost, sections: &BTreeMap<String, Sec
     host.updates = parse_check_update(&updates.stdout, &host.installed);
     let security = section(sections, "security", "dnf updateinfo list --security")?;
     if security.exit != Some(0) {
-        return Err(step_failed(security, "dnf updateinfo list --security", "dnf"));
+        return Err(step_failed(
+            security,
+            "dnf updateinfo list --security",
+            "dnf",
+        ));
     }
     apply_advisories(&mut host.updates, &parse_updateinfo(&security.stdout));
     Ok(())
@@ -261,7 +288,9 @@ mod tests {
 
     #[test]
     fn check_update_rows_wrapped_and_obsoletes() {
-        let installed = parse_rpm_qa("bash\t(none)\t5.1.8\t6.el9\tx86_64\nopenssl\t1\t3.0.7\t24.el9\tx86_64\n").0;
+        let installed =
+            parse_rpm_qa("bash\t(none)\t5.1.8\t6.el9\tx86_64\nopenssl\t1\t3.0.7\t24.el9\tx86_64\n")
+                .0;
         let text = "\nbash.x86_64                5.1.8-9.el9            baseos\n\
             a-very-long-package-name-that-wraps.noarch\n                      1.0-2.el9        appstream\n\
             openssl.x86_64             1:3.0.7-27.el9         baseos\n\
@@ -280,13 +309,19 @@ mod tests {
         let dnf4 = "RHSA-2024:1234 Important/Sec. openssl-1:3.0.7-27.el9.x86_64\nFEDORA-2024-1 security     bash-5.2-1.fc40.x86_64\n";
         let a = parse_updateinfo(dnf4);
         assert_eq!(a[0].0, "RHSA-2024:1234");
-        assert_eq!(a[0].1, ("openssl".into(), "1:3.0.7-27.el9".into(), "x86_64".into()));
+        assert_eq!(
+            a[0].1,
+            ("openssl".into(), "1:3.0.7-27.el9".into(), "x86_64".into())
+        );
         assert_eq!(a[1].1 .0, "bash");
         let dnf5 = "Name           Type     Severity Package                  Issued\nFEDORA-2024-2 security Moderate curl-8.6.0-8.fc40.x86_64 2024-06-01 00:00:00\n";
         let b = parse_updateinfo(dnf5);
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].1 .0, "curl");
-        let mut updates = parse_check_update("curl.x86_64 8.6.0-8.fc40 updates\nzsh.x86_64 5.9-1 updates\n", &[]);
+        let mut updates = parse_check_update(
+            "curl.x86_64 8.6.0-8.fc40 updates\nzsh.x86_64 5.9-1 updates\n",
+            &[],
+        );
         apply_advisories(&mut updates, &b);
         assert!(updates[0].security);
         assert_eq!(updates[0].advisories, ["FEDORA-2024-2"]);

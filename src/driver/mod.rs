@@ -21,7 +21,15 @@ pub mod dnf;
 /// os-release `ID`/`ID_LIKE` words that mean apt/dpkg.
 pub const APT_IDS: &[&str] = &["debian", "ubuntu", "raspbian", "linuxmint", "pop", "kali"];
 /// os-release `ID`/`ID_LIKE` words that mean dnf/rpm.
-pub const DNF_IDS: &[&str] = &["rhel", "fedora", "centos", "rocky", "almalinux", "ol", "amzn"];
+pub const DNF_IDS: &[&str] = &[
+    "rhel",
+    "fedora",
+    "centos",
+    "rocky",
+    "almalinux",
+    "ol",
+    "amzn",
+];
 
 /// Options of one host's observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +55,8 @@ pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
         };
         let value = value.trim();
         let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"')) || (value.starts_with('\'') && value.ends_with('\'')))
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
         {
             &value[1..value.len() - 1]
         } else {
@@ -78,7 +87,11 @@ pub fn os_info(fields: &BTreeMap<String, String>) -> Option<OsInfo> {
     }
     let mut family: Vec<String> = fields
         .get("ID_LIKE")
-        .map(|s| s.split_ascii_whitespace().map(|w| w.to_ascii_lowercase()).collect())
+        .map(|s| {
+            s.split_ascii_whitespace()
+                .map(|w| w.to_ascii_lowercase())
+                .collect()
+        })
         .unwrap_or_default();
     if !family.contains(&id) {
         family.push(id.clone());
@@ -252,7 +265,11 @@ pub fn parse_locks(text: &str) -> Option<LockHolder> {
             return None;
         }
         let pid = f.next().and_then(|p| p.trim().parse::<u32>().ok());
-        let process = f.next().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let process = f
+            .next()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         Some(LockHolder {
             path: path.to_string(),
             pid,
@@ -262,7 +279,13 @@ pub fn parse_locks(text: &str) -> Option<LockHolder> {
 }
 
 /// Builds a host's observed state from the script's raw output. Pure: tested on captures.
-pub fn interpret(name: &str, stdout: &str, stderr: &str, exit: Option<u32>, options: &ObserveOptions) -> ObservedHost {
+pub fn interpret(
+    name: &str,
+    stdout: &str,
+    stderr: &str,
+    exit: Option<u32>,
+    options: &ObserveOptions,
+) -> ObservedHost {
     let sections = split_sections(stdout, stderr);
     let mut host = ObservedHost::new(name, HostStatus::Reachable);
     let fail = |mut host: ObservedHost, reason: FailureReason| {
@@ -310,13 +333,25 @@ pub fn interpret(name: &str, stdout: &str, stderr: &str, exit: Option<u32>, opti
     };
     host.os = Some(os.clone());
     let Some(family) = family_of(&os) else {
-        let id_like = os.family.iter().filter(|w| **w != os.id).cloned().collect::<Vec<_>>().join(" ");
+        let id_like = os
+            .family
+            .iter()
+            .filter(|w| **w != os.id)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
         return fail(host, FailureReason::UnsupportedOs { id: os.id, id_like });
     };
     host.package_manager = Some(family);
     if let Some(expected) = options.expected {
         if expected != family {
-            return fail(host, FailureReason::PackageManagerMismatch { expected, found: family });
+            return fail(
+                host,
+                FailureReason::PackageManagerMismatch {
+                    expected,
+                    found: family,
+                },
+            );
         }
     }
     let result = match family {
@@ -363,7 +398,11 @@ pub(crate) fn section<'a>(
 }
 
 /// Observes one host through an open transport: one script, one round trip.
-pub async fn observe_host(name: &str, transport: &dyn Transport, options: &ObserveOptions) -> ObservedHost {
+pub async fn observe_host(
+    name: &str,
+    transport: &dyn Transport,
+    options: &ObserveOptions,
+) -> ObservedHost {
     let script = observe_script(options.refresh);
     match transport
         .exec("sh -s", Some(script.as_bytes()), options.command_timeout)
@@ -440,7 +479,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/observe/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/observe/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     fn options() -> ObserveOptions {
@@ -489,7 +532,10 @@ mod tests {
         assert_eq!(parse_locks(""), None);
         let l = parse_locks("/var/lib/dpkg/lock-frontend\t812\tapt-get\tPOSIX\n").unwrap();
         assert_eq!(l.pid, Some(812));
-        assert_eq!(l.to_string(), "/var/lib/dpkg/lock-frontend is locked by pid 812 (apt-get)");
+        assert_eq!(
+            l.to_string(),
+            "/var/lib/dpkg/lock-frontend is locked by pid 812 (apt-get)"
+        );
     }
 
     /// The whole script as run on this Debian 12 machine (captured with `sh -s`).
@@ -509,7 +555,10 @@ mod tests {
         assert_eq!(bash.version, "5.2.15-2+b8");
         assert_eq!(host.installed.len(), 732);
         assert_eq!(host.updates.len(), 128);
-        assert!(host.updates.iter().any(|u| u.name == "perl-base" && u.security));
+        assert!(host
+            .updates
+            .iter()
+            .any(|u| u.name == "perl-base" && u.security));
         assert!(host.boot_id.as_deref().is_some_and(|b| b.len() == 36));
     }
 
@@ -530,7 +579,10 @@ mod tests {
         assert_eq!(host.status, HostStatus::Reachable, "{host:?}");
         assert_eq!(host.package_manager, Some(PackageManager::Dnf));
         let libpk = host.installed_package("libpk").unwrap();
-        assert_eq!((libpk.version.as_str(), libpk.arch.as_str()), ("1.0-1", "x86_64"));
+        assert_eq!(
+            (libpk.version.as_str(), libpk.arch.as_str()),
+            ("1.0-1", "x86_64")
+        );
         assert_eq!(host.installed.len(), 6);
         let names: Vec<_> = host.updates.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["libpk", "pk-app", "pk-broken", "pk-kernel"]);
@@ -580,9 +632,22 @@ mod tests {
     fn unsupported_and_sudo_failures() {
         let out = "@@pk:begin os-release\nID=alpine\n\n@@pk:end os-release 0\n";
         let host = interpret("a", out, "", Some(0), &options());
-        assert!(matches!(host.status, HostStatus::Error { reason: FailureReason::UnsupportedOs { ref id, .. } } if id == "alpine"));
-        let host = interpret("a", "", "sudo: a password is required\n", Some(1), &options());
-        assert!(matches!(host.status, HostStatus::Error { reason: FailureReason::SudoFailed { .. } }));
+        assert!(
+            matches!(host.status, HostStatus::Error { reason: FailureReason::UnsupportedOs { ref id, .. } } if id == "alpine")
+        );
+        let host = interpret(
+            "a",
+            "",
+            "sudo: a password is required\n",
+            Some(1),
+            &options(),
+        );
+        assert!(matches!(
+            host.status,
+            HostStatus::Error {
+                reason: FailureReason::SudoFailed { .. }
+            }
+        ));
     }
 
     #[test]
@@ -596,6 +661,11 @@ mod tests {
             Some(0),
             &o,
         );
-        assert!(matches!(host.status, HostStatus::Error { reason: FailureReason::PackageManagerMismatch { .. } }));
+        assert!(matches!(
+            host.status,
+            HostStatus::Error {
+                reason: FailureReason::PackageManagerMismatch { .. }
+            }
+        ));
     }
 }

@@ -169,7 +169,9 @@ fn hashed_matches(hashed: &str, name: &str) -> bool {
     let Ok(mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// `*` and `?` globbing, case-insensitive like OpenSSH host patterns.
@@ -206,24 +208,49 @@ mod tests {
 
     #[test]
     fn plain_and_bracketed_names() {
-        let file = format!("# comment\nweb1,10.0.0.1 ssh-ed25519 {ED1}\n[127.0.0.1]:2201 ssh-ed25519 {ED2} lab\n");
+        let file = format!(
+            "# comment\nweb1,10.0.0.1 ssh-ed25519 {ED1}\n[127.0.0.1]:2201 ssh-ed25519 {ED2} lab\n"
+        );
         assert_eq!(check(&file, "web1", "ssh-ed25519", ED1), Verdict::Known);
         assert_eq!(check(&file, "10.0.0.1", "ssh-ed25519", ED1), Verdict::Known);
-        assert_eq!(check(&file, "web1", "ssh-ed25519", ED2), Verdict::Changed { line: 2 });
+        assert_eq!(
+            check(&file, "web1", "ssh-ed25519", ED2),
+            Verdict::Changed { line: 2 }
+        );
         assert_eq!(check(&file, "web2", "ssh-ed25519", ED1), Verdict::Unknown);
-        assert_eq!(check(&file, &lookup_name("127.0.0.1", 2201), "ssh-ed25519", ED2), Verdict::Known);
+        assert_eq!(
+            check(&file, &lookup_name("127.0.0.1", 2201), "ssh-ed25519", ED2),
+            Verdict::Known
+        );
         // The port matters: the same address on 22 is another host.
-        assert_eq!(check(&file, &lookup_name("127.0.0.1", 22), "ssh-ed25519", ED2), Verdict::Unknown);
+        assert_eq!(
+            check(&file, &lookup_name("127.0.0.1", 22), "ssh-ed25519", ED2),
+            Verdict::Unknown
+        );
         // Another key type is not a change (OpenSSH treats it as new).
-        assert_eq!(check(&file, "web1", "ecdsa-sha2-nistp256", ED2), Verdict::Unknown);
+        assert_eq!(
+            check(&file, "web1", "ecdsa-sha2-nistp256", ED2),
+            Verdict::Unknown
+        );
     }
 
     #[test]
     fn wildcards_negation_tabs_and_revocation() {
-        let file = format!("*.example.com,!bad.example.com\tssh-ed25519\t{ED1}\n@revoked * ssh-ed25519 {ED2}\n");
-        assert_eq!(check(&file, "a.example.com", "ssh-ed25519", ED1), Verdict::Known);
-        assert_eq!(check(&file, "bad.example.com", "ssh-ed25519", ED1), Verdict::Unknown);
-        assert_eq!(check(&file, "a.example.com", "ssh-ed25519", ED2), Verdict::Revoked { line: 2 });
+        let file = format!(
+            "*.example.com,!bad.example.com\tssh-ed25519\t{ED1}\n@revoked * ssh-ed25519 {ED2}\n"
+        );
+        assert_eq!(
+            check(&file, "a.example.com", "ssh-ed25519", ED1),
+            Verdict::Known
+        );
+        assert_eq!(
+            check(&file, "bad.example.com", "ssh-ed25519", ED1),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&file, "a.example.com", "ssh-ed25519", ED2),
+            Verdict::Revoked { line: 2 }
+        );
         assert!(wildcard_match("web-?", "WEB-1"));
         assert!(!wildcard_match("web-?", "web-10"));
         assert!(wildcard_match("*", ""));
@@ -243,8 +270,14 @@ mod tests {
         assert!(status.status.success());
         let hashed = std::fs::read_to_string(&path).unwrap();
         assert!(hashed.starts_with("|1|"), "{hashed}");
-        assert_eq!(check(&hashed, "[127.0.0.1]:2201", "ssh-ed25519", ED1), Verdict::Known);
-        assert_eq!(check(&hashed, "[127.0.0.1]:2202", "ssh-ed25519", ED1), Verdict::Unknown);
+        assert_eq!(
+            check(&hashed, "[127.0.0.1]:2201", "ssh-ed25519", ED1),
+            Verdict::Known
+        );
+        assert_eq!(
+            check(&hashed, "[127.0.0.1]:2202", "ssh-ed25519", ED1),
+            Verdict::Unknown
+        );
     }
 
     #[test]
@@ -254,7 +287,13 @@ mod tests {
         append(&path, "[h]:2", "ssh-ed25519", ED1).unwrap();
         append(&path, "[h]:2", "ecdsa-sha2-nistp256", ED2).unwrap();
         let contents = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(recorded_types(&contents, "[h]:2"), ["ssh-ed25519", "ecdsa-sha2-nistp256"]);
-        assert_eq!(check(&contents, "[h]:2", "ssh-ed25519", ED1), Verdict::Known);
+        assert_eq!(
+            recorded_types(&contents, "[h]:2"),
+            ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+        );
+        assert_eq!(
+            check(&contents, "[h]:2", "ssh-ed25519", ED1),
+            Verdict::Known
+        );
     }
 }

@@ -38,7 +38,11 @@ impl Transport for LocalTransport {
             let mut child = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(&command)
-                .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 // A timed-out command must not outlive the run.
@@ -81,7 +85,11 @@ mod tests {
     async fn runs_with_stdin_and_reports_exit_and_stderr() {
         let t = LocalTransport::new(false);
         let out = t
-            .exec("cat; echo oops >&2; exit 3", Some(b"hello"), Duration::from_secs(5))
+            .exec(
+                "cat; echo oops >&2; exit 3",
+                Some(b"hello"),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(out.stdout, b"hello");
@@ -92,7 +100,13 @@ mod tests {
     #[tokio::test]
     async fn times_out() {
         let t = LocalTransport::new(false);
-        let err = t.exec("sleep 5", None, Duration::from_millis(100)).await.unwrap_err();
-        assert!(matches!(err, TransportError::CommandTimeout { .. }), "{err}");
+        let err = t
+            .exec("sleep 5", None, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::CommandTimeout { .. }),
+            "{err}"
+        );
     }
 }

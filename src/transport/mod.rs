@@ -172,8 +172,7 @@ pub enum TransportError {
 /// Quotes `s` for a POSIX shell (single quotes, `'` as `'\''`).
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
     {
         return s.to_string();
@@ -192,7 +191,15 @@ mod tests {
 
     #[test]
     fn quoting_round_trips_through_sh() {
-        for s in ["plain", "", "it's", "a b", "$(rm -rf /)", "x\"y", "new\nline"] {
+        for s in [
+            "plain",
+            "",
+            "it's",
+            "a b",
+            "$(rm -rf /)",
+            "x\"y",
+            "new\nline",
+        ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(s)))
@@ -204,6 +211,9 @@ mod tests {
 
     #[test]
     fn sudo_wrap_keeps_the_command_whole() {
-        assert_eq!(sudo_wrap("echo 'hi'"), r#"sudo -n -- sh -c 'echo '\''hi'\'''"#);
+        assert_eq!(
+            sudo_wrap("echo 'hi'"),
+            r#"sudo -n -- sh -c 'echo '\''hi'\'''"#
+        );
     }
 }

@@ -104,14 +104,18 @@ impl KeyCache {
     }
 
     fn load(&self, path: &Path) -> Result<Arc<PrivateKey>, TransportError> {
-        let mut keys = self.keys.lock().expect("key cache lock is never poisoned: no panics inside");
+        let mut keys = self
+            .keys
+            .lock()
+            .expect("key cache lock is never poisoned: no panics inside");
         if let Some(key) = keys.get(path) {
             return Ok(key.clone());
         }
-        let key = russh::keys::load_secret_key(path, None).map_err(|e| TransportError::KeyLoad {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let key =
+            russh::keys::load_secret_key(path, None).map_err(|e| TransportError::KeyLoad {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let key = Arc::new(key);
         keys.insert(path.to_path_buf(), key.clone());
         Ok(key)
@@ -139,7 +143,10 @@ pub struct SshTransport {
 
 impl SshTransport {
     /// Connects, checks the host key and logs in, all within `options.connect_timeout`.
-    pub async fn connect(options: &SshOptions, keys: &KeyCache) -> Result<SshTransport, TransportError> {
+    pub async fn connect(
+        options: &SshOptions,
+        keys: &KeyCache,
+    ) -> Result<SshTransport, TransportError> {
         let seconds = options.connect_timeout.as_secs();
         match tokio::time::timeout(options.connect_timeout, connect_inner(options, keys)).await {
             Ok(result) => result,
@@ -151,7 +158,10 @@ impl SshTransport {
     }
 }
 
-async fn connect_inner(options: &SshOptions, keys: &KeyCache) -> Result<SshTransport, TransportError> {
+async fn connect_inner(
+    options: &SshOptions,
+    keys: &KeyCache,
+) -> Result<SshTransport, TransportError> {
     let lookup = known_hosts::lookup_name(&options.address, options.port);
     let known = match std::fs::read_to_string(&options.known_hosts) {
         Ok(s) => s,
@@ -199,7 +209,10 @@ async fn connect_inner(options: &SshOptions, keys: &KeyCache) -> Result<SshTrans
     })
 }
 
-fn client_config(options: &SshOptions, recorded_types: &[String]) -> Result<client::Config, TransportError> {
+fn client_config(
+    options: &SshOptions,
+    recorded_types: &[String],
+) -> Result<client::Config, TransportError> {
     let kex_names: Vec<String> = if options.kex.is_empty() {
         DEFAULT_KEX.iter().map(|s| s.to_string()).collect()
     } else {
@@ -207,9 +220,11 @@ fn client_config(options: &SshOptions, recorded_types: &[String]) -> Result<clie
     };
     let mut kex_list = Vec::new();
     for name in &kex_names {
-        let parsed = kex::Name::try_from(name.as_str()).map_err(|()| TransportError::UnsupportedAlgorithm {
-            what: "kex",
-            name: name.clone(),
+        let parsed = kex::Name::try_from(name.as_str()).map_err(|()| {
+            TransportError::UnsupportedAlgorithm {
+                what: "kex",
+                name: name.clone(),
+            }
         })?;
         kex_list.push(parsed);
     }
@@ -224,9 +239,11 @@ fn client_config(options: &SshOptions, recorded_types: &[String]) -> Result<clie
     };
     let mut cipher_list = Vec::new();
     for name in &cipher_names {
-        let parsed = cipher::Name::try_from(name.as_str()).map_err(|()| TransportError::UnsupportedAlgorithm {
-            what: "cipher",
-            name: name.clone(),
+        let parsed = cipher::Name::try_from(name.as_str()).map_err(|()| {
+            TransportError::UnsupportedAlgorithm {
+                what: "cipher",
+                name: name.clone(),
+            }
         })?;
         cipher_list.push(parsed);
     }
@@ -251,11 +268,21 @@ fn client_config(options: &SshOptions, recorded_types: &[String]) -> Result<clie
 fn host_key_preference(recorded_types: &[String]) -> Vec<Algorithm> {
     let all = vec![
         Algorithm::Ed25519,
-        Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
-        Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
-        Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
-        Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
-        Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        },
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        },
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP521,
+        },
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha256),
+        },
     ];
     let recorded = |a: &Algorithm| {
         recorded_types
@@ -293,7 +320,8 @@ async fn authenticate(
             Ok(mut agent) => {
                 let identities = agent.request_identities().await.unwrap_or_default();
                 for identity in identities {
-                    let russh::keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
+                    let russh::keys::agent::AgentIdentity::PublicKey { key, comment } = identity
+                    else {
                         continue;
                     };
                     tried.push(if comment.is_empty() {
@@ -350,7 +378,9 @@ impl Transport for SshTransport {
                 while let Some(msg) = channel.wait().await {
                     match msg {
                         ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                        ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            output.stderr.extend_from_slice(&data)
+                        }
                         ChannelMsg::ExitStatus { exit_status } => output.exit = Some(exit_status),
                         ChannelMsg::ExitSignal { .. } => output.exit = None,
                         ChannelMsg::Close => break,
@@ -418,13 +448,15 @@ impl client::Handler for ClientHandler {
         let file = self.known_hosts.display().to_string();
         match known_hosts::check(&self.known_hosts_contents, &self.lookup, key_type, blob) {
             Verdict::Known => Ok(true),
-            Verdict::Changed { line } | Verdict::Revoked { line } => Err(TransportError::HostKeyMismatch {
-                host: self.lookup.clone(),
-                algorithm: key_type.to_string(),
-                fingerprint,
-                known_hosts: file,
-                line,
-            }),
+            Verdict::Changed { line } | Verdict::Revoked { line } => {
+                Err(TransportError::HostKeyMismatch {
+                    host: self.lookup.clone(),
+                    algorithm: key_type.to_string(),
+                    fingerprint,
+                    known_hosts: file,
+                    line,
+                })
+            }
             Verdict::Unknown => match self.policy {
                 HostKeyPolicy::Strict => Err(TransportError::HostKeyUnknown {
                     host: self.lookup.clone(),
@@ -433,9 +465,8 @@ impl client::Handler for ClientHandler {
                     known_hosts: file,
                 }),
                 HostKeyPolicy::AcceptNew => {
-                    known_hosts::append(&self.known_hosts, &self.lookup, key_type, blob).map_err(|source| {
-                        TransportError::KnownHosts { path: file, source }
-                    })?;
+                    known_hosts::append(&self.known_hosts, &self.lookup, key_type, blob)
+                        .map_err(|source| TransportError::KnownHosts { path: file, source })?;
                     tracing::warn!(
                         "permanently added {} ({key_type} {fingerprint}) to {}",
                         self.lookup,
@@ -499,13 +530,18 @@ mod tests {
         let mut o = options();
         o.kex = vec!["sntrup761x25519-sha512@openssh.com".into()];
         let err = client_config(&o, &[]).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported kex algorithm `sntrup761x25519-sha512@openssh.com`");
+        assert_eq!(
+            err.to_string(),
+            "unsupported kex algorithm `sntrup761x25519-sha512@openssh.com`"
+        );
     }
 
     #[test]
     fn recorded_key_types_go_first() {
         let prefs = host_key_preference(&["ssh-rsa".into()]);
-        assert!(matches!(prefs[0], Algorithm::Rsa { .. }) && matches!(prefs[1], Algorithm::Rsa { .. }));
+        assert!(
+            matches!(prefs[0], Algorithm::Rsa { .. }) && matches!(prefs[1], Algorithm::Rsa { .. })
+        );
         assert_eq!(prefs[2], Algorithm::Ed25519);
     }
 
