@@ -29,12 +29,20 @@ pub struct Args {
     /// Do not refresh package indexes first (overrides Settings' `observe.refresh`).
     #[arg(long)]
     no_refresh: bool,
+    /// Print the shell script each host runs (fed to `sh -s`; with index refresh unless
+    /// --no-refresh) and exit without connecting.
+    #[arg(long)]
+    print_script: bool,
 }
 
 const EXIT_HELP: &str = "Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output";
 
 /// Runs `patchkeeper observe`; returns the exit code.
 pub fn run(args: Args) -> u8 {
+    if args.print_script {
+        print!("{}", crate::driver::observe_script(!args.no_refresh));
+        return super::EXIT_OK;
+    }
     let outcome = match validate::load_and_validate(&args.repo.repo) {
         Ok(o) => o,
         Err(e) => {
