@@ -343,6 +343,68 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     }
 }
 
+/// Login through a real ssh-agent (`SSH_AUTH_SOCK`) when no key file is configured.
+#[test]
+fn logs_in_with_the_ssh_agent() {
+    let lab = Lab::up(1, 0);
+    let settings = lab.dir().join("patchkeeper.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    assert!(text.contains("    identityFile: .lab/id_ed25519\n"));
+    std::fs::write(
+        &settings,
+        text.replace("    identityFile: .lab/id_ed25519\n", ""),
+    )
+    .expect("write settings");
+    let home = tempfile::tempdir().expect("temp dir"); // no ~/.ssh/id_* to fall back on
+    let sock = home.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = |with_key: bool| {
+        if with_key {
+            let added = Command::new("ssh-add")
+                .arg(lab.dir().join(".lab/id_ed25519"))
+                .env("SSH_AUTH_SOCK", &sock)
+                .output()
+                .expect("ssh-add");
+            assert!(
+                added.status.success(),
+                "{}",
+                String::from_utf8_lossy(&added.stderr)
+            );
+        }
+        let out = Command::cargo_bin("patchkeeper")
+            .expect("binary")
+            .args(["observe", "--json", "--no-refresh", "--repo"])
+            .arg(lab.dir())
+            .env("SSH_AUTH_SOCK", &sock)
+            .env("HOME", home.path())
+            .output()
+            .expect("patchkeeper runs");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), json)
+    };
+    // An empty agent: nothing to offer.
+    let (code, fleet) = run(false);
+    assert_eq!(code, Some(3));
+    assert_eq!(reason(host(&fleet, "deb-1"))["kind"], "auth-failed");
+    let (code, fleet) = run(true);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(code, Some(0), "{fleet:#}");
+    assert_lab_packages(host(&fleet, "deb-1"), "amd64", "all", "ii");
+}
+
 #[test]
 fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     let lab = Lab::up(2, 0);
