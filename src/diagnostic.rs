@@ -259,14 +259,22 @@ mod tests {
             std::fs::write(&path, &expected).expect("write docs/diagnostics.md");
         }
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(on_disk == expected, "docs/diagnostics.md is out of date: UPDATE_EXPECT=1 cargo test --lib diagnostic");
+        assert!(
+            on_disk == expected,
+            "docs/diagnostics.md is out of date: UPDATE_EXPECT=1 cargo test --lib diagnostic"
+        );
     }
 
     #[test]
     fn codes_are_kebab_case_and_unique() {
         let mut seen = std::collections::BTreeSet::new();
         for c in Code::ALL {
-            assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'), "{c}");
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '-'),
+                "{c}"
+            );
             assert!(seen.insert(c.as_str()), "{c} twice");
         }
     }
@@ -278,7 +286,10 @@ mod tests {
             Location::new("baselines/a.yaml", Pos { line: 3, column: 9 }),
             "they disagree",
         )
-        .with_note(Location::new("baselines/b.yaml", Pos { line: 4, column: 2 }), "other side");
+        .with_note(
+            Location::new("baselines/b.yaml", Pos { line: 4, column: 2 }),
+            "other side",
+        );
         assert_eq!(
             d.to_string(),
             "baselines/a.yaml:3:9: error[baseline-conflict]: they disagree\n  baselines/b.yaml:4:2: note: other side"

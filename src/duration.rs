@@ -13,7 +13,9 @@ use jiff::{Span, SpanRelativeTo};
 #[derive(Debug, thiserror::Error)]
 pub enum DurationError {
     /// Not a duration at all.
-    #[error("invalid duration {value:?}: {source} (expected e.g. `30s`, `5m`, `4h`, `7d`, `1h30m`)")]
+    #[error(
+        "invalid duration {value:?}: {source} (expected e.g. `30s`, `5m`, `4h`, `7d`, `1h30m`)"
+    )]
     Syntax {
         /// The string as given.
         value: String,
@@ -22,7 +24,9 @@ pub enum DurationError {
         source: jiff::Error,
     },
     /// Months or years, whose length depends on the calendar.
-    #[error("invalid duration {value:?}: months and years have no fixed length; use days (e.g. `30d`)")]
+    #[error(
+        "invalid duration {value:?}: months and years have no fixed length; use days (e.g. `30d`)"
+    )]
     CalendarUnit {
         /// The string as given.
         value: String,
@@ -38,17 +42,29 @@ pub enum DurationError {
 /// Parses a duration such as `30s`, `5m`, `4h`, `7d`, `1h30m` or `2 hours 30 minutes`.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     // jiff tolerates trailing but not leading blanks; tolerate both alike.
-    let span: Span = s.trim().parse().map_err(|source| DurationError::Syntax { value: s.to_owned(), source })?;
+    let span: Span = s.trim().parse().map_err(|source| DurationError::Syntax {
+        value: s.to_owned(),
+        source,
+    })?;
     if span.get_years() != 0 || span.get_months() != 0 {
-        return Err(DurationError::CalendarUnit { value: s.to_owned() });
+        return Err(DurationError::CalendarUnit {
+            value: s.to_owned(),
+        });
     }
     if span.is_negative() {
-        return Err(DurationError::Negative { value: s.to_owned() });
+        return Err(DurationError::Negative {
+            value: s.to_owned(),
+        });
     }
     let signed = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
-        .map_err(|source| DurationError::Syntax { value: s.to_owned(), source })?;
-    Duration::try_from(signed).map_err(|_| DurationError::Negative { value: s.to_owned() })
+        .map_err(|source| DurationError::Syntax {
+            value: s.to_owned(),
+            source,
+        })?;
+    Duration::try_from(signed).map_err(|_| DurationError::Negative {
+        value: s.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -71,10 +87,20 @@ mod tests {
             (" 5m ", 300),
         ];
         for (s, secs) in cases {
-            assert_eq!(parse_duration(s).unwrap_or_else(|e| panic!("{s}: {e}")), Duration::from_secs(secs), "{s}");
+            assert_eq!(
+                parse_duration(s).unwrap_or_else(|e| panic!("{s}: {e}")),
+                Duration::from_secs(secs),
+                "{s}"
+            );
         }
-        assert_eq!(parse_duration("1.5h").expect("fraction"), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").expect("millis"), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("1.5h").expect("fraction"),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("250ms").expect("millis"),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
@@ -82,13 +108,23 @@ mod tests {
         for s in ["", "5", "5x", "h", "5M", "4 h 30", "5m30"] {
             let e = parse_duration(s).expect_err(s);
             assert!(matches!(e, DurationError::Syntax { .. }), "{s}: {e}");
-            assert!(e.to_string().starts_with(&format!("invalid duration {s:?}: ")), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid duration {s:?}: ")),
+                "{e}"
+            );
         }
         for s in ["1mo", "2y", "1 year", "P1M"] {
-            assert!(matches!(parse_duration(s), Err(DurationError::CalendarUnit { .. })), "{s}");
+            assert!(
+                matches!(parse_duration(s), Err(DurationError::CalendarUnit { .. })),
+                "{s}"
+            );
         }
         for s in ["-5m", "5m ago"] {
-            assert!(matches!(parse_duration(s), Err(DurationError::Negative { .. })), "{s}");
+            assert!(
+                matches!(parse_duration(s), Err(DurationError::Negative { .. })),
+                "{s}"
+            );
         }
     }
 }

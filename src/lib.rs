@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod model;
 pub mod observe;
 pub mod observed;
+pub mod plan;
 pub mod schema;
 pub mod transport;
 pub mod validate;

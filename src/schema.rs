@@ -64,6 +64,11 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
     for kind in Kind::ALL {
         files.insert(file_name(kind), pretty(&kind_schema(kind)));
     }
+    files.insert("plan.schema.json", crate::plan::Plan::schema_text());
+    files.insert(
+        "observed.schema.json",
+        pretty(&crate::observed::json_schema()),
+    );
     files
 }
 

@@ -49,7 +49,12 @@ impl ValidFleet {
 
     /// The host with this name.
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts().find(|h| h.name == name)
+        let hosts = &self.hosts;
+        let get = |r: &HostRef| &self.fleet.inventories[r.inventory].doc.spec.hosts[r.host];
+        hosts
+            .binary_search_by(|r| get(r).name.as_str().cmp(name))
+            .ok()
+            .map(|i| get(&hosts[i]))
     }
 
     /// Baselines whose selector matches `host` (consistent with each other: validated).
@@ -93,37 +98,42 @@ pub struct Outcome {
 
 /// Loads and validates the fleet repo at `root`.
 pub fn load_and_validate(root: &Path) -> Result<Outcome, fleet::LoadError> {
-    let (fleet, mut diags) = fleet::load(root)?;
-    let load_errors = diags.iter().any(Diagnostic::is_error);
+    let (fleet, diags) = fleet::load(root)?;
+    Ok(validate_fleet(fleet, diags))
+}
+
+/// Validates a loaded fleet, given the diagnostics loading produced.
+pub fn validate_fleet(fleet: Fleet, mut diags: Vec<Diagnostic>) -> Outcome {
     diags.extend(check(&fleet));
     diagnostic::sort(&mut diags);
-    let has_error = load_errors || diags.iter().any(Diagnostic::is_error);
+    let has_error = diags.iter().any(Diagnostic::is_error);
     let fleet = (!has_error).then(|| {
-        let mut hosts: Vec<HostRef> = fleet
+        let mut hosts: Vec<(String, HostRef)> = fleet
             .inventories
             .iter()
             .enumerate()
             .flat_map(|(i, inv)| {
-                (0..inv.doc.spec.hosts.len()).map(move |h| HostRef {
-                    inventory: i,
-                    host: h,
+                inv.doc.spec.hosts.iter().enumerate().map(move |(h, host)| {
+                    (
+                        host.name.clone(),
+                        HostRef {
+                            inventory: i,
+                            host: h,
+                        },
+                    )
                 })
             })
             .collect();
-        hosts.sort_by(|a, b| {
-            let name = |r: &HostRef| {
-                fleet.inventories[r.inventory].doc.spec.hosts[r.host]
-                    .name
-                    .clone()
-            };
-            name(a).cmp(&name(b))
-        });
-        ValidFleet { fleet, hosts }
+        hosts.sort_by(|a, b| a.0.cmp(&b.0));
+        ValidFleet {
+            fleet,
+            hosts: hosts.into_iter().map(|(_, r)| r).collect(),
+        }
     });
-    Ok(Outcome {
+    Outcome {
         fleet,
         diagnostics: diags,
-    })
+    }
 }
 
 /// Runs every semantic check on a loaded fleet.
@@ -860,8 +870,13 @@ fn find_cycle<'a>(
 
 /// Which diagnostic code and YAML node a window error belongs to.
 fn window_error_target(e: &crate::window::WindowError) -> (Code, String) {
-    use crate::window::WindowField as F;
-    match &e.field {
-        F::Schedule => (Code::InvalidSchedule, "/spec/schedule".into()),
-    }
+    use crate::window::WindowErrorKind as K;
+    let code = match e.kind {
+        K::Structure => Code::InvalidWindow,
+        K::Schedule => Code::InvalidSchedule,
+        K::Timezone => Code::InvalidTimezone,
+        K::Duration => Code::InvalidDuration,
+        K::Time => Code::InvalidTime,
+    };
+    (code, e.field.pointer())
 }

@@ -21,7 +21,8 @@ fn unescape(s: &str) -> String {
             Some('n') => out.push('\n'),
             Some('x') => {
                 let hex: String = chars.by_ref().take(2).collect();
-                let n = u8::from_str_radix(&hex, 16).unwrap_or_else(|_| panic!("bad escape \\x{hex}"));
+                let n =
+                    u8::from_str_radix(&hex, 16).unwrap_or_else(|_| panic!("bad escape \\x{hex}"));
                 out.push(char::from(n));
             }
             other => panic!("bad escape \\{other:?} in {s:?}"),
@@ -32,7 +33,9 @@ fn unescape(s: &str) -> String {
 
 /// The data rows of a corpus file: tab-separated, unescaped cells.
 fn rows(name: &str) -> Vec<Vec<String>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/versions").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/versions")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -53,14 +56,25 @@ fn check_corpus(name: &str, ecosystem: Ecosystem, min_rows: usize) {
     assert!(rows.len() >= min_rows, "{name}: only {} pairs", rows.len());
     let mut wrong = Vec::new();
     for row in &rows {
-        let [a, b, want] = row.as_slice() else { panic!("{name}: bad row {row:?}") };
+        let [a, b, want] = row.as_slice() else {
+            panic!("{name}: bad row {row:?}")
+        };
         match version::compare(ecosystem, a, b) {
             Ok(got) if symbol(got) == want => {}
-            Ok(got) => wrong.push(format!("{a:?} {b:?}: tool says {want}, we say {}", symbol(got))),
+            Ok(got) => wrong.push(format!(
+                "{a:?} {b:?}: tool says {want}, we say {}",
+                symbol(got)
+            )),
             Err(e) => wrong.push(format!("{a:?} {b:?}: tool says {want}, we refuse: {e}")),
         }
     }
-    assert!(wrong.is_empty(), "{name}: {} of {} pairs wrong:\n{}", wrong.len(), rows.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{name}: {} of {} pairs wrong:\n{}",
+        wrong.len(),
+        rows.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -78,12 +92,23 @@ fn versions_dpkg_rejects_are_rejected_with_dpkg_reason() {
     let rows = rows("deb-invalid.tsv");
     assert!(rows.len() >= 40, "only {} invalid versions", rows.len());
     for row in rows {
-        let [value, level, reason] = row.as_slice() else { panic!("bad row {row:?}") };
+        let [value, level, reason] = row.as_slice() else {
+            panic!("bad row {row:?}")
+        };
         let err = DebVersion::parse(value).expect_err(&format!("{value:?} is accepted"));
         assert_eq!(&err.to_string(), reason, "{value:?}");
-        assert_eq!(err.dpkg_refuses(), level == "error", "{value:?}: dpkg level {level}");
-        let msg = version::parse(Ecosystem::Deb, value).expect_err("rejected").to_string();
-        assert!(msg.contains(&format!("{value:?}")), "{msg} does not quote {value:?}");
+        assert_eq!(
+            err.dpkg_refuses(),
+            level == "error",
+            "{value:?}: dpkg level {level}"
+        );
+        let msg = version::parse(Ecosystem::Deb, value)
+            .expect_err("rejected")
+            .to_string();
+        assert!(
+            msg.contains(&format!("{value:?}")),
+            "{msg} does not quote {value:?}"
+        );
     }
 }
 
@@ -121,7 +146,13 @@ fn assert_total_order<T: Ord + std::fmt::Debug>(mut v: Vec<T>) -> Result<(), Tes
     for i in 0..v.len() {
         prop_assert_eq!(v[i].cmp(&v[i]), Ordering::Equal);
         for j in i + 1..v.len() {
-            prop_assert_ne!(v[i].cmp(&v[j]), Ordering::Greater, "{:?} > {:?} after sorting", v[i], v[j]);
+            prop_assert_ne!(
+                v[i].cmp(&v[j]),
+                Ordering::Greater,
+                "{:?} > {:?} after sorting",
+                v[i],
+                v[j]
+            );
             prop_assert_eq!(v[i].cmp(&v[j]), v[j].cmp(&v[i]).reverse());
             prop_assert_eq!(v[i] == v[j], v[i].cmp(&v[j]) == Ordering::Equal);
         }

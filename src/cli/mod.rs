@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod observe;
+mod plan;
 mod schema;
 mod validate;
 mod version;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Prints a summary table (or JSON with --json) and writes the observed state with --out.
     /// Exits 0 when every host was observed, 3 when some could not be, 1 on other errors.
     Observe(observe::Args),
+    /// Show what apply would change: per host the exact package transactions and why, the
+    /// batches with their window state, and a summary.
+    Plan(plan::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -88,6 +92,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Observe(args) => observe::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
@@ -127,4 +132,48 @@ pub fn use_color_stdout() -> bool {
 fn use_color_stderr() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Loads and validates the fleet repo for a command that needs a valid one. On errors,
+/// prints the diagnostics (as `validate` does) to stderr and returns the exit code.
+pub(crate) fn load_valid_fleet(repo: &std::path::Path) -> Result<crate::validate::ValidFleet, u8> {
+    let outcome = match crate::validate::load_and_validate(repo) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_ERROR);
+        }
+    };
+    match outcome.fleet {
+        Some(f) => {
+            for d in &outcome.diagnostics {
+                tracing::warn!("{d}");
+            }
+            Ok(f)
+        }
+        None => {
+            for d in &outcome.diagnostics {
+                eprintln!("{}", d);
+            }
+            let errors = outcome.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "error: the fleet repo `{}` has {errors} error{}; nothing is planned or applied from it\n\nhint: run `patchkeeper validate --repo {}` for details",
+                repo.display(),
+                if errors == 1 { "" } else { "s" },
+                repo.display()
+            );
+            Err(EXIT_ERROR)
+        }
+    }
+}
+
+/// Parses `--at`: an RFC 3339 instant (default: now).
+pub(crate) fn parse_at(at: Option<&str>) -> Result<jiff::Timestamp, u8> {
+    match at {
+        None => Ok(jiff::Timestamp::now()),
+        Some(s) => s.parse().map_err(|e| {
+            eprintln!("error: invalid --at `{s}`: {e}\n\nhint: use an RFC 3339 time such as `2026-11-29T02:30:00Z` or `2026-11-29T03:30:00+01:00`");
+            EXIT_ERROR
+        }),
+    }
 }

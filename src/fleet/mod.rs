@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::diagnostic::{Code, Diagnostic, Location};
 use crate::model::{self, Document, Kind};
@@ -71,6 +72,11 @@ pub struct Fleet {
     pub root: PathBuf,
     /// YAML files read (relative paths).
     pub files: Vec<PathBuf>,
+    /// The Git commit checked out at the root (`None`: not a Git work tree).
+    pub commit: Option<String>,
+    /// SHA-256 over every file's path and bytes: identifies the exact desired state even
+    /// with uncommitted edits.
+    pub digest: String,
     /// Settings documents (a valid repo has at most one).
     pub settings: Vec<Loaded<model::Settings>>,
     /// Inventories.
@@ -200,6 +206,21 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
         ..Fleet::default()
     };
     let mut diags = Vec::new();
+    let mut hasher = sha2::Sha256::new();
+    for (rel, bytes) in &sources {
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        if let Ok(b) = bytes {
+            hasher.update((b.len() as u64).to_le_bytes());
+            hasher.update(b);
+        }
+    }
+    fleet.digest = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fleet.commit = head_commit(root);
     for (rel, bytes) in sources {
         let text = match bytes {
             Ok(b) if b.len() > yaml::MAX_FILE_BYTES => {
@@ -412,4 +433,25 @@ fn quote(v: &Value) -> String {
         Value::String(s) => format!("`{s}`"),
         other => format!("`{other}`"),
     }
+}
+
+/// The commit checked out in `root`, read from `.git/HEAD` without a Git library (the
+/// loader stays free of git2; the reports and source modules own Git).
+fn head_commit(root: &Path) -> Option<String> {
+    let git = root.join(".git");
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let sha = match head.strip_prefix("ref: ") {
+        Some(r) => match std::fs::read_to_string(git.join(r)) {
+            Ok(s) => s.trim().to_owned(),
+            Err(_) => {
+                let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+                packed
+                    .lines()
+                    .find_map(|l| l.strip_suffix(r).map(|s| s.trim().to_owned()))?
+            }
+        },
+        None => head.to_owned(),
+    };
+    (sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit())).then_some(sha)
 }

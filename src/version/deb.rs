@@ -107,7 +107,11 @@ impl DebVersion {
 
         let mut epoch = 0u32;
         let mut vstart = start;
-        if let Some(colon) = b[start..end].iter().position(|&c| c == b':').map(|i| start + i) {
+        if let Some(colon) = b[start..end]
+            .iter()
+            .position(|&c| c == b':')
+            .map(|i| start + i)
+        {
             epoch = parse_epoch(&b[start..colon])?;
             if colon + 1 == len {
                 return Err(DebSyntaxError::NothingAfterColon);
@@ -132,10 +136,16 @@ impl DebVersion {
             Some(c) if !c.is_ascii_digit() => return Err(DebSyntaxError::NotStartingWithDigit),
             Some(_) => {}
         }
-        if !up.iter().all(|&c| c.is_ascii_alphanumeric() || b".-+~:".contains(&c)) {
+        if !up
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b".-+~:".contains(&c))
+        {
             return Err(DebSyntaxError::InvalidCharInVersion);
         }
-        if !b[revision.clone()].iter().all(|&c| c.is_ascii_alphanumeric() || b".+~".contains(&c)) {
+        if !b[revision.clone()]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b".+~".contains(&c))
+        {
             return Err(DebSyntaxError::InvalidCharInRevision);
         }
         Ok(DebVersion {
@@ -306,7 +316,10 @@ mod tests {
         let x = v("2:1.0-3-4");
         assert_eq!((x.epoch(), x.upstream(), x.revision()), (2, "1.0-3", "4"));
         let y = v(" 1:2:3 ");
-        assert_eq!((y.epoch(), y.upstream(), y.revision(), y.as_str()), (1, "2:3", "", "1:2:3"));
+        assert_eq!(
+            (y.epoch(), y.upstream(), y.revision(), y.as_str()),
+            (1, "2:3", "", "1:2:3")
+        );
         assert_eq!(v("+0:1").epoch(), 0);
         assert_eq!(v("2147483647:1").epoch(), 2147483647);
     }
@@ -321,7 +334,11 @@ mod tests {
         check("1:0.1", "9.9", Ordering::Greater);
         check("1.0-1", "1.0-1+b1", Ordering::Less);
         check("1.0.", "1.0.00", Ordering::Equal);
-        check("99999999999999999999999", "99999999999999999999998", Ordering::Greater);
+        check(
+            "99999999999999999999999",
+            "99999999999999999999998",
+            Ordering::Greater,
+        );
     }
 
     #[test]

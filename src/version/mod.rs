@@ -96,7 +96,9 @@ impl VersionError {
     /// The offending string.
     pub fn value(&self) -> &str {
         match self {
-            VersionError::InvalidDeb { value, .. } | VersionError::InvalidRpm { value, .. } => value,
+            VersionError::InvalidDeb { value, .. } | VersionError::InvalidRpm { value, .. } => {
+                value
+            }
         }
     }
 }
@@ -141,12 +143,22 @@ impl fmt::Display for Version {
 /// Parses `s` as a version of `ecosystem`.
 pub fn parse(ecosystem: Ecosystem, s: &str) -> Result<Version, VersionError> {
     match ecosystem {
-        Ecosystem::Deb => DebVersion::parse(s)
-            .map(Version::Deb)
-            .map_err(|reason| VersionError::InvalidDeb { value: s.to_owned(), reason }),
-        Ecosystem::Rpm => RpmVersion::parse(s)
-            .map(Version::Rpm)
-            .map_err(|reason| VersionError::InvalidRpm { value: s.to_owned(), reason }),
+        Ecosystem::Deb => {
+            DebVersion::parse(s)
+                .map(Version::Deb)
+                .map_err(|reason| VersionError::InvalidDeb {
+                    value: s.to_owned(),
+                    reason,
+                })
+        }
+        Ecosystem::Rpm => {
+            RpmVersion::parse(s)
+                .map(Version::Rpm)
+                .map_err(|reason| VersionError::InvalidRpm {
+                    value: s.to_owned(),
+                    reason,
+                })
+        }
     }
 }
 
@@ -162,24 +174,39 @@ mod tests {
     #[test]
     fn errors_quote_the_value_and_the_reason() {
         let e = parse(Ecosystem::Deb, "a1.0").unwrap_err();
-        assert_eq!(e.to_string(), r#"invalid Debian version "a1.0": version number does not start with digit"#);
+        assert_eq!(
+            e.to_string(),
+            r#"invalid Debian version "a1.0": version number does not start with digit"#
+        );
         assert_eq!(e.value(), "a1.0");
         let e = compare(Ecosystem::Rpm, "1.0", "1.0-").unwrap_err();
-        assert_eq!(e.to_string(), r#"invalid RPM version "1.0-": release is empty"#);
+        assert_eq!(
+            e.to_string(),
+            r#"invalid RPM version "1.0-": release is empty"#
+        );
     }
 
     #[test]
     fn compare_uses_the_ecosystem() {
         // `1.0-0` equals `1.0` for dpkg (empty revision is 0) but not for rpm.
         assert_eq!(compare(Ecosystem::Deb, "1.0-0", "1.0"), Ok(Ordering::Equal));
-        assert_eq!(compare(Ecosystem::Rpm, "1.0-0", "1.0"), Ok(Ordering::Greater));
+        assert_eq!(
+            compare(Ecosystem::Rpm, "1.0-0", "1.0"),
+            Ok(Ordering::Greater)
+        );
     }
 
     #[test]
     fn ecosystem_names() {
-        assert_eq!(serde_json::to_string(&Ecosystem::Rpm).expect("serializes"), r#""rpm""#);
+        assert_eq!(
+            serde_json::to_string(&Ecosystem::Rpm).expect("serializes"),
+            r#""rpm""#
+        );
         let e: Ecosystem = serde_json::from_str(r#""deb""#).expect("parses");
         assert_eq!(e, Ecosystem::Deb);
-        assert_eq!(Ecosystem::from(crate::model::PackageManager::Dnf), Ecosystem::Rpm);
+        assert_eq!(
+            Ecosystem::from(crate::model::PackageManager::Dnf),
+            Ecosystem::Rpm
+        );
     }
 }

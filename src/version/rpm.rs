@@ -99,7 +99,12 @@ impl RpmVersion {
                 return Err(RpmSyntaxError::InvalidChar(c));
             }
         }
-        Ok(RpmVersion { text: s.to_owned(), epoch, version, release })
+        Ok(RpmVersion {
+            text: s.to_owned(),
+            epoch,
+            version,
+            release,
+        })
     }
 
     /// The version as written.
@@ -168,12 +173,22 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
             break;
         };
         let numeric = first.is_ascii_digit();
-        let in_segment = |c: &u8| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() };
+        let in_segment = |c: &u8| {
+            if numeric {
+                c.is_ascii_digit()
+            } else {
+                c.is_ascii_alphabetic()
+            }
+        };
         let ei = i + a[i..].iter().take_while(|c| in_segment(c)).count();
         let ej = j + b[j..].iter().take_while(|c| in_segment(c)).count();
         if ej == j {
             // Segments of different kinds: a number is newer than letters.
-            return if numeric { Ordering::Greater } else { Ordering::Less };
+            return if numeric {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
         let (mut sa, mut sb) = (&a[i..ei], &b[j..ej]);
         if numeric {
@@ -247,7 +262,10 @@ mod tests {
     #[test]
     fn parts() {
         let x = v("3:1.2^git1-4.el9_3");
-        assert_eq!((x.epoch(), x.version(), x.release()), (3, "1.2^git1", Some("4.el9_3")));
+        assert_eq!(
+            (x.epoch(), x.version(), x.release()),
+            (3, "1.2^git1", Some("4.el9_3"))
+        );
         let y = v("1.0");
         assert_eq!((y.epoch(), y.version(), y.release()), (0, "1.0", None));
     }

@@ -1,0 +1,124 @@
+//! `patchkeeper plan`: compute and show what apply would do.
+
+use std::path::PathBuf;
+
+use crate::observed::ObservedFleet;
+use crate::plan::{self, FirstSeen, PlanInput, RenderOptions};
+
+/// Flags of `patchkeeper plan`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Exit codes:\n  0  success (with --detailed-exitcode: no changes)\n  1  error (invalid fleet repo, unreadable observed state...)\n  2  with --detailed-exitcode: changes are planned"
+)]
+pub struct Args {
+    #[command(flatten)]
+    repo: super::RepoArg,
+    /// Plan offline from an observed state written by `observe --out` (default: observe now).
+    #[arg(long, value_name = "FILE")]
+    observed: Option<PathBuf>,
+    /// Evaluate windows and update delays at this RFC 3339 instant (default: now).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Save the plan (JSON) for `patchkeeper apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the plan as JSON (schema: schemas/plan.schema.json) instead of the human diff.
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when nothing changes, 2 when changes are planned, 1 on error (like Terraform).
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+/// Runs `patchkeeper plan`; returns the exit code.
+pub fn run(args: Args) -> u8 {
+    let fleet = match super::load_valid_fleet(&args.repo.repo) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let at = match super::parse_at(args.at.as_deref()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let observed: ObservedFleet = match &args.observed {
+        Some(path) => match read_observed(path) {
+            Ok(o) => o,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                return super::EXIT_ERROR;
+            }
+        },
+        None => match super::observe::observe_for_plan(&fleet) {
+            Ok(o) => o,
+            Err(code) => return code,
+        },
+    };
+    let commit = fleet.fleet().commit.clone();
+    let first_seen = FirstSeen::new();
+    let plan = plan::plan(PlanInput {
+        fleet: &fleet,
+        fleet_commit: commit.as_deref(),
+        observed: &observed,
+        at,
+        first_seen: &first_seen,
+    });
+    if let Some(out) = &args.out {
+        let text = match serde_json::to_string_pretty(&plan) {
+            Ok(t) => t + "\n",
+            Err(e) => {
+                eprintln!("error: cannot serialize the plan: {e}");
+                return super::EXIT_ERROR;
+            }
+        };
+        if let Err(e) = std::fs::write(out, text) {
+            eprintln!("error: cannot write `{}`: {e}", out.display());
+            return super::EXIT_ERROR;
+        }
+        eprintln!(
+            "Saved the plan to `{}`; apply exactly it with `patchkeeper apply {}`",
+            out.display(),
+            out.display()
+        );
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&plan) {
+            Ok(t) => println!("{t}"),
+            Err(e) => {
+                eprintln!("error: cannot serialize the plan: {e}");
+                return super::EXIT_ERROR;
+            }
+        }
+    } else {
+        print!(
+            "{}",
+            plan::render_human(
+                &plan,
+                RenderOptions {
+                    color: super::use_color_stdout()
+                }
+            )
+        );
+    }
+    if args.detailed_exitcode && plan.has_changes() {
+        super::EXIT_CHANGES
+    } else {
+        super::EXIT_OK
+    }
+}
+
+/// Reads an observed state written by `observe --out`.
+pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read observed state `{}`: {e}", path.display()))?;
+    let mut fleet: ObservedFleet = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "`{}` is not an observed state (written by `patchkeeper observe --out`): {e}",
+            path.display()
+        )
+    })?;
+    for h in &mut fleet.hosts {
+        h.normalize();
+    }
+    fleet.hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(fleet)
+}

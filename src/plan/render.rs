@@ -1,0 +1,238 @@
+//! The human form of a plan: a diff per host (like `terraform plan`), the batches with
+//! their window state, and a closing summary line. Meaning is never carried by color alone:
+//! every line has a symbol (`~` upgrade, `+` install, `!` blocked, `x` unreachable).
+
+use std::fmt::Write;
+
+use super::{BatchWindow, HostStatus, Plan};
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions {
+    /// ANSI colors (only on a terminal, and never with `NO_COLOR`).
+    pub color: bool,
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+}
+
+/// Renders the plan for people.
+pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
+    let p = Paint { on: opts.color };
+    let mut out = String::new();
+    let commit = plan
+        .fleet_commit
+        .as_deref()
+        .map(|c| format!("fleet commit {}", &c[..c.len().min(12)]))
+        .unwrap_or_else(|| "fleet repo not in Git".to_owned());
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!(
+            "patchkeeper plan: {commit}, at {} (observed {})",
+            plan.planned_at, plan.observed_at
+        ))
+    );
+    let mut compliant: Vec<String> = Vec::new();
+    let mut unmanaged = Vec::new();
+    for h in &plan.hosts {
+        match h.status {
+            HostStatus::Compliant => {
+                compliant.push(if h.skipped.is_empty() {
+                    h.host.clone()
+                } else {
+                    format!(
+                        "{} ({} update{} left alone)",
+                        h.host,
+                        h.skipped.len(),
+                        if h.skipped.len() == 1 { "" } else { "s" }
+                    )
+                });
+                continue;
+            }
+            HostStatus::Unmanaged => {
+                unmanaged.push(h.host.as_str());
+                continue;
+            }
+            _ => {}
+        }
+        out.push('\n');
+        let batch = h
+            .batch
+            .and_then(|b| plan.batches.get(b))
+            .map(|b| format!(", batch {} ({})", b.index + 1, b.stage))
+            .unwrap_or_default();
+        let pm = h
+            .package_manager
+            .map(|pm| crate::observed::pm_name(pm).to_owned())
+            .unwrap_or_else(|| "?".to_owned());
+        let head = match h.status {
+            HostStatus::Update => p.yellow(&format!("~ {}", h.host)),
+            HostStatus::Waiting | HostStatus::Frozen => p.yellow(&format!("~ {}", h.host)),
+            HostStatus::Blocked => p.red(&format!("! {}", h.host)),
+            HostStatus::Unreachable => p.red(&format!("x {}", h.host)),
+            HostStatus::Compliant | HostStatus::Unmanaged => h.host.clone(),
+        };
+        let mut detail = vec![h.status.as_str().to_owned(), pm];
+        if let Some(w) = &h.window {
+            detail.push(format!("window {w}"));
+        }
+        let _ = writeln!(
+            out,
+            "{}  {}",
+            head,
+            p.dim(&format!("({}{batch})", detail.join(", ")))
+        );
+        let width = h.changes.iter().map(|c| c.package.len()).max().unwrap_or(0);
+        let from_width = h
+            .changes
+            .iter()
+            .map(|c| c.from.as_deref().unwrap_or("(new)").len())
+            .max()
+            .unwrap_or(0);
+        let to_width = h.changes.iter().map(|c| c.to.len()).max().unwrap_or(0);
+        for c in &h.changes {
+            let sym = if c.from.is_some() { "~" } else { "+" };
+            let rules: Vec<&str> = {
+                let mut r: Vec<&str> = c.reasons.iter().map(|r| r.rule.as_str()).collect();
+                r.dedup();
+                r
+            };
+            let sources: Vec<&str> = {
+                let mut s: Vec<&str> = c
+                    .reasons
+                    .iter()
+                    .map(|r| r.source.as_str())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                s.sort();
+                s.dedup();
+                s
+            };
+            let line = format!(
+                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}",
+                c.package,
+                c.from.as_deref().unwrap_or("(new)"),
+                c.to,
+                rules.join(","),
+                sources.join(", "),
+            );
+            let line = line.trim_end().to_owned();
+            let _ = writeln!(
+                out,
+                "{}",
+                if c.from.is_some() {
+                    p.yellow(&line)
+                } else {
+                    p.green(&line)
+                }
+            );
+        }
+        for r in &h.reasons {
+            let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
+        }
+        for s in &h.skipped {
+            let _ = writeln!(
+                out,
+                "    {}",
+                p.dim(&format!(
+                    "= {} {} left alone: {}",
+                    s.package, s.version, s.why
+                ))
+            );
+        }
+    }
+    if !compliant.is_empty() {
+        let _ = writeln!(out, "\n{} {}", p.green("Compliant:"), compliant.join(", "));
+    }
+    if !unmanaged.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nUnmanaged (no baseline applies): {}",
+            unmanaged.join(", ")
+        );
+    }
+    if !plan.batches.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("Batches:"));
+        for b in &plan.batches {
+            let state = match &b.window_state {
+                BatchWindow::RunsNow { until: Some(u), .. } => {
+                    p.green(&format!("runs now (window open until {u})"))
+                }
+                BatchWindow::RunsNow { until: None, .. } => p.green("runs now"),
+                BatchWindow::Waits {
+                    until: Some(t),
+                    why,
+                } => p.yellow(&format!("waits until {t} ({why})")),
+                BatchWindow::Waits { until: None, why } => {
+                    p.red(&format!("waits: the window never opens ({why})"))
+                }
+                BatchWindow::Frozen { freeze, until, .. } => p.red(&format!(
+                    "blocked by freeze{} until {until}",
+                    freeze
+                        .as_ref()
+                        .map(|f| format!(" `{f}`"))
+                        .unwrap_or_default()
+                )),
+            };
+            let _ = writeln!(
+                out,
+                "  {}. {}/{}  window {}, {} at once: {}  {}",
+                b.index + 1,
+                b.rollout,
+                b.stage,
+                b.window,
+                b.parallelism,
+                b.hosts.join(", "),
+                state
+            );
+        }
+    }
+    let s = &plan.summary;
+    let mut parts = vec![format!(
+        "{} host{} to update ({} package{})",
+        s.hosts_to_update,
+        if s.hosts_to_update == 1 { "" } else { "s" },
+        s.packages,
+        if s.packages == 1 { "" } else { "s" }
+    )];
+    if s.waiting > 0 {
+        parts.push(format!("{} waiting for a window", s.waiting));
+    }
+    parts.push(format!("{} blocked", s.blocked));
+    if s.unreachable > 0 {
+        parts.push(format!("{} unreachable", s.unreachable));
+    }
+    parts.push(format!("{} compliant", s.compliant));
+    if s.unmanaged > 0 {
+        parts.push(format!("{} unmanaged", s.unmanaged));
+    }
+    let _ = writeln!(out, "\n{}", p.bold(&format!("Plan: {}.", parts.join(", "))));
+    out
+}

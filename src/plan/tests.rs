@@ -1,0 +1,435 @@
+//! Planner tests: focused cases and properties over generated fleets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::fleet::{add_file, Fleet};
+use crate::observed::{HostStatus as ObsStatus, InstalledPackage, ObservedHost, PendingUpdate};
+use crate::validate::validate_fleet;
+
+/// Builds a valid fleet from YAML texts (panics with the diagnostics when invalid).
+fn fleet(files: &[(&str, String)]) -> ValidFleet {
+    let mut f = Fleet::default();
+    let mut diags = Vec::new();
+    for (path, text) in files {
+        add_file(&mut f, &mut diags, Path::new(path), text);
+    }
+    let out = validate_fleet(f, diags);
+    let errors: Vec<String> = out
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    out.fleet
+        .unwrap_or_else(|| panic!("invalid test fleet:\n{}", errors.join("\n")))
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    hosts: Vec<(String, Vec<&'static str>)>,
+    stages: Vec<String>,
+    order: bool,
+    window: &'static str,
+    classes: &'static str,
+    hold: Vec<String>,
+    min: Vec<(String, String)>,
+}
+
+fn yaml(spec: &Spec) -> Vec<(&'static str, String)> {
+    let mut inv = String::from("apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  groups: [{name: a}, {name: b}, {name: c}]\n  hosts:\n");
+    for (i, (name, groups)) in spec.hosts.iter().enumerate() {
+        inv.push_str(&format!(
+            "    - {{name: {name}, address: 10.0.0.{i}, packageManager: apt, groups: [{}]}}\n",
+            groups.join(", ")
+        ));
+    }
+    let mut base = format!(
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: base}}\nspec:\n  selector: {{}}\n  updates: {{classes: {}}}\n  window: w\n  rollout: r\n",
+        spec.classes
+    );
+    if !spec.hold.is_empty() {
+        base.push_str(&format!("  hold: [{}]\n", spec.hold.join(", ")));
+    }
+    if !spec.min.is_empty() {
+        base.push_str("  packages:\n");
+        for (n, v) in &spec.min {
+            base.push_str(&format!("    - {{name: {n}, minVersion: \"{v}\"}}\n"));
+        }
+    }
+    let mut rollout = String::from(
+        "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  stages:\n",
+    );
+    for (i, s) in spec.stages.iter().enumerate() {
+        rollout.push_str(&format!("    - {{name: s{i}, size: {s}}}\n"));
+    }
+    if spec.order {
+        rollout.push_str("  order:\n    - {group: c, after: [b]}\n    - {group: b, after: [a]}\n");
+    }
+    let window = format!(
+        "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {{name: w}}\nspec:\n{}",
+        spec.window
+    );
+    vec![
+        ("inventory.yaml", inv),
+        ("baseline.yaml", base),
+        ("rollout.yaml", rollout),
+        ("window.yaml", window),
+    ]
+}
+
+fn observed_host(
+    name: &str,
+    pkgs: &[(&str, &str)],
+    updates: &[(&str, &str, &str, bool)],
+) -> ObservedHost {
+    let mut h = ObservedHost::new(name, ObsStatus::Reachable);
+    h.package_manager = Some(PackageManager::Apt);
+    h.boot_id = Some("b".into());
+    h.installed = pkgs
+        .iter()
+        .map(|(n, v)| InstalledPackage {
+            name: (*n).into(),
+            version: (*v).into(),
+            arch: "amd64".into(),
+            status: "ii".into(),
+        })
+        .collect();
+    h.updates = updates
+        .iter()
+        .map(|(n, from, to, sec)| PendingUpdate {
+            name: (*n).into(),
+            arch: "amd64".into(),
+            installed_version: Some((*from).into()),
+            candidate_version: (*to).into(),
+            origin: if *sec {
+                "Debian-Security".into()
+            } else {
+                "Debian".into()
+            },
+            security: *sec,
+            advisories: vec![],
+        })
+        .collect();
+    h.normalize();
+    h
+}
+
+const ALWAYS: &str = "  alwaysOpen: true\n";
+
+fn at() -> jiff::Timestamp {
+    "2026-11-29T02:30:00Z".parse().unwrap()
+}
+
+fn run(f: &ValidFleet, obs: &ObservedFleet) -> Plan {
+    plan(PlanInput {
+        fleet: f,
+        fleet_commit: Some("abc"),
+        observed: obs,
+        at: at(),
+        first_seen: &FirstSeen::new(),
+    })
+}
+
+fn simple(hosts: usize) -> Spec {
+    Spec {
+        hosts: (0..hosts)
+            .map(|i| (format!("h{i:02}"), vec!["a"]))
+            .collect(),
+        stages: vec!["1".into(), "\"100%\"".into()],
+        order: false,
+        window: ALWAYS,
+        classes: "security",
+        hold: vec![],
+        min: vec![],
+    }
+}
+
+#[test]
+fn security_class_takes_only_security_updates() {
+    let f = fleet(&yaml(&simple(1)));
+    let obs = ObservedFleet::new(
+        "2026-11-29T02:00:00Z".into(),
+        vec![observed_host(
+            "h00",
+            &[("libssl3", "3.0.11-1"), ("tzdata", "2024a-0")],
+            &[
+                ("libssl3", "3.0.11-1", "3.0.13-1", true),
+                ("tzdata", "2024a-0", "2024b-0", false),
+            ],
+        )],
+    );
+    let p = run(&f, &obs);
+    let h = p.host("h00").unwrap();
+    assert_eq!(h.status, HostStatus::Update);
+    assert_eq!(h.changes.len(), 1);
+    assert_eq!(h.changes[0].package, "libssl3");
+    assert_eq!(h.changes[0].from.as_deref(), Some("3.0.11-1"));
+    assert_eq!(h.changes[0].to, "3.0.13-1");
+    assert_eq!(
+        h.changes[0].reasons,
+        vec![Reason {
+            source: "baseline/base".into(),
+            rule: Rule::SecurityUpdate
+        }]
+    );
+}
+
+#[test]
+fn minimum_version_not_offered_blocks_the_host() {
+    let mut s = simple(1);
+    s.classes = "none";
+    s.min = vec![("openssl".into(), "3.0.15-1".into())];
+    let f = fleet(&yaml(&s));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![observed_host(
+            "h00",
+            &[("openssl", "3.0.11-1")],
+            &[("openssl", "3.0.11-1", "3.0.13-1", true)],
+        )],
+    );
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert!(h.changes.is_empty());
+    assert_eq!(h.reasons, vec!["baseline/base requires openssl >= 3.0.15-1; the host's repositories offer at most 3.0.13-1"]);
+}
+
+#[test]
+fn minimum_version_is_met_with_the_offered_version() {
+    let mut s = simple(1);
+    s.classes = "none";
+    s.min = vec![("openssl".into(), "3.0.12-1".into())];
+    let f = fleet(&yaml(&s));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![observed_host(
+            "h00",
+            &[("openssl", "3.0.11-1")],
+            &[("openssl", "3.0.11-1", "3.0.13-1", true)],
+        )],
+    );
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Update);
+    assert_eq!(
+        h.changes[0].to, "3.0.13-1",
+        "the version the repository offers, never the minimum itself"
+    );
+    assert_eq!(h.changes[0].reasons[0].rule, Rule::MinVersion);
+}
+
+#[test]
+fn held_package_needed_by_a_minimum_blocks_and_is_never_planned() {
+    let mut s = simple(1);
+    s.hold = vec!["\"openssl*\"".into()];
+    s.min = vec![("openssl".into(), "3.0.12-1".into())];
+    // Holding what a baseline requires is a validation conflict only across baselines;
+    // within one baseline the planner must still refuse to move it.
+    let f = fleet(&yaml(&s));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![observed_host(
+            "h00",
+            &[("openssl", "3.0.11-1")],
+            &[("openssl", "3.0.11-1", "3.0.13-1", true)],
+        )],
+    );
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert!(h.changes.is_empty());
+    assert!(
+        h.reasons[0].contains("held by baseline/base (`openssl*`)"),
+        "{:?}",
+        h.reasons
+    );
+}
+
+#[test]
+fn closed_window_makes_hosts_wait_with_the_next_opening() {
+    let mut s = simple(2);
+    s.window = "  schedule: \"0 2 * * SAT\"\n  timezone: UTC\n  duration: 2h\n";
+    let f = fleet(&yaml(&s));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![
+            observed_host("h00", &[("a", "1")], &[("a", "1", "2", true)]),
+            observed_host("h01", &[("a", "1")], &[("a", "1", "2", true)]),
+        ],
+    );
+    let p = run(&f, &obs);
+    assert!(p.batches.iter().all(|b| matches!(&b.window_state, BatchWindow::Waits { until: Some(t), .. } if t == "2026-12-05T02:00:00Z")));
+    assert!(p.hosts.iter().all(|h| h.status == HostStatus::Waiting));
+    assert_eq!(p.summary.hosts_to_update, 2);
+    assert_eq!(p.summary.runs_now, 0);
+}
+
+#[test]
+fn replicas_go_before_primaries() {
+    let mut s = simple(0);
+    s.hosts = vec![
+        ("p1".into(), vec!["c"]),
+        ("r1".into(), vec!["b"]),
+        ("r2".into(), vec!["b"]),
+        ("w1".into(), vec!["a"]),
+    ];
+    s.stages = vec!["\"100%\"".into()];
+    s.order = true;
+    let f = fleet(&yaml(&s));
+    let hosts =
+        ["p1", "r1", "r2", "w1"].map(|n| observed_host(n, &[("a", "1")], &[("a", "1", "2", true)]));
+    let p = run(&f, &ObservedFleet::new("t".into(), hosts.to_vec()));
+    let order: Vec<Vec<String>> = p.batches.iter().map(|b| b.hosts.clone()).collect();
+    assert_eq!(
+        order,
+        vec![
+            vec!["w1".to_string()],
+            vec!["r1".into(), "r2".into()],
+            vec!["p1".into()]
+        ]
+    );
+}
+
+#[test]
+fn unreachable_and_missing_hosts_are_listed_with_a_reason() {
+    let f = fleet(&yaml(&simple(2)));
+    let down = ObservedHost::new(
+        "h00",
+        ObsStatus::Unreachable {
+            reason: crate::observed::FailureReason::Refused {
+                address: "10.0.0.0:22".into(),
+            },
+        },
+    );
+    let p = run(&f, &ObservedFleet::new("t".into(), vec![down]));
+    assert_eq!(p.host("h00").unwrap().status, HostStatus::Unreachable);
+    assert_eq!(p.host("h01").unwrap().status, HostStatus::Unreachable);
+    assert_eq!(
+        p.host("h01").unwrap().reasons,
+        vec!["not in the observed state: observe it first"]
+    );
+}
+
+#[test]
+fn same_input_same_json() {
+    let f = fleet(&yaml(&simple(5)));
+    let hosts: Vec<ObservedHost> = (0..5)
+        .map(|i| {
+            observed_host(
+                &format!("h{i:02}"),
+                &[("a", "1"), ("b", "1")],
+                &[("b", "1", "2", true), ("a", "1", "3", true)],
+            )
+        })
+        .collect();
+    let obs = ObservedFleet::new("t".into(), hosts);
+    let a = serde_json::to_string(&run(&f, &obs)).unwrap();
+    let b = serde_json::to_string(&run(&f, &obs)).unwrap();
+    assert_eq!(a, b);
+}
+
+fn arb_spec() -> impl Strategy<Value = (Spec, Vec<(usize, bool, bool)>)> {
+    let groups = prop::sample::select(vec![
+        vec!["a"],
+        vec!["b"],
+        vec!["c"],
+        vec!["a", "b"],
+        vec!["b", "c"],
+    ]);
+    (
+        prop::collection::vec(groups, 1..25),
+        prop::collection::vec(prop_oneof![(1u32..4).prop_map(|n| n.to_string()), (1u32..=100).prop_map(|p| format!("\"{p}%\""))], 1..4),
+        any::<bool>(),
+        prop::sample::select(vec![ALWAYS, "  schedule: \"0 2 * * SUN\"\n  timezone: Europe/Berlin\n  duration: 1h\n", "  schedule: \"0 1 * * *\"\n  timezone: UTC\n  duration: 4h\n  cutoff: 30m\n  freezes:\n    - {start: \"2026-11-29T00:00:00Z\", end: \"2026-11-29T03:00:00Z\"}\n"]),
+        prop::sample::select(vec!["security", "all", "none"]),
+        any::<bool>(),
+        prop::collection::vec((0usize..4, any::<bool>(), any::<bool>()), 25),
+    )
+        .prop_map(|(hosts, stages, order, window, classes, hold, per_host)| {
+            let spec = Spec {
+                hosts: hosts.into_iter().enumerate().map(|(i, g)| (format!("h{i:02}"), g)).collect(),
+                stages,
+                order,
+                window,
+                classes,
+                hold: if hold { vec!["pkg1".into()] } else { vec![] },
+                min: vec![],
+            };
+            (spec, per_host)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plan_properties((spec, per_host) in arb_spec()) {
+        let f = fleet(&yaml(&spec));
+        let mut hosts = Vec::new();
+        for (i, (name, _)) in spec.hosts.iter().enumerate() {
+            let (n_updates, security, reachable) = per_host[i];
+            if !reachable && i % 3 == 0 {
+                hosts.push(ObservedHost::new(name, ObsStatus::Unreachable { reason: crate::observed::FailureReason::Refused { address: "x".into() } }));
+                continue;
+            }
+            let pkgs: Vec<(String, String)> = (0..4).map(|p| (format!("pkg{p}"), "1.0-1".to_string())).collect();
+            let ups: Vec<(String, String, String, bool)> = (0..n_updates).map(|p| (format!("pkg{p}"), "1.0-1".to_string(), "1.1-1".to_string(), security || p % 2 == 0)).collect();
+            let pkg_refs: Vec<(&str, &str)> = pkgs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let up_refs: Vec<(&str, &str, &str, bool)> = ups.iter().map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), *d)).collect();
+            hosts.push(observed_host(name, &pkg_refs, &up_refs));
+        }
+        let obs = ObservedFleet::new("t".into(), hosts);
+        let p = run(&f, &obs);
+
+        // Every inventory host appears exactly once, sorted.
+        let names: Vec<&str> = p.hosts.iter().map(|h| h.host.as_str()).collect();
+        let expected: Vec<&str> = spec.hosts.iter().map(|(n, _)| n.as_str()).collect();
+        prop_assert_eq!(names, expected);
+
+        // Held packages are never planned.
+        if !spec.hold.is_empty() {
+            prop_assert!(p.hosts.iter().all(|h| h.changes.iter().all(|c| c.package != "pkg1")));
+        }
+
+        // Hosts with changes are in exactly one batch; stage sizes add up.
+        let mut in_batches: BTreeMap<&str, usize> = BTreeMap::new();
+        for b in &p.batches {
+            for h in &b.hosts {
+                *in_batches.entry(h.as_str()).or_default() += 1;
+            }
+        }
+        prop_assert!(in_batches.values().all(|n| *n == 1));
+        let with_changes: BTreeSet<&str> = p.hosts.iter().filter(|h| h.status.has_changes()).map(|h| h.host.as_str()).collect();
+        let batched: BTreeSet<&str> = in_batches.keys().copied().collect();
+        prop_assert_eq!(&with_changes, &batched);
+        prop_assert_eq!(p.batches.iter().map(|b| b.hosts.len()).sum::<usize>(), p.summary.hosts_to_update);
+
+        // Nothing is scheduled to run now in a closed window or freeze.
+        let w = crate::window::CompiledWindow::compile(&f.window("w").unwrap().doc.spec).unwrap();
+        for b in &p.batches {
+            prop_assert_eq!(b.window_state.runs_now(), w.can_start_batch(at()));
+        }
+        for h in &p.hosts {
+            if h.status == HostStatus::Update {
+                prop_assert!(p.batches[h.batch.unwrap()].window_state.runs_now());
+            }
+        }
+
+        // Group ordering: a host never goes before or with a host of a group it waits for.
+        if spec.order {
+            let batch_of = |n: &str| p.host(n).and_then(|h| h.batch);
+            let level = |gs: &[&str]| gs.iter().map(|g| match *g { "a" => 0, "b" => 1, _ => 2 }).max().unwrap_or(0);
+            for (n1, g1) in &spec.hosts {
+                for (n2, g2) in &spec.hosts {
+                    if let (Some(b1), Some(b2)) = (batch_of(n1), batch_of(n2)) {
+                        if level(g1) < level(g2) {
+                            prop_assert!(b1 < b2, "{n1} ({g1:?}) in batch {b1} but {n2} ({g2:?}) in {b2}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

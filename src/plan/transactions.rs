@@ -1,0 +1,411 @@
+//! Per-host planning: which baselines and requests apply, and the package changes that
+//! satisfy them given what the host has installed and what its repositories offer.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::{Change, HostPlan, HostStatus, PlanInput, Reason, Rule, Skipped};
+use crate::model::{Host, PackageManager, PackageRequirement, UpdateClass};
+use crate::observed::{InstalledPackage, ObservedHost, PendingUpdate};
+use crate::version::{self, Ecosystem};
+
+/// Plans every inventory host (sorted by name); batches are assigned later.
+pub(super) fn plan_hosts(input: &PlanInput<'_>) -> Vec<HostPlan> {
+    let globs = BaselineGlobs::compile(input);
+    input
+        .fleet
+        .hosts()
+        .map(|host| plan_host(input, &globs, host))
+        .collect()
+}
+
+/// Compiled hold/exclude patterns per baseline name (compiled once, used for every host).
+struct BaselineGlobs {
+    hold: BTreeMap<String, (GlobSet, Vec<String>)>,
+    exclude: BTreeMap<String, (GlobSet, Vec<String>)>,
+}
+
+impl BaselineGlobs {
+    fn compile(input: &PlanInput<'_>) -> BaselineGlobs {
+        let build = |patterns: &[String]| {
+            let mut b = GlobSetBuilder::new();
+            for p in patterns {
+                // Validation rejected invalid patterns; an invalid one here matches nothing.
+                if let Ok(g) = Glob::new(p) {
+                    b.add(g);
+                }
+            }
+            (
+                b.build().unwrap_or_else(|_| GlobSet::empty()),
+                patterns.to_vec(),
+            )
+        };
+        let mut hold = BTreeMap::new();
+        let mut exclude = BTreeMap::new();
+        for b in &input.fleet.fleet().baselines {
+            hold.insert(b.name().to_owned(), build(&b.doc.spec.hold));
+            exclude.insert(b.name().to_owned(), build(&b.doc.spec.exclude));
+        }
+        BaselineGlobs { hold, exclude }
+    }
+}
+
+fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostPlan {
+    let baselines = input.fleet.baselines_for(host);
+    let requests = input.fleet.requests_for(host);
+    let mut plan = HostPlan {
+        host: host.name.clone(),
+        status: HostStatus::Compliant,
+        package_manager: host.package_manager,
+        baselines: sorted(baselines.iter().map(|b| b.name().to_owned())),
+        requests: sorted(requests.iter().map(|r| r.name().to_owned())),
+        window: None,
+        rollout: None,
+        changes: Vec::new(),
+        reasons: Vec::new(),
+        skipped: Vec::new(),
+        fingerprint: None,
+        batch: None,
+        reboot_required: false,
+    };
+    // Baselines on one host agree on window and rollout (validated); a request may name
+    // its own, which then governs the host's whole transaction.
+    plan.window = requests
+        .iter()
+        .find_map(|r| r.doc.spec.window.clone())
+        .or_else(|| baselines.first().map(|b| b.doc.spec.window.clone()));
+    plan.rollout = requests
+        .iter()
+        .find_map(|r| r.doc.spec.rollout.clone())
+        .or_else(|| baselines.first().map(|b| b.doc.spec.rollout.clone()));
+
+    let Some(observed) = input.observed.host(&host.name) else {
+        plan.status = HostStatus::Unreachable;
+        plan.reasons
+            .push("not in the observed state: observe it first".to_owned());
+        return plan;
+    };
+    if let Some(pm) = observed.package_manager {
+        plan.package_manager = Some(pm);
+    }
+    plan.reboot_required = observed.reboot_required.required;
+    if !observed.status.is_reachable() {
+        plan.status = HostStatus::Unreachable;
+        plan.reasons.push(match observed.status.reason() {
+            Some(r) => r.to_string(),
+            None => "not observed".to_owned(),
+        });
+        return plan;
+    }
+    plan.fingerprint = Some(observed.fingerprint());
+    if baselines.is_empty() && requests.is_empty() {
+        plan.status = HostStatus::Unmanaged;
+        return plan;
+    }
+    if plan.window.is_none() || plan.rollout.is_none() {
+        plan.status = HostStatus::Blocked;
+        plan.reasons.push(
+            "no baseline applies and the patch request names no window and rollout".to_owned(),
+        );
+        return plan;
+    }
+    let Some(pm) = plan.package_manager else {
+        plan.status = HostStatus::Blocked;
+        plan.reasons
+            .push("package manager unknown: the host was observed without one".to_owned());
+        return plan;
+    };
+    let eco = match pm {
+        PackageManager::Apt => Ecosystem::Deb,
+        PackageManager::Dnf => Ecosystem::Rpm,
+    };
+
+    let mut ctx = HostCtx {
+        eco,
+        observed,
+        changes: BTreeMap::new(),
+        reasons: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let hold_of = |name: &str| -> Option<String> {
+        if observed
+            .held
+            .binary_search_by(|h| h.as_str().cmp(name))
+            .is_ok()
+        {
+            return Some("held on the host".to_owned());
+        }
+        baselines.iter().find_map(|b| {
+            let (set, pats) = globs.hold.get(b.name())?;
+            let m = set.matches(name);
+            m.first()
+                .map(|i| format!("held by baseline/{} (`{}`)", b.name(), pats[*i]))
+        })
+    };
+    let exclude_of = |name: &str| -> Option<String> {
+        baselines.iter().find_map(|b| {
+            let (set, pats) = globs.exclude.get(b.name())?;
+            let m = set.matches(name);
+            m.first()
+                .map(|i| format!("excluded by baseline/{} (`{}`)", b.name(), pats[*i]))
+        })
+    };
+
+    for b in &baselines {
+        for req in &b.doc.spec.packages {
+            ctx.require(req, &format!("baseline/{}", b.name()), &hold_of);
+        }
+    }
+    for r in &requests {
+        for req in &r.doc.spec.packages {
+            ctx.require(req, &format!("request/{}", r.name()), &hold_of);
+        }
+    }
+    let classes = baselines
+        .iter()
+        .map(|b| b.doc.spec.updates.classes)
+        .max()
+        .unwrap_or(UpdateClass::None);
+    let delay = baselines
+        .first()
+        .and_then(|b| b.doc.spec.updates.delay.as_deref())
+        .and_then(|d| crate::duration::parse_duration(d).ok());
+    let source = baselines
+        .first()
+        .map(|b| format!("baseline/{}", b.name()))
+        .unwrap_or_default();
+    if classes != UpdateClass::None {
+        for u in &observed.updates {
+            let rule = if u.security {
+                Rule::SecurityUpdate
+            } else if classes == UpdateClass::All {
+                if u.installed_version.is_none() {
+                    Rule::Dependency
+                } else {
+                    Rule::AllUpdates
+                }
+            } else {
+                continue;
+            };
+            if let Some(why) = hold_of(&u.name).or_else(|| exclude_of(&u.name)) {
+                ctx.skip(u, why);
+                continue;
+            }
+            if let Some(delay) = delay {
+                let key = (
+                    host.name.clone(),
+                    u.name.clone(),
+                    u.candidate_version.clone(),
+                );
+                let first = input.first_seen.get(&key).copied().unwrap_or(input.at);
+                let age = input.at.duration_since(first);
+                let needed =
+                    jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
+                if age < needed {
+                    ctx.skip(
+                        u,
+                        format!("offered for {}, {source} waits {}", days(age), days(needed)),
+                    );
+                    continue;
+                }
+            }
+            ctx.add(
+                &u.name,
+                &u.arch,
+                u.installed_version.clone(),
+                u,
+                Reason {
+                    source: source.clone(),
+                    rule,
+                },
+            );
+        }
+    }
+
+    plan.changes = ctx.changes.into_values().collect();
+    // An update left alone by one rule but planned by another (a minimum version) is
+    // not "left alone": drop it from the skipped list.
+    let changes = &plan.changes;
+    plan.skipped = ctx
+        .skipped
+        .into_iter()
+        .filter(|s| {
+            !changes
+                .iter()
+                .any(|c| c.package == s.package && c.to == s.version)
+        })
+        .collect();
+    plan.skipped.sort();
+    plan.reasons.extend(ctx.reasons);
+    plan.status = if !plan.reasons.is_empty() {
+        HostStatus::Blocked
+    } else if plan.changes.is_empty() {
+        HostStatus::Compliant
+    } else {
+        // Refined by the batch planner from the window state.
+        HostStatus::Update
+    };
+    if plan.changes.iter().any(|c| {
+        observed
+            .reboot_required
+            .packages
+            .iter()
+            .any(|p| *p == c.package)
+    }) {
+        plan.reboot_required = true;
+    }
+    plan
+}
+
+struct HostCtx<'a> {
+    eco: Ecosystem,
+    observed: &'a ObservedHost,
+    changes: BTreeMap<String, Change>,
+    reasons: Vec<String>,
+    skipped: Vec<Skipped>,
+}
+
+impl HostCtx<'_> {
+    fn installed(&self, name: &str) -> Option<&InstalledPackage> {
+        let list = &self.observed.installed;
+        let i = list.partition_point(|p| p.name.as_str() < name);
+        list.get(i).filter(|p| p.name == name)
+    }
+
+    fn update(&self, name: &str) -> Option<&PendingUpdate> {
+        let list = &self.observed.updates;
+        let i = list.partition_point(|p| p.name.as_str() < name);
+        list.get(i).filter(|p| p.name == name)
+    }
+
+    fn at_least(&mut self, have: &str, min: &str, package: &str) -> Option<bool> {
+        match version::compare(self.eco, have, min) {
+            Ok(o) => Some(o.is_ge()),
+            Err(e) => {
+                self.reasons.push(format!("{package}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn skip(&mut self, u: &PendingUpdate, why: String) {
+        self.skipped.push(Skipped {
+            package: u.name.clone(),
+            version: u.candidate_version.clone(),
+            why,
+        });
+    }
+
+    /// A baseline or request needs `req`: plan the change, or record why it cannot happen.
+    fn require(
+        &mut self,
+        req: &PackageRequirement,
+        source: &str,
+        hold_of: &dyn Fn(&str) -> Option<String>,
+    ) {
+        let name = req.name.as_str();
+        let installed = self.installed(name).map(|p| p.version.clone());
+        let satisfied = match (&installed, &req.min_version) {
+            (Some(_), None) => true,
+            (Some(have), Some(min)) => match self.at_least(have, min, name) {
+                Some(ok) => ok,
+                None => return,
+            },
+            (None, _) => false,
+        };
+        if satisfied {
+            return;
+        }
+        let wanted = match &req.min_version {
+            Some(min) => format!("{name} >= {min}"),
+            None => format!("{name} installed"),
+        };
+        if let Some(why) = hold_of(name) {
+            self.reasons.push(format!(
+                "{source} requires {wanted}, but the package is {why}"
+            ));
+            return;
+        }
+        let Some(u) = self.update(name).cloned() else {
+            self.reasons.push(match &installed {
+                Some(have) => format!(
+                    "{source} requires {wanted}; {have} is installed and the host's repositories offer nothing newer"
+                ),
+                None => format!(
+                    "{source} requires {wanted}; it is not installed and the host's repositories do not offer it"
+                ),
+            });
+            return;
+        };
+        if let Some(min) = &req.min_version {
+            match self.at_least(&u.candidate_version, min, name) {
+                Some(true) => {}
+                Some(false) => {
+                    self.reasons.push(format!(
+                        "{source} requires {wanted}; the host's repositories offer at most {}",
+                        u.candidate_version
+                    ));
+                    return;
+                }
+                None => return,
+            }
+        }
+        self.add(
+            name,
+            &u.arch,
+            installed,
+            &u,
+            Reason {
+                source: source.to_owned(),
+                rule: Rule::MinVersion,
+            },
+        );
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        arch: &str,
+        from: Option<String>,
+        u: &PendingUpdate,
+        reason: Reason,
+    ) {
+        let change = self
+            .changes
+            .entry(name.to_owned())
+            .or_insert_with(|| Change {
+                package: name.to_owned(),
+                arch: arch.to_owned(),
+                from,
+                to: u.candidate_version.clone(),
+                security: u.security,
+                origin: u.origin.clone(),
+                reasons: Vec::new(),
+            });
+        if !change.reasons.contains(&reason) {
+            change.reasons.push(reason);
+            change.reasons.sort();
+        }
+    }
+}
+
+fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = it.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Whole days, for messages about update age.
+fn days(d: jiff::SignedDuration) -> String {
+    let secs = d.as_secs().max(0);
+    let days = secs / 86_400;
+    if days == 1 {
+        "1 day".to_owned()
+    } else if days == 0 && secs > 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{days} days")
+    }
+}
