@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench --bench plan` (10,000 hosts, criterion), or
 //! `PLAN_BENCH_SCALING=1 cargo bench --bench plan` to also print single-run times for
-//! 1,000 / 10,000 / 50,000 hosts.
+//! 1,000 / 10,000 / 50,000 hosts (or `PLAN_BENCH_SCALING=1000,5000` for other sizes).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -41,7 +41,7 @@ fn fleet(hosts: usize) -> ValidFleet {
     }
     let baseline = |name: &str, groups: &str, classes: &str| {
         format!(
-            "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: {name}}}\nspec:\n  selector: {{groups: [{groups}]}}\n  packages:\n    - {{name: pkg-0007, minVersion: \"1.0-2\"}}\n  updates: {{classes: {classes}}}\n  hold: [\"pkg-001*\"]\n  exclude: [\"linux-image-*\"]\n  window: weekly\n  rollout: staged\n"
+            "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: {name}}}\nspec:\n  selector: {{groups: [{groups}]}}\n  packages:\n    - {{name: pkg-0007, minVersion: \"1.0-1\"}}\n  updates: {{classes: {classes}}}\n  hold: [\"pkg-001*\"]\n  exclude: [\"linux-image-*\"]\n  window: weekly\n  rollout: staged\n"
         )
     };
     let files = [
@@ -119,17 +119,50 @@ fn run(f: &ValidFleet, o: &ObservedFleet) -> usize {
     p.summary.packages
 }
 
+/// Current resident set size (Linux), to tell the input's memory from the planner's.
+fn rss_mib() -> u64 {
+    proc_status_kib("VmRSS:") / 1024
+}
+
+/// Peak resident set size so far (Linux).
+fn peak_rss_mib() -> u64 {
+    proc_status_kib("VmHWM:") / 1024
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 fn bench(c: &mut Criterion) {
-    if std::env::var_os("PLAN_BENCH_SCALING").is_some() {
-        for n in [1_000, 10_000, 50_000] {
+    if let Ok(sizes) = std::env::var("PLAN_BENCH_SCALING") {
+        let sizes: Vec<usize> = sizes
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let sizes = if sizes.is_empty() {
+            vec![1_000, 10_000, 50_000]
+        } else {
+            sizes
+        };
+        for n in sizes {
             let f = fleet(n);
             let o = observed(n);
+            let before = rss_mib();
             let start = std::time::Instant::now();
             let packages = black_box(run(&f, &o));
             eprintln!(
-                "plan over {n} hosts: {:.3} s ({packages} package changes)",
-                start.elapsed().as_secs_f64()
+                "plan over {n} hosts: {:.3} s ({packages} package changes); RSS with the input {before} MiB, peak {} MiB",
+                start.elapsed().as_secs_f64(),
+                peak_rss_mib()
             );
+            drop((f, o));
         }
     }
     // `cargo test --all-targets` runs benches once in test mode: keep that quick.
