@@ -202,19 +202,7 @@ fn convert(schema: &Value, err: &jsonschema::ValidationError<'_>, out: &mut Vec<
         K::Enum { options } => {
             let opts = options
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|o| {
-                            format!(
-                                "`{}`",
-                                o.as_str()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| o.to_string())
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
+                .map(|a| quoted_list(a))
                 .unwrap_or_default();
             out.push(Violation {
                 kind: ViolationKind::InvalidValue,
@@ -379,6 +367,22 @@ fn resolve<'a>(root: &'a Value, mut s: &'a Value) -> Option<&'a Value> {
     None
 }
 
+/// `` `a`, `b`, `c` `` from JSON values (strings without their quotes).
+fn quoted_list(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            format!(
+                "`{}`",
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// For a `oneOf`/`anyOf` of constants (documented enums), the allowed values.
 fn constants(s: &Value) -> Option<String> {
     let branches = s.get("oneOf").or_else(|| s.get("anyOf"))?.as_array()?;
@@ -392,20 +396,7 @@ fn constants(s: &Value) -> Option<String> {
             return None;
         }
     }
-    Some(
-        values
-            .iter()
-            .map(|v| {
-                format!(
-                    "`{}`",
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
+    Some(quoted_list(&values))
 }
 
 fn allowed_fields(root: &Value, pointer: &str) -> Vec<String> {
