@@ -3,12 +3,14 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod cli;
+pub mod compliance;
 pub mod diagnostic;
 pub mod duration;
 pub mod fleet;
 pub mod model;
 pub mod observed;
 pub mod plan;
+pub mod policy;
 pub mod schema;
 pub mod transport;
 pub mod validate;
