@@ -135,12 +135,12 @@ impl HostConfig {
         for b in loaded {
             let spec = b.spec();
             let delay = match &spec.updates.delay {
-                Some(d) => crate::duration::parse_duration(d).map_err(|source| {
-                    ComplianceError::Delay {
+                Some(d) => {
+                    crate::duration::parse_duration(d).map_err(|source| ComplianceError::Delay {
                         baseline: b.name().to_owned(),
                         source,
-                    }
-                })?,
+                    })?
+                }
                 None => Duration::ZERO,
             };
             baselines.push(BaselineRules::new(
@@ -423,12 +423,14 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         other => {
             carry_facts(&mut hc, previous, now);
             status_reason = Some(match other.map(|o| &o.status) {
-                Some(HostStatus::Unreachable { reason }) => {
-                    (ComplianceState::Unreachable, format!("unreachable: {reason}"))
-                }
-                Some(HostStatus::Error { reason }) => {
-                    (ComplianceState::Failed, format!("observation failed: {reason}"))
-                }
+                Some(HostStatus::Unreachable { reason }) => (
+                    ComplianceState::Unreachable,
+                    format!("unreachable: {reason}"),
+                ),
+                Some(HostStatus::Error { reason }) => (
+                    ComplianceState::Failed,
+                    format!("observation failed: {reason}"),
+                ),
                 // Not observed by this run (e.g. an apply without re-observation): the
                 // carried facts are judged as they are.
                 _ if previous.is_some_and(|p| p.observed_at.is_some()) => {
@@ -494,12 +496,14 @@ fn ecosystem(pm: PackageManager) -> Ecosystem {
     }
 }
 
-/// Whether `installed` is at least `min` in the host's ecosystem.
-// TODO(versions): switch to `crate::version::compare(eco, installed, min)` once the
-// versions branch lands on main; until then only an exact match counts as meeting the
-// minimum (so a newer installed version is reported missing, never the reverse).
-fn version_at_least(_eco: Option<Ecosystem>, installed: &str, min: &str) -> bool {
-    installed == min
+/// Whether `installed` is at least `min` in the host's ecosystem. Without a known
+/// ecosystem, or when a version does not parse, only an exact match counts: the host is
+/// then reported missing the package rather than silently passed.
+fn version_at_least(eco: Option<Ecosystem>, installed: &str, min: &str) -> bool {
+    match eco.map(|e| crate::version::compare(e, installed, min)) {
+        Some(Ok(order)) => order != std::cmp::Ordering::Less,
+        Some(Err(_)) | None => installed == min,
+    }
 }
 
 fn observe_facts(
@@ -614,7 +618,11 @@ fn fact_reasons(hc: &HostCompliance, now: Timestamp) -> Vec<String> {
         });
     }
     for u in &hc.outstanding {
-        let kind = if u.security { "security update" } else { "update" };
+        let kind = if u.security {
+            "security update"
+        } else {
+            "update"
+        };
         let change = match &u.from {
             Some(from) => format!("{from} -> {}", u.to),
             None => format!("new {}", u.to),
@@ -626,15 +634,16 @@ fn fact_reasons(hc: &HostCompliance, now: Timestamp) -> Vec<String> {
         ));
     }
     if let Some(since) = hc.reboot_required_since {
-        out.push(format!(
-            "reboot required for {}",
-            human(age(since, now))
-        ));
+        out.push(format!("reboot required for {}", human(age(since, now))));
     }
     out
 }
 
-fn broken_rules(hc: &HostCompliance, policy: &Policy, now: Timestamp) -> (Vec<String>, Vec<String>) {
+fn broken_rules(
+    hc: &HostCompliance,
+    policy: &Policy,
+    now: Timestamp,
+) -> (Vec<String>, Vec<String>) {
     let mut ids = Vec::new();
     let mut reasons = Vec::new();
     for rule in &policy.rules {
@@ -687,7 +696,12 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 
 /// `9d 2h`, `3h 5m`, `42s`: the two largest units, for reasons.
 pub fn human(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / 86400,
+        secs % 86400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m"),
@@ -710,7 +724,12 @@ mod tests {
         Timestamp::from_second(1_790_000_000 + day * DAY).expect("in range")
     }
 
-    fn baseline(classes: UpdateClass, delay_days: u64, hold: &[&str], exclude: &[&str]) -> BaselineRules {
+    fn baseline(
+        classes: UpdateClass,
+        delay_days: u64,
+        hold: &[&str],
+        exclude: &[&str],
+    ) -> BaselineRules {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         BaselineRules::new(
             "base",
@@ -757,7 +776,12 @@ mod tests {
                 arch: "amd64".into(),
                 installed_version: Some(from.to_string()),
                 candidate_version: to.to_string(),
-                origin: if *security { "Debian-Security" } else { "Debian" }.into(),
+                origin: if *security {
+                    "Debian-Security"
+                } else {
+                    "Debian"
+                }
+                .into(),
                 security: *security,
                 advisories: vec![],
             })
@@ -814,7 +838,10 @@ mod tests {
             vec![baseline(UpdateClass::Security, 0, &[], &[])],
             &[("openssl", Some("3.0.13")), ("curl", None)],
         );
-        let o = host(&[("openssl", "3.0.13"), ("curl", "7.88")], &[("vim", "9.0", "9.1", false)]);
+        let o = host(
+            &[("openssl", "3.0.13"), ("curl", "7.88")],
+            &[("vim", "9.0", "9.1", false)],
+        );
         let hc = simple(&cfg, &o, t(0));
         assert_eq!(hc.state, ComplianceState::Compliant);
         assert!(hc.reasons.is_empty(), "{:?}", hc.reasons);
@@ -827,13 +854,20 @@ mod tests {
     fn missing_minimums_make_it_non_compliant() {
         let cfg = config(
             vec![baseline(UpdateClass::None, 0, &[], &[])],
-            &[("openssl", Some("3.0.13")), ("curl", None), ("jq", Some("1.7"))],
+            &[
+                ("openssl", Some("3.0.13")),
+                ("curl", None),
+                ("jq", Some("1.7")),
+            ],
         );
         let o = host(&[("openssl", "3.0.11")], &[]);
         let hc = simple(&cfg, &o, t(0));
         assert_eq!(hc.state, ComplianceState::NonCompliant);
         assert_eq!(
-            hc.missing.iter().map(|m| m.package.as_str()).collect::<Vec<_>>(),
+            hc.missing
+                .iter()
+                .map(|m| m.package.as_str())
+                .collect::<Vec<_>>(),
             ["openssl", "curl", "jq"]
         );
         assert_eq!(
@@ -848,17 +882,87 @@ mod tests {
     }
 
     #[test]
+    fn minimums_compare_in_the_hosts_ecosystem() {
+        let cfg = config(
+            vec![baseline(UpdateClass::None, 0, &[], &[])],
+            &[
+                ("openssl", Some("3.0.11-1")),
+                ("bash", Some("5.2-1")),
+                ("zlib", Some("1:1.2")),
+            ],
+        );
+        // Debian: `~` sorts before the empty string; an epoch outranks everything.
+        let o = host(
+            &[
+                ("openssl", "3.0.11-1~deb12u1"),
+                ("bash", "5.2.15-2"),
+                ("zlib", "1.3"),
+            ],
+            &[],
+        );
+        let hc = simple(&cfg, &o, t(0));
+        let missing: Vec<_> = hc.missing.iter().map(|m| m.package.as_str()).collect();
+        assert_eq!(missing, ["openssl", "zlib"]);
+        // RPM ordering for a dnf host: `1.0~rc1` is older than `1.0`, `1.10` newer than `1.9`.
+        let cfg = HostConfig {
+            package_manager: Some(PackageManager::Dnf),
+            ..config(
+                vec![baseline(UpdateClass::None, 0, &[], &[])],
+                &[("a", Some("1.0")), ("b", Some("1.9"))],
+            )
+        };
+        let mut o = host(&[("a", "1.0~rc1"), ("b", "1.10")], &[]);
+        o.package_manager = Some(PackageManager::Dnf);
+        let missing: Vec<_> = simple(&cfg, &o, t(0))
+            .missing
+            .into_iter()
+            .map(|m| m.package)
+            .collect();
+        assert_eq!(missing, ["a"]);
+    }
+
+    #[test]
+    fn unparsable_versions_need_an_exact_match() {
+        let cfg = config(
+            vec![baseline(UpdateClass::None, 0, &[], &[])],
+            &[("a", Some("not a version"))],
+        );
+        let o = host(&[("a", "1.0")], &[]);
+        assert_eq!(simple(&cfg, &o, t(0)).state, ComplianceState::NonCompliant);
+        let o = host(&[("a", "not a version")], &[]);
+        assert_eq!(simple(&cfg, &o, t(0)).state, ComplianceState::Compliant);
+    }
+
+    #[test]
     fn approved_updates_are_outstanding_by_class() {
-        let o = host(&[], &[("openssl", "1", "2", true), ("vim", "9.0", "9.1", false)]);
-        let sec = simple(&config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]), &o, t(0));
+        let o = host(
+            &[],
+            &[("openssl", "1", "2", true), ("vim", "9.0", "9.1", false)],
+        );
+        let sec = simple(
+            &config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]),
+            &o,
+            t(0),
+        );
         assert_eq!(sec.state, ComplianceState::NonCompliant);
         assert_eq!(sec.outstanding.len(), 1);
         assert_eq!(sec.outstanding[0].package, "openssl");
-        assert_eq!(sec.reasons, ["security update openssl 1 -> 2 outstanding for 0s"]);
-        let all = simple(&config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]), &o, t(0));
+        assert_eq!(
+            sec.reasons,
+            ["security update openssl 1 -> 2 outstanding for 0s"]
+        );
+        let all = simple(
+            &config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]),
+            &o,
+            t(0),
+        );
         assert_eq!(all.outstanding.len(), 2);
         assert!(all.deferred.is_empty());
-        let none = simple(&config(vec![baseline(UpdateClass::None, 0, &[], &[])], &[]), &o, t(0));
+        let none = simple(
+            &config(vec![baseline(UpdateClass::None, 0, &[], &[])], &[]),
+            &o,
+            t(0),
+        );
         assert_eq!(none.state, ComplianceState::Compliant);
         assert_eq!(none.deferred.len(), 2);
     }
@@ -878,7 +982,11 @@ mod tests {
             ],
         );
         let hc = simple(&cfg, &o, t(0));
-        let why: Vec<_> = hc.deferred.iter().map(|u| (u.package.as_str(), u.deferred)).collect();
+        let why: Vec<_> = hc
+            .deferred
+            .iter()
+            .map(|u| (u.package.as_str(), u.deferred))
+            .collect();
         assert_eq!(
             why,
             [
@@ -898,10 +1006,22 @@ mod tests {
         assert_eq!(day0.state, ComplianceState::Compliant);
         assert_eq!(day0.deferred[0].deferred, Some(DeferReason::Delayed));
         assert_eq!(day0.deferred[0].approves_at, Some(t(3)));
-        let day2 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&day0), run: None, now: t(2) });
+        let day2 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&day0),
+            run: None,
+            now: t(2),
+        });
         assert_eq!(day2.state, ComplianceState::Compliant);
         assert_eq!(day2.deferred[0].first_seen, t(0));
-        let day3 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&day2), run: None, now: t(3) });
+        let day3 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&day2),
+            run: None,
+            now: t(3),
+        });
         assert_eq!(day3.state, ComplianceState::NonCompliant);
         assert_eq!(day3.outstanding[0].first_seen, t(0));
         assert_eq!(day3.outstanding[0].age_seconds, 3 * 86400);
@@ -911,18 +1031,42 @@ mod tests {
     #[test]
     fn first_seen_survives_runs_and_rules_break_on_age() {
         let cfg = config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]);
-        let o = host(&[], &[("openssl", "1", "2", true), ("vim", "9.0", "9.1", false)]);
+        let o = host(
+            &[],
+            &[("openssl", "1", "2", true), ("vim", "9.0", "9.1", false)],
+        );
         let d0 = simple(&cfg, &o, t(0));
-        let d7 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&d0), run: None, now: t(7) });
+        let d7 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d0),
+            run: None,
+            now: t(7),
+        });
         assert!(d7.broken_rules.is_empty(), "exactly 7d is within 7d");
-        let d8 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&d7), run: None, now: t(8) });
+        let d8 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d7),
+            run: None,
+            now: t(8),
+        });
         assert_eq!(d8.broken_rules, ["security-within-7d"]);
-        assert!(d8
-            .reasons
-            .contains(&"breaks security-within-7d: outstanding longer than 7d: openssl (8d)".to_string()));
-        let d31 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&d8), run: None, now: t(31) });
+        assert!(d8.reasons.contains(
+            &"breaks security-within-7d: outstanding longer than 7d: openssl (8d)".to_string()
+        ));
+        let d31 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d8),
+            run: None,
+            now: t(31),
+        });
         assert_eq!(d31.broken_rules, ["security-within-7d", "all-within-30d"]);
-        assert!(d31.reasons.iter().any(|r| r.contains("all-within-30d") && r.contains("openssl (31d), vim (31d)")));
+        assert!(d31
+            .reasons
+            .iter()
+            .any(|r| r.contains("all-within-30d") && r.contains("openssl (31d), vim (31d)")));
     }
 
     #[test]
@@ -930,7 +1074,13 @@ mod tests {
         let cfg = config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]);
         let d0 = simple(&cfg, &host(&[], &[("openssl", "1", "2", true)]), t(0));
         let o = host(&[], &[("openssl", "2", "3", true)]);
-        let d10 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&d0), run: None, now: t(10) });
+        let d10 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d0),
+            run: None,
+            now: t(10),
+        });
         assert_eq!(d10.outstanding[0].first_seen, t(10));
         assert!(d10.broken_rules.is_empty());
     }
@@ -943,12 +1093,24 @@ mod tests {
         let d0 = simple(&cfg, &o, t(0));
         assert_eq!(d0.state, ComplianceState::PendingReboot);
         assert_eq!(d0.reasons, ["reboot required for 0s"]);
-        let d2 = eval(Case { config: &cfg, observed: Some(&o), previous: Some(&d0), run: None, now: t(2) });
+        let d2 = eval(Case {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d0),
+            run: None,
+            now: t(2),
+        });
         assert_eq!(d2.reboot_required_since, Some(t(0)));
         assert_eq!(d2.broken_rules, ["reboot-within-24h"]);
         let mut rebooted = o.clone();
         rebooted.reboot_required.required = false;
-        let d3 = eval(Case { config: &cfg, observed: Some(&rebooted), previous: Some(&d2), run: None, now: t(3) });
+        let d3 = eval(Case {
+            config: &cfg,
+            observed: Some(&rebooted),
+            previous: Some(&d2),
+            run: None,
+            now: t(3),
+        });
         assert_eq!(d3.state, ComplianceState::Compliant);
         assert_eq!(d3.reboot_required_since, None);
     }
@@ -963,15 +1125,31 @@ mod tests {
 
     #[test]
     fn unreachable_host_carries_previous_facts_and_ages_them() {
-        let cfg = config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[("jq", None)]);
+        let cfg = config(
+            vec![baseline(UpdateClass::Security, 0, &[], &[])],
+            &[("jq", None)],
+        );
         let d0 = simple(&cfg, &host(&[], &[("openssl", "1", "2", true)]), t(0));
         let down = ObservedHost::new(
             "web-1",
-            HostStatus::Unreachable { reason: FailureReason::Refused { address: "10.0.0.1:22".into() } },
+            HostStatus::Unreachable {
+                reason: FailureReason::Refused {
+                    address: "10.0.0.1:22".into(),
+                },
+            },
         );
-        let d9 = eval(Case { config: &cfg, observed: Some(&down), previous: Some(&d0), run: None, now: t(9) });
+        let d9 = eval(Case {
+            config: &cfg,
+            observed: Some(&down),
+            previous: Some(&d0),
+            run: None,
+            now: t(9),
+        });
         assert_eq!(d9.state, ComplianceState::Unreachable);
-        assert_eq!(d9.reasons[0], "unreachable: connection refused by 10.0.0.1:22");
+        assert_eq!(
+            d9.reasons[0],
+            "unreachable: connection refused by 10.0.0.1:22"
+        );
         assert_eq!(d9.outstanding[0].age_seconds, 9 * 86400);
         assert_eq!(d9.missing.len(), 1);
         assert_eq!(d9.observed_at, Some(t(0)));
@@ -982,7 +1160,13 @@ mod tests {
     fn carried_delayed_updates_become_outstanding_when_due() {
         let cfg = config(vec![baseline(UpdateClass::Security, 3, &[], &[])], &[]);
         let d0 = simple(&cfg, &host(&[], &[("openssl", "1", "2", true)]), t(0));
-        let d4 = eval(Case { config: &cfg, observed: None, previous: Some(&d0), run: None, now: t(4) });
+        let d4 = eval(Case {
+            config: &cfg,
+            observed: None,
+            previous: Some(&d0),
+            run: None,
+            now: t(4),
+        });
         assert_eq!(d4.state, ComplianceState::NonCompliant);
         assert_eq!(d4.outstanding.len(), 1);
         assert!(d4.deferred.is_empty());
@@ -993,12 +1177,25 @@ mod tests {
         let cfg = config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]);
         let err = ObservedHost::new(
             "web-1",
-            HostStatus::Error { reason: FailureReason::MissingTool { tool: "dpkg-query".into() } },
+            HostStatus::Error {
+                reason: FailureReason::MissingTool {
+                    tool: "dpkg-query".into(),
+                },
+            },
         );
         let hc = simple(&cfg, &err, t(0));
         assert_eq!(hc.state, ComplianceState::Failed);
-        assert_eq!(hc.reasons, ["observation failed: `dpkg-query` is not installed"]);
-        let never = eval(Case { config: &cfg, observed: None, previous: None, run: None, now: t(0) });
+        assert_eq!(
+            hc.reasons,
+            ["observation failed: `dpkg-query` is not installed"]
+        );
+        let never = eval(Case {
+            config: &cfg,
+            observed: None,
+            previous: None,
+            run: None,
+            now: t(0),
+        });
         assert_eq!(never.state, ComplianceState::Unreachable);
         assert_eq!(never.observed_at, None);
     }
@@ -1008,7 +1205,13 @@ mod tests {
         let cfg = config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]);
         let d0 = simple(&cfg, &host(&[], &[]), t(0));
         let run = HostRunOutcome::Unchanged;
-        let d1 = eval(Case { config: &cfg, observed: None, previous: Some(&d0), run: Some(&run), now: t(1) });
+        let d1 = eval(Case {
+            config: &cfg,
+            observed: None,
+            previous: Some(&d0),
+            run: Some(&run),
+            now: t(1),
+        });
         assert_eq!(d1.state, ComplianceState::Compliant);
         assert_eq!(d1.last_run, Some(HostRunOutcome::Unchanged));
     }
@@ -1018,28 +1221,42 @@ mod tests {
         let cfg = config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]);
         let o = host(&[], &[("openssl", "1", "2", true)]);
         let check = |run: HostRunOutcome, state: ComplianceState, first: &str| {
-            let hc = eval(Case { config: &cfg, observed: Some(&o), previous: None, run: Some(&run), now: t(0) });
+            let hc = eval(Case {
+                config: &cfg,
+                observed: Some(&o),
+                previous: None,
+                run: Some(&run),
+                now: t(0),
+            });
             assert_eq!(hc.state, state, "{run:?}");
             assert_eq!(hc.reasons[0], first);
             assert_eq!(hc.last_run.as_ref(), Some(&run));
         };
         check(
-            HostRunOutcome::Failed { reason: "apt-get exited 100".into() },
+            HostRunOutcome::Failed {
+                reason: "apt-get exited 100".into(),
+            },
             ComplianceState::Failed,
             "last run failed: apt-get exited 100",
         );
         check(
-            HostRunOutcome::RolledBack { reason: "health check nginx failed".into() },
+            HostRunOutcome::RolledBack {
+                reason: "health check nginx failed".into(),
+            },
             ComplianceState::RolledBack,
             "last run rolled back: health check nginx failed",
         );
         check(
-            HostRunOutcome::Unreachable { reason: "timeout".into() },
+            HostRunOutcome::Unreachable {
+                reason: "timeout".into(),
+            },
             ComplianceState::Unreachable,
             "unreachable in last run: timeout",
         );
         check(
-            HostRunOutcome::NotStarted { reason: "window closed".into() },
+            HostRunOutcome::NotStarted {
+                reason: "window closed".into(),
+            },
             ComplianceState::NonCompliant,
             "not started in last run: window closed",
         );
@@ -1054,7 +1271,13 @@ mod tests {
     fn excluded_ignores_run_outcomes() {
         let cfg = config(vec![], &[]);
         let run = HostRunOutcome::Failed { reason: "x".into() };
-        let hc = eval(Case { config: &cfg, observed: None, previous: None, run: Some(&run), now: t(0) });
+        let hc = eval(Case {
+            config: &cfg,
+            observed: None,
+            previous: None,
+            run: Some(&run),
+            now: t(0),
+        });
         assert_eq!(hc.state, ComplianceState::Excluded);
     }
 
@@ -1068,18 +1291,31 @@ mod tests {
         let cfg = config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]);
         let o = host(&[], &[("vim", "9.0", "9.1", false)]);
         let d0 = simple(&cfg, &o, t(0));
-        let d2 = evaluate(Inputs { config: &cfg, observed: Some(&o), previous: Some(&d0), run: None, policy: &p, now: t(2) });
+        let d2 = evaluate(Inputs {
+            config: &cfg,
+            observed: Some(&o),
+            previous: Some(&d0),
+            run: None,
+            policy: &p,
+            now: t(2),
+        });
         assert_eq!(d2.broken_rules, ["all-within-1d"]);
     }
 
     #[test]
     fn report_json_round_trips() {
-        let cfg = config(vec![baseline(UpdateClass::Security, 2, &[], &[])], &[("jq", Some("1.7"))]);
+        let cfg = config(
+            vec![baseline(UpdateClass::Security, 2, &[], &[])],
+            &[("jq", Some("1.7"))],
+        );
         let mut o = host(&[], &[("openssl", "1", "2", true)]);
         o.reboot_required.required = true;
         let hc = simple(&cfg, &o, t(0));
         let json = serde_json::to_string(&hc).expect("json");
-        assert!(json.contains("\"firstSeen\":\"") && json.contains("\"deferred\":\"delayed\""), "{json}");
+        assert!(
+            json.contains("\"firstSeen\":\"") && json.contains("\"deferred\":\"delayed\""),
+            "{json}"
+        );
         let back: HostCompliance = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, hc);
     }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod compliance;
 pub mod diagnostic;
+pub mod driver;
 pub mod duration;
 pub mod fleet;
 pub mod model;

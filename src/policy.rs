@@ -175,11 +175,10 @@ impl Policy {
     /// Parses and checks a policy file's text.
     pub fn parse(text: &str, source: PolicySource) -> Result<Policy, PolicyError> {
         let source_name = source.to_string();
-        let file: PolicyFile =
-            serde_saphyr::from_str(text).map_err(|e| PolicyError::Syntax {
-                source_name: source_name.clone(),
-                message: e.to_string(),
-            })?;
+        let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| PolicyError::Syntax {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
         let mut seen = BTreeSet::new();
         let mut rules = Vec::with_capacity(file.rules.len());
         for spec in file.rules {
@@ -260,13 +259,14 @@ mod tests {
             err.to_string(),
             "policy built-in policy: rule `a`: check `update-age` needs `updates: security` or `updates: all`"
         );
-        let err = parse(
-            "rules:\n  - {id: a, check: reboot-pending, updates: all, maxAge: 1d}\n",
-        )
-        .unwrap_err();
+        let err = parse("rules:\n  - {id: a, check: reboot-pending, updates: all, maxAge: 1d}\n")
+            .unwrap_err();
         assert!(err.to_string().contains("takes no `updates`"), "{err}");
         let err = parse("rules:\n  - {id: a, check: reboot-pending, maxAge: soon}\n").unwrap_err();
-        assert!(err.to_string().contains("maxAge: invalid duration"), "{err}");
+        assert!(
+            err.to_string().contains("maxAge: invalid duration"),
+            "{err}"
+        );
         let err = parse(
             "rules:\n  - {id: a, check: reboot-pending, maxAge: 1d}\n  - {id: a, check: reboot-pending, maxAge: 2d}\n",
         )
@@ -298,10 +298,7 @@ mod tests {
         let p = Policy::for_repo(dir.path()).expect("override");
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].id, "security-within-2d");
-        assert_eq!(
-            p.source,
-            PolicySource::File(dir.path().join(OVERRIDE_FILE))
-        );
+        assert_eq!(p.source, PolicySource::File(dir.path().join(OVERRIDE_FILE)));
     }
 
     #[test]
@@ -328,7 +325,8 @@ mod tests {
                 .expect("json");
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
         assert!(validator.is_valid(&instance));
-        let bad = serde_json::json!({"rules": [{"id": "Bad Id", "check": "update-age", "maxAge": "1d"}]});
+        let bad =
+            serde_json::json!({"rules": [{"id": "Bad Id", "check": "update-age", "maxAge": "1d"}]});
         assert!(!validator.is_valid(&bad));
     }
 }
