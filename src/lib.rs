@@ -12,6 +12,7 @@ pub mod model;
 pub mod observed;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod schema;
 pub mod transport;
 pub mod validate;
