@@ -531,3 +531,180 @@ fn two_writers_racing_on_one_bare_repo_both_land() {
     assert_eq!(summary.count(ComplianceState::Excluded), 1);
     assert_eq!(snap.runs.len(), recs.len());
 }
+
+#[test]
+fn report_command_shows_the_numbers_of_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    let rec = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("second");
+
+    // The numbers, straight from the files on the branch.
+    let mut from_files: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in git(
+        dir.path(),
+        &["ls-tree", "--name-only", &format!("{BRANCH}:hosts")],
+    )
+    .lines()
+    {
+        let host = name.trim_end_matches(".json");
+        *from_files
+            .entry(
+                read_host(dir.path(), host)["state"]
+                    .as_str()
+                    .expect("state")
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    let summary: serde_json::Value = serde_json::from_str(&git(
+        dir.path(),
+        &["show", &format!("{BRANCH}:summary.json")],
+    ))
+    .expect("json");
+    for (state, n) in &from_files {
+        assert_eq!(
+            summary["counts"][state], *n,
+            "summary.json agrees with host files on {state}"
+        );
+    }
+    let n = |s: &str| from_files.get(s).copied().unwrap_or(0);
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let counts = format!(
+        "4 hosts: {} compliant, {} non-compliant, {} pending-reboot, {} failed, {} rolled-back, {} unreachable, {} excluded\n",
+        n("compliant"),
+        n("non-compliant"),
+        n("pending-reboot"),
+        n("failed"),
+        n("rolled-back"),
+        n("unreachable"),
+        n("excluded")
+    );
+    assert!(stdout.contains(&counts), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "reports branch `{BRANCH}` at {}\n",
+            &rec.commit[..12]
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("last run {} ", rec.run_id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("broken rules: security-within-7d (1)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  web-1 (non-compliant) breaks security-within-7d\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding for 8d\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  db-1 (unreachable)\n    - unreachable: connection refused by 127.0.0.1:2299\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("web-2 ("),
+        "compliant hosts are not listed: {stdout}"
+    );
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--json", "--repo"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["commit"], rec.commit.as_str());
+    assert_eq!(json["summary"]["counts"], summary["counts"]);
+    let listed: Vec<&str> = json["hosts"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|h| h["host"].as_str().expect("host"))
+        .collect();
+    assert_eq!(listed, ["db-1", "web-1"]);
+
+    assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--branch", "nope", "--repo"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "error: no reports yet: branch `nope` does not exist",
+        ));
+}
+
+#[test]
+fn report_files_match_their_schemas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    let rec = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("recorded");
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let check = |schema: &str, path: String| {
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(schemas.join(schema)).expect("schema"))
+                .expect("json");
+        let instance: serde_json::Value =
+            serde_json::from_str(&git(dir.path(), &["show", &format!("{BRANCH}:{path}")]))
+                .expect("json");
+        let v = jsonschema::validator_for(&schema).expect("compiles");
+        let errors: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{path}: {errors:?}");
+    };
+    for host in ["web-1", "web-2", "db-1", "lab-1"] {
+        check("report-host.schema.json", format!("hosts/{host}.json"));
+    }
+    check(
+        "report-run.schema.json",
+        format!("runs/{}.json", rec.run_id),
+    );
+    check("report-summary.schema.json", "summary.json".into());
+}

@@ -564,3 +564,140 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         runs,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(repo: &Path, remote: Option<&str>) -> ReportTarget {
+        ReportTarget {
+            repo: repo.to_owned(),
+            branch: "reports".into(),
+            remote: remote.map(str::to_owned),
+            auth: GitAuth::default(),
+            author: ("t".into(), "t@example.com".into()),
+            signing_key: None,
+        }
+    }
+
+    fn file(name: &str) -> Vec<(String, Vec<u8>)> {
+        vec![(format!("runs/{name}.json"), b"{}\n".to_vec())]
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_795_000_000).expect("time")
+    }
+
+    /// Both writers read the same tip; the second to publish must be told, not win.
+    fn race(ta: &ReportTarget, tb: &ReportTarget) -> (Oid, Oid) {
+        let (wa, wb) = (Writer::open(ta).expect("a"), Writer::open(tb).expect("b"));
+        let (base_a, base_b) = (wa.base().expect("base a"), wb.base().expect("base b"));
+        assert_eq!(base_a, base_b);
+        let ca = wa
+            .commit(base_a.as_ref(), &file("a"), &[], "a", now())
+            .expect("commit a");
+        let cb = wb
+            .commit(base_b.as_ref(), &file("b"), &[], "b", now())
+            .expect("commit b");
+        assert!(matches!(
+            wa.publish(base_a.as_ref(), ca).expect("publish a"),
+            Published::Done { .. }
+        ));
+        assert!(matches!(
+            wb.publish(base_b.as_ref(), cb).expect("publish b"),
+            Published::TipMoved
+        ));
+        // On the new tip, b succeeds and keeps a's file.
+        let base = wb.base().expect("new base");
+        assert_eq!(base, Some(ca));
+        let cb2 = wb
+            .commit(base.as_ref(), &file("b"), &[], "b", now())
+            .expect("commit b again");
+        assert!(matches!(
+            wb.publish(base.as_ref(), cb2).expect("publish b again"),
+            Published::Done { .. }
+        ));
+        (ca, cb2)
+    }
+
+    fn tip(repo: &Path) -> Oid {
+        Repository::open(repo)
+            .and_then(|r| r.refname_to_id("refs/heads/reports"))
+            .expect("branch exists")
+    }
+
+    fn names(repo: &Path) -> Vec<String> {
+        let r = Repository::open(repo).expect("open");
+        let tree = r
+            .find_commit(tip(repo))
+            .and_then(|c| c.tree())
+            .expect("tree");
+        let runs = r
+            .find_tree(tree.get_name("runs").expect("runs").id())
+            .expect("runs tree");
+        runs.iter()
+            .map(|e| e.name().expect("utf-8").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_local_tip_is_detected_by_compare_and_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Repository::init_bare(dir.path()).expect("init");
+        let t = target(dir.path(), None);
+        let (_, last) = race(&t, &t);
+        assert_eq!(tip(dir.path()), last);
+        assert_eq!(names(dir.path()), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn a_moved_remote_tip_is_detected_on_push() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bare = root.path().join("remote.git");
+        Repository::init_bare(&bare).expect("init");
+        for (name, url) in [
+            ("a", bare.display().to_string()),
+            ("b", format!("file://{}", bare.display())),
+        ] {
+            let r = Repository::init(root.path().join(name)).expect("init");
+            r.remote("origin", &url).expect("remote");
+        }
+        let (ta, tb) = (
+            target(&root.path().join("a"), Some("origin")),
+            target(&root.path().join("b"), Some("origin")),
+        );
+        let (_, last) = race(&ta, &tb);
+        assert_eq!(tip(&bare), last);
+        assert_eq!(tip(&root.path().join("b")), last);
+        assert_eq!(names(&bare), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn local_remote_paths() {
+        assert_eq!(
+            local_remote_path("file:///srv/fleet.git"),
+            Some(PathBuf::from("/srv/fleet.git"))
+        );
+        assert_eq!(
+            local_remote_path("/srv/fleet.git"),
+            Some(PathBuf::from("/srv/fleet.git"))
+        );
+        assert_eq!(
+            local_remote_path("../fleet.git"),
+            Some(PathBuf::from("../fleet.git"))
+        );
+        assert_eq!(local_remote_path("ssh://git@host/fleet.git"), None);
+        assert_eq!(local_remote_path("git@host:fleet.git"), None);
+        assert_eq!(local_remote_path("https://host/fleet.git"), None);
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_output() {
+        let auth = GitAuth {
+            ssh_key: None,
+            token: Some("s3cr3t".into()),
+            user: None,
+        };
+        assert!(!format!("{auth:?}").contains("s3cr3t"));
+    }
+}

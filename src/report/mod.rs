@@ -436,17 +436,30 @@ pub fn record(
         let previous = writer.read_hosts(base.as_ref())?;
         let reports: Vec<HostReport> = configs
             .iter()
-            .map(|config| HostReport {
-                desired_commit: run.desired_commit.clone(),
-                run_id: run.run_id.clone(),
-                compliance: compliance::evaluate(compliance::Inputs {
+            .map(|config| {
+                let prev = previous.get(&config.host).map(|r| &r.compliance);
+                // An observe run's outcomes only restate the observation; the host keeps
+                // the last apply outcome for reference, and the observation decides state.
+                let run_outcome = match run.kind {
+                    RunKind::Apply => run.outcome_of(&config.host),
+                    RunKind::Observe => None,
+                };
+                let mut compliance = compliance::evaluate(compliance::Inputs {
                     config,
                     observed: observed.and_then(|o| o.host(&config.host)),
-                    previous: previous.get(&config.host).map(|r| &r.compliance),
-                    run: run.outcome_of(&config.host),
+                    previous: prev,
+                    run: run_outcome,
                     policy: &policy,
                     now,
-                }),
+                });
+                if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
+                    compliance.last_run = prev.and_then(|p| p.last_run.clone());
+                }
+                HostReport {
+                    desired_commit: run.desired_commit.clone(),
+                    run_id: run.run_id.clone(),
+                    compliance,
+                }
             })
             .collect();
         // Last writer by time: a host file evaluated later than ours stays.
