@@ -14,6 +14,7 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod schema;
+pub mod source;
 pub mod transport;
 pub mod validate;
 pub mod version;
