@@ -708,3 +708,119 @@ fn report_files_match_their_schemas() {
     );
     check("report-summary.schema.json", "summary.json".into());
 }
+
+/// A real `git daemon` serving a bare repository with receive-pack enabled; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            // `git daemon` forks `git-daemon` and killing the wrapper would orphan it: run
+            // the real binary so Drop stops it.
+            let exec_path = git(base, &["--exec-path"]).trim().to_owned();
+            let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+                .args([
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("git daemon starts");
+            let mut daemon = GitDaemon { child, port };
+            for _ in 0..50 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return daemon;
+                }
+                if daemon.child.try_wait().expect("wait").is_some() {
+                    break; // port taken meanwhile: try another
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = daemon.child.kill();
+        }
+        panic!("git daemon did not start");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let srv = root.path().join("srv");
+    std::fs::create_dir(&srv).expect("mkdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    write_fleet(&seed, "    remote: origin\n");
+    let bare = srv.join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let daemon = GitDaemon::start(&srv);
+    let url = format!("git://127.0.0.1:{}/fleet.git", daemon.port);
+    let (a, desired) = clone_with_fleet(Path::new(&url), &root.path().join("a"));
+    let (b, _) = clone_with_fleet(Path::new(&url), &root.path().join("b"));
+    let writer = |dir: PathBuf, desired: String, offset: i64| {
+        std::thread::spawn(move || {
+            let fleet = load(&dir);
+            (0..4)
+                .map(|i| {
+                    let now =
+                        Timestamp::from_second(1_795_000_000 + i * 60 + offset).expect("time");
+                    report::record_observation(
+                        &dir,
+                        &fleet,
+                        &observed(&now.to_string()),
+                        &desired,
+                        now,
+                    )
+                    .expect("recorded despite the race")
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let (ta, tb) = (writer(a, desired.clone(), 0), writer(b, desired, 30));
+    let mut recs = ta.join().expect("a");
+    recs.extend(tb.join().expect("b"));
+    assert!(recs.iter().all(|r| r.pushed));
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    let mut expected: Vec<String> = recs.iter().map(|r| format!("{}.json", r.run_id)).collect();
+    expected.sort();
+    assert_eq!(runs.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", BRANCH]).trim(),
+        recs.len().to_string()
+    );
+    eprintln!(
+        "retries needed: {}",
+        recs.iter().map(|r| r.attempts - 1).sum::<u32>()
+    );
+}
