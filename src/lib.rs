@@ -5,7 +5,6 @@
 pub mod cli;
 pub mod compliance;
 pub mod diagnostic;
-pub mod driver;
 pub mod duration;
 pub mod fleet;
 pub mod model;

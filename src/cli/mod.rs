@@ -70,12 +70,8 @@ pub enum Command {
     /// Show what apply would change: per host the exact package transactions and why, the
     /// batches with their window state, and a summary.
     Plan(plan::Args),
-    /// Observe hosts over SSH: OS, installed packages, pending updates, reboot, locks.
-    ///
-    /// Prints a summary table (or JSON with --json) and writes the observed state with --out.
-    /// Exits 0 when every host was observed, 3 when some could not be, 1 on other errors.
-    Observe(observe::Args),
     /// Show the fleet's compliance from the reports branch (no checkout needed).
+    ///
     /// Prints summary counts, then every host needing attention with its reasons and the
     /// policy rules it breaks (JSON with --json). Exits 1 when there are no reports yet.
     Report(report::Args),
@@ -95,7 +91,6 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
-        Command::Observe(args) => observe::run(args),
         Command::Report(args) => report::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
