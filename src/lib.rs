@@ -11,6 +11,7 @@ pub mod model;
 pub mod observed;
 pub mod plan;
 pub mod policy;
+pub mod reconcile;
 pub mod report;
 pub mod schema;
 pub mod source;

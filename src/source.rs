@@ -120,12 +120,26 @@ impl Source {
         }
     }
 
+    /// Where the source is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The Git repository holding the fetched objects (the local repository, or the
+    /// cache's bare mirror of a remote): where `serve` commits reports before pushing.
+    pub fn repo_path(&self) -> PathBuf {
+        match &self.location {
+            Location::Local(p) => p.clone(),
+            Location::Remote(url) => self.cache.join("mirror").join(cache_key(url)),
+        }
+    }
+
     /// The repository objects are read from: the local one, or the cache's bare mirror.
     fn repo(&self) -> Result<Repository, SourceError> {
         match &self.location {
             Location::Local(p) => Repository::open(p).map_err(self.err("open")),
-            Location::Remote(url) => {
-                let dir = self.cache.join("mirror").join(cache_key(url));
+            Location::Remote(_) => {
+                let dir = self.repo_path();
                 match Repository::open_bare(&dir) {
                     Ok(r) => Ok(r),
                     Err(_) => {

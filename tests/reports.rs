@@ -257,6 +257,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         finished_at: ts("2026-11-24T03:10:00Z"),
         desired_commit: desired.clone(),
         plan: None,
+        errors: Vec::new(),
         hosts: vec![
             HostRun {
                 host: "web-1".into(),

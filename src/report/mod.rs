@@ -96,6 +96,8 @@ pub enum RunKind {
     Observe,
     /// A plan was applied.
     Apply,
+    /// A desired commit was validated and rejected (no host was touched).
+    Validate,
 }
 
 impl RunKind {
@@ -104,6 +106,7 @@ impl RunKind {
         match self {
             RunKind::Observe => "observe",
             RunKind::Apply => "apply",
+            RunKind::Validate => "validate",
         }
     }
 }
@@ -164,6 +167,9 @@ pub struct RunRecord {
     pub plan: Option<crate::plan::Summary>,
     /// Per-host outcomes, sorted by host.
     pub hosts: Vec<HostRun>,
+    /// Why the run did not happen (validate runs: the validation errors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl RunRecord {
@@ -344,8 +350,24 @@ pub fn record_observation(
     desired_commit: &str,
     now: Timestamp,
 ) -> Result<Recorded, ReportError> {
+    let run = observation_run(observed, desired_commit, now);
+    record(
+        &ReportTarget::from_fleet(repo, fleet),
+        fleet,
+        Some(observed),
+        &run,
+        now,
+    )
+}
+
+/// The run record of an observation: each host unchanged, unreachable or failed.
+pub fn observation_run(
+    observed: &ObservedFleet,
+    desired_commit: &str,
+    now: Timestamp,
+) -> RunRecord {
     let started = observed.observed_at.parse::<Timestamp>().unwrap_or(now);
-    let run = RunRecord {
+    RunRecord {
         run_id: RunRecord::new_id(RunKind::Observe, started),
         kind: RunKind::Observe,
         started_at: started,
@@ -357,17 +379,15 @@ pub fn record_observation(
             .iter()
             .map(|h| HostRun {
                 host: h.name.clone(),
-                outcome: match h.status.reason() {
-                    None => HostRunOutcome::Unchanged,
-                    Some(r)
-                        if matches!(h.status, crate::observed::HostStatus::Unreachable { .. }) =>
-                    {
+                outcome: match &h.status {
+                    crate::observed::HostStatus::Reachable => HostRunOutcome::Unchanged,
+                    crate::observed::HostStatus::Unreachable { reason } => {
                         HostRunOutcome::Unreachable {
-                            reason: r.to_string(),
+                            reason: reason.to_string(),
                         }
                     }
-                    Some(r) => HostRunOutcome::Failed {
-                        reason: format!("observation failed: {r}"),
+                    crate::observed::HostStatus::Error { reason } => HostRunOutcome::Failed {
+                        reason: format!("observation failed: {reason}"),
                     },
                 },
                 started_at: None,
@@ -375,14 +395,8 @@ pub fn record_observation(
                 changes: Vec::new(),
             })
             .collect(),
-    };
-    record(
-        &ReportTarget::from_fleet(repo, fleet),
-        fleet,
-        Some(observed),
-        &run,
-        now,
-    )
+        errors: Vec::new(),
+    }
 }
 
 /// Records a run (usually an apply): evaluates every host with the run's outcomes and, when
@@ -442,7 +456,7 @@ pub fn record(
                 // the last apply outcome for reference, and the observation decides state.
                 let run_outcome = match run.kind {
                     RunKind::Apply => run.outcome_of(&config.host),
-                    RunKind::Observe => None,
+                    RunKind::Observe | RunKind::Validate => None,
                 };
                 let mut compliance = compliance::evaluate(compliance::Inputs {
                     config,
@@ -559,6 +573,11 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) -> String {
     let when = run.started_at.strftime("%Y-%m-%dT%H:%MZ");
     let subject = match run.kind {
+        RunKind::Validate => format!(
+            "validate run {when}: desired commit {} rejected, {}",
+            &run.desired_commit[..run.desired_commit.len().min(12)],
+            plural(run.errors.len(), "error", "errors")
+        ),
         RunKind::Observe => {
             let mut s = format!(
                 "observe run {when}: {}, {} non-compliant",
@@ -638,6 +657,82 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
         "{subject}\n\n{body}\nDesired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
         run.desired_commit, run.run_id
     )
+}
+
+/// Records that `commit` of the fleet repo was rejected by validation: a `validate` run
+/// record with the errors, committed like any report (host files and summary untouched, so
+/// the last good commit's compliance stays visible). `target` comes from the last good
+/// fleet's settings.
+pub fn record_rejected(
+    target: &ReportTarget,
+    commit: &str,
+    errors: &[String],
+    last_good: Option<&str>,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
+    let run = RunRecord {
+        run_id: RunRecord::new_id(RunKind::Validate, now),
+        kind: RunKind::Validate,
+        started_at: now,
+        finished_at: now,
+        desired_commit: commit.to_owned(),
+        plan: None,
+        hosts: Vec::new(),
+        errors: errors.to_vec(),
+    };
+    let writer = git::Writer::open(target)?;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let base = writer.base()?;
+        let keep: Vec<String> = writer.read_hosts(base.as_ref())?.into_keys().collect();
+        let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
+        if errors.len() > 50 {
+            body.push_str(&format!("... and {} more\n", errors.len() - 50));
+        }
+        let when = now.strftime("%Y-%m-%dT%H:%MZ");
+        let message = format!(
+            "validate run {when}: desired commit {} rejected, {}\n\n{body}\nDesired-Commit: {commit}\nRun-Id: {}\nLast-Good-Commit: {}\n",
+            &commit[..commit.len().min(12)],
+            plural(errors.len(), "error", "errors"),
+            run.run_id,
+            last_good.unwrap_or("none"),
+        );
+        let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
+        let oid = writer.commit(base.as_ref(), &files, &keep, &message, now)?;
+        if let git::Published::Done { pushed } = writer.publish(base.as_ref(), oid)? {
+            return Ok(Recorded {
+                commit: oid.to_string(),
+                run_id: run.run_id,
+                attempts: attempt,
+                pushed,
+            });
+        }
+    }
+    Err(ReportError::Contended {
+        branch: target.branch.clone(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+impl Snapshot {
+    /// When each pending update was first seen, in the planner's form (host, package,
+    /// candidate version), so `plan` judges `updates.delay` with the ages the reports keep.
+    pub fn first_seen(&self) -> crate::plan::FirstSeen {
+        self.hosts
+            .iter()
+            .flat_map(|h| {
+                h.compliance
+                    .outstanding
+                    .iter()
+                    .chain(&h.compliance.deferred)
+                    .map(|u| {
+                        (
+                            (h.compliance.host.clone(), u.package.clone(), u.to.clone()),
+                            u.first_seen,
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 /// The reports branch as read back: its tip, summary and host files.
@@ -729,6 +824,7 @@ mod tests {
             finished_at: ts("2026-11-24T02:05:00Z"),
             desired_commit: "0123abcd".into(),
             plan: None,
+            errors: Vec::new(),
             hosts: outcomes
                 .iter()
                 .map(|(h, o)| HostRun {
