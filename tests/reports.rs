@@ -825,3 +825,75 @@ fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
         recs.iter().map(|r| r.attempts - 1).sum::<u32>()
     );
 }
+
+#[test]
+fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("fleet");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let bare = root.path().join("reports.git");
+    let desired = write_fleet(&dir, &format!("    remote: {}\n", bare.display()));
+    let fleet = load(&dir);
+    // The remote does not exist yet: the report is refused but kept on the local branch.
+    let err = report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect_err("remote is missing");
+    assert!(err.to_string().starts_with("reports: fetch from "), "{err}");
+    let kept = git(&dir, &["ls-tree", "--name-only", &format!("{BRANCH}:runs")]);
+    assert_eq!(kept.lines().count(), 1);
+    // A second failure stacks on the first locally.
+    report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T03:00:00Z"),
+        &desired,
+        ts("2026-11-24T03:00:00Z"),
+    )
+    .expect_err("remote is still missing");
+    let kept = git(&dir, &["ls-tree", "--name-only", &format!("{BRANCH}:runs")]);
+    assert_eq!(kept.lines().count(), 2);
+
+    // The remote appears, with a report of its own from another writer.
+    git(
+        root.path(),
+        &["init", "-q", "--bare", &bare.display().to_string()],
+    );
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    write_fleet(&other, &format!("    remote: {}\n", bare.display()));
+    let theirs = report::record_observation(
+        &other,
+        &load(&other),
+        &observed("2026-11-24T03:30:00Z"),
+        &desired,
+        ts("2026-11-24T03:30:00Z"),
+    )
+    .expect("other writer");
+    let ours = report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T04:00:00Z"),
+        &desired,
+        ts("2026-11-24T04:00:00Z"),
+    )
+    .expect("pushed now");
+    assert!(ours.pushed);
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    let mut expected: Vec<String> = kept.lines().map(str::to_owned).collect();
+    expected.push(format!("{}.json", theirs.run_id));
+    expected.push(format!("{}.json", ours.run_id));
+    expected.sort();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        expected,
+        "nothing lost, nothing overwritten"
+    );
+}

@@ -162,11 +162,44 @@ impl<'t> Writer<'t> {
                 return Ok(r.target());
             }
         }
+        self.local_tip()
+    }
+
+    /// Like [`Writer::base`], but when fetching from the remote fails, the local branch's
+    /// tip and the fetch error (so the caller can keep its commit locally).
+    pub fn base_or_local(&self) -> Result<(Option<Oid>, Option<ReportError>), ReportError> {
+        match self.base() {
+            Ok(b) => Ok((b, None)),
+            Err(e) if self.target.remote.is_some() => {
+                tracing::warn!(branch = %self.target.branch, "cannot fetch reports: {e}");
+                Ok((self.local_tip()?, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn local_tip(&self) -> Result<Option<Oid>, ReportError> {
         match self.repo.find_reference(&self.local_ref) {
             Ok(r) => Ok(r.target()),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(git_err(format!("read {}", self.local_ref))(e)),
         }
+    }
+
+    /// With a remote: points the local branch at `commit`, which could not be pushed, so
+    /// it is not lost (its run files are carried by the next push).
+    pub fn keep_locally(&self, commit: Oid) -> Result<(), ReportError> {
+        if self.target.remote.is_some() {
+            self.repo
+                .reference(
+                    &self.local_ref,
+                    commit,
+                    true,
+                    "patchkeeper: report kept locally, not pushed",
+                )
+                .map_err(git_err(format!("update {}", self.local_ref)))?;
+        }
+        Ok(())
     }
 
     fn tree_of(&self, commit: Option<&Oid>) -> Result<Option<Tree<'_>>, ReportError> {

@@ -445,9 +445,8 @@ pub fn record(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
     let writer = git::Writer::open(target)?;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let base = writer.base()?;
-        let previous = writer.read_hosts(base.as_ref())?;
+    let (commit, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        let previous = writer.read_hosts(base)?;
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
@@ -509,20 +508,47 @@ pub fn record(
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
-        let commit = writer.commit(base.as_ref(), &files, &keep, &message, now)?;
-        match writer.publish(base.as_ref(), commit)? {
-            git::Published::Done { pushed } => {
-                return Ok(Recorded {
-                    commit: commit.to_string(),
-                    run_id: run.run_id.clone(),
-                    attempts: attempt,
-                    pushed,
-                })
-            }
-            git::Published::TipMoved => {
+        writer.commit(base, &files, &keep, &message, now)
+    })?;
+    Ok(Recorded {
+        commit: commit.to_string(),
+        run_id: run.run_id.clone(),
+        attempts,
+        pushed,
+    })
+}
+
+/// Builds a commit on the current tip with `build` and publishes it, rebuilding on a moved
+/// tip up to [`MAX_ATTEMPTS`]. With a remote, a commit that cannot be pushed (remote down,
+/// refused, or contended) is kept on the local branch and the error returned: its run file
+/// is carried into the next commit that reaches the remote, so no report is lost.
+fn publish_with_retry(
+    writer: &git::Writer<'_>,
+    target: &ReportTarget,
+    mut build: impl FnMut(Option<&git2::Oid>) -> Result<git2::Oid, ReportError>,
+) -> Result<(git2::Oid, u32, bool), ReportError> {
+    let mut last = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let (base, fetch_error) = writer.base_or_local()?;
+        let commit = build(base.as_ref())?;
+        last = Some(commit);
+        if let Some(e) = fetch_error {
+            writer.keep_locally(commit)?;
+            return Err(e);
+        }
+        match writer.publish(base.as_ref(), commit) {
+            Ok(git::Published::Done { pushed }) => return Ok((commit, attempt, pushed)),
+            Ok(git::Published::TipMoved) => {
                 tracing::debug!(attempt, branch = %target.branch, "reports tip moved, rebuilding");
             }
+            Err(e) => {
+                writer.keep_locally(commit)?;
+                return Err(e);
+            }
         }
+    }
+    if let Some(commit) = last {
+        writer.keep_locally(commit)?;
     }
     Err(ReportError::Contended {
         branch: target.branch.clone(),
@@ -681,9 +707,8 @@ pub fn record_rejected(
         errors: errors.to_vec(),
     };
     let writer = git::Writer::open(target)?;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let base = writer.base()?;
-        let keep: Vec<String> = writer.read_hosts(base.as_ref())?.into_keys().collect();
+    let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
         if errors.len() > 50 {
             body.push_str(&format!("... and {} more\n", errors.len() - 50));
@@ -697,19 +722,13 @@ pub fn record_rejected(
             last_good.unwrap_or("none"),
         );
         let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
-        let oid = writer.commit(base.as_ref(), &files, &keep, &message, now)?;
-        if let git::Published::Done { pushed } = writer.publish(base.as_ref(), oid)? {
-            return Ok(Recorded {
-                commit: oid.to_string(),
-                run_id: run.run_id,
-                attempts: attempt,
-                pushed,
-            });
-        }
-    }
-    Err(ReportError::Contended {
-        branch: target.branch.clone(),
-        attempts: MAX_ATTEMPTS,
+        writer.commit(base, &files, &keep, &message, now)
+    })?;
+    Ok(Recorded {
+        commit: oid.to_string(),
+        run_id: run.run_id,
+        attempts,
+        pushed,
     })
 }
 
