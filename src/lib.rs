@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod cli;
+pub mod compliance;
 pub mod diagnostic;
 pub mod driver;
 pub mod duration;
@@ -11,7 +12,11 @@ pub mod model;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod policy;
+pub mod reconcile;
+pub mod report;
 pub mod schema;
+pub mod source;
 pub mod transport;
 pub mod validate;
 pub mod version;

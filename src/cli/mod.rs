@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod observe;
 mod plan;
+mod report;
 mod schema;
 mod validate;
 mod version;
@@ -76,6 +77,11 @@ pub enum Command {
     /// Show what apply would change: per host the exact package transactions and why, the
     /// batches with their window state, and a summary.
     Plan(plan::Args),
+    /// Show the fleet's compliance from the reports branch (no checkout needed).
+    ///
+    /// Prints summary counts, then every host needing attention with its reasons and the
+    /// policy rules it breaks (JSON with --json). Exits 1 when there are no reports yet.
+    Report(report::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -93,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Report(args) => report::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),

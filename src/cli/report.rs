@@ -1,0 +1,130 @@
+//! `patchkeeper report`: the fleet's compliance as the reports branch records it.
+
+use std::path::PathBuf;
+
+use crate::compliance::ComplianceState;
+use crate::report::{self, HostReport, Snapshot};
+
+/// Flags of `patchkeeper report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The fleet repo (a directory; default: the current directory).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// Reports branch (default: Settings' `reports.branch`, else `patchkeeper/reports`).
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Print JSON (`{branch, commit, summary, hosts}` with every host needing attention).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `patchkeeper report`; returns the exit code.
+pub fn run(args: Args) -> u8 {
+    let branch = args
+        .branch
+        .clone()
+        .unwrap_or_else(|| branch_from_settings(&args.repo));
+    let snapshot = match report::read(&args.repo, &branch) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!(
+                "error: no reports yet: branch `{branch}` does not exist in `{}`\n\nhint: reports are committed there after each observe and apply run",
+                args.repo.display()
+            );
+            return super::EXIT_ERROR;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    if args.json {
+        let attention: Vec<&HostReport> = snapshot
+            .hosts
+            .iter()
+            .filter(|h| h.compliance.state.needs_attention())
+            .collect();
+        let out = serde_json::json!({
+            "branch": branch,
+            "commit": snapshot.commit,
+            "summary": snapshot.summary,
+            "hosts": attention,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("report types always serialize")
+        );
+    } else {
+        print!("{}", render(&branch, &snapshot));
+    }
+    super::EXIT_OK
+}
+
+/// The branch named by the fleet's Settings, when the repo validates.
+fn branch_from_settings(repo: &std::path::Path) -> String {
+    crate::validate::load_and_validate(repo)
+        .ok()
+        .and_then(|o| o.fleet)
+        .and_then(|f| f.settings().reports.branch)
+        .unwrap_or_else(|| report::DEFAULT_BRANCH.to_owned())
+}
+
+/// Human output: where, summary counts, then every host needing attention with reasons.
+pub fn render(branch: &str, s: &Snapshot) -> String {
+    let mut out = String::new();
+    let short = &s.commit[..s.commit.len().min(12)];
+    out.push_str(&format!("reports branch `{branch}` at {short}\n"));
+    // Counts come from the host files; summary.json is written from the same files.
+    let count = |state: ComplianceState| {
+        s.hosts
+            .iter()
+            .filter(|h| h.compliance.state == state)
+            .count()
+    };
+    if let Some(sum) = &s.summary {
+        let desired = &sum.desired_commit[..sum.desired_commit.len().min(12)];
+        out.push_str(&format!(
+            "last run {} at {}, desired commit {desired}, {}\n",
+            sum.run_id, sum.generated_at, sum.policy
+        ));
+    }
+    out.push('\n');
+    let counts: Vec<String> = ComplianceState::ALL
+        .iter()
+        .map(|st| format!("{} {st}", count(*st)))
+        .collect();
+    out.push_str(&format!("{} hosts: {}\n", s.hosts.len(), counts.join(", ")));
+    let mut rules: std::collections::BTreeMap<&str, usize> = Default::default();
+    for h in &s.hosts {
+        for r in &h.compliance.broken_rules {
+            *rules.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    if !rules.is_empty() {
+        let list: Vec<String> = rules.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+        out.push_str(&format!("broken rules: {}\n", list.join(", ")));
+    }
+    let attention: Vec<&HostReport> = s
+        .hosts
+        .iter()
+        .filter(|h| h.compliance.state.needs_attention())
+        .collect();
+    if attention.is_empty() {
+        out.push_str("\nevery managed host is compliant\n");
+        return out;
+    }
+    out.push_str("\nhosts needing attention:\n");
+    for h in attention {
+        let c = &h.compliance;
+        out.push_str(&format!("  {} ({})", c.host, c.state));
+        if !c.broken_rules.is_empty() {
+            out.push_str(&format!(" breaks {}", c.broken_rules.join(", ")));
+        }
+        out.push('\n');
+        for r in &c.reasons {
+            out.push_str(&format!("    - {r}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,736 @@
+//! git2 plumbing of the reports branch: trees built without a working tree, signed commits,
+//! compare-and-swap ref updates, fetch and non-forced push with rejection detection.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use git2::{
+    Cred, CredentialType, ErrorCode, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository,
+    Tree,
+};
+use jiff::Timestamp;
+
+use super::{HostReport, ReportError, ReportTarget, Snapshot, Summary};
+
+const FILE_MODE: i32 = 0o100644;
+const DIR_MODE: i32 = 0o040000;
+/// Where the remote's tip is fetched to (private namespace: never a branch users see).
+const REMOTE_TIP_REF: &str = "refs/patchkeeper/reports-remote-tip";
+/// What is pushed (libgit2 pushes refs, not bare ids).
+const OUTGOING_REF: &str = "refs/patchkeeper/reports-outgoing";
+
+fn git_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> ReportError {
+    let what = what.into();
+    move |source| ReportError::Git { what, source }
+}
+
+/// Credentials for remotes, from the environment: `PATCHKEEPER_GIT_SSH_KEY` (private key
+/// file for ssh:// URLs; else the ssh-agent) and `PATCHKEEPER_GIT_TOKEN` (https token;
+/// user `PATCHKEEPER_GIT_USER`, default `x-access-token`).
+#[derive(Clone, Default)]
+pub struct GitAuth {
+    /// SSH private key file.
+    pub ssh_key: Option<PathBuf>,
+    /// HTTPS token.
+    pub token: Option<String>,
+    /// HTTPS user name for the token.
+    pub user: Option<String>,
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("ssh_key", &self.ssh_key)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl GitAuth {
+    /// Reads the environment variables named on [`GitAuth`].
+    pub fn from_env() -> GitAuth {
+        GitAuth {
+            ssh_key: std::env::var_os("PATCHKEEPER_GIT_SSH_KEY").map(PathBuf::from),
+            token: std::env::var("PATCHKEEPER_GIT_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            user: std::env::var("PATCHKEEPER_GIT_USER").ok(),
+        }
+    }
+}
+
+/// Callbacks that answer credential requests from `auth`, giving up after a few attempts
+/// (libgit2 would otherwise retry a rejected credential forever). SSH host keys are checked
+/// by libgit2 against `~/.ssh/known_hosts`.
+pub fn open_remote_callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
+    let mut cb = RemoteCallbacks::new();
+    let mut attempts = 0u32;
+    cb.credentials(move |_url, user_from_url, allowed| {
+        attempts += 1;
+        if attempts > 3 {
+            return Err(git2::Error::from_str("credentials were rejected"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let user = user_from_url.unwrap_or("git");
+            return match &auth.ssh_key {
+                Some(key) => Cred::ssh_key(user, None, key, None),
+                None => Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = &auth.token {
+                let user = auth
+                    .user
+                    .as_deref()
+                    .or(user_from_url)
+                    .unwrap_or("x-access-token");
+                return Cred::userpass_plaintext(user, token);
+            }
+        }
+        if allowed.contains(CredentialType::DEFAULT) {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str(
+            "no credentials: set PATCHKEEPER_GIT_SSH_KEY or PATCHKEEPER_GIT_TOKEN",
+        ))
+    });
+    cb
+}
+
+/// Opens a remote by name (configured in the repository) or by URL.
+pub fn remote<'r>(
+    repo: &'r Repository,
+    name_or_url: &str,
+) -> Result<git2::Remote<'r>, git2::Error> {
+    match repo.find_remote(name_or_url) {
+        Ok(r) => Ok(r),
+        Err(_) => repo.remote_anonymous(name_or_url),
+    }
+}
+
+/// The outcome of moving the branch.
+pub enum Published {
+    /// The branch (and the remote, when set) now points at the commit.
+    Done {
+        /// Whether a remote was updated.
+        pushed: bool,
+    },
+    /// Another writer moved the tip first: rebuild and retry.
+    TipMoved,
+}
+
+/// Writes report commits to one repository and branch.
+pub struct Writer<'t> {
+    repo: Repository,
+    target: &'t ReportTarget,
+    local_ref: String,
+}
+
+impl<'t> Writer<'t> {
+    /// Opens the repository (bare or with a working tree, which is never touched).
+    pub fn open(target: &'t ReportTarget) -> Result<Writer<'t>, ReportError> {
+        let repo = Repository::open(&target.repo).map_err(git_err(format!(
+            "cannot open repository {}",
+            target.repo.display()
+        )))?;
+        Ok(Writer {
+            repo,
+            target,
+            local_ref: format!("refs/heads/{}", target.branch),
+        })
+    }
+
+    /// The commit to build on: the remote's tip (fetched now) when a remote is set and has
+    /// the branch, else the local branch's tip; `None` for a branch not created yet.
+    pub fn base(&self) -> Result<Option<Oid>, ReportError> {
+        if let Some(name) = &self.target.remote {
+            // A stale tracking value must not pass for the remote's tip.
+            if let Ok(mut r) = self.repo.find_reference(REMOTE_TIP_REF) {
+                r.delete()
+                    .map_err(git_err("cannot reset the remote-tip ref"))?;
+            }
+            let mut remote = remote(&self.repo, name).map_err(git_err(format!("remote {name}")))?;
+            let mut fo = FetchOptions::new();
+            fo.remote_callbacks(open_remote_callbacks(&self.target.auth));
+            let spec = format!("+refs/heads/{}:{REMOTE_TIP_REF}", self.target.branch);
+            remote
+                .fetch(&[spec.as_str()], Some(&mut fo), None)
+                .map_err(git_err(format!("fetch from {name}")))?;
+            if let Ok(r) = self.repo.find_reference(REMOTE_TIP_REF) {
+                return Ok(r.target());
+            }
+        }
+        self.local_tip()
+    }
+
+    /// Like [`Writer::base`], but when fetching from the remote fails, the local branch's
+    /// tip and the fetch error (so the caller can keep its commit locally).
+    pub fn base_or_local(&self) -> Result<(Option<Oid>, Option<ReportError>), ReportError> {
+        match self.base() {
+            Ok(b) => Ok((b, None)),
+            Err(e) if self.target.remote.is_some() => {
+                tracing::warn!(branch = %self.target.branch, "cannot fetch reports: {e}");
+                Ok((self.local_tip()?, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn local_tip(&self) -> Result<Option<Oid>, ReportError> {
+        match self.repo.find_reference(&self.local_ref) {
+            Ok(r) => Ok(r.target()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git_err(format!("read {}", self.local_ref))(e)),
+        }
+    }
+
+    /// With a remote: points the local branch at `commit`, which could not be pushed, so
+    /// it is not lost (its run files are carried by the next push).
+    pub fn keep_locally(&self, commit: Oid) -> Result<(), ReportError> {
+        if self.target.remote.is_some() {
+            self.repo
+                .reference(
+                    &self.local_ref,
+                    commit,
+                    true,
+                    "patchkeeper: report kept locally, not pushed",
+                )
+                .map_err(git_err(format!("update {}", self.local_ref)))?;
+        }
+        Ok(())
+    }
+
+    fn tree_of(&self, commit: Option<&Oid>) -> Result<Option<Tree<'_>>, ReportError> {
+        commit
+            .map(|oid| {
+                self.repo
+                    .find_commit(*oid)
+                    .and_then(|c| c.tree())
+                    .map_err(git_err(format!("read commit {oid}")))
+            })
+            .transpose()
+    }
+
+    /// The host reports on `base`, by host name. Unreadable files are skipped with a
+    /// warning (one corrupt file must not stop every later report).
+    pub fn read_hosts(
+        &self,
+        base: Option<&Oid>,
+    ) -> Result<BTreeMap<String, HostReport>, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(BTreeMap::new());
+        };
+        let hosts = read_host_files(&self.repo, &tree, &self.target.branch, true)?;
+        Ok(hosts
+            .into_iter()
+            .map(|h| (h.compliance.host.clone(), h))
+            .collect())
+    }
+
+    /// Builds and writes a commit on `base` with `files` (paths `hosts/x.json`,
+    /// `runs/y.json` or top-level names) replacing or adding entries; host files of hosts
+    /// not in `keep_hosts` are removed. Not yet referenced by any branch.
+    pub fn commit(
+        &self,
+        base: Option<&Oid>,
+        files: &[(String, Vec<u8>)],
+        keep_hosts: &[String],
+        message: &str,
+        now: Timestamp,
+    ) -> Result<Oid, ReportError> {
+        let repo = &self.repo;
+        let base_tree = self.tree_of(base)?;
+        let mut by_dir: BTreeMap<&str, Vec<(&str, &[u8])>> = BTreeMap::new();
+        for (path, bytes) in files {
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            by_dir.entry(dir).or_default().push((name, bytes));
+        }
+        let mut root = repo
+            .treebuilder(base_tree.as_ref())
+            .map_err(git_err("start tree"))?;
+        // Subdirectories named by the files, plus `hosts/` for pruning.
+        let mut dirs: Vec<&str> = by_dir.keys().copied().filter(|d| !d.is_empty()).collect();
+        if !dirs.contains(&"hosts") {
+            dirs.push("hosts");
+        }
+        for dir in dirs {
+            let existing = match root.get(dir).map_err(git_err("read tree"))? {
+                Some(e) => Some(
+                    repo.find_tree(e.id())
+                        .map_err(git_err(format!("read {dir}/")))?,
+                ),
+                None => None,
+            };
+            let mut sub = repo
+                .treebuilder(existing.as_ref())
+                .map_err(git_err("start tree"))?;
+            if dir == "hosts" {
+                let mut stale = Vec::new();
+                for e in existing.iter().flat_map(|t| t.iter()) {
+                    let name = e.name().unwrap_or_default().to_owned();
+                    let host = name.strip_suffix(".json").unwrap_or(&name);
+                    if !keep_hosts.iter().any(|k| k == host) {
+                        stale.push(name);
+                    }
+                }
+                for name in stale {
+                    sub.remove(&name).map_err(git_err("prune host file"))?;
+                }
+            }
+            for (name, bytes) in by_dir.get(dir).into_iter().flatten() {
+                let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
+                sub.insert(*name, blob, FILE_MODE)
+                    .map_err(git_err("insert file"))?;
+            }
+            if dir == "runs" {
+                self.carry_unpushed_runs(base, &mut sub)?;
+            }
+            let oid = sub.write().map_err(git_err("write tree"))?;
+            root.insert(dir, oid, DIR_MODE)
+                .map_err(git_err("insert tree"))?;
+        }
+        for (name, bytes) in by_dir.get("").into_iter().flatten() {
+            let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
+            root.insert(*name, blob, FILE_MODE)
+                .map_err(git_err("insert file"))?;
+        }
+        let tree_oid = root.write().map_err(git_err("write tree"))?;
+        let tree = repo.find_tree(tree_oid).map_err(git_err("read tree"))?;
+        let (name, email) = &self.target.author;
+        let sig = git2::Signature::new(name, email, &git2::Time::new(now.as_second(), 0))
+            .map_err(git_err("author"))?;
+        let parent = base
+            .map(|oid| repo.find_commit(*oid).map_err(git_err("read parent")))
+            .transpose()?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        match &self.target.signing_key {
+            None => repo
+                .commit(None, &sig, &sig, message, &tree, &parents)
+                .map_err(git_err("write commit")),
+            Some(key) => {
+                let buf = repo
+                    .commit_create_buffer(&sig, &sig, message, &tree, &parents)
+                    .map_err(git_err("build commit"))?;
+                let content = buf.as_str().ok().ok_or_else(|| ReportError::Signing {
+                    key: key.display().to_string(),
+                    message: "commit buffer is not UTF-8".into(),
+                })?;
+                let signature = super::sign::ssh_sign(key, content)?;
+                repo.commit_signed(content, &signature, None)
+                    .map_err(git_err("write signed commit"))
+            }
+        }
+    }
+
+    /// With a remote: run files of local commits the remote never got (an earlier push
+    /// failed) are carried into the new commit, so no run record is lost.
+    fn carry_unpushed_runs(
+        &self,
+        base: Option<&Oid>,
+        sub: &mut git2::TreeBuilder<'_>,
+    ) -> Result<(), ReportError> {
+        if self.target.remote.is_none() {
+            return Ok(());
+        }
+        let Ok(local) = self.repo.find_reference(&self.local_ref) else {
+            return Ok(());
+        };
+        let Some(local) = local.target() else {
+            return Ok(());
+        };
+        if let Some(b) = base {
+            let contained = *b == local
+                || self
+                    .repo
+                    .graph_descendant_of(*b, local)
+                    .map_err(git_err("compare tips"))?;
+            if contained {
+                return Ok(());
+            }
+        }
+        let Some(tree) = self.tree_of(Some(&local))? else {
+            return Ok(());
+        };
+        let Some(runs) = tree.get_name("runs") else {
+            return Ok(());
+        };
+        let runs = self
+            .repo
+            .find_tree(runs.id())
+            .map_err(git_err("read local runs/"))?;
+        for e in runs.iter() {
+            let Ok(name) = e.name() else { continue };
+            if sub.get(name).map_err(git_err("read tree"))?.is_none() {
+                sub.insert(name, e.id(), FILE_MODE)
+                    .map_err(git_err("carry run file"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the branch from `base` to `commit`: a compare-and-swap on the local ref, or a
+    /// non-forced push followed by updating the local branch.
+    pub fn publish(&self, base: Option<&Oid>, commit: Oid) -> Result<Published, ReportError> {
+        let log = "patchkeeper: report";
+        let Some(name) = &self.target.remote else {
+            let result = match base {
+                Some(b) => self
+                    .repo
+                    .reference_matching(&self.local_ref, commit, true, *b, log),
+                None => self.repo.reference(&self.local_ref, commit, false, log),
+            };
+            return match result {
+                Ok(_) => Ok(Published::Done { pushed: false }),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked
+                    ) =>
+                {
+                    Ok(Published::TipMoved)
+                }
+                Err(e) => Err(git_err(format!("update {}", self.local_ref))(e)),
+            };
+        };
+        self.repo
+            .reference(OUTGOING_REF, commit, true, log)
+            .map_err(git_err("stage outgoing ref"))?;
+        let mut remote = remote(&self.repo, name).map_err(git_err(format!("remote {name}")))?;
+        if let Some(path) = remote.url().ok().and_then(local_remote_path) {
+            return self.publish_local(&mut remote, name, &path, base, commit);
+        }
+        let rejection: RefCell<Option<String>> = RefCell::new(None);
+        let mut cb = open_remote_callbacks(&self.target.auth);
+        cb.push_update_reference(|_refname, status| {
+            if let Some(msg) = status {
+                *rejection.borrow_mut() = Some(msg.to_owned());
+            }
+            Ok(())
+        });
+        let mut po = PushOptions::new();
+        po.remote_callbacks(cb);
+        let spec = format!("{OUTGOING_REF}:refs/heads/{}", self.target.branch);
+        let pushed = remote.push(&[spec.as_str()], Some(&mut po));
+        drop(po);
+        let rejection = rejection.into_inner();
+        match pushed {
+            Err(e) if e.code() == ErrorCode::NotFastForward => return Ok(Published::TipMoved),
+            Err(e) => return Err(git_err(format!("push to {name}"))(e)),
+            Ok(()) => {}
+        }
+        if let Some(message) = rejection {
+            // Servers word it differently: "non-fast-forward", "fetch first", "stale info",
+            // or a failed lock on the ref when two pushes land at once.
+            let moved = [
+                "non-fast-forward",
+                "fetch first",
+                "stale",
+                "lock",
+                "failed to update ref",
+            ]
+            .iter()
+            .any(|m| message.contains(m));
+            return if moved {
+                Ok(Published::TipMoved)
+            } else {
+                Err(ReportError::PushRejected {
+                    remote: name.clone(),
+                    message,
+                })
+            };
+        }
+        self.repo
+            .reference(&self.local_ref, commit, true, log)
+            .map_err(git_err(format!("update {}", self.local_ref)))?;
+        Ok(Published::Done { pushed: true })
+    }
+
+    /// Push to a remote on this machine. libgit2's local transport checks fast-forward
+    /// against the tip it saw when connecting and then writes the ref unconditionally, so two
+    /// racing pushes can both "succeed" and one commit is lost. Instead the objects go to a
+    /// private ref, and the branch moves by a compare-and-swap in the remote repository.
+    fn publish_local(
+        &self,
+        remote: &mut git2::Remote<'_>,
+        name: &str,
+        path: &Path,
+        base: Option<&Oid>,
+        commit: Oid,
+    ) -> Result<Published, ReportError> {
+        let incoming = format!("refs/patchkeeper/incoming/{commit}");
+        let mut po = PushOptions::new();
+        po.remote_callbacks(open_remote_callbacks(&self.target.auth));
+        remote
+            .push(
+                &[format!("+{OUTGOING_REF}:{incoming}").as_str()],
+                Some(&mut po),
+            )
+            .map_err(git_err(format!("push to {name}")))?;
+        let theirs =
+            Repository::open(path).map_err(git_err(format!("open remote {}", path.display())))?;
+        let log = "patchkeeper: report";
+        let result = match base {
+            Some(b) => theirs.reference_matching(&self.local_ref, commit, true, *b, log),
+            None => theirs.reference(&self.local_ref, commit, false, log),
+        };
+        if let Ok(mut r) = theirs.find_reference(&incoming) {
+            // Only a leftover private ref if this fails; the objects stay either way.
+            let _ = r.delete();
+        }
+        match result {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.code(),
+                    ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked
+                ) =>
+            {
+                return Ok(Published::TipMoved)
+            }
+            Err(e) => return Err(git_err(format!("update {} in {name}", self.local_ref))(e)),
+        }
+        self.repo
+            .reference(&self.local_ref, commit, true, log)
+            .map_err(git_err(format!("update {}", self.local_ref)))?;
+        Ok(Published::Done { pushed: true })
+    }
+}
+
+/// The directory of a remote URL that names a repository on this machine (`file://` URLs
+/// and plain paths), `None` for network URLs.
+fn local_remote_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    if url.contains("://") || (url.contains(':') && !url.starts_with('/') && !url.starts_with('.'))
+    {
+        return None; // scheme or scp-like `host:path`
+    }
+    Some(PathBuf::from(url))
+}
+
+fn read_host_files(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    branch: &str,
+    lenient: bool,
+) -> Result<Vec<HostReport>, ReportError> {
+    let Some(entry) = tree.get_name("hosts") else {
+        return Ok(Vec::new());
+    };
+    let hosts = repo.find_tree(entry.id()).map_err(git_err("read hosts/"))?;
+    let mut out = Vec::new();
+    for e in hosts.iter() {
+        let name = e.name().unwrap_or_default().to_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let blob = repo
+            .find_blob(e.id())
+            .map_err(git_err(format!("read hosts/{name}")))?;
+        match serde_json::from_slice::<HostReport>(blob.content()) {
+            Ok(h) => out.push(h),
+            Err(source) if lenient => {
+                tracing::warn!(file = %format!("hosts/{name}"), %branch, "ignoring unreadable host report: {source}");
+            }
+            Err(source) => {
+                return Err(ReportError::Format {
+                    branch: branch.to_owned(),
+                    path: format!("hosts/{name}"),
+                    source,
+                })
+            }
+        }
+    }
+    out.sort_by(|a, b| a.compliance.host.cmp(&b.compliance.host));
+    Ok(out)
+}
+
+/// Reads the branch's tip: summary, host files and run ids.
+pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let commit = match repo.find_reference(&format!("refs/heads/{branch}")) {
+        Ok(r) => r
+            .peel_to_commit()
+            .map_err(git_err(format!("read branch {branch}")))?,
+        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(git_err(format!("read branch {branch}"))(e)),
+    };
+    let tree = commit.tree().map_err(git_err("read tree"))?;
+    let summary = match tree.get_name("summary.json") {
+        Some(e) => {
+            let blob = repo
+                .find_blob(e.id())
+                .map_err(git_err("read summary.json"))?;
+            Some(
+                serde_json::from_slice::<Summary>(blob.content()).map_err(|source| {
+                    ReportError::Format {
+                        branch: branch.to_owned(),
+                        path: "summary.json".into(),
+                        source,
+                    }
+                })?,
+            )
+        }
+        None => None,
+    };
+    let hosts = read_host_files(&repo, &tree, branch, false)?;
+    let mut runs = Vec::new();
+    if let Some(e) = tree.get_name("runs") {
+        let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
+        for r in t.iter() {
+            if let Some(id) = r.name().ok().and_then(|n| n.strip_suffix(".json")) {
+                runs.push(id.to_owned());
+            }
+        }
+    }
+    runs.sort();
+    Ok(Some(Snapshot {
+        commit: commit.id().to_string(),
+        summary,
+        hosts,
+        runs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(repo: &Path, remote: Option<&str>) -> ReportTarget {
+        ReportTarget {
+            repo: repo.to_owned(),
+            branch: "reports".into(),
+            remote: remote.map(str::to_owned),
+            auth: GitAuth::default(),
+            author: ("t".into(), "t@example.com".into()),
+            signing_key: None,
+        }
+    }
+
+    fn file(name: &str) -> Vec<(String, Vec<u8>)> {
+        vec![(format!("runs/{name}.json"), b"{}\n".to_vec())]
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_795_000_000).expect("time")
+    }
+
+    /// Both writers read the same tip; the second to publish must be told, not win.
+    fn race(ta: &ReportTarget, tb: &ReportTarget) -> (Oid, Oid) {
+        let (wa, wb) = (Writer::open(ta).expect("a"), Writer::open(tb).expect("b"));
+        let (base_a, base_b) = (wa.base().expect("base a"), wb.base().expect("base b"));
+        assert_eq!(base_a, base_b);
+        let ca = wa
+            .commit(base_a.as_ref(), &file("a"), &[], "a", now())
+            .expect("commit a");
+        let cb = wb
+            .commit(base_b.as_ref(), &file("b"), &[], "b", now())
+            .expect("commit b");
+        assert!(matches!(
+            wa.publish(base_a.as_ref(), ca).expect("publish a"),
+            Published::Done { .. }
+        ));
+        assert!(matches!(
+            wb.publish(base_b.as_ref(), cb).expect("publish b"),
+            Published::TipMoved
+        ));
+        // On the new tip, b succeeds and keeps a's file.
+        let base = wb.base().expect("new base");
+        assert_eq!(base, Some(ca));
+        let cb2 = wb
+            .commit(base.as_ref(), &file("b"), &[], "b", now())
+            .expect("commit b again");
+        assert!(matches!(
+            wb.publish(base.as_ref(), cb2).expect("publish b again"),
+            Published::Done { .. }
+        ));
+        (ca, cb2)
+    }
+
+    fn tip(repo: &Path) -> Oid {
+        Repository::open(repo)
+            .and_then(|r| r.refname_to_id("refs/heads/reports"))
+            .expect("branch exists")
+    }
+
+    fn names(repo: &Path) -> Vec<String> {
+        let r = Repository::open(repo).expect("open");
+        let tree = r
+            .find_commit(tip(repo))
+            .and_then(|c| c.tree())
+            .expect("tree");
+        let runs = r
+            .find_tree(tree.get_name("runs").expect("runs").id())
+            .expect("runs tree");
+        runs.iter()
+            .map(|e| e.name().expect("utf-8").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_local_tip_is_detected_by_compare_and_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Repository::init_bare(dir.path()).expect("init");
+        let t = target(dir.path(), None);
+        let (_, last) = race(&t, &t);
+        assert_eq!(tip(dir.path()), last);
+        assert_eq!(names(dir.path()), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn a_moved_remote_tip_is_detected_on_push() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bare = root.path().join("remote.git");
+        Repository::init_bare(&bare).expect("init");
+        for (name, url) in [
+            ("a", bare.display().to_string()),
+            ("b", format!("file://{}", bare.display())),
+        ] {
+            let r = Repository::init(root.path().join(name)).expect("init");
+            r.remote("origin", &url).expect("remote");
+        }
+        let (ta, tb) = (
+            target(&root.path().join("a"), Some("origin")),
+            target(&root.path().join("b"), Some("origin")),
+        );
+        let (_, last) = race(&ta, &tb);
+        assert_eq!(tip(&bare), last);
+        assert_eq!(tip(&root.path().join("b")), last);
+        assert_eq!(names(&bare), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn local_remote_paths() {
+        assert_eq!(
+            local_remote_path("file:///srv/fleet.git"),
+            Some(PathBuf::from("/srv/fleet.git"))
+        );
+        assert_eq!(
+            local_remote_path("/srv/fleet.git"),
+            Some(PathBuf::from("/srv/fleet.git"))
+        );
+        assert_eq!(
+            local_remote_path("../fleet.git"),
+            Some(PathBuf::from("../fleet.git"))
+        );
+        assert_eq!(local_remote_path("ssh://git@host/fleet.git"), None);
+        assert_eq!(local_remote_path("git@host:fleet.git"), None);
+        assert_eq!(local_remote_path("https://host/fleet.git"), None);
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_output() {
+        let auth = GitAuth {
+            ssh_key: None,
+            token: Some("s3cr3t".into()),
+            user: None,
+        };
+        assert!(!format!("{auth:?}").contains("s3cr3t"));
+    }
+}

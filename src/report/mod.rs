@@ -1,0 +1,970 @@
+//! Reports in Git: per-host compliance, one record per run and a fleet summary, committed
+//! to the reports branch (default `patchkeeper/reports`) without a working tree, optionally
+//! signed, and pushed with retry so concurrent writers never lose or overwrite a report.
+//!
+//! The branch holds (formats in `docs/reports.md`, schemas in `schemas/`):
+//! - `hosts/<name>.json` — [`HostReport`]: the host's current compliance;
+//! - `runs/<run-id>.json` — [`RunRecord`]: one per observe or apply run;
+//! - `summary.json` — [`Summary`]: counts over every host file on the branch.
+//!
+//! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
+//! [`crate::compliance`], which this module feeds and writes out.
+
+mod git;
+mod sign;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::compliance::{self, ComplianceState, HostCompliance, HostConfig, HostRunOutcome};
+use crate::observed::ObservedFleet;
+use crate::policy::Policy;
+use crate::validate::ValidFleet;
+
+pub use git::{open_remote_callbacks, GitAuth};
+
+/// The reports branch when Settings name none.
+pub const DEFAULT_BRANCH: &str = "patchkeeper/reports";
+
+/// How often a commit is rebuilt on a moved tip before giving up.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Author of report commits when Settings name none.
+pub const DEFAULT_AUTHOR: (&str, &str) = ("patchkeeper", "patchkeeper@localhost");
+
+/// Errors of writing or reading reports.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A git operation failed.
+    #[error("reports: {what}: {source}")]
+    Git {
+        /// What was being done.
+        what: String,
+        /// libgit2's error.
+        #[source]
+        source: git2::Error,
+    },
+    /// A report file on the branch is not valid JSON of its format.
+    #[error("reports branch {branch}: {path}: {source}")]
+    Format {
+        /// The branch.
+        branch: String,
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The tip kept moving: every attempt was overtaken by another writer.
+    #[error("reports branch {branch}: gave up after {attempts} attempts, other writers kept moving the tip")]
+    Contended {
+        /// The branch.
+        branch: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The remote refused the push for another reason than a moved tip.
+    #[error("reports: push to {remote} rejected: {message}")]
+    PushRejected {
+        /// The remote.
+        remote: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Signing the commit failed.
+    #[error("reports: signing with {key}: {message}")]
+    Signing {
+        /// The key.
+        key: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The compliance policy or a host's configuration is unusable.
+    #[error("reports: {0}")]
+    Config(String),
+}
+
+/// What kind of run a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    /// Hosts were observed only.
+    Observe,
+    /// A plan was applied.
+    Apply,
+    /// A desired commit was validated and rejected (no host was touched).
+    Validate,
+}
+
+impl RunKind {
+    /// `observe` or `apply`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Observe => "observe",
+            RunKind::Apply => "apply",
+            RunKind::Validate => "validate",
+        }
+    }
+}
+
+/// A package change made by a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageChange {
+    /// Package name.
+    pub package: String,
+    /// Version before (`None`: newly installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Version after.
+    pub to: String,
+}
+
+/// One host's part of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRun {
+    /// Host name.
+    pub host: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: HostRunOutcome,
+    /// When work on the host started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub finished_at: Option<Timestamp>,
+    /// Packages changed (and kept; rolled-back changes are not listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<PackageChange>,
+}
+
+/// One run: the content of `runs/<run-id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Unique id (`20261124T020000Z-apply-1a2b3c`): sorts by start time.
+    pub run_id: String,
+    /// Observe or apply.
+    pub kind: RunKind,
+    /// Start.
+    #[schemars(with = "String")]
+    pub started_at: Timestamp,
+    /// End.
+    #[schemars(with = "String")]
+    pub finished_at: Timestamp,
+    /// The fleet-repo commit the run worked from.
+    pub desired_commit: String,
+    /// The plan's counts (apply runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::Summary>,
+    /// Per-host outcomes, sorted by host.
+    pub hosts: Vec<HostRun>,
+    /// Why the run did not happen (validate runs: the validation errors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl RunRecord {
+    /// A fresh run id for a run of `kind` starting at `started`: sortable by time, and
+    /// unique across concurrent writers (a hash of time, process and a counter).
+    pub fn new_id(kind: RunKind, started: Timestamp) -> String {
+        use sha2::{Digest, Sha256};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut h = Sha256::new();
+        h.update(std::process::id().to_le_bytes());
+        h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        h.update(Timestamp::now().as_nanosecond().to_le_bytes());
+        h.update(started.as_nanosecond().to_le_bytes());
+        let digest = h.finalize();
+        let suffix: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{suffix}",
+            started.strftime("%Y%m%dT%H%M%SZ"),
+            kind.as_str()
+        )
+    }
+
+    fn outcome_of(&self, host: &str) -> Option<&HostRunOutcome> {
+        self.hosts
+            .iter()
+            .find(|h| h.host == host)
+            .map(|h| &h.outcome)
+    }
+}
+
+/// A host's file on the reports branch: `hosts/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostReport {
+    /// The fleet-repo commit evaluated.
+    pub desired_commit: String,
+    /// The run that wrote this file.
+    pub run_id: String,
+    /// The compliance.
+    #[serde(flatten)]
+    pub compliance: HostCompliance,
+}
+
+/// One line of the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryHost {
+    /// Host name.
+    pub host: String,
+    /// Its state.
+    pub state: ComplianceState,
+    /// Rules it breaks.
+    pub broken_rules: Vec<String>,
+}
+
+/// The fleet summary: `summary.json`, computed from every `hosts/*.json` on the branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The run whose commit wrote this summary.
+    pub run_id: String,
+    /// The fleet-repo commit of that run.
+    pub desired_commit: String,
+    /// When it was written.
+    #[schemars(with = "String")]
+    pub generated_at: Timestamp,
+    /// The policy the hosts were judged by (`built-in policy` or a file).
+    pub policy: String,
+    /// Number of hosts.
+    pub total: usize,
+    /// Hosts per state (every state present, zeros included).
+    pub counts: BTreeMap<ComplianceState, usize>,
+    /// Hosts per broken rule id.
+    pub broken_rules: BTreeMap<String, usize>,
+    /// Every host, sorted by name.
+    pub hosts: Vec<SummaryHost>,
+}
+
+impl Summary {
+    fn compute(
+        hosts: &[HostReport],
+        run_id: &str,
+        desired: &str,
+        policy: &str,
+        now: Timestamp,
+    ) -> Summary {
+        let mut counts: BTreeMap<ComplianceState, usize> =
+            ComplianceState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut broken: BTreeMap<String, usize> = BTreeMap::new();
+        for h in hosts {
+            *counts.entry(h.compliance.state).or_default() += 1;
+            for r in &h.compliance.broken_rules {
+                *broken.entry(r.clone()).or_default() += 1;
+            }
+        }
+        Summary {
+            run_id: run_id.to_owned(),
+            desired_commit: desired.to_owned(),
+            generated_at: now,
+            policy: policy.to_owned(),
+            total: hosts.len(),
+            counts,
+            broken_rules: broken,
+            hosts: hosts
+                .iter()
+                .map(|h| SummaryHost {
+                    host: h.compliance.host.clone(),
+                    state: h.compliance.state,
+                    broken_rules: h.compliance.broken_rules.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Hosts in `state`.
+    pub fn count(&self, state: ComplianceState) -> usize {
+        self.counts.get(&state).copied().unwrap_or(0)
+    }
+}
+
+/// What was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The report commit's id (hex).
+    pub commit: String,
+    /// The run id.
+    pub run_id: String,
+    /// Attempts it took (more than 1 when other writers moved the tip).
+    pub attempts: u32,
+    /// Whether it was pushed to a remote.
+    pub pushed: bool,
+}
+
+/// Where and how reports are written; built from Settings by [`ReportTarget::from_fleet`].
+#[derive(Debug, Clone)]
+pub struct ReportTarget {
+    /// The Git repository holding the reports branch (the fleet repo, bare or not).
+    pub repo: PathBuf,
+    /// Branch name (without `refs/heads/`).
+    pub branch: String,
+    /// Remote name or URL to push to.
+    pub remote: Option<String>,
+    /// Credentials for the remote.
+    pub auth: GitAuth,
+    /// Commit author and committer.
+    pub author: (String, String),
+    /// SSH private key that signs commits.
+    pub signing_key: Option<PathBuf>,
+}
+
+impl ReportTarget {
+    /// Reads the report settings of `fleet` for the repository at `repo` (relative key
+    /// paths are relative to the fleet root).
+    pub fn from_fleet(repo: &Path, fleet: &ValidFleet) -> ReportTarget {
+        let settings = fleet.settings().reports;
+        let root = &fleet.fleet().root;
+        ReportTarget {
+            repo: repo.to_owned(),
+            branch: settings.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
+            remote: settings.remote,
+            auth: GitAuth::from_env(),
+            author: settings
+                .author
+                .map(|a| (a.name, a.email))
+                .unwrap_or_else(|| (DEFAULT_AUTHOR.0.into(), DEFAULT_AUTHOR.1.into())),
+            signing_key: settings.signing_key.map(|k| root.join(k)),
+        }
+    }
+}
+
+/// Records an observation: evaluates every host of `fleet` against `observed` and commits
+/// the reports (a run record of kind `observe`). See [`record`] for the guarantees.
+pub fn record_observation(
+    repo: &Path,
+    fleet: &ValidFleet,
+    observed: &ObservedFleet,
+    desired_commit: &str,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
+    let run = observation_run(observed, desired_commit, now);
+    record(
+        &ReportTarget::from_fleet(repo, fleet),
+        fleet,
+        Some(observed),
+        &run,
+        now,
+    )
+}
+
+/// The run record of an observation: each host unchanged, unreachable or failed.
+pub fn observation_run(
+    observed: &ObservedFleet,
+    desired_commit: &str,
+    now: Timestamp,
+) -> RunRecord {
+    let started = observed.observed_at.parse::<Timestamp>().unwrap_or(now);
+    RunRecord {
+        run_id: RunRecord::new_id(RunKind::Observe, started),
+        kind: RunKind::Observe,
+        started_at: started,
+        finished_at: now,
+        desired_commit: desired_commit.to_owned(),
+        plan: None,
+        hosts: observed
+            .hosts
+            .iter()
+            .map(|h| HostRun {
+                host: h.name.clone(),
+                outcome: match &h.status {
+                    crate::observed::HostStatus::Reachable => HostRunOutcome::Unchanged,
+                    crate::observed::HostStatus::Unreachable { reason } => {
+                        HostRunOutcome::Unreachable {
+                            reason: reason.to_string(),
+                        }
+                    }
+                    crate::observed::HostStatus::Error { reason } => HostRunOutcome::Failed {
+                        reason: format!("observation failed: {reason}"),
+                    },
+                },
+                started_at: None,
+                finished_at: None,
+                changes: Vec::new(),
+            })
+            .collect(),
+        errors: Vec::new(),
+    }
+}
+
+/// Records a run (usually an apply): evaluates every host with the run's outcomes and, when
+/// given, a fresh observation (without one, each host's previous facts are carried).
+pub fn record_run(
+    repo: &Path,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    run: &RunRecord,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
+    record(
+        &ReportTarget::from_fleet(repo, fleet),
+        fleet,
+        observed,
+        run,
+        now,
+    )
+}
+
+/// Evaluates and commits reports for `run` to `target`.
+///
+/// Flow: take the tip (the remote's, fetched, when a remote is set; else the local
+/// branch's), read the previous host reports there (first-seen times), evaluate, build a
+/// tree on the tip's tree, commit (signed when a key is set), then move the branch with a
+/// compare-and-swap (local) or a non-forced push (remote). When another writer moved the tip
+/// in between, everything is redone on the new tip, up to [`MAX_ATTEMPTS`].
+///
+/// Guarantees: run files never collide (unique ids), so no run record is lost; a host file
+/// is replaced only by a later evaluation (`evaluatedAt`), so the last writer by time wins;
+/// `summary.json` always counts the host files of the same commit. Partial failure: when
+/// the push fails for good, the commit is kept on the local branch (nothing is lost
+/// locally) and the error is returned.
+pub fn record(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    run: &RunRecord,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
+    let policy =
+        Policy::for_repo(&fleet.fleet().root).map_err(|e| ReportError::Config(e.to_string()))?;
+    let configs = fleet
+        .hosts()
+        .map(|h| HostConfig::from_fleet(fleet, h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ReportError::Config(e.to_string()))?;
+    let writer = git::Writer::open(target)?;
+    let (commit, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        let previous = writer.read_hosts(base)?;
+        let reports: Vec<HostReport> = configs
+            .iter()
+            .map(|config| {
+                let prev = previous.get(&config.host).map(|r| &r.compliance);
+                // An observe run's outcomes only restate the observation; the host keeps
+                // the last apply outcome for reference, and the observation decides state.
+                let run_outcome = match run.kind {
+                    RunKind::Apply => run.outcome_of(&config.host),
+                    RunKind::Observe | RunKind::Validate => None,
+                };
+                let mut compliance = compliance::evaluate(compliance::Inputs {
+                    config,
+                    observed: observed.and_then(|o| o.host(&config.host)),
+                    previous: prev,
+                    run: run_outcome,
+                    policy: &policy,
+                    now,
+                });
+                if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
+                    compliance.last_run = prev.and_then(|p| p.last_run.clone());
+                }
+                HostReport {
+                    desired_commit: run.desired_commit.clone(),
+                    run_id: run.run_id.clone(),
+                    compliance,
+                }
+            })
+            .collect();
+        // Last writer by time: a host file evaluated later than ours stays.
+        let mut merged: BTreeMap<String, HostReport> = BTreeMap::new();
+        let mut written = Vec::new();
+        for r in reports {
+            match previous.get(&r.compliance.host) {
+                Some(p) if p.compliance.evaluated_at > r.compliance.evaluated_at => {
+                    merged.insert(p.compliance.host.clone(), p.clone());
+                }
+                _ => {
+                    written.push(r.compliance.host.clone());
+                    merged.insert(r.compliance.host.clone(), r);
+                }
+            }
+        }
+        let hosts: Vec<HostReport> = merged.into_values().collect();
+        let summary = Summary::compute(
+            &hosts,
+            &run.run_id,
+            &run.desired_commit,
+            &policy.source.to_string(),
+            now,
+        );
+        let changed = hosts_changed(&hosts, &previous, run, &written);
+        let message = commit_message(run, &summary, &changed);
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for h in &hosts {
+            if written.contains(&h.compliance.host) {
+                files.push((format!("hosts/{}.json", h.compliance.host), to_json(h)));
+            }
+        }
+        files.push((format!("runs/{}.json", run.run_id), to_json(run)));
+        files.push(("summary.json".to_owned(), to_json(&summary)));
+        let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
+        writer.commit(base, &files, &keep, &message, now)
+    })?;
+    Ok(Recorded {
+        commit: commit.to_string(),
+        run_id: run.run_id.clone(),
+        attempts,
+        pushed,
+    })
+}
+
+/// Builds a commit on the current tip with `build` and publishes it, rebuilding on a moved
+/// tip up to [`MAX_ATTEMPTS`]. With a remote, a commit that cannot be pushed (remote down,
+/// refused, or contended) is kept on the local branch and the error returned: its run file
+/// is carried into the next commit that reaches the remote, so no report is lost.
+fn publish_with_retry(
+    writer: &git::Writer<'_>,
+    target: &ReportTarget,
+    mut build: impl FnMut(Option<&git2::Oid>) -> Result<git2::Oid, ReportError>,
+) -> Result<(git2::Oid, u32, bool), ReportError> {
+    let mut last = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let (base, fetch_error) = writer.base_or_local()?;
+        let commit = build(base.as_ref())?;
+        last = Some(commit);
+        if let Some(e) = fetch_error {
+            writer.keep_locally(commit)?;
+            return Err(e);
+        }
+        match writer.publish(base.as_ref(), commit) {
+            Ok(git::Published::Done { pushed }) => return Ok((commit, attempt, pushed)),
+            Ok(git::Published::TipMoved) => {
+                tracing::debug!(attempt, branch = %target.branch, "reports tip moved, rebuilding");
+            }
+            Err(e) => {
+                writer.keep_locally(commit)?;
+                return Err(e);
+            }
+        }
+    }
+    if let Some(commit) = last {
+        writer.keep_locally(commit)?;
+    }
+    Err(ReportError::Contended {
+        branch: target.branch.clone(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).expect("report types always serialize");
+    out.push(b'\n');
+    out
+}
+
+/// Hosts whose state changed since the previous report, or whose packages the run changed
+/// or tried to change.
+fn hosts_changed(
+    hosts: &[HostReport],
+    previous: &BTreeMap<String, HostReport>,
+    run: &RunRecord,
+    written: &[String],
+) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|h| written.contains(&h.compliance.host))
+        .filter(|h| {
+            let state_changed = previous
+                .get(&h.compliance.host)
+                .is_none_or(|p| p.compliance.state != h.compliance.state);
+            let touched = matches!(
+                run.outcome_of(&h.compliance.host),
+                Some(
+                    HostRunOutcome::Updated
+                        | HostRunOutcome::Failed { .. }
+                        | HostRunOutcome::RolledBack { .. }
+                )
+            ) && run.kind == RunKind::Apply;
+            state_changed || touched
+        })
+        .map(|h| h.compliance.host.clone())
+        .collect()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The commit message: a subject that reads as an audit line, per-state counts, trailers.
+pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) -> String {
+    let when = run.started_at.strftime("%Y-%m-%dT%H:%MZ");
+    let subject = match run.kind {
+        RunKind::Validate => format!(
+            "validate run {when}: desired commit {} rejected, {}",
+            &run.desired_commit[..run.desired_commit.len().min(12)],
+            plural(run.errors.len(), "error", "errors")
+        ),
+        RunKind::Observe => {
+            let mut s = format!(
+                "observe run {when}: {}, {} non-compliant",
+                plural(summary.total, "host", "hosts"),
+                summary.count(ComplianceState::NonCompliant)
+            );
+            let unreachable = summary.count(ComplianceState::Unreachable);
+            if unreachable > 0 {
+                s.push_str(&format!(", {unreachable} unreachable"));
+            }
+            s
+        }
+        RunKind::Apply => {
+            let count =
+                |f: fn(&HostRunOutcome) -> bool| run.hosts.iter().filter(|h| f(&h.outcome)).count();
+            let mut parts = vec![format!(
+                "{} updated",
+                plural(
+                    count(|o| matches!(o, HostRunOutcome::Updated)),
+                    "host",
+                    "hosts"
+                )
+            )];
+            for (n, label) in [
+                (
+                    count(|o| matches!(o, HostRunOutcome::RolledBack { .. })),
+                    "rolled back",
+                ),
+                (
+                    count(|o| matches!(o, HostRunOutcome::Failed { .. })),
+                    "failed",
+                ),
+                (
+                    count(|o| matches!(o, HostRunOutcome::Unreachable { .. })),
+                    "unreachable",
+                ),
+                (
+                    count(|o| matches!(o, HostRunOutcome::NotStarted { .. })),
+                    "not started",
+                ),
+            ] {
+                if n > 0 {
+                    parts.push(format!("{n} {label}"));
+                }
+            }
+            format!("apply run {when}: {}", parts.join(", "))
+        }
+    };
+    let mut body = String::new();
+    for (state, n) in &summary.counts {
+        if *n == 0 {
+            continue;
+        }
+        let names: Vec<&str> = summary
+            .hosts
+            .iter()
+            .filter(|h| h.state == *state)
+            .map(|h| h.host.as_str())
+            .take(20)
+            .collect();
+        if state.needs_attention() {
+            let more = if *n > names.len() { ", ..." } else { "" };
+            body.push_str(&format!("{state}: {n} ({}{more})\n", names.join(", ")));
+        } else {
+            body.push_str(&format!("{state}: {n}\n"));
+        }
+    }
+    for (rule, n) in &summary.broken_rules {
+        body.push_str(&format!("breaks {rule}: {}\n", plural(*n, "host", "hosts")));
+    }
+    let changed = if changed.is_empty() {
+        "none".to_owned()
+    } else {
+        changed.join(", ")
+    };
+    format!(
+        "{subject}\n\n{body}\nDesired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
+        run.desired_commit, run.run_id
+    )
+}
+
+/// Records that `commit` of the fleet repo was rejected by validation: a `validate` run
+/// record with the errors, committed like any report (host files and summary untouched, so
+/// the last good commit's compliance stays visible). `target` comes from the last good
+/// fleet's settings.
+pub fn record_rejected(
+    target: &ReportTarget,
+    commit: &str,
+    errors: &[String],
+    last_good: Option<&str>,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
+    let run = RunRecord {
+        run_id: RunRecord::new_id(RunKind::Validate, now),
+        kind: RunKind::Validate,
+        started_at: now,
+        finished_at: now,
+        desired_commit: commit.to_owned(),
+        plan: None,
+        hosts: Vec::new(),
+        errors: errors.to_vec(),
+    };
+    let writer = git::Writer::open(target)?;
+    let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
+        let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
+        if errors.len() > 50 {
+            body.push_str(&format!("... and {} more\n", errors.len() - 50));
+        }
+        let when = now.strftime("%Y-%m-%dT%H:%MZ");
+        let message = format!(
+            "validate run {when}: desired commit {} rejected, {}\n\n{body}\nDesired-Commit: {commit}\nRun-Id: {}\nLast-Good-Commit: {}\n",
+            &commit[..commit.len().min(12)],
+            plural(errors.len(), "error", "errors"),
+            run.run_id,
+            last_good.unwrap_or("none"),
+        );
+        let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
+        writer.commit(base, &files, &keep, &message, now)
+    })?;
+    Ok(Recorded {
+        commit: oid.to_string(),
+        run_id: run.run_id,
+        attempts,
+        pushed,
+    })
+}
+
+impl Snapshot {
+    /// When each pending update was first seen, in the planner's form (host, package,
+    /// candidate version), so `plan` judges `updates.delay` with the ages the reports keep.
+    pub fn first_seen(&self) -> crate::plan::FirstSeen {
+        self.hosts
+            .iter()
+            .flat_map(|h| {
+                h.compliance
+                    .outstanding
+                    .iter()
+                    .chain(&h.compliance.deferred)
+                    .map(|u| {
+                        (
+                            (h.compliance.host.clone(), u.package.clone(), u.to.clone()),
+                            u.first_seen,
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The reports branch as read back: its tip, summary and host files.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The tip commit (hex).
+    pub commit: String,
+    /// `summary.json`, when present.
+    pub summary: Option<Summary>,
+    /// Every `hosts/*.json`, sorted by host.
+    pub hosts: Vec<HostReport>,
+    /// Run ids under `runs/`, sorted (oldest first).
+    pub runs: Vec<String>,
+}
+
+/// Reads the reports branch `branch` of the repository at `repo` (no working tree needed).
+/// `Ok(None)` when the branch does not exist yet.
+pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
+    git::read_snapshot(repo, branch)
+}
+
+/// The JSON Schemas of the report files, by file name under `schemas/`.
+pub fn schema_files() -> BTreeMap<&'static str, String> {
+    use crate::schema::schema_text_for;
+    BTreeMap::from([
+        (
+            "report-host.schema.json",
+            schema_text_for::<HostReport>("patchkeeper host report"),
+        ),
+        (
+            "report-run.schema.json",
+            schema_text_for::<RunRecord>("patchkeeper run record"),
+        ),
+        (
+            "report-summary.schema.json",
+            schema_text_for::<Summary>("patchkeeper fleet summary"),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn summary(states: &[(&str, ComplianceState)]) -> Summary {
+        let hosts: Vec<HostReport> = states
+            .iter()
+            .map(|(h, s)| HostReport {
+                desired_commit: "abc".into(),
+                run_id: "r".into(),
+                compliance: HostCompliance {
+                    host: h.to_string(),
+                    state: *s,
+                    reasons: vec![],
+                    baselines: vec![],
+                    missing: vec![],
+                    outstanding: vec![],
+                    deferred: vec![],
+                    reboot_required_since: None,
+                    broken_rules: if *s == ComplianceState::NonCompliant {
+                        vec!["security-within-7d".into()]
+                    } else {
+                        vec![]
+                    },
+                    last_run: None,
+                    observed_at: None,
+                    evaluated_at: ts("2026-11-24T02:00:00Z"),
+                },
+            })
+            .collect();
+        Summary::compute(
+            &hosts,
+            "r",
+            "abc",
+            "built-in policy",
+            ts("2026-11-24T02:05:00Z"),
+        )
+    }
+
+    fn run(kind: RunKind, outcomes: &[(&str, HostRunOutcome)]) -> RunRecord {
+        RunRecord {
+            run_id: "20261124T020000Z-x-000000".into(),
+            kind,
+            started_at: ts("2026-11-24T02:00:30Z"),
+            finished_at: ts("2026-11-24T02:05:00Z"),
+            desired_commit: "0123abcd".into(),
+            plan: None,
+            errors: Vec::new(),
+            hosts: outcomes
+                .iter()
+                .map(|(h, o)| HostRun {
+                    host: h.to_string(),
+                    outcome: o.clone(),
+                    started_at: None,
+                    finished_at: None,
+                    changes: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn observe_message_reads_as_an_audit_line() {
+        use ComplianceState::*;
+        let s = summary(&[
+            ("a", Compliant),
+            ("b", NonCompliant),
+            ("c", Unreachable),
+            ("d", Compliant),
+        ]);
+        let msg = commit_message(&run(RunKind::Observe, &[]), &s, &["b".into(), "c".into()]);
+        assert_eq!(
+            msg,
+            "observe run 2026-11-24T02:00Z: 4 hosts, 1 non-compliant, 1 unreachable\n\
+             \n\
+             compliant: 2\n\
+             non-compliant: 1 (b)\n\
+             unreachable: 1 (c)\n\
+             breaks security-within-7d: 1 host\n\
+             \n\
+             Desired-Commit: 0123abcd\n\
+             Run-Id: 20261124T020000Z-x-000000\n\
+             Hosts-Changed: b, c\n"
+        );
+    }
+
+    #[test]
+    fn apply_message_counts_outcomes() {
+        use ComplianceState::*;
+        let s = summary(&[("a", Compliant), ("b", RolledBack), ("c", Compliant)]);
+        let r = run(
+            RunKind::Apply,
+            &[
+                ("a", HostRunOutcome::Updated),
+                (
+                    "b",
+                    HostRunOutcome::RolledBack {
+                        reason: "health".into(),
+                    },
+                ),
+                ("c", HostRunOutcome::Updated),
+            ],
+        );
+        let msg = commit_message(&r, &s, &[]);
+        let mut lines = msg.lines();
+        assert_eq!(
+            lines.next(),
+            Some("apply run 2026-11-24T02:00Z: 2 hosts updated, 1 rolled back")
+        );
+        assert!(msg.ends_with("Hosts-Changed: none\n"), "{msg}");
+        let one = run(RunKind::Apply, &[("a", HostRunOutcome::Updated)]);
+        assert!(commit_message(&one, &s, &[])
+            .starts_with("apply run 2026-11-24T02:00Z: 1 host updated\n"));
+    }
+
+    #[test]
+    fn summary_counts_every_state() {
+        use ComplianceState::*;
+        let s = summary(&[("a", Compliant), ("b", NonCompliant), ("c", NonCompliant)]);
+        assert_eq!(s.total, 3);
+        assert_eq!(s.counts.len(), ComplianceState::ALL.len());
+        assert_eq!(s.count(NonCompliant), 2);
+        assert_eq!(s.count(Excluded), 0);
+        assert_eq!(s.broken_rules.get("security-within-7d"), Some(&2));
+    }
+
+    #[test]
+    fn run_ids_sort_by_time_and_are_unique() {
+        let t = ts("2026-11-24T02:00:00Z");
+        let a = RunRecord::new_id(RunKind::Apply, t);
+        let b = RunRecord::new_id(RunKind::Apply, t);
+        assert!(a.starts_with("20261124T020000Z-apply-"), "{a}");
+        assert_ne!(a, b);
+        assert!(RunRecord::new_id(RunKind::Observe, ts("2026-11-24T02:00:01Z")) > a);
+    }
+
+    #[test]
+    fn run_record_json_is_flat_per_host() {
+        let r = run(
+            RunKind::Apply,
+            &[(
+                "b",
+                HostRunOutcome::RolledBack {
+                    reason: "health".into(),
+                },
+            )],
+        );
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["hosts"][0]["outcome"], "rolled-back");
+        assert_eq!(v["hosts"][0]["reason"], "health");
+        let back: RunRecord = serde_json::from_value(v).expect("parse");
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn schema_files_are_in_sync() {
+        for (name, text) in schema_files() {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas")
+                .join(name);
+            if std::env::var_os("UPDATE_EXPECT").is_some() {
+                std::fs::write(&path, &text).expect("write schema");
+                continue;
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == text,
+                "schemas/{name} is stale: rerun with UPDATE_EXPECT=1"
+            );
+        }
+    }
+}

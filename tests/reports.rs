@@ -1,0 +1,899 @@
+//! Reports committed to real Git repositories: trailers, first-seen ages across runs, SSH
+//! signatures verified by the real `git`, and concurrent writers racing on a bare remote.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::Timestamp;
+use patchkeeper::compliance::{ComplianceState, HostRunOutcome};
+use patchkeeper::model::PackageManager;
+use patchkeeper::observed::{
+    FailureReason, HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate,
+};
+use patchkeeper::report::{self, HostRun, RunKind, RunRecord};
+use patchkeeper::validate::{self, ValidFleet};
+
+const BRANCH: &str = "patchkeeper/reports";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+/// Writes a fleet repo (3 managed hosts, 1 unmanaged) with the given `reports:` settings
+/// body, commits it, and returns the desired commit.
+fn write_fleet(dir: &Path, reports: &str) -> String {
+    let files: &[(&str, String)] = &[
+        (
+            "patchkeeper.yaml",
+            format!(
+                "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata: {{name: settings}}\nspec:\n  reports:\n    author: {{name: patchkeeper, email: patchkeeper@example.com}}\n{reports}"
+            ),
+        ),
+        (
+            "inventory/hosts.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  groups: [{name: web}, {name: db}, {name: lab}]\n  hosts:\n    - {name: web-1, groups: [web], packageManager: apt}\n    - {name: web-2, groups: [web], packageManager: apt}\n    - {name: db-1, groups: [db], packageManager: apt}\n    - {name: lab-1, groups: [lab], packageManager: apt}\n".into(),
+        ),
+        (
+            "baselines/web.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: web-security}\nspec:\n  selector: {groups: [web, db]}\n  packages:\n    - {name: openssl, minVersion: 3.0.15-1~deb12u1}\n  updates: {classes: security}\n  window: always\n  rollout: one-by-one\n".into(),
+        ),
+        (
+            "windows/always.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: always}\nspec:\n  alwaysOpen: true\n".into(),
+        ),
+        (
+            "rollouts/one.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: one-by-one}\nspec:\n  stages:\n    - {name: all, size: 100%}\n".into(),
+        ),
+    ];
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    if !dir.join(".git").exists() {
+        git(dir, &["init", "-q"]);
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "fleet"]);
+    git(dir, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+fn load(dir: &Path) -> ValidFleet {
+    let outcome = validate::load_and_validate(dir).expect("loads");
+    outcome
+        .fleet
+        .unwrap_or_else(|| panic!("fleet is valid: {:#?}", outcome.diagnostics))
+}
+
+fn pkg(name: &str, version: &str) -> InstalledPackage {
+    InstalledPackage {
+        name: name.into(),
+        version: version.into(),
+        arch: "amd64".into(),
+        status: "ii".into(),
+    }
+}
+
+/// web-1: an outstanding security update; web-2: compliant; db-1: unreachable; lab-1: no
+/// baseline.
+fn observed(at: &str) -> ObservedFleet {
+    let mut web1 = ObservedHost::new("web-1", HostStatus::Reachable);
+    web1.package_manager = Some(PackageManager::Apt);
+    web1.installed = vec![
+        pkg("openssl", "3.0.15-1~deb12u1"),
+        pkg("libc6", "2.36-9+deb12u7"),
+    ];
+    web1.updates = vec![PendingUpdate {
+        name: "libc6".into(),
+        arch: "amd64".into(),
+        installed_version: Some("2.36-9+deb12u7".into()),
+        candidate_version: "2.36-9+deb12u9".into(),
+        origin: "Debian-Security:12/bookworm-security".into(),
+        security: true,
+        advisories: vec![],
+    }];
+    let mut web2 = ObservedHost::new("web-2", HostStatus::Reachable);
+    web2.package_manager = Some(PackageManager::Apt);
+    web2.installed = vec![pkg("openssl", "3.0.16-1~deb12u1")];
+    let db1 = ObservedHost::new(
+        "db-1",
+        HostStatus::Unreachable {
+            reason: FailureReason::Refused {
+                address: "127.0.0.1:2299".into(),
+            },
+        },
+    );
+    let lab1 = ObservedHost::new("lab-1", HostStatus::Reachable);
+    ObservedFleet::new(at.into(), vec![web1, web2, db1, lab1])
+}
+
+fn read_host(dir: &Path, host: &str) -> serde_json::Value {
+    let text = git(dir, &["show", &format!("{BRANCH}:hosts/{host}.json")]);
+    serde_json::from_str(&text).expect("host report is JSON")
+}
+
+#[test]
+fn observation_is_committed_with_trailers_without_touching_the_worktree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    let rec = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:01:00Z"),
+    )
+    .expect("recorded");
+    assert_eq!(rec.attempts, 1);
+    assert!(!rec.pushed);
+    assert_eq!(git(dir.path(), &["rev-parse", BRANCH]).trim(), rec.commit);
+    // The checkout is untouched: same branch, clean tree, no report files.
+    assert_eq!(
+        git(dir.path(), &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
+        "main"
+    );
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+    assert!(!dir.path().join("hosts").exists());
+
+    let log = git(
+        dir.path(),
+        &[
+            "log",
+            "-1",
+            "--format=%an <%ae>%n%s%n%(trailers:only,unfold)",
+            BRANCH,
+        ],
+    );
+    let expected = format!(
+        "patchkeeper <patchkeeper@example.com>\nobserve run 2026-11-24T02:00Z: 4 hosts, 1 non-compliant, 1 unreachable\nDesired-Commit: {desired}\nRun-Id: {}\nHosts-Changed: db-1, lab-1, web-1, web-2\n\n",
+        rec.run_id
+    );
+    assert_eq!(log, expected);
+    let files = git(dir.path(), &["ls-tree", "-r", "--name-only", BRANCH]);
+    assert_eq!(
+        files,
+        format!(
+            "hosts/db-1.json\nhosts/lab-1.json\nhosts/web-1.json\nhosts/web-2.json\nruns/{}.json\nsummary.json\n",
+            rec.run_id
+        )
+    );
+    let web1 = read_host(dir.path(), "web-1");
+    assert_eq!(web1["state"], "non-compliant");
+    assert_eq!(web1["desiredCommit"], desired.as_str());
+    assert_eq!(web1["outstanding"][0]["package"], "libc6");
+    assert_eq!(web1["outstanding"][0]["firstSeen"], "2026-11-24T02:01:00Z");
+    assert_eq!(read_host(dir.path(), "web-2")["state"], "compliant");
+    assert_eq!(read_host(dir.path(), "db-1")["state"], "unreachable");
+    assert_eq!(read_host(dir.path(), "lab-1")["state"], "excluded");
+    let summary: serde_json::Value = serde_json::from_str(&git(
+        dir.path(),
+        &["show", &format!("{BRANCH}:summary.json")],
+    ))
+    .expect("json");
+    assert_eq!(summary["total"], 4);
+    assert_eq!(summary["counts"]["non-compliant"], 1);
+    assert_eq!(summary["counts"]["compliant"], 1);
+    let run: serde_json::Value = serde_json::from_str(&git(
+        dir.path(),
+        &["show", &format!("{BRANCH}:runs/{}.json", rec.run_id)],
+    ))
+    .expect("json");
+    assert_eq!(run["kind"], "observe");
+    assert_eq!(run["hosts"][0]["host"], "db-1");
+    assert_eq!(run["hosts"][0]["outcome"], "unreachable");
+}
+
+#[test]
+fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-20T02:00:00Z"),
+        &desired,
+        ts("2026-11-20T02:00:00Z"),
+    )
+    .expect("second");
+    assert!(read_host(dir.path(), "web-1")["brokenRules"]
+        .as_array()
+        .expect("array")
+        .is_empty());
+    let third = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("third");
+    let web1 = read_host(dir.path(), "web-1");
+    assert_eq!(web1["outstanding"][0]["firstSeen"], "2026-11-16T02:00:00Z");
+    assert_eq!(web1["outstanding"][0]["ageSeconds"], 8 * 86400);
+    assert_eq!(
+        web1["brokenRules"],
+        serde_json::json!(["security-within-7d"])
+    );
+
+    // An apply run: web-1 rolled back, web-2 unchanged.
+    let run = RunRecord {
+        run_id: RunRecord::new_id(RunKind::Apply, ts("2026-11-24T03:00:00Z")),
+        kind: RunKind::Apply,
+        started_at: ts("2026-11-24T03:00:00Z"),
+        finished_at: ts("2026-11-24T03:10:00Z"),
+        desired_commit: desired.clone(),
+        plan: None,
+        errors: Vec::new(),
+        hosts: vec![
+            HostRun {
+                host: "web-1".into(),
+                outcome: HostRunOutcome::RolledBack {
+                    reason: "health check ssh-and-disk failed".into(),
+                },
+                started_at: Some(ts("2026-11-24T03:00:05Z")),
+                finished_at: Some(ts("2026-11-24T03:04:00Z")),
+                changes: vec![],
+            },
+            HostRun {
+                host: "web-2".into(),
+                outcome: HostRunOutcome::Unchanged,
+                started_at: None,
+                finished_at: None,
+                changes: vec![],
+            },
+        ],
+    };
+    report::record_run(dir.path(), &fleet, None, &run, ts("2026-11-24T03:10:00Z"))
+        .expect("apply run");
+    let web1 = read_host(dir.path(), "web-1");
+    assert_eq!(web1["state"], "rolled-back");
+    assert_eq!(
+        web1["reasons"][0],
+        "last run rolled back: health check ssh-and-disk failed"
+    );
+    assert_eq!(
+        web1["outstanding"][0]["firstSeen"], "2026-11-16T02:00:00Z",
+        "carried without observation"
+    );
+
+    let log = git(dir.path(), &["log", "--format=%s|%(trailers:key=Run-Id,valueonly,separator=)|%(trailers:key=Hosts-Changed,valueonly,separator=)", BRANCH]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "apply run 2026-11-24T03:00Z: 0 hosts updated, 1 rolled back|{}|web-1",
+                run.run_id
+            )
+            .as_str(),
+            format!(
+                "observe run 2026-11-24T02:00Z: 4 hosts, 1 non-compliant, 1 unreachable|{}|none",
+                third.run_id
+            )
+            .as_str(),
+            lines[2],
+            lines[3],
+        ]
+    );
+    assert_eq!(lines.len(), 4);
+    // "What changed on host web-1, when, why": the host file's history.
+    let history = git(
+        dir.path(),
+        &["log", "--format=%s", BRANCH, "--", "hosts/web-1.json"],
+    );
+    assert_eq!(history.lines().count(), 4);
+}
+
+#[test]
+fn signed_report_commits_verify_with_real_git() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("reports_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "reports", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+    let desired = write_fleet(dir.path(), &format!("    signingKey: {}\n", key.display()));
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("recorded");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("patchkeeper@example.com {public}")).expect("write");
+    let allowed_cfg = format!("gpg.ssh.allowedSignersFile={}", allowed.display());
+    let out = git(
+        dir.path(),
+        &[
+            "-c",
+            &allowed_cfg,
+            "log",
+            "-1",
+            "--show-signature",
+            "--format=%G?",
+            BRANCH,
+        ],
+    );
+    assert!(
+        out.contains("Good \"git\" signature for patchkeeper@example.com with ED25519 key"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with('G'), "{out}");
+    // A different allowed key does not verify it.
+    let other = keys.path().join("other");
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen runs");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("public key");
+    std::fs::write(&allowed, format!("patchkeeper@example.com {other_pub}")).expect("write");
+    let out = git(
+        dir.path(),
+        &["-c", &allowed_cfg, "log", "-1", "--format=%G?", BRANCH],
+    );
+    assert_ne!(out.trim(), "G");
+}
+
+fn clone_with_fleet(remote: &Path, into: &Path) -> (PathBuf, String) {
+    git(
+        into.parent().expect("parent"),
+        &[
+            "clone",
+            "-q",
+            &remote.display().to_string(),
+            &into.display().to_string(),
+        ],
+    );
+    let desired = git(into, &["rev-parse", "HEAD"]).trim().to_owned();
+    (into.to_owned(), desired)
+}
+
+#[test]
+fn two_writers_racing_on_a_bare_remote_both_land() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    write_fleet(&seed, "    remote: origin\n");
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let (a, desired) = clone_with_fleet(&bare, &root.path().join("a"));
+    let (b, _) = clone_with_fleet(&bare, &root.path().join("b"));
+
+    const PER_WRITER: usize = 5;
+    let writer = |dir: PathBuf, desired: String, offset: i64| {
+        std::thread::spawn(move || {
+            let fleet = load(&dir);
+            let mut out = Vec::new();
+            for i in 0..PER_WRITER {
+                let now =
+                    Timestamp::from_second(1_795_000_000 + (i as i64) * 60 + offset).expect("time");
+                let rec = report::record_observation(
+                    &dir,
+                    &fleet,
+                    &observed(&now.to_string()),
+                    &desired,
+                    now,
+                )
+                .expect("recorded despite the race");
+                assert!(rec.pushed);
+                out.push(rec);
+            }
+            out
+        })
+    };
+    let ta = writer(a.clone(), desired.clone(), 0);
+    let tb = writer(b.clone(), desired.clone(), 30);
+    let mut recs = ta.join().expect("writer a");
+    recs.extend(tb.join().expect("writer b"));
+
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    let mut expected: Vec<String> = recs.iter().map(|r| format!("{}.json", r.run_id)).collect();
+    expected.sort();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        expected,
+        "every run record landed"
+    );
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", BRANCH]).trim(),
+        (2 * PER_WRITER).to_string()
+    );
+    // Linear history: each commit built on the previous one, none overwritten.
+    assert_eq!(
+        git(&bare, &["rev-list", "--merges", "--count", BRANCH]).trim(),
+        "0"
+    );
+    // Host files hold the latest evaluation by time (writer b's last, offset +30s).
+    let web1: serde_json::Value = serde_json::from_str(&git(
+        &bare,
+        &["show", &format!("{BRANCH}:hosts/web-1.json")],
+    ))
+    .expect("json");
+    let last =
+        Timestamp::from_second(1_795_000_000 + (PER_WRITER as i64 - 1) * 60 + 30).expect("time");
+    assert_eq!(web1["evaluatedAt"], last.to_string());
+    let retried: u32 = recs.iter().map(|r| r.attempts - 1).sum();
+    eprintln!("retries needed: {retried}");
+}
+
+#[test]
+fn two_writers_racing_on_one_bare_repo_both_land() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    let desired = write_fleet(&seed, "");
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let fleet = load(&seed);
+    let recs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|w| {
+                let (fleet, bare, desired) = (&fleet, &bare, &desired);
+                s.spawn(move || {
+                    (0..4)
+                        .map(|i| {
+                            let now =
+                                Timestamp::from_second(1_795_000_000 + i * 60 + w).expect("time");
+                            report::record_observation(
+                                bare,
+                                fleet,
+                                &observed(&now.to_string()),
+                                desired,
+                                now,
+                            )
+                            .expect("recorded")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    assert_eq!(runs.lines().count(), recs.len());
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", BRANCH]).trim(),
+        recs.len().to_string()
+    );
+    let snap = report::read(&bare, BRANCH)
+        .expect("read")
+        .expect("branch exists");
+    let summary = snap.summary.expect("summary");
+    assert_eq!(summary.total, 4);
+    assert_eq!(summary.count(ComplianceState::Excluded), 1);
+    assert_eq!(snap.runs.len(), recs.len());
+}
+
+#[test]
+fn report_command_shows_the_numbers_of_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    let rec = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("second");
+
+    // The numbers, straight from the files on the branch.
+    let mut from_files: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in git(
+        dir.path(),
+        &["ls-tree", "--name-only", &format!("{BRANCH}:hosts")],
+    )
+    .lines()
+    {
+        let host = name.trim_end_matches(".json");
+        *from_files
+            .entry(
+                read_host(dir.path(), host)["state"]
+                    .as_str()
+                    .expect("state")
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    let summary: serde_json::Value = serde_json::from_str(&git(
+        dir.path(),
+        &["show", &format!("{BRANCH}:summary.json")],
+    ))
+    .expect("json");
+    for (state, n) in &from_files {
+        assert_eq!(
+            summary["counts"][state], *n,
+            "summary.json agrees with host files on {state}"
+        );
+    }
+    let n = |s: &str| from_files.get(s).copied().unwrap_or(0);
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let counts = format!(
+        "4 hosts: {} compliant, {} non-compliant, {} pending-reboot, {} failed, {} rolled-back, {} unreachable, {} excluded\n",
+        n("compliant"),
+        n("non-compliant"),
+        n("pending-reboot"),
+        n("failed"),
+        n("rolled-back"),
+        n("unreachable"),
+        n("excluded")
+    );
+    assert!(stdout.contains(&counts), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "reports branch `{BRANCH}` at {}\n",
+            &rec.commit[..12]
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("last run {} ", rec.run_id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("broken rules: security-within-7d (1)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  web-1 (non-compliant) breaks security-within-7d\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding for 8d\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  db-1 (unreachable)\n    - unreachable: connection refused by 127.0.0.1:2299\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("web-2 ("),
+        "compliant hosts are not listed: {stdout}"
+    );
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--json", "--repo"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["commit"], rec.commit.as_str());
+    assert_eq!(json["summary"]["counts"], summary["counts"]);
+    let listed: Vec<&str> = json["hosts"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|h| h["host"].as_str().expect("host"))
+        .collect();
+    assert_eq!(listed, ["db-1", "web-1"]);
+
+    assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--branch", "nope", "--repo"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "error: no reports yet: branch `nope` does not exist",
+        ));
+}
+
+#[test]
+fn report_files_match_their_schemas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    let rec = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("recorded");
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let check = |schema: &str, path: String| {
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(schemas.join(schema)).expect("schema"))
+                .expect("json");
+        let instance: serde_json::Value =
+            serde_json::from_str(&git(dir.path(), &["show", &format!("{BRANCH}:{path}")]))
+                .expect("json");
+        let v = jsonschema::validator_for(&schema).expect("compiles");
+        let errors: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{path}: {errors:?}");
+    };
+    for host in ["web-1", "web-2", "db-1", "lab-1"] {
+        check("report-host.schema.json", format!("hosts/{host}.json"));
+    }
+    check(
+        "report-run.schema.json",
+        format!("runs/{}.json", rec.run_id),
+    );
+    check("report-summary.schema.json", "summary.json".into());
+}
+
+/// A real `git daemon` serving a bare repository with receive-pack enabled; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            // `git daemon` forks `git-daemon` and killing the wrapper would orphan it: run
+            // the real binary so Drop stops it.
+            let exec_path = git(base, &["--exec-path"]).trim().to_owned();
+            let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+                .args([
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("git daemon starts");
+            let mut daemon = GitDaemon { child, port };
+            for _ in 0..50 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return daemon;
+                }
+                if daemon.child.try_wait().expect("wait").is_some() {
+                    break; // port taken meanwhile: try another
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = daemon.child.kill();
+        }
+        panic!("git daemon did not start");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let srv = root.path().join("srv");
+    std::fs::create_dir(&srv).expect("mkdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    write_fleet(&seed, "    remote: origin\n");
+    let bare = srv.join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let daemon = GitDaemon::start(&srv);
+    let url = format!("git://127.0.0.1:{}/fleet.git", daemon.port);
+    let (a, desired) = clone_with_fleet(Path::new(&url), &root.path().join("a"));
+    let (b, _) = clone_with_fleet(Path::new(&url), &root.path().join("b"));
+    let writer = |dir: PathBuf, desired: String, offset: i64| {
+        std::thread::spawn(move || {
+            let fleet = load(&dir);
+            (0..4)
+                .map(|i| {
+                    let now =
+                        Timestamp::from_second(1_795_000_000 + i * 60 + offset).expect("time");
+                    report::record_observation(
+                        &dir,
+                        &fleet,
+                        &observed(&now.to_string()),
+                        &desired,
+                        now,
+                    )
+                    .expect("recorded despite the race")
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let (ta, tb) = (writer(a, desired.clone(), 0), writer(b, desired, 30));
+    let mut recs = ta.join().expect("a");
+    recs.extend(tb.join().expect("b"));
+    assert!(recs.iter().all(|r| r.pushed));
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    let mut expected: Vec<String> = recs.iter().map(|r| format!("{}.json", r.run_id)).collect();
+    expected.sort();
+    assert_eq!(runs.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", BRANCH]).trim(),
+        recs.len().to_string()
+    );
+    eprintln!(
+        "retries needed: {}",
+        recs.iter().map(|r| r.attempts - 1).sum::<u32>()
+    );
+}
+
+#[test]
+fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("fleet");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let bare = root.path().join("reports.git");
+    let desired = write_fleet(&dir, &format!("    remote: {}\n", bare.display()));
+    let fleet = load(&dir);
+    // The remote does not exist yet: the report is refused but kept on the local branch.
+    let err = report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect_err("remote is missing");
+    assert!(err.to_string().starts_with("reports: fetch from "), "{err}");
+    let kept = git(&dir, &["ls-tree", "--name-only", &format!("{BRANCH}:runs")]);
+    assert_eq!(kept.lines().count(), 1);
+    // A second failure stacks on the first locally.
+    report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T03:00:00Z"),
+        &desired,
+        ts("2026-11-24T03:00:00Z"),
+    )
+    .expect_err("remote is still missing");
+    let kept = git(&dir, &["ls-tree", "--name-only", &format!("{BRANCH}:runs")]);
+    assert_eq!(kept.lines().count(), 2);
+
+    // The remote appears, with a report of its own from another writer.
+    git(
+        root.path(),
+        &["init", "-q", "--bare", &bare.display().to_string()],
+    );
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    write_fleet(&other, &format!("    remote: {}\n", bare.display()));
+    let theirs = report::record_observation(
+        &other,
+        &load(&other),
+        &observed("2026-11-24T03:30:00Z"),
+        &desired,
+        ts("2026-11-24T03:30:00Z"),
+    )
+    .expect("other writer");
+    let ours = report::record_observation(
+        &dir,
+        &fleet,
+        &observed("2026-11-24T04:00:00Z"),
+        &desired,
+        ts("2026-11-24T04:00:00Z"),
+    )
+    .expect("pushed now");
+    assert!(ours.pushed);
+    let runs = git(
+        &bare,
+        &["ls-tree", "--name-only", &format!("{BRANCH}:runs")],
+    );
+    let mut expected: Vec<String> = kept.lines().map(str::to_owned).collect();
+    expected.push(format!("{}.json", theirs.run_id));
+    expected.push(format!("{}.json", ours.run_id));
+    expected.sort();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        expected,
+        "nothing lost, nothing overwritten"
+    );
+}

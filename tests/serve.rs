@@ -1,0 +1,190 @@
+//! The reconcile loop against real repositories: a bare "remote" fetched over `file://`,
+//! a valid commit reconciled and reported, an invalid commit reported and skipped while the
+//! last good commit stays in force, and a fix taking over.
+//!
+//! Hosts are stood in for by a fixed observation: this tests the Git side of the loop (the
+//! lab-backed loop arrives with the observe engine on main).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use patchkeeper::observed::{HostStatus, ObservedFleet, ObservedHost};
+use patchkeeper::reconcile::{Observer, Reconciler, Timing};
+use patchkeeper::report::GitAuth;
+use patchkeeper::source::{Location, Source};
+use patchkeeper::validate::ValidFleet;
+
+const BRANCH: &str = "patchkeeper/reports";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn commit_and_push(work: &Path, bare: &Path, msg: &str) -> String {
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", msg]);
+    git(work, &["push", "-q", &bare.display().to_string(), "main"]);
+    git(work, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+const BASELINE: &str = "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: web}\nspec:\n  selector: {groups: [web]}\n  updates: {classes: security}\n  window: always\n  rollout: one-by-one\n";
+
+fn seed(work: &Path) {
+    write(work, "patchkeeper.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata: {name: settings}\nspec:\n  reports:\n    author: {name: patchkeeper, email: patchkeeper@example.com}\n");
+    write(work, "inventory/hosts.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  groups: [{name: web}]\n  hosts:\n    - {name: web-1, groups: [web]}\n    - {name: web-2, groups: [web]}\n");
+    write(work, "baselines/web.yaml", BASELINE);
+    write(work, "windows/always.yaml", "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: always}\nspec:\n  alwaysOpen: true\n");
+    write(work, "rollouts/one.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: one-by-one}\nspec:\n  stages:\n    - {name: all, size: 100%}\n");
+}
+
+/// Every inventory host reachable with nothing pending.
+struct AllCompliant;
+
+impl Observer for AllCompliant {
+    fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String> {
+        let hosts = fleet
+            .hosts()
+            .map(|h| ObservedHost::new(h.name.clone(), HostStatus::Reachable))
+            .collect();
+        Ok(ObservedFleet::new("2026-11-24T02:00:00Z".into(), hosts))
+    }
+}
+
+fn trailer(bare: &Path, key: &str) -> String {
+    git(
+        bare,
+        &[
+            "log",
+            "-1",
+            &format!("--format=%(trailers:key={key},valueonly,separator=)"),
+            BRANCH,
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn serve_reconciles_good_commits_and_skips_invalid_ones() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(&work, &["init", "-q"]);
+    seed(&work);
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &["init", "-q", "--bare", &bare.display().to_string()],
+    );
+    let good = commit_and_push(&work, &bare, "fleet");
+
+    let url = format!("file://{}", bare.display());
+    let source = Source::new(
+        Location::parse(&url),
+        None,
+        &root.path().join("cache"),
+        GitAuth::default(),
+    );
+    let timing = Timing::with_interval(Duration::from_secs(300));
+    let mut r = Reconciler::new(
+        source,
+        AllCompliant,
+        timing,
+        Arc::new(AtomicBool::new(false)),
+    );
+    let t0: Timestamp = "2026-11-24T02:00:00Z".parse().expect("time");
+    let at = |min: i64| move || t0 + jiff::SignedDuration::from_mins(min);
+
+    // 1. The first commit validates, is observed and reported on the remote.
+    assert_eq!(r.step(at(0)), Duration::from_secs(300));
+    assert_eq!(r.state.last_good.as_deref(), Some(good.as_str()));
+    assert_eq!(trailer(&bare, "Desired-Commit"), good);
+    let subject = git(&bare, &["log", "-1", "--format=%s", BRANCH]);
+    assert_eq!(
+        subject,
+        "observe run 2026-11-24T02:00Z: 2 hosts, 0 non-compliant\n"
+    );
+
+    // 2. An invalid commit (a dangling window reference) is reported once and skipped.
+    write(
+        &work,
+        "baselines/web.yaml",
+        &BASELINE.replace("window: always", "window: nope"),
+    );
+    let bad = commit_and_push(&work, &bare, "break the baseline");
+    assert_eq!(r.step(at(1)), Duration::ZERO);
+    assert_eq!(r.state.rejected.as_deref(), Some(bad.as_str()));
+    assert_eq!(r.state.last_good.as_deref(), Some(good.as_str()));
+    let subject = git(&bare, &["log", "-1", "--format=%s", BRANCH]);
+    assert!(
+        subject.starts_with(&format!(
+            "validate run 2026-11-24T02:01Z: desired commit {} rejected, 1 error",
+            &bad[..12]
+        )),
+        "{subject}"
+    );
+    assert_eq!(trailer(&bare, "Desired-Commit"), bad);
+    assert_eq!(trailer(&bare, "Last-Good-Commit"), good);
+    let body = git(&bare, &["log", "-1", "--format=%b", BRANCH]);
+    assert!(
+        body.contains("baselines/web.yaml:7:11: error[") && body.contains("nope"),
+        "{body}"
+    );
+    let reports_before = git(&bare, &["rev-list", "--count", BRANCH]);
+
+    // 3. Same tip, before the interval: nothing happens.
+    assert_eq!(r.step(at(2)), Duration::from_secs(180));
+    assert_eq!(git(&bare, &["rev-list", "--count", BRANCH]), reports_before);
+
+    // 4. The interval passes: the last good commit is reconciled again, not the bad one.
+    assert_eq!(r.step(at(7)), Duration::from_secs(300));
+    assert_eq!(trailer(&bare, "Desired-Commit"), good);
+
+    // 5. A fix takes over.
+    write(&work, "baselines/web.yaml", BASELINE);
+    let fixed = commit_and_push(&work, &bare, "fix the baseline");
+    assert_eq!(r.step(at(8)), Duration::from_secs(300));
+    assert_eq!(r.state.last_good.as_deref(), Some(fixed.as_str()));
+    assert_eq!(r.state.rejected, None);
+    assert_eq!(trailer(&bare, "Desired-Commit"), fixed);
+
+    // The reports branch reads as an audit trail, newest first.
+    let log = git(&bare, &["log", "--format=%s", BRANCH]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines[0].starts_with("observe run 2026-11-24T02:00Z"));
+    assert!(lines[1].starts_with("observe run 2026-11-24T02:00Z"));
+    assert!(lines[2].starts_with("validate run 2026-11-24T02:01Z"));
+    assert!(lines[3].starts_with("observe run 2026-11-24T02:00Z"));
+    // The fleet repo's own branch never moved because of reports.
+    assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), fixed);
+}
