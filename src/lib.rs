@@ -4,9 +4,11 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod driver;
 pub mod duration;
 pub mod fleet;
 pub mod model;
+pub mod observe;
 pub mod observed;
 pub mod plan;
 pub mod schema;

@@ -84,6 +84,21 @@ pub struct ObservedHost {
     /// Problems that did not stop observation (e.g. index refresh failed), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The SSH algorithms negotiated (absent for the local transport or when never connected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionInfo>,
+}
+
+/// SSH algorithms negotiated with a host (for audits and for benchmarking like with like).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    /// Key exchange (e.g. `curve25519-sha256`).
+    pub kex: String,
+    /// Cipher.
+    pub cipher: String,
+    /// Host key algorithm.
+    pub host_key: String,
 }
 
 impl ObservedHost {
@@ -103,6 +118,7 @@ impl ObservedHost {
             package_manager_locked: None,
             db_health: Vec::new(),
             warnings: Vec::new(),
+            connection: None,
         }
     }
 
@@ -463,10 +479,12 @@ pub struct BrokenPackage {
     pub state: String,
 }
 
-/// The JSON Schema of [`ObservedFleet`] (`schemas/observed.schema.json`).
-pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(ObservedFleet);
-    serde_json::to_value(&schema).expect("schemas always serialize")
+/// File name of the observed-state schema in `schemas/`.
+pub const SCHEMA_FILE: &str = "observed.schema.json";
+
+/// The JSON Schema of [`ObservedFleet`] as pretty JSON (`schemas/observed.schema.json`).
+pub fn schema_text() -> String {
+    crate::schema::schema_text_for::<ObservedFleet>("ObservedFleet")
 }
 
 #[cfg(test)]
@@ -546,7 +564,7 @@ mod tests {
     #[test]
     fn checked_in_schema_matches_the_type() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/observed.schema.json");
-        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        let generated = schema_text();
         if std::env::var_os("PATCHKEEPER_UPDATE_SCHEMAS").is_some() {
             std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap();
             std::fs::write(path, &generated).unwrap();

@@ -66,8 +66,8 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
     }
     files.insert("plan.schema.json", crate::plan::Plan::schema_text());
     files.insert(
-        "observed.schema.json",
-        pretty(&crate::observed::json_schema()),
+        crate::observed::SCHEMA_FILE,
+        crate::observed::schema_text(),
     );
     files
 }

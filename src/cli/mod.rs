@@ -19,6 +19,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code (`plan --detailed-exitcode`): changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
+/// Exit code (`observe`): some hosts could not be observed; the others were.
+pub const EXIT_HOSTS_FAILED: u8 = 3;
 
 /// patchkeeper keeps fleets of Linux hosts patched the GitOps way.
 ///
@@ -69,6 +71,11 @@ pub enum Command {
     /// Show what apply would change: per host the exact package transactions and why, the
     /// batches with their window state, and a summary.
     Plan(plan::Args),
+    /// Observe hosts over SSH: OS, installed packages, pending updates, reboot, locks.
+    ///
+    /// Prints a summary table (or JSON with --json) and writes the observed state with --out.
+    /// Exits 0 when every host was observed, 3 when some could not be, 1 on other errors.
+    Observe(observe::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -85,6 +92,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Observe(args) => observe::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),

@@ -1,9 +1,277 @@
-//! `patchkeeper observe` (placeholder until the observe branch lands).
+//! `patchkeeper observe`: observe the inventory's hosts over SSH and report their state.
 
-/// Observes the fleet for `plan` when no `--observed` file is given.
-pub(crate) fn observe_for_plan(
-    _fleet: &crate::validate::ValidFleet,
-) -> Result<crate::observed::ObservedFleet, u8> {
-    eprintln!("error: observing hosts is not available yet; pass --observed FILE");
-    Err(super::EXIT_ERROR)
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::observe::{self, HostSelector, RunOptions};
+use crate::observed::{pm_name, ObservedFleet, ObservedHost};
+use crate::validate;
+
+/// Flags of `patchkeeper observe`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXIT_HELP)]
+pub struct Args {
+    #[command(flatten)]
+    repo: super::RepoArg,
+    /// Only these hosts: comma-separated host names or globs (`web-*`), `group:NAME`,
+    /// `label:KEY=VALUE` (names and groups add hosts; labels narrow them).
+    #[arg(long, value_name = "SELECTOR")]
+    hosts: Option<String>,
+    /// Write the observed state as JSON to FILE (schema: `schemas/observed.schema.json`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the observed state as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Hosts observed at once (default: Settings' `observe.parallel`, else 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: Option<u32>,
+    /// Do not refresh package indexes first (overrides Settings' `observe.refresh`).
+    #[arg(long)]
+    no_refresh: bool,
+    /// Print the shell script each host runs (fed to `sh -s`; with index refresh unless
+    /// --no-refresh) and exit without connecting.
+    #[arg(long)]
+    print_script: bool,
+}
+
+const EXIT_HELP: &str = "Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output";
+
+/// Runs `patchkeeper observe`; returns the exit code.
+pub fn run(args: Args) -> u8 {
+    if args.print_script {
+        print!("{}", crate::driver::observe_script(!args.no_refresh));
+        return super::EXIT_OK;
+    }
+    let outcome = match validate::load_and_validate(&args.repo.repo) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let Some(fleet) = outcome.fleet else {
+        for d in outcome.diagnostics.iter().filter(|d| d.is_error()) {
+            eprintln!("{d}");
+        }
+        eprintln!("error: the fleet repo does not validate; nothing was observed\n\nhint: run `patchkeeper validate` for details");
+        return super::EXIT_ERROR;
+    };
+    let selector = match args.hosts.as_deref().map(HostSelector::parse).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let settings = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let refresh = args.no_refresh.then_some(false);
+    let mut targets = Vec::new();
+    for host in fleet.hosts().filter(|h| selector.matches(h)) {
+        match observe::target_for(&root, &settings, host, refresh) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return super::EXIT_ERROR;
+            }
+        }
+    }
+    if targets.is_empty() {
+        eprintln!(
+            "error: no host matches{}",
+            args.hosts
+                .as_deref()
+                .map(|s| format!(" `{s}`"))
+                .unwrap_or_default()
+        );
+        return super::EXIT_ERROR;
+    }
+    let options = match RunOptions::from_settings(
+        &settings,
+        args.parallel.and_then(|p| usize::try_from(p).ok()),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(targets.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = bar.clone();
+    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
+        progress.set_message(host.name.clone());
+        progress.inc(1);
+    }));
+    bar.finish_and_clear();
+
+    if let Some(path) = &args.out {
+        if let Err(e) = write_json(path, &observed) {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            return super::EXIT_ERROR;
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &observed)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(stdout))
+    } else {
+        write_table(&mut stdout, &observed)
+    };
+    if let Err(e) = written {
+        eprintln!("error: cannot write output: {e}");
+        return super::EXIT_ERROR;
+    }
+    if observed.all_observed() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_HOSTS_FAILED
+    }
+}
+
+fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(observed).map_err(std::io::Error::other)?;
+    text.push('\n');
+    // Write then rename, so a reader never sees half a file.
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn row(host: &ObservedHost) -> [String; 7] {
+    let reachable = host.status.is_reachable();
+    let os = host
+        .os
+        .as_ref()
+        .map(|o| format!("{} {}", o.id, o.version_id).trim().to_string())
+        .unwrap_or_else(|| "-".into());
+    let pm = host.package_manager.map(pm_name).unwrap_or("-").to_string();
+    let count = |n: usize| if reachable { n.to_string() } else { "-".into() };
+    let security = host.updates.iter().filter(|u| u.security).count();
+    let reboot = if !reachable {
+        "-".into()
+    } else if host.reboot_required.required {
+        "yes".into()
+    } else {
+        "no".into()
+    };
+    [
+        host.name.clone(),
+        format!("{os} ({pm})"),
+        count(host.installed.len()),
+        count(host.updates.len()),
+        count(security),
+        reboot,
+        observe::status_text(host),
+    ]
+}
+
+fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Result<()> {
+    let header = [
+        "HOST", "OS", "PACKAGES", "UPDATES", "SECURITY", "REBOOT", "STATUS",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 7]> = observed.hosts.iter().map(row).collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(cell);
+            } else if (2..=4).contains(&i) {
+                line.push_str(&format!("{cell:>width$}  ", width = widths[i]));
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    let failed = observed
+        .hosts
+        .iter()
+        .filter(|h| !h.status.is_reachable())
+        .count();
+    let total = observed.hosts.len();
+    writeln!(out)?;
+    if failed == 0 {
+        writeln!(
+            out,
+            "observed {total} host{}",
+            if total == 1 { "" } else { "s" }
+        )
+    } else {
+        writeln!(
+            out,
+            "observed {} of {total} hosts; {failed} could not be observed",
+            total - failed
+        )
+    }
+}
+
+/// Observes every host of a validated fleet for `plan`/`apply` when no `--observed` file is
+/// given, with Settings' defaults and a progress bar on a terminal.
+pub(crate) fn observe_for_plan(fleet: &validate::ValidFleet) -> Result<ObservedFleet, u8> {
+    let settings = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let mut targets = Vec::new();
+    for host in fleet.hosts() {
+        match observe::target_for(&root, &settings, host, None) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(super::EXIT_ERROR);
+            }
+        }
+    }
+    let options = RunOptions::from_settings(&settings, None).map_err(|e| {
+        eprintln!("error: {e}");
+        super::EXIT_ERROR
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            super::EXIT_ERROR
+        })?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(targets.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = bar.clone();
+    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
+        progress.set_message(host.name.clone());
+        progress.inc(1);
+    }));
+    bar.finish_and_clear();
+    Ok(observed)
 }

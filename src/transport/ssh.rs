@@ -539,7 +539,9 @@ mod tests {
     #[test]
     fn recorded_key_types_go_first() {
         let prefs = host_key_preference(&["ssh-rsa".into()]);
-        assert!(prefs[0].clone().is_rsa() && prefs[1].clone().is_rsa());
+        assert!(
+            matches!(prefs[0], Algorithm::Rsa { .. }) && matches!(prefs[1], Algorithm::Rsa { .. })
+        );
         assert_eq!(prefs[2], Algorithm::Ed25519);
     }
 

@@ -1,0 +1,286 @@
+//! The apt/dpkg driver's parsers: `dpkg-query -W` rows, `apt-get -s dist-upgrade`
+//! simulation lines, `/run/reboot-required(.pkgs)`.
+//!
+//! Holds come from the dpkg selection state in the same `dpkg-query` rows (`h` in the first
+//! status letter): it is what `apt-mark showhold` reads, without another process.
+
+use std::collections::BTreeMap;
+
+use super::{section, step_failed, Section};
+use crate::observed::{
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+};
+
+/// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DpkgState {
+    /// Packages whose files are (at least partly) on disk.
+    pub installed: Vec<InstalledPackage>,
+    /// Packages selected for hold.
+    pub held: Vec<String>,
+    /// Packages in an unfinished state.
+    pub broken: Vec<BrokenPackage>,
+    /// Lines that could not be read.
+    pub unreadable: Vec<String>,
+}
+
+/// Parses `dpkg-query -W` rows (see [`DpkgState`]). Config-files-only and not-installed rows
+/// are skipped: nothing of them is installed.
+pub fn parse_dpkg_query(text: &str) -> DpkgState {
+    let mut state = DpkgState::default();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, version, arch, abbrev] = fields[..] else {
+            state.unreadable.push(line.to_string());
+            continue;
+        };
+        let mut letters = abbrev.chars();
+        let (want, status, error) = (letters.next(), letters.next(), letters.next());
+        if want == Some('h') {
+            state.held.push(name.to_string());
+        }
+        let Some(status) = status else {
+            state.unreadable.push(line.to_string());
+            continue;
+        };
+        if matches!(status, 'n' | 'c') || version.is_empty() {
+            continue;
+        }
+        let broken_state = match status {
+            'H' => Some("half-installed"),
+            'U' => Some("unpacked"),
+            'F' => Some("half-configured"),
+            'W' => Some("triggers-awaited"),
+            't' => Some("triggers-pending"),
+            _ if error == Some('R') => Some("reinst-required"),
+            _ => None,
+        };
+        if let Some(s) = broken_state {
+            state.broken.push(BrokenPackage {
+                name: name.to_string(),
+                arch: arch.to_string(),
+                version: version.to_string(),
+                state: s.to_string(),
+            });
+        }
+        state.installed.push(InstalledPackage {
+            name: name.to_string(),
+            version: version.to_string(),
+            arch: arch.to_string(),
+            status: abbrev.trim_end().to_string(),
+        });
+    }
+    state
+}
+
+/// Parses the `Inst` lines of `apt-get -s dist-upgrade`:
+/// `Inst NAME[:ARCH] [OLD] (NEW ORIGIN, ORIGIN... [ARCH]) [...]`. A line without `[OLD]` is
+/// a new package the upgrade pulls in. Everything else (`Conf`, `Remv`, notes) is ignored.
+pub fn parse_apt_simulation(text: &str) -> Vec<PendingUpdate> {
+    let mut updates = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("Inst ") else {
+            continue;
+        };
+        if let Some(u) = parse_inst(rest) {
+            updates.push(u);
+        }
+    }
+    updates
+}
+
+fn parse_inst(rest: &str) -> Option<PendingUpdate> {
+    let (name, rest) = rest.split_once(' ')?;
+    let name = name.split(':').next()?.to_string();
+    let mut rest = rest.trim_start();
+    let mut installed_version = None;
+    if let Some(after) = rest.strip_prefix('[') {
+        let (old, after) = after.split_once(']')?;
+        installed_version = Some(old.to_string());
+        rest = after.trim_start();
+    }
+    let inner = rest.strip_prefix('(')?;
+    // The parenthesised part ends at the first ')' after the "[arch]" bracket.
+    let arch_open = inner.find(" [")?;
+    let arch_close = inner[arch_open..].find(']')? + arch_open;
+    let arch = inner[arch_open + 2..arch_close].to_string();
+    let head = &inner[..arch_open];
+    let (candidate, origins) = match head.split_once(' ') {
+        Some((v, o)) => (v, o.trim()),
+        None => (head, ""),
+    };
+    let security = origins
+        .split(',')
+        .any(|o| o.to_ascii_lowercase().contains("security"));
+    Some(PendingUpdate {
+        name,
+        arch,
+        installed_version,
+        candidate_version: candidate.to_string(),
+        origin: origins.to_string(),
+        security,
+        advisories: Vec::new(),
+    })
+}
+
+/// Reads the reboot section: `required` then the lines of `/run/reboot-required.pkgs`.
+pub fn parse_reboot(text: &str) -> RebootRequired {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some("required") {
+        return RebootRequired::default();
+    }
+    let mut packages: Vec<String> = lines.map(str::to_string).collect();
+    packages.sort();
+    packages.dedup();
+    RebootRequired {
+        required: true,
+        packages,
+    }
+}
+
+/// Fills in the apt parts of `host` from the script's sections.
+pub(crate) fn interpret(
+    host: &mut ObservedHost,
+    sections: &BTreeMap<String, Section>,
+) -> Result<(), FailureReason> {
+    if let Some(refresh) = sections.get("refresh") {
+        if refresh.exit != Some(0) {
+            let why = refresh.stderr.lines().next().unwrap_or("").trim();
+            host.warnings.push(format!(
+                "apt-get update failed (exit {}): {why}; pending updates come from the previous indexes",
+                refresh.exit.map_or("?".to_string(), |c| c.to_string())
+            ));
+        }
+    }
+    let installed = section(sections, "installed", "dpkg-query -W")?;
+    if installed.exit != Some(0) {
+        return Err(step_failed(installed, "dpkg-query -W", "dpkg-query"));
+    }
+    let state = parse_dpkg_query(&installed.stdout);
+    for line in &state.unreadable {
+        host.warnings
+            .push(format!("unreadable dpkg-query line: {line}"));
+    }
+    host.installed = state.installed;
+    host.held = state.held;
+    host.db_health = state.broken;
+    if let Some(reboot) = sections.get("reboot") {
+        host.reboot_required = parse_reboot(&reboot.stdout);
+    }
+    let updates = section(sections, "updates", "apt-get -s dist-upgrade")?;
+    if updates.exit != Some(0) {
+        return Err(step_failed(updates, "apt-get -s dist-upgrade", "apt-get"));
+    }
+    host.updates = parse_apt_simulation(&updates.stdout);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/observe/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn dpkg_query_of_a_real_debian_12() {
+        let state = parse_dpkg_query(&fixture("debian12-dpkg-query.txt"));
+        assert!(state.unreadable.is_empty());
+        assert_eq!(state.installed.len(), 732);
+        let bsdutils = state
+            .installed
+            .iter()
+            .find(|p| p.name == "bsdutils")
+            .unwrap();
+        // Epochs are kept.
+        assert_eq!(bsdutils.version, "1:2.38.1-5+deb12u3");
+        assert_eq!(bsdutils.arch, "amd64");
+        assert_eq!(bsdutils.status, "ii");
+        assert!(state.installed.iter().any(|p| p.arch == "all"));
+        assert!(state.broken.is_empty() && state.held.is_empty());
+    }
+
+    #[test]
+    fn dpkg_query_odd_states() {
+        // Captured from a lab chroot: a held package, a half-configured one, an unpacked
+        // one, a removed one with config files left, and a foreign-architecture one.
+        let state = parse_dpkg_query(&fixture("dpkg-query-odd-states.txt"));
+        assert_eq!(state.held, ["hello"]);
+        let names: Vec<_> = state
+            .broken
+            .iter()
+            .map(|b| (b.name.as_str(), b.state.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("pk-halfconf", "half-configured"),
+                ("pk-unpacked", "unpacked")
+            ]
+        );
+        assert!(!state.installed.iter().any(|p| p.name == "pk-removed"));
+        assert!(state
+            .installed
+            .iter()
+            .any(|p| p.name == "libc6" && p.arch == "i386"));
+        assert_eq!(state.unreadable, ["garbage line"]);
+    }
+
+    #[test]
+    fn simulation_of_a_real_debian_12() {
+        let updates = parse_apt_simulation(&fixture("debian12-apt-get-s-dist-upgrade.txt"));
+        assert_eq!(updates.len(), 128);
+        let perl = updates.iter().find(|u| u.name == "perl-base").unwrap();
+        assert_eq!(perl.installed_version.as_deref(), Some("5.36.0-7+deb12u2"));
+        assert_eq!(perl.candidate_version, "5.36.0-7+deb12u4");
+        assert_eq!(perl.origin, "Debian-Security:12/oldstable-security");
+        assert!(perl.security);
+        let bash = updates.iter().find(|u| u.name == "bash").unwrap();
+        assert!(!bash.security);
+        assert_eq!(bash.origin, "Debian:12.15/oldstable");
+        let login = updates.iter().find(|u| u.name == "login").unwrap();
+        assert_eq!(login.candidate_version, "1:4.13+dfsg1-1+deb12u2");
+        // Two origins, one of them security.
+        let gcrypt = updates.iter().find(|u| u.name == "libgcrypt20").unwrap();
+        assert!(gcrypt.security);
+        assert_eq!(
+            gcrypt.origin,
+            "Debian:12.15/oldstable, Debian-Security:12/oldstable-security"
+        );
+        let tz = updates.iter().find(|u| u.name == "tzdata").unwrap();
+        assert_eq!(tz.arch, "all");
+    }
+
+    #[test]
+    fn simulation_odd_lines() {
+        let text = "NOTE: This is only a simulation!\n\
+            Inst libc6:i386 [2.36-9] (2.36-9+deb12u4 Debian:12.5/stable [i386])\n\
+            Inst newdep (1.0-1 local [amd64])\n\
+            Inst noorigin [1.0] (1.1 [all]) []\n\
+            Remv oldthing [0.9]\n\
+            Conf newdep (1.0-1 local [amd64])\n";
+        let u = parse_apt_simulation(text);
+        assert_eq!(u.len(), 3);
+        assert_eq!((u[0].name.as_str(), u[0].arch.as_str()), ("libc6", "i386"));
+        assert_eq!(u[1].installed_version, None);
+        assert_eq!(u[1].origin, "local");
+        assert_eq!(u[2].origin, "");
+        assert_eq!(u[2].candidate_version, "1.1");
+    }
+
+    #[test]
+    fn reboot_section() {
+        assert_eq!(parse_reboot(""), RebootRequired::default());
+        let r = parse_reboot("required\nlinux-image-6.1.0-28-amd64\nlibc6\nlibc6\n");
+        assert!(r.required);
+        assert_eq!(r.packages, ["libc6", "linux-image-6.1.0-28-amd64"]);
+    }
+}

@@ -1,0 +1,351 @@
+//! The dnf/rpm driver's parsers: `rpm -qa --qf` rows, `dnf check-update` (exit 100 means
+//! "updates available"), `dnf updateinfo list --security`, `needs-restarting -r` or the
+//! newest installed kernel, versionlock and `exclude=` holds.
+
+use std::collections::BTreeMap;
+
+use super::{section, step_failed, Section};
+use crate::observed::{
+    FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+};
+
+/// Architectures rpm uses; a NEVRA's last dot-separated part must be one of them.
+const ARCHES: &[&str] = &[
+    "x86_64", "noarch", "aarch64", "i686", "i386", "ppc64le", "s390x", "armv7hl", "src", "riscv64",
+];
+
+/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'`. The version
+/// is written `[EPOCH:]VERSION-RELEASE` (no epoch when rpm says `(none)`); `gpg-pubkey`
+/// pseudo-packages are skipped. Returns the packages and the unreadable lines.
+pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
+    let mut packages = Vec::new();
+    let mut unreadable = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch] = fields[..] else {
+            unreadable.push(line.to_string());
+            continue;
+        };
+        if name == "gpg-pubkey" || arch == "(none)" {
+            continue;
+        }
+        let version = if epoch == "(none)" || epoch.is_empty() {
+            format!("{version}-{release}")
+        } else {
+            format!("{epoch}:{version}-{release}")
+        };
+        packages.push(InstalledPackage {
+            name: name.to_string(),
+            version,
+            arch: arch.to_string(),
+            status: "installed".to_string(),
+        });
+    }
+    (packages, unreadable)
+}
+
+/// Parses `dnf -q check-update` output: `NAME.ARCH  [EPOCH:]VERSION-RELEASE  REPO` rows,
+/// which dnf wraps onto two lines when the name is long. Stops at `Obsoleting Packages`.
+/// Installed versions are filled in from `installed` (same name and architecture, or a
+/// `noarch` one).
+pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<PendingUpdate> {
+    let mut updates = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("Obsoleting Packages") {
+            break;
+        }
+        if trimmed.is_empty()
+            || trimmed.starts_with("Security:")
+            || trimmed.starts_with("Last metadata")
+        {
+            pending.clear();
+            continue;
+        }
+        pending.extend(trimmed.split_ascii_whitespace());
+        if pending.len() < 3 {
+            continue;
+        }
+        if let [name_arch, version, repo, ..] = pending[..] {
+            if let Some((name, arch)) = name_arch.rsplit_once('.') {
+                let installed_version = installed
+                    .iter()
+                    .find(|p| {
+                        p.name == name && (p.arch == arch || p.arch == "noarch" || arch == "noarch")
+                    })
+                    .map(|p| p.version.clone());
+                updates.push(PendingUpdate {
+                    name: name.to_string(),
+                    arch: arch.to_string(),
+                    installed_version,
+                    candidate_version: version.to_string(),
+                    origin: repo.to_string(),
+                    security: false,
+                    advisories: Vec::new(),
+                });
+            }
+        }
+        pending.clear();
+    }
+    updates
+}
+
+/// A package named in an advisory: `(name, [epoch:]version-release, arch)`.
+pub type Nevra = (String, String, String);
+
+/// Splits `name-[epoch:]version-release.arch`.
+pub fn parse_nevra(s: &str) -> Option<Nevra> {
+    let (rest, arch) = s.rsplit_once('.')?;
+    if !ARCHES.contains(&arch) {
+        return None;
+    }
+    let (rest, release) = rest.rsplit_once('-')?;
+    let (name, version) = rest.rsplit_once('-')?;
+    if name.is_empty() || version.is_empty() || release.is_empty() {
+        return None;
+    }
+    Some((
+        name.to_string(),
+        format!("{version}-{release}"),
+        arch.to_string(),
+    ))
+}
+
+/// Parses `dnf updateinfo list --security` rows (`ADVISORY  TYPE/SEVERITY  NEVRA`, and the
+/// dnf5 layout with a header and an issued date) into `(advisory, package)` pairs.
+pub fn parse_updateinfo(text: &str) -> Vec<(String, Nevra)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let tokens: Vec<&str> = line.split_ascii_whitespace().collect();
+        if tokens.len() < 3 || tokens[0] == "Name" {
+            continue;
+        }
+        if let Some(nevra) = tokens[1..].iter().find_map(|t| parse_nevra(t)) {
+            out.push((tokens[0].to_string(), nevra));
+        }
+    }
+    out
+}
+
+/// Marks updates that a security advisory covers (same name and arch).
+pub fn apply_advisories(updates: &mut [PendingUpdate], advisories: &[(String, Nevra)]) {
+    for update in updates.iter_mut() {
+        for (id, (name, _version, arch)) in advisories {
+            if *name == update.name && (*arch == update.arch || arch == "noarch") {
+                update.security = true;
+                if !update.advisories.contains(id) {
+                    update.advisories.push(id.clone());
+                }
+            }
+        }
+        update.advisories.sort();
+    }
+}
+
+/// Reads the reboot section: `needs-restarting -r` output and status when available, else
+/// the newest installed kernel (`kernel INSTALLTIME VERSION-RELEASE.ARCH` lines) against
+/// the running one.
+pub fn parse_reboot(text: &str, running_kernel: Option<&str>) -> RebootRequired {
+    let mut packages = Vec::new();
+    let mut needs_restarting = None;
+    let mut newest: Option<(u64, &str)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(code) = t.strip_prefix("needs-restarting ") {
+            needs_restarting = code.trim().parse::<i32>().ok();
+        } else if let Some(pkg) = t.strip_prefix("* ") {
+            packages.push(pkg.trim().to_string());
+        } else if let Some(rest) = t.strip_prefix("kernel ") {
+            let mut f = rest.split_ascii_whitespace();
+            if let (Some(time), Some(version)) =
+                (f.next().and_then(|x| x.parse::<u64>().ok()), f.next())
+            {
+                if newest.is_none_or(|(t0, _)| time >= t0) {
+                    newest = Some((time, version));
+                }
+            }
+        }
+    }
+    match needs_restarting {
+        // 1: reboot required; 0: not. Anything else means the tool itself failed: fall back.
+        Some(1) => {
+            packages.sort();
+            packages.dedup();
+            return RebootRequired {
+                required: true,
+                packages,
+            };
+        }
+        Some(0) => return RebootRequired::default(),
+        _ => {}
+    }
+    match (newest, running_kernel) {
+        (Some((_, version)), Some(running)) if version != running => RebootRequired {
+            required: true,
+            packages: vec!["kernel".to_string()],
+        },
+        _ => RebootRequired::default(),
+    }
+}
+
+/// Package names held by versionlock (`NAME-EPOCH:VERSION-RELEASE.*`, `!` for excluded
+/// versions) and by `exclude=`/`excludepkgs=` in dnf.conf (globs kept as written).
+pub fn parse_holds(text: &str) -> Vec<String> {
+    let mut held = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = t.split_once('=') {
+            if matches!(key.trim(), "exclude" | "excludepkgs") {
+                held.extend(
+                    value
+                        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+                continue;
+            }
+        }
+        let spec = t.trim_start_matches('!');
+        let name = spec
+            .rsplit_once('-')
+            .and_then(|(rest, _release)| rest.rsplit_once('-'))
+            .map(|(name, evr)| {
+                if evr.contains(':') || evr.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    name
+                } else {
+                    spec
+                }
+            })
+            .unwrap_or(spec);
+        held.push(name.to_string());
+    }
+    held.sort();
+    held.dedup();
+    held
+}
+
+/// Fills in the dnf parts of `host` from the script's sections.
+pub(crate) fn interpret(
+    host: &mut ObservedHost,
+    sections: &BTreeMap<String, Section>,
+) -> Result<(), FailureReason> {
+    let installed = section(sections, "installed", "rpm -qa")?;
+    if installed.exit != Some(0) {
+        return Err(step_failed(installed, "rpm -qa", "rpm"));
+    }
+    let (packages, unreadable) = parse_rpm_qa(&installed.stdout);
+    for line in unreadable {
+        host.warnings
+            .push(format!("unreadable rpm -qa line: {line}"));
+    }
+    host.installed = packages;
+    if let Some(held) = sections.get("held") {
+        host.held = parse_holds(&held.stdout);
+    }
+    if let Some(reboot) = sections.get("reboot") {
+        host.reboot_required = parse_reboot(&reboot.stdout, host.kernel.as_deref());
+    }
+    let updates = section(sections, "updates", "dnf check-update")?;
+    // check-update: 0 no updates, 100 updates available, anything else an error.
+    if !matches!(updates.exit, Some(0) | Some(100)) {
+        return Err(step_failed(updates, "dnf check-update", "dnf"));
+    }
+    host.updates = parse_check_update(&updates.stdout, &host.installed);
+    let security = section(sections, "security", "dnf updateinfo list --security")?;
+    if security.exit != Some(0) {
+        return Err(step_failed(
+            security,
+            "dnf updateinfo list --security",
+            "dnf",
+        ));
+    }
+    apply_advisories(&mut host.updates, &parse_updateinfo(&security.stdout));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpm_rows_with_and_without_epoch() {
+        let (p, bad) = parse_rpm_qa(
+            "openssl\t1\t3.0.7\t27.el9\tx86_64\nbash\t(none)\t5.1.8\t9.el9\tx86_64\ngpg-pubkey\t(none)\t8483c65d\t5ccc5b19\t(none)\nbroken line\n",
+        );
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].version, "1:3.0.7-27.el9");
+        assert_eq!(p[1].version, "5.1.8-9.el9");
+        assert_eq!(p[1].status, "installed");
+        assert_eq!(bad, ["broken line"]);
+    }
+
+    #[test]
+    fn check_update_rows_wrapped_and_obsoletes() {
+        let installed =
+            parse_rpm_qa("bash\t(none)\t5.1.8\t6.el9\tx86_64\nopenssl\t1\t3.0.7\t24.el9\tx86_64\n")
+                .0;
+        let text = "\nbash.x86_64                5.1.8-9.el9            baseos\n\
+            a-very-long-package-name-that-wraps.noarch\n                      1.0-2.el9        appstream\n\
+            openssl.x86_64             1:3.0.7-27.el9         baseos\n\
+            Obsoleting Packages\nfoo.x86_64 1-1 baseos\n    bar.x86_64 0-1 @System\n";
+        let u = parse_check_update(text, &installed);
+        assert_eq!(u.len(), 3);
+        assert_eq!(u[0].installed_version.as_deref(), Some("5.1.8-6.el9"));
+        assert_eq!(u[1].name, "a-very-long-package-name-that-wraps");
+        assert_eq!(u[1].installed_version, None);
+        assert_eq!(u[1].origin, "appstream");
+        assert_eq!(u[2].candidate_version, "1:3.0.7-27.el9");
+    }
+
+    #[test]
+    fn updateinfo_dnf4_and_dnf5_layouts() {
+        let dnf4 = "RHSA-2024:1234 Important/Sec. openssl-1:3.0.7-27.el9.x86_64\nFEDORA-2024-1 security     bash-5.2-1.fc40.x86_64\n";
+        let a = parse_updateinfo(dnf4);
+        assert_eq!(a[0].0, "RHSA-2024:1234");
+        assert_eq!(
+            a[0].1,
+            ("openssl".into(), "1:3.0.7-27.el9".into(), "x86_64".into())
+        );
+        assert_eq!(a[1].1 .0, "bash");
+        let dnf5 = "Name           Type     Severity Package                  Issued\nFEDORA-2024-2 security Moderate curl-8.6.0-8.fc40.x86_64 2024-06-01 00:00:00\n";
+        let b = parse_updateinfo(dnf5);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].1 .0, "curl");
+        let mut updates = parse_check_update(
+            "curl.x86_64 8.6.0-8.fc40 updates\nzsh.x86_64 5.9-1 updates\n",
+            &[],
+        );
+        apply_advisories(&mut updates, &b);
+        assert!(updates[0].security);
+        assert_eq!(updates[0].advisories, ["FEDORA-2024-2"]);
+        assert!(!updates[1].security);
+    }
+
+    #[test]
+    fn reboot_from_needs_restarting_or_kernels() {
+        let r = parse_reboot(
+            "Core libraries or services have been updated since boot-up:\n  * pk-kernel\n\nReboot is required to fully utilize these updates.\nneeds-restarting 1\n",
+            None,
+        );
+        assert_eq!(r.packages, ["pk-kernel"]);
+        assert!(r.required);
+        assert!(!parse_reboot("No core libraries or services have been updated since boot-up.\nneeds-restarting 0\n", None).required);
+        let k = "kernel 100 5.14.0-1.el9.x86_64\nkernel 200 5.14.0-2.el9.x86_64\n";
+        assert!(parse_reboot(k, Some("5.14.0-1.el9.x86_64")).required);
+        assert!(!parse_reboot(k, Some("5.14.0-2.el9.x86_64")).required);
+        assert!(!parse_reboot("", Some("6.1.0-28-amd64")).required);
+    }
+
+    #[test]
+    fn holds_from_versionlock_and_excludes() {
+        let h = parse_holds("# comment\npk-held-0:1.0-1.el9.*\n!bad-pkg-0:2.0-1.el9.*\nexclude=kernel* foo,bar\nexcludepkgs = baz\n");
+        assert_eq!(h, ["bad-pkg", "bar", "baz", "foo", "kernel*", "pk-held"]);
+    }
+}

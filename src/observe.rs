@@ -1,0 +1,513 @@
+//! Observing many hosts at once: resolving each host's connection settings from the fleet
+//! repo, then connecting and running the driver with bounded concurrency.
+//!
+//! Guarantees: every selected host gets exactly one [`ObservedHost`] in the result, whatever
+//! happens to it (refused, timed out, bad host key, broken package database); one host's
+//! failure never stops or delays another beyond the shared concurrency limit; each host has
+//! an overall deadline covering connect, observation and close; connections are closed
+//! before the function returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::driver::{self, ObserveOptions};
+use crate::duration::parse_duration;
+use crate::model::{Host, HostKeyPolicy, PackageManager, SettingsSpec, SshSettings, TransportKind};
+use crate::observed::{ConnectionInfo, FailureReason, HostStatus, ObservedFleet, ObservedHost};
+use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{default_identity_files, KeyCache, SshOptions, SshTransport};
+use crate::transport::Transport;
+
+/// Hosts observed at once when neither `--parallel` nor Settings say.
+pub const DEFAULT_PARALLEL: usize = 50;
+
+/// Errors that stop an observation run before any host is contacted.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// A duration setting does not parse.
+    #[error("host {host}: {field}: {source}")]
+    Duration {
+        /// The host whose effective settings hold it.
+        host: String,
+        /// The setting (e.g. `ssh.connectTimeout`).
+        field: &'static str,
+        /// Why.
+        #[source]
+        source: crate::duration::DurationError,
+    },
+    /// `--hosts` is malformed.
+    #[error("invalid host selector `{selector}`: {message}")]
+    Selector {
+        /// The selector as given.
+        selector: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How to reach one host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connect {
+    /// Over SSH.
+    Ssh(SshOptions),
+    /// On this machine.
+    Local {
+        /// Escalate with `sudo -n`.
+        sudo: bool,
+    },
+}
+
+/// One host to observe, with everything needed to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Inventory name.
+    pub name: String,
+    /// How to reach it.
+    pub connect: Connect,
+    /// Driver options (refresh, command deadline, expected package manager).
+    pub options: ObserveOptions,
+}
+
+/// Fleet-wide options of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Hosts observed at once.
+    pub parallel: usize,
+    /// Deadline for one host: connect, observe and close.
+    pub host_timeout: Duration,
+}
+
+impl RunOptions {
+    /// From Settings' `observe` (duration already validated by `validate`).
+    pub fn from_settings(
+        settings: &SettingsSpec,
+        parallel: Option<usize>,
+    ) -> Result<RunOptions, ObserveError> {
+        let host_timeout = duration_or(
+            &settings.observe.host_timeout,
+            "5m",
+            "fleet",
+            "observe.hostTimeout",
+        )?;
+        Ok(RunOptions {
+            parallel: parallel
+                .or(settings
+                    .observe
+                    .parallel
+                    .and_then(|p| usize::try_from(p).ok()))
+                .unwrap_or(DEFAULT_PARALLEL)
+                .max(1),
+            host_timeout,
+        })
+    }
+}
+
+fn duration_or(
+    value: &Option<String>,
+    default: &str,
+    host: &str,
+    field: &'static str,
+) -> Result<Duration, ObserveError> {
+    parse_duration(value.as_deref().unwrap_or(default)).map_err(|source| ObserveError::Duration {
+        host: host.to_string(),
+        field,
+        source,
+    })
+}
+
+/// Expands `~/` and makes relative paths relative to the fleet repo.
+fn resolve_path(repo: &Path, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        repo.join(p)
+    }
+}
+
+/// Host settings override fleet settings field by field.
+fn merge_ssh(fleet: &SshSettings, host: Option<&SshSettings>) -> SshSettings {
+    let Some(h) = host else {
+        return fleet.clone();
+    };
+    SshSettings {
+        user: h.user.clone().or_else(|| fleet.user.clone()),
+        port: h.port.or(fleet.port),
+        identity_file: h
+            .identity_file
+            .clone()
+            .or_else(|| fleet.identity_file.clone()),
+        use_agent: h.use_agent.or(fleet.use_agent),
+        known_hosts: h.known_hosts.clone().or_else(|| fleet.known_hosts.clone()),
+        host_key_policy: h.host_key_policy.or(fleet.host_key_policy),
+        sudo: h.sudo.or(fleet.sudo),
+        connect_timeout: h
+            .connect_timeout
+            .clone()
+            .or_else(|| fleet.connect_timeout.clone()),
+        command_timeout: h
+            .command_timeout
+            .clone()
+            .or_else(|| fleet.command_timeout.clone()),
+        keepalive_interval: h
+            .keepalive_interval
+            .clone()
+            .or_else(|| fleet.keepalive_interval.clone()),
+        kex_algorithms: h
+            .kex_algorithms
+            .clone()
+            .or_else(|| fleet.kex_algorithms.clone()),
+        ciphers: h.ciphers.clone().or_else(|| fleet.ciphers.clone()),
+    }
+}
+
+/// Resolves a host's effective settings into a [`Target`].
+pub fn target_for(
+    repo: &Path,
+    settings: &SettingsSpec,
+    host: &Host,
+    refresh: Option<bool>,
+) -> Result<Target, ObserveError> {
+    let ssh = merge_ssh(&settings.ssh, host.ssh.as_ref());
+    let name = host.name.as_str();
+    let command_timeout = duration_or(&ssh.command_timeout, "10m", name, "ssh.commandTimeout")?;
+    let options = ObserveOptions {
+        refresh: refresh.or(settings.observe.refresh).unwrap_or(true),
+        command_timeout,
+        expected: host.package_manager,
+    };
+    let sudo = ssh.sudo.unwrap_or(false);
+    let connect = match host.transport.unwrap_or_default() {
+        TransportKind::Local => Connect::Local { sudo },
+        TransportKind::Ssh => {
+            let identity_files = match &ssh.identity_file {
+                Some(f) => vec![resolve_path(repo, f)],
+                None => default_identity_files(),
+            };
+            Connect::Ssh(SshOptions {
+                address: host.address.clone().unwrap_or_else(|| host.name.clone()),
+                port: ssh.port.unwrap_or(22),
+                user: ssh.user.clone().unwrap_or_else(|| "root".into()),
+                use_agent: ssh.use_agent.unwrap_or(ssh.identity_file.is_none()),
+                identity_files,
+                known_hosts: resolve_path(
+                    repo,
+                    ssh.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
+                ),
+                host_key_policy: ssh.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
+                sudo,
+                connect_timeout: duration_or(
+                    &ssh.connect_timeout,
+                    "10s",
+                    name,
+                    "ssh.connectTimeout",
+                )?,
+                keepalive_interval: duration_or(
+                    &ssh.keepalive_interval,
+                    "15s",
+                    name,
+                    "ssh.keepaliveInterval",
+                )?,
+                kex: ssh.kex_algorithms.clone().unwrap_or_default(),
+                ciphers: ssh.ciphers.clone().unwrap_or_default(),
+            })
+        }
+    };
+    Ok(Target {
+        name: host.name.clone(),
+        connect,
+        options,
+    })
+}
+
+/// A `--hosts` selector: comma-separated terms, each a host name or glob (`web-*`),
+/// `group:NAME`, or `label:KEY=VALUE`. A host is picked when it matches any name or group
+/// term (or there is none) and every label term.
+#[derive(Debug, Clone, Default)]
+pub struct HostSelector {
+    names: Vec<globset::GlobMatcher>,
+    groups: Vec<String>,
+    labels: Vec<(String, String)>,
+}
+
+impl HostSelector {
+    /// Parses a selector.
+    pub fn parse(selector: &str) -> Result<HostSelector, ObserveError> {
+        let err = |message: String| ObserveError::Selector {
+            selector: selector.to_string(),
+            message,
+        };
+        let mut s = HostSelector::default();
+        for term in selector.split(',').map(str::trim) {
+            if term.is_empty() {
+                return Err(err("empty term".into()));
+            }
+            if let Some(group) = term.strip_prefix("group:") {
+                s.groups.push(group.to_string());
+            } else if let Some(label) = term.strip_prefix("label:") {
+                let (k, v) = label
+                    .split_once('=')
+                    .ok_or_else(|| err(format!("`{term}`: expected label:KEY=VALUE")))?;
+                s.labels.push((k.to_string(), v.to_string()));
+            } else {
+                let glob = globset::Glob::new(term).map_err(|e| err(format!("`{term}`: {e}")))?;
+                s.names.push(glob.compile_matcher());
+            }
+        }
+        Ok(s)
+    }
+
+    /// Whether `host` is picked.
+    pub fn matches(&self, host: &Host) -> bool {
+        let by_name_or_group = (self.names.is_empty() && self.groups.is_empty())
+            || self.names.iter().any(|g| g.is_match(&host.name))
+            || self.groups.iter().any(|g| host.groups.contains(g));
+        by_name_or_group
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| host.labels.get(k) == Some(v))
+    }
+}
+
+/// Connects to one host and observes it; never fails: failures become the host's status.
+pub async fn observe_one(target: &Target, keys: &KeyCache) -> ObservedHost {
+    let transport: Box<dyn Transport> = match &target.connect {
+        Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
+        Connect::Ssh(options) => match SshTransport::connect(options, keys).await {
+            Ok(t) => Box::new(t),
+            Err(err) => {
+                tracing::info!(host = %target.name, "cannot connect: {err}");
+                let mut host = ObservedHost::new(
+                    &target.name,
+                    HostStatus::Unreachable {
+                        reason: driver::transport_failure(&err),
+                    },
+                );
+                host.normalize();
+                return host;
+            }
+        },
+    };
+    let mut host = driver::observe_host(&target.name, transport.as_ref(), &target.options).await;
+    host.connection = transport.negotiated().map(|n| ConnectionInfo {
+        kex: n.kex,
+        cipher: n.cipher,
+        host_key: n.host_key,
+    });
+    transport.close().await;
+    host
+}
+
+/// Observes every target with at most `options.parallel` at once; `on_done` is called
+/// as each host finishes (for a progress bar). Hosts come back sorted by name.
+pub async fn observe_all(
+    targets: Vec<Target>,
+    options: &RunOptions,
+    on_done: impl Fn(&ObservedHost) + Send + Sync + 'static,
+) -> ObservedFleet {
+    let observed_at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let semaphore = Arc::new(Semaphore::new(options.parallel));
+    let keys = Arc::new(KeyCache::new());
+    let on_done = Arc::new(on_done);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut names = Vec::with_capacity(targets.len());
+    for target in targets {
+        names.push(target.name.clone());
+        let semaphore = semaphore.clone();
+        let keys = keys.clone();
+        let on_done = on_done.clone();
+        let host_timeout = options.host_timeout;
+        tasks.spawn(async move {
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let host = match tokio::time::timeout(host_timeout, observe_one(&target, &keys)).await {
+                Ok(host) => host,
+                Err(_) => {
+                    let mut host = ObservedHost::new(
+                        &target.name,
+                        HostStatus::Error {
+                            reason: FailureReason::Timeout {
+                                phase: "host".into(),
+                                seconds: host_timeout.as_secs(),
+                            },
+                        },
+                    );
+                    host.normalize();
+                    host
+                }
+            };
+            on_done(&host);
+            host
+        });
+    }
+    let mut hosts = Vec::with_capacity(names.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(host) => hosts.push(host),
+            // A panic in one host's task is a bug; it still must not lose the host.
+            Err(e) => tracing::error!("observation task failed: {e}"),
+        }
+    }
+    for name in names {
+        if !hosts.iter().any(|h| h.name == name) {
+            hosts.push(ObservedHost::new(
+                &name,
+                HostStatus::Error {
+                    reason: FailureReason::Connection {
+                        message: "internal error: the observation task panicked".into(),
+                    },
+                },
+            ));
+        }
+    }
+    ObservedFleet::new(observed_at, hosts)
+}
+
+/// Short status text for tables: `ok`, `ok (dpkg locked by pid 812 unattended-upgr)`,
+/// `unreachable: connection refused by 127.0.0.1:2201`...
+pub fn status_text(host: &ObservedHost) -> String {
+    match &host.status {
+        HostStatus::Reachable => match &host.package_manager_locked {
+            Some(lock) => {
+                let tool = match host.package_manager {
+                    Some(PackageManager::Dnf) => "rpm",
+                    _ => "dpkg",
+                };
+                let by = match (&lock.pid, &lock.process) {
+                    (Some(pid), Some(p)) => format!(" by pid {pid} ({p})"),
+                    (Some(pid), None) => format!(" by pid {pid}"),
+                    _ => String::new(),
+                };
+                format!("ok, {tool} locked{by}")
+            }
+            None if !host.warnings.is_empty() => format!("ok, {} warning(s)", host.warnings.len()),
+            None => "ok".into(),
+        },
+        HostStatus::Unreachable { reason } => format!("unreachable: {reason}"),
+        HostStatus::Error { reason } => format!("error: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn host(name: &str, groups: &[&str], labels: &[(&str, &str)]) -> Host {
+        Host {
+            name: name.into(),
+            address: None,
+            transport: None,
+            package_manager: None,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            ssh: None,
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        let web1 = host("web-1", &["frontend"], &[("env", "prod")]);
+        let db1 = host("db-1", &["databases"], &[("env", "staging")]);
+        let s = HostSelector::parse("web-*").unwrap();
+        assert!(s.matches(&web1) && !s.matches(&db1));
+        let s = HostSelector::parse("group:databases").unwrap();
+        assert!(!s.matches(&web1) && s.matches(&db1));
+        let s = HostSelector::parse("web-1,db-1,label:env=prod").unwrap();
+        assert!(s.matches(&web1) && !s.matches(&db1));
+        assert!(HostSelector::parse("label:env").is_err());
+        assert!(HostSelector::parse("a,,b").is_err());
+    }
+
+    #[test]
+    fn host_settings_override_fleet_settings() {
+        let mut settings = SettingsSpec::default();
+        settings.ssh.user = Some("ops".into());
+        settings.ssh.port = Some(2222);
+        settings.ssh.identity_file = Some("keys/id".into());
+        settings.ssh.known_hosts = Some("known_hosts".into());
+        settings.observe.refresh = Some(false);
+        let mut h = host("web-1", &[], &[]);
+        h.address = Some("10.0.0.5".into());
+        h.package_manager = Some(PackageManager::Apt);
+        h.ssh = Some(SshSettings {
+            port: Some(2200),
+            sudo: Some(true),
+            connect_timeout: Some("3s".into()),
+            ..SshSettings::default()
+        });
+        let t = target_for(Path::new("/repo"), &settings, &h, None).unwrap();
+        let Connect::Ssh(o) = &t.connect else {
+            panic!("ssh expected")
+        };
+        assert_eq!(
+            (o.address.as_str(), o.port, o.user.as_str()),
+            ("10.0.0.5", 2200, "ops")
+        );
+        assert_eq!(o.identity_files, [PathBuf::from("/repo/keys/id")]);
+        assert!(!o.use_agent);
+        assert_eq!(o.known_hosts, PathBuf::from("/repo/known_hosts"));
+        assert!(o.sudo);
+        assert_eq!(o.connect_timeout, Duration::from_secs(3));
+        assert!(!t.options.refresh);
+        assert_eq!(t.options.expected, Some(PackageManager::Apt));
+        let t = target_for(Path::new("/repo"), &settings, &h, Some(true)).unwrap();
+        assert!(t.options.refresh);
+    }
+
+    #[tokio::test]
+    async fn refused_and_local_hosts_in_one_run() {
+        // A port nothing listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = SettingsSpec::default();
+        let mut down = host("down", &[], &[]);
+        down.address = Some("127.0.0.1".into());
+        down.ssh = Some(SshSettings {
+            port: Some(port),
+            ..SshSettings::default()
+        });
+        let mut local = host("local", &[], &[]);
+        local.transport = Some(TransportKind::Local);
+        let targets = vec![
+            target_for(Path::new("/"), &settings, &down, Some(false)).unwrap(),
+            target_for(Path::new("/"), &settings, &local, Some(false)).unwrap(),
+        ];
+        let options = RunOptions {
+            parallel: 2,
+            host_timeout: Duration::from_secs(120),
+        };
+        let fleet = observe_all(targets, &options, |_| {}).await;
+        assert_eq!(fleet.hosts.len(), 2);
+        let down = fleet.host("down").unwrap();
+        assert!(
+            matches!(&down.status, HostStatus::Unreachable { reason: FailureReason::Refused { address } } if *address == format!("127.0.0.1:{port}")),
+            "{:?}",
+            down.status
+        );
+        // This machine is Debian: the local transport observes it for real.
+        let local = fleet.host("local").unwrap();
+        assert_eq!(local.status, HostStatus::Reachable, "{:?}", local.status);
+        assert!(local.installed_package("dpkg").is_some());
+        assert!(local.connection.is_none());
+    }
+}
