@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod apply;
 mod observe;
 mod plan;
 mod schema;
@@ -76,6 +77,12 @@ pub enum Command {
     /// Prints a summary table (or JSON with --json) and writes the observed state with --out.
     /// Exits 0 when every host was observed, 3 when some could not be, 1 on other errors.
     Observe(observe::Args),
+    /// Apply the plan: batch by batch inside windows, verify, reboot, roll back failures.
+    ///
+    /// Without PLAN_FILE it observes, plans, shows the plan and asks for confirmation (on a
+    /// terminal; otherwise --auto-approve is required). With PLAN_FILE it applies exactly that
+    /// saved plan. One apply per fleet at a time (lock in `<repo>/.patchkeeper/`).
+    Apply(apply::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -93,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Observe(args) => observe::run(args),
+        Command::Apply(args) => apply::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
