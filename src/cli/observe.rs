@@ -120,6 +120,7 @@ pub fn run(args: Args) -> u8 {
     } else {
         indicatif::ProgressBar::hidden()
     };
+    recover_in_flight(&runtime, &fleet, &args.repo.repo);
     let progress = bar.clone();
     let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
         progress.set_message(host.name.clone());
@@ -274,4 +275,34 @@ pub(crate) fn observe_for_plan(fleet: &validate::ValidFleet) -> Result<ObservedF
     }));
     bar.finish_and_clear();
     Ok(observed)
+}
+
+/// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
+/// when no apply is running now (its hosts are in flight legitimately).
+fn recover_in_flight(runtime: &tokio::runtime::Runtime, fleet: &validate::ValidFleet, repo: &std::path::Path) {
+    let state = crate::apply::state_dir(repo);
+    let open = crate::apply::journal::read(&state)
+        .map(|e| crate::apply::journal::in_flight(&e))
+        .unwrap_or_default();
+    if open.is_empty() {
+        return;
+    }
+    let run = format!("observe-{}", std::process::id());
+    let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
+    match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
+        Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
+            Ok(lines) if !lines.is_empty() => {
+                eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
+                for l in lines {
+                    eprintln!("  {l}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        },
+        Err(e) => eprintln!(
+            "warning: {} host(s) are in flight in the apply journal and the fleet lock is taken ({e}); not recovering them now",
+            open.len()
+        ),
+    }
 }
