@@ -46,9 +46,12 @@ fn deb(lab: &Lab, host: &str, pkg: &str) -> String {
 
 /// `VERSION-RELEASE` of a package on an RPM host.
 fn rpm(lab: &Lab, host: &str, pkg: &str) -> String {
-    lab.run_ok(host, &format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {pkg}"))
-        .trim()
-        .to_string()
+    lab.run_ok(
+        host,
+        &format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {pkg}"),
+    )
+    .trim()
+    .to_string()
 }
 
 fn write(lab: &Lab, rel: &str, content: &str) {
@@ -63,7 +66,11 @@ fn commit(lab: &Lab, message: &str) {
         .current_dir(lab.dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Replaces the lab baseline: `packages` as (name, minVersion); no pending-update classes.
@@ -72,7 +79,9 @@ fn baseline(lab: &Lab, packages: &[(&str, &str)]) {
         "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata:\n  name: lab\nspec:\n  selector:\n    groups: [debian, rpm]\n  updates:\n    classes: none\n  hold: [pk-held]\n  window: always\n  rollout: lab\n  packages:\n",
     );
     for (name, min) in packages {
-        yaml.push_str(&format!("    - name: {name}\n      minVersion: \"{min}\"\n"));
+        yaml.push_str(&format!(
+            "    - name: {name}\n      minVersion: \"{min}\"\n"
+        ));
     }
     write(lab, "baselines/lab.yaml", &yaml);
 }
@@ -132,7 +141,10 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for host in ["deb-1", "rpm-1"] {
         assert_eq!(outcome(&stdout, host), "compliant", "{all}");
-        assert!(row(&stdout, host).contains("versions and integrity verified"), "{all}");
+        assert!(
+            row(&stdout, host).contains("versions and integrity verified"),
+            "{all}"
+        );
     }
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(deb(&lab, "deb-1", "pk-app"), "2.0-1 ii");
@@ -141,7 +153,10 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
     // Nothing beyond the plan: the security updates the baseline does not ask for stay.
     assert_eq!(deb(&lab, "deb-1", "pk-kernel"), "1.0-1 ii");
     assert_eq!(rpm(&lab, "rpm-1", "pk-kernel"), "1.0-1");
-    lab.run_ok("deb-1", "dpkg --verify libpk pk-app && dpkg --audit | (! grep .)");
+    lab.run_ok(
+        "deb-1",
+        "dpkg --verify libpk pk-app && dpkg --audit | (! grep .)",
+    );
     lab.run_ok("rpm-1", "rpm -V libpk pk-app");
     // Converged: a new plan has nothing to do.
     let plan = pk(&lab)
@@ -151,7 +166,15 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     // The journal has every step of both hosts.
     let j = journal(&lab);
-    for step in ["host-started", "versions-recorded", "transaction-started", "transaction-finished", "verified", "host-done", "run-finished"] {
+    for step in [
+        "host-started",
+        "versions-recorded",
+        "transaction-started",
+        "transaction-finished",
+        "verified",
+        "host-done",
+        "run-finished",
+    ] {
         assert_eq!(
             j.matches(&format!("\"type\":\"{step}\"")).count(),
             if step == "run-finished" { 1 } else { 2 },
@@ -166,18 +189,28 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
 fn failing_postinst_rolls_back_to_the_recorded_version() {
     let lab = Lab::up(1, 1);
     baseline(&lab, &[("pk-broken", "1.1-1")]);
-    rollout(&lab, "    - name: all\n      size: \"100%\"\n", "  failureBudget: 5\n");
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
     commit(&lab, "baseline: pk-broken 1.1");
     let out = apply(&lab, &["--auto-approve"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "rolled-back", "{all}");
-    assert!(row(&stdout, "deb-1").contains("rolled back to pk-broken 1.0-1 (verified)"), "{all}");
+    assert!(
+        row(&stdout, "deb-1").contains("rolled back to pk-broken 1.0-1 (verified)"),
+        "{all}"
+    );
     assert_eq!(outcome(&stdout, "rpm-1"), "rolled-back", "{all}");
     // dpkg left 1.1 half-configured; the rollback put 1.0 back, fully installed.
     assert_eq!(deb(&lab, "deb-1", "pk-broken"), "1.0-1 ii");
-    lab.run_ok("deb-1", "dpkg --verify pk-broken && dpkg --audit | (! grep .)");
+    lab.run_ok(
+        "deb-1",
+        "dpkg --verify pk-broken && dpkg --audit | (! grep .)",
+    );
     assert_eq!(rpm(&lab, "rpm-1", "pk-broken"), "1.0-1");
     lab.run_ok("rpm-1", "rpm -V pk-broken");
     assert!(journal(&lab).contains("\"type\":\"rollback-started\""));
@@ -258,25 +291,46 @@ fn kernel_package_triggers_a_reboot_and_apply_waits_for_the_new_boot_id() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for (i, host) in ["deb-1", "rpm-1"].into_iter().enumerate() {
         assert_eq!(outcome(&stdout, host), "compliant", "{all}");
-        assert!(row(&stdout, host).contains("rebooted (new boot id)"), "{all}");
+        assert!(
+            row(&stdout, host).contains("rebooted (new boot id)"),
+            "{all}"
+        );
         let now = lab.boot_id(host);
         assert_ne!(now, before[i], "{host} has a new boot id");
         // The journal recorded the old and the new boot id it waited for.
         let j = journal(&lab);
-        assert!(j.contains(&format!("\"host\":\"{host}\",\"event\":{{\"type\":\"reboot-started\",\"bootId\":\"{}\"", before[i])), "{j}");
-        assert!(j.contains(&format!("\"host\":\"{host}\",\"event\":{{\"type\":\"rebooted\",\"bootId\":\"{now}\"")), "{j}");
+        assert!(
+            j.contains(&format!(
+                "\"host\":\"{host}\",\"event\":{{\"type\":\"reboot-started\",\"bootId\":\"{}\"",
+                before[i]
+            )),
+            "{j}"
+        );
+        assert!(
+            j.contains(&format!(
+                "\"host\":\"{host}\",\"event\":{{\"type\":\"rebooted\",\"bootId\":\"{now}\""
+            )),
+            "{j}"
+        );
     }
     assert_eq!(deb(&lab, "deb-1", "pk-kernel"), "1.1-1 ii");
     assert_eq!(rpm(&lab, "rpm-1", "pk-kernel"), "1.1-1");
     // The reboot cleared the marker.
-    assert!(!lab.run("deb-1", "test -e /run/reboot-required").status.success());
+    assert!(!lab
+        .run("deb-1", "test -e /run/reboot-required")
+        .status
+        .success());
 }
 
 #[test]
 fn stale_saved_plan_is_refused_for_the_changed_host_only() {
     let lab = Lab::up(2, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
-    rollout(&lab, "    - name: all\n      size: \"100%\"\n", "  failureBudget: 5\n");
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
     commit(&lab, "baseline: libpk 1.2");
     let plan_file = lab.dir().join(".patchkeeper-plan.json");
     let plan = pk(&lab)
@@ -286,24 +340,38 @@ fn stale_saved_plan_is_refused_for_the_changed_host_only() {
         .unwrap();
     assert!(plan.status.success(), "{}", text(&plan));
     // deb-2 moves after the plan was made.
-    lab.run_ok("deb-2", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpk=1.1-1");
+    lab.run_ok(
+        "deb-2",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpk=1.1-1",
+    );
     let out = apply(&lab, &[plan_file.to_str().unwrap()]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "compliant", "{all}");
     assert_eq!(outcome(&stdout, "deb-2"), "stale", "{all}");
-    assert!(row(&stdout, "deb-2").contains("libpk is now 1.1-1 (planned from 1.0-1)"), "{all}");
+    assert!(
+        row(&stdout, "deb-2").contains("libpk is now 1.1-1 (planned from 1.0-1)"),
+        "{all}"
+    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
     // A saved plan from another commit of the fleet repo is refused entirely.
-    let plan2 = pk(&lab).args(["plan", "--out"]).arg(&plan_file).output().unwrap();
+    let plan2 = pk(&lab)
+        .args(["plan", "--out"])
+        .arg(&plan_file)
+        .output()
+        .unwrap();
     assert!(plan2.status.success(), "{}", text(&plan2));
     baseline(&lab, &[("libpk", "1.2-1"), ("pk-app", "2.0-1")]);
     commit(&lab, "baseline: pk-app too");
     let out = apply(&lab, &[plan_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another state of the fleet repo"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another state of the fleet repo"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
 }
 
@@ -315,14 +383,19 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
     lab.slow_host("deb-1", 2);
     let first = spawn_apply(&lab, &["--auto-approve"]);
     let lock = lab.dir().join(".patchkeeper/apply.lock");
-    wait_for("the first apply to take the lock", Duration::from_secs(30), || {
-        std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid"))
-    });
+    wait_for(
+        "the first apply to take the lock",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")),
+    );
     let second = apply(&lab, &["--auto-approve"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     assert!(
-        stderr.contains(&format!("another apply holds the fleet lock: pid {}", first.id())),
+        stderr.contains(&format!(
+            "another apply holds the fleet lock: pid {}",
+            first.id()
+        )),
         "{}",
         text(&second)
     );
@@ -342,7 +415,11 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
     let refused = apply(&lab, &["--auto-approve"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("is stale: process 4194304 is not running"), "{}", text(&refused));
+    assert!(
+        stderr.contains("is stale: process 4194304 is not running"),
+        "{}",
+        text(&refused)
+    );
     assert!(stderr.contains("--break-lock"), "{}", text(&refused));
     let broken = apply(&lab, &["--auto-approve", "--break-lock"]);
     assert_eq!(broken.status.code(), Some(0), "{}", text(&broken));
@@ -382,17 +459,23 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
     for host in ["deb-1", "deb-2"] {
         assert_eq!(deb(&lab, host, "libpk"), "1.2-1 ii");
         assert_eq!(deb(&lab, host, "pk-app"), "2.0-1 ii");
-        lab.run_ok(host, "dpkg --audit | (! grep .) && dpkg --verify libpk pk-app");
+        lab.run_ok(
+            host,
+            "dpkg --audit | (! grep .) && dpkg --verify libpk pk-app",
+        );
     }
     assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
     assert_eq!(rpm(&lab, "rpm-1", "pk-app"), "2.0-1");
-    let plan = pk(&lab).args(["plan", "--detailed-exitcode"]).output().unwrap();
+    let plan = pk(&lab)
+        .args(["plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     // A later observe has nothing left in flight to report.
-    assert!(!String::from_utf8_lossy(
-        &pk(&lab).args(["observe"]).output().unwrap().stderr
-    )
-    .contains("in flight"));
+    assert!(
+        !String::from_utf8_lossy(&pk(&lab).args(["observe"]).output().unwrap().stderr)
+            .contains("in flight")
+    );
 }
 
 #[test]
@@ -410,7 +493,10 @@ fn closed_window_leaves_hosts_waiting_and_the_next_apply_in_the_window_continues
     assert_eq!(out.status.code(), Some(5), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "waiting", "{all}");
-    assert!(row(&stdout, "deb-1").contains("2026-11-26T02:00:00Z"), "{all}");
+    assert!(
+        row(&stdout, "deb-1").contains("2026-11-26T02:00:00Z"),
+        "{all}"
+    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
     let out = apply(&lab, &["--auto-approve", "--at", "2026-11-26T02:30:00Z"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

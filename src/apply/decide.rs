@@ -159,7 +159,9 @@ pub fn installed_query(pm: PackageManager) -> &'static str {
         PackageManager::Apt => {
             r"dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'"
         }
-        PackageManager::Dnf => r"rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'",
+        PackageManager::Dnf => {
+            r"rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'"
+        }
     }
 }
 
@@ -275,7 +277,10 @@ pub fn describe_drift(plan: &HostPlan, now: &ObservedHost) -> Vec<String> {
                 c.from.as_deref().unwrap_or("not installed")
             ));
         }
-        if !now.updates.iter().any(|u| u.name == c.package && u.candidate_version == c.to)
+        if !now
+            .updates
+            .iter()
+            .any(|u| u.name == c.package && u.candidate_version == c.to)
             && current.as_deref() != Some(c.to.as_str())
         {
             out.push(format!("{} {} is no longer offered", c.package, c.to));
@@ -408,8 +413,16 @@ mod tests {
 
     #[test]
     fn footprint_of_a_transaction() {
-        let before = [pkg("a", "1", "ii"), pkg("b", "1", "ii"), pkg("gone", "1", "ii")];
-        let after = [pkg("a", "2", "ii"), pkg("b", "1", "ii"), pkg("new", "1", "ii")];
+        let before = [
+            pkg("a", "1", "ii"),
+            pkg("b", "1", "ii"),
+            pkg("gone", "1", "ii"),
+        ];
+        let after = [
+            pkg("a", "2", "ii"),
+            pkg("b", "1", "ii"),
+            pkg("new", "1", "ii"),
+        ];
         assert_eq!(changed_packages(&before, &after), vec!["a", "gone", "new"]);
         assert_eq!(new_packages(&before, &after), vec!["new"]);
     }
@@ -421,10 +434,7 @@ mod tests {
             change("pk-broken", Some("1.0-1"), "1.1-1"),
             change("pk-new", None, "1"),
         ];
-        let installed = [
-            pkg("libpk", "1.2-1", "ii"),
-            pkg("pk-broken", "1.1-1", "iF"),
-        ];
+        let installed = [pkg("libpk", "1.2-1", "ii"), pkg("pk-broken", "1.1-1", "iF")];
         assert_eq!(
             version_mismatches(&changes, &installed),
             vec![
@@ -433,7 +443,9 @@ mod tests {
             ]
         );
         assert!(version_mismatches(&changes[..1], &installed).is_empty());
-        assert!(version_mismatches(&changes[..1], &[pkg("libpk", "1.2-1", "installed")]).is_empty());
+        assert!(
+            version_mismatches(&changes[..1], &[pkg("libpk", "1.2-1", "installed")]).is_empty()
+        );
         assert_eq!(
             version_mismatches(&changes[..1], &[pkg("libpk", "1.1-1", "ii")]),
             vec!["libpk is at 1.1-1 (planned 1.2-1)"]
@@ -466,9 +478,14 @@ mod tests {
             unobtainable(PackageManager::Apt, apt),
             vec!["libpk=1.0-1", "pk-app=0.9"]
         );
-        let dnf = "No match for argument: libpk-1.0-1\nError: Unable to find a match: libpk-1.0-1\n";
+        let dnf =
+            "No match for argument: libpk-1.0-1\nError: Unable to find a match: libpk-1.0-1\n";
         assert_eq!(unobtainable(PackageManager::Dnf, dnf), vec!["libpk-1.0-1"]);
-        assert!(unobtainable(PackageManager::Apt, "E: Sub-process /usr/bin/dpkg returned an error code (1)").is_empty());
+        assert!(unobtainable(
+            PackageManager::Apt,
+            "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+        )
+        .is_empty());
     }
 
     #[test]
@@ -539,11 +556,17 @@ mod tests {
         let out = "??5??????   /usr/share/pk/libpk/version\n??5?????? c /etc/pk.conf\nS.5....T.  c /etc/x\nmissing     /usr/bin/pk-app\n";
         assert_eq!(
             integrity_problems(out),
-            vec!["??5??????   /usr/share/pk/libpk/version", "missing     /usr/bin/pk-app"]
+            vec![
+                "??5??????   /usr/share/pk/libpk/version",
+                "missing     /usr/bin/pk-app"
+            ]
         );
         assert!(has_config_lines(out));
         assert!(integrity_problems("").is_empty());
-        assert_eq!(integrity_problems("package libpk is not installed\n").len(), 1);
+        assert_eq!(
+            integrity_problems("package libpk is not installed\n").len(),
+            1
+        );
     }
 
     #[test]

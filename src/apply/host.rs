@@ -58,7 +58,10 @@ impl From<End> for Abort {
     }
 }
 
-pub(crate) async fn connect(target: &Target, keys: &KeyCache) -> Result<Box<dyn Transport>, TransportError> {
+pub(crate) async fn connect(
+    target: &Target,
+    keys: &KeyCache,
+) -> Result<Box<dyn Transport>, TransportError> {
     Ok(match &target.connect {
         Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
         Connect::Ssh(options) => Box::new(SshTransport::connect(options, keys).await?),
@@ -92,8 +95,10 @@ pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
             tracing::error!(host = name, "cannot journal the host's end: {e}");
         }
     }
-    ctx.progress
-        .host(name, &format!("{}: {}", outcome.as_str(), detail.join("; ")));
+    ctx.progress.host(
+        name,
+        &format!("{}: {}", outcome.as_str(), detail.join("; ")),
+    );
     HostResult {
         host: name.to_string(),
         outcome,
@@ -172,12 +177,22 @@ impl Steps<'_> {
     }
 
     async fn exec(&self, t: &dyn Transport, cmd: &str, timeout: Duration) -> Result<Output, End> {
-        t.exec(cmd, None, timeout).await.map_err(|e| unreachable(&e))
+        t.exec(cmd, None, timeout)
+            .await
+            .map_err(|e| unreachable(&e))
     }
 
-    async fn installed(&self, t: &dyn Transport, pm: PackageManager) -> Result<Vec<InstalledPackage>, TransportError> {
+    async fn installed(
+        &self,
+        t: &dyn Transport,
+        pm: PackageManager,
+    ) -> Result<Vec<InstalledPackage>, TransportError> {
         let out = t
-            .exec(decide::installed_query(pm), None, self.job.target.options.command_timeout)
+            .exec(
+                decide::installed_query(pm),
+                None,
+                self.job.target.options.command_timeout,
+            )
             .await?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(match pm {
@@ -225,7 +240,8 @@ impl Steps<'_> {
         if let Some(planned) = &job.plan.fingerprint {
             if *planned != observed.fingerprint() {
                 t.close().await;
-                let mut detail = vec!["refused: the host changed since the plan was made".to_string()];
+                let mut detail =
+                    vec!["refused: the host changed since the plan was made".to_string()];
                 detail.extend(decide::describe_drift(&job.plan, &observed));
                 detail.push("nothing changed; make a new plan".into());
                 return Err(End(Outcome::Stale, detail).into());
@@ -262,7 +278,10 @@ impl Steps<'_> {
                 t.close().await;
                 return Err(End(
                     Outcome::Failed,
-                    vec![format!("pre command `{}` failed: {why}; nothing changed", c.name)],
+                    vec![format!(
+                        "pre command `{}` failed: {why}; nothing changed",
+                        c.name
+                    )],
                 )
                 .into());
             }
@@ -276,7 +295,9 @@ impl Steps<'_> {
             .map(|c| {
                 (
                     c.package.clone(),
-                    observed.installed_package(&c.package).map(|p| p.version.clone()),
+                    observed
+                        .installed_package(&c.package)
+                        .map(|p| p.version.clone()),
                 )
             })
             .collect();
@@ -311,7 +332,10 @@ impl Steps<'_> {
             .map(|n| {
                 (
                     n.clone(),
-                    before.iter().find(|p| &p.name == n).map(|p| p.version.clone()),
+                    before
+                        .iter()
+                        .find(|p| &p.name == n)
+                        .map(|p| p.version.clone()),
                 )
             })
             .chain(recorded.clone())
@@ -330,7 +354,9 @@ impl Steps<'_> {
             problems.extend(self.integrity(t.as_ref(), pm, &names).await?);
         }
         if !problems.is_empty() {
-            return self.rollback(t, pm, &before_versions, &after, problems).await;
+            return self
+                .rollback(t, pm, &before_versions, &after, problems)
+                .await;
         }
         self.journal(Event::Verified)?;
         let mut detail = vec![format!(
@@ -348,11 +374,16 @@ impl Steps<'_> {
             self.say(&format!("health check: {}", c.name));
             if let Err(why) = self.command(t.as_ref(), c).await {
                 let problem = vec![format!("health check `{}` failed: {why}", c.name)];
-                return self.rollback(t, pm, &before_versions, &after, problem).await;
+                return self
+                    .rollback(t, pm, &before_versions, &after, problem)
+                    .await;
             }
         }
         if !job.rollout.health_checks.is_empty() {
-            detail.push(format!("{} health check(s) passed", job.rollout.health_checks.len()));
+            detail.push(format!(
+                "{} health check(s) passed",
+                job.rollout.health_checks.len()
+            ));
         }
         // Reboot.
         let after_obs = self.observe(t.as_ref(), false).await?;
@@ -426,7 +457,11 @@ impl Steps<'_> {
             return Ok(Vec::new());
         }
         let out = self
-            .exec(t, &decide::verify_command(pm, names), self.job.target.options.command_timeout)
+            .exec(
+                t,
+                &decide::verify_command(pm, names),
+                self.job.target.options.command_timeout,
+            )
             .await?;
         let text = format!(
             "{}{}",
@@ -463,7 +498,10 @@ impl Steps<'_> {
         }
         if steps.is_empty() {
             t.close().await;
-            detail.push("rolled back: nothing had changed (the package manager refused the transaction)".into());
+            detail.push(
+                "rolled back: nothing had changed (the package manager refused the transaction)"
+                    .into(),
+            );
             return Ok(End(Outcome::RolledBack, detail));
         }
         let cmd = decide::rollback_command(pm, &steps, self.job.lock_wait.as_secs());
@@ -557,7 +595,11 @@ impl Steps<'_> {
         self.say("rebooting");
         // The connection may drop before `reboot` answers: that is expected.
         let _ = t
-            .exec("nohup reboot >/dev/null 2>&1 </dev/null &", None, Duration::from_secs(30))
+            .exec(
+                "nohup reboot >/dev/null 2>&1 </dev/null &",
+                None,
+                Duration::from_secs(30),
+            )
             .await;
         t.close().await;
         let deadline = Instant::now() + timeout;
@@ -565,7 +607,11 @@ impl Steps<'_> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Ok(t) = connect(&self.job.target, &self.ctx.keys).await {
                 if let Ok(out) = t
-                    .exec("cat /proc/sys/kernel/random/boot_id", None, Duration::from_secs(30))
+                    .exec(
+                        "cat /proc/sys/kernel/random/boot_id",
+                        None,
+                        Duration::from_secs(30),
+                    )
                     .await
                 {
                     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();

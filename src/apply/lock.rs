@@ -226,7 +226,9 @@ mod tests {
         let first = FleetLock::acquire(dir.path(), dir.path(), "r1", day, false).unwrap();
         let err = FleetLock::acquire(dir.path(), dir.path(), "r2", day, false).unwrap_err();
         assert!(matches!(err, LockError::Held { .. }), "{err}");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())));
+        assert!(err
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())));
         drop(first);
         FleetLock::acquire(dir.path(), dir.path(), "r3", day, false).unwrap();
     }
@@ -244,7 +246,10 @@ mod tests {
         .unwrap();
         let err = FleetLock::acquire(dir.path(), Path::new("/fleet"), "r", day, false).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("stale") && msg.contains("patchkeeper apply --repo /fleet --break-lock"), "{msg}");
+        assert!(
+            msg.contains("stale") && msg.contains("patchkeeper apply --repo /fleet --break-lock"),
+            "{msg}"
+        );
         FleetLock::acquire(dir.path(), Path::new("/fleet"), "r", day, true).unwrap();
     }
 }

@@ -167,16 +167,16 @@ pub async fn execute(
         }
     }
     let mut rollouts: BTreeMap<String, RolloutState> = BTreeMap::new();
-    let rollout_sizes: BTreeMap<&str, usize> =
-        plan.hosts
-            .iter()
-            .filter(|h| h.status.has_changes())
-            .fold(BTreeMap::new(), |mut m, h| {
-                if let Some(r) = &h.rollout {
-                    *m.entry(r.as_str()).or_default() += 1;
-                }
-                m
-            });
+    let rollout_sizes: BTreeMap<&str, usize> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.status.has_changes())
+        .fold(BTreeMap::new(), |mut m, h| {
+            if let Some(r) = &h.rollout {
+                *m.entry(r.as_str()).or_default() += 1;
+            }
+            m
+        });
     for batch in &plan.batches {
         let state = rollouts.entry(batch.rollout.clone()).or_default();
         let todo: Vec<&String> = batch
@@ -186,7 +186,11 @@ pub async fn execute(
                 if let Some(o) = finished.get(*h) {
                     results.insert(
                         (*h).clone(),
-                        ended(h, *o, vec!["already done by an earlier run of this plan".into()]),
+                        ended(
+                            h,
+                            *o,
+                            vec!["already done by an earlier run of this plan".into()],
+                        ),
                     );
                     false
                 } else {
@@ -198,7 +202,10 @@ pub async fn execute(
             continue;
         }
         let skip = if options.stop.interrupted() {
-            Some((Outcome::NotStarted, "not started: apply was interrupted".to_string()))
+            Some((
+                Outcome::NotStarted,
+                "not started: apply was interrupted".to_string(),
+            ))
         } else if state.halted {
             Some((
                 Outcome::NotStarted,
@@ -219,9 +226,10 @@ pub async fn execute(
             }
         };
         if let Some((outcome, why)) = skip {
-            options
-                .progress
-                .batch(batch.index, &format!("{}/{}: {why}", batch.rollout, batch.stage));
+            options.progress.batch(
+                batch.index,
+                &format!("{}/{}: {why}", batch.rollout, batch.stage),
+            );
             for h in todo {
                 results.insert(h.clone(), ended(h, outcome, vec![why.clone()]));
             }
@@ -241,7 +249,11 @@ pub async fn execute(
             for h in todo {
                 results.insert(
                     h.clone(),
-                    ended(h, Outcome::Blocked, vec![format!("rollout {} does not exist", batch.rollout)]),
+                    ended(
+                        h,
+                        Outcome::Blocked,
+                        vec![format!("rollout {} does not exist", batch.rollout)],
+                    ),
                 );
             }
             continue;
@@ -253,14 +265,19 @@ pub async fn execute(
             .max(1);
         let semaphore = Arc::new(Semaphore::new(parallel));
         let shared = Arc::new(Mutex::new(std::mem::take(state)));
-        let size = rollout_sizes.get(batch.rollout.as_str()).copied().unwrap_or(0);
+        let size = rollout_sizes
+            .get(batch.rollout.as_str())
+            .copied()
+            .unwrap_or(0);
         let mut tasks = tokio::task::JoinSet::new();
         for name in todo {
             let Some(host_plan) = plan.host(name).cloned() else {
                 continue;
             };
             let target: Result<Target, String> = match fleet.host(name) {
-                Some(h) => observe::target_for(&root, &settings, h, None).map_err(|e| e.to_string()),
+                Some(h) => {
+                    observe::target_for(&root, &settings, h, None).map_err(|e| e.to_string())
+                }
                 None => Err(format!("host {name} is not in the inventory any more")),
             };
             let target = match target {
@@ -450,12 +467,19 @@ pub async fn recover(
         } else if !broken.is_empty() {
             detail.push(format!(
                 "the package database reports unfinished packages: {}",
-                broken.iter().map(|b| b.name.clone()).collect::<Vec<_>>().join(", ")
+                broken
+                    .iter()
+                    .map(|b| b.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         } else if observed.status.is_reachable() {
             detail.push("re-observed: the package database is consistent".into());
         } else {
-            detail.push(format!("observation failed: {}", crate::observe::status_text(&observed)));
+            detail.push(format!(
+                "observation failed: {}",
+                crate::observe::status_text(&observed)
+            ));
         }
         t.close().await;
         let _ = journal.record(
@@ -472,7 +496,11 @@ pub async fn recover(
 
 /// Reads the journal of the fleet at `repo` and recovers hosts left in flight (used by
 /// `apply` and `observe` before they do anything else).
-pub async fn recover_fleet(fleet: &ValidFleet, repo: &Path, run: &str) -> Result<Vec<String>, String> {
+pub async fn recover_fleet(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+) -> Result<Vec<String>, String> {
     let dir = super::state_dir(repo);
     let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
     let open = super::journal::in_flight(&entries);

@@ -108,10 +108,9 @@ pub fn run(args: Args) -> u8 {
         },
     };
     let settings = fleet.settings();
-    let stale_after = crate::duration::parse_duration(
-        settings.apply.stale_lock_after.as_deref().unwrap_or("6h"),
-    )
-    .unwrap_or(std::time::Duration::from_secs(6 * 3600));
+    let stale_after =
+        crate::duration::parse_duration(settings.apply.stale_lock_after.as_deref().unwrap_or("6h"))
+            .unwrap_or(std::time::Duration::from_secs(6 * 3600));
     let run = run_id();
     let state = apply::state_dir(&repo);
     let _lock = match FleetLock::acquire(&state, &repo, &run, stale_after, args.break_lock) {
@@ -251,7 +250,10 @@ pub fn run(args: Args) -> u8 {
             tty: std::io::stderr().is_terminal(),
         }),
     };
-    eprintln!("\nApplying (run {run}, plan {plan_id}; journal `{}`)", journal::journal_path(&state).display());
+    eprintln!(
+        "\nApplying (run {run}, plan {plan_id}; journal `{}`)",
+        journal::journal_path(&state).display()
+    );
     let report = runtime.block_on(async {
         let signals = stop.clone();
         tokio::spawn(async move {
@@ -333,7 +335,11 @@ fn print_table(report: &ApplyReport) {
         .max()
         .unwrap_or(4)
         .max(4);
-    let _ = writeln!(out, "\n{:<width$}  {:<14}  {:>7}  {:>6}  DETAIL", "HOST", "RESULT", "CHANGES", "TIME");
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<14}  {:>7}  {:>6}  DETAIL",
+        "HOST", "RESULT", "CHANGES", "TIME"
+    );
     for h in &report.hosts {
         let _ = writeln!(
             out,
@@ -352,7 +358,10 @@ fn print_table(report: &ApplyReport) {
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(out, "\nApply: {}.", summary.join(", "));
     for r in &report.halted {
-        let _ = writeln!(out, "Rollout {r} was halted: its failure budget was exceeded.");
+        let _ = writeln!(
+            out,
+            "Rollout {r} was halted: its failure budget was exceeded."
+        );
     }
     if report.interrupted {
         let _ = writeln!(out, "Apply was interrupted; run it again to continue.");

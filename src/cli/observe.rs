@@ -279,7 +279,11 @@ pub(crate) fn observe_for_plan(fleet: &validate::ValidFleet) -> Result<ObservedF
 
 /// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
 /// when no apply is running now (its hosts are in flight legitimately).
-fn recover_in_flight(runtime: &tokio::runtime::Runtime, fleet: &validate::ValidFleet, repo: &std::path::Path) {
+fn recover_in_flight(
+    runtime: &tokio::runtime::Runtime,
+    fleet: &validate::ValidFleet,
+    repo: &std::path::Path,
+) {
     let state = crate::apply::state_dir(repo);
     let open = crate::apply::journal::read(&state)
         .map(|e| crate::apply::journal::in_flight(&e))
