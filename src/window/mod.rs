@@ -40,10 +40,10 @@ mod tests;
 /// and reports that the window does not open (only pathological freeze patterns get here).
 const MAX_STEPS: usize = 20_000;
 
-/// How many overlapping occurrences are chained into one interval, each way. A schedule
-/// whose occurrences overlap forever (`0 * * * *` for `2h`) is reported open from/until
-/// this horizon rather than searched to the end of time.
-const CHAIN_LIMIT: usize = 1_000;
+/// How many overlapping occurrences are chained into one interval, each way (a day of
+/// minutes). A schedule whose occurrences overlap forever (`0 * * * *` for `2h`) reaches it
+/// and is reported open with no known start or end (`since`/`until` `None`).
+const CHAIN_LIMIT: usize = 1_500;
 
 /// The field of a `MaintenanceWindow` spec an error is about, so that validation can point
 /// at its YAML node.
@@ -676,27 +676,41 @@ impl CompiledWindow {
         Some(self.chain(sch, start))
     }
 
-    /// Extends the occurrence at `start` with the occurrences overlapping or touching it.
+    /// Extends the occurrence at `start` with the occurrences overlapping or touching it;
+    /// a side that reaches [`CHAIN_LIMIT`] is unbounded (`Timestamp::MIN`/`MAX`).
     fn chain(&self, sch: &Schedule, start: Zoned) -> (Timestamp, Timestamp) {
         let mut first = start.clone();
-        for _ in 0..CHAIN_LIMIT {
+        let mut steps = 0;
+        let begin = loop {
             match sch.cron.find_previous_occurrence(&first, false) {
-                Ok(p) if add(p.timestamp(), sch.duration) >= first.timestamp() => first = p,
-                _ => break,
+                Ok(p) if add(p.timestamp(), sch.duration) >= first.timestamp() => {
+                    if steps == CHAIN_LIMIT {
+                        break Timestamp::MIN;
+                    }
+                    steps += 1;
+                    first = p;
+                }
+                _ => break first.timestamp(),
             }
-        }
+        };
         let mut last = start;
         let mut end = add(last.timestamp(), sch.duration);
-        for _ in 0..CHAIN_LIMIT {
+        steps = 0;
+        loop {
             match sch.cron.find_next_occurrence(&last, false) {
                 Ok(n) if n.timestamp() <= end => {
+                    if steps == CHAIN_LIMIT {
+                        end = Timestamp::MAX;
+                        break;
+                    }
+                    steps += 1;
                     end = end.max(add(n.timestamp(), sch.duration));
                     last = n;
                 }
                 _ => break,
             }
         }
-        (first.timestamp(), end)
+        (begin, end)
     }
 }
 

@@ -481,18 +481,32 @@ fn always_open_window() {
 
 #[test]
 fn overlapping_occurrences_form_one_window() {
-    // Every hour for 2h: always open, reported as one stretch.
+    // Every hour for 2h: open for good, with no known start or end.
     let w = compile(&spec("0 * * * *", "UTC", "2h"));
-    let WindowState::Open {
-        since: Some(since),
-        until: Some(until),
-        ..
-    } = w.state_at(ts("2026-11-25T12:30:00Z"))
-    else {
-        panic!("open")
-    };
-    assert!(since < ts("2026-11-25T00:00:00Z"), "{since}");
-    assert!(until > ts("2026-11-26T00:00:00Z"), "{until}");
+    assert_eq!(
+        w.state_at(ts("2026-11-25T12:30:00Z")),
+        WindowState::Open {
+            since: None,
+            until: None,
+            cutoff_at: None
+        }
+    );
+    // Daily for 25h: the same.
+    let w = compile(&spec("30 2 * * *", "Europe/Berlin", "25h"));
+    assert_eq!(
+        w.state_at(ts("2026-03-29T12:00:00Z")),
+        WindowState::Open {
+            since: None,
+            until: None,
+            cutoff_at: None
+        }
+    );
+    // Every minute from 02:00 to 05:59, 2 minutes each: one stretch of 241 minutes.
+    let w = compile(&spec("* 2-5 * * *", "UTC", "2m"));
+    assert_eq!(
+        w.state_at(ts("2026-11-25T04:00:30Z")),
+        open("2026-11-25T02:00:00Z", "2026-11-25T06:01:00Z", None)
+    );
     // Touching occurrences (every 4h for 4h) chain too.
     let w = compile(&spec("0 */4 * * *", "UTC", "4h"));
     assert!(w.can_start_batch(ts("2026-11-25T03:59:59Z")));
@@ -665,4 +679,135 @@ fn schedule_syntax() {
             "schedule \"0 0 31 4 *\" never matches a real date".to_owned()
         )]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Consistency over many zones, schedules and instants: guards against croner DST
+// regressions (an old croner release panicked on DST days) and against state and
+// next-opening computations drifting apart.
+
+mod consistency {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ZONES: [&str; 6] = [
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+        "Asia/Kolkata",
+        "UTC",
+    ];
+    const SCHEDULES: [&str; 8] = [
+        "30 2 * * *",
+        "0 1 * * *",
+        "*/30 * * * *",
+        "30 1,2 * * SUN",
+        "0 0 L * *",
+        "15 3 * * MON-FRI",
+        "45 23 * * *",
+        "0 2 29 2 *",
+    ];
+    /// With `*/30 * * * *`, 2h and 3h overlap forever (see
+    /// `overlapping_occurrences_form_one_window`), so that schedule only gets the first two.
+    const DURATIONS: [&str; 4] = ["20m", "30m", "2h", "3h"];
+
+    /// Instants in 2026 and 2027, weighted towards the DST transitions of the zones above.
+    fn instant() -> impl Strategy<Value = Timestamp> {
+        let year = (
+            ts("2026-01-01T00:00:00Z").as_second(),
+            ts("2027-12-31T00:00:00Z").as_second(),
+        );
+        let around = |s: &'static str| {
+            let c = ts(s).as_second();
+            (c - 2 * 86400)..(c + 2 * 86400)
+        };
+        prop_oneof![
+            (year.0..year.1),
+            around("2026-03-29T01:00:00Z"),
+            around("2026-10-25T01:00:00Z"),
+            around("2026-03-08T07:00:00Z"),
+            around("2026-11-01T06:00:00Z"),
+            around("2026-04-05T02:00:00Z"),
+            around("2026-10-04T02:00:00Z"),
+            around("2026-09-27T02:00:00Z"),
+        ]
+        .prop_map(|s| Timestamp::from_second(s).expect("in range"))
+    }
+
+    fn window() -> impl Strategy<Value = CompiledWindow> {
+        (
+            0..ZONES.len(),
+            0..SCHEDULES.len(),
+            0..DURATIONS.len(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(z, s, d, with_cutoff, with_freeze)| {
+                let d = if SCHEDULES[s].starts_with("*/30") {
+                    d % 2
+                } else {
+                    d
+                };
+                let mut sp = spec(SCHEDULES[s], ZONES[z], DURATIONS[d]);
+                if with_cutoff {
+                    sp.cutoff = Some("10m".into());
+                }
+                if with_freeze {
+                    sp.freezes
+                        .push(freeze("f", "2026-03-28T12:00", "2026-03-29T02:45"));
+                    sp.freezes
+                        .push(freeze("g", "2026-10-25T02:15", "2026-10-26T00:00"));
+                }
+                compile(&sp)
+            })
+    }
+
+    proptest! {
+        // Each case costs dozens of croner searches; 150 keeps this a few seconds in debug.
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        #[test]
+        fn state_and_next_opening_agree(w in window(), t in instant()) {
+            match w.state_at(t) {
+                WindowState::Open { since, until, cutoff_at } => {
+                    prop_assert!(w.can_start_batch(t));
+                    prop_assert!(w.is_inside(t));
+                    prop_assert_eq!(w.next_open_at(t), Some(t));
+                    if let Some(s) = since {
+                        prop_assert!(s <= t);
+                        prop_assert!(w.state_at(s).is_open(), "not open at its own start {}", s);
+                    }
+                    if let Some(u) = until {
+                        prop_assert!(t < u);
+                        prop_assert!(!w.state_at(u).is_open(), "still open at its end {}", u);
+                    }
+                    if let Some(c) = cutoff_at {
+                        prop_assert!(t < c);
+                        prop_assert!(!w.can_start_batch(c));
+                    }
+                }
+                WindowState::Closed { next_open, reason } => {
+                    prop_assert!(!w.can_start_batch(t));
+                    if let ClosedReason::Frozen { until, .. } = &reason {
+                        prop_assert!(*until > t);
+                        prop_assert!(!w.is_inside(t));
+                    }
+                    if let ClosedReason::Cutoff { closes_at } = &reason {
+                        prop_assert!(*closes_at > t);
+                        prop_assert!(w.is_inside(t));
+                    }
+                    let n = next_open.expect("these windows open again within the horizon");
+                    prop_assert!(n > t);
+                    prop_assert!(w.state_at(n).is_open(), "not open at its next opening {}", n);
+                    // Closed all the way there: probe a few instants in between.
+                    let span = n.duration_since(t);
+                    for k in 1..4 {
+                        let probe = add(t, span / 4 * k);
+                        prop_assert!(!w.can_start_batch(probe), "open at {} before next opening {}", probe, n);
+                    }
+                }
+            }
+        }
+    }
 }

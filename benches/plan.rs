@@ -1,0 +1,127 @@
+//! Planner benchmark: a synthetic fleet of N hosts, each with 1,500 installed packages and
+//! 50 pending updates (a third of them security), three baselines, a windowed rollout with
+//! group ordering. Measures `plan()` alone (the observed state is built beforehand).
+//!
+//! Run: `cargo bench --bench plan` (10,000 hosts, criterion), or
+//! `PLAN_BENCH_SCALING=1 cargo bench --bench plan` to also print single-run times for
+//! 1,000 / 10,000 / 50,000 hosts.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use patchkeeper::fleet::{add_file, Fleet};
+use patchkeeper::model::PackageManager;
+use patchkeeper::observed::{HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate};
+use patchkeeper::plan::{plan, FirstSeen, PlanInput};
+use patchkeeper::validate::{validate_fleet, ValidFleet};
+
+const PACKAGES: usize = 1_500;
+const UPDATES: usize = 50;
+
+fn fleet(hosts: usize) -> ValidFleet {
+    let mut inv = String::from(
+        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  groups: [{name: canary}, {name: web}, {name: db-replicas}, {name: db-primaries}]\n  hosts:\n",
+    );
+    for i in 0..hosts {
+        let group = match i % 10 {
+            0 => "canary, web",
+            1..=5 => "web",
+            6..=8 => "db-replicas",
+            _ => "db-primaries",
+        };
+        inv.push_str(&format!(
+            "    - {{name: host-{i:05}, address: 10.{}.{}.{}, packageManager: apt, groups: [{group}]}}\n",
+            i / 65536,
+            (i / 256) % 256,
+            i % 256
+        ));
+    }
+    let baseline = |name: &str, groups: &str, classes: &str| {
+        format!(
+            "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: {name}}}\nspec:\n  selector: {{groups: [{groups}]}}\n  packages:\n    - {{name: pkg-0007, minVersion: \"1.0-2\"}}\n  updates: {{classes: {classes}}}\n  hold: [\"pkg-001*\"]\n  exclude: [\"linux-image-*\"]\n  window: weekly\n  rollout: staged\n"
+        )
+    };
+    let files = [
+        ("inventory.yaml", inv),
+        ("web.yaml", baseline("web", "web", "security")),
+        ("db.yaml", baseline("db", "db-replicas, db-primaries", "all")),
+        (
+            "window.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: weekly}\nspec:\n  schedule: \"0 2 * * SUN\"\n  timezone: Europe/Berlin\n  duration: 4h\n  cutoff: 30m\n".to_owned(),
+        ),
+        (
+            "rollout.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: staged}\nspec:\n  stages:\n    - {name: canary, size: 10, selector: {groups: [canary]}}\n    - {name: quarter, size: \"25%\"}\n    - {name: rest, size: \"100%\"}\n  order:\n    - {group: db-primaries, after: [db-replicas]}\n  parallelism: 50\n".to_owned(),
+        ),
+    ];
+    let mut f = Fleet::default();
+    let mut diags = Vec::new();
+    for (p, t) in &files {
+        add_file(&mut f, &mut diags, Path::new(p), t);
+    }
+    validate_fleet(f, diags).fleet.expect("the synthetic fleet is valid")
+}
+
+fn observed(hosts: usize) -> ObservedFleet {
+    let hosts = (0..hosts)
+        .map(|i| {
+            let mut h = ObservedHost::new(format!("host-{i:05}"), HostStatus::Reachable);
+            h.package_manager = Some(PackageManager::Apt);
+            h.boot_id = Some(format!("boot-{i}"));
+            h.installed = (0..PACKAGES)
+                .map(|p| InstalledPackage {
+                    name: format!("pkg-{p:04}"),
+                    version: format!("1.{}-1", p % 7),
+                    arch: "amd64".into(),
+                    status: "ii".into(),
+                })
+                .collect();
+            h.updates = (0..UPDATES)
+                .map(|u| {
+                    let p = (u * 29 + i) % PACKAGES;
+                    PendingUpdate {
+                        name: format!("pkg-{p:04}"),
+                        arch: "amd64".into(),
+                        installed_version: Some(format!("1.{}-1", p % 7)),
+                        candidate_version: format!("1.{}-2", p % 7),
+                        origin: if u % 3 == 0 { "Debian-Security:12/bookworm-security".into() } else { "Debian:12/stable".into() },
+                        security: u % 3 == 0,
+                        advisories: vec![],
+                    }
+                })
+                .collect();
+            h.normalize();
+            h
+        })
+        .collect();
+    ObservedFleet::new("2026-11-29T01:00:00Z".into(), hosts)
+}
+
+fn run(f: &ValidFleet, o: &ObservedFleet) -> usize {
+    let at = "2026-11-29T02:30:00Z".parse().expect("valid instant");
+    let first_seen = FirstSeen::new();
+    let p = plan(PlanInput { fleet: f, fleet_commit: None, observed: o, at, first_seen: &first_seen });
+    p.summary.packages
+}
+
+fn bench(c: &mut Criterion) {
+    if std::env::var_os("PLAN_BENCH_SCALING").is_some() {
+        for n in [1_000, 10_000, 50_000] {
+            let f = fleet(n);
+            let o = observed(n);
+            let start = std::time::Instant::now();
+            let packages = black_box(run(&f, &o));
+            eprintln!("plan over {n} hosts: {:.3} s ({packages} package changes)", start.elapsed().as_secs_f64());
+        }
+    }
+    let f = fleet(10_000);
+    let o = observed(10_000);
+    let mut g = c.benchmark_group("plan");
+    g.sample_size(10);
+    g.bench_function("10k hosts x 1500 packages x 50 updates", |b| b.iter(|| black_box(run(&f, &o))));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! End-to-end: `patchkeeper windows` on a real fleet repo directory.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn window(name: &str, spec: &str) -> String {
+    format!("apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "windows/nightly.yaml",
+        &window(
+            "nightly",
+            "  schedule: \"30 2 * * *\"\n  timezone: Europe/Berlin\n  duration: 2h\n  cutoff: 15m\n  freezes:\n    - name: year-end\n      start: 2026-12-20T00:00\n      end: 2027-01-04T00:00\n",
+        ),
+    );
+    // Two documents in one file.
+    write(
+        dir.path(),
+        "windows/more.yaml",
+        &format!(
+            "{}---\n{}",
+            window("always", "  alwaysOpen: true\n"),
+            window(
+                "weekend",
+                "  schedule: \"0 22 * * SAT\"\n  timezone: America/New_York\n  duration: 6h\n"
+            )
+        ),
+    );
+    dir
+}
+
+fn windows(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .arg("windows")
+        .arg("--repo")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .assert()
+}
+
+#[test]
+fn spring_forward_day_in_text() {
+    let dir = repo();
+    // 2026-03-29 in Berlin: 02:30 does not exist; the window opens at 03:00 CEST (01:00Z).
+    let out = windows(dir.path(), &["--at", "2026-03-29T00:59:00Z"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).expect("utf-8");
+    assert!(
+        out.starts_with("Maintenance windows at 2026-03-29T00:59:00Z\n"),
+        "{out}"
+    );
+    let nightly = out
+        .split("\n\n")
+        .find(|b| b.starts_with("nightly:"))
+        .expect("nightly block");
+    assert_eq!(
+        nightly,
+        "nightly: closed (outside schedule)\n  schedule   `30 2 * * *` for 2h, cutoff 15m, in Europe/Berlin\n  \
+         next open  2026-03-29 03:00:00 CEST (in 1m)\n  cutoff at  2026-03-29 04:45:00 CEST (in 1h 46m)\n  \
+         closes     2026-03-29 05:00:00 CEST (in 2h 1m)"
+    );
+    assert!(out.contains("always: open\n"), "{out}");
+}
+
+#[test]
+fn json_during_a_freeze() {
+    let dir = repo();
+    let out = windows(dir.path(), &["--at", "2026-12-24T12:00:00+01:00", "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["at"], "2026-12-24T11:00:00Z");
+    let names: Vec<&str> = v["windows"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|w| w["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["always", "nightly", "weekend"]);
+    let nightly = &v["windows"][1];
+    assert_eq!(nightly["state"], "closed");
+    assert_eq!(nightly["reason"], "frozen");
+    assert_eq!(nightly["freeze"]["name"], "year-end");
+    assert_eq!(nightly["freeze"]["until"], "2027-01-03T23:00:00Z");
+    assert_eq!(nightly["next_open"], "2027-01-04T01:30:00Z");
+    assert_eq!(v["windows"][0]["state"], "open");
+    assert_eq!(v["windows"][0]["closes"], serde_json::Value::Null);
+}
+
+#[test]
+fn invalid_window_is_shown_and_exits_1() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "windows/bad.yaml",
+        &window("bad", "  schedule: \"0 2 * *\"\n  duration: 4h\n"),
+    );
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .code(1)
+        .stdout(predicate::str::contains(
+            "bad: invalid\n  schedule   `0 2 * *` for 4h, in UTC\n  error      spec.schedule: invalid schedule \"0 2 * *\": expected 5 fields",
+        ))
+        .stdout(predicate::str::contains("nightly: open").not().and(predicate::str::contains("nightly: closed")));
+}
+
+#[test]
+fn bad_at_is_a_usage_error() {
+    let dir = repo();
+    windows(dir.path(), &["--at", "2026-12-01 00:00"])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value '2026-12-01 00:00' for '--at <TIME>'",
+        ))
+        .stderr(predicate::str::contains("expected RFC 3339"));
+}
+
+#[test]
+fn repo_without_windows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .success()
+        .stdout("Maintenance windows at 2026-12-01T00:00:00Z\n\nno MaintenanceWindow documents in the fleet repo\n");
+}
+
+#[test]
+fn defaults_to_now() {
+    let dir = repo();
+    windows(dir.path(), &[])
+        .success()
+        .stdout(predicate::str::starts_with("Maintenance windows at 20"));
+}
+
+#[test]
+fn unreadable_window_file_exits_1_and_points_at_validate() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "windows/broken.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: [\n",
+    );
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .code(1)
+        .stdout(predicate::str::contains("nightly: closed"))
+        .stderr(
+            predicate::str::contains("unreadable document")
+                .and(predicate::str::contains("patchkeeper validate")),
+        );
+}
