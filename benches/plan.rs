@@ -12,7 +12,9 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use patchkeeper::fleet::{add_file, Fleet};
 use patchkeeper::model::PackageManager;
-use patchkeeper::observed::{HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate};
+use patchkeeper::observed::{
+    HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate,
+};
 use patchkeeper::plan::{plan, FirstSeen, PlanInput};
 use patchkeeper::validate::{validate_fleet, ValidFleet};
 
@@ -60,7 +62,9 @@ fn fleet(hosts: usize) -> ValidFleet {
     for (p, t) in &files {
         add_file(&mut f, &mut diags, Path::new(p), t);
     }
-    validate_fleet(f, diags).fleet.expect("the synthetic fleet is valid")
+    validate_fleet(f, diags)
+        .fleet
+        .expect("the synthetic fleet is valid")
 }
 
 fn observed(hosts: usize) -> ObservedFleet {
@@ -85,7 +89,11 @@ fn observed(hosts: usize) -> ObservedFleet {
                         arch: "amd64".into(),
                         installed_version: Some(format!("1.{}-1", p % 7)),
                         candidate_version: format!("1.{}-2", p % 7),
-                        origin: if u % 3 == 0 { "Debian-Security:12/bookworm-security".into() } else { "Debian:12/stable".into() },
+                        origin: if u % 3 == 0 {
+                            "Debian-Security:12/bookworm-security".into()
+                        } else {
+                            "Debian:12/stable".into()
+                        },
                         security: u % 3 == 0,
                         advisories: vec![],
                     }
@@ -101,7 +109,13 @@ fn observed(hosts: usize) -> ObservedFleet {
 fn run(f: &ValidFleet, o: &ObservedFleet) -> usize {
     let at = "2026-11-29T02:30:00Z".parse().expect("valid instant");
     let first_seen = FirstSeen::new();
-    let p = plan(PlanInput { fleet: f, fleet_commit: None, observed: o, at, first_seen: &first_seen });
+    let p = plan(PlanInput {
+        fleet: f,
+        fleet_commit: None,
+        observed: o,
+        at,
+        first_seen: &first_seen,
+    });
     p.summary.packages
 }
 
@@ -112,14 +126,19 @@ fn bench(c: &mut Criterion) {
             let o = observed(n);
             let start = std::time::Instant::now();
             let packages = black_box(run(&f, &o));
-            eprintln!("plan over {n} hosts: {:.3} s ({packages} package changes)", start.elapsed().as_secs_f64());
+            eprintln!(
+                "plan over {n} hosts: {:.3} s ({packages} package changes)",
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     let f = fleet(10_000);
     let o = observed(10_000);
     let mut g = c.benchmark_group("plan");
     g.sample_size(10);
-    g.bench_function("10k hosts x 1500 packages x 50 updates", |b| b.iter(|| black_box(run(&f, &o))));
+    g.bench_function("10k hosts x 1500 packages x 50 updates", |b| {
+        b.iter(|| black_box(run(&f, &o)))
+    });
     g.finish();
 }
 

@@ -609,7 +609,7 @@ impl Selector {
     /// (or both lists empty), and carrying every label in `labels`.
     pub fn matches(&self, host: &Host) -> bool {
         let by_name_or_group = (self.hosts.is_empty() && self.groups.is_empty())
-            || self.hosts.iter().any(|h| *h == host.name)
+            || self.hosts.contains(&host.name)
             || self.groups.iter().any(|g| host.groups.contains(g));
         by_name_or_group
             && self

@@ -17,7 +17,7 @@ pub enum LockError {
     #[error("another apply holds the fleet lock: pid {} on {} since {} (`{path}`)", holder.pid, holder.host, holder.started_at)]
     Held {
         /// Who.
-        holder: Holder,
+        holder: Box<Holder>,
         /// The lock file.
         path: String,
     },
@@ -25,7 +25,7 @@ pub enum LockError {
     #[error("the fleet lock `{path}` is stale: {why} (pid {} on {} since {})\n\nhint: make sure no apply runs against this fleet, then break it with `patchkeeper apply --repo {repo} --break-lock`", holder.pid, holder.host, holder.started_at)]
     Stale {
         /// Who held it.
-        holder: Holder,
+        holder: Box<Holder>,
         /// Why it is stale.
         why: String,
         /// The lock file.
@@ -152,13 +152,13 @@ impl FleetLock {
                     ) {
                         None => {
                             return Err(LockError::Held {
-                                holder,
+                                holder: Box::new(holder),
                                 path: path.display().to_string(),
                             })
                         }
                         Some(why) if !break_stale => {
                             return Err(LockError::Stale {
-                                holder,
+                                holder: Box::new(holder),
                                 why,
                                 path: path.display().to_string(),
                                 repo: repo.display().to_string(),

@@ -246,13 +246,11 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         // Refined by the batch planner from the window state.
         HostStatus::Update
     };
-    if plan.changes.iter().any(|c| {
-        observed
-            .reboot_required
-            .packages
-            .iter()
-            .any(|p| *p == c.package)
-    }) {
+    if plan
+        .changes
+        .iter()
+        .any(|c| observed.reboot_required.packages.contains(&c.package))
+    {
         plan.reboot_required = true;
     }
     plan
