@@ -515,3 +515,95 @@ fn without_a_terminal_apply_refuses_unless_auto_approved() {
     assert!(Path::new(&lab.dir().join(".patchkeeper")).exists());
     assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
 }
+
+#[test]
+fn failing_health_check_rolls_back_real_upgrades_on_debian_and_rpm() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("libpk", "1.2-1"), ("pk-app", "2.0-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n  healthChecks:\n    - name: app-answers\n      command: \"pk-app | grep -q 'with libpk 9'\"\n      timeout: 10s\n      retries: 2\n",
+    );
+    commit(&lab, "a health check that fails");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["deb-1", "rpm-1"] {
+        assert_eq!(outcome(&stdout, host), "rolled-back", "{all}");
+        assert!(row(&stdout, host).contains("health check `app-answers` failed"), "{all}");
+        assert!(row(&stdout, host).contains("after 2 attempts"), "{all}");
+    }
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    assert_eq!(deb(&lab, "deb-1", "pk-app"), "1.0-1 ii");
+    lab.run_ok("deb-1", "dpkg --verify libpk pk-app && dpkg --audit | (! grep .)");
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.0-1");
+    assert_eq!(rpm(&lab, "rpm-1", "pk-app"), "1.0-1");
+    lab.run_ok("rpm-1", "rpm -V libpk pk-app");
+}
+
+#[test]
+fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
+    let lab = Lab::up(3, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(&lab, "    - name: all\n      size: \"100%\"\n", "  parallelism: 1\n");
+    commit(&lab, "one host at a time");
+    lab.slow_host("deb-1", 2);
+    let child = spawn_apply(&lab, &["--auto-approve"]);
+    wait_for("deb-1's transaction", Duration::from_secs(60), || {
+        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
+    });
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    lab.slow_host("deb-1", 0);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "compliant", "{all}");
+    for host in ["deb-2", "deb-3"] {
+        assert_eq!(outcome(&stdout, host), "not-started", "{all}");
+        assert!(row(&stdout, host).contains("interrupted"), "{all}");
+        assert_eq!(deb(&lab, host, "libpk"), "1.0-1 ii");
+    }
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert!(stdout.contains("Apply was interrupted"), "{all}");
+    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+}
+
+#[test]
+fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
+    let lab = Lab::up(1, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    write(&lab, "patchkeeper.yaml", &format!("{settings}  apply:\n    lockWait: 4s\n"));
+    commit(&lab, "lockWait 4s");
+    lab.lock_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(row(&stdout, "deb-1").contains("still locked"), "{all}");
+    assert!(row(&stdout, "deb-1").contains("nothing changed"), "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    // Released while apply waits: it goes ahead.
+    let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    write(&lab, "patchkeeper.yaml", &settings.replace("lockWait: 4s", "lockWait: 60s"));
+    commit(&lab, "lockWait 60s");
+    let child = spawn_apply(&lab, &["--auto-approve"]);
+    wait_for("apply to wait for the lock", Duration::from_secs(60), || {
+        journal(&lab).matches("\"type\":\"host-started\"").count() == 2
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    lab.unlock_host("deb-1");
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"), "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+}

@@ -41,8 +41,10 @@ pub fn install_command(pm: PackageManager, changes: &[Change], lock_wait_secs: u
 /// transaction newly installed (to remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollbackSteps {
-    /// (package, old version) to reinstall, downgrading.
+    /// (package, old version) to put back: still installed at another version (or broken).
     pub restore: Vec<(String, String)>,
+    /// (package, old version) the transaction removed: to install again.
+    pub reinstall: Vec<(String, String)>,
     /// Packages that were not installed before.
     pub remove: Vec<String>,
 }
@@ -50,7 +52,7 @@ pub struct RollbackSteps {
 impl RollbackSteps {
     /// Nothing changed: nothing to undo.
     pub fn is_empty(&self) -> bool {
-        self.restore.is_empty() && self.remove.is_empty()
+        self.restore.is_empty() && self.reinstall.is_empty() && self.remove.is_empty()
     }
 }
 
@@ -64,7 +66,8 @@ pub fn rollback_steps(before: &Versions, after: &[InstalledPackage]) -> Rollback
         let now = after.get(name.as_str());
         match (old, now) {
             (Some(old), Some(now)) if now.version == *old && status_ok(&now.status) => {}
-            (Some(old), _) => steps.restore.push((name.clone(), old.clone())),
+            (Some(old), Some(_)) => steps.restore.push((name.clone(), old.clone())),
+            (Some(old), None) => steps.reinstall.push((name.clone(), old.clone())),
             (None, Some(_)) => steps.remove.push(name.clone()),
             (None, None) => {}
         }
@@ -112,6 +115,7 @@ pub fn rollback_command(pm: PackageManager, steps: &RollbackSteps, lock_wait_sec
             let mut args: Vec<String> = steps
                 .restore
                 .iter()
+                .chain(&steps.reinstall)
                 .map(|(p, v)| shell_quote(&format!("{p}={v}")))
                 .collect();
             // apt-get removes a package named with a trailing `-` in the same transaction.
@@ -122,16 +126,20 @@ pub fn rollback_command(pm: PackageManager, steps: &RollbackSteps, lock_wait_sec
             )
         }
         PackageManager::Dnf => {
-            let mut parts = Vec::new();
-            if !steps.restore.is_empty() {
-                let pkgs: Vec<String> = steps
-                    .restore
-                    .iter()
+            let nevras = |list: &[(String, String)]| -> String {
+                list.iter()
                     .map(|(p, v)| shell_quote(&format!("{p}-{v}")))
-                    .collect();
-                // `downgrade` refuses a package whose version is not lower; a package that
-                // vanished comes back with `install`. `distro-sync` of named NEVRAs does both.
-                parts.push(format!("dnf distro-sync -y -q {}", pkgs.join(" ")));
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let mut parts = Vec::new();
+            // Plans only upgrade, so a package still installed goes back with `downgrade`; one
+            // the transaction removed comes back with `install`.
+            if !steps.restore.is_empty() {
+                parts.push(format!("dnf downgrade -y -q {}", nevras(&steps.restore)));
+            }
+            if !steps.reinstall.is_empty() {
+                parts.push(format!("dnf install -y -q {}", nevras(&steps.reinstall)));
             }
             if !steps.remove.is_empty() {
                 let pkgs: Vec<String> = steps.remove.iter().map(|p| shell_quote(p)).collect();
@@ -195,7 +203,7 @@ pub fn version_mismatches(changes: &[Change], installed: &[InstalledPackage]) ->
 /// Checks a rollback: every restored package at its old version, every removed one gone.
 pub fn rollback_mismatches(steps: &RollbackSteps, installed: &[InstalledPackage]) -> Vec<String> {
     let mut out = Vec::new();
-    for (name, old) in &steps.restore {
+    for (name, old) in steps.restore.iter().chain(&steps.reinstall) {
         match installed.iter().find(|p| &p.name == name) {
             Some(p) if &p.version == old && status_ok(&p.status) => {}
             Some(p) => out.push(format!(
@@ -402,13 +410,21 @@ mod tests {
         );
         assert_eq!(
             rollback_command(PackageManager::Dnf, &steps, 10),
-            "dnf distro-sync -y -q libpk-1.0-1 pk-broken-1.0-1 && dnf remove -y -q pk-dep"
+            "dnf downgrade -y -q libpk-1.0-1 pk-broken-1.0-1 && dnf remove -y -q pk-dep"
         );
         // A half-configured package at the old version still needs restoring.
         let same_but_broken = [pkg("libpk", "1.0-1", "iF")];
         let only: Versions = [("libpk".to_string(), Some("1.0-1".to_string()))].into();
         assert_eq!(rollback_steps(&only, &same_but_broken).restore.len(), 1);
         assert!(rollback_steps(&only, &[pkg("libpk", "1.0-1", "ii")]).is_empty());
+        // A package the transaction removed is installed again.
+        let gone = rollback_steps(&only, &[]);
+        assert_eq!(gone.reinstall, vec![("libpk".to_string(), "1.0-1".to_string())]);
+        assert_eq!(
+            rollback_command(PackageManager::Dnf, &gone, 0),
+            "dnf install -y -q libpk-1.0-1"
+        );
+        assert!(rollback_command(PackageManager::Apt, &gone, 0).ends_with(" libpk=1.0-1"));
     }
 
     #[test]
@@ -456,6 +472,7 @@ mod tests {
     fn rollback_is_verified() {
         let steps = RollbackSteps {
             restore: vec![("libpk".into(), "1.0-1".into())],
+            reinstall: vec![],
             remove: vec!["pk-dep".into()],
         };
         assert!(rollback_mismatches(&steps, &[pkg("libpk", "1.0-1", "ii")]).is_empty());

@@ -535,6 +535,7 @@ impl Steps<'_> {
         let state: Vec<String> = steps
             .restore
             .iter()
+            .chain(&steps.reinstall)
             .map(|(n, _)| n)
             .chain(steps.remove.iter())
             .map(|n| match now.iter().find(|p| &p.name == n) {
@@ -558,7 +559,12 @@ impl Steps<'_> {
         }
         let mut wrong = decide::rollback_mismatches(&steps, &now);
         if wrong.is_empty() {
-            let names: Vec<String> = steps.restore.iter().map(|(n, _)| n.clone()).collect();
+            let names: Vec<String> = steps
+                .restore
+                .iter()
+                .chain(&steps.reinstall)
+                .map(|(n, _)| n.clone())
+                .collect();
             wrong.extend(self.integrity(t.as_ref(), pm, &names).await?);
         }
         t.close().await;
@@ -572,6 +578,7 @@ impl Steps<'_> {
             steps
                 .restore
                 .iter()
+                .chain(&steps.reinstall)
                 .map(|(n, v)| format!("{n} {v}"))
                 .chain(steps.remove.iter().map(|n| format!("{n} removed")))
                 .collect::<Vec<_>>()

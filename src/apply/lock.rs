@@ -183,6 +183,13 @@ impl FleetLock {
     }
 }
 
+impl FleetLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for FleetLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

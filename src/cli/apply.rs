@@ -130,6 +130,34 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
+    // SIGINT/SIGTERM: before any host is touched, stop at once (releasing the lock); while
+    // executing, stop starting hosts and let running transactions finish.
+    let stop = Arc::new(Stop::default());
+    let executing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (stop, executing) = (stop.clone(), executing.clone());
+        let lock_path = _lock.path().to_path_buf();
+        runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            if !executing.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&lock_path);
+                eprintln!("\nInterrupted before any host was changed");
+                std::process::exit(130);
+            }
+            eprintln!("\nInterrupted: no new host starts; hosts in the middle of a package transaction finish it");
+            stop.interrupt();
+        });
+    }
     // Crash recovery first: hosts an earlier run left in flight.
     match runtime.block_on(recover_fleet(&fleet, &repo, &run)) {
         Ok(lines) => {
@@ -241,7 +269,7 @@ pub fn run(args: Args) -> u8 {
         eprintln!("error: {e}");
         return super::EXIT_ERROR;
     }
-    let stop = Arc::new(Stop::default());
+    executing.store(true, std::sync::atomic::Ordering::SeqCst);
     let options = ApplyOptions {
         parallel: args.parallel.and_then(|p| usize::try_from(p).ok()),
         clock,
@@ -254,25 +282,14 @@ pub fn run(args: Args) -> u8 {
         "\nApplying (run {run}, plan {plan_id}; journal `{}`)",
         journal::journal_path(&state).display()
     );
-    let report = runtime.block_on(async {
-        let signals = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-            }
-            eprintln!("\nInterrupted: no new host starts; hosts in the middle of a package transaction finish it");
-            signals.interrupt();
-        });
-        apply::execute(&plan, &fleet, &run, journal.clone(), &finished, &options).await
-    });
+    let report = runtime.block_on(apply::execute(
+        &plan,
+        &fleet,
+        &run,
+        journal.clone(),
+        &finished,
+        &options,
+    ));
     print_table(&report);
     exit_code(&report)
 }
