@@ -532,12 +532,18 @@ fn failing_health_check_rolls_back_real_upgrades_on_debian_and_rpm() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for host in ["deb-1", "rpm-1"] {
         assert_eq!(outcome(&stdout, host), "rolled-back", "{all}");
-        assert!(row(&stdout, host).contains("health check `app-answers` failed"), "{all}");
+        assert!(
+            row(&stdout, host).contains("health check `app-answers` failed"),
+            "{all}"
+        );
         assert!(row(&stdout, host).contains("after 2 attempts"), "{all}");
     }
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
     assert_eq!(deb(&lab, "deb-1", "pk-app"), "1.0-1 ii");
-    lab.run_ok("deb-1", "dpkg --verify libpk pk-app && dpkg --audit | (! grep .)");
+    lab.run_ok(
+        "deb-1",
+        "dpkg --verify libpk pk-app && dpkg --audit | (! grep .)",
+    );
     assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.0-1");
     assert_eq!(rpm(&lab, "rpm-1", "pk-app"), "1.0-1");
     lab.run_ok("rpm-1", "rpm -V libpk pk-app");
@@ -547,7 +553,11 @@ fn failing_health_check_rolls_back_real_upgrades_on_debian_and_rpm() {
 fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
     let lab = Lab::up(3, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
-    rollout(&lab, "    - name: all\n      size: \"100%\"\n", "  parallelism: 1\n");
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  parallelism: 1\n",
+    );
     commit(&lab, "one host at a time");
     lab.slow_host("deb-1", 2);
     let child = spawn_apply(&lab, &["--auto-approve"]);
@@ -580,7 +590,11 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
     let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
-    write(&lab, "patchkeeper.yaml", &format!("{settings}  apply:\n    lockWait: 4s\n"));
+    write(
+        &lab,
+        "patchkeeper.yaml",
+        &format!("{settings}  apply:\n    lockWait: 4s\n"),
+    );
     commit(&lab, "lockWait 4s");
     lab.lock_host("deb-1");
     let out = apply(&lab, &["--auto-approve"]);
@@ -593,17 +607,26 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
     // Released while apply waits: it goes ahead.
     let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
-    write(&lab, "patchkeeper.yaml", &settings.replace("lockWait: 4s", "lockWait: 60s"));
+    write(
+        &lab,
+        "patchkeeper.yaml",
+        &settings.replace("lockWait: 4s", "lockWait: 60s"),
+    );
     commit(&lab, "lockWait 60s");
     let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("apply to wait for the lock", Duration::from_secs(60), || {
-        journal(&lab).matches("\"type\":\"host-started\"").count() == 2
-    });
+    wait_for(
+        "apply to wait for the lock",
+        Duration::from_secs(60),
+        || journal(&lab).matches("\"type\":\"host-started\"").count() == 2,
+    );
     std::thread::sleep(Duration::from_secs(3));
     lab.unlock_host("deb-1");
     let out = child.wait_with_output().unwrap();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"), "{all}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"),
+        "{all}"
+    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
 }

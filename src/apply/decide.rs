@@ -419,7 +419,10 @@ mod tests {
         assert!(rollback_steps(&only, &[pkg("libpk", "1.0-1", "ii")]).is_empty());
         // A package the transaction removed is installed again.
         let gone = rollback_steps(&only, &[]);
-        assert_eq!(gone.reinstall, vec![("libpk".to_string(), "1.0-1".to_string())]);
+        assert_eq!(
+            gone.reinstall,
+            vec![("libpk".to_string(), "1.0-1".to_string())]
+        );
         assert_eq!(
             rollback_command(PackageManager::Dnf, &gone, 0),
             "dnf install -y -q libpk-1.0-1"
