@@ -63,7 +63,10 @@ pub fn run(args: Args) -> u8 {
         Ok(o) => o,
         Err(code) => {
             if code == super::EXIT_ERROR && args.hosts.is_some() {
-                eprintln!("hint: the selector was `{}`", args.hosts.as_deref().unwrap_or_default());
+                eprintln!(
+                    "hint: the selector was `{}`",
+                    args.hosts.as_deref().unwrap_or_default()
+                );
             }
             return code;
         }
