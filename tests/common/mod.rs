@@ -1,0 +1,3 @@
+//! Helpers shared by the end-to-end tests (`mod common;` in a test file).
+
+pub mod lab;
