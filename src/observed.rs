@@ -482,9 +482,20 @@ pub struct BrokenPackage {
 /// File name of the observed-state schema in `schemas/`.
 pub const SCHEMA_FILE: &str = "observed.schema.json";
 
-/// The JSON Schema of [`ObservedFleet`] as pretty JSON (`schemas/observed.schema.json`).
+/// The JSON Schema of [`ObservedFleet`] (`schemas/observed.schema.json`), titled.
+pub fn json_schema() -> serde_json::Value {
+    let mut value = schemars::schema_for!(ObservedFleet).to_value();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("title".into(), serde_json::json!("ObservedFleet"));
+    }
+    value
+}
+
+/// [`json_schema`] as the pretty JSON text of the checked-in file.
 pub fn schema_text() -> String {
-    crate::schema::schema_text_for::<ObservedFleet>("ObservedFleet")
+    let mut text = serde_json::to_string_pretty(&json_schema()).expect("schemas always serialize");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]

@@ -60,6 +60,33 @@ fn instance_processes(instance: &Path) -> Vec<String> {
     found
 }
 
+/// `roots` and all their descendants (sshd renames its per-connection processes, so they are
+/// found through their parent, the host's listener).
+fn process_tree(roots: &[u32]) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut todo = roots.to_vec();
+    let mut seen = Vec::new();
+    while let Some(p) = todo.pop() {
+        if !seen.contains(&p) {
+            seen.push(p);
+            todo.extend(children.get(&p).cloned().unwrap_or_default());
+        }
+    }
+    seen
+}
+
 fn pid_alive(pid: &str) -> bool {
     Path::new("/proc").join(pid.trim()).exists()
 }
@@ -415,8 +442,32 @@ fn down_leaves_no_lab_process_running() {
         "{:?}",
         instance_processes(&instance)
     );
+    let listeners: Vec<u32> = lab
+        .hosts()
+        .iter()
+        .map(|h| {
+            std::fs::read_to_string(&h.sshd_pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let sshd_tree = process_tree(&listeners);
+    assert!(
+        sshd_tree.len() > listeners.len(),
+        "the session's sshd processes: {sshd_tree:?}"
+    );
     lab.down();
     assert_eq!(instance_processes(&instance), Vec::<String>::new());
+    let survivors: Vec<u32> = sshd_tree
+        .into_iter()
+        .filter(|p| pid_alive(&p.to_string()))
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "sshd processes survived down: {survivors:?}"
+    );
     let status = session.wait().unwrap();
     assert!(!status.success(), "the session was cut by down");
 }

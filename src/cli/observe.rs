@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::observe::{self, HostSelector, RunOptions};
 use crate::observed::{pm_name, ObservedFleet, ObservedHost};
-use crate::validate;
+use crate::validate::ValidFleet;
 
 /// Flags of `patchkeeper observe`.
 #[derive(Debug, clap::Args)]
@@ -43,19 +43,9 @@ pub fn run(args: Args) -> u8 {
         print!("{}", crate::driver::observe_script(!args.no_refresh));
         return super::EXIT_OK;
     }
-    let outcome = match validate::load_and_validate(&args.repo.repo) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return super::EXIT_ERROR;
-        }
-    };
-    let Some(fleet) = outcome.fleet else {
-        for d in outcome.diagnostics.iter().filter(|d| d.is_error()) {
-            eprintln!("{d}");
-        }
-        eprintln!("error: the fleet repo does not validate; nothing was observed\n\nhint: run `patchkeeper validate` for details");
-        return super::EXIT_ERROR;
+    let fleet = match super::load_valid_fleet(&args.repo.repo) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     let selector = match args.hosts.as_deref().map(HostSelector::parse).transpose() {
         Ok(s) => s.unwrap_or_default(),
@@ -64,70 +54,24 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
-    let settings = fleet.settings();
-    let root = fleet.fleet().root.clone();
-    let refresh = args.no_refresh.then_some(false);
-    let mut targets = Vec::new();
-    for host in fleet.hosts().filter(|h| selector.matches(h)) {
-        match observe::target_for(&root, &settings, host, refresh) {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return super::EXIT_ERROR;
-            }
-        }
-    }
-    if targets.is_empty() {
-        eprintln!(
-            "error: no host matches{}",
-            args.hosts
-                .as_deref()
-                .map(|s| format!(" `{s}`"))
-                .unwrap_or_default()
-        );
-        return super::EXIT_ERROR;
-    }
-    let options = match RunOptions::from_settings(
-        &settings,
+    recover_in_flight(&fleet, &args.repo.repo);
+    let observed = match observe_fleet(
+        &fleet,
+        &selector,
+        args.no_refresh.then_some(false),
         args.parallel.and_then(|p| usize::try_from(p).ok()),
     ) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return super::EXIT_ERROR;
+        Err(code) => {
+            if code == super::EXIT_ERROR && args.hosts.is_some() {
+                eprintln!(
+                    "hint: the selector was `{}`",
+                    args.hosts.as_deref().unwrap_or_default()
+                );
+            }
+            return code;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return super::EXIT_ERROR;
-        }
-    };
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(targets.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    recover_in_flight(&runtime, &fleet, &args.repo.repo);
-    let progress = bar.clone();
-    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
-        progress.set_message(host.name.clone());
-        progress.inc(1);
-    }));
-    bar.finish_and_clear();
-
     if let Some(path) = &args.out {
         if let Err(e) = write_json(path, &observed) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
@@ -151,6 +95,69 @@ pub fn run(args: Args) -> u8 {
     } else {
         super::EXIT_HOSTS_FAILED
     }
+}
+
+/// Observes the fleet for `plan` when no `--observed` file is given (every host, Settings'
+/// defaults). Hosts that cannot be observed are in the result with their reason.
+pub(crate) fn observe_for_plan(fleet: &ValidFleet) -> Result<ObservedFleet, u8> {
+    observe_fleet(fleet, &HostSelector::default(), None, None)
+}
+
+/// Observes the selected hosts with a progress bar on a terminal; `Err` is an exit code
+/// after the error was printed.
+fn observe_fleet(
+    fleet: &ValidFleet,
+    selector: &HostSelector,
+    refresh: Option<bool>,
+    parallel: Option<usize>,
+) -> Result<ObservedFleet, u8> {
+    let settings = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let mut targets = Vec::new();
+    for host in fleet.hosts().filter(|h| selector.matches(h)) {
+        match observe::target_for(&root, &settings, host, refresh) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(super::EXIT_ERROR);
+            }
+        }
+    }
+    if targets.is_empty() {
+        eprintln!("error: no host to observe");
+        return Err(super::EXIT_ERROR);
+    }
+    let options = RunOptions::from_settings(&settings, parallel).map_err(|e| {
+        eprintln!("error: {e}");
+        super::EXIT_ERROR
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            super::EXIT_ERROR
+        })?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(targets.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = bar.clone();
+    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
+        progress.set_message(host.name.clone());
+        progress.inc(1);
+    }));
+    bar.finish_and_clear();
+    Ok(observed)
 }
 
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
@@ -237,53 +244,9 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
     }
 }
 
-/// Observes every host of a validated fleet for `plan`/`apply` when no `--observed` file is
-/// given, with Settings' defaults and a progress bar on a terminal.
-pub(crate) fn observe_for_plan(fleet: &validate::ValidFleet) -> Result<ObservedFleet, u8> {
-    let settings = fleet.settings();
-    let root = fleet.fleet().root.clone();
-    let mut targets = Vec::new();
-    for host in fleet.hosts() {
-        match observe::target_for(&root, &settings, host, None) {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(super::EXIT_ERROR);
-            }
-        }
-    }
-    let options = RunOptions::from_settings(&settings, None).map_err(|e| {
-        eprintln!("error: {e}");
-        super::EXIT_ERROR
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            super::EXIT_ERROR
-        })?;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(targets.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let progress = bar.clone();
-    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
-        progress.set_message(host.name.clone());
-        progress.inc(1);
-    }));
-    bar.finish_and_clear();
-    Ok(observed)
-}
-
 /// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
 /// when no apply is running now (its hosts are in flight legitimately).
-fn recover_in_flight(
-    runtime: &tokio::runtime::Runtime,
-    fleet: &validate::ValidFleet,
-    repo: &std::path::Path,
-) {
+fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
     let state = crate::apply::state_dir(repo);
     let open = crate::apply::journal::read(&state)
         .map(|e| crate::apply::journal::in_flight(&e))
@@ -292,6 +255,12 @@ fn recover_in_flight(
         return;
     }
     let run = format!("observe-{}", std::process::id());
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
     match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
         Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
