@@ -132,8 +132,14 @@ fn bench(c: &mut Criterion) {
             );
         }
     }
-    let f = fleet(10_000);
-    let o = observed(10_000);
+    // `cargo test --all-targets` runs benches once in test mode: keep that quick.
+    let n = if std::env::args().any(|a| a == "--bench") {
+        10_000
+    } else {
+        200
+    };
+    let f = fleet(n);
+    let o = observed(n);
     let mut g = c.benchmark_group("plan");
     g.sample_size(10);
     g.bench_function("10k hosts x 1500 packages x 50 updates", |b| {

@@ -74,15 +74,22 @@ pub(super) fn plan_batches(input: &PlanInput<'_>, hosts: &mut [HostPlan]) -> Vec
             };
             let mut taken: Vec<(usize, &Host)> = Vec::new();
             let mut keep: Vec<(usize, &Host)> = Vec::new();
+            // Lowest level among hosts after each position, and among hosts kept back so
+            // far: O(n) per stage instead of rescanning.
+            let mut suffix_min = vec![usize::MAX; remaining.len() + 1];
+            for i in (0..remaining.len()).rev() {
+                suffix_min[i] = suffix_min[i + 1].min(remaining[i].0);
+            }
+            let mut kept_min = usize::MAX;
             for (pos, (lvl, h)) in remaining.iter().enumerate() {
                 let selected = stage.selector.as_ref().is_none_or(|s| s.matches(h));
                 // A host may only go once every host of a lower level is placed, so that no
                 // host precedes (or shares a batch with) a group it waits for.
-                let lower_pending = keep.iter().any(|(l, _)| *l < *lvl)
-                    || remaining[pos + 1..].iter().any(|(l, _)| *l < *lvl);
+                let lower_pending = kept_min < *lvl || suffix_min[pos + 1] < *lvl;
                 if taken.len() < want && selected && !lower_pending {
                     taken.push((*lvl, h));
                 } else {
+                    kept_min = kept_min.min(*lvl);
                     keep.push((*lvl, h));
                 }
             }

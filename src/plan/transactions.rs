@@ -12,10 +12,12 @@ use crate::version::{self, Ecosystem};
 
 /// Plans every inventory host (sorted by name); batches are assigned later.
 pub(super) fn plan_hosts(input: &PlanInput<'_>) -> Vec<HostPlan> {
+    use rayon::prelude::*;
     let globs = BaselineGlobs::compile(input);
-    input
-        .fleet
-        .hosts()
+    // Hosts are independent: plan them in parallel; `collect` keeps the name order.
+    let hosts: Vec<&Host> = input.fleet.hosts().collect();
+    hosts
+        .par_iter()
         .map(|host| plan_host(input, &globs, host))
         .collect()
 }
@@ -138,6 +140,9 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
         baselines.iter().find_map(|b| {
             let (set, pats) = globs.hold.get(b.name())?;
+            if !set.is_match(name) {
+                return None;
+            }
             let m = set.matches(name);
             m.first()
                 .map(|i| format!("held by baseline/{} (`{}`)", b.name(), pats[*i]))
@@ -146,6 +151,9 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
     let exclude_of = |name: &str| -> Option<String> {
         baselines.iter().find_map(|b| {
             let (set, pats) = globs.exclude.get(b.name())?;
+            if !set.is_match(name) {
+                return None;
+            }
             let m = set.matches(name);
             m.first()
                 .map(|i| format!("excluded by baseline/{} (`{}`)", b.name(), pats[*i]))
