@@ -186,7 +186,6 @@ impl ObservedHost {
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
-
 }
 
 /// Whether a host was observed.

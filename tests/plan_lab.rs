@@ -55,18 +55,31 @@ fn plan_against_the_lab_names_the_offered_versions() {
             ],
             "{name}: exactly the security updates, never the held pk-held nor regular updates"
         );
-        assert!(h["changes"].as_array().unwrap().iter().all(|c| c["security"] == true));
+        assert!(h["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["security"] == true));
         assert_eq!(h["fingerprint"].as_str().unwrap().len(), 64);
     }
     let skipped = host("deb-1")["skipped"].to_string();
-    assert!(skipped.contains("pk-held"), "the held package is listed as left alone: {skipped}");
+    assert!(
+        skipped.contains("pk-held"),
+        "the held package is listed as left alone: {skipped}"
+    );
     let rpm = host("rpm-1");
     assert_eq!(rpm["status"], "update", "{rpm}");
     let rpm_changes: Vec<String> = rpm["changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| format!("{} {}", c["package"].as_str().unwrap(), c["to"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["package"].as_str().unwrap(),
+                c["to"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(rpm_changes, vec!["libpk 1.2-1", "pk-kernel 1.1-1"], "{rpm}");
     // The canary goes first, alone.
