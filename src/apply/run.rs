@@ -302,23 +302,21 @@ pub async fn execute(
             );
             let budget = rollout.failure_budget.clone();
             let rollout_name = batch.rollout.clone();
+            // Permits are taken here, in plan order, so hosts start in the order the plan
+            // lists them; the halt and stop checks happen right before each start.
+            let permit = semaphore.acquire_owned().await.expect("never closed");
+            let halted = shared.lock().unwrap_or_else(|p| p.into_inner()).halted;
+            if stop.interrupted() || halted {
+                let why = if halted {
+                    format!("not started: rollout {rollout_name} halted (failure budget exceeded)")
+                } else {
+                    "not started: apply was interrupted".to_string()
+                };
+                results.insert(name.clone(), ended(name, Outcome::NotStarted, vec![why]));
+                continue;
+            }
             tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await.expect("never closed");
-                let halted = shared.lock().unwrap_or_else(|p| p.into_inner()).halted;
-                if stop.interrupted() || halted {
-                    let why = if halted {
-                        format!("not started: rollout {rollout_name} halted (failure budget exceeded)")
-                    } else {
-                        "not started: apply was interrupted".to_string()
-                    };
-                    return HostResult {
-                        host: job.plan.host.clone(),
-                        outcome: Outcome::NotStarted,
-                        detail: vec![why],
-                        changes: job.plan.changes.len(),
-                        millis: 0,
-                    };
-                }
+                let _permit = permit;
                 let result = apply_host(&job, &ctx).await;
                 if result.outcome.is_failure() {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
