@@ -71,7 +71,7 @@ run_patchkeeper() {
 run_ssh() {
 	local opts=("$@")
 	# Each host's output must be complete (the end marker of the last section).
-	xargs -P "$HOSTS" -I{} sh -c 'ssh -T -o BatchMode=yes -o ControlMaster=no -o ControlPath=none -i "$1" -o UserKnownHostsFile="$2" -o StrictHostKeyChecking=yes -p "$3" '"${opts[*]}"' root@127.0.0.1 sh -s <"$4" | grep -q "^@@pk:end locks"' _ "$KEY" "$KNOWN" {} "$WORK/script.sh" <"$WORK/ports"
+	xargs -P "$HOSTS" -I{} sh -c 'ssh -T -o BatchMode=yes -o ControlMaster=no -o ControlPath=none -i "$1" -o UserKnownHostsFile="$2" -o StrictHostKeyChecking=yes -p "$3" '"${opts[*]}"' root@127.0.0.1 sh -s <"$4" 2>/dev/null | grep -q "^@@pk:end locks [0-9]"' _ "$KEY" "$KNOWN" {} "$WORK/script.sh" <"$WORK/ports"
 }
 run_ssh_samekex() { run_ssh -o KexAlgorithms="$KEX" -o Ciphers="$CIPHER" -o HostKeyAlgorithms="$HOSTKEY"; }
 run_ssh_default() { run_ssh; }
@@ -103,7 +103,8 @@ run_ansible() {
 	ANSIBLE_SSH_CONTROL_PATH_DIR=$cp ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_STDOUT_CALLBACK=minimal \
 		"$VENV/bin/ansible" all -i "$WORK/inventory.ini" -f "$HOSTS" -m raw -a "$SCRIPT_TEXT" >"$WORK/ansible.out" 2>&1
 	local ok
-	ok=$(grep -c '^@@pk:end locks' "$WORK/ansible.out" || true)
+	# raw runs with a tty, so stderr's frames are mixed in: count stdout's (with exit status).
+	ok=$(grep -c '^@@pk:end locks [0-9]' "$WORK/ansible.out" || true)
 	[[ $ok == "$HOSTS" ]] || { log "ansible: only $ok of $HOSTS hosts answered"; return 1; }
 }
 

@@ -65,10 +65,7 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
         files.insert(file_name(kind), pretty(&kind_schema(kind)));
     }
     files.insert("plan.schema.json", crate::plan::Plan::schema_text());
-    files.insert(
-        "observed.schema.json",
-        pretty(&crate::observed::json_schema()),
-    );
+    files.insert(crate::observed::SCHEMA_FILE, crate::observed::schema_text());
     files
 }
 

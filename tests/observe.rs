@@ -1,127 +1,49 @@
 //! End-to-end: `patchkeeper observe` against a real lab (OpenSSH sshd hosts on loopback with
 //! real dpkg/apt and rpm/dnf databases). Needs root, like every lab-backed test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
+use common::lab::Lab;
 use serde_json::Value;
 
-/// A lab instance of our own (unique directory and ports), taken down on drop.
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    info: Value,
+fn port(lab: &Lab, name: &str) -> u16 {
+    lab.host(name).port
 }
 
-fn lab_script() -> PathBuf {
-    std::env::var_os("PATCHKEEPER_LAB_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab"))
+/// The `SHA256:...` fingerprint of a host's real host key, as `ssh-keygen -l` prints it.
+fn host_key_fingerprint(lab: &Lab, name: &str) -> String {
+    let key: PathBuf = lab
+        .host(name)
+        .sshd_pid_file
+        .with_file_name("ssh_host_ed25519_key.pub");
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string()
 }
 
-impl Lab {
-    fn up(debian: usize, rpm: usize) -> Lab {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("fleet");
-        let out = Command::new(lab_script())
-            .args([
-                "up",
-                "--hosts",
-                &debian.to_string(),
-                "--rpm",
-                &rpm.to_string(),
-                "--dir",
-            ])
-            .arg(&dir)
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .output()
-            .expect("scripts/lab runs");
-        assert!(
-            out.status.success(),
-            "scripts/lab up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let info: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).expect("lab.json"))
-                .expect("lab.json parses");
-        Lab {
-            _tmp: tmp,
-            dir,
-            info,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn host(&self, name: &str) -> &Value {
-        self.info["hosts"]
-            .as_array()
-            .expect("hosts")
-            .iter()
-            .find(|h| h["name"] == name)
-            .unwrap_or_else(|| panic!("no lab host {name}"))
-    }
-
-    fn port(&self, name: &str) -> u64 {
-        self.host(name)["port"].as_u64().expect("port")
-    }
-
-    fn ctl(&self, args: &[&str]) {
-        let out = Command::new(lab_script())
-            .args(args)
-            .arg("--dir")
-            .arg(&self.dir)
-            .output()
-            .expect("scripts/lab runs");
-        assert!(
-            out.status.success(),
-            "scripts/lab {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The `SHA256:...` fingerprint of a host's real host key, as `ssh-keygen -l` prints it.
-    fn host_key_fingerprint(&self, name: &str) -> String {
-        let pid_file = PathBuf::from(self.host(name)["sshdPidFile"].as_str().expect("pid file"));
-        let key = pid_file.with_file_name("ssh_host_ed25519_key.pub");
-        let out = Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(&key)
-            .output()
-            .expect("ssh-keygen");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .split_whitespace()
-            .nth(1)
-            .expect("fingerprint")
-            .to_string()
-    }
-
-    /// Adds lines under a host's `ssh:` block in the lab inventory.
-    fn host_ssh_setting(&self, name: &str, line: &str) {
-        let path = self.dir.join("inventory/lab.yaml");
-        let text = std::fs::read_to_string(&path).expect("inventory");
-        let anchor = format!("        port: {}\n", self.port(name));
-        assert!(text.contains(&anchor), "inventory has no `{anchor}`");
-        std::fs::write(
-            &path,
-            text.replace(&anchor, &format!("{anchor}        {line}\n")),
-        )
-        .expect("write inventory");
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(lab_script())
-            .arg("down")
-            .arg("--dir")
-            .arg(&self.dir)
-            .output();
-    }
+/// Adds a line under a host's `ssh:` block in the lab inventory.
+fn host_ssh_setting(lab: &Lab, name: &str, line: &str) {
+    let path = lab.dir().join("inventory/lab.yaml");
+    let text = std::fs::read_to_string(&path).expect("inventory");
+    let anchor = format!("        port: {}\n", port(lab, name));
+    assert!(text.contains(&anchor), "inventory has no `{anchor}`");
+    std::fs::write(
+        &path,
+        text.replace(&anchor, &format!("{anchor}        {line}\n")),
+    )
+    .expect("write inventory");
 }
 
 /// Runs `patchkeeper observe --json` and returns (exit code, parsed JSON).
@@ -249,9 +171,9 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     }
 
     // One fault per host; deb-1 stays healthy.
-    lab.ctl(&["stop-host", "deb-2"]);
-    lab.ctl(&["lock-host", "deb-3"]);
-    lab.ctl(&["lock-host", "rpm-1"]);
+    lab.stop_host("deb-2");
+    lab.lock_host("deb-3");
+    lab.lock_host("rpm-1");
     let known_hosts = lab.dir().join(".lab/known_hosts");
     let original_known_hosts = std::fs::read_to_string(&known_hosts).expect("known_hosts");
     let other = tempfile::tempdir().expect("temp dir");
@@ -264,7 +186,7 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     assert!(status.success());
     let other_pub = std::fs::read_to_string(other_key.with_extension("pub")).expect("pub key");
     let other_blob: Vec<&str> = other_pub.split_whitespace().take(2).collect();
-    let deb4 = format!("[127.0.0.1]:{}", lab.port("deb-4"));
+    let deb4 = format!("[127.0.0.1]:{}", port(&lab, "deb-4"));
     let tampered: String = original_known_hosts
         .lines()
         .map(|l| {
@@ -277,8 +199,12 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
         .collect();
     std::fs::write(&known_hosts, tampered).expect("write known_hosts");
     // rpm-2 logs in with a key the hosts do not authorize.
-    lab.host_ssh_setting("rpm-2", &format!("identityFile: {}", other_key.display()));
-    lab.host_ssh_setting("rpm-2", "useAgent: false");
+    host_ssh_setting(
+        &lab,
+        "rpm-2",
+        &format!("identityFile: {}", other_key.display()),
+    );
+    host_ssh_setting(&lab, "rpm-2", "useAgent: false");
 
     let (code, fleet) = observe(lab.dir(), &[]);
     assert_eq!(code, 3, "{fleet:#}");
@@ -289,7 +215,7 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     assert_eq!(reason(deb2)["kind"], "refused");
     assert_eq!(
         reason(deb2)["address"],
-        format!("127.0.0.1:{}", lab.port("deb-2"))
+        format!("127.0.0.1:{}", port(&lab, "deb-2"))
     );
 
     let deb3 = host(&fleet, "deb-3");
@@ -312,7 +238,7 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     assert_eq!(reason(deb4h)["kind"], "host-key-mismatch");
     assert_eq!(
         reason(deb4h)["fingerprint"],
-        lab.host_key_fingerprint("deb-4")
+        host_key_fingerprint(&lab, "deb-4")
     );
     assert_eq!(reason(deb4h)["algorithm"], "ssh-ed25519");
     assert!(deb4h["installed"].as_array().expect("installed").is_empty());
@@ -410,7 +336,7 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     let lab = Lab::up(2, 0);
     let known_hosts = lab.dir().join(".lab/known_hosts");
     let original = std::fs::read_to_string(&known_hosts).expect("known_hosts");
-    let deb1 = format!("[127.0.0.1]:{} ", lab.port("deb-1"));
+    let deb1 = format!("[127.0.0.1]:{} ", port(&lab, "deb-1"));
     let without: String = original
         .lines()
         .filter(|l| !l.starts_with(&deb1))
@@ -423,7 +349,10 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     assert_eq!(code, 3);
     let h = host(&fleet, "deb-1");
     assert_eq!(reason(h)["kind"], "host-key-unknown");
-    assert_eq!(reason(h)["fingerprint"], lab.host_key_fingerprint("deb-1"));
+    assert_eq!(
+        reason(h)["fingerprint"],
+        host_key_fingerprint(&lab, "deb-1")
+    );
     assert_eq!(host(&fleet, "deb-2")["status"]["state"], "reachable");
     assert_eq!(
         std::fs::read_to_string(&known_hosts).expect("known_hosts"),
@@ -431,7 +360,7 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     );
 
     // accept-new: recorded, observed; the recorded line is the host's real key.
-    lab.host_ssh_setting("deb-1", "hostKeyPolicy: accept-new");
+    host_ssh_setting(&lab, "deb-1", "hostKeyPolicy: accept-new");
     let (code, fleet) = observe(lab.dir(), &["--hosts", "deb-1"]);
     assert_eq!(code, 0, "{fleet:#}");
     assert_eq!(fleet["hosts"].as_array().expect("hosts").len(), 1);
@@ -450,8 +379,8 @@ fn unknown_host_keys_are_refused_or_recorded_and_slow_hosts_time_out() {
     );
 
     // A host whose commands hang past the command timeout: a timeout, not a stuck run.
-    lab.ctl(&["slow-host", "deb-2", "30"]);
-    lab.host_ssh_setting("deb-2", "commandTimeout: 2s");
+    lab.slow_host("deb-2", 30);
+    host_ssh_setting(&lab, "deb-2", "commandTimeout: 2s");
     let started = std::time::Instant::now();
     let (code, fleet) = observe(lab.dir(), &[]);
     assert_eq!(code, 3);

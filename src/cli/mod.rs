@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod apply;
 mod observe;
 mod plan;
 mod report;
@@ -77,6 +78,12 @@ pub enum Command {
     /// Show what apply would change: per host the exact package transactions and why, the
     /// batches with their window state, and a summary.
     Plan(plan::Args),
+    /// Apply the plan: batch by batch inside windows, verify, reboot, roll back failures.
+    ///
+    /// Without PLAN_FILE it observes, plans, shows the plan and asks for confirmation (on a
+    /// terminal; otherwise --auto-approve is required). With PLAN_FILE it applies exactly that
+    /// saved plan. One apply per fleet at a time (lock in `<repo>/.patchkeeper/`).
+    Apply(apply::Args),
     /// Show the fleet's compliance from the reports branch (no checkout needed).
     ///
     /// Prints summary counts, then every host needing attention with its reasons and the
@@ -97,9 +104,10 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
-        Command::Observe(args) => observe::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Report(args) => report::run(args),
+        Command::Observe(args) => observe::run(args),
+        Command::Apply(args) => apply::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),

@@ -54,6 +54,7 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
+    recover_in_flight(&fleet, &args.repo.repo);
     let observed = match observe_fleet(
         &fleet,
         &selector,
@@ -240,5 +241,41 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
             "observed {} of {total} hosts; {failed} could not be observed",
             total - failed
         )
+    }
+}
+
+/// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
+/// when no apply is running now (its hosts are in flight legitimately).
+fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
+    let state = crate::apply::state_dir(repo);
+    let open = crate::apply::journal::read(&state)
+        .map(|e| crate::apply::journal::in_flight(&e))
+        .unwrap_or_default();
+    if open.is_empty() {
+        return;
+    }
+    let run = format!("observe-{}", std::process::id());
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
+    match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
+        Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
+            Ok(lines) if !lines.is_empty() => {
+                eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
+                for l in lines {
+                    eprintln!("  {l}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        },
+        Err(e) => eprintln!(
+            "warning: {} host(s) are in flight in the apply journal and the fleet lock is taken ({e}); not recovering them now",
+            open.len()
+        ),
     }
 }

@@ -1,0 +1,643 @@
+//! One host's steps: readiness, stale check, pre commands, recorded versions, the exact
+//! package transaction, verification, health checks, reboot, post commands — and rollback
+//! when the transaction, verification or a health check fails.
+//!
+//! What a partial failure leaves behind: before the transaction, nothing changed; after it,
+//! either the planned versions (verified), the recorded versions (rolled back, verified), or
+//! a host marked failed with the reason and its package state in the detail. When the
+//! connection is lost during the transaction, no `host-done` is journaled, so the next run
+//! reports the host as in flight and repairs it before continuing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::decide::{self, RollbackSteps, Versions};
+use super::journal::{Event, Journal};
+use super::run::{Progress, Stop};
+use super::{HostResult, Outcome};
+use crate::driver::{self, ObserveOptions};
+use crate::model::{Command, PackageManager, RolloutSpec};
+use crate::observe::{Connect, Target};
+use crate::observed::{HostStatus, InstalledPackage, ObservedHost};
+use crate::plan::HostPlan;
+use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{KeyCache, SshTransport};
+use crate::transport::{Output, Transport, TransportError};
+
+/// Everything one host's work needs.
+pub(crate) struct HostJob {
+    pub plan: HostPlan,
+    pub target: Target,
+    pub rollout: RolloutSpec,
+    pub lock_wait: Duration,
+    pub min_free_disk_mib: u64,
+}
+
+/// Shared by every host of a run.
+pub(crate) struct Ctx {
+    pub journal: Arc<Journal>,
+    pub keys: Arc<KeyCache>,
+    pub stop: Arc<Stop>,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// A step's end for the host: how and why.
+struct End(Outcome, Vec<String>);
+
+/// Why the run stops touching the host.
+enum Abort {
+    /// Ends with this outcome.
+    End(End),
+    /// The connection was lost during a package transaction: state unknown, left in flight.
+    LostInTransaction(String),
+}
+
+impl From<End> for Abort {
+    fn from(e: End) -> Abort {
+        Abort::End(e)
+    }
+}
+
+pub(crate) async fn connect(
+    target: &Target,
+    keys: &KeyCache,
+) -> Result<Box<dyn Transport>, TransportError> {
+    Ok(match &target.connect {
+        Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
+        Connect::Ssh(options) => Box::new(SshTransport::connect(options, keys).await?),
+    })
+}
+
+/// Runs the host's steps and journals its end.
+pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
+    let name = job.plan.host.as_str();
+    let started = Instant::now();
+    let journal_ok = ctx.journal.record(Some(name), Event::HostStarted);
+    let (outcome, detail, journal_end) = match journal_ok {
+        Err(e) => (
+            Outcome::NotStarted,
+            vec![format!("not started: cannot journal: {e}")],
+            false,
+        ),
+        Ok(()) => match (Steps { job, ctx, name }).run().await {
+            Ok(End(o, d)) | Err(Abort::End(End(o, d))) => (o, d, true),
+            Err(Abort::LostInTransaction(msg)) => (Outcome::Unreachable, vec![msg], false),
+        },
+    };
+    if journal_end {
+        if let Err(e) = ctx.journal.record(
+            Some(name),
+            Event::HostDone {
+                outcome,
+                detail: detail.clone(),
+            },
+        ) {
+            tracing::error!(host = name, "cannot journal the host's end: {e}");
+        }
+    }
+    ctx.progress.host(
+        name,
+        &format!("{}: {}", outcome.as_str(), detail.join("; ")),
+    );
+    HostResult {
+        host: name.to_string(),
+        outcome,
+        detail,
+        changes: job.plan.changes.len(),
+        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+struct Steps<'a> {
+    job: &'a HostJob,
+    ctx: &'a Ctx,
+    name: &'a str,
+}
+
+fn tail(out: &Output) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(4);
+    lines[start..].join(" | ")
+}
+
+fn unreachable(e: &TransportError) -> End {
+    End(Outcome::Unreachable, vec![format!("{e}")])
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+impl Steps<'_> {
+    fn say(&self, msg: &str) {
+        self.ctx.progress.host(self.name, msg);
+    }
+
+    fn journal(&self, event: Event) -> Result<(), End> {
+        self.ctx
+            .journal
+            .record(Some(self.name), event)
+            .map_err(|e| End(Outcome::Failed, vec![format!("cannot journal: {e}")]))
+    }
+
+    fn pm(&self, observed: &ObservedHost) -> Result<PackageManager, End> {
+        self.job
+            .plan
+            .package_manager
+            .or(observed.package_manager)
+            .ok_or_else(|| {
+                End(
+                    Outcome::Failed,
+                    vec!["no package manager known for the host".into()],
+                )
+            })
+    }
+
+    async fn observe(&self, t: &dyn Transport, refresh: bool) -> Result<ObservedHost, End> {
+        let options = ObserveOptions {
+            refresh,
+            ..self.job.target.options.clone()
+        };
+        let observed = driver::observe_host(self.name, t, &options).await;
+        match &observed.status {
+            HostStatus::Reachable => Ok(observed),
+            HostStatus::Unreachable { reason } => {
+                Err(End(Outcome::Unreachable, vec![reason.to_string()]))
+            }
+            HostStatus::Error { reason } => Err(End(
+                Outcome::Failed,
+                vec![format!("observation failed: {reason}")],
+            )),
+        }
+    }
+
+    async fn exec(&self, t: &dyn Transport, cmd: &str, timeout: Duration) -> Result<Output, End> {
+        t.exec(cmd, None, timeout)
+            .await
+            .map_err(|e| unreachable(&e))
+    }
+
+    async fn installed(
+        &self,
+        t: &dyn Transport,
+        pm: PackageManager,
+    ) -> Result<Vec<InstalledPackage>, TransportError> {
+        let out = t
+            .exec(
+                decide::installed_query(pm),
+                None,
+                self.job.target.options.command_timeout,
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(match pm {
+            PackageManager::Apt => driver::apt::parse_dpkg_query(&text).installed,
+            PackageManager::Dnf => driver::dnf::parse_rpm_qa(&text).0,
+        })
+    }
+
+    async fn run(&self) -> Result<End, Abort> {
+        let job = self.job;
+        self.say("connecting");
+        let t = connect(&job.target, &self.ctx.keys)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        self.on_connection(t).await
+    }
+
+    async fn on_connection(&self, t: Box<dyn Transport>) -> Result<End, Abort> {
+        let job = self.job;
+        let cmd_timeout = job.target.options.command_timeout;
+        // Readiness: reachable (we are), the package manager free (waiting up to lockWait).
+        self.say("observing");
+        let wait_until = Instant::now() + job.lock_wait;
+        let mut observed = self.observe(t.as_ref(), false).await?;
+        while let Some(lock) = &observed.package_manager_locked {
+            if Instant::now() >= wait_until {
+                t.close().await;
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!(
+                        "not started: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); nothing changed",
+                        job.lock_wait.as_secs()
+                    )],
+                )
+                .into());
+            }
+            self.say(&format!("waiting for the package manager lock ({lock})"));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            observed = self.observe(t.as_ref(), false).await?;
+        }
+        if job.target.options.refresh {
+            observed = self.observe(t.as_ref(), true).await?;
+        }
+        // Stale plan: the host moved since the plan was computed.
+        if let Some(planned) = &job.plan.fingerprint {
+            if *planned != observed.fingerprint() {
+                t.close().await;
+                let mut detail =
+                    vec!["refused: the host changed since the plan was made".to_string()];
+                detail.extend(decide::describe_drift(&job.plan, &observed));
+                detail.push("nothing changed; make a new plan".into());
+                return Err(End(Outcome::Stale, detail).into());
+            }
+        }
+        let pm = self.pm(&observed)?;
+        // Free disk.
+        let df = self.exec(t.as_ref(), "df -Pk /var", cmd_timeout).await?;
+        if let Some(free) = decide::parse_df_free_mib(&String::from_utf8_lossy(&df.stdout)) {
+            if free < job.min_free_disk_mib {
+                t.close().await;
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!(
+                        "not started: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); nothing changed",
+                        job.min_free_disk_mib
+                    )],
+                )
+                .into());
+            }
+        }
+        if self.ctx.stop.interrupted() {
+            t.close().await;
+            return Err(End(
+                Outcome::NotStarted,
+                vec!["interrupted before its transaction; nothing changed".into()],
+            )
+            .into());
+        }
+        // Pre commands.
+        for c in &job.rollout.pre {
+            self.say(&format!("pre: {}", c.name));
+            if let Err(why) = self.command(t.as_ref(), c).await {
+                t.close().await;
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!(
+                        "pre command `{}` failed: {why}; nothing changed",
+                        c.name
+                    )],
+                )
+                .into());
+            }
+        }
+        // Record the versions the transaction touches.
+        let before = observed.installed.clone();
+        let recorded: Versions = job
+            .plan
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.package.clone(),
+                    observed
+                        .installed_package(&c.package)
+                        .map(|p| p.version.clone()),
+                )
+            })
+            .collect();
+        self.journal(Event::VersionsRecorded {
+            versions: recorded.clone(),
+        })?;
+        // The transaction.
+        let lock_secs = job.lock_wait.as_secs();
+        let install = decide::install_command(pm, &job.plan.changes, lock_secs);
+        self.journal(Event::TransactionStarted {
+            command: install.clone(),
+        })?;
+        self.say(&format!("installing {} package(s)", job.plan.changes.len()));
+        let out = match t.exec(&install, None, cmd_timeout + job.lock_wait).await {
+            Ok(o) => o,
+            Err(e) => {
+                return Err(Abort::LostInTransaction(format!(
+                    "lost during the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
+                )))
+            }
+        };
+        self.journal(Event::TransactionFinished { exit: out.exit })?;
+        let after = self.installed(t.as_ref(), pm).await.map_err(|e| {
+            Abort::LostInTransaction(format!(
+                "lost right after the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
+            ))
+        })?;
+        // Everything the transaction really touched, pulled-in packages included.
+        let footprint = decide::changed_packages(&before, &after);
+        let before_versions: Versions = footprint
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    before
+                        .iter()
+                        .find(|p| &p.name == n)
+                        .map(|p| p.version.clone()),
+                )
+            })
+            .chain(recorded.clone())
+            .collect();
+        let mut problems = Vec::new();
+        if !out.success() {
+            problems.push(format!(
+                "the package transaction failed (exit {}): {}",
+                out.exit.map_or("none".into(), |c| c.to_string()),
+                tail(&out)
+            ));
+        }
+        problems.extend(decide::version_mismatches(&job.plan.changes, &after));
+        if problems.is_empty() {
+            let names: Vec<String> = job.plan.changes.iter().map(|c| c.package.clone()).collect();
+            problems.extend(self.integrity(t.as_ref(), pm, &names).await?);
+        }
+        if !problems.is_empty() {
+            return self
+                .rollback(t, pm, &before_versions, &after, problems)
+                .await;
+        }
+        self.journal(Event::Verified)?;
+        let mut detail = vec![format!(
+            "installed {}",
+            job.plan
+                .changes
+                .iter()
+                .map(|c| format!("{} {}", c.package, c.to))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )];
+        detail.push("versions and integrity verified".into());
+        // Health checks.
+        for c in &job.rollout.health_checks {
+            self.say(&format!("health check: {}", c.name));
+            if let Err(why) = self.command(t.as_ref(), c).await {
+                let problem = vec![format!("health check `{}` failed: {why}", c.name)];
+                return self
+                    .rollback(t, pm, &before_versions, &after, problem)
+                    .await;
+            }
+        }
+        if !job.rollout.health_checks.is_empty() {
+            detail.push(format!(
+                "{} health check(s) passed",
+                job.rollout.health_checks.len()
+            ));
+        }
+        // Reboot.
+        let after_obs = self.observe(t.as_ref(), false).await?;
+        let required = after_obs.reboot_required.required;
+        let mut t = t;
+        let mut outcome = Outcome::Compliant;
+        if decide::should_reboot(job.rollout.reboot, required) {
+            let old = after_obs.boot_id.clone().unwrap_or_default();
+            t = self.reboot(t, &old).await?;
+            detail.push("rebooted (new boot id)".into());
+        } else if required {
+            outcome = Outcome::PendingReboot;
+            detail.push("needs a reboot; the rollout's reboot policy is `never`".into());
+        }
+        // Post commands.
+        for c in &job.rollout.post {
+            self.say(&format!("post: {}", c.name));
+            if let Err(why) = self.command(t.as_ref(), c).await {
+                t.close().await;
+                detail.push(format!(
+                    "post command `{}` failed: {why} (the packages stay at the planned versions)",
+                    c.name
+                ));
+                return Ok(End(Outcome::Failed, detail));
+            }
+        }
+        t.close().await;
+        Ok(End(outcome, detail))
+    }
+
+    /// Runs a rollout command with its timeout and retries.
+    async fn command(&self, t: &dyn Transport, c: &Command) -> Result<(), String> {
+        let timeout = c
+            .timeout
+            .as_deref()
+            .and_then(|s| crate::duration::parse_duration(s).ok())
+            .unwrap_or(Duration::from_secs(60));
+        let attempts = c.retries.unwrap_or(1).max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match t.exec(&c.command, None, timeout).await {
+                Ok(o) if o.success() => return Ok(()),
+                Ok(o) => {
+                    last = format!(
+                        "exit {}: {}",
+                        o.exit.map_or("none".into(), |c| c.to_string()),
+                        tail(&o)
+                    )
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if attempt < attempts {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        Err(if attempts > 1 {
+            format!("{last} (after {attempts} attempts)")
+        } else {
+            last
+        })
+    }
+
+    /// `dpkg --verify` / `rpm -V` of the packages; config-file differences are the admin's.
+    async fn integrity(
+        &self,
+        t: &dyn Transport,
+        pm: PackageManager,
+        names: &[String],
+    ) -> Result<Vec<String>, End> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .exec(
+                t,
+                &decide::verify_command(pm, names),
+                self.job.target.options.command_timeout,
+            )
+            .await?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut problems = decide::integrity_problems(&text);
+        if problems.is_empty() && !out.success() && !decide::has_config_lines(&text) {
+            problems.push(format!(
+                "integrity check failed (exit {})",
+                out.exit.map_or("none".into(), |c| c.to_string())
+            ));
+        }
+        Ok(problems
+            .into_iter()
+            .map(|p| format!("integrity: {p}"))
+            .collect())
+    }
+
+    async fn rollback(
+        &self,
+        t: Box<dyn Transport>,
+        pm: PackageManager,
+        before: &Versions,
+        after: &[InstalledPackage],
+        problems: Vec<String>,
+    ) -> Result<End, Abort> {
+        let mut detail = problems;
+        let steps: RollbackSteps = decide::rollback_steps(before, after);
+        if self.job.rollout.rollback == crate::model::RollbackPolicy::Never {
+            t.close().await;
+            detail.push("not rolled back: the rollout's rollback policy is `never`".into());
+            return Ok(End(Outcome::Failed, detail));
+        }
+        if steps.is_empty() {
+            t.close().await;
+            detail.push(
+                "rolled back: nothing had changed (the package manager refused the transaction)"
+                    .into(),
+            );
+            return Ok(End(Outcome::RolledBack, detail));
+        }
+        let cmd = decide::rollback_command(pm, &steps, self.job.lock_wait.as_secs());
+        self.say("rolling back");
+        self.journal(Event::RollbackStarted {
+            command: cmd.clone(),
+        })?;
+        let out = match t
+            .exec(&cmd, None, self.job.target.options.command_timeout + self.job.lock_wait)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                return Err(Abort::LostInTransaction(format!(
+                    "{}; lost during the rollback ({e}); its state is unknown until the next apply or observe re-observes it",
+                    detail.join("; ")
+                )))
+            }
+        };
+        self.journal(Event::TransactionFinished { exit: out.exit })?;
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let now = self.installed(t.as_ref(), pm).await.map_err(|e| {
+            Abort::LostInTransaction(format!(
+                "lost right after the rollback ({e}); its state is unknown until the next apply or observe re-observes it"
+            ))
+        })?;
+        let state: Vec<String> = steps
+            .restore
+            .iter()
+            .chain(&steps.reinstall)
+            .map(|(n, _)| n)
+            .chain(steps.remove.iter())
+            .map(|n| match now.iter().find(|p| &p.name == n) {
+                Some(p) => format!("{n} {} ({})", p.version, p.status),
+                None => format!("{n} not installed"),
+            })
+            .collect();
+        if !out.success() {
+            let gone = decide::unobtainable(pm, &text);
+            t.close().await;
+            if !gone.is_empty() {
+                detail.push(format!(
+                    "cannot roll back: the previous versions can no longer be obtained from the host's repositories: {}",
+                    gone.join(", ")
+                ));
+            } else {
+                detail.push(format!("the rollback failed: {}", tail(&out)));
+            }
+            detail.push(format!("left at: {}", state.join(", ")));
+            return Ok(End(Outcome::Failed, detail));
+        }
+        let mut wrong = decide::rollback_mismatches(&steps, &now);
+        if wrong.is_empty() {
+            let names: Vec<String> = steps
+                .restore
+                .iter()
+                .chain(&steps.reinstall)
+                .map(|(n, _)| n.clone())
+                .collect();
+            wrong.extend(self.integrity(t.as_ref(), pm, &names).await?);
+        }
+        t.close().await;
+        if !wrong.is_empty() {
+            detail.push(format!("the rollback did not verify: {}", wrong.join("; ")));
+            detail.push(format!("left at: {}", state.join(", ")));
+            return Ok(End(Outcome::Failed, detail));
+        }
+        detail.push(format!(
+            "rolled back to {} (verified)",
+            steps
+                .restore
+                .iter()
+                .chain(&steps.reinstall)
+                .map(|(n, v)| format!("{n} {v}"))
+                .chain(steps.remove.iter().map(|n| format!("{n} removed")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(End(Outcome::RolledBack, detail))
+    }
+
+    /// Issues `reboot`, then reconnects until the host answers with a new boot id.
+    async fn reboot(&self, t: Box<dyn Transport>, old: &str) -> Result<Box<dyn Transport>, End> {
+        let timeout = self
+            .job
+            .rollout
+            .reboot_timeout
+            .as_deref()
+            .and_then(|s| crate::duration::parse_duration(s).ok())
+            .unwrap_or(Duration::from_secs(600));
+        self.journal(Event::RebootStarted {
+            boot_id: old.to_string(),
+        })?;
+        self.say("rebooting");
+        // The connection may drop before `reboot` answers: that is expected.
+        let _ = t
+            .exec(
+                "nohup reboot >/dev/null 2>&1 </dev/null &",
+                None,
+                Duration::from_secs(30),
+            )
+            .await;
+        t.close().await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(t) = connect(&self.job.target, &self.ctx.keys).await {
+                if let Ok(out) = t
+                    .exec(
+                        "cat /proc/sys/kernel/random/boot_id",
+                        None,
+                        Duration::from_secs(30),
+                    )
+                    .await
+                {
+                    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    if out.success() && !id.is_empty() && id != old {
+                        self.journal(Event::Rebooted { boot_id: id })?;
+                        return Ok(t);
+                    }
+                }
+                t.close().await;
+            }
+            if Instant::now() >= deadline {
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!(
+                        "installed and verified, but the host did not come back with a new boot id within {}s after `reboot`",
+                        secs(timeout)
+                    )],
+                ));
+            }
+        }
+    }
+}

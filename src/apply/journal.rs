@@ -1,0 +1,363 @@
+//! The apply journal: an append-only JSON-lines file in the fleet's state directory
+//! (`<repo>/.patchkeeper/journal.jsonl`), one line per host step, flushed to disk (fsync)
+//! before the step it announces is taken. After a crash or `kill -9`, the next run reads it
+//! back: hosts started but never finished were in flight ([`in_flight`]); hosts a plan
+//! already finished are not redone when the same plan is applied again ([`finished`]).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::Outcome;
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file cannot be opened, written or synced.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The run id (one per `apply` invocation).
+    pub run: String,
+    /// The plan id (SHA-256 of the plan's JSON).
+    pub plan: String,
+    /// The host, for host steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// What happened.
+    pub event: Event,
+}
+
+/// A step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Event {
+    /// An apply run began.
+    RunStarted {
+        /// Its pid.
+        pid: u32,
+    },
+    /// A host's work began.
+    HostStarted,
+    /// The versions of every package the transaction touches, before it.
+    VersionsRecorded {
+        /// Package → version (`None`: not installed).
+        versions: BTreeMap<String, Option<String>>,
+    },
+    /// The package transaction was sent.
+    TransactionStarted {
+        /// The exact command.
+        command: String,
+    },
+    /// The package transaction returned.
+    TransactionFinished {
+        /// Its exit status.
+        exit: Option<u32>,
+    },
+    /// Versions and integrity checked.
+    Verified,
+    /// A rollback was sent.
+    RollbackStarted {
+        /// The exact command.
+        command: String,
+    },
+    /// A reboot was issued.
+    RebootStarted {
+        /// The boot id before it.
+        boot_id: String,
+    },
+    /// The host came back with a new boot id.
+    Rebooted {
+        /// The new boot id.
+        boot_id: String,
+    },
+    /// A host's work ended.
+    HostDone {
+        /// How it ended.
+        outcome: Outcome,
+        /// Why, in words.
+        detail: Vec<String>,
+    },
+    /// A host left in flight by an earlier run was re-observed (and repaired).
+    Recovered {
+        /// The run it was in flight in.
+        of_run: String,
+        /// What was found and done.
+        detail: Vec<String>,
+    },
+    /// The run ended.
+    RunFinished,
+}
+
+impl Event {
+    /// Kebab-case name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run-started",
+            Event::HostStarted => "host-started",
+            Event::VersionsRecorded { .. } => "versions-recorded",
+            Event::TransactionStarted { .. } => "transaction-started",
+            Event::TransactionFinished { .. } => "transaction-finished",
+            Event::Verified => "verified",
+            Event::RollbackStarted { .. } => "rollback-started",
+            Event::RebootStarted { .. } => "reboot-started",
+            Event::Rebooted { .. } => "rebooted",
+            Event::HostDone { .. } => "host-done",
+            Event::Recovered { .. } => "recovered",
+            Event::RunFinished => "run-finished",
+        }
+    }
+}
+
+/// The journal file, open for appending.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    run: String,
+    plan: String,
+}
+
+/// Where the journal of a fleet lives.
+pub fn journal_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal.jsonl")
+}
+
+impl Journal {
+    /// Opens (creating) the journal for run `run` of plan `plan`.
+    pub fn open(state_dir: &Path, run: &str, plan: &str) -> Result<Journal, JournalError> {
+        let path = journal_path(state_dir);
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        Ok(Journal {
+            path,
+            file: Mutex::new(file),
+            run: run.to_string(),
+            plan: plan.to_string(),
+        })
+    }
+
+    /// Appends one step and syncs it to disk before returning.
+    pub fn record(&self, host: Option<&str>, event: Event) -> Result<(), JournalError> {
+        let entry = Entry {
+            at: jiff::Timestamp::now().to_string(),
+            run: self.run.clone(),
+            plan: self.plan.clone(),
+            host: host.map(str::to_owned),
+            event,
+        };
+        let mut line = serde_json::to_string(&entry).expect("journal entries always serialize");
+        line.push('\n');
+        let io = |source| JournalError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        // One write per line under the lock, so concurrent hosts never interleave bytes.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.sync_data().map_err(io)
+    }
+
+    /// The run id.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+}
+
+/// Reads every readable entry; a torn last line (a crash mid-write) is skipped.
+pub fn read(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
+    let path = journal_path(state_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// A host an earlier run started and never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The host.
+    pub host: String,
+    /// The run.
+    pub run: String,
+    /// The plan.
+    pub plan: String,
+    /// The last step recorded for it.
+    pub last_event: String,
+    /// When.
+    pub at: String,
+    /// Whether a package transaction was sent and never returned.
+    pub in_transaction: bool,
+}
+
+/// Hosts started by some run with neither a `host-done` in that run nor a later `recovered`.
+pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
+    let mut open: BTreeMap<(String, String), InFlight> = BTreeMap::new();
+    for e in entries {
+        let Some(host) = &e.host else { continue };
+        match &e.event {
+            Event::HostDone { .. } => {
+                open.remove(&(e.run.clone(), host.clone()));
+            }
+            Event::Recovered { of_run, .. } => {
+                open.remove(&(of_run.clone(), host.clone()));
+            }
+            ev => {
+                let slot = open
+                    .entry((e.run.clone(), host.clone()))
+                    .or_insert_with(|| InFlight {
+                        host: host.clone(),
+                        run: e.run.clone(),
+                        plan: e.plan.clone(),
+                        last_event: String::new(),
+                        at: String::new(),
+                        in_transaction: false,
+                    });
+                slot.last_event = ev.name().to_string();
+                slot.at = e.at.clone();
+                match ev {
+                    Event::TransactionStarted { .. } | Event::RollbackStarted { .. } => {
+                        slot.in_transaction = true
+                    }
+                    Event::TransactionFinished { .. } => slot.in_transaction = false,
+                    _ => {}
+                }
+            }
+        }
+    }
+    open.into_values().collect()
+}
+
+/// Hosts that plan `plan` already brought to an end that must not be redone (compliant or
+/// pending a reboot), with the outcome.
+pub fn finished(entries: &[Entry], plan: &str) -> BTreeMap<String, Outcome> {
+    let mut out = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.plan == plan) {
+        if let (Some(host), Event::HostDone { outcome, .. }) = (&e.host, &e.event) {
+            if matches!(outcome, Outcome::Compliant | Outcome::PendingReboot) {
+                out.insert(host.clone(), *outcome);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(run: &str, host: &str, event: Event) -> Entry {
+        Entry {
+            at: "2026-11-25T13:00:00Z".into(),
+            run: run.into(),
+            plan: "p1".into(),
+            host: Some(host.into()),
+            event,
+        }
+    }
+
+    #[test]
+    fn hosts_without_an_end_are_in_flight_until_recovered() {
+        let mut entries = vec![
+            entry("r1", "a", Event::HostStarted),
+            entry("r1", "b", Event::HostStarted),
+            entry(
+                "r1",
+                "a",
+                Event::TransactionStarted {
+                    command: "apt-get install".into(),
+                },
+            ),
+            entry(
+                "r1",
+                "b",
+                Event::HostDone {
+                    outcome: Outcome::Compliant,
+                    detail: vec![],
+                },
+            ),
+        ];
+        let open = in_flight(&entries);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].host, "a");
+        assert_eq!(open[0].last_event, "transaction-started");
+        assert!(open[0].in_transaction);
+        entries.push(entry(
+            "r2",
+            "a",
+            Event::Recovered {
+                of_run: "r1".into(),
+                detail: vec![],
+            },
+        ));
+        assert!(in_flight(&entries).is_empty());
+        assert_eq!(
+            finished(&entries, "p1"),
+            BTreeMap::from([("b".to_string(), Outcome::Compliant)])
+        );
+        assert!(finished(&entries, "other").is_empty());
+    }
+
+    #[test]
+    fn written_lines_read_back_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), "r1", "p1").unwrap();
+        j.record(Some("a"), Event::HostStarted).unwrap();
+        j.record(
+            Some("a"),
+            Event::VersionsRecorded {
+                versions: BTreeMap::from([("libpk".into(), Some("1.0-1".into()))]),
+            },
+        )
+        .unwrap();
+        drop(j);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(journal_path(dir.path()))
+            .unwrap();
+        f.write_all(b"{\"at\":\"2026").unwrap();
+        let entries = read(dir.path()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].event.name(), "versions-recorded");
+        assert_eq!(in_flight(&entries)[0].last_event, "versions-recorded");
+    }
+}

@@ -1,0 +1,510 @@
+//! The executor's outer loop: batches in plan order, each started only while its window lets a
+//! batch start (re-evaluated with the clock at batch start), hosts in parallel up to the
+//! batch's parallelism, the failure budget per rollout, interruption, and resumption of a
+//! plan an earlier run already partly applied.
+//!
+//! Guarantees: once a rollout's budget is spent, or apply is interrupted, no new host of it
+//! starts (hosts already running finish); once a rollout's window is closed at a batch start,
+//! that batch and every later batch of the rollout are reported waiting; every plan host gets
+//! exactly one [`HostResult`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::sync::Semaphore;
+
+use super::host::{apply_host, Ctx, HostJob};
+use super::journal::{Event, Journal};
+use super::{ApplyReport, HostResult, Outcome};
+use crate::model::SettingsSpec;
+use crate::observe::{self, Target};
+use crate::plan::{HostStatus, Plan};
+use crate::transport::ssh::KeyCache;
+use crate::validate::ValidFleet;
+use crate::window::CompiledWindow;
+
+/// Where "now" comes from (injected in tests).
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that starts at a given instant and runs at real speed (`apply --at`).
+#[derive(Debug, Clone, Copy)]
+pub struct ShiftedClock {
+    start: Timestamp,
+    began: Instant,
+}
+
+impl ShiftedClock {
+    /// Starts now at `start`.
+    pub fn new(start: Timestamp) -> ShiftedClock {
+        ShiftedClock {
+            start,
+            began: Instant::now(),
+        }
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.began.elapsed())
+            .unwrap_or(jiff::SignedDuration::ZERO);
+        self.start.checked_add(elapsed).unwrap_or(self.start)
+    }
+}
+
+/// Live progress: one call per step of a host, and per batch.
+pub trait Progress: Send + Sync {
+    /// A host reached a step (or ended: the message then starts with its outcome).
+    fn host(&self, host: &str, message: &str);
+    /// A batch starts, waits or is skipped.
+    fn batch(&self, index: usize, message: &str);
+}
+
+/// The stop signal (SIGINT/SIGTERM): no new host starts once it is set.
+#[derive(Debug, Default)]
+pub struct Stop {
+    interrupted: AtomicBool,
+}
+
+impl Stop {
+    /// Sets it.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// Run-wide options.
+pub struct ApplyOptions {
+    /// `--parallel`: caps every batch's parallelism.
+    pub parallel: Option<usize>,
+    /// The clock windows are evaluated with.
+    pub clock: Arc<dyn Clock>,
+    /// The stop signal.
+    pub stop: Arc<Stop>,
+    /// Live progress.
+    pub progress: Arc<dyn Progress>,
+}
+
+fn setting_duration(value: &Option<String>, default: &str) -> Duration {
+    crate::duration::parse_duration(value.as_deref().unwrap_or(default))
+        .or_else(|_| crate::duration::parse_duration(default))
+        .unwrap_or(Duration::from_secs(300))
+}
+
+/// Per-rollout bookkeeping.
+#[derive(Default)]
+struct RolloutState {
+    failures: usize,
+    halted: bool,
+    waiting: Option<String>,
+}
+
+/// Applies `plan` to the hosts of `fleet`. `finished` lists hosts an earlier run of the same
+/// plan already finished (they are not redone).
+pub async fn execute(
+    plan: &Plan,
+    fleet: &ValidFleet,
+    run: &str,
+    journal: Arc<Journal>,
+    finished: &BTreeMap<String, Outcome>,
+    options: &ApplyOptions,
+) -> ApplyReport {
+    let settings: SettingsSpec = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let lock_wait = setting_duration(&settings.apply.lock_wait, "5m");
+    let min_free = settings.apply.min_free_disk_mib.unwrap_or(500);
+    let ctx = Arc::new(Ctx {
+        journal: journal.clone(),
+        keys: Arc::new(KeyCache::new()),
+        stop: options.stop.clone(),
+        progress: options.progress.clone(),
+    });
+    let mut results: BTreeMap<String, HostResult> = BTreeMap::new();
+    let ended = |host: &str, outcome: Outcome, detail: Vec<String>| HostResult {
+        host: host.to_string(),
+        outcome,
+        detail,
+        changes: plan.host(host).map_or(0, |h| h.changes.len()),
+        millis: 0,
+    };
+    // Hosts outside every batch: reported as the plan left them.
+    for h in &plan.hosts {
+        let outcome = match h.status {
+            HostStatus::Compliant => Some(Outcome::Compliant),
+            HostStatus::Blocked => Some(Outcome::Blocked),
+            HostStatus::Unreachable => Some(Outcome::Unreachable),
+            HostStatus::Unmanaged => Some(Outcome::Unmanaged),
+            _ if h.batch.is_none() => Some(Outcome::Blocked),
+            _ => None,
+        };
+        if let Some(o) = outcome {
+            let mut detail = h.reasons.clone();
+            if o == Outcome::Compliant && detail.is_empty() {
+                detail.push("nothing to change".into());
+            }
+            results.insert(h.host.clone(), ended(&h.host, o, detail));
+        }
+    }
+    let mut rollouts: BTreeMap<String, RolloutState> = BTreeMap::new();
+    let rollout_sizes: BTreeMap<&str, usize> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.status.has_changes())
+        .fold(BTreeMap::new(), |mut m, h| {
+            if let Some(r) = &h.rollout {
+                *m.entry(r.as_str()).or_default() += 1;
+            }
+            m
+        });
+    for batch in &plan.batches {
+        let state = rollouts.entry(batch.rollout.clone()).or_default();
+        let todo: Vec<&String> = batch
+            .hosts
+            .iter()
+            .filter(|h| {
+                if let Some(o) = finished.get(*h) {
+                    results.insert(
+                        (*h).clone(),
+                        ended(
+                            h,
+                            *o,
+                            vec!["already done by an earlier run of this plan".into()],
+                        ),
+                    );
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        let skip = if options.stop.interrupted() {
+            Some((
+                Outcome::NotStarted,
+                "not started: apply was interrupted".to_string(),
+            ))
+        } else if state.halted {
+            Some((
+                Outcome::NotStarted,
+                format!(
+                    "not started: rollout {} halted (failure budget exceeded)",
+                    batch.rollout
+                ),
+            ))
+        } else if let Some(why) = &state.waiting {
+            Some((Outcome::Waiting, why.clone()))
+        } else {
+            match window_gate(fleet, &batch.window, options.clock.now()) {
+                Ok(()) => None,
+                Err(why) => {
+                    state.waiting = Some(why.clone());
+                    Some((Outcome::Waiting, why))
+                }
+            }
+        };
+        if let Some((outcome, why)) = skip {
+            options.progress.batch(
+                batch.index,
+                &format!("{}/{}: {why}", batch.rollout, batch.stage),
+            );
+            for h in todo {
+                results.insert(h.clone(), ended(h, outcome, vec![why.clone()]));
+            }
+            continue;
+        }
+        options.progress.batch(
+            batch.index,
+            &format!(
+                "{}/{}: starting {} host(s), {} at once",
+                batch.rollout,
+                batch.stage,
+                todo.len(),
+                batch.parallelism
+            ),
+        );
+        let Some(rollout) = fleet.rollout(&batch.rollout).map(|r| r.doc.spec.clone()) else {
+            for h in todo {
+                results.insert(
+                    h.clone(),
+                    ended(
+                        h,
+                        Outcome::Blocked,
+                        vec![format!("rollout {} does not exist", batch.rollout)],
+                    ),
+                );
+            }
+            continue;
+        };
+        let parallel = options
+            .parallel
+            .unwrap_or(usize::MAX)
+            .min(usize::try_from(batch.parallelism).unwrap_or(1))
+            .max(1);
+        let semaphore = Arc::new(Semaphore::new(parallel));
+        let shared = Arc::new(Mutex::new(std::mem::take(state)));
+        let size = rollout_sizes
+            .get(batch.rollout.as_str())
+            .copied()
+            .unwrap_or(0);
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in todo {
+            let Some(host_plan) = plan.host(name).cloned() else {
+                continue;
+            };
+            let target: Result<Target, String> = match fleet.host(name) {
+                Some(h) => {
+                    observe::target_for(&root, &settings, h, None).map_err(|e| e.to_string())
+                }
+                None => Err(format!("host {name} is not in the inventory any more")),
+            };
+            let target = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    results.insert(name.clone(), ended(name, Outcome::Failed, vec![e]));
+                    continue;
+                }
+            };
+            let job = HostJob {
+                plan: host_plan,
+                target,
+                rollout: rollout.clone(),
+                lock_wait,
+                min_free_disk_mib: min_free,
+            };
+            let (semaphore, shared, ctx, stop) = (
+                semaphore.clone(),
+                shared.clone(),
+                ctx.clone(),
+                options.stop.clone(),
+            );
+            let budget = rollout.failure_budget.clone();
+            let rollout_name = batch.rollout.clone();
+            // Permits are taken here, in plan order, so hosts start in the order the plan
+            // lists them; the halt and stop checks happen right before each start.
+            let permit = semaphore.acquire_owned().await.expect("never closed");
+            let halted = shared.lock().unwrap_or_else(|p| p.into_inner()).halted;
+            if stop.interrupted() || halted {
+                let why = if halted {
+                    format!("not started: rollout {rollout_name} halted (failure budget exceeded)")
+                } else {
+                    "not started: apply was interrupted".to_string()
+                };
+                results.insert(name.clone(), ended(name, Outcome::NotStarted, vec![why]));
+                continue;
+            }
+            tasks.spawn(async move {
+                let _permit = permit;
+                let result = apply_host(&job, &ctx).await;
+                if result.outcome.is_failure() {
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    s.failures += 1;
+                    if !s.halted && super::decide::budget_exceeded(budget.as_ref(), size, s.failures) {
+                        s.halted = true;
+                        ctx.progress.batch(
+                            usize::MAX,
+                            &format!(
+                                "rollout {rollout_name} halted: {} failure(s) exceed its failure budget; running hosts finish, no new host starts",
+                                s.failures
+                            ),
+                        );
+                    }
+                }
+                result
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => {
+                    results.insert(r.host.clone(), r);
+                }
+                Err(e) => tracing::error!("host task failed: {e}"),
+            }
+        }
+        let back = std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+        *rollouts.entry(batch.rollout.clone()).or_default() = back;
+    }
+    let _ = journal.record(None, Event::RunFinished);
+    let mut hosts = Vec::new();
+    for h in &plan.hosts {
+        hosts.push(results.remove(&h.host).unwrap_or_else(|| {
+            ended(
+                &h.host,
+                Outcome::Failed,
+                vec!["internal error: the host's task ended without a result".into()],
+            )
+        }));
+    }
+    let halted: BTreeSet<String> = rollouts
+        .iter()
+        .filter(|(_, s)| s.halted)
+        .map(|(n, _)| n.clone())
+        .collect();
+    ApplyReport {
+        run: run.to_string(),
+        plan: super::plan_id(plan),
+        hosts,
+        halted: halted.into_iter().collect(),
+        interrupted: options.stop.interrupted(),
+    }
+}
+
+/// Whether a batch of `window` may start at `now`; the reason when not.
+pub fn window_gate(fleet: &ValidFleet, window: &str, now: Timestamp) -> Result<(), String> {
+    let Some(w) = fleet.window(window) else {
+        return Err(format!("waiting: window {window} does not exist"));
+    };
+    let compiled = CompiledWindow::compile(&w.doc.spec)
+        .map_err(|_| format!("waiting: window {window} does not compile"))?;
+    if compiled.can_start_batch(now) {
+        return Ok(());
+    }
+    let next = compiled
+        .next_open_at(now)
+        .map(|t| format!("; it next opens at {t}"))
+        .unwrap_or_default();
+    Err(format!(
+        "waiting: window {window} is closed (or in its cutoff) at {now}{next}"
+    ))
+}
+
+/// Re-observes hosts an earlier run left in flight and repairs an interrupted dpkg
+/// (`dpkg --configure -a`), journaling what it found; returns one line per host.
+pub async fn recover(
+    fleet: &ValidFleet,
+    journal: &Journal,
+    in_flight: &[super::journal::InFlight],
+) -> Vec<String> {
+    let settings = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let keys = KeyCache::new();
+    let mut lines = Vec::new();
+    for f in in_flight {
+        let mut detail = vec![format!(
+            "was in flight in run {} (last step {} at {})",
+            f.run, f.last_event, f.at
+        )];
+        let Some(host) = fleet.host(&f.host) else {
+            detail.push("no longer in the inventory".into());
+            let _ = journal.record(
+                Some(&f.host),
+                Event::Recovered {
+                    of_run: f.run.clone(),
+                    detail: detail.clone(),
+                },
+            );
+            lines.push(format!("host {}: {}", f.host, detail.join("; ")));
+            continue;
+        };
+        let target = match observe::target_for(&root, &settings, host, Some(false)) {
+            Ok(t) => t,
+            Err(e) => {
+                lines.push(format!("host {}: {}; {e}", f.host, detail.join("; ")));
+                continue;
+            }
+        };
+        let t = match super::host::connect(&target, &keys).await {
+            Ok(t) => t,
+            Err(e) => {
+                // Not journaled as recovered: the next run tries again.
+                detail.push(format!("still unreachable ({e}); it stays in flight"));
+                lines.push(format!("host {}: {}", f.host, detail.join("; ")));
+                continue;
+            }
+        };
+        let observed = crate::driver::observe_host(&f.host, t.as_ref(), &target.options).await;
+        let broken = observed.db_health.clone();
+        let apt = observed.package_manager == Some(crate::model::PackageManager::Apt);
+        if !broken.is_empty() && apt {
+            detail.push(format!(
+                "dpkg was interrupted ({}); running `dpkg --configure -a`",
+                broken
+                    .iter()
+                    .map(|b| format!("{} {} {}", b.name, b.version, b.state))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let out = t
+                .exec(
+                    "DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a",
+                    None,
+                    target.options.command_timeout,
+                )
+                .await;
+            match out {
+                Ok(o) if o.success() => detail.push("repaired".into()),
+                Ok(o) => detail.push(format!(
+                    "`dpkg --configure -a` failed (exit {}): {}",
+                    o.exit.map_or("none".into(), |c| c.to_string()),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => detail.push(format!("`dpkg --configure -a` failed: {e}")),
+            }
+        } else if !broken.is_empty() {
+            detail.push(format!(
+                "the package database reports unfinished packages: {}",
+                broken
+                    .iter()
+                    .map(|b| b.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else if observed.status.is_reachable() {
+            detail.push("re-observed: the package database is consistent".into());
+        } else {
+            detail.push(format!(
+                "observation failed: {}",
+                crate::observe::status_text(&observed)
+            ));
+        }
+        t.close().await;
+        let _ = journal.record(
+            Some(&f.host),
+            Event::Recovered {
+                of_run: f.run.clone(),
+                detail: detail.clone(),
+            },
+        );
+        lines.push(format!("host {}: {}", f.host, detail.join("; ")));
+    }
+    lines
+}
+
+/// Reads the journal of the fleet at `repo` and recovers hosts left in flight (used by
+/// `apply` and `observe` before they do anything else).
+pub async fn recover_fleet(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+) -> Result<Vec<String>, String> {
+    let dir = super::state_dir(repo);
+    let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    let open = super::journal::in_flight(&entries);
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
+    Ok(recover(fleet, &journal, &open).await)
+}

@@ -1,0 +1,396 @@
+//! `patchkeeper apply`: take the fleet lock, recover hosts an earlier run left in flight,
+//! plan (or read a saved plan and check it still belongs to this fleet repo), confirm, then
+//! execute batch by batch with live progress and a final table.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::apply::journal::{self, Event, Journal};
+use crate::apply::lock::FleetLock;
+use crate::apply::run::{recover_fleet, ShiftedClock};
+use crate::apply::{self, ApplyOptions, ApplyReport, Clock, Progress, Stop, SystemClock};
+use crate::plan::{self, FirstSeen, Plan, PlanInput, RenderOptions};
+
+/// Exit code: some hosts did not end compliant (failed, rolled back, stale, unreachable,
+/// halted by the failure budget).
+pub const EXIT_NOT_CONVERGED: u8 = 4;
+/// Exit code: nothing failed, but some hosts wait for their window or were not started
+/// because apply was interrupted.
+pub const EXIT_WAITING: u8 = 5;
+
+/// Flags of `patchkeeper apply`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXIT_HELP)]
+pub struct Args {
+    #[command(flatten)]
+    repo: super::RepoArg,
+    /// A plan saved by `patchkeeper plan --out FILE`: apply exactly it (refused entirely when
+    /// the fleet repo changed since; per host when the host changed since).
+    #[arg(value_name = "PLAN_FILE")]
+    plan_file: Option<PathBuf>,
+    /// Apply without asking for confirmation (required without a terminal).
+    #[arg(long)]
+    auto_approve: bool,
+    /// Change at most N hosts at once in any batch (caps the rollout's parallelism).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: Option<u32>,
+    /// Evaluate windows as if now were TIME (RFC 3339; the clock then runs on from there).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Break a stale fleet lock (whose holder is gone or too old) before applying; a live
+    /// holder's lock is never broken.
+    #[arg(long)]
+    break_lock: bool,
+}
+
+const EXIT_HELP: &str = "Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.";
+
+struct Lines {
+    tty: bool,
+}
+
+impl Progress for Lines {
+    fn host(&self, host: &str, message: &str) {
+        if self.tty {
+            eprintln!("  {host:<12} {message}");
+        } else {
+            eprintln!(
+                "{} apply host={host} msg={}",
+                jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                serde_json::to_string(message).unwrap_or_default()
+            );
+        }
+    }
+
+    fn batch(&self, index: usize, message: &str) {
+        if self.tty {
+            if index == usize::MAX {
+                eprintln!("! {message}");
+            } else {
+                eprintln!("Batch {}: {message}", index + 1);
+            }
+        } else {
+            eprintln!(
+                "{} apply batch={} msg={}",
+                jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                if index == usize::MAX {
+                    "-".to_string()
+                } else {
+                    (index + 1).to_string()
+                },
+                serde_json::to_string(message).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
+}
+
+/// Runs `patchkeeper apply`; returns the exit code.
+pub fn run(args: Args) -> u8 {
+    let repo = args.repo.repo.clone();
+    let fleet = match super::load_valid_fleet(&repo) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let clock: Arc<dyn Clock> = match args.at.as_deref() {
+        None => Arc::new(SystemClock),
+        Some(_) => match super::parse_at(args.at.as_deref()) {
+            Ok(t) => Arc::new(ShiftedClock::new(t)),
+            Err(code) => return code,
+        },
+    };
+    let settings = fleet.settings();
+    let stale_after =
+        crate::duration::parse_duration(settings.apply.stale_lock_after.as_deref().unwrap_or("6h"))
+            .unwrap_or(std::time::Duration::from_secs(6 * 3600));
+    let run = run_id();
+    let state = apply::state_dir(&repo);
+    let _lock = match FleetLock::acquire(&state, &repo, &run, stale_after, args.break_lock) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    // SIGINT/SIGTERM: before any host is touched, stop at once (releasing the lock); while
+    // executing, stop starting hosts and let running transactions finish.
+    let stop = Arc::new(Stop::default());
+    let executing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (stop, executing) = (stop.clone(), executing.clone());
+        let lock_path = _lock.path().to_path_buf();
+        runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            if !executing.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&lock_path);
+                eprintln!("\nInterrupted before any host was changed");
+                std::process::exit(130);
+            }
+            eprintln!("\nInterrupted: no new host starts; hosts in the middle of a package transaction finish it");
+            stop.interrupt();
+        });
+    }
+    // Crash recovery first: hosts an earlier run left in flight.
+    match runtime.block_on(recover_fleet(&fleet, &repo, &run)) {
+        Ok(lines) => {
+            if !lines.is_empty() {
+                eprintln!(
+                    "An earlier apply did not finish; {} host(s) were in flight:",
+                    lines.len()
+                );
+                for l in lines {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    }
+    let plan: Plan = match &args.plan_file {
+        Some(path) => match read_plan(path) {
+            Ok(p) => p,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                return super::EXIT_ERROR;
+            }
+        },
+        None => {
+            // Observation runs its own runtime (not nested in ours).
+            let observed = match super::observe::observe_for_plan(&fleet) {
+                Ok(o) => o,
+                Err(code) => return code,
+            };
+            let first_seen = FirstSeen::new();
+            plan::plan(PlanInput {
+                fleet: &fleet,
+                fleet_commit: fleet.fleet().commit.as_deref(),
+                observed: &observed,
+                at: clock.now(),
+                first_seen: &first_seen,
+            })
+        }
+    };
+    if args.plan_file.is_some() {
+        let f = fleet.fleet();
+        if plan.fleet_commit != f.commit || plan.fleet_digest != f.digest {
+            eprintln!(
+                "error: the saved plan was made from another state of the fleet repo (plan: commit {}, digest {}; repo now: commit {}, digest {}); nothing was applied\n\nhint: make a new plan with `patchkeeper plan --repo {} --out FILE`",
+                plan.fleet_commit.as_deref().unwrap_or("none"),
+                short(&plan.fleet_digest),
+                f.commit.as_deref().unwrap_or("none"),
+                short(&f.digest),
+                repo.display()
+            );
+            return super::EXIT_ERROR;
+        }
+    } else {
+        print!(
+            "{}",
+            plan::render_human(
+                &plan,
+                RenderOptions {
+                    color: super::use_color_stdout()
+                }
+            )
+        );
+    }
+    if !plan.has_changes() {
+        println!("\nNothing to apply: every host is compliant or blocked.");
+        let report = empty_report(&plan, &run);
+        print_table(&report);
+        return exit_code(&report);
+    }
+    if args.plan_file.is_none() && !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: apply needs confirmation and there is no terminal to ask on; nothing was applied\n\nhint: review the plan, then pass `--auto-approve`, or save it with `patchkeeper plan --out FILE` and run `patchkeeper apply FILE`");
+            return super::EXIT_ERROR;
+        }
+        eprint!("\nApply these changes? Only `yes` is accepted: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            eprintln!("Not applied.");
+            return super::EXIT_ERROR;
+        }
+    }
+    let plan_id = apply::plan_id(&plan);
+    let entries = match journal::read(&state) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let finished = journal::finished(&entries, &plan_id);
+    let journal = match Journal::open(&state, &run, &plan_id) {
+        Ok(j) => Arc::new(j),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    if let Err(e) = journal.record(
+        None,
+        Event::RunStarted {
+            pid: std::process::id(),
+        },
+    ) {
+        eprintln!("error: {e}");
+        return super::EXIT_ERROR;
+    }
+    executing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let options = ApplyOptions {
+        parallel: args.parallel.and_then(|p| usize::try_from(p).ok()),
+        clock,
+        stop: stop.clone(),
+        progress: Arc::new(Lines {
+            tty: std::io::stderr().is_terminal(),
+        }),
+    };
+    eprintln!(
+        "\nApplying (run {run}, plan {plan_id}; journal `{}`)",
+        journal::journal_path(&state).display()
+    );
+    let report = runtime.block_on(apply::execute(
+        &plan,
+        &fleet,
+        &run,
+        journal.clone(),
+        &finished,
+        &options,
+    ));
+    print_table(&report);
+    exit_code(&report)
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
+fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read plan `{}`: {e}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "`{}` is not a plan (written by `patchkeeper plan --out`): {e}",
+            path.display()
+        )
+    })?;
+    if plan.format != plan::PLAN_FORMAT {
+        return Err(format!(
+            "`{}` is a plan of format {}, this patchkeeper reads format {}",
+            path.display(),
+            plan.format,
+            plan::PLAN_FORMAT
+        ));
+    }
+    Ok(plan)
+}
+
+fn empty_report(plan: &Plan, run: &str) -> ApplyReport {
+    ApplyReport {
+        run: run.to_string(),
+        plan: apply::plan_id(plan),
+        hosts: plan
+            .hosts
+            .iter()
+            .map(|h| apply::HostResult {
+                host: h.host.clone(),
+                outcome: match h.status {
+                    plan::HostStatus::Unreachable => apply::Outcome::Unreachable,
+                    plan::HostStatus::Blocked => apply::Outcome::Blocked,
+                    plan::HostStatus::Unmanaged => apply::Outcome::Unmanaged,
+                    _ => apply::Outcome::Compliant,
+                },
+                detail: h.reasons.clone(),
+                changes: 0,
+                millis: 0,
+            })
+            .collect(),
+        halted: Vec::new(),
+        interrupted: false,
+    }
+}
+
+fn print_table(report: &ApplyReport) {
+    let mut out = std::io::stdout().lock();
+    let width = report
+        .hosts
+        .iter()
+        .map(|h| h.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<14}  {:>7}  {:>6}  DETAIL",
+        "HOST", "RESULT", "CHANGES", "TIME"
+    );
+    for h in &report.hosts {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<14}  {:>7}  {:>5.1}s  {}",
+            h.host,
+            h.outcome.as_str(),
+            h.changes,
+            h.millis as f64 / 1000.0,
+            h.detail.join("; ")
+        );
+    }
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for h in &report.hosts {
+        *counts.entry(h.outcome.as_str()).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(out, "\nApply: {}.", summary.join(", "));
+    for r in &report.halted {
+        let _ = writeln!(
+            out,
+            "Rollout {r} was halted: its failure budget was exceeded."
+        );
+    }
+    if report.interrupted {
+        let _ = writeln!(out, "Apply was interrupted; run it again to continue.");
+    }
+}
+
+fn exit_code(report: &ApplyReport) -> u8 {
+    if report.converged() {
+        super::EXIT_OK
+    } else if report.only_waiting() {
+        EXIT_WAITING
+    } else {
+        EXIT_NOT_CONVERGED
+    }
+}
