@@ -225,6 +225,51 @@ pub trait Observer {
     fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String>;
 }
 
+/// The production [`Observer`]: the observe engine over SSH, resolving targets exactly as
+/// `patchkeeper observe` does (every host, Settings' defaults).
+pub struct EngineObserver {
+    runtime: tokio::runtime::Runtime,
+    key_root: Option<std::path::PathBuf>,
+}
+
+impl EngineObserver {
+    /// An observer with its own async runtime. Relative key and `known_hosts` paths in
+    /// Settings resolve against `key_root` when given (the working tree of a local fleet
+    /// repo, where untracked keys live), else against the checked-out commit.
+    pub fn new(key_root: Option<std::path::PathBuf>) -> std::io::Result<EngineObserver> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(EngineObserver { runtime, key_root })
+    }
+}
+
+impl Observer for EngineObserver {
+    fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String> {
+        let settings = fleet.settings();
+        let root = self
+            .key_root
+            .clone()
+            .unwrap_or_else(|| fleet.fleet().root.clone());
+        let targets = fleet
+            .hosts()
+            .map(|h| crate::observe::target_for(&root, &settings, h, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        if targets.is_empty() {
+            return Err("the inventory has no host to observe".into());
+        }
+        let options = crate::observe::RunOptions::from_settings(&settings, None)
+            .map_err(|e| e.to_string())?;
+        let observed =
+            self.runtime
+                .block_on(crate::observe::observe_all(targets, &options, |host| {
+                    tracing::info!(host = %host.name, "observed");
+                }));
+        Ok(observed)
+    }
+}
+
 /// The imperative shell around [`decide`].
 pub struct Reconciler<O: Observer> {
     source: Source,

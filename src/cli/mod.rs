@@ -11,6 +11,7 @@ mod observe;
 mod plan;
 mod report;
 mod schema;
+mod serve;
 mod validate;
 mod version;
 mod windows;
@@ -89,6 +90,12 @@ pub enum Command {
     /// Prints summary counts, then every host needing attention with its reasons and the
     /// policy rules it breaks (JSON with --json). Exits 1 when there are no reports yet.
     Report(report::Args),
+    /// Run the reconcile loop: fetch the fleet repo, validate, observe, plan, apply what
+    /// windows allow (only with Settings' `reconcile.autoApply`), report to Git; repeat.
+    ///
+    /// Runs until SIGTERM/SIGINT (finishing the in-flight reconcile), or once with --once.
+    /// Logs progress on stderr at info level (structured with --log-format json).
+    Serve(serve::Args),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -108,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Apply(args) => apply::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
@@ -121,6 +129,8 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
+            // A service's log is its output: serve reports progress by default.
+            0 if matches!(cli.command, Command::Serve(_)) => "info",
             0 => "warn",
             1 => "info",
             2 => "debug",

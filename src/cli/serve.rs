@@ -1,0 +1,146 @@
+//! `patchkeeper serve`: the reconcile loop (fetch, validate, observe, plan, apply when
+//! Settings allow, report) until SIGTERM/SIGINT, or one round with `--once`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::reconcile::{EngineObserver, Reconciler, Timing};
+use crate::report::GitAuth;
+use crate::source::{Location, Source};
+
+/// Flags of `patchkeeper serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The fleet repo: a local directory or a URL (`file://`, `ssh://`, `https://`,
+    /// `user@host:path`). Remote credentials come from `PATCHKEEPER_GIT_SSH_KEY` or
+    /// `PATCHKEEPER_GIT_TOKEN`.
+    #[arg(long, value_name = "DIR|URL", default_value = ".")]
+    repo: String,
+    /// The branch holding the desired state (default: the repository's HEAD / default
+    /// branch).
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+    /// Reconcile at least this often, even without a new commit (`30s`, `5m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    interval: String,
+    /// Where fetched commits are cached (default: `<repo>/.patchkeeper/cache` for a local
+    /// repo, `~/.cache/patchkeeper` for a URL).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Run a single reconcile and exit (for tests and cron): exit 0 when the desired
+    /// commit validated and was reconciled and reported, 1 otherwise.
+    #[arg(long)]
+    once: bool,
+}
+
+/// Runs `patchkeeper serve`; returns the exit code.
+pub fn run(args: Args) -> u8 {
+    let interval = match crate::duration::parse_duration(&args.interval) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            eprintln!(
+                "error: invalid --interval `{}`: must be positive",
+                args.interval
+            );
+            return super::EXIT_ERROR;
+        }
+        Err(e) => {
+            eprintln!(
+                "error: invalid --interval `{}`: {e}\n\nhint: use a duration such as `30s`, `5m` or `1h`",
+                args.interval
+            );
+            return super::EXIT_ERROR;
+        }
+    };
+    let location = Location::parse(&args.repo);
+    let (cache, key_root) = match &location {
+        Location::Local(dir) => (
+            args.cache
+                .clone()
+                .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
+            // Keys of a local fleet repo are usually untracked files beside the commit.
+            Some(dir.clone()),
+        ),
+        Location::Remote(_) => (args.cache.clone().unwrap_or_else(default_cache), None),
+    };
+    let source = Source::new(location, args.branch.clone(), &cache, GitAuth::from_env());
+    let observer = match EngineObserver::new(key_root) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let mut reconciler = Reconciler::new(
+        source,
+        observer,
+        Timing::with_interval(interval),
+        shutdown.clone(),
+    );
+    if args.once {
+        reconciler.step(jiff::Timestamp::now);
+        let s = &reconciler.state;
+        let ok = s.fetch_failures == 0
+            && s.failures == 0
+            && s.rejected.is_none()
+            && s.last_good.is_some();
+        return if ok {
+            super::EXIT_OK
+        } else {
+            super::EXIT_ERROR
+        };
+    }
+    if let Err(e) = watch_signals(shutdown.clone()) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return super::EXIT_ERROR;
+    }
+    tracing::info!(repo = %args.repo, interval = ?interval, "serving");
+    reconciler.run();
+    tracing::info!("shut down");
+    super::EXIT_OK
+}
+
+fn default_cache() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("patchkeeper"),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache").join("patchkeeper"))
+            .unwrap_or_else(|| PathBuf::from(".patchkeeper-cache")),
+    }
+}
+
+/// Sets `shutdown` on the first SIGTERM or SIGINT; the loop then finishes its in-flight
+/// step and exits. A second signal exits at once (an operator insisting).
+fn watch_signals(shutdown: Arc<AtomicBool>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Registered here, before the loop starts, so no early signal is missed.
+    let (mut term, mut int) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    if shutdown.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(signal = name, "second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!(signal = name, "shutting down after the in-flight reconcile");
+                }
+            });
+        })?;
+    Ok(())
+}
