@@ -153,7 +153,8 @@ pub enum LoadError {
 
 /// Finds the YAML files of a fleet repo, sorted, relative to `root`.
 ///
-/// Hidden entries (`.git`, `.patchkeeper`...) and [`SKIPPED_DIRS`] are skipped.
+/// Hidden entries (`.git`, `.patchkeeper`...), [`SKIPPED_DIRS`] and the root-level policy
+/// override (`policy.yaml`) are skipped.
 pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if !root.is_dir() {
         return Err(LoadError::NotADirectory(root.to_owned()));
@@ -169,6 +170,11 @@ pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
             }
             let name = e.file_name().to_string_lossy();
             if name.starts_with('.') {
+                return false;
+            }
+            // The compliance policy override is not a fleet document (it has its own
+            // format and loader, `crate::policy`).
+            if e.depth() == 1 && e.file_type().is_file() && name == crate::policy::OVERRIDE_FILE {
                 return false;
             }
             !(e.file_type().is_dir() && e.depth() == 1 && SKIPPED_DIRS.contains(&name.as_ref()))
@@ -454,4 +460,32 @@ fn head_commit(root: &Path) -> Option<String> {
         None => head.to_owned(),
     };
     (sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit())).then_some(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_policy_override_is_not_a_fleet_document() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |rel: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, "x: 1\n").expect("write");
+        };
+        write("policy.yaml");
+        write("patchkeeper.yaml");
+        write("baselines/policy.yaml");
+        write(".patchkeeper/state.yaml");
+        write("reports/a.yaml");
+        let files = find_yaml_files(dir.path()).expect("walk");
+        assert_eq!(
+            files,
+            [
+                PathBuf::from("baselines/policy.yaml"),
+                PathBuf::from("patchkeeper.yaml")
+            ]
+        );
+    }
 }
