@@ -8,9 +8,10 @@
 //! it validated; failures back off exponentially (capped) and never stop the loop; the
 //! interval is measured from the end of the last reconcile.
 //!
-//! Seam for apply: [`Reconciler::reconcile`] observes and records an observe run; when
-//! Settings enable `reconcile.autoApply`, the apply engineer plugs plan + apply in there
-//! (marked `APPLY SEAM`) and records an apply run with [`crate::report::record_run`].
+//! Apply: when Settings enable `reconcile.autoApply` and the reconciler has an
+//! [`Executor`], a reconcile plans (with first-seen times from the previous report), applies
+//! what windows allow now, observes again and records an apply run; otherwise it records
+//! an observe run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,8 +19,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use std::path::PathBuf;
+
+use crate::apply::lock::FleetLock;
+use crate::apply::run::recover_fleet;
+use crate::apply::{ApplyOptions, ApplyReport, Outcome, Progress, Stop, SystemClock};
+use crate::compliance::HostRunOutcome;
 use crate::observed::ObservedFleet;
-use crate::report::{self, ReportTarget};
+use crate::plan::{Plan, PlanInput};
+use crate::report::{self, HostRun, PackageChange, ReportTarget, RunKind, RunRecord};
 use crate::source::{Location, Source};
 use crate::validate::{self, ValidFleet};
 
@@ -229,28 +237,22 @@ pub trait Observer {
 /// `patchkeeper observe` does (every host, Settings' defaults).
 pub struct EngineObserver {
     runtime: tokio::runtime::Runtime,
-    key_root: Option<std::path::PathBuf>,
 }
 
 impl EngineObserver {
-    /// An observer with its own async runtime. Relative key and `known_hosts` paths in
-    /// Settings resolve against `key_root` when given (the working tree of a local fleet
-    /// repo, where untracked keys live), else against the checked-out commit.
-    pub fn new(key_root: Option<std::path::PathBuf>) -> std::io::Result<EngineObserver> {
+    /// An observer with its own async runtime.
+    pub fn new() -> std::io::Result<EngineObserver> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        Ok(EngineObserver { runtime, key_root })
+        Ok(EngineObserver { runtime })
     }
 }
 
 impl Observer for EngineObserver {
     fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String> {
         let settings = fleet.settings();
-        let root = self
-            .key_root
-            .clone()
-            .unwrap_or_else(|| fleet.fleet().root.clone());
+        let root = fleet.fleet().root.clone();
         let targets = fleet
             .hosts()
             .map(|h| crate::observe::target_for(&root, &settings, h, None))
@@ -270,6 +272,173 @@ impl Observer for EngineObserver {
     }
 }
 
+/// How the shell applies a plan (the apply executor in production).
+pub trait Executor {
+    /// Applies what `plan` allows now (windows, rollouts) to the hosts of `fleet`.
+    fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String>;
+}
+
+/// The production [`Executor`]: `patchkeeper apply --auto-approve` without the terminal:
+/// the fleet lock, crash recovery and the journal under `<repo>/.patchkeeper/`.
+pub struct EngineExecutor {
+    runtime: tokio::runtime::Runtime,
+    repo: PathBuf,
+    stop: Arc<Stop>,
+}
+
+impl EngineExecutor {
+    /// An executor keeping its lock and journal under `repo`; setting `stop` lets hosts in
+    /// the middle of a package transaction finish and starts no new one.
+    pub fn new(repo: PathBuf, stop: Arc<Stop>) -> std::io::Result<EngineExecutor> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(EngineExecutor {
+            runtime,
+            repo,
+            stop,
+        })
+    }
+}
+
+/// Apply progress as log events.
+struct LogProgress;
+
+impl Progress for LogProgress {
+    fn host(&self, host: &str, message: &str) {
+        tracing::info!(host, "{message}");
+    }
+
+    fn batch(&self, index: usize, message: &str) {
+        if index == usize::MAX {
+            tracing::warn!("{message}");
+        } else {
+            tracing::info!(batch = index + 1, "{message}");
+        }
+    }
+}
+
+impl Executor for EngineExecutor {
+    fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
+        use crate::apply::journal::{self, Journal};
+        let settings = fleet.settings();
+        let stale_after = crate::duration::parse_duration(
+            settings.apply.stale_lock_after.as_deref().unwrap_or("6h"),
+        )
+        .unwrap_or(Duration::from_secs(6 * 3600));
+        let run = format!(
+            "{}-serve-{}",
+            Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+            std::process::id()
+        );
+        let state = crate::apply::state_dir(&self.repo);
+        let _lock = FleetLock::acquire(&state, &self.repo, &run, stale_after, false)
+            .map_err(|e| e.to_string())?;
+        let recovered = self
+            .runtime
+            .block_on(recover_fleet(fleet, &self.repo, &run))?;
+        for line in recovered {
+            tracing::warn!("an earlier apply left a host in flight: {line}");
+        }
+        let plan_id = crate::apply::plan_id(plan);
+        let entries = journal::read(&state).map_err(|e| e.to_string())?;
+        let finished = journal::finished(&entries, &plan_id);
+        let journal = Arc::new(Journal::open(&state, &run, &plan_id).map_err(|e| e.to_string())?);
+        journal
+            .record(
+                None,
+                journal::Event::RunStarted {
+                    pid: std::process::id(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let options = ApplyOptions {
+            parallel: None,
+            clock: Arc::new(SystemClock),
+            stop: self.stop.clone(),
+            progress: Arc::new(LogProgress),
+        };
+        tracing::info!(run = %run, plan = %plan_id, "applying");
+        Ok(self.runtime.block_on(crate::apply::execute(
+            plan, fleet, &run, journal, &finished, &options,
+        )))
+    }
+}
+
+/// The run record of an apply: per host what the executor did, with the plan's package
+/// changes for hosts it updated.
+pub fn apply_run(
+    plan: &Plan,
+    applied: &ApplyReport,
+    desired_commit: &str,
+    started: Timestamp,
+    finished: Timestamp,
+) -> RunRecord {
+    let mut hosts: Vec<HostRun> = applied
+        .hosts
+        .iter()
+        .map(|h| {
+            let reason = || {
+                if h.detail.is_empty() {
+                    h.outcome.as_str().to_owned()
+                } else {
+                    h.detail.join("; ")
+                }
+            };
+            let planned: Vec<PackageChange> = plan
+                .hosts
+                .iter()
+                .filter(|p| p.host == h.host)
+                .flat_map(|p| &p.changes)
+                .map(|c| PackageChange {
+                    package: c.package.clone(),
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                })
+                .collect();
+            let (outcome, changes) = match h.outcome {
+                Outcome::Compliant | Outcome::PendingReboot if !planned.is_empty() => {
+                    (HostRunOutcome::Updated, planned)
+                }
+                Outcome::Compliant
+                | Outcome::PendingReboot
+                | Outcome::Blocked
+                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, Vec::new()),
+                Outcome::RolledBack => {
+                    (HostRunOutcome::RolledBack { reason: reason() }, Vec::new())
+                }
+                Outcome::Failed | Outcome::Stale => {
+                    (HostRunOutcome::Failed { reason: reason() }, Vec::new())
+                }
+                Outcome::Unreachable => {
+                    (HostRunOutcome::Unreachable { reason: reason() }, Vec::new())
+                }
+                Outcome::NotStarted | Outcome::Waiting => {
+                    (HostRunOutcome::NotStarted { reason: reason() }, Vec::new())
+                }
+            };
+            HostRun {
+                host: h.host.clone(),
+                outcome,
+                started_at: None,
+                finished_at: None,
+                changes,
+            }
+        })
+        .collect();
+    hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    RunRecord {
+        run_id: RunRecord::new_id(RunKind::Apply, started),
+        kind: RunKind::Apply,
+        started_at: started,
+        finished_at: finished,
+        desired_commit: desired_commit.to_owned(),
+        plan: Some(plan.summary.clone()),
+        hosts,
+        errors: Vec::new(),
+    }
+}
+
 /// The imperative shell around [`decide`].
 pub struct Reconciler<O: Observer> {
     source: Source,
@@ -280,6 +449,7 @@ pub struct Reconciler<O: Observer> {
     rejected_errors: Vec<String>,
     last_good_fleet: Option<ValidFleet>,
     shutdown: Arc<AtomicBool>,
+    executor: Option<Box<dyn Executor>>,
 }
 
 impl<O: Observer> Reconciler<O> {
@@ -293,7 +463,15 @@ impl<O: Observer> Reconciler<O> {
             rejected_errors: Vec::new(),
             last_good_fleet: None,
             shutdown,
+            executor: None,
         }
+    }
+
+    /// Applies with `executor` when Settings enable `reconcile.autoApply` (without one,
+    /// every reconcile only observes and reports).
+    pub fn with_executor(mut self, executor: impl Executor + 'static) -> Self {
+        self.executor = Some(Box::new(executor));
+        self
     }
 
     /// One round: fetch, then follow the decisions until one says wait; returns the wait.
@@ -345,7 +523,11 @@ impl<O: Observer> Reconciler<O> {
 
     fn load(&self, commit: &str) -> Result<validate::Outcome, String> {
         let co = self.source.checkout(commit).map_err(|e| e.to_string())?;
-        validate::load_and_validate(&co.dir).map_err(|e| e.to_string())
+        let mut outcome = validate::load_and_validate(&co.dir).map_err(|e| e.to_string())?;
+        if let (Some(fleet), Location::Local(dir)) = (&mut outcome.fleet, self.source.location()) {
+            fleet.set_root(dir.clone());
+        }
+        Ok(outcome)
     }
 
     fn validate(&mut self, commit: &str) -> Event {
@@ -427,11 +609,16 @@ impl<O: Observer> Reconciler<O> {
         };
         let result = (|| {
             let observed = self.observer.observe(&fleet)?;
-            // APPLY SEAM: when `fleet.settings().reconcile.auto_apply`, plan with
-            // `report::read(..)?.first_seen()` and apply what windows allow now, then
-            // `report::record_run` the apply run instead of (or after) the observation.
             let target = self.target(Some(&fleet));
-            let run = report::observation_run(&observed, commit, now);
+            let run = match self.apply(&fleet, &target, &observed, commit, now)? {
+                Some((run, after)) => {
+                    let rec = report::record(&target, &fleet, Some(&after), &run, now)
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled with apply");
+                    return Ok(());
+                }
+                None => report::observation_run(&observed, commit, now),
+            };
             let rec = report::record(&target, &fleet, Some(&observed), &run, now)
                 .map_err(|e| e.to_string())?;
             tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled");
@@ -439,6 +626,58 @@ impl<O: Observer> Reconciler<O> {
         })();
         self.last_good_fleet = Some(fleet);
         result
+    }
+
+    /// Plans and applies when Settings enable it and the plan changes something; returns
+    /// the apply run and the fleet observed after it.
+    fn apply(
+        &mut self,
+        fleet: &ValidFleet,
+        target: &ReportTarget,
+        observed: &ObservedFleet,
+        commit: &str,
+        now: Timestamp,
+    ) -> Result<Option<(RunRecord, ObservedFleet)>, String> {
+        if !fleet.settings().reconcile.auto_apply {
+            return Ok(None);
+        }
+        let Some(executor) = self.executor.as_mut() else {
+            return Ok(None);
+        };
+        // Outstanding time counts from the first report that saw an update offered.
+        let first_seen = match report::read(&target.repo, &target.branch) {
+            Ok(Some(snapshot)) => snapshot.first_seen(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                tracing::warn!("cannot read the previous report: {e}");
+                Default::default()
+            }
+        };
+        let plan = crate::plan::plan(PlanInput {
+            fleet,
+            fleet_commit: Some(commit),
+            observed,
+            at: now,
+            first_seen: &first_seen,
+        });
+        if !plan.has_changes() {
+            tracing::info!("nothing to apply");
+            return Ok(None);
+        }
+        let began = std::time::Instant::now();
+        let applied = executor.apply(fleet, &plan)?;
+        let elapsed =
+            jiff::SignedDuration::try_from(began.elapsed()).unwrap_or(jiff::SignedDuration::ZERO);
+        let run = apply_run(
+            &plan,
+            &applied,
+            commit,
+            now,
+            now.saturating_add(elapsed).unwrap_or(now),
+        );
+        // Report what the hosts are now, not what they were before the apply.
+        let after = self.observer.observe(fleet)?;
+        Ok(Some((run, after)))
     }
 }
 

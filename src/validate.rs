@@ -26,6 +26,13 @@ struct HostRef {
 }
 
 impl ValidFleet {
+    /// Resolves relative paths in Settings (SSH keys, `known_hosts`, the policy override)
+    /// against `root` instead of the directory the files were read from: `serve` reads an
+    /// exact commit from a checkout, while untracked keys live in the local working tree.
+    pub fn set_root(&mut self, root: std::path::PathBuf) {
+        self.fleet.root = root;
+    }
+
     /// The underlying documents.
     pub fn fleet(&self) -> &Fleet {
         &self.fleet

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::reconcile::{EngineObserver, Reconciler, Timing};
+use crate::apply::Stop;
+use crate::reconcile::{EngineExecutor, EngineObserver, Reconciler, Timing};
 use crate::report::GitAuth;
 use crate::source::{Location, Source};
 
@@ -54,19 +55,21 @@ pub fn run(args: Args) -> u8 {
         }
     };
     let location = Location::parse(&args.repo);
-    let (cache, key_root) = match &location {
-        Location::Local(dir) => (
-            args.cache
-                .clone()
-                .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
-            // Keys of a local fleet repo are usually untracked files beside the commit.
-            Some(dir.clone()),
-        ),
-        Location::Remote(_) => (args.cache.clone().unwrap_or_else(default_cache), None),
+    let cache = match &location {
+        Location::Local(dir) => args
+            .cache
+            .clone()
+            .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
+        Location::Remote(_) => args.cache.clone().unwrap_or_else(default_cache),
     };
     let source = Source::new(location, args.branch.clone(), &cache, GitAuth::from_env());
-    let observer = match EngineObserver::new(key_root) {
-        Ok(o) => o,
+    // The apply lock and journal live beside the repository serve reads from.
+    let state_repo = source.repo_path();
+    let stop = Arc::new(Stop::default());
+    let engines =
+        EngineObserver::new().and_then(|o| Ok((o, EngineExecutor::new(state_repo, stop.clone())?)));
+    let (observer, executor) = match engines {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return super::EXIT_ERROR;
@@ -78,7 +81,12 @@ pub fn run(args: Args) -> u8 {
         observer,
         Timing::with_interval(interval),
         shutdown.clone(),
-    );
+    )
+    .with_executor(executor);
+    if let Err(e) = watch_signals(shutdown.clone(), stop) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return super::EXIT_ERROR;
+    }
     if args.once {
         reconciler.step(jiff::Timestamp::now);
         let s = &reconciler.state;
@@ -91,10 +99,6 @@ pub fn run(args: Args) -> u8 {
         } else {
             super::EXIT_ERROR
         };
-    }
-    if let Err(e) = watch_signals(shutdown.clone()) {
-        eprintln!("error: cannot install signal handlers: {e}");
-        return super::EXIT_ERROR;
     }
     tracing::info!(repo = %args.repo, interval = ?interval, "serving");
     reconciler.run();
@@ -111,9 +115,10 @@ fn default_cache() -> PathBuf {
     }
 }
 
-/// Sets `shutdown` on the first SIGTERM or SIGINT; the loop then finishes its in-flight
+/// Sets `shutdown` and `stop` on the first SIGTERM or SIGINT: an apply in progress starts no
+/// new host (hosts in a package transaction finish it), then the loop ends its in-flight
 /// step and exits. A second signal exits at once (an operator insisting).
-fn watch_signals(shutdown: Arc<AtomicBool>) -> std::io::Result<()> {
+fn watch_signals(shutdown: Arc<AtomicBool>, stop: Arc<Stop>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -134,6 +139,7 @@ fn watch_signals(shutdown: Arc<AtomicBool>) -> std::io::Result<()> {
                         _ = term.recv() => "SIGTERM",
                         _ = int.recv() => "SIGINT",
                     };
+                    stop.interrupt();
                     if shutdown.swap(true, Ordering::SeqCst) {
                         tracing::warn!(signal = name, "second signal: exiting now");
                         std::process::exit(130);
