@@ -885,6 +885,129 @@ mod tests {
         assert_eq!(s.fetch_failures, 0);
     }
 
+    fn host_plan(host: &str, changes: &[(&str, Option<&str>, &str)]) -> crate::plan::HostPlan {
+        crate::plan::HostPlan {
+            host: host.into(),
+            status: if changes.is_empty() {
+                crate::plan::HostStatus::Compliant
+            } else {
+                crate::plan::HostStatus::Update
+            },
+            package_manager: None,
+            baselines: vec!["web".into()],
+            requests: Vec::new(),
+            window: None,
+            rollout: None,
+            changes: changes
+                .iter()
+                .map(|(package, from, to)| crate::plan::Change {
+                    package: (*package).into(),
+                    arch: "amd64".into(),
+                    from: from.map(Into::into),
+                    to: (*to).into(),
+                    security: false,
+                    origin: String::new(),
+                    reasons: Vec::new(),
+                })
+                .collect(),
+            reasons: Vec::new(),
+            skipped: Vec::new(),
+            fingerprint: None,
+            batch: None,
+            reboot_required: false,
+        }
+    }
+
+    fn result(host: &str, outcome: Outcome, detail: &[&str]) -> crate::apply::HostResult {
+        crate::apply::HostResult {
+            host: host.into(),
+            outcome,
+            detail: detail.iter().map(|d| (*d).to_string()).collect(),
+            changes: 0,
+            millis: 10,
+        }
+    }
+
+    #[test]
+    fn an_apply_report_becomes_a_run_record_with_the_kept_changes() {
+        let plan = Plan {
+            format: crate::plan::PLAN_FORMAT,
+            fleet_commit: Some("abc".into()),
+            fleet_digest: "d".into(),
+            planned_at: "2026-11-24T02:00:00Z".into(),
+            observed_at: "2026-11-24T02:00:00Z".into(),
+            hosts: vec![
+                host_plan("a", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("b", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("c", &[("pk-new", None, "2.0-1")]),
+                host_plan("d", &[]),
+                host_plan("e", &[("libpk", Some("1.0-1"), "1.2-1")]),
+            ],
+            batches: Vec::new(),
+            summary: crate::plan::Summary {
+                hosts_to_update: 4,
+                ..Default::default()
+            },
+        };
+        let applied = ApplyReport {
+            run: "r".into(),
+            plan: "p".into(),
+            hosts: vec![
+                result("e", Outcome::Waiting, &["window nightly is closed"]),
+                result("a", Outcome::Compliant, &["verified"]),
+                result(
+                    "b",
+                    Outcome::RolledBack,
+                    &["postinst failed", "rolled back"],
+                ),
+                result("c", Outcome::PendingReboot, &[]),
+                result("d", Outcome::Compliant, &[]),
+            ],
+            halted: Vec::new(),
+            interrupted: false,
+        };
+        let run = apply_run(&plan, &applied, "abc", at(0), at(3));
+        assert_eq!(run.kind, RunKind::Apply);
+        assert_eq!(run.desired_commit, "abc");
+        assert_eq!(run.plan.as_ref().map(|p| p.hosts_to_update), Some(4));
+        assert_eq!((run.started_at, run.finished_at), (at(0), at(3)));
+        let outcomes: Vec<(&str, &HostRunOutcome, usize)> = run
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), &h.outcome, h.changes.len()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("a", &HostRunOutcome::Updated, 1),
+                (
+                    "b",
+                    &HostRunOutcome::RolledBack {
+                        reason: "postinst failed; rolled back".into()
+                    },
+                    0
+                ),
+                ("c", &HostRunOutcome::Updated, 1),
+                ("d", &HostRunOutcome::Unchanged, 0),
+                (
+                    "e",
+                    &HostRunOutcome::NotStarted {
+                        reason: "window nightly is closed".into()
+                    },
+                    0
+                ),
+            ]
+        );
+        assert_eq!(
+            run.hosts[2].changes,
+            [PackageChange {
+                package: "pk-new".into(),
+                from: None,
+                to: "2.0-1".into()
+            }]
+        );
+    }
+
     #[test]
     fn a_manual_trigger_reconciles_now() {
         let mut s = State {
