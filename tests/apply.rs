@@ -630,3 +630,33 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
 }
+
+#[test]
+fn rollback_says_plainly_when_the_old_versions_cannot_be_obtained() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    // The health check fails after taking the package repositories away, so the recorded
+    // version 1.0-1 can no longer be downloaded when the rollback needs it.
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n  healthChecks:\n    - name: repo-gone\n      command: \"rm -f /etc/apt/sources.list.d/patchkeeper-lab.list /etc/yum.repos.d/patchkeeper-lab.repo; if command -v apt-get >/dev/null; then apt-get update -q >/dev/null 2>&1; else dnf clean all >/dev/null 2>&1; fi; false\"\n",
+    );
+    commit(&lab, "a health check that removes the repositories");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["deb-1", "rpm-1"] {
+        assert_eq!(outcome(&stdout, host), "failed", "{all}");
+        assert!(
+            row(&stdout, host)
+                .contains("cannot roll back: the previous versions can no longer be obtained"),
+            "{all}"
+        );
+        assert!(row(&stdout, host).contains("left at: libpk 1.2-1"), "{all}");
+    }
+    assert!(row(&stdout, "deb-1").contains("libpk=1.0-1"), "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+}

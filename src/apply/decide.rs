@@ -223,8 +223,12 @@ pub fn rollback_mismatches(steps: &RollbackSteps, installed: &[InstalledPackage]
 
 /// When the package manager says the versions to go back to cannot be had, the packages it
 /// names (empty: the failure is something else).
-pub fn unobtainable(pm: PackageManager, output: &str) -> Vec<String> {
+pub fn unobtainable(pm: PackageManager, output: &str, wanted: &[String]) -> Vec<String> {
     let mut out = Vec::new();
+    // No repository at all: nothing can be downloaded.
+    if pm == PackageManager::Dnf && output.contains("There are no enabled repositories") {
+        return wanted.to_vec();
+    }
     for line in output.lines() {
         let line = line.trim();
         match pm {
@@ -495,15 +499,24 @@ mod tests {
     fn unobtainable_old_versions_are_named() {
         let apt = "Reading package lists...\nE: Version '1.0-1' for 'libpk' was not found\nE: Version '0.9' for 'pk-app' was not found\n";
         assert_eq!(
-            unobtainable(PackageManager::Apt, apt),
+            unobtainable(PackageManager::Apt, apt, &[]),
             vec!["libpk=1.0-1", "pk-app=0.9"]
         );
         let dnf =
             "No match for argument: libpk-1.0-1\nError: Unable to find a match: libpk-1.0-1\n";
-        assert_eq!(unobtainable(PackageManager::Dnf, dnf), vec!["libpk-1.0-1"]);
+        assert_eq!(
+            unobtainable(PackageManager::Dnf, dnf, &[]),
+            vec!["libpk-1.0-1"]
+        );
+        let none = "Error: There are no enabled repositories in \"/etc/yum.repos.d\".";
+        assert_eq!(
+            unobtainable(PackageManager::Dnf, none, &["libpk-1.0-1".to_string()]),
+            vec!["libpk-1.0-1"]
+        );
         assert!(unobtainable(
             PackageManager::Apt,
-            "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+            "E: Sub-process /usr/bin/dpkg returned an error code (1)",
+            &[]
         )
         .is_empty());
     }

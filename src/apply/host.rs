@@ -114,6 +114,15 @@ struct Steps<'a> {
     name: &'a str,
 }
 
+/// `exit N` plus the last lines of output, if any.
+fn failure(out: &Output) -> String {
+    let code = out.exit.map_or("none".into(), |c| c.to_string());
+    match tail(out) {
+        t if t.is_empty() => format!("exit {code}"),
+        t => format!("exit {code}: {t}"),
+    }
+}
+
 fn tail(out: &Output) -> String {
     let text = format!(
         "{}\n{}",
@@ -426,13 +435,7 @@ impl Steps<'_> {
         for attempt in 1..=attempts {
             match t.exec(&c.command, None, timeout).await {
                 Ok(o) if o.success() => return Ok(()),
-                Ok(o) => {
-                    last = format!(
-                        "exit {}: {}",
-                        o.exit.map_or("none".into(), |c| c.to_string()),
-                        tail(&o)
-                    )
-                }
+                Ok(o) => last = failure(&o),
                 Err(e) => last = e.to_string(),
             }
             if attempt < attempts {
@@ -544,7 +547,16 @@ impl Steps<'_> {
             })
             .collect();
         if !out.success() {
-            let gone = decide::unobtainable(pm, &text);
+            let wanted: Vec<String> = steps
+                .restore
+                .iter()
+                .chain(&steps.reinstall)
+                .map(|(n, v)| match pm {
+                    PackageManager::Apt => format!("{n}={v}"),
+                    PackageManager::Dnf => format!("{n}-{v}"),
+                })
+                .collect();
+            let gone = decide::unobtainable(pm, &text, &wanted);
             t.close().await;
             if !gone.is_empty() {
                 detail.push(format!(
