@@ -188,3 +188,74 @@ fn serve_reconciles_good_commits_and_skips_invalid_ones() {
     // The fleet repo's own branch never moved because of reports.
     assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), fixed);
 }
+
+/// The `serve` command itself: an invalid desired commit is reported while the loop keeps
+/// running, and SIGTERM ends it promptly with exit 0 (no host is involved).
+#[test]
+fn serve_reports_a_rejected_commit_and_stops_on_sigterm() {
+    use assert_cmd::cargo::CommandCargoExt;
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(&work, &["init", "-q"]);
+    seed(&work);
+    write(
+        &work,
+        "baselines/web.yaml",
+        &BASELINE.replace("window: always", "window: nope"),
+    );
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "dangling window"]);
+    let bad = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    let mut child = Command::cargo_bin("patchkeeper")
+        .expect("the binary is built")
+        .args(["serve", "--interval", "1h", "--repo"])
+        .arg(&work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patchkeeper runs");
+    let start = Instant::now();
+    while git(&work, &["branch", "--list", BRANCH]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no report of the rejected commit"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "serve exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(trailer(&work, "Desired-Commit"), bad);
+    // Still serving after the rejection.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().expect("wait").is_none(), "serve exited");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr piped"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    assert!(stderr.contains("rejected"), "{stderr}");
+}
