@@ -450,6 +450,7 @@ pub struct Reconciler<O: Observer> {
     last_good_fleet: Option<ValidFleet>,
     shutdown: Arc<AtomicBool>,
     executor: Option<Box<dyn Executor>>,
+    settings_interval: bool,
 }
 
 impl<O: Observer> Reconciler<O> {
@@ -464,7 +465,15 @@ impl<O: Observer> Reconciler<O> {
             last_good_fleet: None,
             shutdown,
             executor: None,
+            settings_interval: false,
         }
+    }
+
+    /// Takes the interval from each validated commit's Settings (`reconcile.interval`)
+    /// when it names one, so the fleet repo decides how often it is reconciled.
+    pub fn with_settings_interval(mut self) -> Self {
+        self.settings_interval = true;
+        self
     }
 
     /// Applies with `executor` when Settings enable `reconcile.autoApply` (without one,
@@ -534,6 +543,16 @@ impl<O: Observer> Reconciler<O> {
         match self.load(commit) {
             Ok(outcome) => match outcome.fleet {
                 Some(fleet) => {
+                    if self.settings_interval {
+                        let interval = fleet.settings().reconcile.interval;
+                        match interval.as_deref().map(crate::duration::parse_duration) {
+                            Some(Ok(d)) if !d.is_zero() => self.timing = Timing::with_interval(d),
+                            Some(_) => tracing::warn!(
+                                "ignoring Settings reconcile.interval {interval:?}: not a positive duration"
+                            ),
+                            None => {}
+                        }
+                    }
                     self.last_good_fleet = Some(fleet);
                     Event::Validated {
                         commit: commit.to_owned(),

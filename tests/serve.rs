@@ -259,3 +259,36 @@ fn serve_reports_a_rejected_commit_and_stops_on_sigterm() {
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("rejected"), "{stderr}");
 }
+
+#[test]
+fn the_interval_can_come_from_the_fleet_settings() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(&work, &["init", "-q"]);
+    seed(&work);
+    let settings = std::fs::read_to_string(work.join("patchkeeper.yaml")).expect("settings");
+    write(
+        &work,
+        "patchkeeper.yaml",
+        &format!("{settings}  reconcile:\n    interval: 2m\n"),
+    );
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "fleet"]);
+    let source = || {
+        Source::new(
+            Location::Local(work.clone()),
+            None,
+            &root.path().join("cache"),
+            GitAuth::default(),
+        )
+    };
+    let timing = Timing::with_interval(Duration::from_secs(300));
+    let stop = || Arc::new(AtomicBool::new(false));
+    let t0: Timestamp = "2026-11-24T02:00:00Z".parse().expect("time");
+    let mut follows =
+        Reconciler::new(source(), AllCompliant, timing, stop()).with_settings_interval();
+    assert_eq!(follows.step(|| t0), Duration::from_secs(120));
+    let mut fixed = Reconciler::new(source(), AllCompliant, timing, stop());
+    assert_eq!(fixed.step(|| t0), Duration::from_secs(300));
+}

@@ -22,9 +22,10 @@ pub struct Args {
     /// branch).
     #[arg(long, value_name = "NAME")]
     branch: Option<String>,
-    /// Reconcile at least this often, even without a new commit (`30s`, `5m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    interval: String,
+    /// Reconcile (and check for a new commit) this often (`30s`, `5m`, `1h`; default:
+    /// Settings' `reconcile.interval`, else `5m`).
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
     /// Where fetched commits are cached (default: `<repo>/.patchkeeper/cache` for a local
     /// repo, `~/.cache/patchkeeper` for a URL).
     #[arg(long, value_name = "DIR")]
@@ -37,19 +38,16 @@ pub struct Args {
 
 /// Runs `patchkeeper serve`; returns the exit code.
 pub fn run(args: Args) -> u8 {
-    let interval = match crate::duration::parse_duration(&args.interval) {
+    let flag = args.interval.as_deref().unwrap_or("5m");
+    let interval = match crate::duration::parse_duration(flag) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
-            eprintln!(
-                "error: invalid --interval `{}`: must be positive",
-                args.interval
-            );
+            eprintln!("error: invalid --interval `{flag}`: must be positive");
             return super::EXIT_ERROR;
         }
         Err(e) => {
             eprintln!(
-                "error: invalid --interval `{}`: {e}\n\nhint: use a duration such as `30s`, `5m` or `1h`",
-                args.interval
+                "error: invalid --interval `{flag}`: {e}\n\nhint: use a duration such as `30s`, `5m` or `1h`"
             );
             return super::EXIT_ERROR;
         }
@@ -83,6 +81,9 @@ pub fn run(args: Args) -> u8 {
         shutdown.clone(),
     )
     .with_executor(executor);
+    if args.interval.is_none() {
+        reconciler = reconciler.with_settings_interval();
+    }
     if let Err(e) = watch_signals(shutdown.clone(), stop) {
         eprintln!("error: cannot install signal handlers: {e}");
         return super::EXIT_ERROR;
@@ -100,7 +101,7 @@ pub fn run(args: Args) -> u8 {
             super::EXIT_ERROR
         };
     }
-    tracing::info!(repo = %args.repo, interval = ?interval, "serving");
+    tracing::info!(repo = %args.repo, "serving");
     reconciler.run();
     tracing::info!("shut down");
     super::EXIT_OK
