@@ -75,8 +75,8 @@ fn observed(hosts: usize) -> ObservedFleet {
             h.boot_id = Some(format!("boot-{i}"));
             h.installed = (0..PACKAGES)
                 .map(|p| InstalledPackage {
-                    name: format!("pkg-{p:04}"),
-                    version: format!("1.{}-1", p % 7),
+                    name: format!("pkg-{p:04}").into(),
+                    version: format!("1.{}-1", p % 7).into(),
                     arch: "amd64".into(),
                     status: "ii".into(),
                 })

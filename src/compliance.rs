@@ -524,7 +524,7 @@ fn observe_facts(
         if !ok {
             hc.missing.push(MissingPackage {
                 package: req.package.clone(),
-                installed: installed.map(|p| p.version.clone()),
+                installed: installed.map(|p| p.version.to_string()),
                 required: req.min_version.clone(),
                 source: req.source.clone(),
             });
@@ -763,8 +763,8 @@ mod tests {
         h.installed = installed
             .iter()
             .map(|(n, v)| InstalledPackage {
-                name: n.to_string(),
-                version: v.to_string(),
+                name: (*n).into(),
+                version: (*v).into(),
                 arch: "amd64".into(),
                 status: "ii".into(),
             })

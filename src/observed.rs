@@ -8,6 +8,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use smol_str::SmolStr;
 
 pub use crate::model::PackageManager;
 
@@ -410,14 +411,14 @@ pub struct OsInfo {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InstalledPackage {
     /// Package name (without `:arch`).
-    pub name: String,
+    pub name: SmolStr,
     /// Exact version in the ecosystem's syntax, with the epoch when there is one
     /// (`1:2.38.1-5+deb12u3`, `1:3.0.7-27.el9`).
-    pub version: String,
+    pub version: SmolStr,
     /// Architecture (`amd64`, `all`, `x86_64`, `noarch`).
-    pub arch: String,
+    pub arch: SmolStr,
     /// dpkg's status abbreviation (`ii`, `hi`, ...) or `installed` for rpm.
-    pub status: String,
+    pub status: SmolStr,
 }
 
 /// An update the package manager would install.

@@ -81,7 +81,7 @@ pub fn new_packages(before: &[InstalledPackage], after: &[InstalledPackage]) -> 
     after
         .iter()
         .filter(|a| !before.iter().any(|b| b.name == a.name))
-        .map(|a| a.name.clone())
+        .map(|a| a.name.to_string())
         .collect()
 }
 
@@ -95,13 +95,13 @@ pub fn changed_packages(before: &[InstalledPackage], after: &[InstalledPackage])
                 .find(|b| b.name == a.name)
                 .is_none_or(|b| b.version != a.version)
         })
-        .map(|a| a.name.clone())
+        .map(|a| a.name.to_string())
         .collect();
     names.extend(
         before
             .iter()
             .filter(|b| !after.iter().any(|a| a.name == b.name))
-            .map(|b| b.name.clone()),
+            .map(|b| b.name.to_string()),
     );
     names.sort();
     names.dedup();
@@ -280,7 +280,7 @@ pub fn budget_exceeded(budget: Option<&HostCount>, rollout_hosts: usize, failure
 pub fn describe_drift(plan: &HostPlan, now: &ObservedHost) -> Vec<String> {
     let mut out = Vec::new();
     for c in &plan.changes {
-        let current = now.installed_package(&c.package).map(|p| p.version.clone());
+        let current = now.installed_package(&c.package).map(|p| p.version.to_string());
         if current != c.from {
             out.push(format!(
                 "{} is now {} (planned from {})",

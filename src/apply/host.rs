@@ -306,7 +306,7 @@ impl Steps<'_> {
                     c.package.clone(),
                     observed
                         .installed_package(&c.package)
-                        .map(|p| p.version.clone()),
+                        .map(|p| p.version.to_string()),
                 )
             })
             .collect();
@@ -343,8 +343,8 @@ impl Steps<'_> {
                     n.clone(),
                     before
                         .iter()
-                        .find(|p| &p.name == n)
-                        .map(|p| p.version.clone()),
+                        .find(|p| p.name == *n)
+                        .map(|p| p.version.to_string()),
                 )
             })
             .chain(recorded.clone())

@@ -67,10 +67,10 @@ pub fn parse_dpkg_query(text: &str) -> DpkgState {
             });
         }
         state.installed.push(InstalledPackage {
-            name: name.to_string(),
-            version: version.to_string(),
-            arch: arch.to_string(),
-            status: abbrev.trim_end().to_string(),
+            name: name.into(),
+            version: version.into(),
+            arch: arch.into(),
+            status: abbrev.trim_end().into(),
         });
     }
     state

@@ -38,10 +38,10 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
             format!("{epoch}:{version}-{release}")
         };
         packages.push(InstalledPackage {
-            name: name.to_string(),
-            version,
-            arch: arch.to_string(),
-            status: "installed".to_string(),
+            name: name.into(),
+            version: version.into(),
+            arch: arch.into(),
+            status: "installed".into(),
         });
     }
     (packages, unreadable)
@@ -77,7 +77,7 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
                     .find(|p| {
                         p.name == name && (p.arch == arch || p.arch == "noarch" || arch == "noarch")
                     })
-                    .map(|p| p.version.clone());
+                    .map(|p| p.version.to_string());
                 updates.push(PendingUpdate {
                     name: name.to_string(),
                     arch: arch.to_string(),

@@ -311,7 +311,7 @@ impl HostCtx<'_> {
         hold_of: &dyn Fn(&str) -> Option<String>,
     ) {
         let name = req.name.as_str();
-        let installed = self.installed(name).map(|p| p.version.clone());
+        let installed = self.installed(name).map(|p| p.version.to_string());
         let satisfied = match (&installed, &req.min_version) {
             (Some(_), None) => true,
             (Some(have), Some(min)) => match self.at_least(have, min, name) {
