@@ -280,7 +280,9 @@ pub fn budget_exceeded(budget: Option<&HostCount>, rollout_hosts: usize, failure
 pub fn describe_drift(plan: &HostPlan, now: &ObservedHost) -> Vec<String> {
     let mut out = Vec::new();
     for c in &plan.changes {
-        let current = now.installed_package(&c.package).map(|p| p.version.to_string());
+        let current = now
+            .installed_package(&c.package)
+            .map(|p| p.version.to_string());
         if current != c.from {
             out.push(format!(
                 "{} is now {} (planned from {})",
