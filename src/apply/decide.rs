@@ -204,8 +204,8 @@ pub fn version_mismatches(changes: &[Change], installed: &[InstalledPackage]) ->
 pub fn rollback_mismatches(steps: &RollbackSteps, installed: &[InstalledPackage]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, old) in steps.restore.iter().chain(&steps.reinstall) {
-        match installed.iter().find(|p| &p.name == name) {
-            Some(p) if &p.version == old && status_ok(&p.status) => {}
+        match installed.iter().find(|p| p.name == name) {
+            Some(p) if p.version == old && status_ok(&p.status) => {}
             Some(p) => out.push(format!(
                 "{name} is at {} in state `{}` (expected {old})",
                 p.version, p.status
@@ -214,7 +214,7 @@ pub fn rollback_mismatches(steps: &RollbackSteps, installed: &[InstalledPackage]
         }
     }
     for name in &steps.remove {
-        if installed.iter().any(|p| &p.name == name) {
+        if installed.iter().any(|p| p.name == name) {
             out.push(format!("{name} is still installed"));
         }
     }

@@ -541,7 +541,7 @@ impl Steps<'_> {
             .chain(&steps.reinstall)
             .map(|(n, _)| n)
             .chain(steps.remove.iter())
-            .map(|n| match now.iter().find(|p| &p.name == n) {
+            .map(|n| match now.iter().find(|p| p.name == n) {
                 Some(p) => format!("{n} {} ({})", p.version, p.status),
                 None => format!("{n} not installed"),
             })
