@@ -22,41 +22,52 @@ const PACKAGES: usize = 1_500;
 const UPDATES: usize = 50;
 
 fn fleet(hosts: usize) -> ValidFleet {
-    let mut inv = String::from(
-        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  groups: [{name: canary}, {name: web}, {name: db-replicas}, {name: db-primaries}]\n  hosts:\n",
-    );
-    for i in 0..hosts {
-        let group = match i % 10 {
-            0 => "canary, web",
-            1..=5 => "web",
-            6..=8 => "db-replicas",
-            _ => "db-primaries",
+    // One inventory file per 5,000 hosts: a fleet-repo file is capped at 4 MiB and 200,000
+    // YAML nodes (see `fleet::yaml`), as large fleets split their inventories anyway.
+    let mut inventories = Vec::new();
+    for chunk in 0..hosts.div_ceil(5_000) {
+        let groups = if chunk == 0 {
+            "  groups: [{name: canary}, {name: web}, {name: db-replicas}, {name: db-primaries}]\n"
+        } else {
+            ""
         };
-        inv.push_str(&format!(
-            "    - {{name: host-{i:05}, address: 10.{}.{}.{}, packageManager: apt, groups: [{group}]}}\n",
-            i / 65536,
-            (i / 256) % 256,
-            i % 256
-        ));
+        let mut inv = format!(
+            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {{name: inv-{chunk}}}\nspec:\n{groups}  hosts:\n"
+        );
+        for i in chunk * 5_000..((chunk + 1) * 5_000).min(hosts) {
+            let group = match i % 10 {
+                0 => "canary, web",
+                1..=5 => "web",
+                6..=8 => "db-replicas",
+                _ => "db-primaries",
+            };
+            inv.push_str(&format!(
+                "    - {{name: host-{i:05}, address: 10.{}.{}.{}, packageManager: apt, groups: [{group}]}}\n",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            ));
+        }
+        inventories.push((format!("inventory-{chunk}.yaml"), inv));
     }
     let baseline = |name: &str, groups: &str, classes: &str| {
         format!(
             "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: {name}}}\nspec:\n  selector: {{groups: [{groups}]}}\n  packages:\n    - {{name: pkg-0007, minVersion: \"1.0-1\"}}\n  updates: {{classes: {classes}}}\n  hold: [\"pkg-001*\"]\n  exclude: [\"linux-image-*\"]\n  window: weekly\n  rollout: staged\n"
         )
     };
-    let files = [
-        ("inventory.yaml", inv),
-        ("web.yaml", baseline("web", "web", "security")),
-        ("db.yaml", baseline("db", "db-replicas, db-primaries", "all")),
+    let mut files = vec![
+        ("web.yaml".to_owned(), baseline("web", "web", "security")),
+        ("db.yaml".to_owned(), baseline("db", "db-replicas, db-primaries", "all")),
         (
-            "window.yaml",
+            "window.yaml".to_owned(),
             "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: weekly}\nspec:\n  schedule: \"0 2 * * SUN\"\n  timezone: Europe/Berlin\n  duration: 4h\n  cutoff: 30m\n".to_owned(),
         ),
         (
-            "rollout.yaml",
+            "rollout.yaml".to_owned(),
             "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: staged}\nspec:\n  stages:\n    - {name: canary, size: 10, selector: {groups: [canary]}}\n    - {name: quarter, size: \"25%\"}\n    - {name: rest, size: \"100%\"}\n  order:\n    - {group: db-primaries, after: [db-replicas]}\n  parallelism: 50\n".to_owned(),
         ),
     ];
+    files.extend(inventories);
     let mut f = Fleet::default();
     let mut diags = Vec::new();
     for (p, t) in &files {
