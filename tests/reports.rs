@@ -1,6 +1,9 @@
 //! Reports committed to real Git repositories: trailers, first-seen ages across runs, SSH
 //! signatures verified by the real `git`, and concurrent writers racing on a bare remote.
 
+mod common;
+
+use common::git::git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,29 +17,6 @@ use patchkeeper::report::{self, HostRun, RunKind, RunRecord};
 use patchkeeper::validate::{self, ValidFleet};
 
 const BRANCH: &str = "patchkeeper/reports";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")

@@ -5,6 +5,9 @@
 //! Hosts are stood in for by a fixed observation: this tests the Git side of the loop (the
 //! lab-backed loop arrives with the observe engine on main).
 
+mod common;
+
+use common::git::git;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -19,29 +22,6 @@ use patchkeeper::source::{Location, Source};
 use patchkeeper::validate::ValidFleet;
 
 const BRANCH: &str = "patchkeeper/reports";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let path = dir.join(rel);

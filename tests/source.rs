@@ -1,34 +1,14 @@
 //! The fleet repo as a Git source: a bare "remote" fetched over `file://` and a local
 //! repository, materialized at exact commits and loaded.
 
+mod common;
+
+use common::git::git;
 use std::path::Path;
 use std::process::Command;
 
 use patchkeeper::report::GitAuth;
 use patchkeeper::source::{Location, Source, SourceError};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 const INVENTORY: &str = "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  hosts:\n    - {name: web-1}\n";
 

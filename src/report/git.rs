@@ -142,6 +142,34 @@ impl<'t> Writer<'t> {
         })
     }
 
+    /// Serializes report writers on this machine that share a repository (the local one, or
+    /// a remote that is a path on this machine): the returned file holds an exclusive lock
+    /// until dropped. libgit2's compare-and-swap alone lost a report under racing threads
+    /// here; writers on other machines are still ordered by the server's fast-forward check.
+    pub fn lock_writers(&self) -> Result<std::fs::File, ReportError> {
+        let dir = self
+            .target
+            .remote
+            .as_deref()
+            .and_then(|name| self.repo.find_remote(name).ok())
+            .and_then(|r| r.url().ok().and_then(local_remote_path))
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(|| self.repo.path().to_path_buf());
+        let path = dir.join("patchkeeper-reports.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ReportError::Lock {
+                path: path.clone(),
+                source: e,
+            })?;
+        file.lock()
+            .map_err(|e| ReportError::Lock { path, source: e })?;
+        Ok(file)
+    }
+
     /// The commit to build on: the remote's tip (fetched now) when a remote is set and has
     /// the branch, else the local branch's tip; `None` for a branch not created yet.
     pub fn base(&self) -> Result<Option<Oid>, ReportError> {
@@ -155,9 +183,19 @@ impl<'t> Writer<'t> {
             let mut fo = FetchOptions::new();
             fo.remote_callbacks(open_remote_callbacks(&self.target.auth));
             let spec = format!("+refs/heads/{}:{REMOTE_TIP_REF}", self.target.branch);
-            remote
-                .fetch(&[spec.as_str()], Some(&mut fo), None)
-                .map_err(git_err(format!("fetch from {name}")))?;
+            // A racing writer deleting its private incoming ref while this fetch lists the
+            // remote's refs makes the listing fail with NotFound: transient, so try again.
+            let mut tries = 0;
+            loop {
+                match remote.fetch(&[spec.as_str()], Some(&mut fo), None) {
+                    Ok(()) => break,
+                    Err(e) if tries < 5 && is_vanished_incoming_ref(&e) => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10 * tries));
+                    }
+                    Err(e) => return Err(git_err(format!("fetch from {name}"))(e)),
+                }
+            }
             if let Ok(r) = self.repo.find_reference(REMOTE_TIP_REF) {
                 return Ok(r.target());
             }
@@ -462,12 +500,18 @@ impl<'t> Writer<'t> {
         let incoming = format!("refs/patchkeeper/incoming/{commit}");
         let mut po = PushOptions::new();
         po.remote_callbacks(open_remote_callbacks(&self.target.auth));
-        remote
-            .push(
-                &[format!("+{OUTGOING_REF}:{incoming}").as_str()],
-                Some(&mut po),
-            )
-            .map_err(git_err(format!("push to {name}")))?;
+        if let Err(e) = remote.push(
+            &[format!("+{OUTGOING_REF}:{incoming}").as_str()],
+            Some(&mut po),
+        ) {
+            // libgit2's local transport lists the remote's refs and then reads each one; a
+            // racing writer deleting its own private incoming ref in between makes that read
+            // fail. Nothing was written: retry like any other lost race.
+            if is_vanished_incoming_ref(&e) {
+                return Ok(Published::TipMoved);
+            }
+            return Err(git_err(format!("push to {name}"))(e));
+        }
         let theirs =
             Repository::open(path).map_err(git_err(format!("open remote {}", path.display())))?;
         let log = "patchkeeper: report";
@@ -496,6 +540,12 @@ impl<'t> Writer<'t> {
             .map_err(git_err(format!("update {}", self.local_ref)))?;
         Ok(Published::Done { pushed: true })
     }
+}
+
+/// A racing writer's private incoming ref vanished while libgit2 listed the remote's refs
+/// (libgit2 reports it as a generic error whose message names the ref).
+fn is_vanished_incoming_ref(e: &git2::Error) -> bool {
+    e.message().contains("refs/patchkeeper/incoming/") && e.message().contains("not found")
 }
 
 /// The directory of a remote URL that names a repository on this machine (`file://` URLs

@@ -31,7 +31,7 @@ pub use git::{open_remote_callbacks, GitAuth};
 pub const DEFAULT_BRANCH: &str = "patchkeeper/reports";
 
 /// How often a commit is rebuilt on a moved tip before giving up.
-pub const MAX_ATTEMPTS: u32 = 8;
+pub const MAX_ATTEMPTS: u32 = 20;
 
 /// Author of report commits when Settings name none.
 pub const DEFAULT_AUTHOR: (&str, &str) = ("patchkeeper", "patchkeeper@localhost");
@@ -58,6 +58,15 @@ pub enum ReportError {
         /// Why.
         #[source]
         source: serde_json::Error,
+    },
+    /// The lock that serializes report writers on this machine could not be taken.
+    #[error("reports: cannot lock `{}`: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The tip kept moving: every attempt was overtaken by another writer.
     #[error("reports branch {branch}: gave up after {attempts} attempts, other writers kept moving the tip")]
@@ -527,6 +536,7 @@ fn publish_with_retry(
     target: &ReportTarget,
     mut build: impl FnMut(Option<&git2::Oid>) -> Result<git2::Oid, ReportError>,
 ) -> Result<(git2::Oid, u32, bool), ReportError> {
+    let _lock = writer.lock_writers()?;
     let mut last = None;
     for attempt in 1..=MAX_ATTEMPTS {
         let (base, fetch_error) = writer.base_or_local()?;
@@ -540,6 +550,14 @@ fn publish_with_retry(
             Ok(git::Published::Done { pushed }) => return Ok((commit, attempt, pushed)),
             Ok(git::Published::TipMoved) => {
                 tracing::debug!(attempt, branch = %target.branch, "reports tip moved, rebuilding");
+                // Jittered backoff so two writers that keep colliding fall out of step.
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::from(d.subsec_nanos() % 20))
+                    .unwrap_or(7);
+                std::thread::sleep(std::time::Duration::from_millis(
+                    u64::from(attempt.min(10)) * 5 + jitter,
+                ));
             }
             Err(e) => {
                 writer.keep_locally(commit)?;

@@ -1,3 +1,4 @@
 //! Helpers shared by the end-to-end tests (`mod common;` in a test file).
 
+pub mod git;
 pub mod lab;
