@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::lab::Lab;
+use common::lab::{deb, rpm, write, Lab};
 
 fn pk(lab: &Lab) -> Command {
     let mut cmd = Command::cargo_bin("patchkeeper").expect("the binary is built");
@@ -32,32 +32,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// `VERSION STATUS` of a package on a Debian host, e.g. `1.2-1 ii`.
-fn deb(lab: &Lab, host: &str, pkg: &str) -> String {
-    lab.run_ok(
-        host,
-        &format!("dpkg-query -W -f='${{Version}} ${{db:Status-Abbrev}}' {pkg}"),
-    )
-    .trim()
-    .to_string()
-}
-
-/// `VERSION-RELEASE` of a package on an RPM host.
-fn rpm(lab: &Lab, host: &str, pkg: &str) -> String {
-    lab.run_ok(
-        host,
-        &format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {pkg}"),
-    )
-    .trim()
-    .to_string()
-}
-
-fn write(lab: &Lab, rel: &str, content: &str) {
-    let path = lab.dir().join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
 }
 
 fn commit(lab: &Lab, message: &str) {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::lab::Lab;
+use common::lab::{deb, rpm, write, Lab};
 
 const BRANCH: &str = "patchkeeper/reports";
 
@@ -47,30 +47,6 @@ fn serve_once(lab: &Lab) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("patchkeeper runs")
-}
-
-fn deb(lab: &Lab, host: &str, pkg: &str) -> String {
-    lab.run_ok(
-        host,
-        &format!("dpkg-query -W -f='${{Version}} ${{db:Status-Abbrev}}' {pkg}"),
-    )
-    .trim()
-    .to_string()
-}
-
-fn rpm(lab: &Lab, host: &str, pkg: &str) -> String {
-    lab.run_ok(
-        host,
-        &format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {pkg}"),
-    )
-    .trim()
-    .to_string()
-}
-
-fn write(lab: &Lab, rel: &str, content: &str) {
-    let path = lab.dir().join(rel);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, content).expect("write");
 }
 
 fn trailer(repo: &Path, key: &str) -> String {

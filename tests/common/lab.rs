@@ -332,3 +332,31 @@ impl Drop for Lab {
         }
     }
 }
+
+/// `VERSION STATUS` of a package on a Debian host (e.g. `1.2-1 ii`).
+pub fn deb(lab: &Lab, host: &str, pkg: &str) -> String {
+    lab.run_ok(
+        host,
+        &format!("dpkg-query -W -f='${{Version}} ${{db:Status-Abbrev}}' {pkg}"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// `VERSION-RELEASE` of a package on an RPM host.
+pub fn rpm(lab: &Lab, host: &str, pkg: &str) -> String {
+    lab.run_ok(
+        host,
+        &format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {pkg}"),
+    )
+    .trim()
+    .to_string()
+}
+
+/// Writes a file into the lab's fleet repo (creating its directory).
+pub fn write(lab: &Lab, rel: &str, content: &str) {
+    let path = lab.dir().join(rel);
+    std::fs::create_dir_all(path.parent().expect("a file in the repo has a parent"))
+        .expect("mkdir");
+    std::fs::write(path, content).expect("write");
+}
