@@ -1,6 +1,7 @@
 //! Planner benchmark: a synthetic fleet of N hosts, each with 1,500 installed packages and
 //! 50 pending updates (a third of them security), three baselines, a windowed rollout with
-//! group ordering. Measures `plan()` alone (the observed state is built beforehand).
+//! group ordering. Measures `plan()` alone (the observed state is built beforehand), and its
+//! second pass, which folds in a dependency dry run per host (one package pulled in each).
 //!
 //! Run: `cargo bench --bench plan` (10,000 hosts, criterion), or
 //! `PLAN_BENCH_SCALING=1 cargo bench --bench plan` to also print single-run times for
@@ -13,9 +14,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use patchkeeper::fleet::{add_file, Fleet};
 use patchkeeper::model::PackageManager;
 use patchkeeper::observed::{
-    HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate,
+    HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate, TransactionPreview,
 };
-use patchkeeper::plan::{plan, FirstSeen, PlanInput};
+use patchkeeper::plan::{
+    plan, FirstSeen, Plan, PlanInput, Simulation, SimulationOutcome, Simulations,
+};
 use patchkeeper::validate::{validate_fleet, ValidFleet};
 
 const PACKAGES: usize = 1_500;
@@ -117,17 +120,57 @@ fn observed(hosts: usize) -> ObservedFleet {
     ObservedFleet::new("2026-11-29T01:00:00Z".into(), hosts)
 }
 
-fn run(f: &ValidFleet, o: &ObservedFleet) -> usize {
+fn run(f: &ValidFleet, o: &ObservedFleet, simulations: Option<&Simulations>) -> Plan {
     let at = "2026-11-29T02:30:00Z".parse().expect("valid instant");
     let first_seen = FirstSeen::new();
-    let p = plan(PlanInput {
+    plan(PlanInput {
         fleet: f,
         fleet_commit: None,
         observed: o,
         at,
         first_seen: &first_seen,
-    });
-    p.summary.packages
+        simulations,
+    })
+}
+
+/// What the dry runs of a first pass would answer: every requested package at its planned
+/// version, plus one new package pulled in.
+fn dry_runs(first_pass: &Plan) -> Simulations {
+    first_pass
+        .hosts
+        .iter()
+        .filter(|h| !h.requested().is_empty())
+        .map(|h| {
+            let requested = h.requested();
+            let mut installs: Vec<PendingUpdate> = h
+                .changes
+                .iter()
+                .map(|c| PendingUpdate {
+                    name: c.package.clone(),
+                    arch: c.arch.clone(),
+                    installed_version: c.from.clone(),
+                    candidate_version: c.to.clone(),
+                    origin: c.origin.clone(),
+                    security: c.security,
+                    advisories: vec![],
+                })
+                .collect();
+            installs.push(PendingUpdate {
+                name: "pulled-in-dependency".into(),
+                arch: "amd64".into(),
+                installed_version: None,
+                candidate_version: "1.0-1".into(),
+                origin: "Debian:12/stable".into(),
+                security: false,
+                advisories: vec![],
+            });
+            let outcome = SimulationOutcome::Resolved(TransactionPreview {
+                installs,
+                removals: vec![],
+            });
+            (h.host.clone(), Simulation { requested, outcome })
+        })
+        .collect()
 }
 
 /// Current resident set size (Linux), to tell the input's memory from the planner's.
@@ -167,7 +210,7 @@ fn bench(c: &mut Criterion) {
             let o = observed(n);
             let before = rss_mib();
             let start = std::time::Instant::now();
-            let packages = black_box(run(&f, &o));
+            let packages = black_box(run(&f, &o, None)).summary.packages;
             eprintln!(
                 "plan over {n} hosts: {:.3} s ({packages} package changes); RSS with the input {before} MiB, peak {} MiB",
                 start.elapsed().as_secs_f64(),
@@ -187,7 +230,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan");
     g.sample_size(10);
     g.bench_function("10k hosts x 1500 packages x 50 updates", |b| {
-        b.iter(|| black_box(run(&f, &o)))
+        b.iter(|| black_box(run(&f, &o, None)))
+    });
+    let sims = dry_runs(&run(&f, &o, None));
+    g.bench_function("second pass with a dry run per host", |b| {
+        b.iter(|| black_box(run(&f, &o, Some(&sims))))
     });
     g.finish();
 }

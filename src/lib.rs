@@ -17,6 +17,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod report;
 pub mod schema;
+pub mod simulate;
 pub mod source;
 pub mod transport;
 pub mod validate;

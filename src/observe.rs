@@ -278,24 +278,32 @@ impl HostSelector {
     }
 }
 
+/// Opens a connection to one host (SSH, or a local shell).
+pub async fn connect(
+    target: &Target,
+    keys: &KeyCache,
+) -> Result<Box<dyn Transport>, crate::transport::TransportError> {
+    Ok(match &target.connect {
+        Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
+        Connect::Ssh(options) => Box::new(SshTransport::connect(options, keys).await?),
+    })
+}
+
 /// Connects to one host and observes it; never fails: failures become the host's status.
 pub async fn observe_one(target: &Target, keys: &KeyCache) -> ObservedHost {
-    let transport: Box<dyn Transport> = match &target.connect {
-        Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
-        Connect::Ssh(options) => match SshTransport::connect(options, keys).await {
-            Ok(t) => Box::new(t),
-            Err(err) => {
-                tracing::info!(host = %target.name, "cannot connect: {err}");
-                let mut host = ObservedHost::new(
-                    &target.name,
-                    HostStatus::Unreachable {
-                        reason: driver::transport_failure(&err),
-                    },
-                );
-                host.normalize();
-                return host;
-            }
-        },
+    let transport = match connect(target, keys).await {
+        Ok(t) => t,
+        Err(err) => {
+            tracing::info!(host = %target.name, "cannot connect: {err}");
+            let mut host = ObservedHost::new(
+                &target.name,
+                HostStatus::Unreachable {
+                    reason: driver::transport_failure(&err),
+                },
+            );
+            host.normalize();
+            return host;
+        }
     };
     let mut host = driver::observe_host(&target.name, transport.as_ref(), &target.options).await;
     host.connection = transport.negotiated().map(|n| ConnectionInfo {

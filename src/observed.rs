@@ -73,6 +73,10 @@ pub struct ObservedHost {
     /// Packages held back by the package manager (dpkg hold, dnf versionlock or exclude), sorted.
     #[serde(default)]
     pub held: Vec<String>,
+    /// Upgradable packages the full upgrade keeps back (apt: a newer version exists, but
+    /// installing it would move a held package or needs something unavailable), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_back: Vec<String>,
     /// Whether the host needs a reboot to run what is installed.
     #[serde(default)]
     pub reboot_required: RebootRequired,
@@ -115,6 +119,7 @@ impl ObservedHost {
             installed: Vec::new(),
             updates: Vec::new(),
             held: Vec::new(),
+            kept_back: Vec::new(),
             reboot_required: RebootRequired::default(),
             package_manager_locked: None,
             db_health: Vec::new(),
@@ -135,6 +140,8 @@ impl ObservedHost {
         }
         self.held.sort();
         self.held.dedup();
+        self.kept_back.sort();
+        self.kept_back.dedup();
         self.reboot_required.packages.sort();
         self.reboot_required.packages.dedup();
         self.db_health
@@ -441,6 +448,16 @@ pub struct PendingUpdate {
     /// Advisory ids (dnf updateinfo), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<String>,
+}
+
+/// What the package manager says a transaction would do, from a dry run on the host
+/// (`apt-get -s install`, `dnf --assumeno install`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionPreview {
+    /// Packages installed, upgraded or downgraded, with the version they would get.
+    pub installs: Vec<PendingUpdate>,
+    /// Packages the transaction would remove.
+    pub removals: Vec<String>,
 }
 
 /// Whether a reboot is required.

@@ -26,7 +26,7 @@ use crate::apply::run::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Outcome, Progress, Stop, SystemClock};
 use crate::compliance::HostRunOutcome;
 use crate::observed::ObservedFleet;
-use crate::plan::{Plan, PlanInput};
+use crate::plan::{Plan, PlanInput, Simulations};
 use crate::report::{self, HostRun, PackageChange, ReportTarget, RunKind, RunRecord};
 use crate::source::{Location, Source};
 use crate::validate::{self, ValidFleet};
@@ -231,6 +231,14 @@ fn due_or_wait(state: &State, at: Timestamp, timing: &Timing) -> Action {
 pub trait Observer {
     /// Observes every host of `fleet`.
     fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String>;
+    /// Dry-runs the transactions of a first-pass plan on their hosts, so the plan lists
+    /// what the package managers would pull in alongside.
+    fn dry_run(
+        &mut self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        first_pass: &Plan,
+    ) -> Result<Simulations, String>;
 }
 
 /// The production [`Observer`]: the observe engine over SSH, resolving targets exactly as
@@ -269,6 +277,16 @@ impl Observer for EngineObserver {
                     tracing::info!(host = %host.name, "observed");
                 }));
         Ok(observed)
+    }
+
+    fn dry_run(
+        &mut self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        first_pass: &Plan,
+    ) -> Result<Simulations, String> {
+        crate::simulate::dry_run_plan(&self.runtime, fleet, observed, first_pass)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -672,12 +690,19 @@ impl<O: Observer> Reconciler<O> {
                 Default::default()
             }
         };
-        let plan = crate::plan::plan(PlanInput {
+        let input = PlanInput {
             fleet,
             fleet_commit: Some(commit),
             observed,
             at: now,
             first_seen: &first_seen,
+            simulations: None,
+        };
+        let first = crate::plan::plan(input);
+        let simulations = self.observer.dry_run(fleet, observed, &first)?;
+        let plan = crate::plan::plan(PlanInput {
+            simulations: Some(&simulations),
+            ..input
         });
         if !plan.has_changes() {
             tracing::info!("nothing to apply");
@@ -934,6 +959,7 @@ mod tests {
             fingerprint: None,
             batch: None,
             reboot_required: false,
+            dependencies: None,
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use patchkeeper::observed::{HostStatus, ObservedFleet, ObservedHost};
+use patchkeeper::plan::{Plan, Simulations};
 use patchkeeper::reconcile::{Observer, Reconciler, Timing};
 use patchkeeper::report::GitAuth;
 use patchkeeper::source::{Location, Source};
@@ -56,6 +57,17 @@ impl Observer for AllCompliant {
             .map(|h| ObservedHost::new(h.name.clone(), HostStatus::Reachable))
             .collect();
         Ok(ObservedFleet::new("2026-11-24T02:00:00Z".into(), hosts))
+    }
+
+    fn dry_run(
+        &mut self,
+        _fleet: &ValidFleet,
+        _observed: &ObservedFleet,
+        first_pass: &Plan,
+    ) -> Result<Simulations, String> {
+        // Everything is compliant: there is no transaction to dry-run.
+        assert!(!first_pass.has_changes());
+        Ok(Simulations::new())
     }
 }
 

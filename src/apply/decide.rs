@@ -13,14 +13,17 @@ use crate::transport::shell_quote;
 pub type Versions = BTreeMap<String, Option<String>>;
 
 /// The package-manager command that installs exactly the planned versions, non-interactively
-/// and keeping existing configuration files. `lock_wait_secs` lets apt wait for a lock taken
-/// between our readiness check and the transaction.
+/// and keeping existing configuration files. Only the requested changes are named
+/// ([`crate::plan::requested`]); the dependencies the plan lists come with them, as the dry
+/// run showed, and are verified afterwards like the rest. `lock_wait_secs` lets apt wait for
+/// a lock taken between our readiness check and the transaction.
 pub fn install_command(pm: PackageManager, changes: &[Change], lock_wait_secs: u64) -> String {
+    let requested = crate::plan::requested(changes);
     match pm {
         PackageManager::Apt => {
-            let pkgs: Vec<String> = changes
+            let pkgs: Vec<String> = requested
                 .iter()
-                .map(|c| shell_quote(&format!("{}={}", c.package, c.to)))
+                .map(|(package, to)| shell_quote(&format!("{package}={to}")))
                 .collect();
             format!(
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout={lock_wait_secs} {}",
@@ -28,9 +31,9 @@ pub fn install_command(pm: PackageManager, changes: &[Change], lock_wait_secs: u
             )
         }
         PackageManager::Dnf => {
-            let pkgs: Vec<String> = changes
+            let pkgs: Vec<String> = requested
                 .iter()
-                .map(|c| shell_quote(&format!("{}-{}", c.package, c.to)))
+                .map(|(package, to)| shell_quote(&format!("{package}-{to}")))
                 .collect();
             format!("dnf install -y -q {}", pkgs.join(" "))
         }
@@ -387,6 +390,25 @@ mod tests {
     }
 
     #[test]
+    fn dependencies_the_dry_run_found_are_not_named() {
+        // Naming them would mark them manually installed; they come with pk-app.
+        let mut dep = change("libpk", Some("1.0-1"), "1.2-1");
+        dep.reasons = vec![Reason {
+            source: crate::plan::PACKAGE_MANAGER.into(),
+            rule: Rule::Dependency,
+        }];
+        let changes = [dep, change("pk-app", Some("1.0-1"), "2.0-1")];
+        assert_eq!(
+            install_command(PackageManager::Apt, &changes, 300),
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300 pk-app=2.0-1"
+        );
+        assert_eq!(
+            install_command(PackageManager::Dnf, &changes, 300),
+            "dnf install -y -q pk-app-2.0-1"
+        );
+    }
+
+    #[test]
     fn rollback_restores_changed_and_removes_new_packages() {
         let before: Versions = [
             ("libpk".to_string(), Some("1.0-1".to_string())),
@@ -561,6 +583,7 @@ mod tests {
             fingerprint: Some("x".into()),
             batch: Some(0),
             reboot_required: false,
+            dependencies: None,
         };
         let mut now = ObservedHost::new("deb-1", crate::observed::HostStatus::Reachable);
         now.installed.push(pkg("libpk", "1.1-1", "ii"));

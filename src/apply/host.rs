@@ -17,11 +17,10 @@ use super::run::{Progress, Stop};
 use super::{HostResult, Outcome};
 use crate::driver::{self, ObserveOptions};
 use crate::model::{Command, PackageManager, RolloutSpec};
-use crate::observe::{Connect, Target};
+use crate::observe::Target;
 use crate::observed::{HostStatus, InstalledPackage, ObservedHost};
 use crate::plan::HostPlan;
-use crate::transport::local::LocalTransport;
-use crate::transport::ssh::{KeyCache, SshTransport};
+use crate::transport::ssh::KeyCache;
 use crate::transport::{Output, Transport, TransportError};
 
 /// Everything one host's work needs.
@@ -58,17 +57,8 @@ impl From<End> for Abort {
     }
 }
 
-pub(crate) async fn connect(
-    target: &Target,
-    keys: &KeyCache,
-) -> Result<Box<dyn Transport>, TransportError> {
-    Ok(match &target.connect {
-        Connect::Local { sudo } => Box::new(LocalTransport::new(*sudo)),
-        Connect::Ssh(options) => Box::new(SshTransport::connect(options, keys).await?),
-    })
-}
+pub(crate) use crate::observe::connect;
 
-/// Runs the host's steps and journals its end.
 pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
     let name = job.plan.host.as_str();
     let started = Instant::now();

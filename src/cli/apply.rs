@@ -191,13 +191,20 @@ pub fn run(args: Args) -> u8 {
                 Err(code) => return code,
             };
             let first_seen = FirstSeen::new();
-            plan::plan(PlanInput {
+            match crate::simulate::plan_with_dry_runs(PlanInput {
                 fleet: &fleet,
                 fleet_commit: fleet.fleet().commit.as_deref(),
                 observed: &observed,
                 at: clock.now(),
                 first_seen: &first_seen,
-            })
+                simulations: None,
+            }) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return super::EXIT_ERROR;
+                }
+            }
         }
     };
     if args.plan_file.is_some() {

@@ -13,7 +13,9 @@ use crate::plan::{self, FirstSeen, PlanInput, RenderOptions};
 pub struct Args {
     #[command(flatten)]
     repo: super::RepoArg,
-    /// Plan offline from an observed state written by `observe --out` (default: observe now).
+    /// Plan offline from an observed state written by `observe --out` (default: observe now,
+    /// then dry-run each host's transaction to list the dependencies it pulls in; offline
+    /// plans cannot, and say so).
     #[arg(long, value_name = "FILE")]
     observed: Option<PathBuf>,
     /// Evaluate windows and update delays at this RFC 3339 instant (default: now).
@@ -40,6 +42,7 @@ pub fn run(args: Args) -> u8 {
         Ok(t) => t,
         Err(code) => return code,
     };
+    let offline = args.observed.is_some();
     let observed: ObservedFleet = match &args.observed {
         Some(path) => match read_observed(path) {
             Ok(o) => o,
@@ -55,13 +58,27 @@ pub fn run(args: Args) -> u8 {
     };
     let commit = fleet.fleet().commit.clone();
     let first_seen = FirstSeen::new();
-    let plan = plan::plan(PlanInput {
+    let input = PlanInput {
         fleet: &fleet,
         fleet_commit: commit.as_deref(),
         observed: &observed,
         at,
         first_seen: &first_seen,
-    });
+        simulations: None,
+    };
+    // Offline means offline: no host is contacted, and the plan says dependencies were not
+    // simulated.
+    let plan = if offline {
+        plan::plan(input)
+    } else {
+        match crate::simulate::plan_with_dry_runs(input) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return super::EXIT_ERROR;
+            }
+        }
+    };
     if let Some(out) = &args.out {
         let text = match serde_json::to_string_pretty(&plan) {
             Ok(t) => t + "\n",

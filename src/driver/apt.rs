@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use super::{section, step_failed, Section};
 use crate::observed::{
     BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+    TransactionPreview,
 };
+use crate::transport::shell_quote;
 
 /// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +128,93 @@ fn parse_inst(rest: &str) -> Option<PendingUpdate> {
     })
 }
 
+/// The `The following packages have been kept back:` list of `apt-get -s -q dist-upgrade`.
+pub fn parse_kept_back(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("The following packages have been kept back") {
+            continue;
+        }
+        for item in lines.by_ref() {
+            if !item.starts_with(' ') {
+                break;
+            }
+            names.extend(item.split_whitespace().map(str::to_string));
+        }
+        break;
+    }
+    names.sort();
+    names
+}
+
+/// The dry run of installing exactly `requested` (`(name, version)`): what apply's
+/// `apt-get install NAME=VERSION...` would do, without the lock (it changes nothing).
+pub fn simulation_command(requested: &[(&str, &str)]) -> String {
+    let pkgs: Vec<String> = requested
+        .iter()
+        .map(|(name, version)| shell_quote(&format!("{name}={version}")))
+        .collect();
+    format!(
+        "apt-get -s -q -o Debug::NoLocking=1 install {} </dev/null",
+        pkgs.join(" ")
+    )
+}
+
+/// Reads a dry run's `Inst` and `Remv` lines (see [`parse_apt_simulation`]).
+pub fn parse_apt_transaction(text: &str) -> TransactionPreview {
+    let mut removals = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Remv ") {
+            if let Some(name) = rest.split([' ', ':']).next().filter(|n| !n.is_empty()) {
+                removals.push(name.to_string());
+            }
+        }
+    }
+    removals.sort();
+    removals.dedup();
+    TransactionPreview {
+        installs: parse_apt_simulation(text),
+        removals,
+    }
+}
+
+/// Why apt refused a dry run: the unmet dependencies it lists on standard output and its
+/// `E:` lines, on one line.
+pub fn refusal(stdout: &str, stderr: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut in_unmet = false;
+    for line in stdout.lines() {
+        if line.starts_with("The following packages have unmet dependencies") {
+            in_unmet = true;
+            continue;
+        }
+        if in_unmet {
+            if line.starts_with(' ') && !line.trim().is_empty() {
+                parts.push(line.split_whitespace().collect::<Vec<_>>().join(" "));
+                continue;
+            }
+            in_unmet = false;
+        }
+    }
+    for line in stderr.lines() {
+        let line = line.trim();
+        if let Some(e) = line.strip_prefix("E: ") {
+            parts.push(e.to_string());
+        }
+    }
+    if parts.is_empty() {
+        parts.extend(
+            stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    parts.join("; ")
+}
+
 /// Reads the reboot section: `required` then the lines of `/run/reboot-required.pkgs`.
 pub fn parse_reboot(text: &str) -> RebootRequired {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -175,6 +264,7 @@ pub(crate) fn interpret(
         return Err(step_failed(updates, "apt-get -s dist-upgrade", "apt-get"));
     }
     host.updates = parse_apt_simulation(&updates.stdout);
+    host.kept_back = parse_kept_back(&updates.stdout);
     Ok(())
 }
 
@@ -282,5 +372,64 @@ mod tests {
         let r = parse_reboot("required\nlinux-image-6.1.0-28-amd64\nlibc6\nlibc6\n");
         assert!(r.required);
         assert_eq!(r.packages, ["libc6", "linux-image-6.1.0-28-amd64"]);
+    }
+
+    #[test]
+    fn dry_run_of_an_install() {
+        assert_eq!(
+            simulation_command(&[("pk-app", "2.0-1"), ("odd name", "1:1.0")]),
+            "apt-get -s -q -o Debug::NoLocking=1 install pk-app=2.0-1 'odd name=1:1.0' </dev/null"
+        );
+        // Captured from a lab host: pk-app 2.0-1 needs libpk >= 1.2.
+        let text = "Reading package lists...\nBuilding dependency tree...\n\
+            Inst libpk [1.0-1] (1.2-1 PatchkeeperLab-Security:bookworm-security [amd64])\n\
+            Inst pk-app [1.0-1] (2.0-1 PatchkeeperLab:bookworm [all])\n\
+            Remv pk-old:amd64 [0.9-1]\n\
+            Conf libpk (1.2-1 PatchkeeperLab-Security:bookworm-security [amd64])\n\
+            Conf pk-app (2.0-1 PatchkeeperLab:bookworm [all])\n";
+        let preview = parse_apt_transaction(text);
+        let names: Vec<_> = preview
+            .installs
+            .iter()
+            .map(|u| (u.name.as_str(), u.candidate_version.as_str(), u.security))
+            .collect();
+        assert_eq!(
+            names,
+            [("libpk", "1.2-1", true), ("pk-app", "2.0-1", false)]
+        );
+        assert_eq!(preview.removals, ["pk-old"]);
+    }
+
+    #[test]
+    fn kept_back_packages() {
+        // Captured from a lab host with libpk on hold.
+        let text =
+            "Reading package lists...\nBuilding dependency tree...\nCalculating upgrade...\n\
+            The following packages have been kept back:\n\
+            \x20 libpk pk-app pk-held\n\
+            The following packages will be upgraded:\n\
+            \x20 pk-broken pk-kernel\n\
+            2 upgraded, 0 newly installed, 0 to remove and 3 not upgraded.\n\
+            Inst pk-broken [1.0-1] (1.1-1 PatchkeeperLab:bookworm [all])\n";
+        assert_eq!(parse_kept_back(text), ["libpk", "pk-app", "pk-held"]);
+        assert_eq!(parse_apt_simulation(text).len(), 1);
+        assert!(parse_kept_back("Inst a [1] (2 x [all])\n").is_empty());
+    }
+
+    #[test]
+    fn refusal_names_the_unmet_dependency() {
+        // Captured from a lab host with libpk on hold.
+        let stdout = "Reading package lists...\nBuilding dependency tree...\n\
+            Some packages could not be installed. This may mean that you have\n\
+            requested an impossible situation or if you are using the unstable\n\
+            The following information may help to resolve the situation:\n\n\
+            The following packages have unmet dependencies:\n\
+            \x20pk-app : Depends: libpk (>= 1.2) but 1.0-1 is to be installed\n";
+        let stderr = "E: Unable to correct problems, you have held broken packages.\n";
+        assert_eq!(
+            refusal(stdout, stderr),
+            "pk-app : Depends: libpk (>= 1.2) but 1.0-1 is to be installed; Unable to correct problems, you have held broken packages."
+        );
+        assert_eq!(refusal("", "W: something odd\n"), "W: something odd");
     }
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use super::{section, step_failed, Section};
 use crate::observed::{
     FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+    TransactionPreview,
 };
+use crate::transport::shell_quote;
 
 /// Architectures rpm uses; a NEVRA's last dot-separated part must be one of them.
 const ARCHES: &[&str] = &[
@@ -92,6 +94,119 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
         pending.clear();
     }
     updates
+}
+
+/// The dry run of installing exactly `requested` (`(name, version)`): what apply's
+/// `dnf install NAME-VERSION...` would do. `-C` keeps to the metadata the observation read;
+/// `--assumeno` answers the confirmation with no, so nothing changes.
+pub fn simulation_command(requested: &[(&str, &str)]) -> String {
+    let pkgs: Vec<String> = requested
+        .iter()
+        .map(|(name, version)| shell_quote(&format!("{name}-{version}")))
+        .collect();
+    format!("dnf -C --assumeno install {} </dev/null", pkgs.join(" "))
+}
+
+/// Reads the transaction table of a dnf dry run (`Upgrading:`, `Installing dependencies:`,
+/// `Removing:`... sections of `NAME ARCH VERSION REPO SIZE` rows, a long name wrapped onto
+/// its own line). Installed versions are filled in from `installed`.
+pub fn parse_transaction(text: &str, installed: &[InstalledPackage]) -> TransactionPreview {
+    #[derive(PartialEq)]
+    enum Part {
+        Other,
+        Installs,
+        Removals,
+    }
+    let mut preview = TransactionPreview::default();
+    let mut part = Part::Other;
+    let mut pending: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("Transaction Summary") {
+            break;
+        }
+        if !line.starts_with(' ') {
+            pending.clear();
+            let header = line.trim_end();
+            part = match header.strip_suffix(':') {
+                Some(h) if h.starts_with("Installing") && !h.contains("module") => Part::Installs,
+                Some("Upgrading" | "Downgrading" | "Reinstalling") => Part::Installs,
+                Some(h) if h.starts_with("Removing") => Part::Removals,
+                _ => Part::Other,
+            };
+            continue;
+        }
+        if part == Part::Other {
+            continue;
+        }
+        let tokens: Vec<&str> = line.split_ascii_whitespace().collect();
+        if tokens.first() == Some(&"replacing") {
+            continue;
+        }
+        pending.extend(tokens);
+        if pending.len() < 4 {
+            continue;
+        }
+        let (name, arch, version, repo) = (pending[0], pending[1], pending[2], pending[3]);
+        match part {
+            Part::Installs => preview.installs.push(PendingUpdate {
+                name: name.to_string(),
+                arch: arch.to_string(),
+                installed_version: installed
+                    .iter()
+                    .find(|p| {
+                        p.name == name && (p.arch == arch || p.arch == "noarch" || arch == "noarch")
+                    })
+                    .map(|p| p.version.to_string()),
+                candidate_version: version.to_string(),
+                origin: repo.to_string(),
+                security: false,
+                advisories: Vec::new(),
+            }),
+            Part::Removals => preview.removals.push(name.to_string()),
+            Part::Other => {}
+        }
+        pending.clear();
+    }
+    preview.installs.sort_by(|a, b| a.name.cmp(&b.name));
+    preview.removals.sort();
+    preview.removals.dedup();
+    preview
+}
+
+/// Whether a dnf dry run resolved: it exits 0 with nothing to do, or 1 after printing the
+/// transaction and answering no (`Operation aborted.`).
+pub fn dry_run_resolved(exit: Option<u32>, stdout: &str, stderr: &str) -> bool {
+    match exit {
+        Some(0) => true,
+        Some(1) => {
+            stdout.contains("Transaction Summary")
+                && stderr.contains("Operation aborted")
+                && !stderr.lines().any(|l| l.starts_with("Error"))
+        }
+        _ => false,
+    }
+}
+
+/// Why dnf refused a dry run: its `Error:` and problem lines, on one line.
+pub fn refusal(stdout: &str, stderr: &str) -> String {
+    let keep = |l: &&str| {
+        !l.is_empty()
+            && !l.starts_with("Last metadata expiration")
+            && !l.starts_with("(try to add")
+            && *l != "Error:"
+    };
+    let mut parts: Vec<String> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("No match for argument"))
+        .map(str::to_string)
+        .collect();
+    parts.extend(stderr.lines().map(str::trim).filter(keep).map(|l| {
+        l.trim_start_matches("Error: ")
+            .trim_start_matches("- ")
+            .to_string()
+    }));
+    parts.join("; ")
 }
 
 /// A package named in an advisory: `(name, [epoch:]version-release, arch)`.
@@ -347,5 +462,102 @@ mod tests {
     fn holds_from_versionlock_and_excludes() {
         let h = parse_holds("# comment\npk-held-0:1.0-1.el9.*\n!bad-pkg-0:2.0-1.el9.*\nexclude=kernel* foo,bar\nexcludepkgs = baz\n");
         assert_eq!(h, ["bad-pkg", "bar", "baz", "foo", "kernel*", "pk-held"]);
+    }
+
+    #[test]
+    fn dry_run_of_an_install() {
+        assert_eq!(
+            simulation_command(&[("pk-app", "2.0-1"), ("pk-kernel", "1:1.1-1")]),
+            "dnf -C --assumeno install pk-app-2.0-1 pk-kernel-1:1.1-1 </dev/null"
+        );
+        // Captured from a lab host (dnf 4.14), plus a wrapped long name, a new dependency
+        // and a removal.
+        let stdout = "Last metadata expiration check: 0:00:11 ago on Wed Nov 25 15:20:55 2026.\n\
+            Dependencies resolved.\n\
+            ================================================================================\n\
+            \x20Package              Architecture      Version          Repository        Size\n\
+            ================================================================================\n\
+            Upgrading:\n\
+            \x20libpk                x86_64            1.2-1            pklab            6.1 k\n\
+            \x20pk-app               noarch            2.0-1            pklab            6.3 k\n\
+            Installing dependencies:\n\
+            \x20a-very-long-package-name-that-dnf-wraps-onto-its-own-line\n\
+            \x20                     x86_64            1:3.0-2.el9      appstream         12 M\n\
+            Removing dependent packages:\n\
+            \x20pk-old               noarch            0.9-1            @System          1.0 k\n\
+            \n\
+            Transaction Summary\n\
+            ================================================================================\n\
+            Upgrade  2 Packages\n\n\
+            Total download size: 12 k\n";
+        let installed = [
+            InstalledPackage {
+                name: "libpk".into(),
+                version: "1.0-1".into(),
+                arch: "x86_64".into(),
+                status: "installed".into(),
+            },
+            InstalledPackage {
+                name: "pk-app".into(),
+                version: "1.0-1".into(),
+                arch: "noarch".into(),
+                status: "installed".into(),
+            },
+        ];
+        let preview = parse_transaction(stdout, &installed);
+        let rows: Vec<_> = preview
+            .installs
+            .iter()
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    u.installed_version.as_deref(),
+                    u.candidate_version.as_str(),
+                    u.origin.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "a-very-long-package-name-that-dnf-wraps-onto-its-own-line",
+                    None,
+                    "1:3.0-2.el9",
+                    "appstream"
+                ),
+                ("libpk", Some("1.0-1"), "1.2-1", "pklab"),
+                ("pk-app", Some("1.0-1"), "2.0-1", "pklab"),
+            ]
+        );
+        assert_eq!(preview.removals, ["pk-old"]);
+        assert!(dry_run_resolved(Some(1), stdout, "Operation aborted.\n"));
+        assert!(dry_run_resolved(
+            Some(0),
+            "Dependencies resolved.\nNothing to do.\n",
+            ""
+        ));
+    }
+
+    #[test]
+    fn refusal_names_the_problem() {
+        // Captured from a lab host with libpk version-locked.
+        let stderr = "Error: \n \
+            Problem: package pk-app-2.0-1.noarch requires libpk >= 1.2, but none of the providers can be installed\n  \
+            - conflicting requests\n  \
+            - package libpk-1.2-1.x86_64 is filtered out by exclude filtering\n";
+        let stdout = "Last metadata expiration check: 0:00:11 ago on Wed Nov 25 15:20:55 2026.\n\
+            (try to add '--skip-broken' to skip uninstallable packages)\n";
+        assert!(!dry_run_resolved(Some(1), stdout, stderr));
+        assert_eq!(
+            refusal(stdout, stderr),
+            "Problem: package pk-app-2.0-1.noarch requires libpk >= 1.2, but none of the providers can be installed; conflicting requests; package libpk-1.2-1.x86_64 is filtered out by exclude filtering"
+        );
+        let stdout = "No match for argument: nonexist-1.0\n";
+        let stderr = "Error: Unable to find a match: nonexist-1.0\n";
+        assert_eq!(
+            refusal(stdout, stderr),
+            "No match for argument: nonexist-1.0; Unable to find a match: nonexist-1.0"
+        );
     }
 }

@@ -171,7 +171,7 @@ case $pk_family in
 apt)
 @APT_REFRESH@
 pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'; pk_end installed
-pk_begin updates; apt-get -s -qq -o Debug::NoLocking=1 dist-upgrade </dev/null; pk_end updates
+pk_begin updates; apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null; pk_end updates
 pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/reboot-required.pkgs 2>/dev/null; fi; pk_end reboot
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
@@ -426,6 +426,46 @@ pub async fn observe_host(
             host
         }
     }
+}
+
+/// The dry run of installing exactly `requested` (`(name, version)`), in the C locale because
+/// its output is parsed ([`read_simulation`]). It changes nothing and takes no lock.
+pub fn simulation_command(pm: PackageManager, requested: &[(&str, &str)]) -> String {
+    let command = match pm {
+        PackageManager::Apt => apt::simulation_command(requested),
+        PackageManager::Dnf => dnf::simulation_command(requested),
+    };
+    format!("LC_ALL=C LANG=C LANGUAGE= PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH {command}")
+}
+
+/// Reads a dry run's result: what the transaction would change, or (`Err`) why the package
+/// manager refuses it. `installed` fills in installed versions that dnf's table omits.
+pub fn read_simulation(
+    pm: PackageManager,
+    exit: Option<u32>,
+    stdout: &str,
+    stderr: &str,
+    installed: &[crate::observed::InstalledPackage],
+) -> Result<crate::observed::TransactionPreview, String> {
+    let (resolved, why) = match pm {
+        PackageManager::Apt => (exit == Some(0), apt::refusal(stdout, stderr)),
+        PackageManager::Dnf => (
+            dnf::dry_run_resolved(exit, stdout, stderr),
+            dnf::refusal(stdout, stderr),
+        ),
+    };
+    if resolved {
+        return Ok(match pm {
+            PackageManager::Apt => apt::parse_apt_transaction(stdout),
+            PackageManager::Dnf => dnf::parse_transaction(stdout, installed),
+        });
+    }
+    let exit = exit.map_or("none".to_string(), |c| c.to_string());
+    Err(if why.is_empty() {
+        format!("exit {exit} without a message")
+    } else {
+        format!("{why} (exit {exit})")
+    })
 }
 
 /// Maps a transport error to the observed-state reason.

@@ -8,6 +8,7 @@
 
 mod batches;
 mod render;
+mod simulation;
 mod transactions;
 
 #[cfg(test)]
@@ -24,6 +25,10 @@ use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
 pub use render::{render_human, RenderOptions};
+pub use simulation::{
+    is_requested, requested, DependencyCheck, Simulation, SimulationOutcome, Simulations,
+    PACKAGE_MANAGER,
+};
 
 /// Version of the plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 1;
@@ -137,6 +142,17 @@ pub struct HostPlan {
     /// The host already needs a reboot, or a changed package asks for one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reboot_required: bool,
+    /// Whether the transaction was dry-run on the host, so `changes` include what the
+    /// package manager pulls in alongside (absent: the host has no transaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<DependencyCheck>,
+}
+
+impl HostPlan {
+    /// The transaction apply asks the package manager for (see [`requested`]).
+    pub fn requested(&self) -> Vec<(String, String)> {
+        requested(&self.changes)
+    }
 }
 
 /// One package transaction.
@@ -166,7 +182,8 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Reason {
-    /// `baseline/NAME`, `request/NAME`, or `dependency` (pulled in by another change).
+    /// `baseline/NAME`, `request/NAME`, or `package-manager` (the host's package manager
+    /// pulls it in for the other changes, found by the dependency dry run).
     pub source: String,
     /// The rule.
     pub rule: Rule,
@@ -336,6 +353,8 @@ pub struct PlanInput<'a> {
     pub at: Timestamp,
     /// When updates were first seen.
     pub first_seen: &'a FirstSeen,
+    /// Dry runs of the hosts' transactions (`None`: planning offline, nothing simulated).
+    pub simulations: Option<&'a Simulations>,
 }
 
 /// Computes the plan. Pure and deterministic: same input, byte-identical JSON.

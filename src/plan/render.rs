@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{BatchWindow, HostStatus, Plan};
+use super::{BatchWindow, DependencyCheck, HostStatus, Plan};
 
 /// How to render.
 #[derive(Debug, Clone, Copy, Default)]
@@ -232,6 +232,21 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
     parts.push(format!("{} compliant", s.compliant));
     if s.unmanaged > 0 {
         parts.push(format!("{} unmanaged", s.unmanaged));
+    }
+    let not_simulated = plan
+        .hosts
+        .iter()
+        .filter(|h| h.status.has_changes() && h.dependencies == Some(DependencyCheck::NotSimulated))
+        .count();
+    if not_simulated > 0 {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            p.yellow(&format!(
+                "Note: dependencies not simulated for {not_simulated} host{} (planned offline from an observed state): packages the package manager pulls in alongside are not listed; apply verifies and records everything it changes.",
+                if not_simulated == 1 { "" } else { "s" }
+            ))
+        );
     }
     let _ = writeln!(out, "\n{}", p.bold(&format!("Plan: {}.", parts.join(", "))));
     out

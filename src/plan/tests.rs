@@ -131,6 +131,7 @@ fn run(f: &ValidFleet, obs: &ObservedFleet) -> Plan {
         observed: obs,
         at: at(),
         first_seen: &FirstSeen::new(),
+        simulations: None,
     })
 }
 
@@ -432,4 +433,246 @@ proptest! {
             }
         }
     }
+}
+
+fn run_simulated(f: &ValidFleet, obs: &ObservedFleet, sims: &Simulations) -> Plan {
+    plan(PlanInput {
+        fleet: f,
+        fleet_commit: Some("abc"),
+        observed: obs,
+        at: at(),
+        first_seen: &FirstSeen::new(),
+        simulations: Some(sims),
+    })
+}
+
+/// The lab's dependency case: pk-app 2.0-1 needs libpk >= 1.2; the baseline asks only for
+/// pk-app (`classes: none`), so libpk's pending security update is not requested.
+fn dependency_spec() -> Spec {
+    let mut s = simple(1);
+    s.classes = "none";
+    s.min = vec![("pk-app".into(), "2.0-1".into())];
+    s
+}
+
+fn dependency_case() -> (ValidFleet, ObservedFleet) {
+    let f = fleet(&yaml(&dependency_spec()));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![observed_host(
+            "h00",
+            &[("libpk", "1.0-1"), ("pk-app", "1.0-1")],
+            &[
+                ("libpk", "1.0-1", "1.2-1", true),
+                ("pk-app", "1.0-1", "2.0-1", false),
+            ],
+        )],
+    );
+    (f, obs)
+}
+
+/// The dry run of the dependency case: installing pk-app 2.0-1 upgrades libpk too.
+fn pk_app_dry_run() -> Simulations {
+    Simulations::from([(
+        "h00".to_owned(),
+        resolved(
+            &[("pk-app", "2.0-1")],
+            &[
+                ("libpk", Some("1.0-1"), "1.2-1"),
+                ("pk-app", Some("1.0-1"), "2.0-1"),
+            ],
+        ),
+    )])
+}
+
+fn resolved(requested: &[(&str, &str)], installs: &[(&str, Option<&str>, &str)]) -> Simulation {
+    Simulation {
+        requested: requested
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        outcome: SimulationOutcome::Resolved(crate::observed::TransactionPreview {
+            installs: installs
+                .iter()
+                .map(|(n, from, to)| PendingUpdate {
+                    name: (*n).into(),
+                    arch: "amd64".into(),
+                    installed_version: from.map(str::to_owned),
+                    candidate_version: (*to).into(),
+                    origin: "lab".into(),
+                    security: false,
+                    advisories: vec![],
+                })
+                .collect(),
+            removals: vec![],
+        }),
+    }
+}
+
+#[test]
+fn offline_plans_say_dependencies_were_not_simulated() {
+    let (f, obs) = dependency_case();
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.dependencies, Some(DependencyCheck::NotSimulated));
+    assert_eq!(h.requested(), [("pk-app".to_owned(), "2.0-1".to_owned())]);
+    let text = render_human(&run(&f, &obs), RenderOptions { color: false });
+    assert!(
+        text.contains("Note: dependencies not simulated for 1 host"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_dependency_the_dry_run_pulls_in_is_planned() {
+    let (f, obs) = dependency_case();
+    let p = run_simulated(&f, &obs, &pk_app_dry_run());
+    let h = p.host("h00").unwrap();
+    assert_eq!(h.status, HostStatus::Update);
+    assert_eq!(h.dependencies, Some(DependencyCheck::Simulated));
+    let libpk = &h.changes[0];
+    assert_eq!(
+        (
+            libpk.package.as_str(),
+            libpk.from.as_deref(),
+            libpk.to.as_str()
+        ),
+        ("libpk", Some("1.0-1"), "1.2-1")
+    );
+    assert_eq!(libpk.reasons[0].rule, Rule::Dependency);
+    assert_eq!(libpk.reasons[0].source, PACKAGE_MANAGER);
+    // Security status comes from what observation saw offered.
+    assert!(libpk.security);
+    assert_eq!(p.summary.packages, 2);
+    // Apply still asks only for pk-app.
+    assert_eq!(h.requested(), [("pk-app".to_owned(), "2.0-1".to_owned())]);
+    assert!(!render_human(&p, RenderOptions { color: false }).contains("not simulated"));
+}
+
+#[test]
+fn a_held_dependency_blocks_the_host() {
+    let (_, obs) = dependency_case();
+    let mut s = dependency_spec();
+    s.hold = vec!["libpk".into()];
+    let p = run_simulated(&fleet(&yaml(&s)), &obs, &pk_app_dry_run());
+    let h = p.host("h00").unwrap();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert_eq!(
+        h.reasons,
+        ["the transaction would also move libpk 1.0-1 -> 1.2-1, but the package is held by baseline/base (`libpk`)"]
+    );
+    assert!(h.batch.is_none());
+    assert_eq!(p.summary.blocked, 1);
+}
+
+#[test]
+fn a_refused_transaction_blocks_and_a_failed_dry_run_is_unreachable() {
+    let (f, obs) = dependency_case();
+    let requested = vec![("pk-app".to_owned(), "2.0-1".to_owned())];
+    let refused = Simulations::from([(
+        "h00".to_owned(),
+        Simulation {
+            requested: requested.clone(),
+            outcome: SimulationOutcome::Refused {
+                command: "apt-get -s install pk-app=2.0-1".into(),
+                message: "you have held broken packages (exit 100)".into(),
+            },
+        },
+    )]);
+    let h = run_simulated(&f, &obs, &refused)
+        .host("h00")
+        .unwrap()
+        .clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert_eq!(h.reasons, ["the package manager refuses the transaction: you have held broken packages (exit 100) (dry run: `apt-get -s install pk-app=2.0-1`)"]);
+    let failed = Simulations::from([(
+        "h00".to_owned(),
+        Simulation {
+            requested,
+            outcome: SimulationOutcome::Failed("connection reset".into()),
+        },
+    )]);
+    let p = run_simulated(&f, &obs, &failed);
+    let h = p.host("h00").unwrap();
+    assert_eq!(h.status, HostStatus::Unreachable);
+    assert!(h.changes.is_empty());
+    assert_eq!(p.summary.unreachable, 1);
+    assert!(p.batches.is_empty());
+}
+
+#[test]
+fn removals_and_version_disagreements_block() {
+    let (f, obs) = dependency_case();
+    let mut sim = resolved(
+        &[("pk-app", "2.0-1")],
+        &[("pk-app", Some("1.0-1"), "2.1-1")],
+    );
+    if let SimulationOutcome::Resolved(p) = &mut sim.outcome {
+        p.removals = vec!["pk-old".into()];
+    }
+    let sims = Simulations::from([("h00".to_owned(), sim)]);
+    let h = run_simulated(&f, &obs, &sims).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert_eq!(
+        h.reasons,
+        [
+            "the package manager would install pk-app 2.1-1, not the planned 2.0-1",
+            "the transaction would remove pk-old; patchkeeper never removes packages"
+        ]
+    );
+}
+
+#[test]
+fn a_dry_run_of_another_transaction_is_not_used() {
+    let (f, obs) = dependency_case();
+    let sims = Simulations::from([(
+        "h00".to_owned(),
+        resolved(&[("pk-app", "1.9-1")], &[("libpk", Some("1.0-1"), "1.2-1")]),
+    )]);
+    let h = run_simulated(&f, &obs, &sims).host("h00").unwrap().clone();
+    assert_eq!(h.dependencies, Some(DependencyCheck::NotSimulated));
+    assert_eq!(h.changes.len(), 1);
+}
+
+#[test]
+fn the_dry_run_replaces_guessed_dependencies() {
+    // `classes: all`: the observed dist-upgrade listed a new package (a guessed dependency);
+    // the dry run of the real transaction does not pull it in.
+    let mut s = simple(1);
+    s.classes = "all";
+    let f = fleet(&yaml(&s));
+    let mut host = observed_host("h00", &[("a", "1")], &[("a", "1", "2", false)]);
+    host.updates.push(PendingUpdate {
+        name: "newdep".into(),
+        arch: "amd64".into(),
+        installed_version: None,
+        candidate_version: "1".into(),
+        origin: "Debian".into(),
+        security: false,
+        advisories: vec![],
+    });
+    host.normalize();
+    let obs = ObservedFleet::new("t".into(), vec![host]);
+    assert_eq!(run(&f, &obs).host("h00").unwrap().changes.len(), 2);
+    let sims = Simulations::from([(
+        "h00".to_owned(),
+        resolved(&[("a", "2")], &[("a", Some("1"), "2")]),
+    )]);
+    let h = run_simulated(&f, &obs, &sims).host("h00").unwrap().clone();
+    let names: Vec<&str> = h.changes.iter().map(|c| c.package.as_str()).collect();
+    assert_eq!(names, ["a"]);
+}
+
+#[test]
+fn a_minimum_apt_keeps_back_says_so() {
+    let (f, mut obs) = dependency_case();
+    // libpk held on the host: the full upgrade keeps pk-app back and does not list it.
+    obs.hosts[0].updates.clear();
+    obs.hosts[0].held = vec!["libpk".into()];
+    obs.hosts[0].kept_back = vec!["libpk".into(), "pk-app".into()];
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert_eq!(
+        h.reasons,
+        ["baseline/base requires pk-app >= 2.0-1; 1.0-1 is installed and the package manager keeps the newer version back (installing it would move a held package, or a dependency is unavailable)"]
+    );
 }

@@ -70,6 +70,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         fingerprint: None,
         batch: None,
         reboot_required: false,
+        dependencies: None,
     };
     // Baselines on one host agree on window and rollout (validated); a request may name
     // its own, which then governs the host's whole transaction.
@@ -231,6 +232,20 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
     }
 
+    let protected = |name: &str| hold_of(name).or_else(|| exclude_of(name));
+    let merged = super::simulation::merge(
+        &mut ctx.changes,
+        &mut ctx.reasons,
+        observed,
+        input.simulations.and_then(|s| s.get(&host.name)),
+        &protected,
+    );
+    plan.dependencies = merged.check;
+    if let Some(why) = merged.unreachable {
+        plan.status = HostStatus::Unreachable;
+        plan.reasons.push(why);
+        return plan;
+    }
     plan.changes = ctx.changes.into_values().collect();
     // An update left alone by one rule but planned by another (a minimum version) is
     // not "left alone": drop it from the skipped list.
@@ -334,7 +349,15 @@ impl HostCtx<'_> {
             return;
         }
         let Some(u) = self.update(name).cloned() else {
+            let kept_back = self
+                .observed
+                .kept_back
+                .binary_search_by(|k| k.as_str().cmp(name))
+                .is_ok();
             self.reasons.push(match &installed {
+                Some(have) if kept_back => format!(
+                    "{source} requires {wanted}; {have} is installed and the package manager keeps the newer version back (installing it would move a held package, or a dependency is unavailable)"
+                ),
                 Some(have) => format!(
                     "{source} requires {wanted}; {have} is installed and the host's repositories offer nothing newer"
                 ),
