@@ -235,7 +235,7 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
                     Code::UnreadableFile,
                     Location::new(&rel, Pos { line: 1, column: 1 }),
                     format!(
-                        "file is {} bytes, more than the {} a fleet-repo file may have",
+                        "file is {} bytes, more than the {} a fleet-repo file may have; split it into several files (all Inventory documents are merged)",
                         b.len(),
                         yaml::MAX_FILE_BYTES
                     ),
