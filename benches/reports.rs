@@ -131,7 +131,7 @@ fn bench(c: &mut Criterion) {
         remote: None,
         auth: GitAuth::default(),
         author: ("bench".into(), "bench@example.com".into()),
-        signing_key: None,
+        signing: None,
     };
     let mut minute = 0;
     g.bench_function("record 1000 hosts", |b| {

@@ -133,9 +133,24 @@ pub struct ReportSettings {
     /// Commit author of report commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
-    /// Key that signs report commits (SSH private key path, or an OpenPGP key id).
+    /// Key that signs report commits: an SSH private key path (relative to the fleet repo),
+    /// or with `signingFormat: openpgp` a GnuPG key id or fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
+    /// How `signingKey` signs: `ssh` (default, `ssh-keygen -Y sign`) or `openpgp` (`gpg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_format: Option<SigningFormat>,
+}
+
+/// The signature format of report commits (git's `gpg.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningFormat {
+    /// SSH signatures (`ssh-keygen -Y sign -n git`).
+    #[default]
+    Ssh,
+    /// OpenPGP signatures made by GnuPG (`gpg -bsau KEY`).
+    Openpgp,
 }
 
 /// A Git identity.

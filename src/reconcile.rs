@@ -610,7 +610,7 @@ impl<O: Observer> Reconciler<O> {
                     report::DEFAULT_AUTHOR.0.into(),
                     report::DEFAULT_AUTHOR.1.into(),
                 ),
-                signing_key: None,
+                signing: None,
             },
         };
         // Reports of a fetched repo go back to where it came from.

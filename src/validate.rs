@@ -229,7 +229,30 @@ impl<'a> Checker<'a> {
                     "/spec/apply/staleLockAfter",
                     spec.apply.stale_lock_after.as_ref(),
                 );
+                self.report_signing(o, &spec.reports);
             }
+        }
+    }
+
+    fn report_signing(&mut self, o: &Origin, reports: &model::ReportSettings) {
+        match (&reports.signing_key, reports.signing_format) {
+            (None, Some(_)) => self.push(Diagnostic::new(
+                Code::MissingField,
+                o.at("/spec/reports/signingFormat"),
+                "`signingFormat` is set but `signingKey` is not: report commits would not be signed",
+            )),
+            (Some(key), None | Some(model::SigningFormat::Ssh))
+                if !self.fleet.root.join(key).exists() =>
+            {
+                self.push(Diagnostic::new(
+                    Code::MissingFile,
+                    o.at("/spec/reports/signingKey"),
+                    format!(
+                        "`{key}` does not exist (for an OpenPGP key id, set `signingFormat: openpgp`)"
+                    ),
+                ));
+            }
+            _ => {}
         }
     }
 

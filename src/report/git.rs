@@ -343,19 +343,19 @@ impl<'t> Writer<'t> {
             .map(|oid| repo.find_commit(*oid).map_err(git_err("read parent")))
             .transpose()?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        match &self.target.signing_key {
+        match &self.target.signing {
             None => repo
                 .commit(None, &sig, &sig, message, &tree, &parents)
                 .map_err(git_err("write commit")),
-            Some(key) => {
+            Some(signing) => {
                 let buf = repo
                     .commit_create_buffer(&sig, &sig, message, &tree, &parents)
                     .map_err(git_err("build commit"))?;
                 let content = buf.as_str().ok().ok_or_else(|| ReportError::Signing {
-                    key: key.display().to_string(),
+                    key: signing.key(),
                     message: "commit buffer is not UTF-8".into(),
                 })?;
-                let signature = super::sign::ssh_sign(key, content)?;
+                let signature = super::sign::sign(signing, content)?;
                 repo.commit_signed(content, &signature, None)
                     .map_err(git_err("write signed commit"))
             }
@@ -659,7 +659,7 @@ mod tests {
             remote: remote.map(str::to_owned),
             auth: GitAuth::default(),
             author: ("t".into(), "t@example.com".into()),
-            signing_key: None,
+            signing: None,
         }
     }
 

@@ -326,8 +326,27 @@ pub struct ReportTarget {
     pub auth: GitAuth,
     /// Commit author and committer.
     pub author: (String, String),
-    /// SSH private key that signs commits.
-    pub signing_key: Option<PathBuf>,
+    /// How commits are signed (`None`: unsigned).
+    pub signing: Option<Signing>,
+}
+
+/// How report commits are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// With this SSH private key (or public key whose private half is in the agent).
+    Ssh(PathBuf),
+    /// With this GnuPG key id or fingerprint.
+    OpenPgp(String),
+}
+
+impl Signing {
+    /// The key, for messages.
+    pub fn key(&self) -> String {
+        match self {
+            Signing::Ssh(path) => path.display().to_string(),
+            Signing::OpenPgp(id) => id.clone(),
+        }
+    }
 }
 
 impl ReportTarget {
@@ -345,7 +364,12 @@ impl ReportTarget {
                 .author
                 .map(|a| (a.name, a.email))
                 .unwrap_or_else(|| (DEFAULT_AUTHOR.0.into(), DEFAULT_AUTHOR.1.into())),
-            signing_key: settings.signing_key.map(|k| root.join(k)),
+            signing: settings
+                .signing_key
+                .map(|key| match settings.signing_format {
+                    Some(crate::model::SigningFormat::Openpgp) => Signing::OpenPgp(key),
+                    Some(crate::model::SigningFormat::Ssh) | None => Signing::Ssh(root.join(key)),
+                }),
         }
     }
 }

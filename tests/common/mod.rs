@@ -2,3 +2,4 @@
 
 pub mod git;
 pub mod lab;
+pub mod report_fleet;
