@@ -297,6 +297,63 @@ fn kernel_package_triggers_a_reboot_and_apply_waits_for_the_new_boot_id() {
 }
 
 #[test]
+fn health_check_failing_only_after_the_reboot_rolls_back_and_boots_the_old_versions() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("pk-kernel", "1.1-1")]);
+    // Passes until the host boots again: what a service that does not start on the new
+    // kernel looks like.
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n  healthChecks:\n    - name: same-boot\n      command: \"test \\\"$(cat /proc/sys/kernel/random/boot_id)\\\" = \\\"$(cat /root/boot-before)\\\"\"\n      timeout: 10s\n",
+    );
+    commit(&lab, "a health check that fails after a reboot");
+    let mut before = Vec::new();
+    for host in ["deb-1", "rpm-1"] {
+        lab.run_ok(
+            host,
+            "cat /proc/sys/kernel/random/boot_id > /root/boot-before",
+        );
+        before.push(lab.boot_id(host));
+    }
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let j = journal(&lab);
+    for (i, host) in ["deb-1", "rpm-1"].into_iter().enumerate() {
+        assert_eq!(outcome(&stdout, host), "rolled-back", "{all}");
+        let row = row(&stdout, host);
+        assert!(
+            row.contains("health check `same-boot` failed after the reboot"),
+            "{all}"
+        );
+        assert!(
+            row.contains("rebooted again to run the restored versions"),
+            "{all}"
+        );
+        // Booted twice: into the new version, then into the restored one.
+        let reboots = j
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(
+                    "\"host\":\"{host}\",\"event\":{{\"type\":\"rebooted\""
+                ))
+            })
+            .count();
+        assert_eq!(reboots, 2, "{j}");
+        assert_ne!(lab.boot_id(host), before[i]);
+    }
+    assert_eq!(deb(&lab, "deb-1", "pk-kernel"), "1.0-1 ii");
+    lab.run_ok(
+        "deb-1",
+        "dpkg --verify pk-kernel && dpkg --audit | (! grep .)",
+    );
+    assert_eq!(rpm(&lab, "rpm-1", "pk-kernel"), "1.0-1");
+    lab.run_ok("rpm-1", "rpm -V pk-kernel");
+}
+
+#[test]
 fn stale_saved_plan_is_refused_for_the_changed_host_only() {
     let lab = Lab::up(2, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);

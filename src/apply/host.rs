@@ -391,8 +391,25 @@ impl Steps<'_> {
         let mut outcome = Outcome::Compliant;
         if decide::should_reboot(job.rollout.reboot, required) {
             let old = after_obs.boot_id.clone().unwrap_or_default();
-            t = self.reboot(t, &old).await?;
+            t = self.reboot(t, &old, "installed and verified, but").await?;
             detail.push("rebooted (new boot id)".into());
+            // What fails only at boot (a service that does not start on the new kernel or
+            // library) shows only now: the health checks run again.
+            for c in &job.rollout.health_checks {
+                self.say(&format!("health check after the reboot: {}", c.name));
+                if let Err(why) = self.command(t.as_ref(), c).await {
+                    let problem = vec![format!(
+                        "health check `{}` failed after the reboot: {why}",
+                        c.name
+                    )];
+                    return self
+                        .rollback_after_reboot(t, pm, &before_versions, &after, problem)
+                        .await;
+                }
+            }
+            if !job.rollout.health_checks.is_empty() {
+                detail.push("health checks passed again after the reboot".into());
+            }
         } else if required {
             outcome = Outcome::PendingReboot;
             detail.push("needs a reboot; the rollout's reboot policy is `never`".into());
@@ -589,8 +606,72 @@ impl Steps<'_> {
         Ok(End(Outcome::RolledBack, detail))
     }
 
-    /// Issues `reboot`, then reconnects until the host answers with a new boot id.
-    async fn reboot(&self, t: Box<dyn Transport>, old: &str) -> Result<Box<dyn Transport>, End> {
+    /// Rolls back a host that booted into the new versions, then (reboot policy permitting)
+    /// boots it again so the restored versions are what runs.
+    async fn rollback_after_reboot(
+        &self,
+        t: Box<dyn Transport>,
+        pm: PackageManager,
+        before: &Versions,
+        after: &[InstalledPackage],
+        problems: Vec<String>,
+    ) -> Result<End, Abort> {
+        let End(outcome, mut detail) = self.rollback(t, pm, before, after, problems).await?;
+        if outcome != Outcome::RolledBack || !decide::should_reboot(self.job.rollout.reboot, true) {
+            if outcome == Outcome::RolledBack {
+                detail.push(
+                    "the host still runs the versions it booted with; reboot it to run the restored ones"
+                        .into(),
+                );
+            }
+            return Ok(End(outcome, detail));
+        }
+        let t = match connect(&self.job.target, &self.ctx.keys).await {
+            Ok(t) => t,
+            Err(e) => {
+                detail.push(format!(
+                    "could not reconnect to reboot it ({e}); reboot it to run the restored versions"
+                ));
+                return Ok(End(outcome, detail));
+            }
+        };
+        let old = match self
+            .exec(
+                t.as_ref(),
+                "cat /proc/sys/kernel/random/boot_id",
+                self.job.target.options.command_timeout,
+            )
+            .await
+        {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            Err(End(_, why)) => {
+                t.close().await;
+                detail.extend(why);
+                detail.push("not rebooted again; reboot it to run the restored versions".into());
+                return Ok(End(outcome, detail));
+            }
+        };
+        match self.reboot(t, &old, "rolled back, but").await {
+            Ok(t) => {
+                t.close().await;
+                detail.push("rebooted again to run the restored versions".into());
+                Ok(End(outcome, detail))
+            }
+            Err(End(failed, why)) => {
+                detail.extend(why);
+                Ok(End(failed, detail))
+            }
+        }
+    }
+
+    /// Issues `reboot`, then reconnects until the host answers with a new boot id. `done`
+    /// says what was achieved before, for the message when the host does not come back.
+    async fn reboot(
+        &self,
+        t: Box<dyn Transport>,
+        old: &str,
+        done: &str,
+    ) -> Result<Box<dyn Transport>, End> {
         let timeout = self
             .job
             .rollout
@@ -635,7 +716,7 @@ impl Steps<'_> {
                 return Err(End(
                     Outcome::Failed,
                     vec![format!(
-                        "installed and verified, but the host did not come back with a new boot id within {}s after `reboot`",
+                        "{done} the host did not come back with a new boot id within {}s after `reboot`",
                         secs(timeout)
                     )],
                 ));
