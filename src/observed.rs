@@ -506,8 +506,9 @@ pub struct BrokenPackage {
     pub arch: String,
     /// Version recorded.
     pub version: String,
-    /// `half-installed`, `half-configured`, `unpacked`, `triggers-awaited`,
-    /// `triggers-pending` or `reinst-required`.
+    /// dpkg: `half-installed`, `half-configured`, `unpacked`, `triggers-awaited`,
+    /// `triggers-pending` or `reinst-required`; rpm: `duplicate` (an older version still
+    /// recorded next to a newer one).
     pub state: String,
 }
 

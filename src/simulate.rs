@@ -15,7 +15,7 @@ use crate::driver;
 use crate::model::PackageManager;
 use crate::observe::{self, ObserveError, RunOptions, Target};
 use crate::observed::{InstalledPackage, ObservedFleet};
-use crate::plan::{self, Plan, PlanInput, Simulation, SimulationOutcome, Simulations};
+use crate::plan::{self, HostStatus, Plan, PlanInput, Simulation, SimulationOutcome, Simulations};
 use crate::transport::ssh::KeyCache;
 use crate::validate::ValidFleet;
 
@@ -50,7 +50,8 @@ pub fn dry_runs_for(
         ) else {
             continue;
         };
-        if requested.is_empty() || !seen.status.is_reachable() {
+        // A blocked host is not applied, whatever its dry run would say.
+        if requested.is_empty() || hp.status == HostStatus::Blocked || !seen.status.is_reachable() {
             continue;
         }
         runs.push(DryRun {

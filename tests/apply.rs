@@ -510,6 +510,50 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
 }
 
 #[test]
+fn an_interrupted_rpm_transaction_blocks_the_plan_and_recovery_repairs_it() {
+    let lab = Lab::up(0, 1);
+    // What a dnf killed mid-transaction leaves: the new pk-kernel recorded next to the old.
+    let url = format!("{}/rpm/pk-kernel-1.1-1.noarch.rpm", lab.info().repo.url);
+    lab.run_ok(
+        "rpm-1",
+        &format!("python3 -c \"import urllib.request as u; u.urlretrieve('{url}', '/tmp/k.rpm')\" && rpm -i --justdb --nodeps --replacefiles /tmp/k.rpm 2>/dev/null"),
+    );
+    assert_eq!(
+        lab.run_ok("rpm-1", "rpm -q pk-kernel").trim(),
+        "pk-kernel-1.0-1.noarch\npk-kernel-1.1-1.noarch"
+    );
+    let plan = pk(&lab).args(["plan", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    let host = &json["hosts"][0];
+    assert_eq!(host["status"], "blocked", "{host}");
+    assert_eq!(
+        host["reasons"][0],
+        "the package database needs repair first (pk-kernel 1.0-1 duplicate): run `dnf remove --duplicates` on the host"
+    );
+    // An apply killed in that transaction: its journal shows the host in flight, and the
+    // next observe (or apply) recovers it.
+    std::fs::create_dir_all(lab.dir().join(".patchkeeper")).unwrap();
+    std::fs::write(
+        lab.dir().join(".patchkeeper/journal.jsonl"),
+        "{\"at\":\"2026-11-25T10:00:00Z\",\"run\":\"killed-run\",\"plan\":\"p\",\"host\":\"rpm-1\",\"event\":{\"type\":\"transaction-started\",\"command\":\"dnf install -y -q pk-kernel-1.1-1\"}}\n",
+    )
+    .unwrap();
+    let out = pk(&lab).arg("observe").output().unwrap();
+    let all = text(&out);
+    assert!(
+        all.contains("host rpm-1: was in flight in run killed-run")
+            && all.contains("the package transaction was interrupted (pk-kernel 1.0-1 duplicate); running `dnf -y -q remove --duplicates`; repaired"),
+        "{all}"
+    );
+    assert_eq!(rpm(&lab, "rpm-1", "pk-kernel"), "1.1-1");
+    lab.run_ok(
+        "rpm-1",
+        "dnf -q -C --disablerepo='*' check && rpm -V pk-kernel",
+    );
+    assert!(journal(&lab).contains("\"type\":\"recovered\""));
+}
+
+#[test]
 fn closed_window_leaves_hosts_waiting_and_the_next_apply_in_the_window_continues() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);

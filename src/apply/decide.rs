@@ -40,6 +40,16 @@ pub fn install_command(pm: PackageManager, changes: &[Change], lock_wait_secs: u
     }
 }
 
+/// What repairs a package database an interrupted transaction left unfinished: dpkg
+/// configures what it unpacked; dnf removes the older of duplicated versions (reinstalling
+/// the newer one).
+pub fn repair_command(pm: PackageManager) -> &'static str {
+    match pm {
+        PackageManager::Apt => "DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a",
+        PackageManager::Dnf => "dnf -y -q remove --duplicates",
+    }
+}
+
 /// What a rollback has to do: packages to put back at their old version, packages the
 /// transaction newly installed (to remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

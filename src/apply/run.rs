@@ -435,49 +435,43 @@ pub async fn recover(
             }
         };
         let observed = crate::driver::observe_host(&f.host, t.as_ref(), &target.options).await;
-        let broken = observed.db_health.clone();
-        let apt = observed.package_manager == Some(crate::model::PackageManager::Apt);
-        if !broken.is_empty() && apt {
-            detail.push(format!(
-                "dpkg was interrupted ({}); running `dpkg --configure -a`",
-                broken
-                    .iter()
-                    .map(|b| format!("{} {} {}", b.name, b.version, b.state))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            let out = t
-                .exec(
-                    "DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a",
-                    None,
-                    target.options.command_timeout,
-                )
-                .await;
-            match out {
-                Ok(o) if o.success() => detail.push("repaired".into()),
-                Ok(o) => detail.push(format!(
-                    "`dpkg --configure -a` failed (exit {}): {}",
-                    o.exit.map_or("none".into(), |c| c.to_string()),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => detail.push(format!("`dpkg --configure -a` failed: {e}")),
+        let broken = &observed.db_health;
+        match observed.package_manager {
+            Some(pm) if !broken.is_empty() => {
+                let repair = super::decide::repair_command(pm);
+                detail.push(format!(
+                    "the package transaction was interrupted ({}); running `{repair}`",
+                    broken
+                        .iter()
+                        .map(|b| format!("{} {} {}", b.name, b.version, b.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                match t.exec(repair, None, target.options.command_timeout).await {
+                    Ok(o) if o.success() => detail.push("repaired".into()),
+                    Ok(o) => detail.push(format!(
+                        "`{repair}` failed (exit {}): {}",
+                        o.exit.map_or("none".into(), |c| c.to_string()),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => detail.push(format!("`{repair}` failed: {e}")),
+                }
             }
-        } else if !broken.is_empty() {
-            detail.push(format!(
+            None if !broken.is_empty() => detail.push(format!(
                 "the package database reports unfinished packages: {}",
                 broken
                     .iter()
                     .map(|b| b.name.clone())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
-        } else if observed.status.is_reachable() {
-            detail.push("re-observed: the package database is consistent".into());
-        } else {
-            detail.push(format!(
+            )),
+            _ if observed.status.is_reachable() => {
+                detail.push("re-observed: the package database is consistent".into())
+            }
+            _ => detail.push(format!(
                 "observation failed: {}",
                 crate::observe::status_text(&observed)
-            ));
+            )),
         }
         t.close().await;
         let _ = journal.record(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
     TransactionPreview,
 };
 use crate::transport::shell_quote;
@@ -209,6 +209,33 @@ pub fn refusal(stdout: &str, stderr: &str) -> String {
     parts.join("; ")
 }
 
+/// Reads `dnf check`: `A is a duplicate with B` (two versions of one package recorded, what
+/// an interrupted rpm transaction leaves; `dnf remove --duplicates` repairs it) becomes a
+/// broken package, the older one; any other problem (missing requires, conflicts,
+/// obsoleted) is returned as text for the host's warnings.
+pub fn parse_check(text: &str) -> (Vec<BrokenPackage>, Vec<String>) {
+    let mut broken = Vec::new();
+    let mut other = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Error: Check discovered") {
+            continue;
+        }
+        let duplicate = line
+            .split_once(" is a duplicate with ")
+            .and_then(|(older, _)| parse_nevra(older));
+        match duplicate {
+            Some((name, version, arch)) => broken.push(BrokenPackage {
+                name,
+                arch,
+                version,
+                state: "duplicate".into(),
+            }),
+            None => other.push(line.to_string()),
+        }
+    }
+    (broken, other)
+}
+
 /// A package named in an advisory: `(name, [epoch:]version-release, arch)`.
 pub type Nevra = (String, String, String);
 
@@ -382,6 +409,17 @@ pub(crate) fn interpret(
         ));
     }
     apply_advisories(&mut host.updates, &parse_updateinfo(&security.stdout));
+    // `dnf check` exits 1 when it finds problems; without the section (an older script or
+    // a failing dnf) the database is simply not judged.
+    if let Some(check) = sections
+        .get("check")
+        .filter(|c| matches!(c.exit, Some(0 | 1)))
+    {
+        let (broken, other) = parse_check(&format!("{}\n{}", check.stdout, check.stderr));
+        host.db_health = broken;
+        host.warnings
+            .extend(other.into_iter().map(|p| format!("dnf check: {p}")));
+    }
     Ok(())
 }
 
@@ -559,5 +597,29 @@ mod tests {
             refusal(stdout, stderr),
             "No match for argument: nonexist-1.0; Unable to find a match: nonexist-1.0"
         );
+    }
+
+    #[test]
+    fn dnf_check_duplicates_are_broken_and_the_rest_are_warnings() {
+        // Captured from lab hosts: a duplicate left by `rpm -i --justdb`, a removed
+        // dependency.
+        let text = "pk-kernel-1.0-1.noarch is a duplicate with pk-kernel-1.1-1.noarch\n\
+            pk-app-1.0-1.noarch has missing requires of libpk >= 1.0\n\
+            Error: Check discovered 2 problem(s)\n";
+        let (broken, other) = parse_check(text);
+        assert_eq!(
+            broken,
+            [BrokenPackage {
+                name: "pk-kernel".into(),
+                arch: "noarch".into(),
+                version: "1.0-1".into(),
+                state: "duplicate".into(),
+            }]
+        );
+        assert_eq!(
+            other,
+            ["pk-app-1.0-1.noarch has missing requires of libpk >= 1.0"]
+        );
+        assert_eq!(parse_check(""), (vec![], vec![]));
     }
 }

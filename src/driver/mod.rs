@@ -180,6 +180,7 @@ pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{A
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
 pk_begin reboot; if command -v needs-restarting >/dev/null 2>&1; then needs-restarting -r 2>&1 </dev/null; echo "needs-restarting $?"; fi; rpm -q --qf 'kernel %{INSTALLTIME} %{VERSION}-%{RELEASE}.%{ARCH}\n' kernel-core kernel 2>/dev/null | grep '^kernel '; true; pk_end reboot
+pk_begin check; dnf -q -C --disablerepo='*' check </dev/null; pk_end check
 pk_begin held; cat /etc/dnf/plugins/versionlock.list 2>/dev/null; grep -E '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf 2>/dev/null; true; pk_end held
 pk_begin locks; pk_locks /var/lib/rpm/.rpm.lock; for pk_f in /var/lib/dnf/rpmdb_lock.pid /var/cache/dnf/metadata_lock.pid /var/cache/dnf/download_lock.pid /run/dnf.pid; do [ -f "$pk_f" ] && pk_p=$(cat "$pk_f" 2>/dev/null) && [ -n "$pk_p" ] && [ -d "/proc/$pk_p" ] && printf '%s\t%s\t%s\tPIDFILE\n' "$pk_f" "$pk_p" "$(cat /proc/$pk_p/comm 2>/dev/null)"; done; true; pk_end locks
 ;;

@@ -676,3 +676,26 @@ fn a_minimum_apt_keeps_back_says_so() {
         ["baseline/base requires pk-app >= 2.0-1; 1.0-1 is installed and the package manager keeps the newer version back (installing it would move a held package, or a dependency is unavailable)"]
     );
 }
+
+#[test]
+fn an_unfinished_package_database_blocks_the_transaction() {
+    let (f, mut obs) = dependency_case();
+    obs.hosts[0].db_health = vec![crate::observed::BrokenPackage {
+        name: "pk-broken".into(),
+        arch: "all".into(),
+        version: "1.1-1".into(),
+        state: "half-configured".into(),
+    }];
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    assert_eq!(
+        h.reasons,
+        ["the package database needs repair first (pk-broken 1.1-1 half-configured): run `dpkg --configure -a` on the host"]
+    );
+    // Nothing to do: nothing to block.
+    obs.hosts[0].updates.clear();
+    let mut s = dependency_spec();
+    s.min.clear();
+    let h = run(&fleet(&yaml(&s)), &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Compliant);
+}

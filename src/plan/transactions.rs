@@ -247,6 +247,23 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         return plan;
     }
     plan.changes = ctx.changes.into_values().collect();
+    if !plan.changes.is_empty() && !observed.db_health.is_empty() {
+        // The package manager would refuse (dpkg "was interrupted") or trip over duplicates:
+        // the transaction waits until the database is repaired.
+        let repair = match pm {
+            PackageManager::Apt => "dpkg --configure -a",
+            PackageManager::Dnf => "dnf remove --duplicates",
+        };
+        let broken: Vec<String> = observed
+            .db_health
+            .iter()
+            .map(|b| format!("{} {} {}", b.name, b.version, b.state))
+            .collect();
+        plan.reasons.push(format!(
+            "the package database needs repair first ({}): run `{repair}` on the host",
+            broken.join(", ")
+        ));
+    }
     // An update left alone by one rule but planned by another (a minimum version) is
     // not "left alone": drop it from the skipped list.
     let changes = &plan.changes;
