@@ -285,7 +285,8 @@ impl Observer for EngineObserver {
         observed: &ObservedFleet,
         first_pass: &Plan,
     ) -> Result<Simulations, String> {
-        crate::simulate::dry_run_plan(&self.runtime, fleet, observed, first_pass)
+        let progress = std::sync::Arc::new(crate::simulate::Silent);
+        crate::simulate::dry_run_plan(&self.runtime, fleet, observed, first_pass, progress)
             .map_err(|e| e.to_string())
     }
 }

@@ -100,8 +100,29 @@ pub async fn dry_run(run: &DryRun, keys: &KeyCache) -> Simulation {
     }
 }
 
+/// Hears how the dry runs go (a terminal progress bar; [`Silent`] otherwise).
+pub trait Progress: Send + Sync {
+    /// The dry runs start: `hosts` of them.
+    fn started(&self, hosts: usize);
+    /// One host's dry run is done.
+    fn done(&self, host: &str);
+}
+
+/// A [`Progress`] that says nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn started(&self, _hosts: usize) {}
+    fn done(&self, _host: &str) {}
+}
+
 /// Runs every dry run with at most `options.parallel` at once.
-pub async fn dry_run_all(runs: Vec<DryRun>, options: &RunOptions) -> Simulations {
+pub async fn dry_run_all(
+    runs: Vec<DryRun>,
+    options: &RunOptions,
+    progress: Arc<dyn Progress>,
+) -> Simulations {
+    progress.started(runs.len());
     let semaphore = Arc::new(Semaphore::new(options.parallel));
     let keys = Arc::new(KeyCache::new());
     let mut tasks = tokio::task::JoinSet::new();
@@ -110,6 +131,7 @@ pub async fn dry_run_all(runs: Vec<DryRun>, options: &RunOptions) -> Simulations
         let semaphore = semaphore.clone();
         let keys = keys.clone();
         let host_timeout = options.host_timeout;
+        let progress = progress.clone();
         tasks.spawn(async move {
             // The semaphore lives as long as the tasks and is never closed.
             let _permit = semaphore.acquire_owned().await;
@@ -123,6 +145,7 @@ pub async fn dry_run_all(runs: Vec<DryRun>, options: &RunOptions) -> Simulations
                     )),
                 },
             };
+            progress.done(&run.target.name);
             (run.target.name, sim)
         });
     }
@@ -141,24 +164,19 @@ pub async fn dry_run_all(runs: Vec<DryRun>, options: &RunOptions) -> Simulations
 /// Plans with dependency simulation: a first pass names the transactions, the hosts
 /// dry-run them, and a second pass folds the answers in. Starts its own async runtime, so it
 /// must not be called from async code.
-pub fn plan_with_dry_runs(input: PlanInput<'_>) -> Result<Plan, SimulateError> {
+pub fn plan_with_dry_runs(
+    input: PlanInput<'_>,
+    progress: Arc<dyn Progress>,
+) -> Result<Plan, SimulateError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(SimulateError::Runtime)?;
-    plan_on(&runtime, input)
-}
-
-/// [`plan_with_dry_runs`] on a given runtime.
-pub fn plan_on(
-    runtime: &tokio::runtime::Runtime,
-    input: PlanInput<'_>,
-) -> Result<Plan, SimulateError> {
     let first = plan::plan(PlanInput {
         simulations: None,
         ..input
     });
-    let simulations = dry_run_plan(runtime, input.fleet, input.observed, &first)?;
+    let simulations = dry_run_plan(&runtime, input.fleet, input.observed, &first, progress)?;
     if simulations.is_empty() {
         return Ok(first);
     }
@@ -174,13 +192,14 @@ pub fn dry_run_plan(
     fleet: &ValidFleet,
     observed: &ObservedFleet,
     first_pass: &Plan,
+    progress: Arc<dyn Progress>,
 ) -> Result<Simulations, SimulateError> {
     let runs = dry_runs_for(fleet, observed, first_pass)?;
     if runs.is_empty() {
         return Ok(Simulations::new());
     }
     let options = RunOptions::from_settings(&fleet.settings(), None)?;
-    Ok(runtime.block_on(dry_run_all(runs, &options)))
+    Ok(runtime.block_on(dry_run_all(runs, &options, progress)))
 }
 
 /// Errors that stop the dry runs before any host is contacted.

@@ -191,14 +191,17 @@ pub fn run(args: Args) -> u8 {
                 Err(code) => return code,
             };
             let first_seen = FirstSeen::new();
-            match crate::simulate::plan_with_dry_runs(PlanInput {
-                fleet: &fleet,
-                fleet_commit: fleet.fleet().commit.as_deref(),
-                observed: &observed,
-                at: clock.now(),
-                first_seen: &first_seen,
-                simulations: None,
-            }) {
+            match crate::simulate::plan_with_dry_runs(
+                PlanInput {
+                    fleet: &fleet,
+                    fleet_commit: fleet.fleet().commit.as_deref(),
+                    observed: &observed,
+                    at: clock.now(),
+                    first_seen: &first_seen,
+                    simulations: None,
+                },
+                super::plan::dry_run_progress(),
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> u8 {
     let plan = if offline {
         plan::plan(input)
     } else {
-        match crate::simulate::plan_with_dry_runs(input) {
+        match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -138,4 +138,40 @@ pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, Str
     }
     fleet.hosts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(fleet)
+}
+
+/// A progress bar for the dependency dry runs on a terminal (hidden otherwise).
+pub(crate) fn dry_run_progress() -> std::sync::Arc<dyn crate::simulate::Progress> {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} dry-running transactions [{bar:30}] {pos}/{len} {wide_msg}",
+            )
+            // A fixed template: it parses (the same shape as observe's).
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    std::sync::Arc::new(DryRunBar(bar))
+}
+
+struct DryRunBar(indicatif::ProgressBar);
+
+impl crate::simulate::Progress for DryRunBar {
+    fn started(&self, hosts: usize) {
+        self.0.set_length(hosts as u64);
+    }
+
+    fn done(&self, host: &str) {
+        self.0.set_message(host.to_owned());
+        self.0.inc(1);
+        if self.0.length() == Some(self.0.position()) {
+            self.0.finish_and_clear();
+        }
+    }
 }
