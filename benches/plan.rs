@@ -12,17 +12,15 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use patchkeeper::fleet::{add_file, Fleet};
-use patchkeeper::model::PackageManager;
-use patchkeeper::observed::{
-    HostStatus, InstalledPackage, ObservedFleet, ObservedHost, PendingUpdate, TransactionPreview,
-};
+use patchkeeper::observed::{ObservedFleet, PendingUpdate, TransactionPreview};
 use patchkeeper::plan::{
     plan, FirstSeen, Plan, PlanInput, Simulation, SimulationOutcome, Simulations,
 };
 use patchkeeper::validate::{validate_fleet, ValidFleet};
 
-const PACKAGES: usize = 1_500;
-const UPDATES: usize = 50;
+mod synthetic;
+
+use synthetic::observed;
 
 fn fleet(hosts: usize) -> ValidFleet {
     // One inventory file per 5,000 hosts: a fleet-repo file is capped at 4 MiB and 200,000
@@ -79,45 +77,6 @@ fn fleet(hosts: usize) -> ValidFleet {
     validate_fleet(f, diags)
         .fleet
         .expect("the synthetic fleet is valid")
-}
-
-fn observed(hosts: usize) -> ObservedFleet {
-    let hosts = (0..hosts)
-        .map(|i| {
-            let mut h = ObservedHost::new(format!("host-{i:05}"), HostStatus::Reachable);
-            h.package_manager = Some(PackageManager::Apt);
-            h.boot_id = Some(format!("boot-{i}"));
-            h.installed = (0..PACKAGES)
-                .map(|p| InstalledPackage {
-                    name: format!("pkg-{p:04}").into(),
-                    version: format!("1.{}-1", p % 7).into(),
-                    arch: "amd64".into(),
-                    status: "ii".into(),
-                })
-                .collect();
-            h.updates = (0..UPDATES)
-                .map(|u| {
-                    let p = (u * 29 + i) % PACKAGES;
-                    PendingUpdate {
-                        name: format!("pkg-{p:04}"),
-                        arch: "amd64".into(),
-                        installed_version: Some(format!("1.{}-1", p % 7)),
-                        candidate_version: format!("1.{}-2", p % 7),
-                        origin: if u % 3 == 0 {
-                            "Debian-Security:12/bookworm-security".into()
-                        } else {
-                            "Debian:12/stable".into()
-                        },
-                        security: u % 3 == 0,
-                        advisories: vec![],
-                    }
-                })
-                .collect();
-            h.normalize();
-            h
-        })
-        .collect();
-    ObservedFleet::new("2026-11-29T01:00:00Z".into(), hosts)
 }
 
 fn run(f: &ValidFleet, o: &ObservedFleet, simulations: Option<&Simulations>) -> Plan {
