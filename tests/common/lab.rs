@@ -50,6 +50,8 @@ pub struct RepoInfo {
 pub struct SshInfo {
     /// Always `root`.
     pub user: String,
+    /// An unprivileged login every host accepts, allowed `sudo -n` anything.
+    pub sudo_user: String,
     /// Client private key.
     pub identity_file: PathBuf,
     /// known_hosts with every host's own key.
