@@ -23,11 +23,10 @@ use std::path::PathBuf;
 
 use crate::apply::lock::FleetLock;
 use crate::apply::run::recover_fleet;
-use crate::apply::{ApplyOptions, ApplyReport, Outcome, Progress, Stop, SystemClock};
-use crate::compliance::HostRunOutcome;
+use crate::apply::{ApplyOptions, ApplyReport, Progress, Stop, SystemClock};
 use crate::observed::ObservedFleet;
 use crate::plan::{Plan, PlanInput, Simulations};
-use crate::report::{self, HostRun, PackageChange, ReportTarget, RunKind, RunRecord};
+use crate::report::{self, ReportTarget, RunRecord};
 use crate::source::{Location, Source};
 use crate::validate::{self, ValidFleet};
 
@@ -384,80 +383,6 @@ impl Executor for EngineExecutor {
     }
 }
 
-/// The run record of an apply: per host what the executor did, with the plan's package
-/// changes for hosts it updated.
-pub fn apply_run(
-    plan: &Plan,
-    applied: &ApplyReport,
-    desired_commit: &str,
-    started: Timestamp,
-    finished: Timestamp,
-) -> RunRecord {
-    let mut hosts: Vec<HostRun> = applied
-        .hosts
-        .iter()
-        .map(|h| {
-            let reason = || {
-                if h.detail.is_empty() {
-                    h.outcome.as_str().to_owned()
-                } else {
-                    h.detail.join("; ")
-                }
-            };
-            let planned: Vec<PackageChange> = plan
-                .hosts
-                .iter()
-                .filter(|p| p.host == h.host)
-                .flat_map(|p| &p.changes)
-                .map(|c| PackageChange {
-                    package: c.package.clone(),
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                })
-                .collect();
-            let (outcome, changes) = match h.outcome {
-                Outcome::Compliant | Outcome::PendingReboot if !planned.is_empty() => {
-                    (HostRunOutcome::Updated, planned)
-                }
-                Outcome::Compliant
-                | Outcome::PendingReboot
-                | Outcome::Blocked
-                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, Vec::new()),
-                Outcome::RolledBack => {
-                    (HostRunOutcome::RolledBack { reason: reason() }, Vec::new())
-                }
-                Outcome::Failed | Outcome::Stale => {
-                    (HostRunOutcome::Failed { reason: reason() }, Vec::new())
-                }
-                Outcome::Unreachable => {
-                    (HostRunOutcome::Unreachable { reason: reason() }, Vec::new())
-                }
-                Outcome::NotStarted | Outcome::Waiting => {
-                    (HostRunOutcome::NotStarted { reason: reason() }, Vec::new())
-                }
-            };
-            HostRun {
-                host: h.host.clone(),
-                outcome,
-                started_at: None,
-                finished_at: None,
-                changes,
-            }
-        })
-        .collect();
-    hosts.sort_by(|a, b| a.host.cmp(&b.host));
-    RunRecord {
-        run_id: RunRecord::new_id(RunKind::Apply, started),
-        kind: RunKind::Apply,
-        started_at: started,
-        finished_at: finished,
-        desired_commit: desired_commit.to_owned(),
-        plan: Some(plan.summary.clone()),
-        hosts,
-        errors: Vec::new(),
-    }
-}
-
 /// The imperative shell around [`decide`].
 pub struct Reconciler<O: Observer> {
     source: Source,
@@ -713,7 +638,7 @@ impl<O: Observer> Reconciler<O> {
         let applied = executor.apply(fleet, &plan)?;
         let elapsed =
             jiff::SignedDuration::try_from(began.elapsed()).unwrap_or(jiff::SignedDuration::ZERO);
-        let run = apply_run(
+        let run = report::apply_run(
             &plan,
             &applied,
             commit,
@@ -928,130 +853,6 @@ mod tests {
         );
         decide(&mut s, fetched("a", 6), &timing());
         assert_eq!(s.fetch_failures, 0);
-    }
-
-    fn host_plan(host: &str, changes: &[(&str, Option<&str>, &str)]) -> crate::plan::HostPlan {
-        crate::plan::HostPlan {
-            host: host.into(),
-            status: if changes.is_empty() {
-                crate::plan::HostStatus::Compliant
-            } else {
-                crate::plan::HostStatus::Update
-            },
-            package_manager: None,
-            baselines: vec!["web".into()],
-            requests: Vec::new(),
-            window: None,
-            rollout: None,
-            changes: changes
-                .iter()
-                .map(|(package, from, to)| crate::plan::Change {
-                    package: (*package).into(),
-                    arch: "amd64".into(),
-                    from: from.map(Into::into),
-                    to: (*to).into(),
-                    security: false,
-                    origin: String::new(),
-                    reasons: Vec::new(),
-                })
-                .collect(),
-            reasons: Vec::new(),
-            skipped: Vec::new(),
-            fingerprint: None,
-            batch: None,
-            reboot_required: false,
-            dependencies: None,
-        }
-    }
-
-    fn result(host: &str, outcome: Outcome, detail: &[&str]) -> crate::apply::HostResult {
-        crate::apply::HostResult {
-            host: host.into(),
-            outcome,
-            detail: detail.iter().map(|d| (*d).to_string()).collect(),
-            changes: 0,
-            millis: 10,
-        }
-    }
-
-    #[test]
-    fn an_apply_report_becomes_a_run_record_with_the_kept_changes() {
-        let plan = Plan {
-            format: crate::plan::PLAN_FORMAT,
-            fleet_commit: Some("abc".into()),
-            fleet_digest: "d".into(),
-            planned_at: "2026-11-24T02:00:00Z".into(),
-            observed_at: "2026-11-24T02:00:00Z".into(),
-            hosts: vec![
-                host_plan("a", &[("libpk", Some("1.0-1"), "1.2-1")]),
-                host_plan("b", &[("libpk", Some("1.0-1"), "1.2-1")]),
-                host_plan("c", &[("pk-new", None, "2.0-1")]),
-                host_plan("d", &[]),
-                host_plan("e", &[("libpk", Some("1.0-1"), "1.2-1")]),
-            ],
-            batches: Vec::new(),
-            summary: crate::plan::Summary {
-                hosts_to_update: 4,
-                ..Default::default()
-            },
-        };
-        let applied = ApplyReport {
-            run: "r".into(),
-            plan: "p".into(),
-            hosts: vec![
-                result("e", Outcome::Waiting, &["window nightly is closed"]),
-                result("a", Outcome::Compliant, &["verified"]),
-                result(
-                    "b",
-                    Outcome::RolledBack,
-                    &["postinst failed", "rolled back"],
-                ),
-                result("c", Outcome::PendingReboot, &[]),
-                result("d", Outcome::Compliant, &[]),
-            ],
-            halted: Vec::new(),
-            interrupted: false,
-        };
-        let run = apply_run(&plan, &applied, "abc", at(0), at(3));
-        assert_eq!(run.kind, RunKind::Apply);
-        assert_eq!(run.desired_commit, "abc");
-        assert_eq!(run.plan.as_ref().map(|p| p.hosts_to_update), Some(4));
-        assert_eq!((run.started_at, run.finished_at), (at(0), at(3)));
-        let outcomes: Vec<(&str, &HostRunOutcome, usize)> = run
-            .hosts
-            .iter()
-            .map(|h| (h.host.as_str(), &h.outcome, h.changes.len()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            [
-                ("a", &HostRunOutcome::Updated, 1),
-                (
-                    "b",
-                    &HostRunOutcome::RolledBack {
-                        reason: "postinst failed; rolled back".into()
-                    },
-                    0
-                ),
-                ("c", &HostRunOutcome::Updated, 1),
-                ("d", &HostRunOutcome::Unchanged, 0),
-                (
-                    "e",
-                    &HostRunOutcome::NotStarted {
-                        reason: "window nightly is closed".into()
-                    },
-                    0
-                ),
-            ]
-        );
-        assert_eq!(
-            run.hosts[2].changes,
-            [PackageChange {
-                package: "pk-new".into(),
-                from: None,
-                to: "2.0-1".into()
-            }]
-        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::apply::journal::{self, Event, Journal};
 use crate::apply::lock::FleetLock;
 use crate::apply::run::{recover_fleet, ShiftedClock};
 use crate::apply::{self, ApplyOptions, ApplyReport, Clock, Progress, Stop, SystemClock};
-use crate::plan::{self, FirstSeen, Plan, PlanInput, RenderOptions};
+use crate::plan::{self, Plan, PlanInput, RenderOptions};
 
 /// Exit code: some hosts did not end compliant (failed, rolled back, stale, unreachable,
 /// halted by the failure budget).
@@ -38,6 +38,10 @@ pub struct Args {
     /// Evaluate windows as if now were TIME (RFC 3339; the clock then runs on from there).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// Do not commit the reports of this run to the reports branch (they are committed when
+    /// the fleet repo is a clean Git checkout).
+    #[arg(long)]
+    no_report: bool,
     /// Break a stale fleet lock (whose holder is gone or too old) before applying; a live
     /// holder's lock is never broken.
     #[arg(long)]
@@ -107,6 +111,8 @@ pub fn run(args: Args) -> u8 {
             Err(code) => return code,
         },
     };
+    // Said before anything runs: whether this run will be on the reports branch.
+    let report_to = super::audit::report_commit(&fleet, &repo, args.no_report);
     let settings = fleet.settings();
     let stale_after =
         crate::duration::parse_duration(settings.apply.stale_lock_after.as_deref().unwrap_or("6h"))
@@ -190,7 +196,7 @@ pub fn run(args: Args) -> u8 {
                 Ok(o) => o,
                 Err(code) => return code,
             };
-            let first_seen = FirstSeen::new();
+            let first_seen = super::audit::first_seen(&repo, &fleet);
             match crate::simulate::plan_with_dry_runs(
                 PlanInput {
                     fleet: &fleet,
@@ -292,6 +298,7 @@ pub fn run(args: Args) -> u8 {
         "\nApplying (run {run}, plan {plan_id}; journal `{}`)",
         journal::journal_path(&state).display()
     );
+    let started = jiff::Timestamp::now();
     let report = runtime.block_on(apply::execute(
         &plan,
         &fleet,
@@ -301,6 +308,23 @@ pub fn run(args: Args) -> u8 {
         &options,
     ));
     print_table(&report);
+    if let Some(commit) = &report_to {
+        // Report what the hosts are now; after a stop, quickly, from what is known.
+        let after = if report.interrupted {
+            None
+        } else {
+            super::observe::observe_for_plan(&fleet).ok()
+        };
+        super::audit::record_apply(
+            &repo,
+            &fleet,
+            &plan,
+            &report,
+            after.as_ref(),
+            commit,
+            started,
+        );
+    }
     exit_code(&report)
 }
 

@@ -29,6 +29,10 @@ pub struct Args {
     /// Do not refresh package indexes first (overrides Settings' `observe.refresh`).
     #[arg(long)]
     no_refresh: bool,
+    /// Do not commit the reports of this observation to the reports branch (they are
+    /// committed when every host is observed and the fleet repo is a clean Git checkout).
+    #[arg(long)]
+    no_report: bool,
     /// Print the shell script each host runs (fed to `sh -s`; with index refresh unless
     /// --no-refresh) and exit without connecting.
     #[arg(long)]
@@ -89,6 +93,14 @@ pub fn run(args: Args) -> u8 {
     if let Err(e) = written {
         eprintln!("error: cannot write output: {e}");
         return super::EXIT_ERROR;
+    }
+    if args.hosts.is_some() && !args.no_report {
+        // A report evaluates every inventory host: the others would look unobserved.
+        eprintln!("note: not reporting: only the hosts selected by --hosts were observed");
+    } else if let Some(commit) =
+        super::audit::report_commit(&fleet, &args.repo.repo, args.no_report)
+    {
+        super::audit::record_observation(&args.repo.repo, &fleet, &observed, &commit);
     }
     if observed.all_observed() {
         super::EXIT_OK

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::observed::ObservedFleet;
-use crate::plan::{self, FirstSeen, PlanInput, RenderOptions};
+use crate::plan::{self, PlanInput, RenderOptions};
 
 /// Flags of `patchkeeper plan`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ pub fn run(args: Args) -> u8 {
         },
     };
     let commit = fleet.fleet().commit.clone();
-    let first_seen = FirstSeen::new();
+    let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
     let input = PlanInput {
         fleet: &fleet,
         fleet_commit: commit.as_deref(),

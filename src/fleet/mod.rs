@@ -199,6 +199,29 @@ pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
+/// Whether the file at `rel` (relative to the repo root) is one [`find_yaml_files`] reads or
+/// the root policy override: what changes the fleet's meaning (used to tell whether a
+/// working tree differs from its commit in a way that matters).
+pub fn is_fleet_file(rel: &Path) -> bool {
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let Some(name) = parts.last() else {
+        return false;
+    };
+    if parts.iter().any(|p| p.starts_with('.')) {
+        return false;
+    }
+    if parts.len() == 1 && name == crate::policy::OVERRIDE_FILE {
+        return true;
+    }
+    if parts.len() > 1 && SKIPPED_DIRS.contains(&parts[0].as_str()) {
+        return false;
+    }
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
 /// Loads a fleet repo from disk: every YAML file, every document.
 pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
     let files = find_yaml_files(root)?;
@@ -465,6 +488,24 @@ fn head_commit(root: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_files_are_what_the_loader_reads_plus_the_policy() {
+        for (path, yes) in [
+            ("inventory/hosts.yaml", true),
+            ("baselines/web.yml", true),
+            ("policy.yaml", true),
+            ("baselines/policy.yaml", true),
+            ("README.md", false),
+            (".patchkeeper/journal.jsonl", false),
+            (".lab/x.yaml", false),
+            ("reports/a.yaml", false),
+            ("schemas/plan.schema.json", false),
+            ("deep/.hidden/a.yaml", false),
+        ] {
+            assert_eq!(is_fleet_file(Path::new(path)), yes, "{path}");
+        }
+    }
 
     #[test]
     fn the_root_policy_override_is_not_a_fleet_document() {

@@ -598,6 +598,29 @@ fn read_host_files(
     Ok(out)
 }
 
+/// Fleet files (see [`crate::fleet::is_fleet_file`]) that differ from the commit checked out
+/// at `root`: modified, new or deleted. Reports name the commit they were made from, so a
+/// run on a changed working tree must not be reported as that commit.
+pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> {
+    let repo = git2::Repository::open(root).map_err(git_err("open the fleet repo"))?;
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(git_err("read the fleet repo's status"))?;
+    let mut changed: Vec<String> = statuses
+        .iter()
+        .filter(|e| e.status() != git2::Status::CURRENT)
+        .filter_map(|e| e.path().ok().map(str::to_owned))
+        .filter(|p| crate::fleet::is_fleet_file(Path::new(p)))
+        .collect();
+    changed.sort();
+    Ok(changed)
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = Repository::open(repo_path).map_err(git_err(format!(

@@ -1,0 +1,127 @@
+//! The audit trail of command-line runs: `observe` and `apply` commit their reports to the
+//! reports branch as `serve` does, and `plan`/`apply` read the first-seen times kept there
+//! (so `updates.delay` counts from when an update was first offered, not from now).
+//!
+//! Reports name the fleet commit they were made from, so nothing is reported for a fleet
+//! repo that is not a Git repository or whose fleet files differ from the checked-out
+//! commit; the command says so and goes on.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use crate::apply::ApplyReport;
+use crate::observed::ObservedFleet;
+use crate::plan::{FirstSeen, Plan};
+use crate::report::{self, Recorded, ReportTarget, RunRecord};
+use crate::validate::ValidFleet;
+
+/// The fleet commit to report against, or `None` (with the reason printed) when this run
+/// must not be reported.
+pub(crate) fn report_commit(fleet: &ValidFleet, repo: &Path, no_report: bool) -> Option<String> {
+    if no_report {
+        return None;
+    }
+    let Some(commit) = fleet.fleet().commit.clone() else {
+        eprintln!(
+            "note: not reporting: `{}` is not a Git repository (reports name the fleet commit they were made from)",
+            repo.display()
+        );
+        return None;
+    };
+    match report::uncommitted_fleet_files(repo) {
+        Ok(changed) if changed.is_empty() => Some(commit),
+        Ok(changed) => {
+            let shown: Vec<&str> = changed.iter().take(5).map(String::as_str).collect();
+            let more = changed.len().saturating_sub(shown.len());
+            eprintln!(
+                "note: not reporting: the fleet repo has uncommitted changes ({}{}); reports name the commit they were made from, so commit first",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("warning: not reporting: {e}");
+            None
+        }
+    }
+}
+
+/// Commits the reports of an observation.
+pub(crate) fn record_observation(
+    repo: &Path,
+    fleet: &ValidFleet,
+    observed: &ObservedFleet,
+    commit: &str,
+) {
+    let now = Timestamp::now();
+    let run = report::observation_run(observed, commit, now);
+    record(repo, fleet, Some(observed), &run, now);
+}
+
+/// Commits the reports of an apply: each host's outcome, evaluated against `after` (the
+/// hosts observed again after the apply; without it, each host's previous facts).
+pub(crate) fn record_apply(
+    repo: &Path,
+    fleet: &ValidFleet,
+    plan: &Plan,
+    applied: &ApplyReport,
+    after: Option<&ObservedFleet>,
+    commit: &str,
+    started: Timestamp,
+) {
+    let now = Timestamp::now();
+    let run = report::apply_run(plan, applied, commit, started, now);
+    record(repo, fleet, after, &run, now);
+}
+
+fn record(
+    repo: &Path,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    run: &RunRecord,
+    now: Timestamp,
+) {
+    let target = ReportTarget::from_fleet(repo, fleet);
+    match report::record(&target, fleet, observed, run, now) {
+        Ok(Recorded { commit, pushed, .. }) => eprintln!(
+            "Reported run {} on `{}` (commit {}{})",
+            run.run_id,
+            target.branch,
+            &commit[..commit.len().min(12)],
+            if pushed {
+                format!(
+                    ", pushed to {}",
+                    target.remote.as_deref().unwrap_or("the remote")
+                )
+            } else {
+                String::new()
+            }
+        ),
+        // The run itself happened (and apply's journal holds it): say loudly that its
+        // record is missing rather than fail a finished run.
+        Err(e) => eprintln!("warning: the run was not reported: {e}"),
+    }
+}
+
+/// When each pending update was first seen offered, from the last report on the fleet's
+/// reports branch (none yet: every update counts as first seen now).
+pub(crate) fn first_seen(repo: &Path, fleet: &ValidFleet) -> FirstSeen {
+    if fleet.fleet().commit.is_none() {
+        // Not a Git repository: there is no reports branch to read.
+        return FirstSeen::new();
+    }
+    let target = ReportTarget::from_fleet(repo, fleet);
+    match report::read(repo, &target.branch) {
+        Ok(Some(snapshot)) => snapshot.first_seen(),
+        Ok(None) => FirstSeen::new(),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read first-seen times from `{}` ({e}); updates count as first seen now",
+                target.branch
+            );
+            FirstSeen::new()
+        }
+    }
+}

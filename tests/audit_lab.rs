@@ -1,0 +1,149 @@
+//! End-to-end: command-line runs leave the audit trail on the reports branch, as `serve`
+//! does. `observe` and `apply` commit reports naming the fleet commit; `plan` and `apply`
+//! read the first-seen times kept there, so `updates.delay` counts from when an update was
+//! first offered. A changed working tree is never reported as its commit.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::git::git;
+use common::lab::{deb, write, Lab};
+use serde_json::Value;
+
+const BRANCH: &str = "patchkeeper/reports";
+
+fn pk(lab: &Lab, args: &[&str]) -> Output {
+    Command::cargo_bin("patchkeeper")
+        .expect("the binary is built")
+        .current_dir(lab.dir())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("patchkeeper runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn report_subjects(lab: &Lab) -> Vec<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(lab.dir())
+        .args(["log", "--format=%s", BRANCH, "--"])
+        .output()
+        .expect("git runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// deb-1's entry of `plan --json --at AT`.
+fn planned(lab: &Lab, at: &str) -> Value {
+    let out = pk(lab, &["plan", "--json", "--at", at]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["hosts"][0].clone()
+}
+
+#[test]
+fn observe_and_apply_are_reported_and_delays_count_from_the_first_report() {
+    let lab = Lab::up(1, 0);
+    let baseline = std::fs::read_to_string(lab.dir().join("baselines/lab.yaml")).unwrap();
+    write(
+        &lab,
+        "baselines/lab.yaml",
+        &baseline.replace(
+            "    classes: security\n",
+            "    classes: security\n    delay: 1d\n",
+        ),
+    );
+    git(
+        lab.dir(),
+        &["commit", "-q", "-a", "-m", "security updates wait a day"],
+    );
+    let head = git(lab.dir(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let in_two_days = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(48))
+        .unwrap()
+        .to_string();
+
+    // No reports yet: every update counts as first seen at the plan's instant.
+    let h = planned(&lab, &in_two_days);
+    assert_eq!(h["status"], "compliant", "{h}");
+    assert!(h["skipped"][0]["why"]
+        .as_str()
+        .unwrap()
+        .contains("baseline/lab waits 1 day"));
+
+    // observe reports, naming the fleet commit.
+    let out = pk(&lab, &["observe"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(&format!("on `{BRANCH}` (commit ")), "{all}");
+    let subjects = report_subjects(&lab);
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(subjects[0].starts_with("observe run "), "{subjects:?}");
+    let trailer = git(
+        lab.dir(),
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Desired-Commit,valueonly)",
+            BRANCH,
+        ],
+    );
+    assert_eq!(trailer.trim(), head);
+
+    // Two days after that report, the updates are old enough.
+    let h = planned(&lab, &in_two_days);
+    assert_eq!(h["status"], "update", "{h}");
+    let changes: Vec<&str> = h["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["libpk", "pk-kernel"]);
+
+    // apply reports the run and what the host is afterwards.
+    let out = pk(&lab, &["apply", "--auto-approve", "--at", &in_two_days]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    let subjects = report_subjects(&lab);
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects[0].starts_with("apply run "), "{subjects:?}");
+    let out = pk(&lab, &["report", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["counts"]["compliant"], 1, "{report}");
+
+    // A changed working tree is not reported as its commit.
+    write(&lab, "baselines/lab.yaml", &format!("{baseline}# edited\n"));
+    let out = pk(&lab, &["observe"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains(
+            "note: not reporting: the fleet repo has uncommitted changes (baselines/lab.yaml)"
+        ),
+        "{all}"
+    );
+    assert_eq!(report_subjects(&lab).len(), 2);
+    git(lab.dir(), &["checkout", "-q", "--", "baselines/lab.yaml"]);
+    // Opting out, and observing a subset, report nothing either.
+    assert_eq!(pk(&lab, &["observe", "--no-report"]).status.code(), Some(0));
+    let out = pk(&lab, &["observe", "--hosts", "deb-1"]);
+    assert!(text(&out).contains("note: not reporting: only the hosts selected by --hosts"));
+    assert_eq!(report_subjects(&lab).len(), 2);
+    lab.down();
+}
