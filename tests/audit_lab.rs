@@ -126,6 +126,12 @@ fn observe_and_apply_are_reported_and_delays_count_from_the_first_report() {
     let out = pk(&lab, &["report", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["summary"]["counts"]["compliant"], 1, "{report}");
+    // An apply with nothing to do still observed every host: that is reported.
+    let out = pk(&lab, &["apply", "--auto-approve", "--at", &in_two_days]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let subjects = report_subjects(&lab);
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(subjects[0].starts_with("observe run "), "{subjects:?}");
 
     // A changed working tree is not reported as its commit.
     write(&lab, "baselines/lab.yaml", &format!("{baseline}# edited\n"));
@@ -138,12 +144,12 @@ fn observe_and_apply_are_reported_and_delays_count_from_the_first_report() {
         ),
         "{all}"
     );
-    assert_eq!(report_subjects(&lab).len(), 2);
+    assert_eq!(report_subjects(&lab).len(), 3);
     git(lab.dir(), &["checkout", "-q", "--", "baselines/lab.yaml"]);
     // Opting out, and observing a subset, report nothing either.
     assert_eq!(pk(&lab, &["observe", "--no-report"]).status.code(), Some(0));
     let out = pk(&lab, &["observe", "--hosts", "deb-1"]);
     assert!(text(&out).contains("note: not reporting: only the hosts selected by --hosts"));
-    assert_eq!(report_subjects(&lab).len(), 2);
+    assert_eq!(report_subjects(&lab).len(), 3);
     lab.down();
 }

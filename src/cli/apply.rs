@@ -182,6 +182,8 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     }
+    // The observation this run planned from (none with a saved plan).
+    let mut observed_now: Option<crate::observed::ObservedFleet> = None;
     let plan: Plan = match &args.plan_file {
         Some(path) => match read_plan(path) {
             Ok(p) => p,
@@ -208,7 +210,10 @@ pub fn run(args: Args) -> u8 {
                 },
                 super::plan::dry_run_progress(),
             ) {
-                Ok(p) => p,
+                Ok(p) => {
+                    observed_now = Some(observed);
+                    p
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     return super::EXIT_ERROR;
@@ -244,6 +249,10 @@ pub fn run(args: Args) -> u8 {
         println!("\nNothing to apply: every host is compliant or blocked.");
         let report = empty_report(&plan, &run);
         print_table(&report);
+        // Nothing changed, but the hosts were observed: that is what gets reported.
+        if let (Some(commit), Some(observed)) = (&report_to, &observed_now) {
+            super::audit::record_observation(&repo, &fleet, observed, commit);
+        }
         return exit_code(&report);
     }
     if args.plan_file.is_none() && !args.auto_approve {
