@@ -28,7 +28,7 @@ pub struct DryRun {
     pub package_manager: PackageManager,
     /// The transaction: `(package, version)`, sorted.
     pub requested: Vec<(String, String)>,
-    /// What is installed (dnf's table omits installed versions).
+    /// What is installed, for dnf (its table omits installed versions); empty for apt.
     pub installed: Vec<InstalledPackage>,
 }
 
@@ -58,7 +58,11 @@ pub fn dry_runs_for(
             target: observe::target_for(&root, &settings, host, Some(false))?,
             package_manager: pm,
             requested,
-            installed: seen.installed.clone(),
+            installed: match pm {
+                PackageManager::Dnf => seen.installed.clone(),
+                // apt's dry run names installed versions itself.
+                PackageManager::Apt => Vec::new(),
+            },
         });
     }
     Ok(runs)

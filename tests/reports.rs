@@ -773,3 +773,45 @@ fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
         "nothing lost, nothing overwritten"
     );
 }
+
+#[test]
+fn a_fresh_clone_reads_the_reports_from_its_remote_tracking_branch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = dir.path().join("origin");
+    std::fs::create_dir(&origin).expect("mkdir");
+    let desired = write_fleet(&origin, "");
+    report::record_observation(
+        &origin,
+        &load(&origin),
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("recorded");
+    // What a CI job has: a clone with `origin/patchkeeper/reports` but no local branch.
+    let clone = dir.path().join("clone");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            &origin.display().to_string(),
+            &clone.display().to_string(),
+        ],
+    );
+    assert!(git(&clone, &["branch", "--list", BRANCH]).trim().is_empty());
+    let snapshot = report::read(&clone, BRANCH)
+        .expect("readable")
+        .expect("found through origin/patchkeeper/reports");
+    assert_eq!(snapshot.commit, git(&origin, &["rev-parse", BRANCH]).trim());
+    // First-seen times come with it, for `updates.delay` in the clone's plans.
+    let first_seen = snapshot.first_seen();
+    assert_eq!(
+        first_seen.get(&(
+            "web-1".to_owned(),
+            "libc6".to_owned(),
+            "2.36-9+deb12u9".to_owned()
+        )),
+        Some(&ts("2026-11-16T02:00:00Z"))
+    );
+}

@@ -621,19 +621,45 @@ pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> 
     Ok(changed)
 }
 
+/// The local branch, else its remote-tracking copy (`origin` first): a CI job's fresh clone
+/// has `refs/remotes/origin/patchkeeper/reports` but no local reports branch.
+fn branch_or_tracking<'r>(
+    repo: &'r Repository,
+    branch: &str,
+) -> Result<Option<git2::Reference<'r>>, ReportError> {
+    match repo.find_reference(&format!("refs/heads/{branch}")) {
+        Ok(r) => return Ok(Some(r)),
+        Err(e) if e.code() == ErrorCode::NotFound => {}
+        Err(e) => return Err(git_err(format!("read branch {branch}"))(e)),
+    }
+    let mut tracking: Vec<String> = repo
+        .references_glob(&format!("refs/remotes/*/{branch}"))
+        .map_err(git_err(format!("list remote-tracking copies of {branch}")))?
+        .filter_map(|r| r.ok().and_then(|r| r.name().ok().map(str::to_owned)))
+        .collect();
+    // `origin` first, then by name: deterministic when several remotes have it.
+    tracking.sort_by_key(|name| (!name.starts_with("refs/remotes/origin/"), name.clone()));
+    match tracking.first() {
+        Some(name) => repo
+            .find_reference(name)
+            .map(Some)
+            .map_err(git_err(format!("read {name}"))),
+        None => Ok(None),
+    }
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = Repository::open(repo_path).map_err(git_err(format!(
         "cannot open repository {}",
         repo_path.display()
     )))?;
-    let commit = match repo.find_reference(&format!("refs/heads/{branch}")) {
-        Ok(r) => r
-            .peel_to_commit()
-            .map_err(git_err(format!("read branch {branch}")))?,
-        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-        Err(e) => return Err(git_err(format!("read branch {branch}"))(e)),
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(None);
     };
+    let commit = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
     let tree = commit.tree().map_err(git_err("read tree"))?;
     let summary = match tree.get_name("summary.json") {
         Some(e) => {
