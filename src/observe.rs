@@ -401,6 +401,25 @@ pub fn status_text(host: &ObservedHost) -> String {
                 };
                 format!("ok, {tool} locked{by}")
             }
+            // An interrupted transaction blocks every plan for the host: say it here.
+            None if !host.db_health.is_empty() => {
+                let broken: Vec<String> = host
+                    .db_health
+                    .iter()
+                    .take(3)
+                    .map(|b| format!("{} {}", b.name, b.state))
+                    .collect();
+                let more = host.db_health.len().saturating_sub(broken.len());
+                format!(
+                    "ok, package database unfinished: {}{}",
+                    broken.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
             None if !host.warnings.is_empty() => format!("ok, {} warning(s)", host.warnings.len()),
             None => "ok".into(),
         },
@@ -427,6 +446,24 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             ssh: None,
         }
+    }
+
+    #[test]
+    fn status_names_an_unfinished_package_database() {
+        let mut h = ObservedHost::new("rpm-1", HostStatus::Reachable);
+        assert_eq!(status_text(&h), "ok");
+        h.warnings.push("dnf check: something".into());
+        assert_eq!(status_text(&h), "ok, 1 warning(s)");
+        h.db_health.push(crate::observed::BrokenPackage {
+            name: "pk-kernel".into(),
+            arch: "noarch".into(),
+            version: "1.0-1".into(),
+            state: "duplicate".into(),
+        });
+        assert_eq!(
+            status_text(&h),
+            "ok, package database unfinished: pk-kernel duplicate"
+        );
     }
 
     #[test]

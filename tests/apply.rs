@@ -530,6 +530,13 @@ fn an_interrupted_rpm_transaction_blocks_the_plan_and_recovery_repairs_it() {
         host["reasons"][0],
         "the package database needs repair first (pk-kernel 1.0-1 duplicate): run `dnf remove --duplicates` on the host"
     );
+    let out = pk(&lab).arg("observe").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ok, package database unfinished: pk-kernel duplicate"),
+        "{}",
+        text(&out)
+    );
     // An apply killed in that transaction: its journal shows the host in flight, and the
     // next observe (or apply) recovers it.
     std::fs::create_dir_all(lab.dir().join(".patchkeeper")).unwrap();
