@@ -153,7 +153,7 @@ pub enum LoadError {
 
 /// Finds the YAML files of a fleet repo, sorted, relative to `root`.
 ///
-/// Hidden entries (`.git`, `.patchkeeper`...), [`SKIPPED_DIRS`] and the root-level policy
+/// Hidden entries (`.git`, `.patchkeeper`...), the skipped directories (`reports`, `schemas`, `advisories`, `target`, `node_modules`) and the root-level policy
 /// override (`policy.yaml`) are skipped.
 pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if !root.is_dir() {
