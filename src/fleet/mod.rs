@@ -153,8 +153,9 @@ pub enum LoadError {
 
 /// Finds the YAML files of a fleet repo, sorted, relative to `root`.
 ///
-/// Hidden entries (`.git`, `.patchkeeper`...), the skipped directories (`reports`, `schemas`, `advisories`, `target`, `node_modules`) and the root-level policy
-/// override (`policy.yaml`) are skipped.
+/// Hidden entries (`.git`, `.patchkeeper`...), the top-level `reports`, `schemas`,
+/// `advisories`, `target` and `node_modules` directories and the root-level policy override
+/// (`policy.yaml`) are skipped.
 pub fn find_yaml_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if !root.is_dir() {
         return Err(LoadError::NotADirectory(root.to_owned()));
