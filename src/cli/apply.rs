@@ -322,7 +322,7 @@ pub fn run(args: Args) -> u8 {
         let after = if report.interrupted {
             None
         } else {
-            super::observe::observe_for_plan(&fleet).ok()
+            super::observe::observe_after_apply(&fleet).ok()
         };
         super::audit::record_apply(
             &repo,

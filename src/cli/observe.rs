@@ -115,6 +115,12 @@ pub(crate) fn observe_for_plan(fleet: &ValidFleet) -> Result<ObservedFleet, u8> 
     observe_fleet(fleet, &HostSelector::default(), None, None)
 }
 
+/// Observes every host again after an apply, for its report: no index refresh (the plan's
+/// observation just did one, and what is installed is what changed).
+pub(crate) fn observe_after_apply(fleet: &ValidFleet) -> Result<ObservedFleet, u8> {
+    observe_fleet(fleet, &HostSelector::default(), Some(false), None)
+}
+
 /// Observes the selected hosts with a progress bar on a terminal; `Err` is an exit code
 /// after the error was printed.
 fn observe_fleet(
