@@ -110,6 +110,8 @@ pub struct Requirement {
     pub min_version: Option<String>,
     /// Who asks: `baseline NAME` or `request NAME`.
     pub source: String,
+    /// A patch request's deadline.
+    pub deadline: Option<Timestamp>,
 }
 
 /// What the fleet repo wants of one host, as compliance needs it.
@@ -154,13 +156,17 @@ impl HostConfig {
                 package: p.name.clone(),
                 min_version: p.min_version.clone(),
                 source: format!("baseline {}", b.name()),
+                deadline: None,
             }));
         }
         for r in fleet.requests_for(host) {
+            // Validation checked the deadline is RFC 3339.
+            let deadline = r.spec().deadline.as_deref().and_then(|d| d.parse().ok());
             requirements.extend(r.spec().packages.iter().map(|p| Requirement {
                 package: p.name.clone(),
                 min_version: p.min_version.clone(),
                 source: format!("request {}", r.name()),
+                deadline,
             }));
         }
         Ok(HostConfig {
@@ -277,6 +283,10 @@ pub struct MissingPackage {
     pub required: Option<String>,
     /// `baseline NAME` or `request NAME`.
     pub source: String,
+    /// The patch request's deadline, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub deadline: Option<Timestamp>,
 }
 
 /// Why a pending update does not count against compliance.
@@ -527,6 +537,7 @@ fn observe_facts(
                 installed: installed.map(|p| p.version.to_string()),
                 required: req.min_version.clone(),
                 source: req.source.clone(),
+                deadline: req.deadline,
             });
         }
     }
@@ -666,6 +677,25 @@ fn broken_rules(
                     ));
                 }
             }
+            Check::RequestDeadline { grace } => {
+                let late: Vec<String> = hc
+                    .missing
+                    .iter()
+                    .filter_map(|m| {
+                        let deadline = m.deadline?;
+                        (add(deadline, grace) < now)
+                            .then(|| format!("{} ({}, due {deadline})", m.package, m.source))
+                    })
+                    .collect();
+                if !late.is_empty() {
+                    ids.push(rule.id.clone());
+                    reasons.push(format!(
+                        "breaks {}: still missing after the request's deadline: {}",
+                        rule.id,
+                        late.join(", ")
+                    ));
+                }
+            }
             Check::RebootPending { max_age } => {
                 if let Some(since) = hc.reboot_required_since {
                     let a = age(since, now);
@@ -752,6 +782,7 @@ mod tests {
                     package: p.to_string(),
                     min_version: v.map(str::to_string),
                     source: "baseline base".into(),
+                    deadline: None,
                 })
                 .collect(),
         }
@@ -1083,6 +1114,34 @@ mod tests {
         });
         assert_eq!(d10.outstanding[0].first_seen, t(10));
         assert!(d10.broken_rules.is_empty());
+    }
+
+    #[test]
+    fn a_patch_request_missing_after_its_deadline_breaks_its_rule() {
+        let mut cfg = config(vec![baseline(UpdateClass::None, 0, &[], &[])], &[]);
+        cfg.requirements.push(Requirement {
+            package: "openssl".into(),
+            min_version: Some("3.0.15-1".into()),
+            source: "request cve-2026-0001".into(),
+            deadline: Some(t(3)),
+        });
+        let o = host(&[("openssl", "3.0.11-1")], &[]);
+        // Missing before the deadline: non-compliant, but no rule broken yet.
+        let before = simple(&cfg, &o, t(3));
+        assert_eq!(before.state, ComplianceState::NonCompliant);
+        assert_eq!(before.missing[0].deadline, Some(t(3)));
+        assert!(before.broken_rules.is_empty(), "{:?}", before.broken_rules);
+        // Past it: the rule is broken, and the reason names the request and the deadline.
+        let after = simple(&cfg, &o, t(4));
+        assert_eq!(after.broken_rules, ["requests-by-deadline"]);
+        assert!(after.reasons.iter().any(|r| r
+            == &format!(
+                "breaks requests-by-deadline: still missing after the request's deadline: openssl (request cve-2026-0001, due {})",
+                t(3)
+            )), "{:?}", after.reasons);
+        // Installed in time (or late): nothing missing, nothing broken.
+        let fixed = simple(&cfg, &host(&[("openssl", "3.0.15-1")], &[]), t(4));
+        assert!(fixed.missing.is_empty() && fixed.broken_rules.is_empty());
     }
 
     #[test]

@@ -42,8 +42,11 @@ pub struct RuleSpec {
     /// For `update-age`: which outstanding updates count (`security` or `all`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<RuleUpdates>,
-    /// How long the condition may last (duration, e.g. `7d`, `24h`).
-    pub max_age: String,
+    /// How long the condition may last (duration, e.g. `7d`, `24h`); required for
+    /// `update-age` and `reboot-pending`, the grace after the deadline for
+    /// `request-deadline` (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
 }
 
 /// What a rule checks.
@@ -55,6 +58,20 @@ pub enum CheckKind {
     UpdateAge,
     /// A reboot required for longer than `maxAge`, counted from when it was first observed.
     RebootPending,
+    /// A package a patch request asks for still missing after the request's `deadline`
+    /// (plus `maxAge` of grace, default none).
+    RequestDeadline,
+}
+
+impl CheckKind {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::UpdateAge => "update-age",
+            CheckKind::RebootPending => "reboot-pending",
+            CheckKind::RequestDeadline => "request-deadline",
+        }
+    }
 }
 
 /// Which outstanding updates an `update-age` rule counts.
@@ -92,6 +109,12 @@ pub enum Check {
     RebootPending {
         /// The limit.
         max_age: Duration,
+    },
+    /// A patch request's package still missing `grace` after the request's deadline breaks
+    /// it.
+    RequestDeadline {
+        /// Time allowed past the deadline.
+        grace: Duration,
     },
 }
 
@@ -190,20 +213,41 @@ impl Policy {
             if !seen.insert(spec.id.clone()) {
                 return Err(rule_error("the id is used by an earlier rule".into()));
             }
-            let max_age = crate::duration::parse_duration(&spec.max_age)
+            let max_age = spec
+                .max_age
+                .as_deref()
+                .map(crate::duration::parse_duration)
+                .transpose()
                 .map_err(|e| rule_error(format!("maxAge: {e}")))?;
+            let needs_max_age = || {
+                max_age.ok_or_else(|| {
+                    rule_error(format!(
+                        "check `{}` needs `maxAge` (a duration such as `7d`)",
+                        spec.check.as_str()
+                    ))
+                })
+            };
             let check = match (spec.check, spec.updates) {
-                (CheckKind::UpdateAge, Some(updates)) => Check::UpdateAge { updates, max_age },
+                (CheckKind::UpdateAge, Some(updates)) => Check::UpdateAge {
+                    updates,
+                    max_age: needs_max_age()?,
+                },
                 (CheckKind::UpdateAge, None) => {
                     return Err(rule_error(
                         "check `update-age` needs `updates: security` or `updates: all`".into(),
                     ))
                 }
-                (CheckKind::RebootPending, None) => Check::RebootPending { max_age },
-                (CheckKind::RebootPending, Some(_)) => {
-                    return Err(rule_error(
-                        "check `reboot-pending` takes no `updates` field".into(),
-                    ))
+                (CheckKind::RebootPending, None) => Check::RebootPending {
+                    max_age: needs_max_age()?,
+                },
+                (CheckKind::RequestDeadline, None) => Check::RequestDeadline {
+                    grace: max_age.unwrap_or(Duration::ZERO),
+                },
+                (kind @ (CheckKind::RebootPending | CheckKind::RequestDeadline), Some(_)) => {
+                    return Err(rule_error(format!(
+                        "check `{}` takes no `updates` field",
+                        kind.as_str()
+                    )))
                 }
             };
             rules.push(Rule {
@@ -235,7 +279,18 @@ mod tests {
         let ids: Vec<&str> = p.rules.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["security-within-7d", "all-within-30d", "reboot-within-24h"]
+            [
+                "security-within-7d",
+                "all-within-30d",
+                "reboot-within-24h",
+                "requests-by-deadline"
+            ]
+        );
+        assert_eq!(
+            p.rules[3].check,
+            Check::RequestDeadline {
+                grace: Duration::ZERO
+            }
         );
         assert_eq!(
             p.rules[0].check,
@@ -272,6 +327,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("used by an earlier rule"), "{err}");
+        let err = parse("rules:\n  - {id: a, check: reboot-pending}\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy built-in policy: rule `a`: check `reboot-pending` needs `maxAge` (a duration such as `7d`)"
+        );
+        let err =
+            parse("rules:\n  - {id: a, check: request-deadline, updates: all}\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`request-deadline` takes no `updates`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn request_deadline_takes_an_optional_grace() {
+        let p = parse("rules:\n  - {id: a, check: request-deadline, maxAge: 2d}\n").unwrap();
+        assert_eq!(
+            p.rules[0].check,
+            Check::RequestDeadline {
+                grace: Duration::from_secs(2 * 86400)
+            }
+        );
     }
 
     #[test]
