@@ -1,5 +1,6 @@
 //! The compliance policy: rules every host report is judged against (how long approved
-//! updates and a pending reboot may stay outstanding), kept as data.
+//! updates and a pending reboot may stay outstanding, patch requests' deadlines), kept as
+//! data.
 //!
 //! The built-in policy is `policies/default.yaml`, compiled into the binary; a fleet repo
 //! replaces it as a whole with a `policy.yaml` file at its root (same format, documented in
