@@ -367,6 +367,7 @@ mod tests {
             reasons: vec![Reason {
                 source: "baseline/lab".into(),
                 rule: Rule::MinVersion,
+                due: None,
             }],
         }
     }
@@ -406,6 +407,7 @@ mod tests {
         dep.reasons = vec![Reason {
             source: crate::plan::PACKAGE_MANAGER.into(),
             rule: Rule::Dependency,
+            due: None,
         }];
         let changes = [dep, change("pk-app", Some("1.0-1"), "2.0-1")];
         assert_eq!(

@@ -187,6 +187,9 @@ pub struct Reason {
     pub source: String,
     /// The rule.
     pub rule: Rule,
+    /// For a patch request with a deadline: when the change is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
 }
 
 /// The rule behind a change.

@@ -124,12 +124,15 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 r.dedup();
                 r
             };
-            let sources: Vec<&str> = {
-                let mut s: Vec<&str> = c
+            let sources: Vec<String> = {
+                let mut s: Vec<String> = c
                     .reasons
                     .iter()
-                    .map(|r| r.source.as_str())
-                    .filter(|s| !s.is_empty())
+                    .filter(|r| !r.source.is_empty())
+                    .map(|r| match &r.due {
+                        Some(due) => format!("{} (due {due})", r.source),
+                        None => r.source.clone(),
+                    })
                     .collect();
                 s.sort();
                 s.dedup();

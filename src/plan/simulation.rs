@@ -174,6 +174,7 @@ pub(super) fn merge(
                 reasons: vec![Reason {
                     source: PACKAGE_MANAGER.to_owned(),
                     rule: Rule::Dependency,
+                    due: None,
                 }],
             },
         );

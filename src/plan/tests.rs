@@ -174,7 +174,8 @@ fn security_class_takes_only_security_updates() {
         h.changes[0].reasons,
         vec![Reason {
             source: "baseline/base".into(),
-            rule: Rule::SecurityUpdate
+            rule: Rule::SecurityUpdate,
+            due: None,
         }]
     );
 }

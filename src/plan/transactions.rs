@@ -163,12 +163,17 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
 
     for b in &baselines {
         for req in &b.doc.spec.packages {
-            ctx.require(req, &format!("baseline/{}", b.name()), &hold_of);
+            ctx.require(req, &format!("baseline/{}", b.name()), None, &hold_of);
         }
     }
     for r in &requests {
         for req in &r.doc.spec.packages {
-            ctx.require(req, &format!("request/{}", r.name()), &hold_of);
+            ctx.require(
+                req,
+                &format!("request/{}", r.name()),
+                r.doc.spec.deadline.as_deref(),
+                &hold_of,
+            );
         }
     }
     let classes = baselines
@@ -227,6 +232,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
                 Reason {
                     source: source.clone(),
                     rule,
+                    due: None,
                 },
             );
         }
@@ -340,6 +346,7 @@ impl HostCtx<'_> {
         &mut self,
         req: &PackageRequirement,
         source: &str,
+        due: Option<&str>,
         hold_of: &dyn Fn(&str) -> Option<String>,
     ) {
         let name = req.name.as_str();
@@ -405,6 +412,7 @@ impl HostCtx<'_> {
             Reason {
                 source: source.to_owned(),
                 rule: Rule::MinVersion,
+                due: due.map(str::to_owned),
             },
         );
     }
