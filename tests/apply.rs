@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
+use common::cli::text;
 use common::lab::{deb, rpm, write, Lab};
 
 fn pk(lab: &Lab) -> Command {
@@ -23,15 +24,6 @@ fn apply(lab: &Lab, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("patchkeeper runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn commit(lab: &Lab, message: &str) {

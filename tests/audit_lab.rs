@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::cli::text;
 use common::git::git;
 use common::lab::{deb, write, Lab};
 use serde_json::Value;
@@ -15,23 +15,7 @@ use serde_json::Value;
 const BRANCH: &str = "patchkeeper/reports";
 
 fn pk(lab: &Lab, args: &[&str]) -> Output {
-    Command::cargo_bin("patchkeeper")
-        .expect("the binary is built")
-        .current_dir(lab.dir())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("patchkeeper runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::cli::run(lab.dir(), args)
 }
 
 fn report_subjects(lab: &Lab) -> Vec<String> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::cli::text;
 use common::git::git;
 
 const TOKEN: &str = "glpat-test-token";
@@ -93,28 +93,17 @@ fn start_server(dir: &Path) -> Server {
 }
 
 fn serve_once(url: &str, cache: &Path, token: &str, ca: Option<&Path>) -> Output {
-    let mut cmd = Command::cargo_bin("patchkeeper").expect("the binary is built");
+    let mut cmd = common::cli::patchkeeper(cache.parent().expect("a cache inside the test dir"));
     cmd.args(["serve", "--once", "--repo", url, "--cache"])
         .arg(cache)
         .env("PATCHKEEPER_GIT_TOKEN", token)
         .env("PATCHKEEPER_GIT_USER", "ci")
-        .env_remove("SSL_CERT_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+        .env_remove("SSL_CERT_DIR");
     match ca {
         Some(ca) => cmd.env("SSL_CERT_FILE", ca),
         None => cmd.env_remove("SSL_CERT_FILE"),
     };
     cmd.output().expect("patchkeeper runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

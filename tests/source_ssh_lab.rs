@@ -5,33 +5,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::cli::text;
 use common::git::git;
 use common::lab::Lab;
 
 /// `serve --once` against `url` with `home` as HOME (libgit2 checks `~/.ssh/known_hosts`).
 fn serve_once(lab: &Lab, url: &str, home: &Path) -> Output {
-    Command::cargo_bin("patchkeeper")
-        .expect("the binary is built")
+    common::cli::patchkeeper(home)
         .args(["serve", "--once", "--repo", url, "--cache"])
         .arg(home.join("cache"))
         .env("HOME", home)
         .env("PATCHKEEPER_GIT_SSH_KEY", &lab.info().ssh.identity_file)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
         .expect("patchkeeper runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

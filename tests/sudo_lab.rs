@@ -5,30 +5,14 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::cli::text;
 use common::git::git;
 use common::lab::{deb, rpm, Lab};
 
 fn pk(lab: &Lab, args: &[&str]) -> Output {
-    Command::cargo_bin("patchkeeper")
-        .expect("the binary is built")
-        .current_dir(lab.dir())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("patchkeeper runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::cli::run(lab.dir(), args)
 }
 
 #[test]

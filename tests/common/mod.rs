@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests (`mod common;` in a test file).
 
+pub mod cli;
 pub mod git;
 pub mod lab;
 pub mod report_fleet;
