@@ -608,9 +608,8 @@ impl<O: Observer> Reconciler<O> {
             return Ok(None);
         };
         // Outstanding time counts from the first report that saw an update offered.
-        let first_seen = match report::read(&target.repo, &target.branch) {
-            Ok(Some(snapshot)) => snapshot.first_seen(),
-            Ok(None) => Default::default(),
+        let first_seen = match report::first_seen(&target.repo, &target.branch) {
+            Ok(first_seen) => first_seen,
             Err(e) => {
                 tracing::warn!("cannot read the previous report: {e}");
                 Default::default()

@@ -113,9 +113,8 @@ pub(crate) fn first_seen(repo: &Path, fleet: &ValidFleet) -> FirstSeen {
         return FirstSeen::new();
     }
     let target = ReportTarget::from_fleet(repo, fleet);
-    match report::read(repo, &target.branch) {
-        Ok(Some(snapshot)) => snapshot.first_seen(),
-        Ok(None) => FirstSeen::new(),
+    match report::first_seen(repo, &target.branch) {
+        Ok(first_seen) => first_seen,
         Err(e) => {
             eprintln!(
                 "warning: cannot read first-seen times from `{}` ({e}); updates count as first seen now",

@@ -893,6 +893,14 @@ pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> 
 
 pub use git::uncommitted_fleet_files;
 
+/// When each pending update was first seen offered, from the last report on `branch` (no
+/// reports yet: empty, so every update counts as first seen now).
+pub fn first_seen(repo: &Path, branch: &str) -> Result<crate::plan::FirstSeen, ReportError> {
+    Ok(read(repo, branch)?
+        .map(|snapshot| snapshot.first_seen())
+        .unwrap_or_default())
+}
+
 /// The JSON Schemas of the report files, by file name under `schemas/`.
 pub fn schema_files() -> BTreeMap<&'static str, String> {
     use crate::schema::schema_text_for;
