@@ -10,7 +10,7 @@ use crate::apply::journal::{self, Event, Journal};
 use crate::apply::lock::FleetLock;
 use crate::apply::run::{recover_fleet, ShiftedClock};
 use crate::apply::{self, ApplyOptions, ApplyReport, Clock, Progress, Stop, SystemClock};
-use crate::plan::{self, Plan, PlanInput, RenderOptions};
+use crate::plan::{self, Plan, RenderOptions};
 
 /// Exit code: some hosts did not end compliant (failed, rolled back, stale, unreachable,
 /// halted by the failure budget).
@@ -182,44 +182,21 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     }
-    // The observation this run planned from (none with a saved plan).
-    let mut observed_now: Option<crate::observed::ObservedFleet> = None;
-    let plan: Plan = match &args.plan_file {
+    // With the observation this run planned from (none with a saved plan).
+    let (plan, observed_now): (Plan, Option<crate::observed::ObservedFleet>) = match &args.plan_file
+    {
         Some(path) => match read_plan(path) {
-            Ok(p) => p,
+            Ok(p) => (p, None),
             Err(msg) => {
                 eprintln!("error: {msg}");
                 return super::EXIT_ERROR;
             }
         },
-        None => {
-            // Observation runs its own runtime (not nested in ours).
-            let observed = match super::observe::observe_for_plan(&fleet) {
-                Ok(o) => o,
-                Err(code) => return code,
-            };
-            let first_seen = super::audit::first_seen(&repo, &fleet);
-            match crate::simulate::plan_with_dry_runs(
-                PlanInput {
-                    fleet: &fleet,
-                    fleet_commit: fleet.fleet().commit.as_deref(),
-                    observed: &observed,
-                    at: clock.now(),
-                    first_seen: &first_seen,
-                    simulations: None,
-                },
-                super::plan::dry_run_progress(),
-            ) {
-                Ok(p) => {
-                    observed_now = Some(observed);
-                    p
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return super::EXIT_ERROR;
-                }
-            }
-        }
+        // Observation and the dry runs run their own runtimes (not nested in ours).
+        None => match super::plan::plan_now(&repo, &fleet, clock.now()) {
+            Ok((plan, observed)) => (plan, Some(observed)),
+            Err(code) => return code,
+        },
     };
     if args.plan_file.is_some() {
         let f = fleet.fleet();

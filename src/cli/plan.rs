@@ -42,42 +42,30 @@ pub fn run(args: Args) -> u8 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let offline = args.observed.is_some();
-    let observed: ObservedFleet = match &args.observed {
+    let plan = match &args.observed {
+        // Offline means offline: no host is contacted, and the plan says dependencies were
+        // not simulated.
         Some(path) => match read_observed(path) {
-            Ok(o) => o,
+            Ok(observed) => {
+                let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
+                plan::plan(PlanInput {
+                    fleet: &fleet,
+                    fleet_commit: fleet.fleet().commit.as_deref(),
+                    observed: &observed,
+                    at,
+                    first_seen: &first_seen,
+                    simulations: None,
+                })
+            }
             Err(msg) => {
                 eprintln!("error: {msg}");
                 return super::EXIT_ERROR;
             }
         },
-        None => match super::observe::observe_for_plan(&fleet) {
-            Ok(o) => o,
+        None => match plan_now(&args.repo.repo, &fleet, at) {
+            Ok((plan, _)) => plan,
             Err(code) => return code,
         },
-    };
-    let commit = fleet.fleet().commit.clone();
-    let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
-    let input = PlanInput {
-        fleet: &fleet,
-        fleet_commit: commit.as_deref(),
-        observed: &observed,
-        at,
-        first_seen: &first_seen,
-        simulations: None,
-    };
-    // Offline means offline: no host is contacted, and the plan says dependencies were not
-    // simulated.
-    let plan = if offline {
-        plan::plan(input)
-    } else {
-        match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return super::EXIT_ERROR;
-            }
-        }
     };
     if let Some(out) = &args.out {
         let text = match serde_json::to_string_pretty(&plan) {
@@ -138,6 +126,33 @@ pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, Str
     }
     fleet.hosts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(fleet)
+}
+
+/// The online plan `plan` and `apply` make: observe every host, read first-seen times from
+/// the reports, plan, dry-run the transactions, plan again. Returns the plan and the
+/// observation it was made from; `Err` is an exit code after the error was printed.
+pub(crate) fn plan_now(
+    repo: &std::path::Path,
+    fleet: &crate::validate::ValidFleet,
+    at: jiff::Timestamp,
+) -> Result<(plan::Plan, ObservedFleet), u8> {
+    let observed = super::observe::observe_for_plan(fleet)?;
+    let first_seen = super::audit::first_seen(repo, fleet);
+    let input = PlanInput {
+        fleet,
+        fleet_commit: fleet.fleet().commit.as_deref(),
+        observed: &observed,
+        at,
+        first_seen: &first_seen,
+        simulations: None,
+    };
+    match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
+        Ok(plan) => Ok((plan, observed)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(super::EXIT_ERROR)
+        }
+    }
 }
 
 /// A progress bar for the dependency dry runs on a terminal (hidden otherwise).
