@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::cli::text;
-use common::git::git;
+use common::git::{desired_commit_of_last_report, git};
 use common::lab::{deb, write, Lab};
 use serde_json::Value;
 
@@ -77,16 +77,8 @@ fn observe_and_apply_are_reported_and_delays_count_from_the_first_report() {
     let subjects = report_subjects(&lab);
     assert_eq!(subjects.len(), 1, "{subjects:?}");
     assert!(subjects[0].starts_with("observe run "), "{subjects:?}");
-    let trailer = git(
-        lab.dir(),
-        &[
-            "log",
-            "-1",
-            "--format=%(trailers:key=Desired-Commit,valueonly)",
-            BRANCH,
-        ],
-    );
-    assert_eq!(trailer.trim(), head);
+    let trailer = desired_commit_of_last_report(lab.dir(), BRANCH);
+    assert_eq!(trailer, head);
 
     // Two days after that report, the updates are old enough.
     let h = planned(&lab, &in_two_days);

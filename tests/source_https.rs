@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::text;
-use common::git::git;
+use common::git::{desired_commit_of_last_report, git};
 
 const TOKEN: &str = "glpat-test-token";
 
@@ -131,16 +131,8 @@ fn serve_fetches_and_reports_over_https_with_a_token() {
     let out = serve_once(&url, &dir.path().join("cache"), TOKEN, Some(&server.cert));
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    let trailer = git(
-        &bare,
-        &[
-            "log",
-            "-1",
-            "--format=%(trailers:key=Desired-Commit,valueonly)",
-            "patchkeeper/reports",
-        ],
-    );
-    assert_eq!(trailer.trim(), head, "{all}");
+    let trailer = desired_commit_of_last_report(&bare, "patchkeeper/reports");
+    assert_eq!(trailer, head, "{all}");
 
     // A wrong token: refused by the server, nothing fetched.
     let out = serve_once(

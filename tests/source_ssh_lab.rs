@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::cli::text;
-use common::git::git;
+use common::git::{desired_commit_of_last_report, git};
 use common::lab::Lab;
 
 /// `serve --once` against `url` with `home` as HOME (libgit2 checks `~/.ssh/known_hosts`).
@@ -47,16 +47,8 @@ fn serve_fetches_and_reports_over_ssh_with_host_key_checking() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     // The report went back over ssh:// and names the fetched commit.
-    let trailer = git(
-        &bare,
-        &[
-            "log",
-            "-1",
-            "--format=%(trailers:key=Desired-Commit,valueonly)",
-            "patchkeeper/reports",
-        ],
-    );
-    assert_eq!(trailer.trim(), head, "{all}");
+    let trailer = desired_commit_of_last_report(&bare, "patchkeeper/reports");
+    assert_eq!(trailer, head, "{all}");
 
     // An unknown host key: nothing is fetched, and the error says why.
     let stranger = tempfile::tempdir().unwrap();

@@ -28,3 +28,18 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// The `Desired-Commit:` trailer of the newest report commit on `branch` in `dir`.
+pub fn desired_commit_of_last_report(dir: &Path, branch: &str) -> String {
+    git(
+        dir,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Desired-Commit,valueonly)",
+            branch,
+        ],
+    )
+    .trim()
+    .to_owned()
+}
