@@ -559,7 +559,9 @@ mod tests {
         let h = host("web-1", &[], &[]);
         let e = target_with_trust(Path::new("/repo"), &settings, &h, None, &none).unwrap_err();
         assert!(
-            e.to_string().starts_with("ssh.identityFile of host web-1 `/root/.ssh/id_ed25519` is outside the fleet repo"),
+            e.to_string().starts_with(
+                "ssh.identityFile of host web-1 `/root/.ssh/id_ed25519` is outside the fleet repo"
+            ),
             "{e}"
         );
         settings.ssh.identity_file = None;

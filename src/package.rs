@@ -165,16 +165,43 @@ mod tests {
 
     #[test]
     fn real_names_pass() {
-        for n in ["libc6", "libstdc++6", "g++", "pk-app", "python3.11", "x", "0ad"] {
+        for n in [
+            "libc6",
+            "libstdc++6",
+            "g++",
+            "pk-app",
+            "python3.11",
+            "x",
+            "0ad",
+        ] {
             check(Ecosystem::Deb, Field::Name, n).unwrap();
         }
-        for n in ["glibc", "kernel-core", "perl-Data-Dumper", "_nginx", "libstdc++", "python3.11"] {
+        for n in [
+            "glibc",
+            "kernel-core",
+            "perl-Data-Dumper",
+            "_nginx",
+            "libstdc++",
+            "python3.11",
+        ] {
             check(Ecosystem::Rpm, Field::Name, n).unwrap();
         }
-        for v in ["1.2-1", "1:1.1-1", "2.36-9+deb12u4", "1.0~rc1", "7.88.1-10+deb12u5"] {
+        for v in [
+            "1.2-1",
+            "1:1.1-1",
+            "2.36-9+deb12u4",
+            "1.0~rc1",
+            "7.88.1-10+deb12u5",
+        ] {
             check(Ecosystem::Deb, Field::Version, v).unwrap();
         }
-        for v in ["1.2-1", "1:1.1-1", "2.34-100.el9_4.2", "1.0^git1~pre", "5.14.0-427.el9"] {
+        for v in [
+            "1.2-1",
+            "1:1.1-1",
+            "2.34-100.el9_4.2",
+            "1.0^git1~pre",
+            "5.14.0-427.el9",
+        ] {
             check(Ecosystem::Rpm, Field::Version, v).unwrap();
         }
         for a in ["amd64", "all", "arm64", "i386", "x32"] {
@@ -211,12 +238,20 @@ mod tests {
         );
         let e = exact(PackageManager::Dnf, "libpk", "1.0;id").unwrap_err();
         assert_eq!(e.field, Field::Version);
-        assert!(e.to_string().starts_with("invalid RPM package version \"1.0;id\""));
+        assert!(e
+            .to_string()
+            .starts_with("invalid RPM package version \"1.0;id\""));
     }
 
     #[test]
     fn exact_arguments() {
-        assert_eq!(exact(PackageManager::Apt, "libpk", "1:1.2-1").unwrap(), "libpk=1:1.2-1");
-        assert_eq!(exact(PackageManager::Dnf, "libpk", "1.2-1").unwrap(), "libpk-1.2-1");
+        assert_eq!(
+            exact(PackageManager::Apt, "libpk", "1:1.2-1").unwrap(),
+            "libpk=1:1.2-1"
+        );
+        assert_eq!(
+            exact(PackageManager::Dnf, "libpk", "1.2-1").unwrap(),
+            "libpk-1.2-1"
+        );
     }
 }

@@ -10,8 +10,13 @@ use std::borrow::Cow;
 
 /// Where an authority (`user:pass@host:port`) ends.
 fn authority_end(s: &str) -> usize {
-    s.find(|c: char| matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>' | ')' | ']') || c.is_whitespace())
-        .unwrap_or(s.len())
+    s.find(|c: char| {
+        matches!(
+            c,
+            '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>' | ')' | ']'
+        ) || c.is_whitespace()
+    })
+    .unwrap_or(s.len())
 }
 
 /// `text` with the user info of every URL in it that may carry a secret replaced by `***`:

@@ -245,8 +245,11 @@ fn convert(schema: &Value, err: &jsonschema::ValidationError<'_>, out: &mut Vec<
             });
         }
         K::Pattern { .. } => {
+            // A list item's schema has no description of its own: the list's says it.
+            let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
             let what = schema_at(schema, &pointer)
                 .and_then(|s| s.get("description"))
+                .or_else(|| schema_at(schema, parent).and_then(|s| s.get("description")))
                 .and_then(Value::as_str)
                 .map(|d| d.trim_end_matches('.').replace('\n', " "))
                 .unwrap_or_else(|| "a value of another form".to_owned());
@@ -311,11 +314,12 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("`{b}`"),
         Value::Number(n) => format!("`{n}`"),
         Value::String(s) => {
+            // The repo's text, shown with its control characters escaped.
             let short: String = s.chars().take(60).collect();
             if short.len() < s.len() {
-                format!("`{short}…`")
+                format!("`{}…`", crate::terminal::escape(&short))
             } else {
-                format!("`{s}`")
+                format!("`{}`", crate::terminal::escape(s))
             }
         }
         Value::Array(_) => "a list".to_owned(),

@@ -82,7 +82,10 @@ impl ControllerTrust {
 
     /// The process's trust: what was installed, else the environment's.
     pub fn current() -> ControllerTrust {
-        INSTALLED.get().cloned().unwrap_or_else(ControllerTrust::from_env)
+        INSTALLED
+            .get()
+            .cloned()
+            .unwrap_or_else(ControllerTrust::from_env)
     }
 
     /// Refuses `transport: local` for `host` unless allowed.
@@ -177,26 +180,34 @@ mod tests {
         std::os::unix::fs::symlink(other.path().join("key"), repo.path().join("link")).unwrap();
         let none = ControllerTrust::default();
         let r = repo.path();
-        none.check_path(r, "key", ".lab/key", &r.join(".lab/key")).unwrap();
+        none.check_path(r, "key", ".lab/key", &r.join(".lab/key"))
+            .unwrap();
         // Not yet existing, inside: fine (known_hosts written by accept-new).
-        none.check_path(r, "kh", "new", &r.join(".lab/new")).unwrap();
+        none.check_path(r, "kh", "new", &r.join(".lab/new"))
+            .unwrap();
         for (named, path) in [
             ("/etc/shadow", PathBuf::from("/etc/shadow")),
             ("../x/key", other.path().join("key")),
             ("link", r.join("link")),
             (".lab/../../key", r.join(".lab/../../key")),
         ] {
-            let e = none.check_path(r, "ssh.identityFile", named, &path).unwrap_err();
+            let e = none
+                .check_path(r, "ssh.identityFile", named, &path)
+                .unwrap_err();
             assert!(matches!(e, TrustError::PathOutsideRoots { .. }), "{named}");
         }
         let allowed = ControllerTrust {
             allowed_paths: vec![other.path().to_path_buf()],
             ..Default::default()
         };
-        allowed.check_path(r, "key", "link", &r.join("link")).unwrap();
+        allowed
+            .check_path(r, "key", "link", &r.join("link"))
+            .unwrap();
         allowed
             .check_path(r, "key", "x", &other.path().join("key"))
             .unwrap();
-        assert!(allowed.check_path(r, "key", "/etc/shadow", Path::new("/etc/shadow")).is_err());
+        assert!(allowed
+            .check_path(r, "key", "/etc/shadow", Path::new("/etc/shadow"))
+            .is_err());
     }
 }

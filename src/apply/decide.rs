@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::model::{HostCount, PackageManager, RebootPolicy};
 use crate::observed::{InstalledPackage, ObservedHost};
-use crate::plan::{Change, HostPlan};
 use crate::package::{self, InvalidPackageArg};
+use crate::plan::{Change, HostPlan};
 use crate::transport::shell_quote;
 
 /// Versions by package name (`None`: not installed).

@@ -262,7 +262,11 @@ impl Steps<'_> {
         if let Some(check) = &job.saved_check {
             if let Err(e) = check.check_host(&job.plan, &observed) {
                 t.close().await;
-                return Err(End(Outcome::Failed, vec![format!("refused: {e}; nothing changed")]).into());
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!("refused: {e}; nothing changed")],
+                )
+                .into());
             }
         }
         let pm = self.pm(&observed)?;
@@ -272,7 +276,11 @@ impl Steps<'_> {
             Ok(c) => c,
             Err(e) => {
                 t.close().await;
-                return Err(End(Outcome::Failed, vec![format!("refused: {e}; nothing changed")]).into());
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!("refused: {e}; nothing changed")],
+                )
+                .into());
             }
         };
         // Free disk.

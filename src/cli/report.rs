@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::compliance::ComplianceState;
-use crate::terminal::escape;
 use crate::report::{self, HostReport, Snapshot};
+use crate::terminal::escape;
 
 /// Flags of `patchkeeper report`.
 #[derive(Debug, clap::Args)]

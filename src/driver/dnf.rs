@@ -105,7 +105,8 @@ pub fn simulation_command(requested: &[(&str, &str)]) -> Result<String, InvalidP
     let pkgs = requested
         .iter()
         .map(|(name, version)| {
-            crate::package::exact(crate::model::PackageManager::Dnf, name, version).map(|a| shell_quote(&a))
+            crate::package::exact(crate::model::PackageManager::Dnf, name, version)
+                .map(|a| shell_quote(&a))
         })
         .collect::<Result<Vec<String>, _>>()?;
     Ok(format!(

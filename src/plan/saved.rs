@@ -44,7 +44,10 @@ pub fn check_file(plan: &Plan) -> Result<(), SavedPlanError> {
         ));
     }
     if plan.planned_at.parse::<Timestamp>().is_err() {
-        problems.push(format!("`plannedAt` {:?} is not an RFC 3339 time", plan.planned_at));
+        problems.push(format!(
+            "`plannedAt` {:?} is not an RFC 3339 time",
+            plan.planned_at
+        ));
     }
     // Hosts are looked up by binary search: they must be sorted and unique.
     if plan.hosts.windows(2).any(|w| w[0].host >= w[1].host) {
@@ -97,7 +100,9 @@ fn check_host_entry(plan: &Plan, h: &HostPlan, problems: &mut Vec<String>) {
         }
         match h.batch {
             Some(i) if plan.batches.get(i).is_some_and(|b| b.hosts.contains(name)) => {}
-            Some(i) => problems.push(format!("host {name:?} names batch {i}, which does not list it")),
+            Some(i) => problems.push(format!(
+                "host {name:?} names batch {i}, which does not list it"
+            )),
             None => problems.push(format!("host {name:?} has changes but no batch")),
         }
     }
@@ -139,10 +144,26 @@ pub fn check_against_fleet(plan: &Plan, fleet: &ValidFleet) -> Result<(), SavedP
         }
         let assigned = super::transactions::assignment(fleet, host);
         let ours = [
-            ("baselines", format!("{:?}", h.baselines), format!("{:?}", assigned.baselines)),
-            ("requests", format!("{:?}", h.requests), format!("{:?}", assigned.requests)),
-            ("window", format!("{:?}", h.window), format!("{:?}", assigned.window)),
-            ("rollout", format!("{:?}", h.rollout), format!("{:?}", assigned.rollout)),
+            (
+                "baselines",
+                format!("{:?}", h.baselines),
+                format!("{:?}", assigned.baselines),
+            ),
+            (
+                "requests",
+                format!("{:?}", h.requests),
+                format!("{:?}", assigned.requests),
+            ),
+            (
+                "window",
+                format!("{:?}", h.window),
+                format!("{:?}", assigned.window),
+            ),
+            (
+                "rollout",
+                format!("{:?}", h.rollout),
+                format!("{:?}", assigned.rollout),
+            ),
         ];
         for (what, plan_has, fleet_has) in ours {
             if plan_has != fleet_has {
@@ -248,7 +269,11 @@ impl SavedPlanCheck {
     /// (the host's state now, already confirmed to carry the plan's fingerprint): every
     /// change a baseline or request asks for must be one the fleet asks for, at exactly
     /// that version, on a host the fleet would change.
-    pub fn check_host(&self, saved: &HostPlan, observed: &ObservedHost) -> Result<(), SavedPlanError> {
+    pub fn check_host(
+        &self,
+        saved: &HostPlan,
+        observed: &ObservedHost,
+    ) -> Result<(), SavedPlanError> {
         let Some(host) = self.fleet.host(&saved.host) else {
             return Err(SavedPlanError::Widened(vec![format!(
                 "host {} is not in the inventory",

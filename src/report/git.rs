@@ -991,7 +991,10 @@ mod tests {
         for (url, why) in [
             ("http://git.example/fleet.git", "only over https"),
             ("https://evil.example/fleet.git", "bound to git.example:443"),
-            ("https://git.example:8443/fleet.git", "bound to git.example:443"),
+            (
+                "https://git.example:8443/fleet.git",
+                "bound to git.example:443",
+            ),
             ("https://git.example.evil.example/x", "bound to"),
             ("ssh://git@git.example/fleet.git", "only over https"),
         ] {
@@ -1001,7 +1004,12 @@ mod tests {
         // Not bound (CLI without PATCHKEEPER_GIT_TOKEN_HOST): sent nowhere.
         assert!(token_allowed("https://git.example/fleet.git", None).is_err());
         // An http:// source binds nothing.
-        assert_eq!(GitAuth::default().for_source("http://git.example/x").token_host, None);
+        assert_eq!(
+            GitAuth::default()
+                .for_source("http://git.example/x")
+                .token_host,
+            None
+        );
         // An explicit host:port binding; a URL's credentials are not echoed.
         token_allowed("https://h:8443/x", Some("h:8443")).unwrap();
         let e = token_allowed("http://u:pw@h/x", Some("h")).unwrap_err();
