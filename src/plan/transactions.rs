@@ -267,6 +267,26 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
     }
 
+    // What a host reports is data, not trusted: a change whose name, version or
+    // architecture is outside the host's grammar could not be carried by a command, and a
+    // host reporting one blocks rather than getting a guess.
+    ctx.changes.retain(|_, c| {
+        let values = [
+            (crate::package::Field::Name, Some(c.package.as_str())),
+            (crate::package::Field::Version, Some(c.to.as_str())),
+            (crate::package::Field::Version, c.from.as_deref()),
+            (crate::package::Field::Arch, Some(c.arch.as_str())),
+        ];
+        for (field, value) in values {
+            if let Some(Err(e)) = value.map(|v| crate::package::check(eco, field, v)) {
+                ctx.reasons.push(format!(
+                    "the host reports a package patchkeeper will not name on a command line: {e}"
+                ));
+                return false;
+            }
+        }
+        true
+    });
     let protected = |name: &str| hold_of(name).or_else(|| exclude_of(name));
     let merged = super::simulation::merge(
         &mut ctx.changes,
