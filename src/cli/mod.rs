@@ -46,7 +46,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// Let hosts with `transport: local` run commands on this machine (observation, package
     /// transactions, the rollout's pre/post/health commands). The fleet repo alone cannot.
-    #[arg(long, global = true, env = crate::trust::ALLOW_LOCAL_ENV)]
+    #[arg(long, global = true, env = crate::trust::ALLOW_LOCAL_ENV, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_local_commands: bool,
     /// A directory outside the fleet repo in which the repo may name files (SSH identity
     /// files, known_hosts, the reports signing key, a local reports remote). Repeatable; the
