@@ -815,3 +815,61 @@ fn a_fresh_clone_reads_the_reports_from_its_remote_tracking_branch() {
         Some(&ts("2026-11-16T02:00:00Z"))
     );
 }
+
+/// Anyone who can push to the reports branch writes what `patchkeeper report` reads: a
+/// desired-commit id that is not ASCII (it panicked on byte slicing) and escape codes in a
+/// host's reasons are shown as text.
+#[test]
+fn report_command_shows_hostile_branch_content_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("recorded");
+    // Edit the branch as another writer would: a clone, a commit, a push.
+    let clone = tempfile::tempdir().expect("tempdir");
+    git(
+        clone.path(),
+        &["clone", "-q", "-b", BRANCH, &dir.path().display().to_string(), "."],
+    );
+    let summary_path = clone.path().join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    // Byte 12 falls inside the sixth `é`.
+    summary["desiredCommit"] = "xéééééééééé\u{1b}]0;owned\u{7}".into();
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
+    let host_path = clone.path().join("hosts/db-1.json");
+    let mut host: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&host_path).unwrap()).unwrap();
+    host["reasons"][0] = "\u{1b}[2J\u{1b}[Hall good\u{202e}".into();
+    std::fs::write(&host_path, host.to_string()).unwrap();
+    git(clone.path(), &["commit", "-q", "-a", "-m", "edited"]);
+    git(clone.path(), &["push", "-q", "origin", BRANCH]);
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // The first 12 characters, the escape code shown as text.
+    assert!(
+        stdout.contains(r"desired commit xéééééééééé\u{1b}, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"    - \u{1b}[2J\u{1b}[Hall good\u{202e}"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'), "{stdout:?}");
+}
