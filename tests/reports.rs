@@ -836,7 +836,14 @@ fn report_command_shows_hostile_branch_content_as_text() {
     let clone = tempfile::tempdir().expect("tempdir");
     git(
         clone.path(),
-        &["clone", "-q", "-b", BRANCH, &dir.path().display().to_string(), "."],
+        &[
+            "clone",
+            "-q",
+            "-b",
+            BRANCH,
+            &dir.path().display().to_string(),
+            ".",
+        ],
     );
     let summary_path = clone.path().join("summary.json");
     let mut summary: serde_json::Value =
@@ -871,5 +878,8 @@ fn report_command_shows_hostile_branch_content_as_text() {
         stdout.contains(r"    - \u{1b}[2J\u{1b}[Hall good\u{202e}"),
         "{stdout}"
     );
-    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'), "{stdout:?}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
 }

@@ -186,7 +186,10 @@ fn start_capture(dir: &Path, name: &str, tls: Option<(&Path, &Path)>) -> Capture
         if let Ok(p) = std::fs::read_to_string(&portfile) {
             break p.trim().parse().expect("a port");
         }
-        assert!(Instant::now() < deadline, "the capture server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the capture server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     Capture { child, port, log }
@@ -201,7 +204,10 @@ fn publish_fleet(dir: &Path, name: &str, remote: &str) {
     let text = std::fs::read_to_string(&settings).unwrap();
     std::fs::write(
         &settings,
-        text.replace("  reports:\n", &format!("  reports:\n    remote: {remote}\n")),
+        text.replace(
+            "  reports:\n",
+            &format!("  reports:\n    remote: {remote}\n"),
+        ),
     )
     .unwrap();
     git(&work, &["commit", "-q", "-a", "-m", "reports elsewhere"]);

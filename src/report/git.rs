@@ -172,7 +172,12 @@ pub fn annotate(e: git2::Error) -> git2::Error {
         let m = crate::redact::text(e.message()).into_owned();
         // libgit2's own words, libssh2's, and OpenSSL's when the socket timeout ends a
         // handshake read (the non-blocking read returns EAGAIN).
-        let stalled = ["timed out", "Timed out", "timeout", "Resource temporarily unavailable"];
+        let stalled = [
+            "timed out",
+            "Timed out",
+            "timeout",
+            "Resource temporarily unavailable",
+        ];
         if stalled.iter().any(|s| m.contains(s)) {
             format!(
                 "{m} (the remote did not answer within {}s; PATCHKEEPER_GIT_TIMEOUT)",
