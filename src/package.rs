@@ -52,6 +52,9 @@ pub struct InvalidPackageArg {
     pub reason: String,
 }
 
+/// Which bytes a position of a value may hold.
+type ByteRule = fn(u8) -> bool;
+
 /// Checks `value` against the grammar of `field` in `ecosystem`:
 ///
 /// - Debian names: dpkg's rule (a letter or digit, then letters, digits, `+ - . _`);
@@ -76,39 +79,38 @@ pub fn check(ecosystem: Ecosystem, field: Field, value: &str) -> Result<(), Inva
     if value.len() > MAX_LEN {
         return Err(fail(format!("it is longer than {MAX_LEN} bytes")));
     }
-    let (first_ok, rest_ok, allowed): (fn(u8) -> bool, fn(u8) -> bool, &str) =
-        match (ecosystem, field) {
-            (Ecosystem::Deb, Field::Name) => (
-                |c| c.is_ascii_alphanumeric(),
-                |c| c.is_ascii_alphanumeric() || b"+-._".contains(&c),
-                "a letter or digit, then letters, digits and `+ - . _`",
-            ),
-            (Ecosystem::Rpm, Field::Name) => (
-                |c| c.is_ascii_alphanumeric() || c == b'_',
-                |c| c.is_ascii_alphanumeric() || b"._+-".contains(&c),
-                "a letter, digit or `_`, then letters, digits and `. _ + -`",
-            ),
-            (Ecosystem::Deb, Field::Version) => (
-                |c| c.is_ascii_digit(),
-                |c| c.is_ascii_alphanumeric() || b".+~:-".contains(&c),
-                "a digit, then letters, digits and `. + ~ : -`",
-            ),
-            (Ecosystem::Rpm, Field::Version) => (
-                |c| c.is_ascii_alphanumeric(),
-                |c| c.is_ascii_alphanumeric() || b"._+~^:-".contains(&c),
-                "a letter or digit, then letters, digits and `. _ + ~ ^ : -`",
-            ),
-            (Ecosystem::Deb, Field::Arch) => (
-                |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-                |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-',
-                "lowercase letters, digits and `-`",
-            ),
-            (Ecosystem::Rpm, Field::Arch) => (
-                |c| c.is_ascii_alphanumeric() || c == b'_',
-                |c| c.is_ascii_alphanumeric() || c == b'_',
-                "letters, digits and `_`",
-            ),
-        };
+    let (first_ok, rest_ok, allowed): (ByteRule, ByteRule, &str) = match (ecosystem, field) {
+        (Ecosystem::Deb, Field::Name) => (
+            |c| c.is_ascii_alphanumeric(),
+            |c| c.is_ascii_alphanumeric() || b"+-._".contains(&c),
+            "a letter or digit, then letters, digits and `+ - . _`",
+        ),
+        (Ecosystem::Rpm, Field::Name) => (
+            |c| c.is_ascii_alphanumeric() || c == b'_',
+            |c| c.is_ascii_alphanumeric() || b"._+-".contains(&c),
+            "a letter, digit or `_`, then letters, digits and `. _ + -`",
+        ),
+        (Ecosystem::Deb, Field::Version) => (
+            |c| c.is_ascii_digit(),
+            |c| c.is_ascii_alphanumeric() || b".+~:-".contains(&c),
+            "a digit, then letters, digits and `. + ~ : -`",
+        ),
+        (Ecosystem::Rpm, Field::Version) => (
+            |c| c.is_ascii_alphanumeric(),
+            |c| c.is_ascii_alphanumeric() || b"._+~^:-".contains(&c),
+            "a letter or digit, then letters, digits and `. _ + ~ ^ : -`",
+        ),
+        (Ecosystem::Deb, Field::Arch) => (
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-',
+            "lowercase letters, digits and `-`",
+        ),
+        (Ecosystem::Rpm, Field::Arch) => (
+            |c| c.is_ascii_alphanumeric() || c == b'_',
+            |c| c.is_ascii_alphanumeric() || c == b'_',
+            "letters, digits and `_`",
+        ),
+    };
     let bytes = value.as_bytes();
     // `bytes` is not empty (checked above).
     if !first_ok(bytes[0]) || !bytes[1..].iter().all(|&c| rest_ok(c)) {

@@ -204,7 +204,10 @@ fn no_secret_reaches_output_logs_reports_or_the_journal() {
     );
     assert!(searched > 10, "{files:?}");
     // What patchkeeper committed: the reports branch, files and messages.
-    let history = git(&dir, &["log", "-p", "--format=%H%n%B", "patchkeeper/reports"]);
+    let history = git(
+        &dir,
+        &["log", "-p", "--format=%H%n%B", "patchkeeper/reports"],
+    );
     assert!(
         history.contains("Desired-Commit:"),
         "reports were committed"
