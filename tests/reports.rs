@@ -197,8 +197,11 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
 #[test]
 fn signed_report_commits_verify_with_real_git() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Inside the fleet repo (hidden, so not part of the desired state): a signing key the
+    // repo names elsewhere needs the controller's `--allow-path`.
+    std::fs::create_dir(dir.path().join(".keys")).unwrap();
+    let key = dir.path().join(".keys/reports_ed25519");
     let keys = tempfile::tempdir().expect("tempdir");
-    let key = keys.path().join("reports_ed25519");
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "reports", "-f"])
         .arg(&key)
@@ -704,6 +707,8 @@ fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
 
 #[test]
 fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
+    // The remote is a path beside the fleet repo, outside it: the controller allows it.
+    common::report_fleet::allow_temp_paths();
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("fleet");
     std::fs::create_dir(&dir).expect("mkdir");
