@@ -314,12 +314,14 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("`{b}`"),
         Value::Number(n) => format!("`{n}`"),
         Value::String(s) => {
-            // The repo's text, shown with its control characters escaped.
+            // The repo's text, shown with its control characters escaped and any URL
+            // credentials redacted (diagnostics reach logs and the reports branch).
             let short: String = s.chars().take(60).collect();
+            let shown = |t: &str| crate::terminal::escape(&crate::redact::text(t)).into_owned();
             if short.len() < s.len() {
-                format!("`{}…`", crate::terminal::escape(&short))
+                format!("`{}…`", shown(&short))
             } else {
-                format!("`{}`", crate::terminal::escape(s))
+                format!("`{}`", shown(s))
             }
         }
         Value::Array(_) => "a list".to_owned(),

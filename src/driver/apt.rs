@@ -255,8 +255,10 @@ pub(crate) fn interpret(
     }
     let state = parse_dpkg_query(&installed.stdout);
     for line in &state.unreadable {
-        host.warnings
-            .push(format!("unreadable dpkg-query line: {line}"));
+        host.warnings.push(format!(
+            "unreadable dpkg-query line: {}",
+            crate::terminal::escape(line)
+        ));
     }
     host.installed = state.installed;
     host.held = state.held;

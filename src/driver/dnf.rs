@@ -392,8 +392,10 @@ pub(crate) fn interpret(
     }
     let (packages, unreadable) = parse_rpm_qa(&installed.stdout);
     for line in unreadable {
-        host.warnings
-            .push(format!("unreadable rpm -qa line: {line}"));
+        host.warnings.push(format!(
+            "unreadable rpm -qa line: {}",
+            crate::terminal::escape(&line)
+        ));
     }
     host.installed = packages;
     if let Some(held) = sections.get("held") {
@@ -425,8 +427,11 @@ pub(crate) fn interpret(
     {
         let (broken, other) = parse_check(&format!("{}\n{}", check.stdout, check.stderr));
         host.db_health = broken;
-        host.warnings
-            .extend(other.into_iter().map(|p| format!("dnf check: {p}")));
+        host.warnings.extend(
+            other
+                .into_iter()
+                .map(|p| format!("dnf check: {}", crate::terminal::escape(&p))),
+        );
     }
     Ok(())
 }
