@@ -248,15 +248,12 @@ impl Steps<'_> {
             )
             .into());
         };
-        {
-            if *planned != observed.fingerprint() {
-                t.close().await;
-                let mut detail =
-                    vec!["refused: the host changed since the plan was made".to_string()];
-                detail.extend(decide::describe_drift(&job.plan, &observed));
-                detail.push("nothing changed; make a new plan".into());
-                return Err(End(Outcome::Stale, detail).into());
-            }
+        if *planned != observed.fingerprint() {
+            t.close().await;
+            let mut detail = vec!["refused: the host changed since the plan was made".to_string()];
+            detail.extend(decide::describe_drift(&job.plan, &observed));
+            detail.push("nothing changed; make a new plan".into());
+            return Err(End(Outcome::Stale, detail).into());
         }
         // A saved plan asks only for what the fleet commit derives from this very state.
         if let Some(check) = &job.saved_check {
