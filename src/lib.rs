@@ -21,6 +21,7 @@ pub mod report;
 pub mod schema;
 pub mod simulate;
 pub mod source;
+pub mod ssh_target;
 pub mod terminal;
 pub mod transport;
 pub mod trust;

@@ -246,6 +246,23 @@ pub struct SshSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(inner(regex(pattern = r"^[A-Za-z0-9@._+-]{1,64}$")))]
     pub ciphers: Option<Vec<String>>,
+    /// An OpenSSH client configuration file (`ssh_config(5)`: `Host`, `Match host`,
+    /// `HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`, `ConnectTimeout`,
+    /// `UserKnownHostsFile`, `StrictHostKeyChecking`, `Include`...) to look hosts up in, by
+    /// their `address` (else their name), as `ssh ADDRESS` would; relative to the fleet repo,
+    /// and it and every file it names must lie inside it unless the controller allows another
+    /// directory. `none` reads no file. Default: the controller's `~/.ssh/config` and
+    /// `/etc/ssh/ssh_config`. Values set here and in the inventory win over the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub config_file: Option<String>,
+    /// Jump hosts, as OpenSSH's `ProxyJump`: `[user@]host[:port]` (or `ssh://…`),
+    /// comma-separated, first to last; `none` connects directly. Each jump host is looked up
+    /// by its name in the ssh_config file (address, user, key, known_hosts), then in
+    /// Settings. Default: the ssh_config file's `ProxyJump`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9@._:,/\[\]%-]{1,1024}$"))]
+    pub proxy_jump: Option<String>,
 }
 
 /// Observation settings.

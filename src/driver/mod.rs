@@ -481,13 +481,30 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
         TransportError::Refused { address } => FailureReason::Refused {
             address: address.clone(),
         },
-        TransportError::ConnectTimeout { seconds, .. } => FailureReason::Timeout {
+        TransportError::NameNotResolved { name, message } => FailureReason::NameNotResolved {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        TransportError::NoRoute { address, message } => FailureReason::NoRoute {
+            address: address.clone(),
+            message: message.clone(),
+        },
+        TransportError::ConnectTimeout {
+            address,
+            seconds,
+            stage,
+        } => FailureReason::Timeout {
             phase: "connect".into(),
             seconds: *seconds,
+            detail: Some(format!("{address}: {stage}")),
         },
         TransportError::CommandTimeout { seconds } => FailureReason::Timeout {
             phase: "command".into(),
             seconds: *seconds,
+            detail: None,
+        },
+        TransportError::Closed { .. } => FailureReason::ConnectionClosed {
+            message: err.to_string(),
         },
         TransportError::HostKeyUnknown {
             algorithm,
@@ -499,21 +516,29 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
             fingerprint: fingerprint.clone(),
             known_hosts: known_hosts.clone(),
         },
-        TransportError::HostKeyMismatch {
-            algorithm,
-            fingerprint,
-            known_hosts,
-            line,
-            ..
-        } => FailureReason::HostKeyMismatch {
-            algorithm: algorithm.clone(),
-            fingerprint: fingerprint.clone(),
-            known_hosts: known_hosts.clone(),
-            line: *line,
+        TransportError::HostKeyMismatch(c) => FailureReason::HostKeyMismatch {
+            algorithm: c.algorithm.clone(),
+            fingerprint: c.fingerprint.clone(),
+            recorded_fingerprint: c.recorded_fingerprint.clone(),
+            known_hosts: c.known_hosts.clone(),
+            line: c.line,
         },
-        TransportError::AuthFailed { user, tried } => FailureReason::AuthFailed {
+        TransportError::HostCertificate { reason, .. } => FailureReason::HostCertificateInvalid {
+            reason: reason.clone(),
+        },
+        TransportError::AuthFailed {
+            user,
+            tried,
+            accepted,
+            ..
+        } => FailureReason::AuthFailed {
             user: user.clone(),
             tried: tried.clone(),
+            accepted: accepted.clone(),
+        },
+        TransportError::Jump { jump, source } => FailureReason::JumpHost {
+            jump: jump.clone(),
+            reason: Box::new(transport_failure(source)),
         },
         other => FailureReason::Connection {
             message: other.to_string(),

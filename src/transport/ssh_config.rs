@@ -457,9 +457,11 @@ fn parse(text: &str, path: &Path) -> Result<Vec<RawEntry>, SshConfigError> {
                     "no" | "false" | "off" => StrictHostKeyChecking::No,
                     "accept-new" => StrictHostKeyChecking::AcceptNew,
                     "ask" => StrictHostKeyChecking::Ask,
-                    other => return Err(err(format!(
+                    other => {
+                        return Err(err(format!(
                         "StrictHostKeyChecking: expected yes, no, accept-new or ask, got `{other}`"
-                    ))),
+                    )))
+                    }
                 }))
             }
             "hostkeyalias" => set(Setting::HostKeyAlias(one(&args)?)),
