@@ -314,6 +314,13 @@ pub enum FailureReason {
         /// Why.
         reason: String,
     },
+    /// A jump host could not open a connection to the next hop.
+    ForwardFailed {
+        /// `host:port` of the next hop.
+        target: String,
+        /// The jump host's reason.
+        reason: String,
+    },
     /// A jump host (`ProxyJump`) failed; `reason` says how.
     JumpHost {
         /// The hop as written and its address.
@@ -389,6 +396,9 @@ impl std::fmt::Display for FailureReason {
                 write!(f, "host certificate is not valid: {reason}")
             }
             FailureReason::JumpHost { jump, reason } => write!(f, "jump host {jump}: {reason}"),
+            FailureReason::ForwardFailed { target, reason } => {
+                write!(f, "could not open a connection to {target}: {reason}")
+            }
             FailureReason::Connection { message } => write!(f, "connection failed: {message}"),
             FailureReason::AuthFailed {
                 user,

@@ -536,6 +536,10 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
             tried: tried.clone(),
             accepted: accepted.clone(),
         },
+        TransportError::ChannelOpen { target, reason } => FailureReason::ForwardFailed {
+            target: target.clone(),
+            reason: reason.clone(),
+        },
         TransportError::Jump { jump, source } => FailureReason::JumpHost {
             jump: jump.clone(),
             reason: Box::new(transport_failure(source)),

@@ -356,9 +356,9 @@ impl Stage {
     fn timed_out(self) -> &'static str {
         match self {
             Stage::Resolve => "the name did not resolve in time",
-            Stage::Tcp => "no answer to the TCP connect (the host is down, or a firewall drops the packets)",
+            Stage::Tcp => "no answer to the TCP connect; the host is down or a firewall drops the packets",
             Stage::Channel => "the jump host did not open the channel in time",
-            Stage::Handshake => "connected, but the SSH handshake did not complete (the server sent nothing, or stalled)",
+            Stage::Handshake => "connected, but the SSH handshake did not complete; the server sent nothing or stalled",
             Stage::Login => "login did not complete in time",
         }
     }
@@ -393,6 +393,7 @@ async fn connect_hop(
         known_hosts: options.known_hosts.clone(),
         policy: options.host_key_policy,
         negotiated: negotiated.clone(),
+        certified: false,
     };
     let config = Arc::new(config);
     let handshake = |result: Result<Handle<ClientHandler>, TransportError>| {
@@ -942,6 +943,8 @@ pub struct ClientHandler {
     known_hosts: PathBuf,
     policy: HostKeyPolicy,
     negotiated: Arc<Mutex<Option<Negotiated>>>,
+    /// The host proved itself with a certificate (named so in [`Negotiated`]).
+    certified: bool,
 }
 
 impl ClientHandler {
@@ -1091,7 +1094,10 @@ impl client::Handler for ClientHandler {
     ) -> Result<bool, Self::Error> {
         match server_public_key {
             russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => self.check_key(key),
-            russh::keys::PublicKeyOrCertificate::Certificate(cert) => self.check_certificate(cert),
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
+                self.certified = true;
+                self.check_certificate(cert)
+            }
         }
     }
 
@@ -1107,7 +1113,11 @@ impl client::Handler for ClientHandler {
             .expect("negotiated lock is never poisoned: no panics inside") = Some(Negotiated {
             kex: names.kex.as_ref().to_string(),
             cipher: names.cipher.as_ref().to_string(),
-            host_key: names.key.as_str().to_string(),
+            host_key: if self.certified {
+                names.key.to_certificate_type()
+            } else {
+                names.key.as_str().to_string()
+            },
         });
         Ok(())
     }
