@@ -309,6 +309,34 @@ pub struct InventorySpec {
     /// The hosts.
     #[serde(default)]
     pub hosts: Vec<Host>,
+    /// More hosts and groups, read from an Ansible inventory when the fleet repo is loaded:
+    /// its dynamic-inventory JSON (`ansible-inventory --list`, an inventory script's
+    /// `--list`) or a static INI or YAML inventory, from a file or from a command's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ansible: Option<AnsibleSource>,
+}
+
+/// Where an Inventory's Ansible hosts come from: exactly one of `file` and `command`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnsibleSource {
+    /// A file, without control characters, relative to the fleet repo (inside it unless the
+    /// controller allows another directory): JSON, INI or YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub file: Option<String>,
+    /// A program and its arguments, run on the controller in the fleet repo (never through a
+    /// shell; needs the controller's `--allow-local-commands`), whose standard output is the
+    /// inventory, e.g. `[inventory/ec2.py, --list]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[^\x00]{1,4096}$")))]
+    pub command: Option<Vec<String>>,
+    /// How long the command may run (duration, default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Variables imported as host labels (for selectors), e.g. `[env, region]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A named group of hosts.

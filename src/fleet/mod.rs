@@ -5,6 +5,7 @@
 //! problem becomes a [`Diagnostic`]. Documents that fail their schema are left out of the
 //! [`Fleet`]; semantic checks ([`crate::validate`]) run on what is left.
 
+mod external;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -245,11 +246,6 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
             hasher.update(b);
         }
     }
-    fleet.digest = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     fleet.commit = head_commit(root);
     for (rel, bytes) in sources {
         let text = match bytes {
@@ -300,6 +296,13 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
         add_file(&mut fleet, &mut diags, &rel, &text);
         fleet.files.push(rel);
     }
+    // Inventories read from Ansible sources count in the digest too.
+    external::expand(&mut fleet, &mut diags, &mut hasher);
+    fleet.digest = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok((fleet, diags))
 }
 
