@@ -465,6 +465,10 @@ impl<O: Observer> Reconciler<O> {
     pub fn run(&mut self) {
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = self.step(Timestamp::now);
+            if !wait.is_zero() {
+                // Says the loop is idle and alive (operators and tests read it).
+                tracing::info!("waiting {}s until the next reconcile", wait.as_secs());
+            }
             let until = std::time::Instant::now() + wait;
             while !self.shutdown.load(Ordering::SeqCst) && std::time::Instant::now() < until {
                 std::thread::sleep(

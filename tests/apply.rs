@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::cli::text;
+use common::cli::{text, Running};
 use common::lab::{deb, rpm, write, Lab};
 
 fn pk(lab: &Lab) -> Command {
@@ -67,18 +67,14 @@ fn journal(lab: &Lab) -> String {
     std::fs::read_to_string(lab.dir().join(".patchkeeper/journal.jsonl")).unwrap_or_default()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn apply_command(lab: &Lab, extra: &[&str]) -> Command {
+    let mut cmd = pk(lab);
+    cmd.arg("apply").args(extra);
+    cmd
 }
 
 fn spawn_apply(lab: &Lab, extra: &[&str]) -> Child {
-    pk(lab)
-        .arg("apply")
-        .args(extra)
+    apply_command(lab, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -223,17 +219,16 @@ fn host_stopped_mid_rollout_is_unreachable_and_counts_against_the_budget() {
         "  parallelism: 1\n  failureBudget: 0\n",
     );
     commit(&lab, "canary then the rest, budget 0");
-    // The canary is slow, so deb-2 can be stopped while the rollout runs.
-    lab.slow_host("deb-1", 2);
+    // The canary's transaction is held in flight while deb-2 is stopped: deb-2 goes down
+    // while the rollout runs, before its batch starts.
+    lab.hold_host("deb-1");
     let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("the canary to start", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"host-started\"")
-    });
+    lab.wait_held("deb-1");
     lab.stop_host("deb-2");
+    lab.release_host("deb-1");
     let out = child.wait_with_output().unwrap();
     let all = text(&out);
     lab.start_host("deb-2");
-    lab.slow_host("deb-1", 0);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "compliant", "{all}");
@@ -403,14 +398,11 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
     commit(&lab, "baseline: libpk 1.2");
-    lab.slow_host("deb-1", 2);
+    // The first apply is provably running (its transaction held) while the second starts.
+    lab.hold_host("deb-1");
     let first = spawn_apply(&lab, &["--auto-approve"]);
     let lock = lab.dir().join(".patchkeeper/apply.lock");
-    wait_for(
-        "the first apply to take the lock",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")),
-    );
+    lab.wait_held("deb-1");
     let second = apply(&lab, &["--auto-approve"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
@@ -422,8 +414,8 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
         "{}",
         text(&second)
     );
+    lab.release_host("deb-1");
     let first = first.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     // A dead holder's lock is stale: reported with the command that breaks it.
@@ -642,18 +634,18 @@ fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
         "  parallelism: 1\n",
     );
     commit(&lab, "one host at a time");
-    lab.slow_host("deb-1", 2);
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("deb-1's transaction", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
-    });
+    // SIGTERM arrives while deb-1's transaction is provably in flight (held).
+    lab.hold_host("deb-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    lab.wait_held("deb-1");
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let out = child.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
+    child.wait_for_stderr("Interrupted: no new host starts", Duration::from_secs(60));
+    lab.release_host("deb-1");
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(5), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -696,21 +688,15 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
         &settings.replace("lockWait: 4s", "lockWait: 60s"),
     );
     commit(&lab, "lockWait 60s");
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for(
-        "apply to wait for the lock",
-        Duration::from_secs(60),
-        || journal(&lab).matches("\"type\":\"host-started\"").count() == 2,
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_for_stderr(
+        "waiting for the package manager lock",
+        Duration::from_secs(120),
     );
-    std::thread::sleep(Duration::from_secs(3));
     lab.unlock_host("deb-1");
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"),
-        "{all}"
-    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
 }
 

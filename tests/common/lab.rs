@@ -267,6 +267,12 @@ impl Lab {
         self.lab(&["slow-host", host, &seconds.to_string()]);
     }
 
+    /// Every SSH command on `host` hangs until its session is cut (`slow-host NAME forever`):
+    /// a host that logs in and never answers, whatever the machine's speed.
+    pub fn hang_host(&self, host: &str) {
+        self.lab(&["slow-host", host, "forever"]);
+    }
+
     /// Arms `host`'s hold point: its next package transaction (apt/dpkg: before dpkg
     /// configures what it unpacked; dnf/rpm: in the new package's `%post`) stops there, lock
     /// held, until [`Lab::release_host`].
