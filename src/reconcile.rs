@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 
 use crate::apply::lock::FleetLock;
-use crate::apply::run::recover_fleet;
+use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Progress, Stop, SystemClock};
 use crate::observed::ObservedFleet;
 use crate::plan::{Plan, PlanInput, Simulations};
@@ -352,12 +352,17 @@ impl Executor for EngineExecutor {
         let state = crate::apply::state_dir(&self.repo);
         let _lock = FleetLock::acquire(&state, &self.repo, &run, stale_after, false)
             .map_err(|e| e.to_string())?;
-        let recovered = self
-            .runtime
-            .block_on(recover_fleet(fleet, &self.repo, &run))?;
-        for line in recovered {
-            tracing::warn!("an earlier apply left a host in flight: {line}");
+        let recoveries =
+            self.runtime
+                .block_on(recover_fleet(fleet, &self.repo, &run, &LogProgress))?;
+        for r in &recoveries {
+            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
         }
+        let blocked = recoveries
+            .iter()
+            .filter(|r| !r.recovered)
+            .map(|r| (r.host.clone(), r.blocked_reason()))
+            .collect();
         let plan_id = crate::apply::plan_id(plan);
         let entries = journal::read(&state).map_err(|e| e.to_string())?;
         let finished = journal::finished(&entries, &plan_id);
@@ -375,6 +380,7 @@ impl Executor for EngineExecutor {
             clock: Arc::new(SystemClock),
             stop: self.stop.clone(),
             progress: Arc::new(LogProgress),
+            blocked,
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(

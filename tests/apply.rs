@@ -729,3 +729,210 @@ fn rollback_says_plainly_when_the_old_versions_cannot_be_obtained() {
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
 }
+
+/// Adds lines under `spec:` of the lab's Settings (e.g. `  apply:\n    lockWait: 1s\n`) and,
+/// when given, an `ssh.commandTimeout`.
+fn settings(lab: &Lab, command_timeout: Option<&str>, extra: &str) {
+    let mut text = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    if let Some(t) = command_timeout {
+        text = text.replace(
+            "    knownHosts: .lab/known_hosts\n",
+            &format!("    knownHosts: .lab/known_hosts\n    commandTimeout: {t}\n"),
+        );
+    }
+    text.push_str(extra);
+    write(lab, "patchkeeper.yaml", &text);
+}
+
+/// The longest "the package transaction is still running after Ns" apply said for `host`.
+fn still_running_secs(stderr: &str, host: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(&format!("host={host} ")))
+        .filter_map(|l| {
+            let rest = l
+                .split("the package transaction is still running after ")
+                .nth(1)?;
+            rest.split('s').next()?.parse().ok()
+        })
+        .max()
+}
+
+#[test]
+fn a_transaction_slower_than_the_command_deadline_is_waited_for_and_verified() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    // Commands get 16 s; a transaction used to get 16 s + lockWait (1 s) and then be killed.
+    settings(&lab, Some("16s"), "  apply:\n    lockWait: 1s\n");
+    commit(&lab, "16 s command deadline");
+    lab.hold_host("deb-1");
+    lab.hold_host("rpm-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_until("both transactions held", Duration::from_secs(300), |_| {
+        lab.is_held("deb-1") && lab.is_held("rpm-1")
+    });
+    // apply says, every 8 s, that it still waits: once it says so past 17 s, the old
+    // deadline has passed for both hosts.
+    child.wait_until(
+        "'still running after' more than 17 s on both hosts",
+        Duration::from_secs(300),
+        |stderr| {
+            ["deb-1", "rpm-1"]
+                .iter()
+                .all(|h| still_running_secs(stderr, h).is_some_and(|s| s > 17))
+        },
+    );
+    // Not signalled: both package managers are still at their hold points.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(lab.pm_processes("rpm-1"), ["dnf"]);
+    lab.release_host("deb-1");
+    lab.release_host("rpm-1");
+    let out = child.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["deb-1", "rpm-1"] {
+        assert_eq!(outcome(&stdout, host), "compliant", "{all}");
+        assert!(
+            row(&stdout, host).contains("versions and integrity verified"),
+            "{all}"
+        );
+    }
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+    assert_eq!(
+        journal(&lab)
+            .matches("\"type\":\"transaction-finished\"")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_left_running_and_recovered_once_its_lock_is_free() {
+    let lab = Lab::up(1, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    settings(
+        &lab,
+        None,
+        "  apply:\n    transactionTimeout: 3s\n    lockWait: 10m\n",
+    );
+    commit(&lab, "transactions get 3 s");
+    lab.hold_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1").contains(
+            "the package transaction is still running after 3s (apply.transactionTimeout); it was not signalled and is left in flight"
+        ),
+        "{all}"
+    );
+    // Told the truth: apt and dpkg still run, mid-transaction; the journal has it in flight.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 iU");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
+            && !j.contains("\"type\":\"transaction-finished\"")
+            && !j.contains("\"type\":\"host-done\""),
+        "{j}"
+    );
+    // The next apply's recovery waits for the lock the transaction still holds, then
+    // repairs what it left and says so only once the host re-observes consistent.
+    let mut rerun = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    rerun.wait_for_stderr(
+        "recovery: waiting for the package manager lock",
+        Duration::from_secs(120),
+    );
+    lab.release_host("deb-1");
+    let out = rerun.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run")
+            && stderr.contains("re-observed: the package database is consistent"),
+        "{all}"
+    );
+    assert!(journal(&lab).contains("\"type\":\"recovered\""));
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .) && dpkg --verify libpk");
+}
+
+#[test]
+fn a_failed_recovery_is_journaled_as_failed_and_the_host_is_left_alone() {
+    let lab = Lab::up(2, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    settings(&lab, None, "  apply:\n    lockWait: 2s\n");
+    commit(&lab, "lockWait 2s");
+    // deb-1 was in flight in a run that died, and its package manager is still locked.
+    std::fs::create_dir_all(lab.dir().join(".patchkeeper")).unwrap();
+    std::fs::write(
+        lab.dir().join(".patchkeeper/journal.jsonl"),
+        "{\"at\":\"2026-11-25T10:00:00Z\",\"run\":\"killed-run\",\"plan\":\"p\",\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\",\"command\":\"apt-get install -y -q libpk=1.2-1\"}}\n",
+    )
+    .unwrap();
+    lab.lock_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run killed-run")
+            && stderr.contains("after waiting 2s (apply.lockWait); not repaired; not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1")
+            .contains("not started: recovering its interrupted transaction failed"),
+        "{all}"
+    );
+    // The others go on.
+    assert_eq!(outcome(&stdout, "deb-2"), "compliant", "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"recovery-failed\"")
+            && !j.contains("\"type\":\"recovered\""),
+        "{j}"
+    );
+
+    // Unlocked, but the repair itself fails: pk-broken 1.1-1 is unpacked and its postinst
+    // fails when `dpkg --configure -a` runs it.
+    lab.unlock_host("deb-1");
+    lab.run_ok(
+        "deb-1",
+        "cd /tmp && apt-get download -q pk-broken=1.1-1 && dpkg --unpack pk-broken_1.1-1_all.deb",
+    );
+    assert_eq!(deb(&lab, "deb-1", "pk-broken"), "1.1-1 iU");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("running `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a`; `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a` failed (exit 1)")
+            && stderr.contains("not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    let j = journal(&lab);
+    assert_eq!(j.matches("\"type\":\"recovery-failed\"").count(), 2, "{j}");
+    assert!(!j.contains("\"type\":\"recovered\""), "{j}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+}

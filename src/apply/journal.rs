@@ -99,11 +99,20 @@ pub enum Event {
         /// Why, in words.
         detail: Vec<String>,
     },
-    /// A host left in flight by an earlier run was re-observed (and repaired).
+    /// A host left in flight by an earlier run was re-observed (and repaired): it is
+    /// consistent again. Written only when that was verified.
     Recovered {
         /// The run it was in flight in.
         of_run: String,
         /// What was found and done.
+        detail: Vec<String>,
+    },
+    /// Recovering a host left in flight failed (unreachable, still locked, repair or
+    /// re-observation failed): it stays in flight, and this run does not touch it.
+    RecoveryFailed {
+        /// The run it was in flight in.
+        of_run: String,
+        /// What was found and tried.
         detail: Vec<String>,
     },
     /// The run ended.
@@ -125,6 +134,7 @@ impl Event {
             Event::Rebooted { .. } => "rebooted",
             Event::HostDone { .. } => "host-done",
             Event::Recovered { .. } => "recovered",
+            Event::RecoveryFailed { .. } => "recovery-failed",
             Event::RunFinished => "run-finished",
         }
     }
@@ -241,6 +251,8 @@ pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
             Event::Recovered { of_run, .. } => {
                 open.remove(&(of_run.clone(), host.clone()));
             }
+            // The host stays in flight in the run that left it; the attempt opens nothing.
+            Event::RecoveryFailed { .. } => {}
             ev => {
                 let slot = open
                     .entry((e.run.clone(), host.clone()))
@@ -321,6 +333,18 @@ mod tests {
         assert_eq!(open[0].host, "a");
         assert_eq!(open[0].last_event, "transaction-started");
         assert!(open[0].in_transaction);
+        // A failed recovery leaves it in flight (and opens nothing for its own run).
+        entries.push(entry(
+            "r2",
+            "a",
+            Event::RecoveryFailed {
+                of_run: "r1".into(),
+                detail: vec!["still locked".into()],
+            },
+        ));
+        let open = in_flight(&entries);
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].run.as_str(), open[0].host.as_str()), ("r1", "a"));
         entries.push(entry(
             "r2",
             "a",

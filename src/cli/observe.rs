@@ -262,6 +262,17 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
     }
 }
 
+/// Recovery's live steps (waiting for a lock, running a repair) on stderr.
+struct RecoveryLines;
+
+impl crate::apply::Progress for RecoveryLines {
+    fn host(&self, host: &str, message: &str) {
+        eprintln!("  {host}: {message}");
+    }
+
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
 /// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
 /// when no apply is running now (its hosts are in flight legitimately).
 fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
@@ -281,11 +292,19 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
     };
     let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
     match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
-        Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
-            Ok(lines) if !lines.is_empty() => {
-                eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
-                for l in lines {
-                    eprintln!("  {l}");
+        Ok(_lock) => match runtime.block_on(crate::apply::recover::recover_fleet(
+            fleet,
+            repo,
+            &run,
+            &RecoveryLines,
+        )) {
+            Ok(recoveries) if !recoveries.is_empty() => {
+                eprintln!(
+                    "An earlier apply did not finish; {} host(s) were in flight:",
+                    recoveries.len()
+                );
+                for r in recoveries {
+                    eprintln!("  {}", r.line());
                 }
             }
             Ok(_) => {}

@@ -94,15 +94,27 @@ impl Running {
     /// Waits (up to `timeout`) until standard error contains `needle`; panics with the output
     /// so far when the process exits or the time is up first.
     pub fn wait_for_stderr(&mut self, needle: &str, timeout: std::time::Duration) {
+        self.wait_until(needle, timeout, |stderr| stderr.contains(needle));
+    }
+
+    /// Waits (up to `timeout`) until `done(stderr so far)` holds; panics naming `what` with
+    /// the output so far when the process exits or the time is up first.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&str) -> bool,
+    ) {
+        let needle = what;
         let start = std::time::Instant::now();
-        while !self.stderr().contains(needle) {
+        while !done(&self.stderr()) {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 // The pipes close with the process: read the last bytes before judging.
                 for r in self.readers.drain(..) {
                     let _ = r.join();
                 }
                 assert!(
-                    self.stderr().contains(needle),
+                    done(&self.stderr()),
                     "exited ({status}) before printing `{needle}`:\n{}",
                     self.stderr()
                 );
