@@ -147,3 +147,28 @@ impl Running {
         }
     }
 }
+
+impl Running {
+    /// Waits for the process like [`Running::wait`] and also returns its peak resident set
+    /// size in KiB (`ru_maxrss` of `wait4`: the kernel's own high-water mark, exact at exit).
+    pub fn wait_with_peak_rss(mut self) -> (Output, u64) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        let mut status: libc::c_int = 0;
+        // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our own unreaped child; status and usage point to live locals. std's
+        // Child is never waited for afterwards (it does not wait on drop).
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let out = Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: std::mem::take(&mut *self.stdout.lock().unwrap()),
+            stderr: std::mem::take(&mut *self.stderr.lock().unwrap()),
+        };
+        (out, u64::try_from(usage.ru_maxrss).unwrap_or(0))
+    }
+}
