@@ -260,7 +260,8 @@ pub struct ApplySettings {
     /// Minimum free disk space on `/var` before installing, in MiB (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mib: Option<u64>,
-    /// An apply lock older than this is reported stale (duration, default `6h`).
+    /// Ignored (kept so existing repos validate): the apply lock is an OS file lock that the
+    /// kernel releases when its holder exits, so it is never stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock_after: Option<String>,
 }

@@ -339,19 +339,13 @@ impl Progress for LogProgress {
 impl Executor for EngineExecutor {
     fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
         use crate::apply::journal::{self, Journal};
-        let settings = fleet.settings();
-        let stale_after = crate::duration::parse_duration(
-            settings.apply.stale_lock_after.as_deref().unwrap_or("6h"),
-        )
-        .unwrap_or(Duration::from_secs(6 * 3600));
         let run = format!(
             "{}-serve-{}",
             Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
             std::process::id()
         );
         let state = crate::apply::state_dir(&self.repo);
-        let _lock = FleetLock::acquire(&state, &self.repo, &run, stale_after, false)
-            .map_err(|e| e.to_string())?;
+        let _lock = FleetLock::acquire(&state, &run).map_err(|e| e.to_string())?;
         let recoveries =
             self.runtime
                 .block_on(recover_fleet(fleet, &self.repo, &run, &LogProgress))?;

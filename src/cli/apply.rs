@@ -43,9 +43,10 @@ pub struct Args {
     /// the fleet repo is a clean Git checkout).
     #[arg(long)]
     no_report: bool,
-    /// Break a stale fleet lock (whose holder is gone or too old) before applying; a live
-    /// holder's lock is never broken.
-    #[arg(long)]
+    /// Accepted for compatibility and does nothing: the fleet lock is an OS file lock that
+    /// the kernel releases when its holder exits (a killed apply included), so there is no
+    /// stale lock to break; a running apply's lock is never broken.
+    #[arg(long, hide_short_help = true)]
     break_lock: bool,
 }
 
@@ -115,15 +116,18 @@ pub fn run(args: Args) -> u8 {
     // Said before anything runs: whether this run will be on the reports branch.
     let report_to = super::audit::report_commit(&fleet, &repo, args.no_report);
     let settings = fleet.settings();
-    let stale_after =
-        crate::duration::parse_duration(settings.apply.stale_lock_after.as_deref().unwrap_or("6h"))
-            .unwrap_or(std::time::Duration::from_secs(6 * 3600));
+    if args.break_lock {
+        eprintln!("note: --break-lock is no longer needed and does nothing: the fleet lock is released by the kernel when its holder exits");
+    }
+    if settings.apply.stale_lock_after.is_some() {
+        eprintln!("note: apply.staleLockAfter is ignored: the fleet lock is released by the kernel when its holder exits, so it is never stale");
+    }
     let run = run_id();
     let state = apply::state_dir(&repo);
-    let _lock = match FleetLock::acquire(&state, &repo, &run, stale_after, args.break_lock) {
+    let _lock = match FleetLock::acquire(&state, &run) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}\n\nhint: wait for it to finish; the lock is released the moment its process exits");
             return super::EXIT_ERROR;
         }
     };
@@ -137,13 +141,12 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
-    // SIGINT/SIGTERM: before any host is touched, stop at once (releasing the lock); while
+    // SIGINT/SIGTERM: before any host is touched, stop at once (exiting releases the lock); while
     // executing, stop starting hosts and let running transactions finish.
     let stop = Arc::new(Stop::default());
     let executing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let (stop, executing) = (stop.clone(), executing.clone());
-        let lock_path = _lock.path().to_path_buf();
         runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term)) = (
@@ -157,7 +160,6 @@ pub fn run(args: Args) -> u8 {
                 _ = term.recv() => {},
             }
             if !executing.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = std::fs::remove_file(&lock_path);
                 eprintln!("\nInterrupted before any host was changed");
                 std::process::exit(130);
             }

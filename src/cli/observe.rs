@@ -181,10 +181,8 @@ fn observe_fleet(
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(observed).map_err(std::io::Error::other)?;
     text.push('\n');
-    // Write then rename, so a reader never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // Atomic and durable: a reader never sees half a file, a crash never leaves one.
+    crate::durable::write(path, text.as_bytes())
 }
 
 fn row(host: &ObservedHost) -> [String; 7] {
@@ -290,8 +288,7 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
     else {
         return;
     };
-    let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
-    match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
+    match crate::apply::lock::FleetLock::acquire(&state, &run) {
         Ok(_lock) => match runtime.block_on(crate::apply::recover::recover_fleet(
             fleet,
             repo,
