@@ -165,3 +165,70 @@ fn unreadable_window_file_exits_1_and_points_at_validate() {
                 .and(predicate::str::contains("patchkeeper validate")),
         );
 }
+
+/// A repo with one window.
+fn repo_with(name: &str, spec: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        &format!("windows/{name}.yaml"),
+        &window(name, spec),
+    );
+    dir
+}
+
+fn json(dir: &Path, at: &str) -> serde_json::Value {
+    let out = windows(dir, &["--at", at, "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("json")
+}
+
+#[test]
+fn a_weekend_of_minutes_has_exact_bounds() {
+    // Every minute of Saturday and Sunday for 30m: one window, Saturday 00:00 to Monday
+    // 00:29 in Berlin.
+    let dir = repo_with(
+        "weekend",
+        "  schedule: \"* * * * SAT,SUN\"\n  duration: 30m\n  cutoff: 15m\n  timezone: Europe/Berlin\n",
+    );
+    for at in ["2026-01-31T12:00:00Z", "2026-02-01T22:50:00Z"] {
+        let w = &json(dir.path(), at)["windows"][0];
+        assert_eq!(w["state"], "open", "{at}: {w}");
+        assert_eq!(w["since"], "2026-01-30T23:00:00Z", "{at}: {w}");
+        assert_eq!(w["closes"], "2026-02-01T23:29:00Z", "{at}: {w}");
+        assert_eq!(w["cutoff_at"], "2026-02-01T23:14:00Z", "{at}: {w}");
+    }
+    // Closed: the next opening and when it closes.
+    let w = &json(dir.path(), "2026-02-03T12:00:00Z")["windows"][0];
+    assert_eq!(w["state"], "closed", "{w}");
+    assert_eq!(w["next_open"], "2026-02-06T23:00:00Z", "{w}");
+    assert_eq!(w["closes"], "2026-02-08T23:29:00Z", "{w}");
+    assert_eq!(w["cutoff_at"], "2026-02-08T23:14:00Z", "{w}");
+    // Text: no "since always", no "closes never".
+    windows(dir.path(), &["--at", "2026-02-01T22:50:00Z"])
+        .success()
+        .stdout(predicate::str::contains(
+            "weekend: open\n  schedule   `* * * * SAT,SUN` for 30m, cutoff 15m, in Europe/Berlin\n  \
+             since      2026-01-31 00:00:00 CET (1d 23h 50m ago)\n  \
+             cutoff at  2026-02-02 00:14:00 CET (in 24m)\n  \
+             closes     2026-02-02 00:29:00 CET (in 39m)\n",
+        ));
+}
+
+#[test]
+fn a_gap_ending_at_midnight_opens_for_the_scheduled_day() {
+    // America/Nuuk on 2026-03-28: Saturday 23:00 -02 jumps to Sunday 00:00 -01 (01:00Z).
+    let dir = repo_with(
+        "saturday",
+        "  schedule: \"30 23 * * 6\"\n  duration: 1h\n  timezone: America/Nuuk\n",
+    );
+    let w = &json(dir.path(), "2026-03-28T20:00:00Z")["windows"][0];
+    assert_eq!(w["next_open"], "2026-03-29T01:00:00Z", "{w}");
+    assert_eq!(w["closes"], "2026-03-29T02:00:00Z", "{w}");
+    let w = &json(dir.path(), "2026-03-29T01:15:00Z")["windows"][0];
+    assert_eq!(w["state"], "open", "{w}");
+    assert_eq!(w["since"], "2026-03-29T01:00:00Z", "{w}");
+}
