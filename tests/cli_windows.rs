@@ -101,7 +101,7 @@ fn json_during_a_freeze() {
     assert_eq!(nightly["reason"], "frozen");
     assert_eq!(nightly["freeze"]["name"], "year-end");
     assert_eq!(nightly["freeze"]["until"], "2027-01-03T23:00:00Z");
-    assert_eq!(nightly["next_open"], "2027-01-04T01:30:00Z");
+    assert_eq!(nightly["nextOpen"], "2027-01-04T01:30:00Z");
     assert_eq!(v["windows"][0]["state"], "open");
     assert_eq!(v["windows"][0]["closes"], serde_json::Value::Null);
 }
@@ -199,14 +199,14 @@ fn a_weekend_of_minutes_has_exact_bounds() {
         assert_eq!(w["state"], "open", "{at}: {w}");
         assert_eq!(w["since"], "2026-01-30T23:00:00Z", "{at}: {w}");
         assert_eq!(w["closes"], "2026-02-01T23:29:00Z", "{at}: {w}");
-        assert_eq!(w["cutoff_at"], "2026-02-01T23:14:00Z", "{at}: {w}");
+        assert_eq!(w["cutoffAt"], "2026-02-01T23:14:00Z", "{at}: {w}");
     }
     // Closed: the next opening and when it closes.
     let w = &json(dir.path(), "2026-02-03T12:00:00Z")["windows"][0];
     assert_eq!(w["state"], "closed", "{w}");
-    assert_eq!(w["next_open"], "2026-02-06T23:00:00Z", "{w}");
+    assert_eq!(w["nextOpen"], "2026-02-06T23:00:00Z", "{w}");
     assert_eq!(w["closes"], "2026-02-08T23:29:00Z", "{w}");
-    assert_eq!(w["cutoff_at"], "2026-02-08T23:14:00Z", "{w}");
+    assert_eq!(w["cutoffAt"], "2026-02-08T23:14:00Z", "{w}");
     // Text: no "since always", no "closes never".
     windows(dir.path(), &["--at", "2026-02-01T22:50:00Z"])
         .success()
@@ -226,9 +226,43 @@ fn a_gap_ending_at_midnight_opens_for_the_scheduled_day() {
         "  schedule: \"30 23 * * 6\"\n  duration: 1h\n  timezone: America/Nuuk\n",
     );
     let w = &json(dir.path(), "2026-03-28T20:00:00Z")["windows"][0];
-    assert_eq!(w["next_open"], "2026-03-29T01:00:00Z", "{w}");
+    assert_eq!(w["nextOpen"], "2026-03-29T01:00:00Z", "{w}");
     assert_eq!(w["closes"], "2026-03-29T02:00:00Z", "{w}");
     let w = &json(dir.path(), "2026-03-29T01:15:00Z")["windows"][0];
     assert_eq!(w["state"], "open", "{w}");
     assert_eq!(w["since"], "2026-03-29T01:00:00Z", "{w}");
+}
+
+#[test]
+fn json_is_camel_case_and_matches_its_schema() {
+    let dir = repo();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/windows.schema.json"
+        ))
+        .expect("schema file"),
+    )
+    .expect("schema json");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for at in [
+        "2026-03-29T00:59:00Z",
+        "2026-12-24T11:00:00Z",
+        "2026-11-28T04:45:00Z",
+    ] {
+        let v = json(dir.path(), at);
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{at}: {errors:?}");
+        for w in v["windows"].as_array().expect("list") {
+            let keys: Vec<&String> = w.as_object().expect("object").keys().collect();
+            assert!(
+                keys.iter().all(|k| !k.contains('_')),
+                "{at}: snake_case key in {keys:?}"
+            );
+            assert!(
+                w.get("nextOpen").is_some() && w.get("cutoffAt").is_some(),
+                "{w}"
+            );
+        }
+    }
 }

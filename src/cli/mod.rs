@@ -15,7 +15,7 @@ mod schema;
 mod serve;
 mod validate;
 mod version;
-mod windows;
+pub mod windows;
 
 /// Exit code: success, nothing to report.
 pub const EXIT_OK: u8 = 0;
