@@ -38,6 +38,7 @@ use crate::duration::parse_duration;
 use crate::model::MaintenanceWindowSpec;
 use schedule::Schedule;
 
+mod cron_field;
 mod schedule;
 #[cfg(test)]
 mod tests;
@@ -253,8 +254,6 @@ fn finite(t: Timestamp) -> Option<Timestamp> {
     (t != Timestamp::MIN && t != Timestamp::MAX).then_some(t)
 }
 
-const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
-
 fn cron_parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Disallowed)
@@ -262,31 +261,59 @@ fn cron_parser() -> CronParser {
         .build()
 }
 
-/// Parses a 5-field cron schedule; the error names the field at fault where it can.
-fn parse_schedule(s: &str) -> Result<Cron, String> {
+/// Parses a 5-field cron schedule; the errors name every field at fault, each with its own
+/// problem.
+fn parse_schedule(s: &str) -> Result<Cron, Vec<String>> {
     let fields: Vec<&str> = s.split_whitespace().collect();
-    if !s.trim_start().starts_with('@') && fields.len() != 5 {
-        return Err(format!(
+    if s.trim_start().starts_with('@') {
+        return cron_parser().parse(s).map_err(|_| {
+            vec![format!(
+                "invalid schedule {s:?}: unknown shortcut (expected `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily` or `@hourly`, or 5 fields)"
+            )]
+        });
+    }
+    if fields.len() != 5 {
+        return Err(vec![format!(
             "invalid schedule {s:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {}",
             fields.len()
-        ));
+        )]);
+    }
+    let blame = |i: usize, why: String| {
+        format!(
+            "invalid schedule {s:?}: {} field {:?}: {why}",
+            cron_field::FIELDS[i].name,
+            fields[i]
+        )
+    };
+    // Our reading of each field first: it names every bad field in the user's words, and
+    // refuses what croner would misread (`JANJAN` as November).
+    let problems: Vec<String> = (0..5)
+        .filter_map(|i| {
+            cron_field::FIELDS[i]
+                .problem(fields[i])
+                .map(|why| blame(i, why))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(problems);
     }
     cron_parser().parse(s).map_err(|e| {
-        // croner does not say which field is wrong: find it by parsing each alone.
-        let culprit = (0..fields.len().min(5)).find(|&i| {
-            let mut probe = ["*"; 5];
-            probe[i] = fields[i];
-            cron_parser().parse(&probe.join(" ")).is_err()
-        });
-        let why = e.to_string();
-        let why = why.trim_end_matches('.');
-        let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
-        match culprit {
-            Some(i) => format!(
-                "invalid schedule {s:?}: {} field {:?}: {why}",
-                CRON_FIELDS[i], fields[i]
-            ),
-            None => format!("invalid schedule {s:?}: {why}"),
+        // croner neither says which field is wrong nor stops at one: try each alone.
+        let culprits: Vec<String> = (0..5)
+            .filter(|&i| {
+                let mut probe = ["*"; 5];
+                probe[i] = fields[i];
+                cron_parser().parse(&probe.join(" ")).is_err()
+            })
+            .map(|i| blame(i, cron_field::FIELDS[i].explain(fields[i])))
+            .collect();
+        if culprits.is_empty() {
+            let why = e.to_string();
+            let why = why.trim_end_matches('.');
+            let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
+            vec![format!("invalid schedule {s:?}: {why}")]
+        } else {
+            culprits
         }
     })
 }
@@ -387,8 +414,10 @@ impl CompiledWindow {
             .as_deref()
             .and_then(|s| match parse_schedule(s) {
                 Ok(cron) => Some(cron),
-                Err(message) => {
-                    errors.push(WindowError::new(WindowField::Schedule, message));
+                Err(messages) => {
+                    for message in messages {
+                        errors.push(WindowError::new(WindowField::Schedule, message));
+                    }
                     None
                 }
             });

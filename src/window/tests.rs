@@ -858,7 +858,25 @@ fn schedule_syntax() {
     assert_eq!(msg("0 2 * *"), "invalid schedule \"0 2 * *\": expected 5 fields (minute hour day-of-month month day-of-week), found 4");
     assert_eq!(
         msg("0 25 * * *"),
-        "invalid schedule \"0 25 * * *\": hour field \"25\": number out of bounds"
+        "invalid schedule \"0 25 * * *\": hour field \"25\": 25 is out of range (hours are 0-23)"
+    );
+    // Two bad fields: each with its own problem, in the words written.
+    assert_eq!(
+        errors(&spec("0 25 * * MON-FRY", "UTC", "1h")),
+        vec![
+            (
+                WindowField::Schedule,
+                "invalid schedule \"0 25 * * MON-FRY\": hour field \"25\": 25 is out of range (hours are 0-23)".to_owned()
+            ),
+            (
+                WindowField::Schedule,
+                "invalid schedule \"0 25 * * MON-FRY\": day-of-week field \"MON-FRY\": unknown day name `FRY` (did you mean `FRI`? days are SUN, MON, TUE, WED, THU, FRI, SAT or 0-7)".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        msg("@fortnightly"),
+        "invalid schedule \"@fortnightly\": unknown shortcut (expected `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily` or `@hourly`, or 5 fields)"
     );
     assert!(msg("0 2 * * FUNDAY")
         .starts_with("invalid schedule \"0 2 * * FUNDAY\": day-of-week field \"FUNDAY\": "));
