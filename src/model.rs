@@ -500,8 +500,10 @@ pub struct Freeze {
 pub enum HostCount {
     /// An absolute number of hosts.
     Absolute(u32),
-    /// A percentage of the hosts, written `"N%"`.
-    Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
+    /// A percentage of the hosts, written `"N%"`, at most `100%`.
+    // The pattern allows any number so that validation, not the schema, refuses `150%`
+    // with a message that says what is wrong.
+    Percent(#[schemars(regex(pattern = r"^[0-9]+%$"))] String),
 }
 
 /// Reboot policy after a successful transaction.
@@ -635,6 +637,15 @@ impl Selector {
 }
 
 impl HostCount {
+    /// The percentage of a `Percent` (`None` for an absolute count, or a number too large
+    /// to read).
+    pub fn percent(&self) -> Option<u64> {
+        match self {
+            HostCount::Absolute(_) => None,
+            HostCount::Percent(p) => p.trim_end_matches('%').parse().ok(),
+        }
+    }
+
     /// The number of hosts out of `total` (percentages round up, so `10%` of 5 is 1).
     pub fn of(&self, total: usize) -> usize {
         match self {
