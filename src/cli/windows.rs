@@ -13,7 +13,10 @@ use crate::window::{ClosedReason, CompiledWindow, WindowState};
 /// Flags of `patchkeeper windows`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read"
+    after_long_help = concat!(
+        "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read\n",
+        usage_exit!()
+    )
 )]
 pub struct Args {
     #[command(flatten)]
