@@ -739,14 +739,7 @@ impl<'a> Checker<'a> {
     fn unmanaged_hosts(&mut self, hosts: &[HostAt]) {
         let fleet = self.fleet;
         // With no baseline, or a broken one, "unmanaged" would be noise.
-        if fleet.baselines.is_empty()
-            || fleet.broken.incomplete
-            || fleet
-                .broken
-                .documents
-                .iter()
-                .any(|(k, _)| *k == Kind::Baseline)
-        {
+        if fleet.baselines.is_empty() || fleet.broken.may_have(Kind::Baseline) {
             return;
         }
         for h in hosts {
