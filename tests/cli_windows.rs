@@ -136,9 +136,22 @@ fn bad_at_is_a_usage_error() {
 #[test]
 fn repo_without_windows() {
     let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "inventory/hosts.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata:\n  name: hosts\nspec:\n  hosts:\n    - name: web-1\n",
+    );
     windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
         .success()
         .stdout("Maintenance windows at 2026-12-01T00:00:00Z\n\nno MaintenanceWindow documents in the fleet repo\n");
+}
+
+#[test]
+fn a_directory_without_fleet_documents_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .code(1)
+        .stderr(predicate::str::contains("error: no fleet documents in"));
 }
 
 #[test]

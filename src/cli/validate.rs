@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 const CODES_HELP: &str = concat!(
-    "Diagnostic codes are listed in docs/diagnostics.md.\n\nExit codes:\n  0  no errors (and, with --strict, no warnings)\n  1  errors found, or the repo could not be read\n",
+    "Diagnostic codes are listed in docs/diagnostics.md.\n\nExit codes:\n  0  no errors (and, with --strict, no warnings)\n  1  errors found, no fleet documents found, or the repo could not be read\n",
     usage_exit!()
 );
 

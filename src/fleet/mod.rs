@@ -237,9 +237,21 @@ impl BrokenNames {
     }
 }
 
-/// A fleet repo that cannot be read at all.
+/// A fleet repo that cannot be read at all, or holds nothing to read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// No YAML file holds a document: most likely not the fleet repo.
+    #[error(
+        "no fleet documents in `{}`: {} (expected YAML files with `apiVersion: patchkeeper.dev/v1` and a `kind` such as Inventory)\n\nhint: is `--repo` the fleet repo? (it defaults to the current directory)",
+        path.display(),
+        if *files == 0 { "it has no YAML files".to_owned() } else { format!("its {files} YAML file(s) hold no document") }
+    )]
+    NoDocuments {
+        /// The directory.
+        path: PathBuf,
+        /// How many YAML files it has (all empty).
+        files: usize,
+    },
     /// The root does not exist or is not a directory.
     #[error("fleet repo `{}` is not a directory", .0.display())]
     NotADirectory(PathBuf),
@@ -354,6 +366,7 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
         .map(|b| format!("{b:02x}"))
         .collect();
     fleet.commit = head_commit(root);
+    let mut documents = 0;
     for (rel, bytes) in sources {
         let text = match bytes {
             Ok(b) if b.len() > yaml::MAX_FILE_BYTES => {
@@ -403,14 +416,21 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
                 continue;
             }
         };
-        add_file(&mut fleet, &mut diags, &rel, &text);
+        documents += add_file(&mut fleet, &mut diags, &rel, &text);
         fleet.files.push(rel);
+    }
+    if documents == 0 && !diags.iter().any(Diagnostic::is_error) {
+        return Err(LoadError::NoDocuments {
+            path: root.to_owned(),
+            files: fleet.files.len(),
+        });
     }
     Ok((fleet, diags))
 }
 
-/// Reads one file's documents into the fleet (used by [`load`] and by tests).
-pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text: &str) {
+/// Reads one file's documents into the fleet (used by [`load`] and by tests); returns how
+/// many YAML documents the file holds (`0` also when it does not parse).
+pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text: &str) -> usize {
     let docs = match yaml::parse_documents(text) {
         Ok(d) => d,
         Err(e) => {
@@ -420,9 +440,10 @@ pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text
                 Location::new(rel, e.pos),
                 e.message,
             ));
-            return;
+            return 0;
         }
     };
+    let count = docs.len();
     if docs.is_empty() {
         diags.push(Diagnostic::new(
             Code::EmptyFile,
@@ -438,6 +459,7 @@ pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text
         };
         add_document(fleet, diags, origin, d.value);
     }
+    count
 }
 
 fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, value: Value) {
