@@ -673,6 +673,18 @@ impl<'a> Checker<'a> {
         managers: &BTreeSet<model::PackageManager>,
     ) {
         for (i, p) in packages.iter().enumerate() {
+            // The schema admits the union of the Debian and RPM name grammars; each host's
+            // own is checked here.
+            for pm in managers {
+                if let Err(e) = crate::package::check_name((*pm).into(), &p.name) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        origin.at(&format!("{pointer}/{i}/name")),
+                        e.to_string(),
+                    ));
+                    break;
+                }
+            }
             let Some(v) = &p.min_version else { continue };
             for pm in managers {
                 let eco = match pm {

@@ -60,6 +60,15 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Let hosts with `transport: local` run commands on this machine (observation, package
+    /// transactions, the rollout's pre/post/health commands). The fleet repo alone cannot.
+    #[arg(long, global = true, env = crate::trust::ALLOW_LOCAL_ENV, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_local_commands: bool,
+    /// A directory outside the fleet repo in which the repo may name files (SSH identity
+    /// files, known_hosts, the reports signing key, a local reports remote). Repeatable; the
+    /// environment variable takes a `:`-separated list.
+    #[arg(long, global = true, value_name = "DIR", env = crate::trust::ALLOW_PATHS_ENV, value_delimiter = ':')]
+    pub allow_path: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -142,6 +151,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    crate::trust::ControllerTrust {
+        local_commands: cli.allow_local_commands,
+        allowed_paths: cli.allow_path.clone(),
+    }
+    .install();
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),

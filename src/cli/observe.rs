@@ -231,7 +231,12 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
         "HOST", "OS", "PACKAGES", "UPDATES", "SECURITY", "REBOOT", "STATUS",
     ]
     .map(String::from);
-    let rows: Vec<[String; 7]> = observed.hosts.iter().map(row).collect();
+    // Cells hold what hosts said (OS names, error text): escaped for the terminal.
+    let rows: Vec<[String; 7]> = observed
+        .hosts
+        .iter()
+        .map(|h| row(h).map(|cell| crate::terminal::escape(&cell).into_owned()))
+        .collect();
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
@@ -296,7 +301,7 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
             Ok(lines) if !lines.is_empty() => {
                 eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
                 for l in lines {
-                    eprintln!("  {l}");
+                    eprintln!("  {}", crate::terminal::escape(&l));
                 }
             }
             Ok(_) => {}

@@ -64,7 +64,12 @@ pub fn run(args: Args) -> u8 {
             .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
         Location::Remote(_) => args.cache.clone().unwrap_or_else(default_cache),
     };
-    let source = Source::new(location, args.branch.clone(), &cache, GitAuth::from_env());
+    // The token (if any) goes only to the fleet repo's own https host.
+    let auth = match &location {
+        Location::Remote(url) => GitAuth::from_env().for_source(url),
+        Location::Local(_) => GitAuth::from_env(),
+    };
+    let source = Source::new(location, args.branch.clone(), &cache, auth);
     // The apply lock and journal live beside the repository serve reads from.
     let state_repo = source.repo_path();
     let stop = Arc::new(Stop::default());
@@ -105,7 +110,7 @@ pub fn run(args: Args) -> u8 {
             super::EXIT_ERROR
         };
     }
-    tracing::info!(repo = %args.repo, "serving");
+    tracing::info!(repo = %crate::redact::text(&args.repo), "serving");
     reconciler.run();
     tracing::info!("shut down");
     super::EXIT_OK
