@@ -106,6 +106,8 @@ pub struct ApplyOptions {
     /// Hosts this run must not start, with the reason (their crash recovery failed:
     /// [`super::recover::Recovery::blocked_reason`]).
     pub blocked: BTreeMap<String, String>,
+    /// Applying a saved plan: each host's changes are re-derived from the fleet commit.
+    pub saved_plan: Option<Arc<crate::plan::SavedPlanCheck>>,
 }
 
 /// Per-rollout bookkeeping.
@@ -307,6 +309,7 @@ pub async fn execute(
                 lock_wait,
                 transaction_timeout,
                 min_free_disk_mib: min_free,
+                saved_check: options.saved_plan.clone(),
             };
             let (semaphore, shared, ctx, stop) = (
                 semaphore.clone(),
