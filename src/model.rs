@@ -288,10 +288,16 @@ pub struct ApplySettings {
     /// How long to wait for a held package-manager lock (duration, default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_wait: Option<String>,
+    /// How long a package transaction (install, rollback, recovery repair) is waited for
+    /// (duration, default `2h`). It is never signalled: past this, apply stops waiting,
+    /// reports the host and leaves it in flight for the next run's recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_timeout: Option<String>,
     /// Minimum free disk space on `/var` before installing, in MiB (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mib: Option<u64>,
-    /// An apply lock older than this is reported stale (duration, default `6h`).
+    /// Ignored (kept so existing repos validate): the apply lock is an OS file lock that the
+    /// kernel releases when its holder exits, so it is never stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock_after: Option<String>,
 }
@@ -573,8 +579,10 @@ pub struct Freeze {
 pub enum HostCount {
     /// An absolute number of hosts.
     Absolute(u32),
-    /// A percentage of the hosts, written `"N%"`.
-    Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
+    /// A percentage of the hosts, written `"N%"`, at most `100%`.
+    // The pattern allows any number so that validation, not the schema, refuses `150%`
+    // with a message that says what is wrong.
+    Percent(#[schemars(regex(pattern = r"^[0-9]+%$"))] String),
 }
 
 /// Reboot policy after a successful transaction.
@@ -708,6 +716,15 @@ impl Selector {
 }
 
 impl HostCount {
+    /// The percentage of a `Percent` (`None` for an absolute count, or a number too large
+    /// to read).
+    pub fn percent(&self) -> Option<u64> {
+        match self {
+            HostCount::Absolute(_) => None,
+            HostCount::Percent(p) => p.trim_end_matches('%').parse().ok(),
+        }
+    }
+
     /// The number of hosts out of `total` (percentages round up, so `10%` of 5 is 1).
     pub fn of(&self, total: usize) -> usize {
         match self {

@@ -247,12 +247,27 @@ impl HostSelector {
                 return Err(err("empty term".into()));
             }
             if let Some(group) = term.strip_prefix("group:") {
+                if group.is_empty() {
+                    return Err(err(format!("`{term}`: expected group:NAME")));
+                }
                 s.groups.push(group.to_string());
             } else if let Some(label) = term.strip_prefix("label:") {
                 let (k, v) = label
                     .split_once('=')
                     .ok_or_else(|| err(format!("`{term}`: expected label:KEY=VALUE")))?;
                 s.labels.push((k.to_string(), v.to_string()));
+            } else if let Some((prefix, _)) = term.split_once(':') {
+                // Host names never hold a `:`: this is a mistyped prefix, not a name.
+                let guess = ["group", "label"]
+                    .into_iter()
+                    .map(|p| (strsim::levenshtein(p, &prefix.to_ascii_lowercase()), p))
+                    .filter(|(d, _)| *d <= 2)
+                    .min_by_key(|(d, _)| *d)
+                    .map(|(_, p)| format!("did you mean `{p}:`? "))
+                    .unwrap_or_default();
+                return Err(err(format!(
+                    "`{term}`: unknown prefix `{prefix}:` ({guess}terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+                )));
             } else {
                 let glob = globset::Glob::new(term).map_err(|e| err(format!("`{term}`: {e}")))?;
                 s.names.push(glob.compile_matcher());
@@ -476,6 +491,20 @@ mod tests {
         assert!(s.matches(&web1) && !s.matches(&db1));
         assert!(HostSelector::parse("label:env").is_err());
         assert!(HostSelector::parse("a,,b").is_err());
+        let message = |s: &str| HostSelector::parse(s).expect_err(s).to_string();
+        assert_eq!(
+            message("groups:rpm"),
+            "invalid host selector `groups:rpm`: `groups:rpm`: unknown prefix `groups:` (did you mean `group:`? terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert_eq!(
+            message("web-1,Labels:env=prod"),
+            "invalid host selector `web-1,Labels:env=prod`: `Labels:env=prod`: unknown prefix `Labels:` (did you mean `label:`? terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert_eq!(
+            message("role:db"),
+            "invalid host selector `role:db`: `role:db`: unknown prefix `role:` (terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert!(HostSelector::parse("group:").is_err());
     }
 
     #[test]

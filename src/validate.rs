@@ -226,6 +226,11 @@ impl<'a> Checker<'a> {
                 self.duration(o, "/spec/apply/lockWait", spec.apply.lock_wait.as_ref());
                 self.duration(
                     o,
+                    "/spec/apply/transactionTimeout",
+                    spec.apply.transaction_timeout.as_ref(),
+                );
+                self.duration(
+                    o,
                     "/spec/apply/staleLockAfter",
                     spec.apply.stale_lock_after.as_ref(),
                 );
@@ -530,7 +535,9 @@ impl<'a> Checker<'a> {
             let o = &r.origin;
             let s = &r.doc.spec;
             for (i, st) in s.stages.iter().enumerate() {
-                if st.size.of(100) == 0 {
+                let over_all = matches!(st.size, HostCount::Percent(_))
+                    && st.size.percent().is_none_or(|n| n > 100);
+                if !over_all && st.size.of(100) == 0 {
                     self.push(Diagnostic::new(
                         Code::InvalidValue,
                         o.at(&format!("/spec/stages/{i}/size")),
@@ -557,7 +564,29 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            if let Some(HostCount::Percent(_)) | Some(HostCount::Absolute(_)) = &s.failure_budget {}
+            let counts = s
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, st)| (format!("/spec/stages/{i}/size"), &st.size))
+                .chain(
+                    s.failure_budget
+                        .iter()
+                        .map(|b| ("/spec/failureBudget".to_owned(), b)),
+                );
+            for (pointer, count) in counts {
+                if let HostCount::Percent(p) = count {
+                    if count.percent().is_none_or(|n| n > 100) {
+                        self.push(Diagnostic::new(
+                            Code::InvalidValue,
+                            o.at(&pointer),
+                            format!(
+                                "`{p}` is more than all the hosts: a percentage is at most `100%` (or write a number of hosts)"
+                            ),
+                        ));
+                    }
+                }
+            }
             self.duration(o, "/spec/rebootTimeout", s.reboot_timeout.as_ref());
             for (list, field) in [
                 (&s.health_checks, "healthChecks"),
@@ -727,14 +756,7 @@ impl<'a> Checker<'a> {
     fn unmanaged_hosts(&mut self, hosts: &[HostAt]) {
         let fleet = self.fleet;
         // With no baseline, or a broken one, "unmanaged" would be noise.
-        if fleet.baselines.is_empty()
-            || fleet.broken.incomplete
-            || fleet
-                .broken
-                .documents
-                .iter()
-                .any(|(k, _)| *k == Kind::Baseline)
-        {
+        if fleet.baselines.is_empty() || fleet.broken.may_have(Kind::Baseline) {
             return;
         }
         for h in hosts {

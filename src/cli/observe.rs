@@ -15,7 +15,7 @@ pub struct Args {
     repo: super::RepoArg,
     /// Only these hosts: comma-separated host names or globs (`web-*`), `group:NAME`,
     /// `label:KEY=VALUE` (names and groups add hosts; labels narrow them).
-    #[arg(long, value_name = "SELECTOR")]
+    #[arg(long, value_name = "SELECTOR", value_parser = selector)]
     hosts: Option<String>,
     /// Write the observed state as JSON to FILE (schema: `schemas/observed.schema.json`).
     #[arg(long, value_name = "FILE")]
@@ -39,7 +39,18 @@ pub struct Args {
     print_script: bool,
 }
 
-const EXIT_HELP: &str = "Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output";
+const EXIT_HELP: &str = concat!("Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n", usage_exit!(), "\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output");
+
+/// `--hosts`: checked when the flags are read, so that a malformed selector is a usage
+/// error (exit 2) like any other bad flag value.
+fn selector(s: &str) -> Result<String, String> {
+    HostSelector::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| match e {
+            observe::ObserveError::Selector { message, .. } => message,
+            other => other.to_string(),
+        })
+}
 
 /// Runs `patchkeeper observe`; returns the exit code.
 pub fn run(args: Args) -> u8 {
@@ -181,10 +192,8 @@ fn observe_fleet(
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(observed).map_err(std::io::Error::other)?;
     text.push('\n');
-    // Write then rename, so a reader never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // Atomic and durable: a reader never sees half a file, a crash never leaves one.
+    crate::durable::write(path, text.as_bytes())
 }
 
 fn row(host: &ObservedHost) -> [String; 7] {
@@ -267,6 +276,18 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
     }
 }
 
+/// Recovery's live steps (waiting for a lock, running a repair) on stderr.
+struct RecoveryLines;
+
+impl crate::apply::Progress for RecoveryLines {
+    fn host(&self, host: &str, message: &str) {
+        // Messages carry what hosts printed: escaped for the terminal.
+        eprintln!("  {host}: {}", crate::terminal::escape(message));
+    }
+
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
 /// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
 /// when no apply is running now (its hosts are in flight legitimately).
 fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
@@ -284,13 +305,20 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
     else {
         return;
     };
-    let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
-    match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
-        Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
-            Ok(lines) if !lines.is_empty() => {
-                eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
-                for l in lines {
-                    eprintln!("  {}", crate::terminal::escape(&l));
+    match crate::apply::lock::FleetLock::acquire(&state, &run) {
+        Ok(_lock) => match runtime.block_on(crate::apply::recover::recover_fleet(
+            fleet,
+            repo,
+            &run,
+            &RecoveryLines,
+        )) {
+            Ok(recoveries) if !recoveries.is_empty() => {
+                eprintln!(
+                    "An earlier apply did not finish; {} host(s) were in flight:",
+                    recoveries.len()
+                );
+                for r in recoveries {
+                    eprintln!("  {}", crate::terminal::escape(&r.line()));
                 }
             }
             Ok(_) => {}

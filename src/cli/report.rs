@@ -8,6 +8,10 @@ use crate::terminal::escape;
 
 /// Flags of `patchkeeper report`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  the reports were read and shown\n  1  error: no reports yet (the branch does not exist), or the reports branch cannot be read\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The fleet repo (a directory; default: the current directory).
     #[arg(long, value_name = "DIR", default_value = ".")]

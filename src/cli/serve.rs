@@ -12,6 +12,10 @@ use crate::source::{Location, Source};
 
 /// Flags of `patchkeeper serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval, no async runtime or signal handlers);\n     with --once: the round failed (fetch, validation or a step)\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The fleet repo: a local directory or a URL (`file://`, `ssh://`, `https://`,
     /// `user@host:path`). Remote credentials come from `PATCHKEEPER_GIT_SSH_KEY` or
