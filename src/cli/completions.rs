@@ -8,8 +8,10 @@ use clap::CommandFactory;
 /// Flags of `patchkeeper completions`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Install, for example:\n  patchkeeper completions bash > /etc/bash_completion.d/patchkeeper\n  patchkeeper completions zsh > \"${fpath[1]}/_patchkeeper\"\n  patchkeeper completions fish > ~/.config/fish/completions/patchkeeper.fish\n\nThe Debian package installs them for bash, zsh and fish.\n\nExit codes:\n  0  printed"
-)]
+    after_long_help = concat!(
+        "Install, for example:\n  patchkeeper completions bash > /etc/bash_completion.d/patchkeeper\n  patchkeeper completions zsh > \"${fpath[1]}/_patchkeeper\"\n  patchkeeper completions fish > ~/.config/fish/completions/patchkeeper.fish\n\nThe Debian package installs them for bash, zsh and fish.\n\nExit codes:\n  0  printed\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The shell.
     #[arg(value_enum)]

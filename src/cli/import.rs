@@ -17,8 +17,9 @@ pub enum Command {
     /// not imported; passwords are never copied. To read a cloud inventory at every run
     /// instead of copying it, use an Inventory's `spec.ansible` source.
     #[command(
-        after_long_help = "Examples:\n  patchkeeper import ansible hosts.ini --out inventory/ansible.yaml\n  ansible-inventory -i aws_ec2.yml --list > aws.json && patchkeeper import ansible aws.json --labels env\n\nExit codes:\n  0  imported (what could not be is listed on stderr)\n  1  the inventory cannot be read or parsed, or the output cannot be written"
-    )]
+        after_long_help = concat!("Examples:\n  patchkeeper import ansible hosts.ini --out inventory/ansible.yaml\n  ansible-inventory -i aws_ec2.yml --list > aws.json && patchkeeper import ansible aws.json --labels env\n\nExit codes:\n  0  imported (what could not be is listed on stderr)\n  1  the inventory cannot be read or parsed, or the output cannot be written\n",
+        usage_exit!()
+    ))]
     Ansible(AnsibleArgs),
 }
 

@@ -135,7 +135,10 @@ pub enum Command {
     /// Show every maintenance window's state at an instant (default: now).
     Windows(windows::Args),
     /// Import hosts from other tools (Ansible inventories).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper import ansible --help`; a usage error exits 2."
+    )]
     Import(import::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::Args),
