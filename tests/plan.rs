@@ -232,3 +232,30 @@ fn batches_show_the_exact_end_of_a_chained_window() {
         serde_json::json!({"state": "waits", "until": "2026-02-06T23:00:00Z", "why": "outside-schedule"})
     );
 }
+
+#[test]
+fn markdown_plan_for_a_merge_request() {
+    let (out, _, code) = plan(&["--at", "2026-11-29T02:30:00+01:00", "--format", "markdown"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("<!-- patchkeeper-plan -->\n"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn markdown_plan_during_the_freeze() {
+    let (out, _, _) = plan(&["--at", "2026-12-27T02:30:00+01:00", "--format", "markdown"]);
+    insta::assert_snapshot!(out);
+    // Stable: the same inputs give the same comment, byte for byte.
+    let (again, _, _) = plan(&["--at", "2026-12-27T02:30:00+01:00", "--format", "markdown"]);
+    assert_eq!(out, again);
+}
+
+#[test]
+fn json_and_format_json_are_one_thing_and_cannot_be_combined_with_markdown() {
+    let at = "2026-11-29T02:30:00+01:00";
+    let (a, _, _) = plan(&["--at", at, "--json"]);
+    let (b, _, _) = plan(&["--at", at, "--format", "json"]);
+    assert_eq!(a, b);
+    let (_, err, code) = plan(&["--at", at, "--json", "--format", "markdown"]);
+    assert_eq!(code, 2, "{err}");
+}

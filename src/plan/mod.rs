@@ -7,6 +7,7 @@
 //! schema is `schemas/plan.schema.json`.
 
 mod batches;
+mod markdown;
 mod render;
 pub mod saved;
 mod simulation;
@@ -25,6 +26,7 @@ use crate::model::PackageManager;
 use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
+pub use markdown::{render_markdown, MARKER as MARKDOWN_MARKER};
 pub use render::{render_human, RenderOptions};
 pub use saved::{SavedPlanCheck, SavedPlanError};
 pub use simulation::{
