@@ -15,14 +15,15 @@ pub const MARKER: &str = "<!-- patchkeeper-plan -->";
 /// Text as inert markdown inside a paragraph or a table cell: control characters escaped
 /// ([`crate::terminal::escape`]), newlines folded, HTML and markdown punctuation escaped.
 fn md(s: &str) -> String {
-    let s = crate::terminal::escape(s);
+    // Newlines first: the terminal escape would spell them `\n`.
+    let folded = s.replace(['\n', '\r'], " ");
+    let s = crate::terminal::escape(&folded);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\n' | '\r' => out.push(' '),
             '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
                 out.push('\\');
                 out.push(c);
