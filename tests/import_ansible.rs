@@ -168,3 +168,74 @@ fn an_inventory_command_runs_only_with_the_opt_in_and_its_failure_is_shown() {
         text(&v)
     );
 }
+
+/// The lab's hosts as an Ansible INI inventory (what an SRE's existing inventory of them
+/// would say), imported over the lab's native Inventory: `plan` plans the same.
+#[test]
+fn an_imported_inventory_of_the_lab_plans_like_the_native_one() {
+    use common::lab::Lab;
+    let lab = Lab::up(1, 1);
+    let dir = lab.dir().to_owned();
+    let plan = |what: &str| {
+        let out = run(&dir, &["plan", "--json", "--at", "2026-11-29T02:30:00Z"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+        (
+            v["hosts"].clone(),
+            v["batches"].clone(),
+            v["summary"].clone(),
+        )
+    };
+    let native = plan("native");
+    assert!(
+        native.2["hostsToUpdate"].as_u64().unwrap_or(0) > 0,
+        "the lab has updates to plan: {:?}",
+        native.2
+    );
+
+    let mut ini = String::new();
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for h in lab.hosts() {
+        for g in &h.groups {
+            groups.entry(g.clone()).or_default().push(h.name.clone());
+        }
+    }
+    for (g, hosts) in &groups {
+        ini.push_str(&format!("[{g}]\n"));
+        for name in hosts {
+            let h = lab.host(name);
+            let os = if h.package_manager == "apt" {
+                "debian"
+            } else {
+                "el"
+            };
+            ini.push_str(&format!(
+                "{name} ansible_host={} ansible_port={} os={os}\n",
+                h.address, h.port
+            ));
+        }
+    }
+    ini.push_str("[all:vars]\nenv=lab\nansible_python_interpreter=/usr/bin/python3\n");
+    std::fs::write(dir.join("hosts.ini"), &ini).expect("write hosts.ini");
+    let out = run(
+        &dir,
+        &[
+            "import",
+            "ansible",
+            "hosts.ini",
+            "--name",
+            "lab",
+            "--labels",
+            "env,os",
+            "--out",
+            "inventory/lab.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = run(&dir, &["validate"]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    let imported = plan("imported");
+    assert_eq!(imported.0, native.0, "hosts differ\n{ini}");
+    assert_eq!(imported.1, native.1, "batches differ\n{ini}");
+    assert_eq!(imported.2, native.2, "summary differs\n{ini}");
+}
