@@ -262,6 +262,13 @@ pub enum HostRunOutcome {
         /// Why.
         reason: String,
     },
+    /// apply reached the host but did not start on it, and nothing changed: the host
+    /// changed since a saved plan (stale), its package manager stayed locked, or it lacked
+    /// free disk.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
     /// The host could not be reached.
     Unreachable {
         /// Why.
@@ -481,6 +488,9 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         }
         Some(HostRunOutcome::NotStarted { reason }) => {
             head.push(format!("not started in last run: {reason}"));
+        }
+        Some(HostRunOutcome::Skipped { reason }) => {
+            head.push(format!("skipped in last run: {reason}"));
         }
         Some(HostRunOutcome::Updated | HostRunOutcome::Unchanged) | None => {}
     }

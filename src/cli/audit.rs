@@ -70,9 +70,10 @@ pub(crate) fn record_apply(
     after: Option<&ObservedFleet>,
     commit: &str,
     started: Timestamp,
+    audit: &report::RunAudit,
 ) {
     let now = Timestamp::now();
-    let run = report::apply_run(plan, applied, commit, started, now);
+    let run = report::apply_run(plan, applied, commit, started, now, audit);
     record(repo, fleet, after, &run, now);
 }
 

@@ -136,6 +136,11 @@ pub struct PackageChange {
     pub from: Option<String>,
     /// Version after.
     pub to: String,
+    /// Why it was made: `RULE SOURCE`, e.g. `security baseline/web`, `min-version
+    /// request/cve-2026-1234`, `dependency package-manager` (absent in records written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// One host's part of a run.
@@ -158,6 +163,21 @@ pub struct HostRun {
     /// Packages changed (and kept; rolled-back changes are not listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PackageChange>,
+    /// Reboots made on the host: boot id before and after each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reboots: Vec<crate::apply::Reboot>,
+}
+
+/// Who and what, beyond the plan, stands behind an apply run: recorded in its run record
+/// and as commit trailers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAudit {
+    /// Who ran apply (`--actor`, the CI's identity, or the local user).
+    pub applied_by: Option<String>,
+    /// Patch request name → its `requestedBy`.
+    pub requesters: BTreeMap<String, String>,
+    /// Flags that overrode a safeguard, in words (`--at …`, `--auto-approve …`).
+    pub overrides: Vec<String>,
 }
 
 /// One run: the content of `runs/<run-id>.json`.
@@ -184,6 +204,21 @@ pub struct RunRecord {
     /// Why the run did not happen (validate runs: the validation errors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Validate runs: the last good fleet commit, still in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_commit: Option<String>,
+    /// Who ran it (apply runs: `--actor`, the CI's identity from the environment, or the
+    /// local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    /// Who asked for the changes: `NAME (request/REQUEST)` for each patch request behind a
+    /// change this run made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_by: Vec<String>,
+    /// Safeguards overridden for this run, in words (`--at TIME`, `--break-lock`,
+    /// `--auto-approve` without a terminal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 impl RunRecord {
@@ -454,21 +489,30 @@ pub fn observation_run(
                 started_at: None,
                 finished_at: None,
                 changes: Vec::new(),
+                reboots: Vec::new(),
             })
             .collect(),
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
     }
 }
 
-/// The run record of an apply: per host what the executor did, with the plan's package
-/// changes for hosts it updated.
+/// The run record of an apply: per host what the executor did (with when), the plan's
+/// package changes and their reasons for hosts this run updated, reboots, who ran it, who
+/// asked, and the safeguards overridden. Its id is the apply's own (`applied.run`), the one
+/// its journal lines carry.
 pub fn apply_run(
     plan: &Plan,
     applied: &ApplyReport,
     desired_commit: &str,
     started: Timestamp,
     finished: Timestamp,
+    audit: &RunAudit,
 ) -> RunRecord {
+    let mut requested: std::collections::BTreeSet<String> = Default::default();
     let mut hosts: Vec<HostRun> = applied
         .hosts
         .iter()
@@ -480,50 +524,76 @@ pub fn apply_run(
                     h.detail.join("; ")
                 }
             };
-            let planned: Vec<PackageChange> = plan
+            let planned: Vec<&crate::plan::Change> = plan
                 .hosts
                 .iter()
                 .filter(|p| p.host == h.host)
                 .flat_map(|p| &p.changes)
-                .map(|c| PackageChange {
-                    package: c.package.clone(),
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                })
                 .collect();
-            let (outcome, changes) = match h.outcome {
-                Outcome::Compliant | Outcome::PendingReboot if !planned.is_empty() => {
-                    (HostRunOutcome::Updated, planned)
+            // Updated only when this run made the changes (not an earlier run of the plan).
+            let made = h.changes > 0 && !planned.is_empty();
+            let (outcome, made) = match h.outcome {
+                Outcome::Compliant | Outcome::PendingReboot if made => {
+                    (HostRunOutcome::Updated, true)
                 }
                 Outcome::Compliant
                 | Outcome::PendingReboot
                 | Outcome::Blocked
-                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, Vec::new()),
-                Outcome::RolledBack => {
-                    (HostRunOutcome::RolledBack { reason: reason() }, Vec::new())
-                }
-                Outcome::Failed | Outcome::Stale => {
-                    (HostRunOutcome::Failed { reason: reason() }, Vec::new())
-                }
-                Outcome::Unreachable => {
-                    (HostRunOutcome::Unreachable { reason: reason() }, Vec::new())
-                }
+                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, false),
+                Outcome::RolledBack => (HostRunOutcome::RolledBack { reason: reason() }, false),
+                // Packages kept at the planned versions (a post command failed after them).
+                Outcome::Failed => (HostRunOutcome::Failed { reason: reason() }, made),
+                Outcome::Stale => (
+                    HostRunOutcome::Skipped {
+                        reason: format!("stale: {}", reason()),
+                    },
+                    false,
+                ),
+                Outcome::Skipped => (HostRunOutcome::Skipped { reason: reason() }, false),
+                Outcome::Unreachable => (HostRunOutcome::Unreachable { reason: reason() }, false),
                 Outcome::NotStarted | Outcome::Waiting => {
-                    (HostRunOutcome::NotStarted { reason: reason() }, Vec::new())
+                    (HostRunOutcome::NotStarted { reason: reason() }, false)
                 }
             };
+            let changes: Vec<PackageChange> = if made {
+                planned
+                    .iter()
+                    .map(|c| PackageChange {
+                        package: c.package.clone(),
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                        reasons: c
+                            .reasons
+                            .iter()
+                            .map(|r| format!("{} {}", r.rule.as_str(), r.source))
+                            .collect(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for c in planned.iter().filter(|_| made) {
+                for r in &c.reasons {
+                    if let Some(name) = r.source.strip_prefix("request/") {
+                        if let Some(who) = audit.requesters.get(name) {
+                            requested.insert(format!("{who} (request/{name})"));
+                        }
+                    }
+                }
+            }
             HostRun {
                 host: h.host.clone(),
                 outcome,
-                started_at: None,
-                finished_at: None,
+                started_at: h.started_at,
+                finished_at: h.finished_at,
                 changes,
+                reboots: h.reboots.clone(),
             }
         })
         .collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     RunRecord {
-        run_id: RunRecord::new_id(RunKind::Apply, started),
+        run_id: applied.run.clone(),
         kind: RunKind::Apply,
         started_at: started,
         finished_at: finished,
@@ -531,6 +601,10 @@ pub fn apply_run(
         plan: Some(plan.summary.clone()),
         hosts,
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: audit.applied_by.clone(),
+        requested_by: requested.into_iter().collect(),
+        overrides: audit.overrides.clone(),
     }
 }
 
@@ -735,6 +809,14 @@ fn hosts_changed(
         .collect()
 }
 
+/// A trailer value on one line: control characters (a newline would start a forged
+/// trailer) become spaces.
+fn trailer_value(v: &str) -> String {
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -788,6 +870,10 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
                     count(|o| matches!(o, HostRunOutcome::NotStarted { .. })),
                     "not started",
                 ),
+                (
+                    count(|o| matches!(o, HostRunOutcome::Skipped { .. })),
+                    "skipped",
+                ),
             ] {
                 if n > 0 {
                     parts.push(format!("{n} {label}"));
@@ -823,10 +909,20 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
     } else {
         changed.join(", ")
     };
-    format!(
-        "{subject}\n\n{body}\nDesired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
+    let mut trailers = format!(
+        "Desired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
         run.desired_commit, run.run_id
-    )
+    );
+    for who in &run.requested_by {
+        trailers.push_str(&format!("Requested-By: {}\n", trailer_value(who)));
+    }
+    if let Some(who) = &run.applied_by {
+        trailers.push_str(&format!("Applied-By: {}\n", trailer_value(who)));
+    }
+    for o in &run.overrides {
+        trailers.push_str(&format!("Override: {}\n", trailer_value(o)));
+    }
+    format!("{subject}\n\n{body}\n{trailers}")
 }
 
 /// Records that `commit` of the fleet repo was rejected by validation: a `validate` run
@@ -849,6 +945,10 @@ pub fn record_rejected(
         plan: None,
         hosts: Vec::new(),
         errors: errors.to_vec(),
+        last_good_commit: last_good.map(str::to_owned),
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
     let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
@@ -989,8 +1089,12 @@ mod tests {
             host: host.into(),
             outcome,
             detail: detail.iter().map(|d| (*d).to_string()).collect(),
-            changes: 0,
+            // What the executor reports for a host whose transaction ran.
+            changes: 1,
             millis: 10,
+            started_at: None,
+            finished_at: None,
+            reboots: Vec::new(),
         }
     }
 
@@ -1009,6 +1113,9 @@ mod tests {
                 host_plan("c", &[("pk-new", None, "2.0-1")]),
                 host_plan("d", &[]),
                 host_plan("e", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("f", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("g", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("h", &[("libpk", Some("1.0-1"), "1.2-1")]),
             ],
             batches: Vec::new(),
             summary: crate::plan::Summary {
@@ -1029,11 +1136,31 @@ mod tests {
                 ),
                 result("c", Outcome::PendingReboot, &[]),
                 result("d", Outcome::Compliant, &[]),
+                result(
+                    "f",
+                    Outcome::Stale,
+                    &["refused: the host changed since the plan was made"],
+                ),
+                result(
+                    "g",
+                    Outcome::Skipped,
+                    &["skipped: the package manager is still locked"],
+                ),
+                crate::apply::HostResult {
+                    changes: 0,
+                    ..result(
+                        "h",
+                        Outcome::Compliant,
+                        &["already done by an earlier run of this plan"],
+                    )
+                },
             ],
             halted: Vec::new(),
             interrupted: false,
         };
-        let run = apply_run(&plan, &applied, "abc", at(0), at(3));
+        let run = apply_run(&plan, &applied, "abc", at(0), at(3), &RunAudit::default());
+        // The run's own id: the one its journal carries.
+        assert_eq!(run.run_id, "r");
         assert_eq!(run.kind, RunKind::Apply);
         assert_eq!(run.desired_commit, "abc");
         assert_eq!(run.plan.as_ref().map(|p| p.hosts_to_update), Some(4));
@@ -1063,6 +1190,21 @@ mod tests {
                     },
                     0
                 ),
+                (
+                    "f",
+                    &HostRunOutcome::Skipped {
+                        reason: "stale: refused: the host changed since the plan was made".into()
+                    },
+                    0
+                ),
+                (
+                    "g",
+                    &HostRunOutcome::Skipped {
+                        reason: "skipped: the package manager is still locked".into()
+                    },
+                    0
+                ),
+                ("h", &HostRunOutcome::Unchanged, 0),
             ]
         );
         assert_eq!(
@@ -1070,7 +1212,8 @@ mod tests {
             [PackageChange {
                 package: "pk-new".into(),
                 from: None,
-                to: "2.0-1".into()
+                to: "2.0-1".into(),
+                reasons: Vec::new(),
             }]
         );
     }
@@ -1123,6 +1266,10 @@ mod tests {
             desired_commit: "0123abcd".into(),
             plan: None,
             errors: Vec::new(),
+            last_good_commit: None,
+            applied_by: None,
+            requested_by: Vec::new(),
+            overrides: Vec::new(),
             hosts: outcomes
                 .iter()
                 .map(|(h, o)| HostRun {
@@ -1131,6 +1278,7 @@ mod tests {
                     started_at: None,
                     finished_at: None,
                     changes: vec![],
+                    reboots: vec![],
                 })
                 .collect(),
         }
@@ -1188,6 +1336,45 @@ mod tests {
         let one = run(RunKind::Apply, &[("a", HostRunOutcome::Updated)]);
         assert!(commit_message(&one, &s, &[])
             .starts_with("apply run 2026-11-24T02:00Z: 1 host updated\n"));
+    }
+
+    #[test]
+    fn skipped_hosts_who_and_overrides_reach_the_subject_and_trailers() {
+        use ComplianceState::*;
+        let s = summary(&[("a", Compliant), ("b", NonCompliant)]);
+        let mut r = run(
+            RunKind::Apply,
+            &[
+                ("a", HostRunOutcome::Updated),
+                (
+                    "b",
+                    HostRunOutcome::Skipped {
+                        reason: "stale".into(),
+                    },
+                ),
+            ],
+        );
+        r.applied_by = Some("alice".into());
+        r.requested_by = vec!["bob (request/cve-1)".into()];
+        r.overrides = vec!["--at 2026-12-01T06:30:00Z: windows evaluated\nForged: x".into()];
+        let msg = commit_message(&r, &s, &[]);
+        assert!(
+            msg.starts_with("apply run 2026-11-24T02:00Z: 1 host updated, 1 skipped\n"),
+            "{msg}"
+        );
+        assert!(!msg.contains("failed"), "{msg}");
+        assert!(msg.ends_with(
+            "Requested-By: bob (request/cve-1)\nApplied-By: alice\nOverride: --at 2026-12-01T06:30:00Z: windows evaluated Forged: x\n"
+        ), "{msg}");
+    }
+
+    #[test]
+    fn records_without_the_audit_fields_still_read() {
+        // A run record as written before per-host times, reasons, actors and overrides.
+        let old = r#"{"runId":"20261124T020000Z-apply-1a2b3c","kind":"apply","startedAt":"2026-11-24T02:00:00Z","finishedAt":"2026-11-24T02:05:00Z","desiredCommit":"abc","hosts":[{"host":"a","outcome":"updated","changes":[{"package":"libpk","from":"1.0-1","to":"1.2-1"}]},{"host":"b","outcome":"failed","reason":"x"}]}"#;
+        let r: RunRecord = serde_json::from_str(old).expect("old record reads");
+        assert_eq!(r.hosts[0].changes[0].reasons, Vec::<String>::new());
+        assert!(r.applied_by.is_none() && r.overrides.is_empty());
     }
 
     #[test]

@@ -358,6 +358,10 @@ pub enum TransportError {
     /// The local command could not be started.
     #[error("cannot run local command: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The command never reached the host: opening its channel or sending it failed (the
+    /// connection was lost before), so it did not run.
+    #[error("ssh: the command could not be sent: {0}")]
+    NotSent(#[source] russh::Error),
     /// The SSH protocol failed (includes connection loss and keepalive timeouts).
     #[error("ssh: {0}")]
     Ssh(#[from] russh::Error),
