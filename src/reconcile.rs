@@ -541,6 +541,7 @@ impl<O: Observer> Reconciler<O> {
                 ),
                 signing: None,
                 refused: None,
+                heartbeat: std::time::Duration::from_secs(24 * 3600),
             },
         };
         // The token stays bound to the fleet repo's host, whatever `reports.remote` says.

@@ -86,6 +86,16 @@ fn record(
 ) {
     let target = ReportTarget::from_fleet(repo, fleet);
     match report::record(&target, fleet, observed, run, now) {
+        Ok(Recorded {
+            commit,
+            committed: false,
+            ..
+        }) => eprintln!(
+            "Not reported: no host changed since the last report on `{}` (commit {}; reports.heartbeat {})",
+            target.branch,
+            crate::terminal::short(&commit, 12),
+            crate::compliance::human(target.heartbeat.as_secs())
+        ),
         Ok(Recorded { commit, pushed, .. }) => eprintln!(
             "Reported run {} on `{}` (commit {}{})",
             run.run_id,

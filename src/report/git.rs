@@ -405,6 +405,19 @@ impl<'t> Writer<'t> {
             .transpose()
     }
 
+    /// When `base` was committed (`None`: no base).
+    pub fn commit_time(&self, base: Option<&Oid>) -> Result<Option<Timestamp>, ReportError> {
+        base.map(|oid| {
+            self.repo
+                .find_commit(*oid)
+                .map(|c| {
+                    Timestamp::from_second(c.time().seconds()).unwrap_or(Timestamp::UNIX_EPOCH)
+                })
+                .map_err(git_err(format!("read commit {oid}")))
+        })
+        .transpose()
+    }
+
     /// The host reports on `base`, by host name. Unreadable files are skipped with a
     /// warning (one corrupt file must not stop every later report).
     pub fn read_hosts(
@@ -857,6 +870,7 @@ mod tests {
 
     fn target(repo: &Path, remote: Option<&str>) -> ReportTarget {
         ReportTarget {
+            heartbeat: std::time::Duration::from_secs(24 * 3600),
             repo: repo.to_owned(),
             branch: "reports".into(),
             remote: remote.map(str::to_owned),

@@ -343,8 +343,12 @@ impl Summary {
 /// What was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
-    /// The report commit's id (hex).
+    /// The report commit's id (hex); when nothing was committed, the branch tip that
+    /// already says it all.
     pub commit: String,
+    /// False when nothing was committed: an observation that changed no host's facts,
+    /// within `reports.heartbeat` of the last report commit.
+    pub committed: bool,
     /// The run id.
     pub run_id: String,
     /// Attempts it took (more than 1 when other writers moved the tip).
@@ -371,7 +375,13 @@ pub struct ReportTarget {
     /// Set when the fleet repo names a signing key or a local remote this machine does not
     /// allow ([`crate::trust`]): nothing is committed to this target.
     pub refused: Option<crate::trust::TrustError>,
+    /// `reports.heartbeat`: an observation that changed nothing is committed only when the
+    /// last report commit is older than this.
+    pub heartbeat: std::time::Duration,
 }
+
+/// `reports.heartbeat` when unset.
+pub const DEFAULT_HEARTBEAT: &str = "24h";
 
 /// How report commits are signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,6 +429,7 @@ impl ReportTarget {
         });
         ReportTarget {
             refused: key_refused.or(remote_refused),
+            heartbeat: crate::apply::duration_setting(&settings.heartbeat, DEFAULT_HEARTBEAT),
             repo: repo.to_owned(),
             branch: settings.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
             remote: settings.remote,
@@ -654,16 +665,20 @@ pub fn record(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
     let writer = git::Writer::open(target)?;
-    let (commit, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+    let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let previous = writer.read_hosts(base)?;
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
                 let prev = previous.get(&config.host).map(|r| &r.compliance);
-                // An observe run's outcomes only restate the observation; the host keeps
-                // the last apply outcome for reference, and the observation decides state.
+                // An observe run's outcomes only restate the observation, and an apply
+                // that left the host unchanged did nothing to it: the host keeps the last
+                // outcome of a run that did (so its file changes only with its facts), and
+                // the observation decides state.
                 let run_outcome = match run.kind {
-                    RunKind::Apply => run.outcome_of(&config.host),
+                    RunKind::Apply => run
+                        .outcome_of(&config.host)
+                        .filter(|o| **o != HostRunOutcome::Unchanged),
                     RunKind::Observe | RunKind::Validate => None,
                 };
                 let mut compliance = compliance::evaluate(compliance::Inputs {
@@ -674,7 +689,7 @@ pub fn record(
                     policy: &policy,
                     now,
                 });
-                if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
+                if run_outcome.is_none() && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
                 }
                 HostReport {
@@ -684,12 +699,17 @@ pub fn record(
                 }
             })
             .collect();
-        // Last writer by time: a host file evaluated later than ours stays.
+        // Last writer by time: a host file evaluated later than ours stays. A host whose
+        // facts did not change keeps its file as it is, so `git log -- hosts/X.json`
+        // lists only the commits that changed X.
         let mut merged: BTreeMap<String, HostReport> = BTreeMap::new();
         let mut written = Vec::new();
         for r in reports {
             match previous.get(&r.compliance.host) {
-                Some(p) if p.compliance.evaluated_at > r.compliance.evaluated_at => {
+                Some(p)
+                    if p.compliance.evaluated_at > r.compliance.evaluated_at
+                        || same_facts(p, &r) =>
+                {
                     merged.insert(p.compliance.host.clone(), p.clone());
                 }
                 _ => {
@@ -706,6 +726,17 @@ pub fn record(
             &policy.source.to_string(),
             now,
         );
+        // Commit only on change: an observation that changed no host file is committed
+        // only as a heartbeat, once `reports.heartbeat` has passed since the last commit.
+        if run.kind == RunKind::Observe && written.is_empty() {
+            let last = writer.commit_time(base)?;
+            let fresh = last.is_some_and(|t| {
+                now.duration_since(t).unsigned_abs() < target.heartbeat || now < t
+            });
+            if fresh {
+                return Ok(None);
+            }
+        }
         let changed = hosts_changed(&hosts, &previous, run, &written);
         let message = commit_message(run, &summary, &changed);
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -717,37 +748,60 @@ pub fn record(
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
-        writer.commit(base, &files, &keep, &message, now)
+        writer.commit(base, &files, &keep, &message, now).map(Some)
     })?;
     Ok(Recorded {
-        commit: commit.to_string(),
+        committed: commit.is_some(),
+        commit: commit.or(tip).map(|c| c.to_string()).unwrap_or_default(),
         run_id: run.run_id.clone(),
         attempts,
         pushed,
     })
 }
 
+/// Whether two reports of a host state the same facts: everything but the volatile fields
+/// (which run and fleet commit wrote it, when it was evaluated and observed, and the ages
+/// derived from `firstSeen`).
+fn same_facts(a: &HostReport, b: &HostReport) -> bool {
+    fn facts(r: &HostReport) -> HostCompliance {
+        let mut c = r.compliance.clone();
+        c.evaluated_at = Timestamp::UNIX_EPOCH;
+        c.observed_at = None;
+        for u in c.outstanding.iter_mut().chain(c.deferred.iter_mut()) {
+            u.age_seconds = 0;
+        }
+        c
+    }
+    facts(a) == facts(b)
+}
+
 /// Builds a commit on the current tip with `build` and publishes it, rebuilding on a moved
 /// tip up to [`MAX_ATTEMPTS`]. With a remote, a commit that cannot be pushed (remote down,
 /// refused, or contended) is kept on the local branch and the error returned: its run file
-/// is carried into the next commit that reaches the remote, so no report is lost.
+/// is carried into the next commit that reaches the remote, so no report is lost. `build`
+/// returning `None` means there is nothing to commit: the tip it saw is returned.
+#[allow(clippy::type_complexity)]
 fn publish_with_retry(
     writer: &git::Writer<'_>,
     target: &ReportTarget,
-    mut build: impl FnMut(Option<&git2::Oid>) -> Result<git2::Oid, ReportError>,
-) -> Result<(git2::Oid, u32, bool), ReportError> {
+    mut build: impl FnMut(Option<&git2::Oid>) -> Result<Option<git2::Oid>, ReportError>,
+) -> Result<(Option<git2::Oid>, Option<git2::Oid>, u32, bool), ReportError> {
     let _lock = writer.lock_writers()?;
     let mut last = None;
     for attempt in 1..=MAX_ATTEMPTS {
         let (base, fetch_error) = writer.base_or_local()?;
-        let commit = build(base.as_ref())?;
+        let Some(commit) = build(base.as_ref())? else {
+            return Ok((None, base, attempt, false));
+        };
         last = Some(commit);
         if let Some(e) = fetch_error {
             writer.keep_locally(commit)?;
             return Err(e);
         }
         match writer.publish(base.as_ref(), commit) {
-            Ok(git::Published::Done { pushed }) => return Ok((commit, attempt, pushed)),
+            Ok(git::Published::Done { pushed }) => {
+                return Ok((Some(commit), base, attempt, pushed))
+            }
             Ok(git::Published::TipMoved) => {
                 tracing::debug!(attempt, branch = %target.branch, "reports tip moved, rebuilding");
                 // Jittered backoff so two writers that keep colliding fall out of step.
@@ -951,7 +1005,7 @@ pub fn record_rejected(
         overrides: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
-    let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+    let (oid, _, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
         if errors.len() > 50 {
@@ -966,10 +1020,11 @@ pub fn record_rejected(
             last_good.unwrap_or("none"),
         );
         let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
-        writer.commit(base, &files, &keep, &message, now)
+        writer.commit(base, &files, &keep, &message, now).map(Some)
     })?;
     Ok(Recorded {
-        commit: oid.to_string(),
+        committed: oid.is_some(),
+        commit: oid.map(|o| o.to_string()).unwrap_or_default(),
         run_id: run.run_id,
         attempts,
         pushed,
