@@ -134,6 +134,10 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         desired_commit: desired.clone(),
         plan: None,
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
         hosts: vec![
             HostRun {
                 host: "web-1".into(),
@@ -143,6 +147,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: Some(ts("2026-11-24T03:00:05Z")),
                 finished_at: Some(ts("2026-11-24T03:04:00Z")),
                 changes: vec![],
+                reboots: vec![],
             },
             HostRun {
                 host: "web-2".into(),
@@ -150,6 +155,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: None,
                 finished_at: None,
                 changes: vec![],
+                reboots: vec![],
             },
         ],
     };
@@ -191,7 +197,13 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         dir.path(),
         &["log", "--format=%s", BRANCH, "--", "hosts/web-1.json"],
     );
-    assert_eq!(history.lines().count(), 4);
+    // Only the commits that changed web-1's facts: first seen, the rule broken on day 8,
+    // the rollback; not the second observation, which only made its update older.
+    assert_eq!(
+        history.lines().collect::<Vec<_>>(),
+        [lines[0], lines[1], lines[3]].map(|l| l.split('|').next().unwrap_or_default()),
+        "{log}"
+    );
 }
 
 #[test]
@@ -274,7 +286,7 @@ fn two_writers_racing_on_a_bare_remote_both_land() {
     let root = tempfile::tempdir().expect("tempdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    write_fleet(&seed, "    remote: origin\n");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
     let bare = root.path().join("fleet.git");
     git(
         root.path(),
@@ -336,15 +348,34 @@ fn two_writers_racing_on_a_bare_remote_both_land() {
         git(&bare, &["rev-list", "--merges", "--count", BRANCH]).trim(),
         "0"
     );
-    // Host files hold the latest evaluation by time (writer b's last, offset +30s).
+    // Every writer saw the same facts, so the host file is the one the first commit to
+    // land wrote (writer a's or b's first evaluation), never rewritten since.
     let web1: serde_json::Value = serde_json::from_str(&git(
         &bare,
         &["show", &format!("{BRANCH}:hosts/web-1.json")],
     ))
     .expect("json");
-    let last =
-        Timestamp::from_second(1_795_000_000 + (PER_WRITER as i64 - 1) * 60 + 30).expect("time");
-    assert_eq!(web1["evaluatedAt"], last.to_string());
+    let firsts = [
+        Timestamp::from_second(1_795_000_000)
+            .expect("time")
+            .to_string(),
+        Timestamp::from_second(1_795_000_030)
+            .expect("time")
+            .to_string(),
+    ];
+    assert!(
+        firsts.iter().any(|f| web1["evaluatedAt"] == f.as_str()),
+        "{web1}"
+    );
+    assert_eq!(
+        git(
+            &bare,
+            &["log", "--format=%H", BRANCH, "--", "hosts/web-1.json"]
+        )
+        .lines()
+        .count(),
+        1
+    );
     let retried: u32 = recs.iter().map(|r| r.attempts - 1).sum();
     eprintln!("retries needed: {retried}");
 }
@@ -354,7 +385,8 @@ fn two_writers_racing_on_one_bare_repo_both_land() {
     let root = tempfile::tempdir().expect("tempdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    let desired = write_fleet(&seed, "");
+    // Every writer commits, even with the same facts: the race is the point.
+    let desired = write_fleet(&seed, "    heartbeat: 0s\n");
     let bare = root.path().join("fleet.git");
     git(
         root.path(),
@@ -510,7 +542,7 @@ fn report_command_shows_the_numbers_of_the_files() {
     );
     assert!(
         stdout.contains(
-            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding for 8d\n"
+            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding since 2026-11-16T02:00Z\n"
         ),
         "{stdout}"
     );
@@ -649,7 +681,7 @@ fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
     std::fs::create_dir(&srv).expect("mkdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    write_fleet(&seed, "    remote: origin\n");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
     let bare = srv.join("fleet.git");
     git(
         root.path(),
@@ -713,7 +745,10 @@ fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
     let dir = root.path().join("fleet");
     std::fs::create_dir(&dir).expect("mkdir");
     let bare = root.path().join("reports.git");
-    let desired = write_fleet(&dir, &format!("    remote: {}\n", bare.display()));
+    let desired = write_fleet(
+        &dir,
+        &format!("    remote: {}\n    heartbeat: 0s\n", bare.display()),
+    );
     let fleet = load(&dir);
     // The remote does not exist yet: the report is refused but kept on the local branch.
     let err = report::record_observation(
@@ -746,7 +781,10 @@ fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
     );
     let other = root.path().join("other");
     std::fs::create_dir(&other).expect("mkdir");
-    write_fleet(&other, &format!("    remote: {}\n", bare.display()));
+    write_fleet(
+        &other,
+        &format!("    remote: {}\n    heartbeat: 0s\n", bare.display()),
+    );
     let theirs = report::record_observation(
         &other,
         &load(&other),
@@ -886,5 +924,51 @@ fn report_command_shows_hostile_branch_content_as_text() {
     assert!(
         !stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'),
         "{stdout:?}"
+    );
+}
+
+#[test]
+fn an_observation_that_changes_nothing_is_committed_only_as_a_heartbeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "    heartbeat: 12h\n");
+    let fleet = load(dir.path());
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    assert!(first.committed);
+    // Ten minutes later, the same facts: nothing to commit, the tip stays.
+    let again = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:10:00Z"),
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("again");
+    assert!(!again.committed, "{again:?}");
+    assert_eq!(again.commit, first.commit);
+    assert_eq!(git(dir.path(), &["rev-parse", BRANCH]).trim(), first.commit);
+    // Past the heartbeat: committed, so the branch shows the controller alive, and still
+    // no host file changed.
+    let beat = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T14:30:00Z"),
+        &desired,
+        ts("2026-11-16T14:30:00Z"),
+    )
+    .expect("heartbeat");
+    assert!(beat.committed);
+    assert_eq!(
+        git(
+            dir.path(),
+            &["diff", "--name-only", &first.commit, &beat.commit]
+        ),
+        format!("runs/{}.json\nsummary.json\n", beat.run_id)
     );
 }

@@ -730,9 +730,11 @@ pub fn record(
         // only as a heartbeat, once `reports.heartbeat` has passed since the last commit.
         if run.kind == RunKind::Observe && written.is_empty() {
             let last = writer.commit_time(base)?;
-            let fresh = last.is_some_and(|t| {
-                now.duration_since(t).unsigned_abs() < target.heartbeat || now < t
-            });
+            // `0s`: every observation is committed.
+            let fresh = !target.heartbeat.is_zero()
+                && last.is_some_and(|t| {
+                    now < t || now.duration_since(t).unsigned_abs() < target.heartbeat
+                });
             if fresh {
                 return Ok(None);
             }
