@@ -972,3 +972,115 @@ fn an_observation_that_changes_nothing_is_committed_only_as_a_heartbeat() {
         format!("runs/{}.json\nsummary.json\n", beat.run_id)
     );
 }
+
+fn pk_report(dir: &Path, args: &[&str]) -> String {
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .arg("report")
+        .arg("--repo")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn report_host_shows_one_hosts_history_and_report_names_a_rejected_tip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("observe");
+    let mut run = RunRecord {
+        run_id: RunRecord::new_id(RunKind::Apply, ts("2026-11-24T03:00:00Z")),
+        kind: RunKind::Apply,
+        started_at: ts("2026-11-24T03:00:00Z"),
+        finished_at: ts("2026-11-24T03:10:00Z"),
+        desired_commit: desired.clone(),
+        plan: None,
+        errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: Some("alice".into()),
+        requested_by: vec!["bob (request/cve-1)".into()],
+        overrides: vec!["--at 2026-11-24T03:00:00Z: windows evaluated as if it were then".into()],
+        hosts: vec![HostRun {
+            host: "web-1".into(),
+            outcome: HostRunOutcome::Updated,
+            started_at: Some(ts("2026-11-24T03:00:05Z")),
+            finished_at: Some(ts("2026-11-24T03:04:00Z")),
+            changes: vec![report::PackageChange {
+                package: "libc6".into(),
+                from: Some("2.36-9+deb12u7".into()),
+                to: "2.36-9+deb12u9".into(),
+                reasons: vec!["min-version request/cve-1".into()],
+            }],
+            reboots: vec![patchkeeper::apply::Reboot {
+                from: "boot-a".into(),
+                to: "boot-b".into(),
+            }],
+        }],
+    };
+    report::record_run(dir.path(), &fleet, None, &run, ts("2026-11-24T03:10:00Z")).expect("apply");
+    // A second apply that left web-1 alone is not part of its history.
+    run.run_id = RunRecord::new_id(RunKind::Apply, ts("2026-11-25T03:00:00Z"));
+    run.hosts[0].outcome = HostRunOutcome::Unchanged;
+    run.hosts[0].changes.clear();
+    run.hosts[0].reboots.clear();
+    report::record_run(dir.path(), &fleet, None, &run, ts("2026-11-25T03:10:00Z"))
+        .expect("second apply");
+
+    let text = pk_report(dir.path(), &["--host", "web-1"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "history of web-1", "{text}");
+    assert!(
+        lines[1].starts_with("2026-11-24T03:10:00Z  state "),
+        "newest first: {text}"
+    );
+    let apply = text.find("apply run").expect("the apply is listed");
+    assert!(text[apply..].contains(
+        "    ~ libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9  min-version request/cve-1\n    rebooted: boot id boot-a -> boot-b\n    applied by: alice\n    requested by: bob (request/cve-1)\n    override: --at"
+    ), "{text}");
+    assert_eq!(text.matches(" run ").count(), 1, "{text}");
+    assert!(text.trim_end().ends_with("    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding since 2026-11-16T02:00Z"), "{text}");
+    // --since keeps only what is newer; --json is the same history as data.
+    let json: serde_json::Value = serde_json::from_str(&pk_report(
+        dir.path(),
+        &["--host", "web-1", "--since", "100000d", "--json"],
+    ))
+    .expect("json");
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(3), "{json}");
+    assert_eq!(json["entries"][1]["entry"], "run", "{json}");
+    assert_eq!(json["entries"][1]["host"]["reboots"][0]["to"], "boot-b");
+    let recent = pk_report(dir.path(), &["--host", "web-1", "--since", "1s"]);
+    assert!(recent.contains("nothing recorded"), "{recent}");
+
+    // A rejected desired tip: `report` says so and which commit is in force.
+    let target = report::ReportTarget::from_fleet(dir.path(), &fleet);
+    report::record_rejected(
+        &target,
+        "badbadbadbad0000",
+        &[
+            "baselines/web.yaml:7:11: error[dangling-window-ref]: window `nope` does not exist"
+                .into(),
+        ],
+        Some(&desired),
+        ts("2026-11-26T00:00:00Z"),
+    )
+    .expect("rejected");
+    let text = pk_report(dir.path(), &[]);
+    assert!(text.contains(&format!(
+        "desired commit badbadbadbad was rejected at 2026-11-26T00:00:00Z (1 error(s), first: baselines/web.yaml:7:11: error[dangling-window-ref]: window `nope` does not exist); the last good commit {} is in force",
+        &desired[..12]
+    )), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&pk_report(dir.path(), &["--json"])).expect("json");
+    assert_eq!(json["rejected"]["lastGoodCommit"], desired.as_str());
+}

@@ -729,7 +729,15 @@ pub fn record(
         // Commit only on change: an observation that changed no host file is committed
         // only as a heartbeat, once `reports.heartbeat` has passed since the last commit.
         if run.kind == RunKind::Observe && written.is_empty() {
-            let last = writer.commit_time(base)?;
+            let (last_desired, last_rejected) = writer.last_report(base)?;
+            // A new desired commit, or the first good run after a rejection, is news.
+            let news =
+                last_rejected || last_desired.as_deref() != Some(run.desired_commit.as_str());
+            let last = if news {
+                None
+            } else {
+                writer.commit_time(base)?
+            };
             // `0s`: every observation is committed.
             let fresh = !target.heartbeat.is_zero()
                 && last.is_some_and(|t| {
@@ -1066,6 +1074,79 @@ pub struct Snapshot {
     pub hosts: Vec<HostReport>,
     /// Run ids under `runs/`, sorted (oldest first).
     pub runs: Vec<String>,
+    /// When the newest run rejected the desired commit: that validate run (its
+    /// `lastGoodCommit` is what the hosts are still judged by).
+    pub rejected: Option<RunRecord>,
+}
+
+/// One entry of a host's history ([`host_history`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "entry", rename_all = "kebab-case")]
+pub enum HistoryEntry {
+    /// A run that did something to (or found something about) the host.
+    #[serde(rename_all = "camelCase")]
+    Run {
+        /// When the host's part ended.
+        at: Timestamp,
+        /// The run.
+        run_id: String,
+        /// Its kind.
+        kind: RunKind,
+        /// The host's part: outcome, reason, changes with their reasons, reboots.
+        host: HostRun,
+        /// Who ran it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        applied_by: Option<String>,
+        /// Who asked.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        requested_by: Vec<String>,
+        /// Safeguards it overrode.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
+        /// The fleet commit it worked from.
+        desired_commit: String,
+    },
+    /// A report commit that changed the host's file: its state from then on.
+    #[serde(rename_all = "camelCase")]
+    State {
+        /// The commit's time.
+        at: Timestamp,
+        /// The report commit.
+        commit: String,
+        /// The state.
+        state: ComplianceState,
+        /// Why.
+        reasons: Vec<String>,
+        /// The run that wrote it.
+        run_id: String,
+    },
+}
+
+impl HistoryEntry {
+    /// When it happened.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            HistoryEntry::Run { at, .. } | HistoryEntry::State { at, .. } => *at,
+        }
+    }
+
+    fn order(&self) -> u8 {
+        match self {
+            HistoryEntry::State { .. } => 0,
+            HistoryEntry::Run { .. } => 1,
+        }
+    }
+}
+
+/// One host's history on `branch`, newest first (`since`: only from then on); `Ok(None)`
+/// when the branch does not exist. See [`HistoryEntry`].
+pub fn host_history(
+    repo: &Path,
+    branch: &str,
+    host: &str,
+    since: Option<Timestamp>,
+) -> Result<Option<Vec<HistoryEntry>>, ReportError> {
+    git::host_history(repo, branch, host, since)
 }
 
 /// Reads the reports branch `branch` of the repository at `repo` (no working tree needed).
