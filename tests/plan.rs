@@ -97,6 +97,14 @@ fn saved_plan_holds_commit_instant_and_fingerprints() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
+    // The hint to copy names the fleet repo (issue 21).
+    assert!(
+        err.contains(&format!(
+            "apply exactly it with `patchkeeper apply --repo examples/fleet {}`",
+            out.display()
+        )),
+        "{err}"
+    );
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(saved["plannedAt"], "2026-11-29T01:30:00Z");
