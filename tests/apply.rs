@@ -822,6 +822,13 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     assert_eq!(run["overrides"].as_array().map(Vec::len), Some(2), "{run}");
     assert_eq!(run_host(&run, "deb-1")["outcome"], "skipped", "{run}");
     assert_ne!(report_file(&lab, "hosts/deb-1.json")["state"], "failed");
+    // The lock and journal under .patchkeeper/ never show as untracked (issue 21).
+    assert!(lab.dir().join(".patchkeeper/journal.jsonl").exists());
+    let status = common::git::git(
+        lab.dir(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    assert!(!status.contains(".patchkeeper/"), "{status}");
     // Released while apply waits: it goes ahead.
     let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
     write(

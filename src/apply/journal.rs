@@ -169,7 +169,7 @@ impl Journal {
             path: path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
+        super::create_state_dir(state_dir).map_err(io)?;
         let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)

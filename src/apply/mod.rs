@@ -188,3 +188,18 @@ pub(crate) fn duration_setting(value: &Option<String>, default: &str) -> std::ti
 pub fn state_dir(repo: &std::path::Path) -> std::path::PathBuf {
     repo.join(".patchkeeper")
 }
+
+/// Creates the state directory with a `.gitignore` of `*` in it, so the lock, the journal
+/// and checkouts never show as untracked in the fleet repo (`git add -A` cannot commit
+/// them); an existing `.gitignore` is left as the operator wrote it.
+pub fn create_state_dir(state_dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let ignore = state_dir.join(".gitignore");
+    if !ignore.exists() {
+        crate::durable::write(
+            &ignore,
+            b"# patchkeeper's local state (lock, journal): never committed\n*\n",
+        )?;
+    }
+    Ok(())
+}
