@@ -765,6 +765,14 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     );
     commit(&lab, "lockWait 4s");
     lab.lock_host("deb-1");
+    // plan shows the lock it found (issue 21).
+    let planned = pk(&lab).arg("plan").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&planned.stdout)
+            .contains("note: the package manager was locked when observed"),
+        "{}",
+        text(&planned)
+    );
     let out = apply(
         &lab,
         &[

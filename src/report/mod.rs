@@ -1219,6 +1219,7 @@ mod tests {
             batch: None,
             reboot_required: false,
             dependencies: None,
+            notes: Vec::new(),
         }
     }
 
