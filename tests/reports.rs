@@ -1084,3 +1084,51 @@ fn report_host_shows_one_hosts_history_and_report_names_a_rejected_tip() {
         serde_json::from_str(&pk_report(dir.path(), &["--json"])).expect("json");
     assert_eq!(json["rejected"]["lastGoodCommit"], desired.as_str());
 }
+
+#[test]
+fn a_fleet_repo_in_a_directory_of_a_larger_repository_is_found_upward() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sub = root.path().join("ops/fleet");
+    write_fleet(&sub, "");
+    std::fs::remove_dir_all(sub.join(".git")).expect("rm");
+    git(root.path(), &["init", "-q"]);
+    git(root.path(), &["add", "-A"]);
+    git(root.path(), &["commit", "-q", "-m", "monorepo"]);
+    let head = git(root.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let fleet = load(&sub);
+    assert_eq!(fleet.fleet().commit.as_deref(), Some(head.as_str()));
+    // Only the fleet's own files count as uncommitted, named relative to it.
+    std::fs::write(root.path().join("other.yaml"), "a: 1\n").expect("write");
+    assert_eq!(
+        report::uncommitted_fleet_files(&sub).expect("status"),
+        Vec::<String>::new()
+    );
+    std::fs::write(sub.join("baselines/extra.yaml"), "# new\n").expect("write");
+    assert_eq!(
+        report::uncommitted_fleet_files(&sub).expect("status"),
+        ["baselines/extra.yaml"]
+    );
+    std::fs::remove_file(sub.join("baselines/extra.yaml")).expect("rm");
+    report::record_observation(
+        &sub,
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &head,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("reported into the enclosing repository");
+    assert!(git(root.path(), &["ls-tree", "--name-only", BRANCH]).contains("summary.json"));
+    assert!(pk_report(&sub, &[]).contains("4 hosts"));
+    // Outside any repository: said in words, no raw libgit2 codes.
+    let nowhere = tempfile::tempdir().expect("tempdir");
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(nowhere.path())
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not in a Git repository"), "{err}");
+    assert!(!err.contains("class="), "{err}");
+}

@@ -285,10 +285,7 @@ impl<'t> Writer<'t> {
         if let Some(refused) = &target.refused {
             return Err(ReportError::Trust(refused.clone()));
         }
-        let repo = Repository::open(&target.repo).map_err(git_err(format!(
-            "cannot open repository {}",
-            target.repo.display()
-        )))?;
+        let repo = discover(&target.repo)?;
         Ok(Writer {
             repo,
             target,
@@ -790,11 +787,30 @@ fn read_host_files(
     Ok(out)
 }
 
+/// The Git repository holding `path`: `path` itself or the nearest directory above it (a
+/// fleet repo may be a directory of a larger repository).
+fn discover(path: &Path) -> Result<Repository, ReportError> {
+    Repository::discover(path).map_err(|e| ReportError::NotARepository {
+        path: path.to_path_buf(),
+        message: e.message().to_owned(),
+    })
+}
+
 /// Fleet files (see [`crate::fleet::is_fleet_file`]) that differ from the commit checked out
 /// at `root`: modified, new or deleted. Reports name the commit they were made from, so a
 /// run on a changed working tree must not be reported as that commit.
 pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> {
-    let repo = git2::Repository::open(root).map_err(git_err("open the fleet repo"))?;
+    let repo = discover(root)?;
+    // The fleet repo may be a directory of a larger repository: only its own files count,
+    // named relative to it.
+    let prefix = match (repo.workdir(), root.canonicalize()) {
+        (Some(w), Ok(r)) => w
+            .canonicalize()
+            .ok()
+            .and_then(|w| r.strip_prefix(&w).ok().map(Path::to_path_buf))
+            .unwrap_or_default(),
+        _ => PathBuf::new(),
+    };
     let mut options = git2::StatusOptions::new();
     options
         .include_untracked(true)
@@ -806,7 +822,14 @@ pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> 
     let mut changed: Vec<String> = statuses
         .iter()
         .filter(|e| e.status() != git2::Status::CURRENT)
-        .filter_map(|e| e.path().ok().map(str::to_owned))
+        .filter_map(|e| {
+            e.path().ok().and_then(|p| {
+                Path::new(p)
+                    .strip_prefix(&prefix)
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+        })
         .filter(|p| crate::fleet::is_fleet_file(Path::new(p)))
         .collect();
     changed.sort();
@@ -842,10 +865,7 @@ fn branch_or_tracking<'r>(
 
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
-    let repo = Repository::open(repo_path).map_err(git_err(format!(
-        "cannot open repository {}",
-        repo_path.display()
-    )))?;
+    let repo = discover(repo_path)?;
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };
@@ -942,10 +962,7 @@ pub fn host_history(
     host: &str,
     since: Option<Timestamp>,
 ) -> Result<Option<Vec<HistoryEntry>>, ReportError> {
-    let repo = Repository::open(repo_path).map_err(git_err(format!(
-        "cannot open repository {}",
-        repo_path.display()
-    )))?;
+    let repo = discover(repo_path)?;
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };

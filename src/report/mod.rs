@@ -42,13 +42,21 @@ pub const DEFAULT_AUTHOR: (&str, &str) = ("patchkeeper", "patchkeeper@localhost"
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A git operation failed.
-    #[error("reports: {what}: {source}")]
+    #[error("reports: {what}: {}", source.message())]
     Git {
         /// What was being done.
         what: String,
         /// libgit2's error.
         #[source]
         source: git2::Error,
+    },
+    /// Neither the directory nor any above it is a Git repository.
+    #[error("reports: `{}` is not in a Git repository (reports live on a branch of the fleet repo's Git repository): {message}", path.display())]
+    NotARepository {
+        /// The directory.
+        path: PathBuf,
+        /// libgit2's words.
+        message: String,
     },
     /// A report file on the branch is not valid JSON of its format.
     #[error("reports branch {branch}: {path}: {source}")]
