@@ -368,12 +368,10 @@ pub fn run(args: Args) -> u8 {
         super::audit::record_apply(
             &repo,
             &fleet,
-            &plan,
-            &report,
+            (&plan, &report, &audit),
             after.as_ref(),
             commit,
             started,
-            &audit,
         );
     }
     exit_code(&report)

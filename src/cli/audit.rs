@@ -65,15 +65,14 @@ pub(crate) fn record_observation(
 pub(crate) fn record_apply(
     repo: &Path,
     fleet: &ValidFleet,
-    plan: &Plan,
-    applied: &ApplyReport,
+    applied: (&Plan, &ApplyReport, &report::RunAudit),
     after: Option<&ObservedFleet>,
     commit: &str,
     started: Timestamp,
-    audit: &report::RunAudit,
 ) {
     let now = Timestamp::now();
-    let run = report::apply_run(plan, applied, commit, started, now, audit);
+    let (plan, report, audit) = applied;
+    let run = report::apply_run(plan, report, commit, started, now, audit);
     record(repo, fleet, after, &run, now);
 }
 
