@@ -290,10 +290,14 @@ fn logs_in_with_the_ssh_agent() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ssh-agent");
-    for _ in 0..100 {
-        if sock.exists() {
-            break;
-        }
+    // ssh-agent -D creates its socket once it listens: wait for that (not a fixed time).
+    let start = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "ssh-agent did not create {}",
+            sock.display()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let run = |with_key: bool| {

@@ -29,10 +29,16 @@ impl Transport for LocalTransport {
         options: ExecOptions,
     ) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(async move {
-            let wrapped = if self.sudo {
-                super::sudo_wrap(command)
+            // A transaction must outlive its session (never cut short by a closed channel).
+            let inner = if options.transaction && stdin.is_none() {
+                super::detach_transaction(command)
             } else {
                 command.to_string()
+            };
+            let wrapped = if self.sudo {
+                super::sudo_wrap(&inner)
+            } else {
+                inner
             };
             let mut child = tokio::process::Command::new("sh")
                 .arg("-c")
@@ -167,8 +173,10 @@ mod tests {
         let done = dir.path().join("done");
         let gate = dir.path().join("gate");
         let t = LocalTransport::new(false);
+        // Released, it goes on printing (as dpkg does, `Setting up …`) after patchkeeper
+        // stopped reading: it must not die of SIGPIPE on the closed pipes.
         let script = format!(
-            "while [ ! -e {g} ]; do sleep 0.05; done; touch {d}",
+            "while [ ! -e {g} ]; do sleep 0.05; done; echo setting up; echo warning >&2; touch {d}",
             g = gate.display(),
             d = done.display()
         );
@@ -181,7 +189,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, TransportError::Abandoned { .. }), "{err}");
-        // Not signalled: released, it finishes its work.
+        // Not signalled, not cut short: released, it finishes its work.
         std::fs::write(&gate, "").unwrap();
         let start = std::time::Instant::now();
         while !done.exists() {

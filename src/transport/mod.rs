@@ -381,6 +381,25 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Wraps a package transaction so that it never depends on the session that started it: it
+/// runs in a background subshell with SIGHUP ignored (and SIGINT/SIGQUIT, as every
+/// asynchronous list of a non-interactive shell), its stdout and stderr going to files in a
+/// fresh temporary directory on the host, which are printed once it has ended. When the
+/// channel closes first (the transaction outlived `apply.transactionTimeout`, or the
+/// controller died), the package manager writes to its files, not to the closed session,
+/// so no SIGPIPE cuts it short mid-transaction; the shell waiting for it prints into the
+/// void and still removes the files. Its exit status is the command's (128 + N when a
+/// signal ended it).
+pub fn detach_transaction(command: &str) -> String {
+    // The newline before `}` ends the command whatever its last word is (a comment too).
+    format!(
+        "pk_d=$(mktemp -d) || exit 125\n\
+         ( trap '' HUP; {{ {command}\n}} >\"$pk_d/out\" 2>\"$pk_d/err\" </dev/null ) &\n\
+         wait $!; pk_rc=$?; trap '' PIPE\n\
+         cat \"$pk_d/out\"; cat \"$pk_d/err\" >&2; rm -rf \"$pk_d\"; exit $pk_rc"
+    )
+}
+
 /// Wraps a command for `sudo -n` (never prompts: a password requirement fails fast).
 pub fn sudo_wrap(command: &str) -> String {
     format!("sudo -n -- sh -c {}", shell_quote(command))
@@ -493,6 +512,36 @@ mod tests {
         assert_eq!(command_label("sh -s"), "sh -s");
         assert_eq!(command_label("a\nb"), "a…");
         assert_eq!(command_label(&"x".repeat(100)).chars().count(), 81);
+    }
+
+    #[test]
+    fn a_detached_transaction_keeps_its_output_and_exit_status() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = |command: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(detach_transaction(command))
+                .env("TMPDIR", tmp.path())
+                .output()
+                .unwrap();
+            // Its output files are gone once it has ended, however it ended.
+            assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+            out
+        };
+        let out = run("echo out; echo err >&2; echo more; exit 3 # a comment");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\nmore\n");
+        assert_eq!(out.stderr, b"err\n");
+        let out = run("DEBIAN_FRONTEND=noninteractive sh -c 'echo $DEBIAN_FRONTEND' && true");
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(out.stdout, b"noninteractive\n");
+        // A signal that ends it is its exit status.
+        let out = run("sh -c 'kill -TERM $$'");
+        assert_eq!(out.status.code(), Some(128 + 15), "{out:?}");
+        // It reads nothing from the session.
+        let out = run("cat");
+        assert_eq!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty());
     }
 
     #[test]

@@ -373,10 +373,16 @@ impl Transport for SshTransport {
         options: ExecOptions,
     ) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(async move {
-            let wrapped = if self.sudo {
-                super::sudo_wrap(command)
+            // A transaction must outlive its session (never cut short by a closed channel).
+            let inner = if options.transaction && stdin.is_none() {
+                super::detach_transaction(command)
             } else {
                 command.to_string()
+            };
+            let wrapped = if self.sudo {
+                super::sudo_wrap(&inner)
+            } else {
+                inner
             };
             // Until the exec request is out, the command cannot have run: said as such, so a
             // lost package transaction is known not to have started.
@@ -443,8 +449,8 @@ impl Transport for SshTransport {
                 Ended::Deadline if options.transaction => {
                     // Never signalled: a package manager killed mid-transaction is what
                     // this deadline must not cause. The channel is closed (its slot freed);
-                    // the command runs on until it ends or next writes to the closed
-                    // session, and the next run's recovery finds out which.
+                    // the transaction, detached from it (`super::detach_transaction`), runs
+                    // on to its end, and the next run's recovery waits for it.
                     let _ = channel.close().await;
                     Err(TransportError::Abandoned { seconds })
                 }
