@@ -574,6 +574,12 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("host(s) were in flight"), "{all}");
     assert!(stderr.contains("host deb-1: was in flight in run"), "{all}");
+    // Recovery says what it found against the versions recorded before the transaction.
+    assert!(
+        stderr.contains("found the transaction's changes: ")
+            && stderr.contains("libpk 1.0-1 -> 1.2-1"),
+        "{all}"
+    );
     assert!(journal(&lab).contains("\"type\":\"recovered\""));
     // Converged, nothing half-configured anywhere.
     for host in ["deb-1", "deb-2"] {

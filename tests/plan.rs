@@ -37,10 +37,7 @@ fn plan(args: &[&str]) -> (String, String, i32) {
         .current_dir(root)
         .args(["plan", "--repo"])
         .arg(fleet.path())
-        .args([
-            "--observed",
-            "tests/fixtures/plan/example-observed.json",
-        ])
+        .args(["--observed", "tests/fixtures/plan/example-observed.json"])
         .args(args)
         .env("NO_COLOR", "1")
         .output()
