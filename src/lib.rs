@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules.
 
+pub mod actor;
 pub mod ansible;
 pub mod apply;
 pub mod cli;

@@ -149,6 +149,11 @@ pub struct ReportSettings {
     /// How `signingKey` signs: `ssh` (default, `ssh-keygen -Y sign`) or `openpgp` (`gpg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_format: Option<SigningFormat>,
+    /// An observation that changed no host's facts is committed only when the last report
+    /// commit is older than this (duration, default `24h`), so the branch shows the
+    /// controller alive without a commit per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
 }
 
 /// The signature format of report commits (git's `gpg.format`).

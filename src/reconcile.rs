@@ -339,11 +339,8 @@ impl Progress for LogProgress {
 impl Executor for EngineExecutor {
     fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
         use crate::apply::journal::{self, Journal};
-        let run = format!(
-            "{}-serve-{}",
-            Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-            std::process::id()
-        );
+        // The run record's id too (`report::apply_run` takes it from the report).
+        let run = crate::report::RunRecord::new_id(crate::report::RunKind::Apply, Timestamp::now());
         let state = crate::apply::state_dir(&self.repo);
         let _lock = FleetLock::acquire(&state, &run).map_err(|e| e.to_string())?;
         let recoveries =
@@ -544,6 +541,7 @@ impl<O: Observer> Reconciler<O> {
                 ),
                 signing: None,
                 refused: None,
+                heartbeat: std::time::Duration::from_secs(24 * 3600),
             },
         };
         // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
@@ -652,6 +650,10 @@ impl<O: Observer> Reconciler<O> {
             commit,
             now,
             now.saturating_add(elapsed).unwrap_or(now),
+            &report::RunAudit {
+                applied_by: Some(format!("serve ({})", crate::actor::current(None))),
+                ..Default::default()
+            },
         );
         // Report what the hosts are now, not what they were before the apply.
         let after = self.observer.observe(fleet)?;

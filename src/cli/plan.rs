@@ -97,10 +97,14 @@ pub fn run(args: Args) -> u8 {
             eprintln!("error: cannot write `{}`: {e}", out.display());
             return super::EXIT_ERROR;
         }
+        // The command to copy names the fleet repo too: run from anywhere else, a bare
+        // `patchkeeper apply FILE` would look for the fleet repo in the wrong place.
+        let quote = |p: &std::path::Path| crate::transport::shell_quote(&p.display().to_string());
         eprintln!(
-            "Saved the plan to `{}`; apply exactly it with `patchkeeper apply {}`",
+            "Saved the plan to `{}`; apply exactly it with `patchkeeper apply --repo {} {}`",
             out.display(),
-            out.display()
+            quote(&args.repo.repo),
+            quote(out)
         );
     }
     let format = if args.json { Format::Json } else { args.format };

@@ -150,6 +150,10 @@ pub struct HostPlan {
     /// package manager pulls in alongside (absent: the host has no transaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<DependencyCheck>,
+    /// What apply will meet on the host that does not block it (e.g. the package manager
+    /// was locked when observed: apply waits up to `apply.lockWait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl HostPlan {

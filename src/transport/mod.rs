@@ -421,6 +421,10 @@ pub enum TransportError {
     /// The local command could not be started.
     #[error("cannot run local command: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The command never reached the host: opening its channel or sending it failed (the
+    /// connection was lost before), so it did not run.
+    #[error("the command could not be sent: {}", describe_ssh(.0))]
+    NotSent(#[source] russh::Error),
     /// The SSH protocol failed after login (connection loss, keepalive timeouts).
     #[error("{}", describe_ssh(.0))]
     Ssh(#[from] russh::Error),

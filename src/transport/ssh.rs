@@ -902,8 +902,17 @@ impl Transport for SshTransport {
             } else {
                 inner
             };
-            let mut channel = self.handle.channel_open_session().await?;
-            channel.exec(true, wrapped.into_bytes()).await?;
+            // Until the exec request is out, the command cannot have run: said as such, so a
+            // lost package transaction is known not to have started.
+            let mut channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(TransportError::NotSent)?;
+            channel
+                .exec(true, wrapped.into_bytes())
+                .await
+                .map_err(TransportError::NotSent)?;
             let mut capture = Capture::new(&options);
             let mut exit = None;
             let collect = async {
