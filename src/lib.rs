@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules.
 
+pub mod advisory;
 pub mod apply;
 pub mod cli;
 pub mod compliance;

@@ -101,6 +101,10 @@ pub fn os_info(fields: &BTreeMap<String, String>) -> Option<OsInfo> {
         version_id: fields.get("VERSION_ID").cloned().unwrap_or_default(),
         family,
         pretty_name: fields.get("PRETTY_NAME").cloned(),
+        version_codename: fields
+            .get("VERSION_CODENAME")
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty()),
     })
 }
 
@@ -170,15 +174,20 @@ pk_family=$( (. /etc/os-release 2>/dev/null || . /usr/lib/os-release; case " $ID
 case $pk_family in
 apt)
 @APT_REFRESH@
-pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'; pk_end installed
+pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n'; pk_end installed
 pk_begin updates; apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null; pk_end updates
+pk_begin held-updates; if [ -n "$(apt-mark showhold 2>/dev/null)" ]; then apt-get -s -q -o Debug::NoLocking=1 -o APT::Ignore-Hold=true dist-upgrade </dev/null; fi; pk_end held-updates
 pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/reboot-required.pkgs 2>/dev/null; fi; pk_end reboot
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
 dnf)
-pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'; pk_end installed
+pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'; pk_end installed
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
+if grep -qsv '^[[:space:]]*\(#\|$\)' /etc/dnf/plugins/versionlock.list || grep -qsE '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf; then pk_holds=1; else pk_holds=; fi
+pk_begin held-updates; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all check-update </dev/null; fi; pk_end held-updates
+pk_begin held-security; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all updateinfo list --security </dev/null; fi; pk_end held-security
+pk_begin advisory-info; dnf -q -C --disableplugin=versionlock --disableexcludes=all updateinfo info --security </dev/null; pk_end advisory-info
 pk_begin reboot; if command -v needs-restarting >/dev/null 2>&1; then needs-restarting -r 2>&1 </dev/null; echo "needs-restarting $?"; fi; rpm -q --qf 'kernel %{INSTALLTIME} %{VERSION}-%{RELEASE}.%{ARCH}\n' kernel-core kernel 2>/dev/null | grep '^kernel '; true; pk_end reboot
 pk_begin check; dnf -q -C --disablerepo='*' check </dev/null; pk_end check
 pk_begin held; cat /etc/dnf/plugins/versionlock.list 2>/dev/null; grep -E '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf 2>/dev/null; true; pk_end held
