@@ -622,6 +622,7 @@ impl<O: Observer> Reconciler<O> {
             at: now,
             first_seen: &first_seen,
             simulations: None,
+            advisories: None,
         };
         let first = crate::plan::plan(input);
         let simulations = self.observer.dry_run(fleet, observed, &first)?;

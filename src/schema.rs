@@ -21,6 +21,7 @@ pub fn file_name(kind: Kind) -> &'static str {
         Kind::MaintenanceWindow => "maintenance-window.schema.json",
         Kind::Rollout => "rollout.schema.json",
         Kind::PatchRequest => "patch-request.schema.json",
+        Kind::VulnerabilityException => "vulnerability-exception.schema.json",
     }
 }
 
@@ -33,6 +34,7 @@ pub fn kind_schema(kind: Kind) -> Value {
         Kind::MaintenanceWindow => schemars::schema_for!(model::MaintenanceWindow),
         Kind::Rollout => schemars::schema_for!(model::Rollout),
         Kind::PatchRequest => schemars::schema_for!(model::PatchRequest),
+        Kind::VulnerabilityException => schemars::schema_for!(model::VulnerabilityException),
     };
     let mut value = schema.to_value();
     if let Some(obj) = value.as_object_mut() {

@@ -189,7 +189,7 @@ fn compile(ordering: Ecosystem, affected: &Affected) -> Option<Test> {
                     };
                     events.push((kind, v));
                 }
-                events.sort_by(|a, b| event_order(a, b));
+                events.sort_by(event_order);
                 out.push(events);
             }
             let versions = versions

@@ -30,12 +30,15 @@ fn os(id: &str, version: &str, codename: Option<&str>) -> OsInfo {
     }
 }
 
-/// A host: `installed` as (name, version, Some((source, source version))).
+/// An installed package: (name, version, Some((source, source version))).
+type Pkg<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+
+/// A host with `installed` packages, pending `updates` and `held` ones (name, from, to).
 fn host(
     name: &str,
     os: OsInfo,
     pm: PackageManager,
-    installed: &[(&str, &str, Option<(&str, &str)>)],
+    installed: &[Pkg<'_>],
     updates: &[(&str, &str, &str)],
     held: &[(&str, &str, &str)],
 ) -> ObservedHost {

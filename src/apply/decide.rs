@@ -369,6 +369,7 @@ mod tests {
                 rule: Rule::MinVersion,
                 due: None,
             }],
+            fixes: Vec::new(),
         }
     }
 

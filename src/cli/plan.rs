@@ -55,6 +55,7 @@ pub fn run(args: Args) -> u8 {
                     at,
                     first_seen: &first_seen,
                     simulations: None,
+                    advisories: None,
                 })
             }
             Err(msg) => {
@@ -145,6 +146,7 @@ pub(crate) fn plan_now(
         at,
         first_seen: &first_seen,
         simulations: None,
+        advisories: None,
     };
     match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
         Ok(plan) => Ok((plan, observed)),

@@ -42,6 +42,15 @@ impl Paint {
     }
 }
 
+/// `= pk-held 1.1-1 left alone: held on the host; would fix PKLAB-2026:0006 (high)`.
+fn skipped_line(s: &super::Skipped) -> String {
+    let mut line = format!("= {} {} left alone: {}", s.package, s.version, s.why);
+    if !s.fixes.is_empty() {
+        line.push_str(&format!("; would fix {}", super::fixes_label(&s.fixes)));
+    }
+    line
+}
+
 /// Renders the plan for people.
 pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
     let p = Paint { on: opts.color };
@@ -55,8 +64,13 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         out,
         "{}",
         p.bold(&format!(
-            "patchkeeper plan: {commit}, at {} (observed {})",
-            plan.planned_at, plan.observed_at
+            "patchkeeper plan: {commit}, at {} (observed {}){}",
+            plan.planned_at,
+            plan.observed_at,
+            plan.advisory_snapshot
+                .as_deref()
+                .map(|s| format!(", advisories {s}"))
+                .unwrap_or_default()
         ))
     );
     let mut compliant: Vec<String> = Vec::new();
@@ -138,8 +152,13 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 s.dedup();
                 s
             };
+            let fixes = if c.fixes.is_empty() {
+                String::new()
+            } else {
+                format!("  fixes {}", super::fixes_label(&c.fixes))
+            };
             let line = format!(
-                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}",
+                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{fixes}",
                 c.package,
                 c.from.as_deref().unwrap_or("(new)"),
                 c.to,
@@ -161,18 +180,36 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
             let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
         }
         for s in &h.skipped {
-            let _ = writeln!(
-                out,
-                "    {}",
-                p.dim(&format!(
-                    "= {} {} left alone: {}",
-                    s.package, s.version, s.why
-                ))
-            );
+            let _ = writeln!(out, "    {}", p.dim(&skipped_line(s)));
         }
     }
+    // Compliant hosts show only a count above; their left-alone security updates are
+    // listed here, so nothing held back is invisible.
+    let pr = &p;
+    let held: Vec<String> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Compliant)
+        .flat_map(|h| {
+            h.skipped
+                .iter()
+                .filter(|s| s.security || !s.fixes.is_empty())
+                .map(move |s| {
+                    format!(
+                        "    {}",
+                        pr.dim(&format!("{}: {}", h.host, skipped_line(s)))
+                    )
+                })
+        })
+        .collect();
     if !compliant.is_empty() {
         let _ = writeln!(out, "\n{} {}", p.green("Compliant:"), compliant.join(", "));
+    }
+    if !held.is_empty() {
+        let _ = writeln!(out, "\nSecurity updates left alone on compliant hosts:");
+        for line in held {
+            let _ = writeln!(out, "{line}");
+        }
     }
     if !unmanaged.is_empty() {
         let _ = writeln!(

@@ -947,6 +947,7 @@ mod tests {
                     security: false,
                     origin: String::new(),
                     reasons: Vec::new(),
+                    fixes: Vec::new(),
                 })
                 .collect(),
             reasons: Vec::new(),
@@ -977,6 +978,7 @@ mod tests {
             fleet_digest: "d".into(),
             planned_at: "2026-11-24T02:00:00Z".into(),
             observed_at: "2026-11-24T02:00:00Z".into(),
+            advisory_snapshot: None,
             hosts: vec![
                 host_plan("a", &[("libpk", Some("1.0-1"), "1.2-1")]),
                 host_plan("b", &[("libpk", Some("1.0-1"), "1.2-1")]),
