@@ -69,6 +69,10 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
     files.insert("plan.schema.json", crate::plan::Plan::schema_text());
     files.insert(crate::observed::SCHEMA_FILE, crate::observed::schema_text());
     files.insert("policy.schema.json", crate::policy::schema_text());
+    files.insert(
+        "vulns.schema.json",
+        crate::advisory::view::VulnsReport::schema_text(),
+    );
     files.extend(crate::report::schema_files());
     files
 }

@@ -89,6 +89,48 @@ pub enum ImportError {
         /// What is wrong.
         message: String,
     },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// What is stored for the source now.
+    pub info: super::ImportInfo,
+    /// The data was the same as stored (same digest): nothing was rewritten.
+    pub unchanged: bool,
+}
+
+/// Reads `path` and stores it in `store`, replacing what an earlier import of the same
+/// path stored. Unchanged data (same digest) is not rewritten unless `force`.
+pub fn import_path(
+    store: &mut super::Store,
+    path: &Path,
+    format: Option<Format>,
+    now: jiff::Timestamp,
+    force: bool,
+) -> Result<Imported, ImportError> {
+    let loaded = read_path(path, format)?;
+    let source = loaded.source.to_string_lossy().into_owned();
+    if !force {
+        if let Some(info) = store.import_of(&source)? {
+            if info.digest == loaded.digest {
+                store.touch(&source, now)?;
+                let info = store.import_of(&source)?.unwrap_or(info);
+                return Ok(Imported {
+                    info,
+                    unchanged: true,
+                });
+            }
+        }
+    }
+    let info = store.replace(&loaded, now)?;
+    Ok(Imported {
+        info,
+        unchanged: false,
+    })
 }
 
 /// Top-level fields of an OSV record (any of them may come first).
@@ -148,6 +190,7 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
         .modified()
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .and_then(|t| jiff::Timestamp::from_second(t.as_second()).ok())
         .map(|t| t.to_string());
     let mut stats = ReadStats::default();
     let mut records = Vec::new();

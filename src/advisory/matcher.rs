@@ -349,6 +349,23 @@ pub struct Finding {
     pub state: FindingState,
     /// The update that brings the fix.
     pub offer: Option<Offer>,
+    /// The vulnerability exception that accepts it, while in force.
+    pub exception: Option<Arc<Excepted>>,
+}
+
+/// A vulnerability exception in force for a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Excepted {
+    /// The VulnerabilityException's name.
+    pub name: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// When it stops applying.
+    #[schemars(with = "String")]
+    pub expires: jiff::Timestamp,
 }
 
 impl Finding {
@@ -613,6 +630,7 @@ fn host_findings(
                     unfixed: hit.unfixed,
                     state: FindingState::NoFix,
                     offer: None,
+                    exception: None,
                 });
                 if !f.packages.iter().any(|x| x.name == p.name) {
                     f.packages.push(AffectedPackage {

@@ -9,12 +9,14 @@
 //! the compliance reports read its findings. Formats and sources: `docs/vulnerabilities.md`.
 
 pub mod ecosystem;
+pub mod fleet;
 pub mod import;
 pub mod matcher;
 pub mod osv;
 pub mod severity;
 pub mod store;
 pub mod tracker;
+pub mod view;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -194,6 +194,7 @@ impl Store {
         let path = self.path.clone();
         let s = sql(&path);
         let source = loaded.source.to_string_lossy().into_owned();
+        let now = whole_seconds(now);
         let info = ImportInfo {
             source: source.clone(),
             format: loaded.format.as_str().to_owned(),
@@ -249,7 +250,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE imports SET checked_at = ?2 WHERE source = ?1",
-                params![source, now.to_string()],
+                params![source, whole_seconds(now).to_string()],
             )
             .map_err(sql(&self.path))?;
         Ok(())
@@ -417,6 +418,11 @@ pub fn snapshot_of(mut imports: Vec<ImportInfo>, records: usize) -> Snapshot {
         data_date,
         imports,
     }
+}
+
+/// Times are stored to the second: readable, and precise enough for data ages.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {

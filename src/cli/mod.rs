@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod advisories;
 mod apply;
 mod audit;
 mod observe;
@@ -15,6 +16,7 @@ mod schema;
 mod serve;
 mod validate;
 mod version;
+mod vulns;
 mod windows;
 
 /// Exit code: success, nothing to report.
@@ -104,6 +106,13 @@ pub enum Command {
     Version(version::Command),
     /// Show every maintenance window's state at an instant (default: now).
     Windows(windows::Args),
+    /// Advisory data: import the Debian security tracker dump and OSV records, show what is
+    /// loaded.
+    #[command(subcommand)]
+    Advisories(advisories::Command),
+    /// Show the open advisories of every host (the fix offered? planned?) and a fleet
+    /// summary by severity.
+    Vulns(vulns::Args),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -120,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
+        Command::Advisories(cmd) => advisories::run(cmd),
+        Command::Vulns(args) => vulns::run(args),
     };
     ExitCode::from(code)
 }
