@@ -134,6 +134,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         desired_commit: desired.clone(),
         plan: None,
         errors: Vec::new(),
+        events: Vec::new(),
         hosts: vec![
             HostRun {
                 host: "web-1".into(),

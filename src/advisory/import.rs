@@ -104,15 +104,21 @@ pub struct Imported {
 }
 
 /// Reads `path` and stores it in `store`, replacing what an earlier import of the same
-/// path stored. Unchanged data (same digest) is not rewritten unless `force`.
+/// source stored. The source is keyed by its absolute path, or by `label` when given (serve
+/// keys the fleet repo's sources `fleet-repo:PATH`, since each commit is checked out
+/// elsewhere). Unchanged data (same digest) is not rewritten unless `force`.
 pub fn import_path(
     store: &mut super::Store,
     path: &Path,
+    label: Option<&str>,
     format: Option<Format>,
     now: jiff::Timestamp,
     force: bool,
 ) -> Result<Imported, ImportError> {
-    let loaded = read_path(path, format)?;
+    let mut loaded = read_path(path, format)?;
+    if let Some(l) = label {
+        loaded.source = PathBuf::from(l);
+    }
     let source = loaded.source.to_string_lossy().into_owned();
     if !force {
         if let Some(info) = store.import_of(&source)? {

@@ -92,7 +92,7 @@ fn run_import(args: ImportArgs) -> u8 {
     let mut failed = false;
     let mut imported = Vec::new();
     for p in &args.paths {
-        match import::import_path(&mut store, p, args.format, now, args.force) {
+        match import::import_path(&mut store, p, None, args.format, now, args.force) {
             Ok(done) => {
                 if !args.json {
                     print_import(&done);
@@ -308,5 +308,24 @@ pub(crate) fn print_table<const N: usize>(header: &[String; N], rows: &[[String;
             }
         }
         println!("{}", line.trim_end());
+    }
+}
+
+/// The assessment of `observed` against the fleet's advisory store, for commands that use
+/// advisory data when there is some (plan, apply, observe reports): `None` when nothing
+/// was imported; a store that cannot be read is a warning, never a failure of the command.
+pub(crate) fn assessment(
+    repo: &std::path::Path,
+    fleet_: &crate::validate::ValidFleet,
+    observed: &crate::observed::ObservedFleet,
+    at: jiff::Timestamp,
+) -> Option<crate::advisory::Assessment> {
+    let path = fleet::store_path(repo, None);
+    match fleet::assess_at(&path, fleet_, observed, at) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("warning: advisory data not used: {e}");
+            None
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
+mod events;
 mod git;
 mod sign;
 
@@ -27,6 +28,7 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
+pub use events::{advisory_events, AdvisoryEvent, AdvisoryEventKind};
 pub use git::{open_remote_callbacks, GitAuth};
 
 /// The reports branch when Settings name none.
@@ -181,6 +183,10 @@ pub struct RunRecord {
     /// Why the run did not happen (validate runs: the validation errors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Advisory events of the run: critical advisories newly open or closed, advisories
+    /// newly overdue (for the API, the dashboard and alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AdvisoryEvent>,
 }
 
 impl RunRecord {
@@ -258,6 +264,25 @@ pub struct Summary {
     pub broken_rules: BTreeMap<String, usize>,
     /// Every host, sorted by name.
     pub hosts: Vec<SummaryHost>,
+    /// Open advisories over the hosts (absent when no report carries advisory data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories: Option<AdvisorySummary>,
+}
+
+/// Open advisories over every host file of the branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorySummary {
+    /// Open advisories per severity, exceptions in force aside (every level present).
+    pub open: BTreeMap<crate::advisory::Severity, usize>,
+    /// Open advisories past their due date.
+    pub overdue: usize,
+    /// Findings accepted by an exception in force.
+    pub excepted: usize,
+    /// Hosts with an open critical advisory, sorted.
+    pub hosts_with_critical: Vec<String>,
+    /// The advisory snapshots the host files name.
+    pub snapshots: Vec<String>,
 }
 
 impl Summary {
@@ -277,7 +302,45 @@ impl Summary {
                 *broken.entry(r.clone()).or_default() += 1;
             }
         }
+        let mut advisories = AdvisorySummary {
+            open: crate::advisory::Severity::ALL
+                .iter()
+                .map(|s| (*s, 0))
+                .collect(),
+            ..AdvisorySummary::default()
+        };
+        let mut any_advisory_data = false;
+        for h in hosts {
+            let c = &h.compliance;
+            if let Some(s) = &c.advisory_snapshot {
+                any_advisory_data = true;
+                if !advisories.snapshots.contains(s) {
+                    advisories.snapshots.push(s.clone());
+                }
+            }
+            let mut critical = false;
+            for a in &c.advisories {
+                if a.advisory
+                    .exception
+                    .as_ref()
+                    .is_some_and(|e| e.expires > now)
+                {
+                    advisories.excepted += 1;
+                    continue;
+                }
+                *advisories.open.entry(a.advisory.severity).or_default() += 1;
+                critical |= a.advisory.severity == crate::advisory::Severity::Critical;
+                if a.overdue(now) {
+                    advisories.overdue += 1;
+                }
+            }
+            if critical {
+                advisories.hosts_with_critical.push(c.host.clone());
+            }
+        }
+        advisories.snapshots.sort();
         Summary {
+            advisories: any_advisory_data.then_some(advisories),
             run_id: run_id.to_owned(),
             desired_commit: desired.to_owned(),
             generated_at: now,
@@ -431,6 +494,7 @@ pub fn observation_run(
             })
             .collect(),
         errors: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -505,6 +569,7 @@ pub fn apply_run(
         plan: Some(plan.summary.clone()),
         hosts,
         errors: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -546,6 +611,20 @@ pub fn record(
     run: &RunRecord,
     now: Timestamp,
 ) -> Result<Recorded, ReportError> {
+    record_with(target, fleet, observed, None, run, now)
+}
+
+/// [`record`] with the advisory findings of the observed hosts: host files list their open
+/// advisories with due dates, the run record carries the advisory events, the summary the
+/// open advisories. Without findings, each host's previous advisories are carried.
+pub fn record_with(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    advisories: Option<&crate::advisory::Assessment>,
+    run: &RunRecord,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
     let policy =
         Policy::for_repo(&fleet.fleet().root).map_err(|e| ReportError::Config(e.to_string()))?;
     let configs = fleet
@@ -573,6 +652,8 @@ pub fn record(
                     run: run_outcome,
                     policy: &policy,
                     now,
+                    advisories: advisories.and_then(|a| a.host(&config.host)),
+                    snapshot: advisories.and_then(|a| a.snapshot.as_deref()),
                 });
                 if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
@@ -598,6 +679,17 @@ pub fn record(
                 }
             }
         }
+        let mut run_out = run.clone();
+        for h in &written {
+            if let Some(current) = merged.get(h) {
+                run_out.events.extend(advisory_events(
+                    previous.get(h).map(|p| &p.compliance),
+                    &current.compliance,
+                    now,
+                ));
+            }
+        }
+        let run = &run_out;
         let hosts: Vec<HostReport> = merged.into_values().collect();
         let summary = Summary::compute(
             &hosts,
@@ -823,6 +915,7 @@ pub fn record_rejected(
         plan: None,
         hosts: Vec::new(),
         errors: errors.to_vec(),
+        events: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
     let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
@@ -1078,6 +1171,8 @@ mod tests {
                     last_run: None,
                     observed_at: None,
                     evaluated_at: ts("2026-11-24T02:00:00Z"),
+                    advisories: vec![],
+                    advisory_snapshot: None,
                 },
             })
             .collect();
@@ -1099,6 +1194,7 @@ mod tests {
             desired_commit: "0123abcd".into(),
             plan: None,
             errors: Vec::new(),
+            events: Vec::new(),
             hosts: outcomes
                 .iter()
                 .map(|(h, o)| HostRun {
