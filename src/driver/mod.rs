@@ -663,6 +663,75 @@ mod tests {
         assert!(!app.security);
     }
 
+    /// Captured with the observation script that records sources, held candidates and dnf
+    /// advisory details (lab hosts with pk-held on hold; libpk built from source pk-libs).
+    #[test]
+    fn lab_captures_with_sources_held_updates_and_advisories() {
+        let deb = capture("lab-deb-v2");
+        assert_eq!(deb.status, HostStatus::Reachable, "{deb:?}");
+        assert_eq!(
+            deb.os.as_ref().and_then(|o| o.version_codename.as_deref()),
+            Some("bookworm")
+        );
+        let libpk = deb.installed_package("libpk").unwrap();
+        assert_eq!(deb.source_of(libpk), ("pk-libs", "1.0-1"));
+        let app = deb.installed_package("pk-app").unwrap();
+        assert_eq!(deb.source_of(app), ("pk-app", "1.0-1"));
+        let held: Vec<_> = deb
+            .held_updates
+            .iter()
+            .map(|u| (u.name.as_str(), u.candidate_version.as_str(), u.security))
+            .collect();
+        assert_eq!(held, [("pk-held", "1.1-1", true)]);
+        assert!(!deb.updates.iter().any(|u| u.name == "pk-held"));
+
+        let rpm = capture("lab-rpm-v2");
+        assert_eq!(rpm.status, HostStatus::Reachable, "{rpm:?}");
+        let held: Vec<_> = rpm
+            .held_updates
+            .iter()
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    u.candidate_version.as_str(),
+                    u.advisories.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            held,
+            [("pk-held", "1.1-1", vec!["PKLAB-2026:0006".to_string()])]
+        );
+        let ids: Vec<_> = rpm
+            .advisories
+            .iter()
+            .map(|a| (a.id.as_str(), a.severity.as_deref(), a.cves.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (
+                    "PKLAB-2026:0002",
+                    Some("Important"),
+                    vec!["CVE-2026-9002".to_string()]
+                ),
+                (
+                    "PKLAB-2026:0005",
+                    Some("Important"),
+                    vec!["CVE-2026-9005".to_string()]
+                ),
+                (
+                    "PKLAB-2026:0006",
+                    Some("Important"),
+                    vec!["CVE-2026-9006".to_string()]
+                ),
+            ]
+        );
+        // Sources equal to the packages themselves are not recorded.
+        assert!(rpm.sources.is_empty(), "{:?}", rpm.sources);
+        assert!(rpm.warnings.is_empty(), "{:?}", rpm.warnings);
+    }
+
     /// Lab hosts whose package manager lock is held (`scripts/lab lock-host`).
     #[test]
     fn locked_lab_captures_name_the_holder() {
