@@ -785,3 +785,75 @@ fn store_imports_replace_and_name_the_snapshot() {
     assert!(reopened.forget(&osv.source.to_string_lossy()).unwrap());
     assert_ne!(reopened.snapshot().unwrap().id, snap.id);
 }
+
+fn valid_fleet(files: &[(&str, &str)]) -> crate::validate::ValidFleet {
+    let mut f = crate::fleet::Fleet::default();
+    let mut diags = Vec::new();
+    for (path, text) in files {
+        crate::fleet::add_file(&mut f, &mut diags, Path::new(path), text);
+    }
+    let out = crate::validate::validate_fleet(f, diags);
+    out.fleet.unwrap_or_else(|| panic!("{:?}", out.diagnostics))
+}
+
+#[test]
+fn exceptions_apply_by_host_advisory_package_and_expiry() {
+    let fleet = valid_fleet(&[
+        (
+            "inventory.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  groups: [{name: web}, {name: db}]\n  hosts:\n    - {name: deb-1, address: 10.0.0.1, groups: [web]}\n",
+        ),
+        (
+            "exceptions.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: VulnerabilityException\nmetadata: {name: bash-accepted}\nspec:\n  advisories: [cve-2026-1002]\n  packages: [bash]\n  owner: alice\n  reason: no untrusted prompts\n  expires: 2026-03-20\n---\napiVersion: patchkeeper.dev/v1\nkind: VulnerabilityException\nmetadata: {name: db-only}\nspec:\n  advisories: [CVE-2026-1001]\n  selector: {groups: [db]}\n  owner: bob\n  reason: only on databases\n  expires: 2099-01-01T00:00:00Z\n",
+        ),
+    ]);
+    let observed = ObservedFleet::new("2026-03-10T00:00:00Z".into(), vec![debian_host()]);
+    let index = Index::build(all_records(), None);
+    let excepted = |now: &str| -> Vec<(String, Option<String>)> {
+        let mut a = assess(&index, &observed, &BTreeMap::new());
+        super::fleet::apply_exceptions(&mut a, &fleet, now.parse().unwrap());
+        a.host("deb-1")
+            .unwrap()
+            .findings
+            .iter()
+            .filter(|f| matches!(f.id(), "CVE-2026-1002" | "DSA-5800-1"))
+            .map(|f| {
+                (
+                    f.id().to_owned(),
+                    f.exception
+                        .as_ref()
+                        .map(|e| format!("{} {}", e.name, e.expires)),
+                )
+            })
+            .collect()
+    };
+    // Matched case-insensitively, through the CVE; the DSA's exception selects other hosts.
+    assert_eq!(
+        excepted("2026-03-10T00:00:00Z"),
+        [
+            ("DSA-5800-1".to_owned(), None),
+            (
+                "CVE-2026-1002".to_owned(),
+                Some("bash-accepted 2026-03-21T00:00:00Z".to_owned())
+            ),
+        ]
+    );
+    // A date expires at the end of that day.
+    assert_eq!(excepted("2026-03-21T00:00:00Z")[1].1, None);
+    let warn = |now: &str| -> Vec<String> {
+        crate::validate::exception_expiry(fleet.fleet(), now.parse().unwrap())
+            .iter()
+            .map(|d| format!("{} {}", d.code.as_str(), d.message))
+            .collect()
+    };
+    assert_eq!(
+        warn("2026-03-10T00:00:00Z"),
+        ["exception-expiring exception `bash-accepted` (owner alice) expires at 2026-03-21T00:00:00Z, in 11d: renew it or fix the advisories"]
+    );
+    assert!(warn("2026-03-01T00:00:00Z").is_empty());
+    assert_eq!(
+        warn("2026-03-22T00:00:00Z"),
+        ["exception-expired exception `bash-accepted` (owner alice) expired at 2026-03-21T00:00:00Z: its advisories count against their deadlines again"]
+    );
+}
