@@ -190,6 +190,27 @@ impl ObservedHost {
         self.installed.iter().find(|p| p.name == name)
     }
 
+    /// Every installed package with its source package and source version (as
+    /// [`ObservedHost::source_of`], in one pass over both sorted lists).
+    pub fn with_sources(&self) -> impl Iterator<Item = (&InstalledPackage, &str, &str)> {
+        let mut sources = self.sources.iter().peekable();
+        self.installed.iter().map(move |p| {
+            let key = (p.name.as_str(), p.arch.as_str());
+            while sources
+                .peek()
+                .is_some_and(|s| (s.package.as_str(), s.arch.as_str()) < key)
+            {
+                sources.next();
+            }
+            match sources.peek() {
+                Some(s) if (s.package.as_str(), s.arch.as_str()) == key => {
+                    (p, s.source.as_str(), s.version.as_str())
+                }
+                _ => (p, p.name.as_str(), p.version.as_str()),
+            }
+        })
+    }
+
     /// The source package and source version `package` was built from: the recorded
     /// [`SourcePackage`] when there is one, else the package's own name and version.
     pub fn source_of<'a>(&'a self, package: &'a InstalledPackage) -> (&'a str, &'a str) {

@@ -15,8 +15,9 @@
 //! Fleets share most (package, version) pairs, so each distinct (ecosystem, package,
 //! version) is evaluated once and the result reused for every host that has it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use schemars::JsonSchema;
@@ -27,6 +28,11 @@ use super::ecosystem::{self, HostEcosystem};
 use super::{Affected, Event, Origin, Record, Severity, Unfixed};
 use crate::observed::{ObservedFleet, ObservedHost, PendingUpdate};
 use crate::version::{self, Ecosystem, Version};
+
+/// Fast hashing for the matcher's maps: the keys are package names and versions from the
+/// fleet and the advisory data, not attacker-chosen at a scale that matters here.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// What every finding of one advisory record shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +86,7 @@ impl Index {
     pub fn build(records: Vec<Record>, snapshot: Option<String>) -> Index {
         let mut index = Index {
             entries: Vec::with_capacity(records.len()),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             snapshot,
             unparsable: 0,
         };
@@ -318,7 +324,7 @@ pub struct Offer {
 }
 
 /// An installed package a finding is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AffectedPackage {
     /// Package name.
     pub name: SmolStr,
@@ -326,9 +332,10 @@ pub struct AffectedPackage {
     pub version: SmolStr,
 }
 
-/// One advisory affecting one host's source package.
+/// What a finding says about one source package version: the same on every host that has
+/// it, so hosts share one copy (fleets hold millions of findings).
 #[derive(Debug, Clone)]
-pub struct Finding {
+pub struct FindingCore {
     /// The advisory.
     pub advisory: Arc<AdvisoryInfo>,
     /// CVEs of records merged into this one (a tracker CVE the OSV advisory covers).
@@ -345,30 +352,35 @@ pub struct Finding {
     pub fixed: Option<SmolStr>,
     /// Why there is no fix, when there is none.
     pub unfixed: Option<Unfixed>,
-    /// Whether the fix is offered.
-    pub state: FindingState,
-    /// The update that brings the fix.
-    pub offer: Option<Offer>,
-    /// The vulnerability exception that accepts it, while in force.
-    pub exception: Option<Arc<Excepted>>,
 }
 
-/// A vulnerability exception in force for a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Excepted {
-    /// The VulnerabilityException's name.
-    pub name: String,
-    /// Who answers for it.
-    pub owner: String,
-    /// Why the risk is accepted.
-    pub reason: String,
-    /// When it stops applying.
-    #[schemars(with = "String")]
-    pub expires: jiff::Timestamp,
+impl PartialEq for FindingCore {
+    fn eq(&self, o: &Self) -> bool {
+        // One `AdvisoryInfo` per indexed record: pointer equality is record equality.
+        Arc::ptr_eq(&self.advisory, &o.advisory)
+            && self.merged_cves == o.merged_cves
+            && self.severity == o.severity
+            && self.source == o.source
+            && self.source_version == o.source_version
+            && self.packages == o.packages
+            && self.fixed == o.fixed
+            && self.unfixed == o.unfixed
+    }
 }
 
-impl Finding {
+impl Eq for FindingCore {}
+
+impl Hash for FindingCore {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        Arc::as_ptr(&self.advisory).hash(h);
+        self.source.hash(h);
+        self.source_version.hash(h);
+        self.packages.hash(h);
+        self.fixed.hash(h);
+    }
+}
+
+impl FindingCore {
     /// The advisory id.
     pub fn id(&self) -> &str {
         &self.advisory.id
@@ -388,8 +400,8 @@ impl Finding {
         all
     }
 
-    /// Whether `update` (a pending change of one of the finding's packages to
-    /// `to`) brings the fix. Without a released fix nothing does.
+    /// Whether changing one of the finding's packages, `package`, to `to` brings the fix.
+    /// Without a released fix nothing does.
     pub fn fixed_by(&self, package: &str, to: &str, ordering: Ecosystem) -> bool {
         let Some(fixed) = &self.fixed else {
             return false;
@@ -403,6 +415,71 @@ impl Finding {
             fixed,
         )
     }
+}
+
+/// One advisory affecting one host's source package: the shared [`FindingCore`] (fields
+/// reachable through `Deref`) and what depends on the host.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What the advisory says about the installed source version.
+    pub core: Arc<FindingCore>,
+    /// Whether the fix is offered.
+    pub state: FindingState,
+    /// The update that brings the fix.
+    pub offer: Option<Box<Offer>>,
+    /// The vulnerability exception that accepts it, while in force.
+    pub exception: Option<Arc<Excepted>>,
+}
+
+impl std::ops::Deref for Finding {
+    type Target = FindingCore;
+
+    fn deref(&self) -> &FindingCore {
+        &self.core
+    }
+}
+
+/// Hands out one shared copy of each distinct finding core (sharded, so the hosts matched
+/// in parallel rarely wait for each other).
+struct Interner {
+    shards: Vec<Mutex<HashSet<Arc<FindingCore>>>>,
+}
+
+impl Interner {
+    fn new() -> Interner {
+        Interner {
+            shards: (0..64).map(|_| Mutex::new(HashSet::default())).collect(),
+        }
+    }
+
+    fn intern(&self, core: FindingCore) -> Arc<FindingCore> {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::default().hash_one(&core);
+        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
+        // A poisoned shard only means another thread panicked mid-insert; the set is intact.
+        let mut set = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = set.get(&core) {
+            return a.clone();
+        }
+        let a = Arc::new(core);
+        set.insert(a.clone());
+        a
+    }
+}
+
+/// A vulnerability exception in force for a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Excepted {
+    /// The VulnerabilityException's name.
+    pub name: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// When it stops applying.
+    #[schemars(with = "String")]
+    pub expires: jiff::Timestamp,
 }
 
 /// Whether `a >= b` in `ordering` (unparsable versions never are).
@@ -524,7 +601,7 @@ pub fn assess(
         .hosts
         .par_iter()
         .zip(host_eco.par_iter())
-        .fold(HashSet::new, |mut set, (h, eco)| {
+        .fold(HashSet::default, |mut set, (h, eco)| {
             if let Some(e) = eco {
                 if h.status.is_reachable() {
                     for (name, version) in lookup_names(h, ecos[*e as usize].ordering) {
@@ -534,7 +611,7 @@ pub fn assess(
             }
             set
         })
-        .reduce(HashSet::new, |mut a, b| {
+        .reduce(HashSet::default, |mut a, b| {
             if a.len() < b.len() {
                 return union(b, a);
             }
@@ -542,6 +619,7 @@ pub fn assess(
             a
         });
     let keys: Vec<Key<'_>> = keys.into_iter().collect();
+    let interner = Interner::new();
     let memo: HashMap<Key<'_>, Vec<Hit>> = keys
         .into_par_iter()
         .filter_map(|k| {
@@ -571,7 +649,9 @@ pub fn assess(
                     }),
                     findings: Vec::new(),
                 },
-                (Some(e), true) => host_findings(index, &memo, *e, &ecos[*e as usize], h),
+                (Some(e), true) => {
+                    host_findings(index, &memo, &interner, *e, &ecos[*e as usize], h)
+                }
             };
             (h.name.clone(), findings)
         })
@@ -590,8 +670,7 @@ fn union<'a>(mut a: HashSet<Key<'a>>, b: HashSet<Key<'a>>) -> HashSet<Key<'a>> {
 /// The (name, version) pairs a host's packages are looked up under: the source package
 /// with its version, and on RPM hosts also the package itself.
 fn lookup_names(h: &ObservedHost, ordering: Ecosystem) -> impl Iterator<Item = (&str, &str)> {
-    h.installed.iter().flat_map(move |p| {
-        let (src, sver) = h.source_of(p);
+    h.with_sources().flat_map(move |(p, src, sver)| {
         let own = (ordering == Ecosystem::Rpm && src != p.name.as_str())
             .then_some((p.name.as_str(), p.version.as_str()));
         std::iter::once((src, sver)).chain(own)
@@ -601,37 +680,34 @@ fn lookup_names(h: &ObservedHost, ordering: Ecosystem) -> impl Iterator<Item = (
 fn host_findings(
     index: &Index,
     memo: &HashMap<Key<'_>, Vec<Hit>>,
+    interner: &Interner,
     eco_n: u16,
     eco: &HostEcosystem,
     h: &ObservedHost,
 ) -> HostFindings {
     // (entry, source) → finding under construction.
-    let mut by_entry: BTreeMap<(u32, &str), Finding> = BTreeMap::new();
-    for p in &h.installed {
-        let (src, sver) = h.source_of(p);
-        let mut names = vec![(src, sver)];
-        if eco.ordering == Ecosystem::Rpm && src != p.name.as_str() {
-            names.push((p.name.as_str(), p.version.as_str()));
-        }
-        for (name, version) in names {
+    let mut by_entry: BTreeMap<(u32, &str), FindingCore> = BTreeMap::new();
+    for (p, src, sver) in h.with_sources() {
+        let own = (eco.ordering == Ecosystem::Rpm && src != p.name.as_str())
+            .then_some((p.name.as_str(), p.version.as_str()));
+        for (name, version) in std::iter::once((src, sver)).chain(own) {
             let Some(hits) = memo.get(&(eco_n, name, version)) else {
                 continue;
             };
             for hit in hits {
                 let entry = &index.entries[hit.entry as usize];
-                let f = by_entry.entry((hit.entry, src)).or_insert_with(|| Finding {
-                    advisory: entry.info.clone(),
-                    merged_cves: Vec::new(),
-                    severity: entry.info.severity,
-                    source: SmolStr::new(src),
-                    source_version: SmolStr::new(sver),
-                    packages: Vec::new(),
-                    fixed: hit.fixed.clone(),
-                    unfixed: hit.unfixed,
-                    state: FindingState::NoFix,
-                    offer: None,
-                    exception: None,
-                });
+                let f = by_entry
+                    .entry((hit.entry, src))
+                    .or_insert_with(|| FindingCore {
+                        advisory: entry.info.clone(),
+                        merged_cves: Vec::new(),
+                        severity: entry.info.severity,
+                        source: SmolStr::new(src),
+                        source_version: SmolStr::new(sver),
+                        packages: Vec::new(),
+                        fixed: hit.fixed.clone(),
+                        unfixed: hit.unfixed,
+                    });
                 if !f.packages.iter().any(|x| x.name == p.name) {
                     f.packages.push(AffectedPackage {
                         name: p.name.clone(),
@@ -641,12 +717,21 @@ fn host_findings(
             }
         }
     }
-    let mut findings: Vec<Finding> = by_entry.into_values().collect();
-    merge_duplicates(&mut findings);
-    for f in &mut findings {
-        f.packages.sort_by(|a, b| a.name.cmp(&b.name));
-        offer_for(f, eco.ordering, h);
-    }
+    let cores = merge_duplicates(by_entry.into_values().collect());
+    let mut findings: Vec<Finding> = cores
+        .into_iter()
+        .map(|mut c| {
+            c.packages.sort_by(|a, b| a.name.cmp(&b.name));
+            let core = interner.intern(c);
+            let (state, offer) = offer_for(&core, eco.ordering, h);
+            Finding {
+                core,
+                state,
+                offer: offer.map(Box::new),
+                exception: None,
+            }
+        })
+        .collect();
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -664,12 +749,31 @@ fn host_findings(
 /// twice (two sources imported), and a plain CVE finding (the tracker's) covered by an
 /// advisory on the same source that lists that CVE (a DSA, USN, ALSA...). A wrapper id that
 /// only restates the CVE (`DEBIAN-CVE-...`, `UBUNTU-CVE-...`) gives way to the plain one.
-fn merge_duplicates(findings: &mut Vec<Finding>) {
+fn merge_duplicates(mut findings: Vec<FindingCore>) -> Vec<FindingCore> {
+    // Only findings on one source can say the same thing: merge within each source's run
+    // (a stable sort keeps the record order inside a run).
+    findings.sort_by(|a, b| a.source.cmp(&b.source));
+    let mut out = Vec::with_capacity(findings.len());
+    let mut run: Vec<FindingCore> = Vec::new();
+    for f in findings {
+        if run.last().is_some_and(|r| r.source != f.source) {
+            merge_run(&mut run);
+            out.append(&mut run);
+        }
+        run.push(f);
+    }
+    merge_run(&mut run);
+    out.append(&mut run);
+    out
+}
+
+/// [`merge_duplicates`] within findings on one source.
+fn merge_run(findings: &mut Vec<FindingCore>) {
     let mut i = 0;
     while i < findings.len() {
         let mut absorbed_into = None;
         for j in 0..findings.len() {
-            if i == j || findings[i].source != findings[j].source {
+            if i == j {
                 continue;
             }
             let (a, b) = (&findings[i], &findings[j]);
@@ -711,11 +815,15 @@ fn merge_duplicates(findings: &mut Vec<Finding>) {
     }
 }
 
-/// Sets a finding's state and offer from the host's pending and held updates.
-fn offer_for(f: &mut Finding, ordering: Ecosystem, h: &ObservedHost) {
+/// A finding's state and the update offering its fix, from the host's pending and held
+/// updates.
+fn offer_for(
+    f: &FindingCore,
+    ordering: Ecosystem,
+    h: &ObservedHost,
+) -> (FindingState, Option<Offer>) {
     let Some(fixed) = f.fixed.clone() else {
-        f.state = FindingState::NoFix;
-        return;
+        return (FindingState::NoFix, None);
     };
     let find = |list: &[PendingUpdate], held: bool| {
         f.packages.iter().find_map(|p| {
@@ -743,14 +851,8 @@ fn offer_for(f: &mut Finding, ordering: Ecosystem, h: &ObservedHost) {
         })
     };
     match find(&h.updates, false).or_else(|| find(&h.held_updates, true)) {
-        Some(o) => {
-            f.state = if o.held {
-                FindingState::FixHeld
-            } else {
-                FindingState::FixOffered
-            };
-            f.offer = Some(o);
-        }
-        None => f.state = FindingState::FixNotOffered,
+        Some(o) if o.held => (FindingState::FixHeld, Some(o)),
+        Some(o) => (FindingState::FixOffered, Some(o)),
+        None => (FindingState::FixNotOffered, None),
     }
 }

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use ecosystem::HostEcosystem;
-pub use matcher::{Assessment, Finding, FindingState, HostFindings, Index, Offer};
+pub use matcher::{Assessment, Finding, FindingCore, FindingState, HostFindings, Index, Offer};
 pub use severity::Severity;
 pub use store::{ImportInfo, Snapshot, Store, StoreError};
 

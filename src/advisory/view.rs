@@ -60,7 +60,7 @@ impl AdvisoryView {
             fixed: f.fixed.as_ref().map(|v| v.to_string()),
             state: f.state,
             unfixed: f.unfixed,
-            offer: f.offer.clone(),
+            offer: f.offer.as_deref().cloned(),
             planned,
             exception: f.exception.as_deref().cloned(),
             summary: f.advisory.summary.clone(),
