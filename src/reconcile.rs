@@ -375,6 +375,8 @@ impl Executor for EngineExecutor {
             clock: Arc::new(SystemClock),
             stop: self.stop.clone(),
             progress: Arc::new(LogProgress),
+            // The loop applies only plans it just made from the fleet commit.
+            saved_plan: None,
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
@@ -642,8 +644,11 @@ impl<O: Observer> Reconciler<O> {
                     report::DEFAULT_AUTHOR.1.into(),
                 ),
                 signing: None,
+                refused: None,
             },
         };
+        // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
+        target.auth = self.source.auth().clone();
         // Reports of a fetched repo go back to where it came from.
         if let (None, Location::Remote(url)) = (&target.remote, self.source.location()) {
             target.remote = Some(url.clone());

@@ -65,6 +65,17 @@ pub fn assess_at(
     }
 }
 
+/// Every record of the store at `path`, indexed (`None`: nothing was ever imported), for
+/// matching hosts one at a time later (a saved plan's check at each host).
+pub fn index_at(path: &Path) -> Result<Option<Index>, StoreError> {
+    let Some(store) = Store::open_existing(path)? else {
+        return Ok(None);
+    };
+    let snapshot = store.snapshot()?;
+    let records = store.records(None)?;
+    Ok(Some(Index::build(records, Some(snapshot.id))))
+}
+
 /// Marks each finding that an exception in force at `now` covers: the exception selects
 /// the host (no selector: every host), names the advisory or one of its CVEs, and names
 /// the package (source or installed name) or no package at all.

@@ -80,6 +80,15 @@ pub struct Index {
     pub unparsable: usize,
 }
 
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("records", &self.entries.len())
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Index {
     /// Parses and indexes `records` (records of unsupported ecosystems and with versions
     /// that do not parse are left out and counted).

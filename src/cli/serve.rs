@@ -12,6 +12,10 @@ use crate::source::{Location, Source};
 
 /// Flags of `patchkeeper serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval, no async runtime or signal handlers);\n     with --once: the round failed (fetch, validation or a step)\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The fleet repo: a local directory or a URL (`file://`, `ssh://`, `https://`,
     /// `user@host:path`). Remote credentials come from `PATCHKEEPER_GIT_SSH_KEY` or
@@ -69,7 +73,12 @@ pub fn run(args: Args) -> u8 {
             .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
         Location::Remote(_) => args.cache.clone().unwrap_or_else(default_cache),
     };
-    let source = Source::new(location, args.branch.clone(), &cache, GitAuth::from_env());
+    // The token (if any) goes only to the fleet repo's own https host.
+    let auth = match &location {
+        Location::Remote(url) => GitAuth::from_env().for_source(url),
+        Location::Local(_) => GitAuth::from_env(),
+    };
+    let source = Source::new(location, args.branch.clone(), &cache, auth);
     // The apply lock and journal live beside the repository serve reads from.
     let state_repo = source.repo_path();
     let source_repo = state_repo.clone();
@@ -115,7 +124,7 @@ pub fn run(args: Args) -> u8 {
             super::EXIT_ERROR
         };
     }
-    tracing::info!(repo = %args.repo, "serving");
+    tracing::info!(repo = %crate::redact::text(&args.repo), "serving");
     reconciler.run();
     tracing::info!("shut down");
     super::EXIT_OK

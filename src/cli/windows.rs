@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
@@ -12,7 +13,10 @@ use crate::window::{ClosedReason, CompiledWindow, WindowState};
 /// Flags of `patchkeeper windows`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read"
+    after_long_help = concat!(
+        "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read\n",
+        usage_exit!()
+    )
 )]
 pub struct Args {
     #[command(flatten)]
@@ -72,17 +76,20 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-/// What `windows` prints, as data (also the `--json` format).
-#[derive(Debug, Clone, Serialize)]
+/// What `windows` prints, as data (also the `--json` format, `schemas/windows.schema.json`).
+/// Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The instant evaluated.
+    #[schemars(with = "String")]
     pub at: Timestamp,
     /// Every window, by name.
     pub windows: Vec<WindowReport>,
 }
 
 /// The state names of `--json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StateName {
     /// A batch may start now.
@@ -94,7 +101,8 @@ pub enum StateName {
 }
 
 /// One window's line of the report. Times are RFC 3339 in UTC; `null` when not applicable.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct WindowReport {
     /// `metadata.name`.
     pub name: String,
@@ -113,35 +121,50 @@ pub struct WindowReport {
     /// The freeze in force (when `reason` is `frozen`).
     pub freeze: Option<FreezeReport>,
     /// When the current opening began (open windows).
+    #[schemars(with = "Option<String>")]
     pub since: Option<Timestamp>,
     /// When a new batch may next start (closed windows).
+    #[schemars(with = "Option<String>")]
     pub next_open: Option<Timestamp>,
     /// When no new batch may start any more: the current opening's cutoff, or the next one's.
+    #[schemars(with = "Option<String>")]
     pub cutoff_at: Option<Timestamp>,
     /// When the current (open, or in cutoff) or else the next opening closes.
+    #[schemars(with = "Option<String>")]
     pub closes: Option<Timestamp>,
     /// What is wrong with an invalid window.
     pub errors: Vec<ErrorReport>,
 }
 
 /// The freeze that keeps a window closed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FreezeReport {
     /// Its name.
     pub name: Option<String>,
     /// Its reason.
     pub reason: Option<String>,
     /// When freezing stops.
+    #[schemars(with = "String")]
     pub until: Timestamp,
 }
 
 /// One problem in an invalid window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
     /// The field, e.g. `spec.schedule`.
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// File name of the `windows --json` schema in `schemas/`.
+pub const SCHEMA_FILE: &str = "windows.schema.json";
+
+/// The JSON Schema of `windows --json` ([`Report`]), titled.
+pub fn schema_text() -> String {
+    crate::schema::schema_text_for::<Report>("Maintenance windows")
 }
 
 /// Evaluates every window at `at` (pure).
