@@ -272,3 +272,62 @@ fn serve_reimports_the_fleet_repos_sources_on_its_interval() {
     assert_eq!(osv.checked_at, t2.to_string());
     assert_eq!(osv.imported_at, t0.to_string());
 }
+
+/// Advisory data is outside text: ids, CVEs and skip reasons reach the terminal escaped.
+#[test]
+fn hostile_advisory_text_is_escaped_for_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let osv = dir.path().join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    let record = |id: &str, events: serde_json::Value| {
+        serde_json::json!({
+            "schema_version": "1.6.0",
+            "id": id,
+            "summary": "openssl \u{1b}]0;owned\u{7} update",
+            "modified": "2026-03-02T10:00:00Z",
+            "upstream": ["CVE-2026-4242\u{1b}[2J"],
+            "affected": [{
+                "package": {"ecosystem": "Debian:12", "name": "openssl"},
+                "ranges": [{"type": "ECOSYSTEM", "events": events}]
+            }]
+        })
+        .to_string()
+    };
+    let events = serde_json::json!([{"introduced": "0"}, {"fixed": "9.9.9-1"}]);
+    std::fs::write(osv.join("a.json"), record("DSA-9999-1\u{1b}[31m", events)).unwrap();
+    // Malformed (two events in one object): skipped, its reason printed.
+    let events = serde_json::json!([{"introduced": "0", "fixed": "9.9.9-1"}]);
+    std::fs::write(osv.join("b.json"), record("DSA-9998-1\u{1b}[2J", events)).unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "advisories",
+            "import",
+            &osv.to_string_lossy(),
+            "--store",
+            &store,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(stdout.contains(r"DSA-9998-1\u{1b}[2J"), "{}", text(&out));
+    let out = run(
+        dir.path(),
+        &[
+            "vulns",
+            "--repo",
+            &fixture("../../examples/fleet"),
+            "--observed",
+            &fixture("plan/example-observed.json"),
+            "--store",
+            &store,
+            "--at",
+            "2026-11-29T02:30:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(stdout.contains(r"DSA-9999-1\u{1b}[31m"), "{stdout}");
+}

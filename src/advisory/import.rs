@@ -296,6 +296,7 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
         }
         format
     };
+    drop_unparsable(&mut records, &mut stats);
     let data_date = stats.newest.clone().or(mtime);
     Ok(Loaded {
         source,
@@ -305,4 +306,40 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
         stats,
         data_date,
     })
+}
+
+/// Leaves out records with a version their ecosystem's ordering cannot read (a malformed
+/// entry, skipped with its reason at import rather than silently at matching).
+fn drop_unparsable(records: &mut Vec<Record>, stats: &mut ReadStats) {
+    records.retain(|r| {
+        let Some(ordering) = super::ecosystem::ordering(&r.ecosystem) else {
+            return true;
+        };
+        let bad = match &r.affected {
+            super::Affected::Unfixed { .. } => None,
+            super::Affected::Ranges { ranges, versions } => ranges
+                .iter()
+                .flatten()
+                .filter_map(|e| match e {
+                    // The two spellings that are not versions (OSV's "0" and "*").
+                    super::Event::Introduced(v) if v == "0" => None,
+                    super::Event::Limit(v) if v.contains('*') => None,
+                    super::Event::Introduced(v)
+                    | super::Event::Fixed(v)
+                    | super::Event::LastAffected(v)
+                    | super::Event::Limit(v) => Some(v),
+                })
+                .chain(versions)
+                .find_map(|v| crate::version::parse(ordering, v).err().map(|e| (v, e))),
+        };
+        match bad {
+            None => true,
+            Some((v, e)) => {
+                stats.records = stats.records.saturating_sub(1);
+                stats
+                    .skip(|| format!("{} {} {}: version {v:?}: {e}", r.id, r.ecosystem, r.package));
+                false
+            }
+        }
+    });
 }

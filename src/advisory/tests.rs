@@ -699,6 +699,32 @@ fn unparsable_versions_leave_the_record_out() {
 }
 
 #[test]
+fn unparsable_versions_are_skipped_at_import_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("DSA-1.json");
+    let record = serde_json::json!({
+        "id": "DSA-1",
+        "modified": "2026-03-01T00:00:00Z",
+        "affected": [
+            {"package": {"ecosystem": "Debian:12", "name": "zlib"},
+             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "not a version"}]}]},
+            {"package": {"ecosystem": "Debian:12", "name": "bash"},
+             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "5.2.15-2"}]}]}
+        ]
+    });
+    std::fs::write(&file, record.to_string()).unwrap();
+    let loaded = super::import::read_path(&file, None).unwrap();
+    let names: Vec<&str> = loaded.records.iter().map(|r| r.package.as_str()).collect();
+    assert_eq!(names, ["bash"]);
+    assert_eq!((loaded.stats.records, loaded.stats.skipped), (1, 1));
+    assert!(
+        loaded.stats.reasons[0].starts_with("DSA-1 Debian:12 zlib: version \"not a version\""),
+        "{:?}",
+        loaded.stats.reasons
+    );
+}
+
+#[test]
 fn candidate_versions_map_to_source_versions() {
     let c = |i, s, cand| candidate_source_version(Ecosystem::Deb, i, s, cand);
     assert_eq!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::advisory::import::{self, Format};
 use crate::advisory::{fleet, Store};
+use crate::terminal::escape;
 
 /// `patchkeeper advisories` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -155,7 +156,7 @@ fn print_import(done: &import::Imported) {
     }
     println!(
         "imported {} ({}): {} records from {} advisories{}{}",
-        i.source,
+        escape(&i.source),
         i.format,
         s.records,
         s.advisories,
@@ -166,11 +167,11 @@ fn print_import(done: &import::Imported) {
         },
         i.data_date
             .as_deref()
-            .map(|d| format!("; data from {d}"))
+            .map(|d| format!("; data from {}", escape(d)))
             .unwrap_or_default()
     );
     for r in &s.reasons {
-        println!("  skipped: {r}");
+        println!("  skipped: {}", escape(r));
     }
     if s.skipped > s.reasons.len() {
         println!("  ... and {} more", s.skipped - s.reasons.len());
@@ -246,9 +247,12 @@ fn run_status(args: StatusArgs) -> u8 {
             snapshot.id,
             snapshot.records,
             match (&snapshot.data_date, age) {
-                (Some(d), Some(a)) =>
-                    format!(", data from {d} ({} old)", crate::compliance::human(a)),
-                (Some(d), None) => format!(", data from {d}"),
+                (Some(d), Some(a)) => format!(
+                    ", data from {} ({} old)",
+                    escape(d),
+                    crate::compliance::human(a)
+                ),
+                (Some(d), None) => format!(", data from {}", escape(d)),
                 _ => String::new(),
             }
         );
@@ -292,8 +296,14 @@ fn run_status(args: StatusArgs) -> u8 {
 
 /// Prints a left-aligned table with two spaces between columns.
 pub(crate) fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
+    // Cells hold advisory data and host facts: outside text, escaped for the terminal
+    // (widths are counted on what is printed).
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|c| escape(&c).into_owned()))
+        .collect();
     let mut widths = header.clone().map(|h| h.chars().count());
-    for r in rows {
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(c.chars().count());
         }

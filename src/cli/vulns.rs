@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::advisory::view::VulnsReport;
 use crate::advisory::{fleet, Severity, Store};
 use crate::plan::{self, PlanInput};
+use crate::terminal::escape;
 
 /// Flags of `patchkeeper vulns`.
 #[derive(Debug, clap::Args)]
@@ -115,8 +116,11 @@ pub fn run(args: Args) -> u8 {
             "advisory snapshot {}{}",
             report.snapshot.as_deref().unwrap_or("-"),
             match (&data_date, age) {
-                (Some(d), Some(a)) =>
-                    format!(", data from {d} ({} old)", crate::compliance::human(a)),
+                (Some(d), Some(a)) => format!(
+                    ", data from {} ({} old)",
+                    escape(d),
+                    crate::compliance::human(a)
+                ),
                 _ => String::new(),
             }
         );
@@ -143,9 +147,10 @@ fn print_human(report: &VulnsReport) {
             .iter()
             .filter(|a| a.exception.is_none())
             .collect();
-        let eco = h.ecosystem.as_deref().unwrap_or("-");
+        // The ecosystem and why a host is not assessed come from the host's os-release.
+        let eco = escape(h.ecosystem.as_deref().unwrap_or("-"));
         if let Some(why) = &h.not_assessed {
-            println!("{}  {eco}  not assessed: {why}\n", h.host);
+            println!("{}  {eco}  not assessed: {}\n", h.host, escape(why));
             continue;
         }
         if h.advisories.is_empty() {
