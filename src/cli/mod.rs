@@ -6,13 +6,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod advisories;
 /// The exit-code line every command's `--help` shows for usage errors (clap's exit 2).
 macro_rules! usage_exit {
     () => {
         "  2  usage error: an unknown command or flag, a missing argument or a bad flag value\n     (stderr says which)"
     };
 }
+
+/// The exit-code line of commands whose exit 2 means a finding (`vulns`, `advisories
+/// status`): their usage errors exit 1.
+macro_rules! usage_exit_1 {
+    () => {
+        "  1  also a usage error: an unknown flag, a missing argument or a bad flag value (stderr\n     says which; not 2, which means a finding here)"
+    };
+}
+
+mod advisories;
 
 mod apply;
 mod audit;
@@ -49,7 +58,7 @@ pub const EXIT_HOSTS_FAILED: u8 = 3;
     after_long_help = concat!(
         "Exit codes (each command's --help lists its own):\n  0  success\n  1  error\n",
         usage_exit!(),
-        "\n\n`plan --detailed-exitcode` exits 2 for \"changes are planned\" and 1 for a usage error;\n`observe` and `apply` add codes 3 to 5 for hosts that could not be observed or changed."
+        "\n\n`plan --detailed-exitcode` exits 2 for \"changes are planned\" and 1 for a usage error;\n`vulns` and `advisories status` do the same (2: open advisories, stale data);\n`observe` and `apply` add codes 3 to 5 for hosts that could not be observed or changed."
     )
 )]
 pub struct Cli {
@@ -136,7 +145,10 @@ pub enum Command {
     Windows(windows::Args),
     /// Advisory data: import the Debian security tracker dump and OSV records, show what is
     /// loaded.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper advisories import --help` and `advisories status --help`;\na usage error exits 2 (1 for `advisories status`, whose 2 means stale data)."
+    )]
     Advisories(advisories::Command),
     /// Show the open advisories of every host (the fix offered? planned?) and a fleet
     /// summary by severity.
@@ -152,7 +164,11 @@ pub fn main() -> ExitCode {
             // (Terraform's), so a usage error there must not look like one.
             let detailed = std::env::args().any(|a| a == "--detailed-exitcode")
                 && std::env::args().any(|a| a == "plan");
-            if detailed && e.use_stderr() {
+            // So do `vulns` (open advisories) and `advisories status` (stale data).
+            let finding = std::env::args().any(|a| a == "vulns")
+                || (std::env::args().any(|a| a == "advisories")
+                    && std::env::args().any(|a| a == "status"));
+            if (detailed || finding) && e.use_stderr() {
                 let _ = e.print();
                 return ExitCode::from(EXIT_ERROR);
             }

@@ -33,7 +33,7 @@ pub struct Args {
     store: Option<PathBuf>,
 }
 
-const EXIT_HELP: &str = "States: `fix offered` (the host's repositories have it; `planned` when the plan\ninstalls it), `fix held` (held back by a hold), `fix not in the host's repositories`,\n`no fix` (open, undetermined, postponed, no-dsa, will-not-fix, end-of-life).\n\nExit codes:\n  0  no open advisory (at --severity or above; exceptions in force aside)\n  1  error: invalid fleet repo, no advisory data imported, unreadable observed state\n  2  open advisories were found\n  3  none found, but some hosts could not be assessed (unreachable, unknown OS)";
+const EXIT_HELP: &str = concat!("States: `fix offered` (the host's repositories have it; `planned` when the plan\ninstalls it), `fix held` (held back by a hold), `fix not in the host's repositories`,\n`no fix` (open, undetermined, postponed, no-dsa, will-not-fix, end-of-life).\n\nExit codes:\n  0  no open advisory (at --severity or above; exceptions in force aside)\n  1  error: invalid fleet repo, no advisory data imported, unreadable observed state\n", usage_exit_1!(), "\n  2  open advisories were found\n  3  none found, but some hosts could not be assessed (unreachable, unknown OS)");
 
 /// Runs `patchkeeper vulns`; returns the exit code.
 pub fn run(args: Args) -> u8 {
