@@ -65,6 +65,8 @@ pub fn run(args: Args) -> u8 {
         Some(path) => match read_observed(path) {
             Ok(observed) => {
                 let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
+                let advisories =
+                    super::advisories::assessment(&args.repo.repo, &fleet, &observed, at);
                 plan::plan(PlanInput {
                     fleet: &fleet,
                     fleet_commit: fleet.fleet().commit.as_deref(),
@@ -72,6 +74,7 @@ pub fn run(args: Args) -> u8 {
                     at,
                     first_seen: &first_seen,
                     simulations: None,
+                    advisories: advisories.as_ref(),
                 })
             }
             Err(msg) => {
@@ -163,6 +166,7 @@ pub(crate) fn plan_now(
 ) -> Result<(plan::Plan, ObservedFleet), u8> {
     let observed = super::observe::observe_for_plan(fleet)?;
     let first_seen = super::audit::first_seen(repo, fleet);
+    let advisories = super::advisories::assessment(repo, fleet, &observed, at);
     let input = PlanInput {
         fleet,
         fleet_commit: fleet.fleet().commit.as_deref(),
@@ -170,6 +174,7 @@ pub(crate) fn plan_now(
         at,
         first_seen: &first_seen,
         simulations: None,
+        advisories: advisories.as_ref(),
     };
     match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
         Ok(plan) => Ok((plan, observed)),
