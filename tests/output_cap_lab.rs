@@ -160,3 +160,50 @@ fn hosts_whose_health_check_floods_or_never_closes_fail_alone_during_apply() {
         "apply's peak RSS was {peak_kib} KiB"
     );
 }
+
+#[test]
+fn a_host_answering_bytes_that_are_not_utf8_is_observed_and_planned() {
+    let lab = Lab::up(2, 0);
+    // deb-2's os-release and package list carry bytes that are not UTF-8 (a Latin-1 name, a
+    // broken sequence): read lossily, never a panic or a failed host.
+    lab.run_ok(
+        "deb-2",
+        r#"printf 'PRETTY_NAME="Debian \351t\351 \377\376"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\nVERSION_CODENAME=bookworm\n' > /etc/os-release.pk && mv /etc/os-release.pk /etc/os-release
+mv /usr/bin/dpkg-query /usr/bin/dpkg-query.real
+printf '#!/bin/sh\n/usr/bin/dpkg-query.real "$@"; rc=$?\nprintf "pk-\\377bad\\t1.0\\303\\t\\351all\\tii \\n"\nexit $rc\n' > /usr/bin/dpkg-query
+chmod 755 /usr/bin/dpkg-query"#,
+    );
+    let mut cmd = patchkeeper(lab.dir());
+    cmd.args(["observe", "--json", "--no-refresh"]);
+    let out = Running::spawn(cmd).wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let fleet: Value = serde_json::from_slice(&out.stdout).expect("observe JSON");
+    let deb2 = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "deb-2")
+        .unwrap_or_else(|| panic!("no deb-2 in {fleet:#}"))
+        .clone();
+    assert_eq!(deb2["status"]["state"], "reachable", "{deb2:#}");
+    assert_eq!(
+        deb2["os"]["prettyName"], "Debian \u{FFFD}t\u{FFFD} \u{FFFD}\u{FFFD}",
+        "{deb2:#}"
+    );
+    // The real packages are all there.
+    assert!(
+        deb2["installed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "libpk"),
+        "{deb2:#}"
+    );
+    // And the plan made from it runs (the odd line is the host's problem, not the
+    // controller's).
+    let mut cmd = patchkeeper(lab.dir());
+    cmd.args(["plan", "--json"]);
+    let out = Running::spawn(cmd).wait();
+    assert!(matches!(out.status.code(), Some(0)), "plan: {}", text(&out));
+}
