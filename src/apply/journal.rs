@@ -261,20 +261,23 @@ fn heal(file: &File) -> std::io::Result<()> {
 /// parse are skipped; bytes that are not UTF-8 are read lossily.
 pub fn read(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
     let path = journal_path(state_dir);
-    let text = match std::fs::read(&path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(JournalError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        }
-    };
-    Ok(text
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(parse(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The entries of a journal's bytes (what [`read`] reads): lines that do not parse are
+/// skipped, bytes that are not UTF-8 read lossily. Pure.
+pub fn parse(bytes: &[u8]) -> Vec<Entry> {
+    String::from_utf8_lossy(bytes)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+        .collect()
 }
 
 /// A host an earlier run started and never finished.

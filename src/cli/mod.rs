@@ -29,7 +29,7 @@ mod completions;
 mod import;
 mod observe;
 mod plan;
-mod report;
+pub mod report;
 mod schema;
 mod serve;
 mod validate;
