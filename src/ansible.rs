@@ -117,6 +117,7 @@ fn parse_ini(text: &str) -> Result<AnsibleInventory, AnsibleError> {
         Children(String),
     }
     let mut inv = AnsibleInventory::default();
+    let mut expanded = 0;
     let mut section = Section::Hosts("ungrouped".to_owned());
     for (i, raw) in text.lines().enumerate() {
         let line_no = Some(i + 1);
@@ -172,7 +173,9 @@ fn parse_ini(text: &str) -> Result<AnsibleInventory, AnsibleError> {
                 if let Some(p) = port {
                     vars.entry("ansible_port").or_insert_with(|| ini_value(&p));
                 }
-                for host in expand_range(&pattern).map_err(|m| err(line_no, m))? {
+                let hosts = expand_range(&pattern).map_err(|m| err(line_no, m))?;
+                count_expanded(&mut expanded, hosts.len()).map_err(|m| err(line_no, m))?;
+                for host in hosts {
                     inv.add_host(group, &host, vars.clone());
                 }
             }
@@ -262,6 +265,26 @@ fn shell_words(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The most hosts one pattern may expand to: a typo in a range must not make the controller
+/// hold billions of names.
+const MAX_RANGE_HOSTS: usize = 100_000;
+
+/// The most host entries (a host in a group) the ranges of one inventory may expand to: each
+/// pattern is within [`MAX_RANGE_HOSTS`], but a file of patterns could still multiply them.
+const MAX_EXPANDED_ENTRIES: usize = 10 * MAX_RANGE_HOSTS;
+
+/// Adds `n` expanded entries to the inventory's count; an error past
+/// [`MAX_EXPANDED_ENTRIES`].
+fn count_expanded(expanded: &mut usize, n: usize) -> Result<(), String> {
+    *expanded = expanded.saturating_add(n);
+    if *expanded > MAX_EXPANDED_ENTRIES {
+        return Err(format!(
+            "host ranges expand to more than {MAX_EXPANDED_ENTRIES} host entries in all"
+        ));
+    }
+    Ok(())
+}
+
 /// Expands Ansible host ranges: `web[01:03].example` → web01, web02, web03; `db-[a:c]`;
 /// `[1:10:2]` with a stride. Several ranges multiply.
 pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
@@ -298,7 +321,7 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
         if a > b {
             return Err(format!("host range `[{inner}]` in `{pattern}` counts down"));
         }
-        if (b - a) / stride as u64 > 100_000 {
+        if (b - a) / stride as u64 > MAX_RANGE_HOSTS as u64 {
             return Err(format!(
                 "host range `[{inner}]` in `{pattern}` is too large"
             ));
@@ -324,6 +347,12 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
         (a..=b).step_by(stride).map(|c| c.to_string()).collect()
     };
     let rest = expand_range(tail)?;
+    // Several ranges multiply: each within the limit can still ask for billions of names.
+    if items.len().saturating_mul(rest.len()) > MAX_RANGE_HOSTS {
+        return Err(format!(
+            "host ranges in `{pattern}` name more than {MAX_RANGE_HOSTS} hosts"
+        ));
+    }
     Ok(items
         .iter()
         .flat_map(|i| rest.iter().map(move |r| format!("{head}{i}{r}")))
@@ -353,13 +382,19 @@ fn parse_yaml(text: &str) -> Result<AnsibleInventory, AnsibleError> {
         Value::Null => return Ok(inv),
         _ => return Err(err(None, "expected a mapping of group names at the top")),
     };
+    let mut expanded = 0;
     for (name, group) in top {
-        yaml_group(&mut inv, &name, &group)?;
+        yaml_group(&mut inv, &name, &group, &mut expanded)?;
     }
     Ok(inv)
 }
 
-fn yaml_group(inv: &mut AnsibleInventory, name: &str, value: &Value) -> Result<(), AnsibleError> {
+fn yaml_group(
+    inv: &mut AnsibleInventory,
+    name: &str,
+    value: &Value,
+    expanded: &mut usize,
+) -> Result<(), AnsibleError> {
     inv.group(name);
     let body = match value {
         Value::Null => return Ok(()),
@@ -384,7 +419,9 @@ fn yaml_group(inv: &mut AnsibleInventory, name: &str, value: &Value) -> Result<(
                                 ))
                             }
                         };
-                        for host in expand_range(pattern).map_err(|m| err(None, m))? {
+                        let hosts = expand_range(pattern).map_err(|m| err(None, m))?;
+                        count_expanded(expanded, hosts.len()).map_err(|m| err(None, m))?;
+                        for host in hosts {
                             inv.add_host(name, &host, vars.clone());
                         }
                     }
@@ -411,7 +448,7 @@ fn yaml_group(inv: &mut AnsibleInventory, name: &str, value: &Value) -> Result<(
                 Value::Object(children) => {
                     for (child, body) in children {
                         inv.group(name).children.insert(child.clone());
-                        yaml_group(inv, child, body)?;
+                        yaml_group(inv, child, body, expanded)?;
                     }
                 }
                 _ => {

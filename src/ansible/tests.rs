@@ -170,6 +170,18 @@ fn ranges_and_bad_input() {
     assert_eq!(expand_range("n[1:7:3]").unwrap(), ["n1", "n4", "n7"]);
     assert!(expand_range("web[3:1]").is_err());
     assert!(expand_range("web[1:").is_err());
+    // Each range is within the limit, their product (10^10 names) is not: refused at once
+    // instead of exhausting the controller's memory.
+    let e = expand_range("h[0:99999]-[0:99999]").unwrap_err();
+    assert!(e.contains("more than 100000 hosts"), "{e}");
+    assert_eq!(expand_range("h[1:1000]-[1:100]").unwrap().len(), 100_000);
+    // Many patterns within the limit each: the inventory's total is bounded too.
+    let many: String = (0..11).map(|g| format!("[g{g}]\nh[1:100000]\n")).collect();
+    let e = parse(&many, Format::Ini).unwrap_err();
+    assert!(
+        e.to_string().contains("more than 1000000 host entries"),
+        "{e}"
+    );
     let e = parse("[web\nhost\n", Format::Ini).unwrap_err();
     assert_eq!(e.to_string(), "line 1: section header `[web` lacks `]`");
     let e = parse("[web]\nhost novalue\n", Format::Ini).unwrap_err();
