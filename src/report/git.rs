@@ -697,6 +697,42 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
     }))
 }
 
+/// Reads the run records `ids` from the branch's tip; ids without a file are left out.
+pub fn read_runs(
+    repo_path: &Path,
+    branch: &str,
+    ids: &[String],
+) -> Result<Vec<super::RunRecord>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(Vec::new());
+    };
+    let tree = reference
+        .peel_to_commit()
+        .and_then(|c| c.tree())
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let path = format!("runs/{id}.json");
+        let Ok(entry) = tree.get_path(Path::new(&path)) else {
+            continue;
+        };
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(git_err(format!("read {path}")))?;
+        let run = serde_json::from_slice(blob.content()).map_err(|source| ReportError::Format {
+            branch: branch.to_owned(),
+            path: path.clone(),
+            source,
+        })?;
+        out.push(run);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

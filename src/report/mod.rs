@@ -893,6 +893,12 @@ pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> 
 
 pub use git::uncommitted_fleet_files;
 
+/// Reads the run records `ids` (`runs/<id>.json`) from the tip of `branch`; ids without a
+/// file are left out.
+pub fn read_runs(repo: &Path, branch: &str, ids: &[String]) -> Result<Vec<RunRecord>, ReportError> {
+    git::read_runs(repo, branch, ids)
+}
+
 /// When each pending update was first seen offered, from the last report on `branch` (no
 /// reports yet: empty, so every update counts as first seen now).
 pub fn first_seen(repo: &Path, branch: &str) -> Result<crate::plan::FirstSeen, ReportError> {
