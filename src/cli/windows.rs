@@ -3,11 +3,10 @@
 use std::fmt::Write as _;
 
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
 use crate::model::MaintenanceWindowSpec;
-use crate::window::{ClosedReason, CompiledWindow, WindowState};
+pub use crate::window::report::{report, Report, StateName};
 
 /// Flags of `patchkeeper windows`.
 #[derive(Debug, clap::Args)]
@@ -70,164 +69,6 @@ pub fn run(args: Args) -> u8 {
     } else {
         super::EXIT_OK
     }
-}
-
-/// What `windows` prints, as data (also the `--json` format).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The instant evaluated.
-    pub at: Timestamp,
-    /// Every window, by name.
-    pub windows: Vec<WindowReport>,
-}
-
-/// The state names of `--json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StateName {
-    /// A batch may start now.
-    Open,
-    /// No batch may start now.
-    Closed,
-    /// The window does not compile.
-    Invalid,
-}
-
-/// One window's line of the report. Times are RFC 3339 in UTC; `null` when not applicable.
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowReport {
-    /// `metadata.name`.
-    pub name: String,
-    /// The time zone the schedule is read in.
-    pub timezone: String,
-    /// The cron schedule (`null`: always open).
-    pub schedule: Option<String>,
-    /// How long each opening lasts, as written.
-    pub duration: Option<String>,
-    /// The cutoff, as written.
-    pub cutoff: Option<String>,
-    /// `open`, `closed` or `invalid`.
-    pub state: StateName,
-    /// Why closed: `outside-schedule`, `frozen` or `cutoff`.
-    pub reason: Option<&'static str>,
-    /// The freeze in force (when `reason` is `frozen`).
-    pub freeze: Option<FreezeReport>,
-    /// When the current opening began (open windows).
-    pub since: Option<Timestamp>,
-    /// When a new batch may next start (closed windows).
-    pub next_open: Option<Timestamp>,
-    /// When no new batch may start any more: the current opening's cutoff, or the next one's.
-    pub cutoff_at: Option<Timestamp>,
-    /// When the current (open, or in cutoff) or else the next opening closes.
-    pub closes: Option<Timestamp>,
-    /// What is wrong with an invalid window.
-    pub errors: Vec<ErrorReport>,
-}
-
-/// The freeze that keeps a window closed.
-#[derive(Debug, Clone, Serialize)]
-pub struct FreezeReport {
-    /// Its name.
-    pub name: Option<String>,
-    /// Its reason.
-    pub reason: Option<String>,
-    /// When freezing stops.
-    pub until: Timestamp,
-}
-
-/// One problem in an invalid window.
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorReport {
-    /// The field, e.g. `spec.schedule`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// Evaluates every window at `at` (pure).
-pub fn report(windows: &[(String, MaintenanceWindowSpec)], at: Timestamp) -> Report {
-    let mut windows: Vec<WindowReport> = windows
-        .iter()
-        .map(|(name, spec)| window_report(name, spec, at))
-        .collect();
-    windows.sort_by(|a, b| a.name.cmp(&b.name));
-    Report { at, windows }
-}
-
-fn window_report(name: &str, spec: &MaintenanceWindowSpec, at: Timestamp) -> WindowReport {
-    let mut r = WindowReport {
-        name: name.to_owned(),
-        timezone: spec.timezone.clone().unwrap_or_else(|| "UTC".to_owned()),
-        schedule: if spec.always_open {
-            None
-        } else {
-            spec.schedule.clone()
-        },
-        duration: spec.duration.clone(),
-        cutoff: spec.cutoff.clone(),
-        state: StateName::Invalid,
-        reason: None,
-        freeze: None,
-        since: None,
-        next_open: None,
-        cutoff_at: None,
-        closes: None,
-        errors: Vec::new(),
-    };
-    let w = match CompiledWindow::compile(spec) {
-        Ok(w) => w,
-        Err(errors) => {
-            r.errors = errors
-                .into_iter()
-                .map(|e| ErrorReport {
-                    field: e.field.to_string(),
-                    message: e.message,
-                })
-                .collect();
-            return r;
-        }
-    };
-    match w.state_at(at) {
-        WindowState::Open {
-            since,
-            until,
-            cutoff_at,
-        } => {
-            r.state = StateName::Open;
-            r.since = since;
-            r.closes = until;
-            r.cutoff_at = cutoff_at;
-        }
-        WindowState::Closed { next_open, reason } => {
-            r.state = StateName::Closed;
-            r.next_open = next_open;
-            match reason {
-                ClosedReason::OutsideSchedule => r.reason = Some("outside-schedule"),
-                ClosedReason::Frozen { name, why, until } => {
-                    r.reason = Some("frozen");
-                    r.freeze = Some(FreezeReport {
-                        name,
-                        reason: why,
-                        until,
-                    });
-                }
-                ClosedReason::Cutoff { closes_at } => {
-                    r.reason = Some("cutoff");
-                    r.closes = Some(closes_at);
-                }
-            }
-            if r.closes.is_none() {
-                if let Some(WindowState::Open {
-                    until, cutoff_at, ..
-                }) = next_open.map(|t| w.state_at(t))
-                {
-                    r.closes = until;
-                    r.cutoff_at = cutoff_at;
-                }
-            }
-        }
-    }
-    r
 }
 
 /// The human-readable report: one block per window, times in the window's zone.

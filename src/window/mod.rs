@@ -33,6 +33,7 @@ use serde::Serialize;
 use crate::duration::parse_duration;
 use crate::model::MaintenanceWindowSpec;
 
+pub mod report;
 #[cfg(test)]
 mod tests;
 
