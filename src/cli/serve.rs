@@ -189,10 +189,7 @@ pub fn run(args: Args) -> u8 {
     };
     let bound = service::local_addr(&listener).unwrap_or(listen);
     let config = service::Config {
-        rate: Rate {
-            per_second: args.rate_limit,
-            burst: args.rate_burst,
-        },
+        rate: Rate::per_second(args.rate_limit, args.rate_burst),
         keep_alive,
         reconciles: !args.api_only,
         ..service::Config::default()

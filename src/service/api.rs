@@ -650,12 +650,42 @@ pub async fn request(
         .ok_or_else(|| ApiError::not_found(&format!("patch request `{name}`")))
 }
 
+/// Reads a request body: 413 over the limit, 408 when the client sends it too slowly.
+async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, super::BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<tower_http::timeout::TimeoutError>() {
+                    return ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timeout",
+                        "the request body did not arrive in time",
+                    );
+                }
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too-large",
+                        "the request body is larger than the server accepts (1 MiB)",
+                    );
+                }
+                source = err.source();
+            }
+            ApiError::bad_request(
+                "unreadable-body",
+                format!("cannot read the request body: {e}"),
+            )
+        })
+}
+
 /// `POST /api/v1/patch-requests`: validate, commit, publish.
 pub async fn file_request(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -670,15 +700,9 @@ pub async fn file_request(
             "send the PatchRequest as `Content-Type: application/json`",
         ));
     }
+    let body = read_body(body).await?;
     let document: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "malformed-json",
-            format!(
-                "the body is not JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )
+        ApiError::bad_request("malformed-json", format!("the body is not JSON: {e}"))
     })?;
     let Some(intake) = app.0.intake.clone() else {
         return Err(ApiError::not_ready(

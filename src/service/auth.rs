@@ -26,13 +26,23 @@ use crate::token::{Caller, Refused};
 /// Cookie a browser may carry the token in (GET requests only).
 pub const COOKIE: &str = "pk_token";
 
-/// Requests per second per token, with a burst.
+/// A request rate per token: one more request every `every`, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
-    /// Sustained requests per second (0: unlimited).
-    pub per_second: u32,
-    /// Requests allowed at once above the sustained rate.
+    /// A request is replenished this often (`None`: unlimited).
+    pub every: Option<Duration>,
+    /// Requests allowed at once.
     pub burst: u32,
+}
+
+impl Rate {
+    /// `per_second` requests per second (0: unlimited), `burst` at once.
+    pub fn per_second(per_second: u32, burst: u32) -> Rate {
+        Rate {
+            every: (per_second > 0).then(|| Duration::from_secs(1) / per_second),
+            burst,
+        }
+    }
 }
 
 /// Per-token rate limiter.
@@ -51,9 +61,9 @@ impl std::fmt::Debug for Limiter {
 impl Limiter {
     /// A limiter allowing `rate` per token.
     pub fn new(rate: Rate) -> Limiter {
-        let limiter = NonZeroU32::new(rate.per_second).map(|per_second| {
-            let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
-            RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+        let limiter = rate.every.and_then(Quota::with_period).map(|quota| {
+            let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::keyed(quota.allow_burst(burst))
         });
         Limiter { limiter }
     }
@@ -155,6 +165,7 @@ async fn authorize(app: App, scope: Scope, mut req: Request, next: Next) -> Resp
     if let Err(wait) = app.limiter().check(&caller.name) {
         tracing::info!(token = %caller.name, "refused: over its rate");
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = secs.max(1);
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
@@ -163,7 +174,7 @@ async fn authorize(app: App, scope: Scope, mut req: Request, next: Next) -> Resp
                 caller.name
             ),
         )
-        .header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
+        .header(header::RETRY_AFTER, HeaderValue::from(secs))
         .into_response();
     }
     req.extensions_mut().insert(caller);
@@ -220,19 +231,19 @@ mod tests {
     #[test]
     fn the_limiter_allows_the_burst_then_refuses() {
         let limiter = Limiter::new(Rate {
-            per_second: 1,
+            every: Some(Duration::from_secs(60)),
             burst: 3,
         });
         for _ in 0..3 {
             assert!(limiter.check("ci").is_ok());
         }
         let wait = limiter.check("ci").expect_err("over");
-        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
         assert!(limiter.check("other").is_ok(), "per token");
-        let off = Limiter::new(Rate {
-            per_second: 0,
-            burst: 0,
-        });
+        let off = Limiter::new(Rate::per_second(0, 0));
         assert!((0..1000).all(|_| off.check("ci").is_ok()));
     }
 }

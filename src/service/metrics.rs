@@ -310,10 +310,59 @@ pub async fn track(State(app): State<App>, req: Request, next: Next) -> Response
     response
 }
 
-/// `GET /metrics`.
-pub async fn handler(State(app): State<App>) -> Response {
-    match app.metrics().encode() {
-        Ok(text) => (
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition: counter families are
+/// named with their `_total` suffix, `# UNIT` and `# EOF` lines are dropped. Scrapers that
+/// ask for OpenMetrics get it as the library writes it.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.strip_prefix("# TYPE ")?.split(' ');
+            let name = parts.next()?;
+            (parts.next()? == "counter").then_some(name)
+        })
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# EOF") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match header {
+            Some(prefix) => {
+                let rest = &line[prefix.len()..];
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `GET /metrics`: OpenMetrics when the scraper asks for it (`Accept`), else the
+/// Prometheus text format.
+pub async fn handler(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let text = match app.metrics().encode() {
+        Ok(text) => text,
+        Err(e) => {
+            return super::error::ApiError::internal(format!("encoding metrics: {e}"))
+                .into_response()
+        }
+    };
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(
@@ -322,9 +371,29 @@ pub async fn handler(State(app): State<App>) -> Response {
             )],
             text,
         )
-            .into_response(),
-        Err(e) => {
-            super::error::ApiError::internal(format!("encoding metrics: {e}")).into_response()
-        }
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            to_prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_their_total_suffix_in_the_text_format() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 2\n# HELP b Things.\n# TYPE b gauge\n# UNIT b seconds\nb 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n# HELP b Things.\n# TYPE b gauge\nb 1\n"
+        );
     }
 }

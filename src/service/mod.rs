@@ -86,10 +86,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            rate: Rate {
-                per_second: 20,
-                burst: 100,
-            },
+            rate: Rate::per_second(20, 100),
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -193,6 +190,11 @@ impl App {
 
 /// Every route, with auth, limits, request ids, tracing, metrics and panic catching.
 pub fn router(app: App) -> Router {
+    router_with(app, Router::new())
+}
+
+/// [`router`] with `extra` routes under the same layers (tests add routes that misbehave).
+pub fn router_with(app: App, extra: Router<App>) -> Router {
     let config = app.config().clone();
     let read = middleware::from_fn_with_state(app.clone(), auth::read);
     let request = middleware::from_fn_with_state(app.clone(), auth::request);
@@ -238,13 +240,14 @@ pub fn router(app: App) -> Router {
     // Event streams live as long as the client listens: no request timeout.
     let streams = Router::new().route("/api/v1/events", get(sse::events).route_layer(read));
     api.merge(streams)
+        .merge(extra)
         .fallback(|| async { error::ApiError::not_found("route") })
         .route_layer(middleware::from_fn_with_state(app.clone(), metrics::track))
         .layer(RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(json_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -323,6 +326,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = router(app.clone());
+    serve_router(listener, tls, app, router, shutdown).await
+}
+
+/// [`serve`] with a given router (from [`router_with`]).
+pub async fn serve_router(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: App,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let config = app.config().clone();
