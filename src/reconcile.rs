@@ -664,7 +664,13 @@ impl<O: Observer> Reconciler<O> {
         let plan = Arc::new(self.plan(&fleet, &target, &observed, commit, now)?);
         self.status.set_plan(plan.clone());
         let (run, after) = match self.apply(&fleet, &plan, commit, now, publish)? {
-            Some((run, after)) => (run, after),
+            Some((run, after)) => {
+                // The plan in force is what apply would do now, after this one.
+                self.status.set_phase(Phase::Planning);
+                let replanned = self.plan(&fleet, &target, &after, commit, Timestamp::now())?;
+                self.status.set_plan(Arc::new(replanned));
+                (run, after)
+            }
             None => (report::observation_run(&observed, commit, now), observed),
         };
         self.status.set_phase(Phase::Reporting);

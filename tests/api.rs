@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::api::{client, get, wait_for, wait_reconciled, Fleet, FleetSpec, Server};
@@ -588,22 +588,9 @@ fn metrics_pass_promtool_and_carry_no_host_names() {
         .expect("GET")
         .text()
         .expect("text");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (Debian package `prometheus`, installed by `scripts/lab deps`)");
-    std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), text.as_bytes())
-        .expect("write");
-    let out = promtool.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = common::api::promtool_check(&text) {
+        panic!("promtool: {e}\n{text}");
+    }
     for line in [
         "patchkeeper_hosts{state=\"unreachable\"} 4",
         "patchkeeper_reconciles_total{result=\"success\"} 1",

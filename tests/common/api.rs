@@ -323,3 +323,27 @@ pub fn wait_reconciled(server: &Server, token: &str) -> serde_json::Value {
     });
     fleet
 }
+
+/// Checks a metrics exposition with the real `promtool check metrics` (Debian package
+/// `prometheus`, installed by `scripts/lab deps`); `Err` holds what it said.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package `prometheus`, from `scripts/lab deps`)");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool ends");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
