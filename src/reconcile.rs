@@ -461,7 +461,13 @@ impl<O: Observer> Reconciler<O> {
     /// due (once: a new commit's reconcile counts).
     fn step_with(&mut self, now: impl Fn() -> Timestamp, mut triggered: bool) -> Duration {
         self.status.set_phase(Phase::Fetching);
-        let mut event = match self.source.fetch() {
+        let began = std::time::Instant::now();
+        let fetched = self.source.fetch();
+        tracing::debug!(
+            seconds = began.elapsed().as_secs_f64(),
+            "fetched the fleet repo"
+        );
+        let mut event = match fetched {
             Ok(commit) => Event::Fetched { commit, at: now() },
             Err(e) => {
                 tracing::warn!(source = %self.source.location(), "fetch failed: {e}");
@@ -545,9 +551,16 @@ impl<O: Observer> Reconciler<O> {
     }
 
     fn validate(&mut self, commit: &str) -> Event {
+        let began = std::time::Instant::now();
         match self.load(commit) {
             Ok(outcome) => match outcome.fleet {
                 Some(fleet) => {
+                    tracing::info!(
+                        commit,
+                        hosts = fleet.hosts().count(),
+                        seconds = began.elapsed().as_secs_f64(),
+                        "desired commit validated"
+                    );
                     if self.settings_interval {
                         let interval = fleet.settings().reconcile.interval;
                         match interval.as_deref().map(crate::duration::parse_duration) {
@@ -616,8 +629,17 @@ impl<O: Observer> Reconciler<O> {
     /// Re-reads the reports branch and publishes it.
     fn refresh_reports(&self) {
         let target = self.target(self.last_good_fleet.as_deref());
-        match report::read(&target.repo, &target.branch) {
-            Ok(Some(snapshot)) => self.status.set_reports(Arc::new(snapshot)),
+        let began = std::time::Instant::now();
+        match report::read_target(&target) {
+            Ok(Some(snapshot)) => {
+                tracing::debug!(
+                    branch = %target.branch,
+                    hosts = snapshot.hosts.len(),
+                    seconds = began.elapsed().as_secs_f64(),
+                    "read the reports"
+                );
+                self.status.set_reports(Arc::new(snapshot));
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(branch = %target.branch, "cannot read the reports: {e}"),
         }
@@ -625,7 +647,13 @@ impl<O: Observer> Reconciler<O> {
 
     /// Re-reads the review branches of patch requests and publishes them.
     fn refresh_submitted(&self) {
-        match crate::request::submitted(&self.source) {
+        let began = std::time::Instant::now();
+        let submitted = crate::request::submitted(&self.source);
+        tracing::debug!(
+            seconds = began.elapsed().as_secs_f64(),
+            "listed patch-request branches"
+        );
+        match submitted {
             Ok(list) => self.status.set_submitted(list),
             Err(e) => tracing::debug!("cannot list patch-request branches: {e}"),
         }

@@ -304,6 +304,8 @@ impl Intake {
                     format!("+refs/heads/{BRANCH_PREFIX}*:{REMOTE_REQUESTS}*"),
                 ];
                 fo.prune(git2::FetchPrune::On);
+                // The loop fetches into this repository too: leave FETCH_HEAD alone.
+                fo.update_fetchhead(false);
                 remote
                     .fetch(&specs, Some(&mut fo), None)
                     .map_err(git_err(format!("fetch from {url}")))?;
@@ -474,7 +476,7 @@ impl Intake {
     ) -> Result<Published, RequestError> {
         let refname = format!("refs/heads/{branch}");
         let Location::Remote(url) = self.source.location() else {
-            return Ok(cas(repo, &refname, expect, commit)?);
+            return cas(repo, &refname, expect, commit);
         };
         repo.reference(OUTGOING_REF, commit, true, "patchkeeper: request")
             .map_err(git_err("stage outgoing ref"))?;
@@ -724,6 +726,7 @@ pub fn submitted(source: &Source) -> Result<Vec<SubmittedRequest>, RequestError>
             let mut fo = FetchOptions::new();
             fo.remote_callbacks(open_remote_callbacks(source.auth()));
             fo.prune(git2::FetchPrune::On);
+            fo.update_fetchhead(false);
             remote
                 .fetch(
                     &[format!("+refs/heads/{BRANCH_PREFIX}*:{REMOTE_REQUESTS}*")],

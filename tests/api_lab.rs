@@ -14,6 +14,9 @@ use common::git::git;
 use common::lab::{deb, rpm, Lab};
 use serde_json::Value;
 
+/// A host of a plan: name, status, and (package, to-version) changes.
+type HostChanges = (String, String, Vec<(String, String)>);
+
 fn logins(lab: &Lab) -> usize {
     lab.hosts()
         .iter()
@@ -109,7 +112,7 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     let cli = common::cli::run(lab.dir(), &["plan", "--json"]);
     assert_eq!(cli.status.code(), Some(0), "{}", common::cli::text(&cli));
     let cli: Value = serde_json::from_slice(&cli.stdout).expect("plan JSON");
-    let changes = |p: &Value| -> Vec<(String, String, Vec<(String, String)>)> {
+    let changes = |p: &Value| -> Vec<HostChanges> {
         p["hosts"]
             .as_array()
             .expect("hosts")

@@ -648,6 +648,42 @@ fn branch_or_tracking<'r>(
     }
 }
 
+/// Where a remote's reports branch is fetched to for reading (private namespace, apart from
+/// the writers' ref so a reader never disturbs a write in progress).
+const READ_TIP_REF: &str = "refs/patchkeeper/reports-read-tip";
+
+/// Fetches `branch` from the remote `name_or_url` and reads its tip (`Ok(None)`: the remote
+/// has no such branch yet).
+pub fn fetch_snapshot(
+    repo_path: &Path,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+) -> Result<Option<Snapshot>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    if let Ok(mut r) = repo.find_reference(READ_TIP_REF) {
+        r.delete()
+            .map_err(git_err("cannot reset the read-tip ref"))?;
+    }
+    let mut remote =
+        remote(&repo, name_or_url).map_err(git_err(format!("remote {name_or_url}")))?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(open_remote_callbacks(auth));
+    // Other fetches into this repository may run at once: leave FETCH_HEAD alone.
+    fo.update_fetchhead(false);
+    let spec = format!("+refs/heads/{branch}:{READ_TIP_REF}");
+    remote
+        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .map_err(git_err(format!("fetch from {name_or_url}")))?;
+    let Ok(reference) = repo.find_reference(READ_TIP_REF) else {
+        return Ok(None);
+    };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = Repository::open(repo_path).map_err(git_err(format!(
@@ -657,6 +693,14 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
+fn snapshot_at(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    branch: &str,
+) -> Result<Snapshot, ReportError> {
     let commit = reference
         .peel_to_commit()
         .map_err(git_err(format!("read branch {branch}")))?;
@@ -678,7 +722,7 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         }
         None => None,
     };
-    let hosts = read_host_files(&repo, &tree, branch, false)?;
+    let hosts = read_host_files(repo, &tree, branch, false)?;
     let mut runs = Vec::new();
     if let Some(e) = tree.get_name("runs") {
         let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
@@ -689,12 +733,12 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         }
     }
     runs.sort();
-    Ok(Some(Snapshot {
+    Ok(Snapshot {
         commit: commit.id().to_string(),
         summary,
         hosts,
         runs,
-    }))
+    })
 }
 
 /// Reads the run records `ids` from the branch's tip; ids without a file are left out.

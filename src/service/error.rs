@@ -33,9 +33,12 @@ pub struct ErrorBody {
     pub diagnostics: Option<Vec<FieldDiagnostic>>,
 }
 
-/// An API error: a status and a body.
+/// An API error: a status and a body (boxed: errors are rare, results stay small).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Parts>);
+
+#[derive(Debug)]
+struct Parts {
     status: StatusCode,
     body: ErrorBody,
     headers: Vec<(header::HeaderName, HeaderValue)>,
@@ -44,7 +47,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and a message.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(Parts {
             status,
             body: ErrorBody {
                 error: code.to_owned(),
@@ -54,24 +57,24 @@ impl ApiError {
                 diagnostics: None,
             },
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// Names the offending field.
     pub fn field(mut self, pointer: impl Into<String>) -> ApiError {
-        self.body.field = Some(pointer.into());
+        self.0.body.field = Some(pointer.into());
         self
     }
 
     /// Adds a response header.
     pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// 404 for a named thing.
@@ -127,8 +130,8 @@ impl From<RequestError> for ApiError {
                 let field = first.and_then(|d| d.field.clone());
                 let mut err =
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", message);
-                err.body.field = field;
-                err.body.diagnostics = Some(diagnostics);
+                err.0.body.field = field;
+                err.0.body.diagnostics = Some(diagnostics);
                 err
             }
             RequestError::Exists { .. } => {
@@ -148,8 +151,13 @@ impl From<RequestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        for (name, value) in self.headers {
+        let Parts {
+            status,
+            body,
+            headers,
+        } = *self.0;
+        let mut response = (status, axum::Json(body)).into_response();
+        for (name, value) in headers {
             response.headers_mut().insert(name, value);
         }
         response

@@ -250,7 +250,13 @@ pub fn router_with(app: App, extra: Router<App>) -> Router {
         .layer(middleware::from_fn(json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            TraceLayer::new_for_http()
+                // Errors worth a log line are logged where they happen (with the request
+                // id); a 503 before readiness or a 4xx is not a server failure.
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                )
+                .make_span_with(|req: &Request| {
                 let id = req
                     .headers()
                     .get(REQUEST_ID)
