@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
         auth: GitAuth::default(),
         author: ("bench".into(), "bench@example.com".into()),
         signing: None,
+        refused: None,
     };
     let mut minute = 0;
     g.bench_function("record 1000 hosts", |b| {

@@ -128,18 +128,27 @@ pub struct SettingsSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReportSettings {
-    /// Branch report commits go to (default `patchkeeper/reports`).
+    /// The branch report commits go to (default `patchkeeper/reports`): `/`-separated parts
+    /// of letters, digits, `.`, `_` and `-`, each starting with a letter or digit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99}){0,9}$"
+    ))]
     pub branch: Option<String>,
-    /// Remote to push reports to (default: none, local branch only).
+    /// A remote to push reports to (default: none, local branch only): a remote name of the
+    /// repository or a URL, without blanks or control characters; a local path must lie in
+    /// the fleet repo or a directory the controller allows (`--allow-path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x20\x7f]{1,2048}$"))]
     pub remote: Option<String>,
     /// Commit author of report commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
-    /// Key that signs report commits: an SSH private key path (relative to the fleet repo),
-    /// or with `signingFormat: openpgp` a GnuPG key id or fingerprint.
+    /// The key that signs report commits, without control characters: an SSH private key
+    /// path (relative to the fleet repo, inside it unless the controller allows another
+    /// directory), or with `signingFormat: openpgp` a GnuPG key id or fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
     pub signing_key: Option<String>,
     /// How `signingKey` signs: `ssh` (default, `ssh-keygen -Y sign`) or `openpgp` (`gpg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,9 +170,11 @@ pub enum SigningFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Author {
-    /// Display name.
+    /// A display name, without control characters or `<>`.
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f<>]{1,256}$"))]
     pub name: String,
-    /// E-mail address.
+    /// An e-mail address, without blanks, control characters or `<>`.
+    #[schemars(regex(pattern = r"^[^\x00-\x20\x7f<>]{1,256}$"))]
     pub email: String,
 }
 
@@ -194,21 +205,26 @@ pub enum HostKeyPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SshSettings {
-    /// Login user (default `root`).
+    /// A login user name (default `root`) of letters, digits, `.`, `_` and `-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$"))]
     pub user: Option<String>,
     /// TCP port (default 22).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
-    /// Private key file (relative paths are relative to the fleet repo).
+    /// A private key file, without control characters (relative paths are relative to the
+    /// fleet repo; it must lie inside it unless the controller allows another directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
     pub identity_file: Option<String>,
     /// Use the ssh-agent at `SSH_AUTH_SOCK` (default true when no identity file is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_agent: Option<bool>,
-    /// known_hosts file (default `~/.ssh/known_hosts`; relative to the fleet repo).
+    /// A known_hosts file, without control characters (default `~/.ssh/known_hosts`;
+    /// relative to the fleet repo, inside it unless the controller allows another directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
     pub known_hosts: Option<String>,
     /// Unknown host keys: `strict` (default) or `accept-new`. Changed keys are always refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,11 +241,14 @@ pub struct SshSettings {
     /// Keepalive interval (duration, default `15s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_interval: Option<String>,
-    /// Key-exchange algorithms in preference order (default: curve25519-sha256 first).
+    /// Key-exchange algorithm names of letters, digits and `@ . _ + -`, in preference order
+    /// (default: curve25519-sha256 first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9@._+-]{1,64}$")))]
     pub kex_algorithms: Option<Vec<String>>,
-    /// Ciphers in preference order.
+    /// Cipher names of letters, digits and `@ . _ + -`, in preference order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9@._+-]{1,64}$")))]
     pub ciphers: Option<Vec<String>>,
 }
 
@@ -391,8 +410,10 @@ pub struct Host {
     /// A host name of letters, digits, `-`, `.` and `_` (unique in the fleet).
     #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"))]
     pub name: String,
-    /// IP address or DNS name to connect to (default: the name).
+    /// An IP address or DNS name to connect to (default: the name) of letters, digits and
+    /// `. - _ : %`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._:%-]{1,253}$"))]
     pub address: Option<String>,
     /// `ssh` (default) or `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,11 +483,14 @@ pub struct UpdatePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PackageRequirement {
-    /// Package name as the host's package manager knows it.
+    /// A package name as the host's package manager knows it: a letter, digit or `_`, then
+    /// letters, digits and `. _ + -`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,255}$"))]
     pub name: String,
-    /// Minimum version in the host's ecosystem syntax (Debian or RPM); absent means
-    /// "installed, any version".
+    /// A minimum version in the host's ecosystem syntax (Debian or RPM): a letter or digit,
+    /// then letters, digits and `. _ + ~ ^ : -`; absent means "installed, any version".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._+~^:-]{0,255}$"))]
     pub min_version: Option<String>,
 }
 
@@ -482,11 +506,15 @@ pub struct BaselineSpec {
     /// Which pending updates to apply.
     #[serde(default)]
     pub updates: UpdatePolicy,
-    /// Packages never touched (glob patterns allowed).
+    /// Package names or glob patterns never touched, of letters, digits, `. _ + -` and
+    /// `* ? [ ] !`.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_*?\[][A-Za-z0-9._+*?\[\]!-]{0,255}$")))]
     pub hold: Vec<String>,
-    /// Packages ignored by this baseline (glob patterns allowed).
+    /// Package names or glob patterns this baseline ignores, of letters, digits, `. _ + -`
+    /// and `* ? [ ] !`.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_*?\[][A-Za-z0-9._+*?\[\]!-]{0,255}$")))]
     pub exclude: Vec<String>,
     /// The MaintenanceWindow in which these hosts may be changed.
     pub window: String,
@@ -574,8 +602,10 @@ pub struct Freeze {
 pub enum HostCount {
     /// An absolute number of hosts.
     Absolute(u32),
-    /// A percentage of the hosts, written `"N%"`.
-    Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
+    /// A percentage of the hosts, written `"N%"`, at most `100%`.
+    // The pattern allows any number so that validation, not the schema, refuses `150%`
+    // with a message that says what is wrong.
+    Percent(#[schemars(regex(pattern = r"^[0-9]+%$"))] String),
 }
 
 /// Reboot policy after a successful transaction.
@@ -709,6 +739,15 @@ impl Selector {
 }
 
 impl HostCount {
+    /// The percentage of a `Percent` (`None` for an absolute count, or a number too large
+    /// to read).
+    pub fn percent(&self) -> Option<u64> {
+        match self {
+            HostCount::Absolute(_) => None,
+            HostCount::Percent(p) => p.trim_end_matches('%').parse().ok(),
+        }
+    }
+
     /// The number of hosts out of `total` (percentages round up, so `10%` of 5 is 1).
     pub fn of(&self, total: usize) -> usize {
         match self {

@@ -20,6 +20,7 @@ use crate::observed::{ConnectionInfo, FailureReason, HostStatus, ObservedFleet, 
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{default_identity_files, KeyCache, SshOptions, SshTransport};
 use crate::transport::Transport;
+use crate::trust::ControllerTrust;
 
 /// Hosts observed at once when neither `--parallel` nor Settings say.
 pub const DEFAULT_PARALLEL: usize = 50;
@@ -38,6 +39,9 @@ pub enum ObserveError {
         #[source]
         source: crate::duration::DurationError,
     },
+    /// The fleet repo asks for something this machine does not allow.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// `--hosts` is malformed.
     #[error("invalid host selector `{selector}`: {message}")]
     Selector {
@@ -170,11 +174,25 @@ fn merge_ssh(fleet: &SshSettings, host: Option<&SshSettings>) -> SshSettings {
 }
 
 /// Resolves a host's effective settings into a [`Target`].
+///
+/// The controller's trust ([`ControllerTrust::current`]) is enforced here: `transport:
+/// local` and key or known_hosts files outside the fleet repo need the operator's opt-in.
 pub fn target_for(
     repo: &Path,
     settings: &SettingsSpec,
     host: &Host,
     refresh: Option<bool>,
+) -> Result<Target, ObserveError> {
+    target_with_trust(repo, settings, host, refresh, &ControllerTrust::current())
+}
+
+/// [`target_for`] under an explicit trust.
+pub fn target_with_trust(
+    repo: &Path,
+    settings: &SettingsSpec,
+    host: &Host,
+    refresh: Option<bool>,
+    trust: &ControllerTrust,
 ) -> Result<Target, ObserveError> {
     let ssh = merge_ssh(&settings.ssh, host.ssh.as_ref());
     let name = host.name.as_str();
@@ -186,8 +204,25 @@ pub fn target_for(
     };
     let sudo = ssh.sudo.unwrap_or(false);
     let connect = match host.transport.unwrap_or_default() {
-        TransportKind::Local => Connect::Local { sudo },
+        TransportKind::Local => {
+            trust.check_local(name)?;
+            Connect::Local { sudo }
+        }
         TransportKind::Ssh => {
+            // Files the repo names must lie inside it (or where this machine allows).
+            for (field, value) in [
+                ("ssh.identityFile", &ssh.identity_file),
+                ("ssh.knownHosts", &ssh.known_hosts),
+            ] {
+                if let Some(named) = value {
+                    trust.check_path(
+                        repo,
+                        &format!("{field} of host {name}"),
+                        named,
+                        &resolve_path(repo, named),
+                    )?;
+                }
+            }
             let identity_files = match &ssh.identity_file {
                 Some(f) => vec![resolve_path(repo, f)],
                 None => default_identity_files(),
@@ -251,12 +286,27 @@ impl HostSelector {
                 return Err(err("empty term".into()));
             }
             if let Some(group) = term.strip_prefix("group:") {
+                if group.is_empty() {
+                    return Err(err(format!("`{term}`: expected group:NAME")));
+                }
                 s.groups.push(group.to_string());
             } else if let Some(label) = term.strip_prefix("label:") {
                 let (k, v) = label
                     .split_once('=')
                     .ok_or_else(|| err(format!("`{term}`: expected label:KEY=VALUE")))?;
                 s.labels.push((k.to_string(), v.to_string()));
+            } else if let Some((prefix, _)) = term.split_once(':') {
+                // Host names never hold a `:`: this is a mistyped prefix, not a name.
+                let guess = ["group", "label"]
+                    .into_iter()
+                    .map(|p| (strsim::levenshtein(p, &prefix.to_ascii_lowercase()), p))
+                    .filter(|(d, _)| *d <= 2)
+                    .min_by_key(|(d, _)| *d)
+                    .map(|(_, p)| format!("did you mean `{p}:`? "))
+                    .unwrap_or_default();
+                return Err(err(format!(
+                    "`{term}`: unknown prefix `{prefix}:` ({guess}terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+                )));
             } else {
                 let glob = globset::Glob::new(term).map_err(|e| err(format!("`{term}`: {e}")))?;
                 s.names.push(glob.compile_matcher());
@@ -478,6 +528,20 @@ mod tests {
         assert!(s.matches(&web1) && !s.matches(&db1));
         assert!(HostSelector::parse("label:env").is_err());
         assert!(HostSelector::parse("a,,b").is_err());
+        let message = |s: &str| HostSelector::parse(s).expect_err(s).to_string();
+        assert_eq!(
+            message("groups:rpm"),
+            "invalid host selector `groups:rpm`: `groups:rpm`: unknown prefix `groups:` (did you mean `group:`? terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert_eq!(
+            message("web-1,Labels:env=prod"),
+            "invalid host selector `web-1,Labels:env=prod`: `Labels:env=prod`: unknown prefix `Labels:` (did you mean `label:`? terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert_eq!(
+            message("role:db"),
+            "invalid host selector `role:db`: `role:db`: unknown prefix `role:` (terms are host names or globs, `group:NAME` or `label:KEY=VALUE`)"
+        );
+        assert!(HostSelector::parse("group:").is_err());
     }
 
     #[test]
@@ -516,6 +580,31 @@ mod tests {
         assert!(t.options.refresh);
     }
 
+    #[test]
+    fn the_repo_cannot_name_files_outside_it_or_run_local_commands() {
+        let none = ControllerTrust::default();
+        let mut settings = SettingsSpec::default();
+        settings.ssh.identity_file = Some("/root/.ssh/id_ed25519".into());
+        let h = host("web-1", &[], &[]);
+        let e = target_with_trust(Path::new("/repo"), &settings, &h, None, &none).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "ssh.identityFile of host web-1 `/root/.ssh/id_ed25519` is outside the fleet repo"
+            ),
+            "{e}"
+        );
+        settings.ssh.identity_file = None;
+        settings.ssh.known_hosts = Some("../elsewhere/known_hosts".into());
+        assert!(target_with_trust(Path::new("/repo"), &settings, &h, None, &none).is_err());
+        // The defaults (nothing named) are the controller's own choice: allowed.
+        settings.ssh.known_hosts = None;
+        target_with_trust(Path::new("/repo"), &settings, &h, None, &none).unwrap();
+        let mut local = host("ctl", &[], &[]);
+        local.transport = Some(TransportKind::Local);
+        let e = target_with_trust(Path::new("/repo"), &settings, &local, None, &none).unwrap_err();
+        assert!(e.to_string().contains("transport: local"), "{e}");
+    }
+
     #[tokio::test]
     async fn refused_and_local_hosts_in_one_run() {
         // A port nothing listens on: bind, note the port, close.
@@ -535,7 +624,17 @@ mod tests {
         local.transport = Some(TransportKind::Local);
         let targets = vec![
             target_for(Path::new("/"), &settings, &down, Some(false)).unwrap(),
-            target_for(Path::new("/"), &settings, &local, Some(false)).unwrap(),
+            target_with_trust(
+                Path::new("/"),
+                &settings,
+                &local,
+                Some(false),
+                &ControllerTrust {
+                    local_commands: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
         ];
         let options = RunOptions {
             parallel: 2,

@@ -261,6 +261,8 @@ impl Pipeline {
             clock: Arc::new(SystemClock),
             stop,
             progress,
+            // The pipeline applies only plans it just made from the fleet commit.
+            saved_plan: None,
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(

@@ -617,8 +617,11 @@ impl<O: Observer> Reconciler<O> {
                     report::DEFAULT_AUTHOR.1.into(),
                 ),
                 signing: None,
+                refused: None,
             },
         };
+        // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
+        target.auth = self.source.auth().clone();
         // Reports of a fetched repo go back to where it came from.
         if let (None, Location::Remote(url)) = (&target.remote, self.source.location()) {
             target.remote = Some(url.clone());

@@ -67,6 +67,10 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
     files.insert("plan.schema.json", crate::plan::Plan::schema_text());
     files.insert(crate::observed::SCHEMA_FILE, crate::observed::schema_text());
     files.insert("policy.schema.json", crate::policy::schema_text());
+    files.insert(
+        crate::cli::windows::SCHEMA_FILE,
+        crate::cli::windows::schema_text(),
+    );
     files.extend(crate::report::schema_files());
     files
 }
@@ -245,8 +249,11 @@ fn convert(schema: &Value, err: &jsonschema::ValidationError<'_>, out: &mut Vec<
             });
         }
         K::Pattern { .. } => {
+            // A list item's schema has no description of its own: the list's says it.
+            let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
             let what = schema_at(schema, &pointer)
                 .and_then(|s| s.get("description"))
+                .or_else(|| schema_at(schema, parent).and_then(|s| s.get("description")))
                 .and_then(Value::as_str)
                 .map(|d| d.trim_end_matches('.').replace('\n', " "))
                 .unwrap_or_else(|| "a value of another form".to_owned());
@@ -311,11 +318,14 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("`{b}`"),
         Value::Number(n) => format!("`{n}`"),
         Value::String(s) => {
+            // The repo's text, shown with its control characters escaped and any URL
+            // credentials redacted (diagnostics reach logs and the reports branch).
             let short: String = s.chars().take(60).collect();
+            let shown = |t: &str| crate::terminal::escape(&crate::redact::text(t)).into_owned();
             if short.len() < s.len() {
-                format!("`{short}…`")
+                format!("`{}…`", shown(&short))
             } else {
-                format!("`{s}`")
+                format!("`{}`", shown(s))
             }
         }
         Value::Array(_) => "a list".to_owned(),

@@ -75,7 +75,16 @@ pub async fn dry_run(run: &DryRun, keys: &KeyCache) -> Simulation {
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let command = driver::simulation_command(run.package_manager, &requested);
+    let command = match driver::simulation_command(run.package_manager, &requested) {
+        Ok(c) => c,
+        // A name or version outside the grammar never reaches the host.
+        Err(e) => {
+            return Simulation {
+                requested: run.requested.clone(),
+                outcome: SimulationOutcome::Failed(format!("not dry-run: {e}")),
+            }
+        }
+    };
     let outcome = match observe::connect(&run.target, keys).await {
         Err(e) => SimulationOutcome::Failed(format!("cannot connect: {e}")),
         Ok(t) => {

@@ -71,11 +71,12 @@ impl Location {
     }
 }
 
+/// Shown with any credentials in the URL redacted ([`crate::redact`]).
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Local(p) => write!(f, "{}", p.display()),
-            Location::Remote(u) => f.write_str(u),
+            Location::Remote(u) => f.write_str(&crate::redact::text(u)),
         }
     }
 }
@@ -116,18 +117,18 @@ impl Source {
         move |source| SourceError::Git {
             location,
             what,
-            source,
+            source: crate::report::annotate(source),
         }
+    }
+
+    /// The credentials the source fetches with (the token bound to its own host).
+    pub fn auth(&self) -> &GitAuth {
+        &self.auth
     }
 
     /// Where the source is.
     pub fn location(&self) -> &Location {
         &self.location
-    }
-
-    /// Credentials for the remote.
-    pub fn auth(&self) -> &GitAuth {
-        &self.auth
     }
 
     /// The tracked branch's name: the one given, else the local repository's `HEAD` branch

@@ -567,7 +567,9 @@ impl<'a> Checker<'a> {
             let o = &r.origin;
             let s = &r.doc.spec;
             for (i, st) in s.stages.iter().enumerate() {
-                if st.size.of(100) == 0 {
+                let over_all = matches!(st.size, HostCount::Percent(_))
+                    && st.size.percent().is_none_or(|n| n > 100);
+                if !over_all && st.size.of(100) == 0 {
                     self.push(Diagnostic::new(
                         Code::InvalidValue,
                         o.at(&format!("/spec/stages/{i}/size")),
@@ -594,7 +596,29 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            if let Some(HostCount::Percent(_)) | Some(HostCount::Absolute(_)) = &s.failure_budget {}
+            let counts = s
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, st)| (format!("/spec/stages/{i}/size"), &st.size))
+                .chain(
+                    s.failure_budget
+                        .iter()
+                        .map(|b| ("/spec/failureBudget".to_owned(), b)),
+                );
+            for (pointer, count) in counts {
+                if let HostCount::Percent(p) = count {
+                    if count.percent().is_none_or(|n| n > 100) {
+                        self.push(Diagnostic::new(
+                            Code::InvalidValue,
+                            o.at(&pointer),
+                            format!(
+                                "`{p}` is more than all the hosts: a percentage is at most `100%` (or write a number of hosts)"
+                            ),
+                        ));
+                    }
+                }
+            }
             self.duration(o, "/spec/rebootTimeout", s.reboot_timeout.as_ref());
             for (list, field) in [
                 (&s.health_checks, "healthChecks"),
@@ -686,6 +710,18 @@ impl<'a> Checker<'a> {
         managers: &BTreeSet<model::PackageManager>,
     ) {
         for (i, p) in packages.iter().enumerate() {
+            // The schema admits the union of the Debian and RPM name grammars; each host's
+            // own is checked here.
+            for pm in managers {
+                if let Err(e) = crate::package::check_name((*pm).into(), &p.name) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        origin.at(&format!("{pointer}/{i}/name")),
+                        e.to_string(),
+                    ));
+                    break;
+                }
+            }
             let Some(v) = &p.min_version else { continue };
             for pm in managers {
                 let eco = match pm {
@@ -752,14 +788,7 @@ impl<'a> Checker<'a> {
     fn unmanaged_hosts(&mut self, hosts: &[HostAt]) {
         let fleet = self.fleet;
         // With no baseline, or a broken one, "unmanaged" would be noise.
-        if fleet.baselines.is_empty()
-            || fleet.broken.incomplete
-            || fleet
-                .broken
-                .documents
-                .iter()
-                .any(|(k, _)| *k == Kind::Baseline)
-        {
+        if fleet.baselines.is_empty() || fleet.broken.may_have(Kind::Baseline) {
             return;
         }
         for h in hosts {

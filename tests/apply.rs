@@ -458,15 +458,24 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
         "  failureBudget: 1\n",
     );
     commit(&lab, "baseline: libpk 1.2, pk-app 2.0");
+    // The canary's transaction stops at the lab's hold point: dpkg has unpacked the new
+    // versions and not configured them. Killed there, apply is provably mid-transaction.
+    lab.hold_host("deb-1");
     let mut child = spawn_apply(&lab, &["--auto-approve"]);
-    // Kill as soon as the canary's package transaction has been sent.
-    wait_for("the canary's transaction", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    lab.wait_held("deb-1");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
+            && !j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-finished\""),
+        "{j}"
+    );
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 iU");
     child.kill().unwrap(); // SIGKILL
     let killed = child.wait_with_output().unwrap();
     assert_eq!(killed.status.code(), None, "killed by a signal");
+    // The orphaned transaction goes on without its client (and ends, finished or cut short
+    // when it writes to the closed session): the host is at rest before the rerun.
+    lab.release_host("deb-1");
     // The dead holder's lock is reported, not silently blocking.
     let refused = apply(&lab, &["--auto-approve"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));

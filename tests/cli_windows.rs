@@ -101,7 +101,7 @@ fn json_during_a_freeze() {
     assert_eq!(nightly["reason"], "frozen");
     assert_eq!(nightly["freeze"]["name"], "year-end");
     assert_eq!(nightly["freeze"]["until"], "2027-01-03T23:00:00Z");
-    assert_eq!(nightly["next_open"], "2027-01-04T01:30:00Z");
+    assert_eq!(nightly["nextOpen"], "2027-01-04T01:30:00Z");
     assert_eq!(v["windows"][0]["state"], "open");
     assert_eq!(v["windows"][0]["closes"], serde_json::Value::Null);
 }
@@ -136,9 +136,22 @@ fn bad_at_is_a_usage_error() {
 #[test]
 fn repo_without_windows() {
     let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "inventory/hosts.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata:\n  name: hosts\nspec:\n  hosts:\n    - name: web-1\n",
+    );
     windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
         .success()
         .stdout("Maintenance windows at 2026-12-01T00:00:00Z\n\nno MaintenanceWindow documents in the fleet repo\n");
+}
+
+#[test]
+fn a_directory_without_fleet_documents_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    windows(dir.path(), &["--at", "2026-12-01T00:00:00Z"])
+        .code(1)
+        .stderr(predicate::str::contains("error: no fleet documents in"));
 }
 
 #[test]
@@ -164,4 +177,105 @@ fn unreadable_window_file_exits_1_and_points_at_validate() {
             predicate::str::contains("unreadable document")
                 .and(predicate::str::contains("patchkeeper validate")),
         );
+}
+
+/// A repo with one window.
+fn repo_with(name: &str, spec: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        &format!("windows/{name}.yaml"),
+        &window(name, spec),
+    );
+    dir
+}
+
+fn json(dir: &Path, at: &str) -> serde_json::Value {
+    let out = windows(dir, &["--at", at, "--json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("json")
+}
+
+#[test]
+fn a_weekend_of_minutes_has_exact_bounds() {
+    // Every minute of Saturday and Sunday for 30m: one window, Saturday 00:00 to Monday
+    // 00:29 in Berlin.
+    let dir = repo_with(
+        "weekend",
+        "  schedule: \"* * * * SAT,SUN\"\n  duration: 30m\n  cutoff: 15m\n  timezone: Europe/Berlin\n",
+    );
+    for at in ["2026-01-31T12:00:00Z", "2026-02-01T22:50:00Z"] {
+        let w = &json(dir.path(), at)["windows"][0];
+        assert_eq!(w["state"], "open", "{at}: {w}");
+        assert_eq!(w["since"], "2026-01-30T23:00:00Z", "{at}: {w}");
+        assert_eq!(w["closes"], "2026-02-01T23:29:00Z", "{at}: {w}");
+        assert_eq!(w["cutoffAt"], "2026-02-01T23:14:00Z", "{at}: {w}");
+    }
+    // Closed: the next opening and when it closes.
+    let w = &json(dir.path(), "2026-02-03T12:00:00Z")["windows"][0];
+    assert_eq!(w["state"], "closed", "{w}");
+    assert_eq!(w["nextOpen"], "2026-02-06T23:00:00Z", "{w}");
+    assert_eq!(w["closes"], "2026-02-08T23:29:00Z", "{w}");
+    assert_eq!(w["cutoffAt"], "2026-02-08T23:14:00Z", "{w}");
+    // Text: no "since always", no "closes never".
+    windows(dir.path(), &["--at", "2026-02-01T22:50:00Z"])
+        .success()
+        .stdout(predicate::str::contains(
+            "weekend: open\n  schedule   `* * * * SAT,SUN` for 30m, cutoff 15m, in Europe/Berlin\n  \
+             since      2026-01-31 00:00:00 CET (1d 23h 50m ago)\n  \
+             cutoff at  2026-02-02 00:14:00 CET (in 24m)\n  \
+             closes     2026-02-02 00:29:00 CET (in 39m)\n",
+        ));
+}
+
+#[test]
+fn a_gap_ending_at_midnight_opens_for_the_scheduled_day() {
+    // America/Nuuk on 2026-03-28: Saturday 23:00 -02 jumps to Sunday 00:00 -01 (01:00Z).
+    let dir = repo_with(
+        "saturday",
+        "  schedule: \"30 23 * * 6\"\n  duration: 1h\n  timezone: America/Nuuk\n",
+    );
+    let w = &json(dir.path(), "2026-03-28T20:00:00Z")["windows"][0];
+    assert_eq!(w["nextOpen"], "2026-03-29T01:00:00Z", "{w}");
+    assert_eq!(w["closes"], "2026-03-29T02:00:00Z", "{w}");
+    let w = &json(dir.path(), "2026-03-29T01:15:00Z")["windows"][0];
+    assert_eq!(w["state"], "open", "{w}");
+    assert_eq!(w["since"], "2026-03-29T01:00:00Z", "{w}");
+}
+
+#[test]
+fn json_is_camel_case_and_matches_its_schema() {
+    let dir = repo();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/windows.schema.json"
+        ))
+        .expect("schema file"),
+    )
+    .expect("schema json");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for at in [
+        "2026-03-29T00:59:00Z",
+        "2026-12-24T11:00:00Z",
+        "2026-11-28T04:45:00Z",
+    ] {
+        let v = json(dir.path(), at);
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{at}: {errors:?}");
+        for w in v["windows"].as_array().expect("list") {
+            let keys: Vec<&String> = w.as_object().expect("object").keys().collect();
+            assert!(
+                keys.iter().all(|k| !k.contains('_')),
+                "{at}: snake_case key in {keys:?}"
+            );
+            assert!(
+                w.get("nextOpen").is_some() && w.get("cutoffAt").is_some(),
+                "{w}"
+            );
+        }
+    }
 }

@@ -426,6 +426,64 @@ fn lab_scenarios_over_plain_ssh() {
     }
 }
 
+/// `hold-host` stops the next package transaction in flight, lock held, on both package
+/// managers; `release-host` lets it finish; only one transaction is held per arm.
+#[test]
+fn held_transactions_stay_in_flight_until_released() {
+    let lab = Lab::up(1, 1);
+    lab.hold_host("deb-1");
+    lab.hold_host("rpm-1");
+    let spawn = |host: &str, command: &str| {
+        lab.ssh(host)
+            .arg(command)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let deb = spawn("deb-1", "apt-get install -y -q libpk=1.2-1");
+    let rpm = spawn("rpm-1", "dnf install -y -q libpk-1.2-1");
+    lab.wait_held("deb-1");
+    lab.wait_held("rpm-1");
+    // Mid-transaction: dpkg unpacked 1.2-1 and has not configured it; rpm installed 1.2-1
+    // and has not erased 1.0-1. Both package managers hold their locks.
+    assert_eq!(deb_version(&lab, "deb-1", "libpk"), "1.2-1 iU");
+    let locked = lab.run(
+        "deb-1",
+        "apt-get install -y -q -o DPkg::Lock::Timeout=0 pk-app=2.0-1",
+    );
+    assert_eq!(locked.status.code(), Some(100), "{}", stderr(&locked));
+    assert!(stderr(&locked).contains("Could not get lock /var/lib/dpkg/lock-frontend"));
+    assert_eq!(
+        lab.run_ok("rpm-1", "rpm -q libpk").trim(),
+        "libpk-1.0-1.x86_64\nlibpk-1.2-1.x86_64"
+    );
+    let locked = lab.run("rpm-1", "rpm -e --nodeps pk-held");
+    assert!(
+        stderr(&locked).contains("can't create transaction lock"),
+        "{}",
+        stderr(&locked)
+    );
+    lab.release_host("deb-1");
+    lab.release_host("rpm-1");
+    for child in [deb, rpm] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(deb_version(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(rpm_version(&lab, "rpm-1", "libpk"), "1.2-1");
+    // The arm was taken: the next transaction runs through.
+    lab.run_ok(
+        "deb-1",
+        "apt-get install -y -q --allow-downgrades libpk=1.0-1",
+    );
+    lab.run_ok("rpm-1", "dnf downgrade -y -q libpk-1.0-1");
+    // Armed and released before any transaction got there: disarmed.
+    lab.hold_host("deb-1");
+    lab.release_host("deb-1");
+    lab.run_ok("deb-1", "apt-get install -y -q libpk=1.1-1");
+}
+
 /// `down` also ends sessions, lock holders and anything started inside the hosts.
 #[test]
 fn down_leaves_no_lab_process_running() {
@@ -436,7 +494,21 @@ fn down_leaves_no_lab_process_running() {
     // A detached process inside a host, as a package's daemon would be.
     lab.run_ok("deb-1", "setsid sleep 1000 </dev/null >/dev/null 2>&1 &");
     let mut session = lab.ssh("rpm-1").arg("sleep 1000").spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the session's command runs inside the host (two `sleep 1000` then).
+    let start = Instant::now();
+    while instance_processes(&instance)
+        .iter()
+        .filter(|p| p.ends_with(": sleep 1000 "))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            instance_processes(&instance)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         instance_processes(&instance).len() >= 6,
         "{:?}",

@@ -176,8 +176,8 @@ fn observes_exact_packages_and_reports_each_fault_without_stopping_the_others() 
     lab.lock_host("rpm-1");
     let known_hosts = lab.dir().join(".lab/known_hosts");
     let original_known_hosts = std::fs::read_to_string(&known_hosts).expect("known_hosts");
-    let other = tempfile::tempdir().expect("temp dir");
-    let other_key = other.path().join("id_ed25519");
+    // Inside the fleet repo: a key file the repo names elsewhere needs `--allow-path`.
+    let other_key = lab.dir().join(".lab/other_ed25519");
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&other_key)

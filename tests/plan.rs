@@ -150,3 +150,85 @@ fn invalid_fleet_repo_plans_nothing() {
         "{err}"
     );
 }
+
+/// The example fleet with its window replaced by `window_spec`, in a temporary directory.
+fn fleet_with_window(window_spec: &str) -> tempfile::TempDir {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = entry.unwrap();
+        let to = dir.path().join(entry.path().strip_prefix(&root).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("windows/weekly-sunday.yaml"),
+        format!(
+            "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata:\n  name: weekly-sunday\nspec:\n{window_spec}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn plan_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::cargo_bin("patchkeeper")
+        .unwrap()
+        .args(["plan", "--repo"])
+        .arg(dir)
+        .arg("--observed")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/plan/example-observed.json"
+        ))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn batches_show_the_exact_end_of_a_chained_window() {
+    // Every minute of the weekend for 30m: one window, Saturday 00:00 to Monday 00:29 in
+    // Berlin; batches may start until 00:14.
+    let dir = fleet_with_window(
+        "  schedule: \"* * * * SAT,SUN\"\n  timezone: Europe/Berlin\n  duration: 30m\n  cutoff: 15m\n",
+    );
+    let plan: serde_json::Value = serde_json::from_str(&plan_in(
+        dir.path(),
+        &["--at", "2026-01-31T12:00:00Z", "--json"],
+    ))
+    .unwrap();
+    let batches = plan["batches"].as_array().unwrap();
+    assert!(!batches.is_empty());
+    for b in batches {
+        assert_eq!(
+            b["windowState"],
+            serde_json::json!({
+                "state": "runs-now",
+                "until": "2026-02-01T23:29:00Z",
+                "cutoffAt": "2026-02-01T23:14:00Z"
+            }),
+            "{b}"
+        );
+    }
+    let human = plan_in(dir.path(), &["--at", "2026-02-01T22:50:00Z"]);
+    assert!(
+        human.contains("runs now (window open until 2026-02-01T23:29:00Z)"),
+        "{human}"
+    );
+    // Closed on Tuesday: the batches wait for Saturday 00:00.
+    let plan: serde_json::Value = serde_json::from_str(&plan_in(
+        dir.path(),
+        &["--at", "2026-02-03T12:00:00Z", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        plan["batches"][0]["windowState"],
+        serde_json::json!({"state": "waits", "until": "2026-02-06T23:00:00Z", "why": "outside-schedule"})
+    );
+}

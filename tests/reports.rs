@@ -197,8 +197,11 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
 #[test]
 fn signed_report_commits_verify_with_real_git() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Inside the fleet repo (hidden, so not part of the desired state): a signing key the
+    // repo names elsewhere needs the controller's `--allow-path`.
+    std::fs::create_dir(dir.path().join(".keys")).unwrap();
+    let key = dir.path().join(".keys/reports_ed25519");
     let keys = tempfile::tempdir().expect("tempdir");
-    let key = keys.path().join("reports_ed25519");
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "reports", "-f"])
         .arg(&key)
@@ -704,6 +707,8 @@ fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
 
 #[test]
 fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
+    // The remote is a path beside the fleet repo, outside it: the controller allows it.
+    common::report_fleet::allow_temp_paths();
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("fleet");
     std::fs::create_dir(&dir).expect("mkdir");
@@ -813,5 +818,73 @@ fn a_fresh_clone_reads_the_reports_from_its_remote_tracking_branch() {
             "2.36-9+deb12u9".to_owned()
         )),
         Some(&ts("2026-11-16T02:00:00Z"))
+    );
+}
+
+/// Anyone who can push to the reports branch writes what `patchkeeper report` reads: a
+/// desired-commit id that is not ASCII (it panicked on byte slicing) and escape codes in a
+/// host's reasons are shown as text.
+#[test]
+fn report_command_shows_hostile_branch_content_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-24T02:00:00Z"),
+        &desired,
+        ts("2026-11-24T02:00:00Z"),
+    )
+    .expect("recorded");
+    // Edit the branch as another writer would: a clone, a commit, a push.
+    let clone = tempfile::tempdir().expect("tempdir");
+    git(
+        clone.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            BRANCH,
+            &dir.path().display().to_string(),
+            ".",
+        ],
+    );
+    let summary_path = clone.path().join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    // Byte 12 falls inside the sixth `é`.
+    summary["desiredCommit"] = "xéééééééééé\u{1b}]0;owned\u{7}".into();
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
+    let host_path = clone.path().join("hosts/db-1.json");
+    let mut host: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&host_path).unwrap()).unwrap();
+    host["reasons"][0] = "\u{1b}[2J\u{1b}[Hall good\u{202e}".into();
+    std::fs::write(&host_path, host.to_string()).unwrap();
+    git(clone.path(), &["commit", "-q", "-a", "-m", "edited"]);
+    git(clone.path(), &["push", "-q", "origin", BRANCH]);
+
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // The first 12 characters, the escape code shown as text.
+    assert!(
+        stdout.contains(r"desired commit xéééééééééé\u{1b}, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"    - \u{1b}[2J\u{1b}[Hall good\u{202e}"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
     );
 }

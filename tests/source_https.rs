@@ -151,3 +151,134 @@ fn serve_fetches_and_reports_over_https_with_a_token() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.to_lowercase().contains("certificate"), "{all}");
 }
+
+/// `auth-capture.py`: answers 401 to everything and logs each request's Authorization.
+struct Capture {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_capture(dir: &Path, name: &str, tls: Option<(&Path, &Path)>) -> Capture {
+    let portfile = dir.join(format!("{name}.port"));
+    let log = dir.join(format!("{name}.log"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/git/auth-capture.py"))
+        .arg(&portfile)
+        .arg(&log);
+    if let Some((cert, key)) = tls {
+        cmd.args([cert, key]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&portfile) {
+            break p.trim().parse().expect("a port");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the capture server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Capture { child, port, log }
+}
+
+/// Publishes a fleet whose `reports.remote` is `remote` as `srv/NAME.git`.
+fn publish_fleet(dir: &Path, name: &str, remote: &str) {
+    let work = dir.join(format!("work-{name}"));
+    std::fs::create_dir(&work).unwrap();
+    write_fleet(&work);
+    let settings = work.join("patchkeeper.yaml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        text.replace(
+            "  reports:\n",
+            &format!("  reports:\n    remote: {remote}\n"),
+        ),
+    )
+    .unwrap();
+    git(&work, &["commit", "-q", "-a", "-m", "reports elsewhere"]);
+    let bare = dir.join(format!("srv/{name}.git"));
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn the_token_goes_only_to_the_fleet_repos_host_and_only_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path());
+    let key = dir.path().join("key.pem");
+    let other_host = start_capture(dir.path(), "tls", Some((&server.cert, &key)));
+    let plain = start_capture(dir.path(), "plain", None);
+    // The fleet repo names report remotes on another host (127.0.0.1 is not localhost)
+    // and over plain http.
+    publish_fleet(
+        dir.path(),
+        "other",
+        &format!("https://127.0.0.1:{}/reports.git", other_host.port),
+    );
+    publish_fleet(
+        dir.path(),
+        "plain",
+        &format!("http://localhost:{}/reports.git", plain.port),
+    );
+    for (name, capture, why) in [
+        (
+            "other",
+            &other_host,
+            format!(
+                "the Git token is bound to localhost:{}, so it is not sent to `https://127.0.0.1:{}/reports.git`",
+                server.port, other_host.port
+            ),
+        ),
+        (
+            "plain",
+            &plain,
+            format!(
+                "the Git token is sent only over https, and `http://localhost:{}/reports.git` is http",
+                plain.port
+            ),
+        ),
+    ] {
+        let url = format!("https://localhost:{}/{name}.git", server.port);
+        let out = serve_once(
+            &url,
+            &dir.path().join(format!("cache-{name}")),
+            TOKEN,
+            Some(&server.cert),
+        );
+        let all = text(&out);
+        // Fetched with the token from its own host; the report was not pushed elsewhere.
+        assert_eq!(out.status.code(), Some(1), "{name}: {all}");
+        assert!(all.contains(&why), "{name}: {all}");
+        assert!(!all.contains(TOKEN), "{name}: {all}");
+        let log = std::fs::read_to_string(&capture.log).unwrap_or_default();
+        assert!(!log.is_empty(), "{name}: the remote was asked: {all}");
+        assert!(
+            log.lines().all(|l| l.ends_with(" -")),
+            "{name}: credentials reached the other remote:\n{log}"
+        );
+    }
+}

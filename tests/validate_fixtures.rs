@@ -137,6 +137,39 @@ fn json_format_lists_the_same_diagnostics() {
 }
 
 #[test]
+fn a_directory_without_fleet_documents_is_an_error() {
+    let validate = |dir: &Path| {
+        let out = Command::cargo_bin("patchkeeper")
+            .unwrap()
+            .current_dir(dir)
+            .arg("validate")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+            out.status.code(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err, code) = validate(dir.path());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(!out.contains("ok: the fleet repo is valid"), "{out}");
+    assert!(
+        err.starts_with("error: no fleet documents in `") && err.contains("it has no YAML files"),
+        "{err}"
+    );
+    assert!(err.contains("hint: is `--repo` the fleet repo?"), "{err}");
+    // Only empty YAML files, and files that are not YAML: the same.
+    std::fs::write(dir.path().join("empty.yaml"), "# nothing yet\n").unwrap();
+    std::fs::write(dir.path().join("README.md"), "# notes\n").unwrap();
+    let (out, err, code) = validate(dir.path());
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("its 1 YAML file(s) hold no document"), "{err}");
+}
+
+#[test]
 fn huge_file_is_refused_quickly() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from(

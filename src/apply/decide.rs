@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{HostCount, PackageManager, RebootPolicy};
 use crate::observed::{InstalledPackage, ObservedHost};
+use crate::package::{self, InvalidPackageArg};
 use crate::plan::{Change, HostPlan};
 use crate::transport::shell_quote;
 
@@ -17,27 +18,27 @@ pub type Versions = BTreeMap<String, Option<String>>;
 /// ([`crate::plan::requested`]); the dependencies the plan lists come with them, as the dry
 /// run showed, and are verified afterwards like the rest. `lock_wait_secs` lets apt wait for
 /// a lock taken between our readiness check and the transaction.
-pub fn install_command(pm: PackageManager, changes: &[Change], lock_wait_secs: u64) -> String {
+///
+/// Every name and version is checked against the host's grammar ([`crate::package`]) and
+/// the package arguments follow `--`, so none can be read as an option (apt reads `-o…`
+/// among package arguments otherwise); each is shell-quoted.
+pub fn install_command(
+    pm: PackageManager,
+    changes: &[Change],
+    lock_wait_secs: u64,
+) -> Result<String, InvalidPackageArg> {
     let requested = crate::plan::requested(changes);
-    match pm {
-        PackageManager::Apt => {
-            let pkgs: Vec<String> = requested
-                .iter()
-                .map(|(package, to)| shell_quote(&format!("{package}={to}")))
-                .collect();
-            format!(
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout={lock_wait_secs} {}",
-                pkgs.join(" ")
-            )
-        }
-        PackageManager::Dnf => {
-            let pkgs: Vec<String> = requested
-                .iter()
-                .map(|(package, to)| shell_quote(&format!("{package}-{to}")))
-                .collect();
-            format!("dnf install -y -q {}", pkgs.join(" "))
-        }
-    }
+    let pkgs = requested
+        .iter()
+        .map(|(package, to)| package::exact(pm, package, to).map(|a| shell_quote(&a)))
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(match pm {
+        PackageManager::Apt => format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout={lock_wait_secs} -- {}",
+            pkgs.join(" ")
+        ),
+        PackageManager::Dnf => format!("dnf install -y -q -- {}", pkgs.join(" ")),
+    })
 }
 
 /// What repairs a package database an interrupted transaction left unfinished: dpkg
@@ -121,56 +122,75 @@ pub fn changed_packages(before: &[InstalledPackage], after: &[InstalledPackage])
     names
 }
 
-/// The command that undoes a transaction.
-pub fn rollback_command(pm: PackageManager, steps: &RollbackSteps, lock_wait_secs: u64) -> String {
-    match pm {
+/// The command that undoes a transaction (names and versions checked, after `--`, quoted:
+/// see [`install_command`]).
+pub fn rollback_command(
+    pm: PackageManager,
+    steps: &RollbackSteps,
+    lock_wait_secs: u64,
+) -> Result<String, InvalidPackageArg> {
+    let exact = |list: &[(String, String)]| -> Result<Vec<String>, InvalidPackageArg> {
+        list.iter()
+            .map(|(p, v)| package::exact(pm, p, v).map(|a| shell_quote(&a)))
+            .collect()
+    };
+    let names = |list: &[String], suffix: &str| -> Result<Vec<String>, InvalidPackageArg> {
+        list.iter()
+            .map(|p| package::name(pm, p).map(|n| shell_quote(&format!("{n}{suffix}"))))
+            .collect()
+    };
+    Ok(match pm {
         PackageManager::Apt => {
-            let mut args: Vec<String> = steps
-                .restore
-                .iter()
-                .chain(&steps.reinstall)
-                .map(|(p, v)| shell_quote(&format!("{p}={v}")))
-                .collect();
+            let mut args = exact(&steps.restore)?;
+            args.extend(exact(&steps.reinstall)?);
             // apt-get removes a package named with a trailing `-` in the same transaction.
-            args.extend(steps.remove.iter().map(|p| shell_quote(&format!("{p}-"))));
+            args.extend(names(&steps.remove, "-")?);
             format!(
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout={lock_wait_secs} {}",
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout={lock_wait_secs} -- {}",
                 args.join(" ")
             )
         }
         PackageManager::Dnf => {
-            let nevras = |list: &[(String, String)]| -> String {
-                list.iter()
-                    .map(|(p, v)| shell_quote(&format!("{p}-{v}")))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
             let mut parts = Vec::new();
             // Plans only upgrade, so a package still installed goes back with `downgrade`; one
             // the transaction removed comes back with `install`.
             if !steps.restore.is_empty() {
-                parts.push(format!("dnf downgrade -y -q {}", nevras(&steps.restore)));
+                parts.push(format!(
+                    "dnf downgrade -y -q -- {}",
+                    exact(&steps.restore)?.join(" ")
+                ));
             }
             if !steps.reinstall.is_empty() {
-                parts.push(format!("dnf install -y -q {}", nevras(&steps.reinstall)));
+                parts.push(format!(
+                    "dnf install -y -q -- {}",
+                    exact(&steps.reinstall)?.join(" ")
+                ));
             }
             if !steps.remove.is_empty() {
-                let pkgs: Vec<String> = steps.remove.iter().map(|p| shell_quote(p)).collect();
-                parts.push(format!("dnf remove -y -q {}", pkgs.join(" ")));
+                parts.push(format!(
+                    "dnf remove -y -q -- {}",
+                    names(&steps.remove, "")?.join(" ")
+                ));
             }
             parts.join(" && ")
         }
-    }
+    })
 }
 
-/// The integrity check of the named packages (`dpkg --verify` / `rpm -V`); exit 0 means every
-/// file matches the package database.
-pub fn verify_command(pm: PackageManager, packages: &[String]) -> String {
-    let pkgs: Vec<String> = packages.iter().map(|p| shell_quote(p)).collect();
-    match pm {
-        PackageManager::Apt => format!("dpkg --verify {}", pkgs.join(" ")),
-        PackageManager::Dnf => format!("rpm -V {}", pkgs.join(" ")),
-    }
+/// The integrity check of the named packages (`dpkg --verify` / `rpm -V`, names checked,
+/// after `--`, quoted); exit 0 means every file matches the package database.
+pub fn verify_command(
+    pm: PackageManager,
+    packages: &[String],
+) -> Result<String, InvalidPackageArg> {
+    let pkgs = packages
+        .iter()
+        .map(|p| package::name(pm, p).map(|n| shell_quote(&n)))
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(match pm {
+        PackageManager::Apt => format!("dpkg --verify -- {}", pkgs.join(" ")),
+        PackageManager::Dnf => format!("rpm -V -- {}", pkgs.join(" ")),
+    })
 }
 
 /// The query that lists installed packages in the driver's formats (parsed by
@@ -388,16 +408,26 @@ mod tests {
             change("pk-kernel", Some("1.0-1"), "1:1.1-1"),
         ];
         assert_eq!(
-            install_command(PackageManager::Apt, &changes, 300),
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300 libpk=1.2-1 pk-kernel=1:1.1-1"
+            install_command(PackageManager::Apt, &changes, 300).unwrap(),
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300 -- libpk=1.2-1 pk-kernel=1:1.1-1"
         );
         assert_eq!(
-            install_command(PackageManager::Dnf, &changes, 300),
-            "dnf install -y -q libpk-1.2-1 pk-kernel-1:1.1-1"
+            install_command(PackageManager::Dnf, &changes, 300).unwrap(),
+            "dnf install -y -q -- libpk-1.2-1 pk-kernel-1:1.1-1"
         );
-        // A hostile package name stays one argument.
-        let evil = [change("x;rm -rf /", None, "1")];
-        assert!(install_command(PackageManager::Apt, &evil, 0).ends_with("'x;rm -rf /=1'"));
+        // A value outside the grammar never becomes a command: an apt option posing as a
+        // package, a shell word, a hostile version.
+        for (name, to) in [
+            ("-oDPkg::Pre-Invoke::=touch /tmp/pwned", "1"),
+            ("x;rm -rf /", "1"),
+            ("libpk", "1.2-1 $(id)"),
+        ] {
+            let evil = [change(name, None, to)];
+            for pm in [PackageManager::Apt, PackageManager::Dnf] {
+                let e = install_command(pm, &evil, 0).unwrap_err();
+                assert!(e.value == name || e.value == to, "{e}");
+            }
+        }
     }
 
     #[test]
@@ -411,12 +441,12 @@ mod tests {
         }];
         let changes = [dep, change("pk-app", Some("1.0-1"), "2.0-1")];
         assert_eq!(
-            install_command(PackageManager::Apt, &changes, 300),
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300 pk-app=2.0-1"
+            install_command(PackageManager::Apt, &changes, 300).unwrap(),
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300 -- pk-app=2.0-1"
         );
         assert_eq!(
-            install_command(PackageManager::Dnf, &changes, 300),
-            "dnf install -y -q pk-app-2.0-1"
+            install_command(PackageManager::Dnf, &changes, 300).unwrap(),
+            "dnf install -y -q -- pk-app-2.0-1"
         );
     }
 
@@ -445,13 +475,24 @@ mod tests {
         );
         assert_eq!(steps.remove, vec!["pk-dep".to_string()]);
         assert_eq!(
-            rollback_command(PackageManager::Apt, &steps, 10),
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=10 libpk=1.0-1 pk-broken=1.0-1 pk-dep-"
+            rollback_command(PackageManager::Apt, &steps, 10).unwrap(),
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=10 -- libpk=1.0-1 pk-broken=1.0-1 pk-dep-"
         );
         assert_eq!(
-            rollback_command(PackageManager::Dnf, &steps, 10),
-            "dnf downgrade -y -q libpk-1.0-1 pk-broken-1.0-1 && dnf remove -y -q pk-dep"
+            rollback_command(PackageManager::Dnf, &steps, 10).unwrap(),
+            "dnf downgrade -y -q -- libpk-1.0-1 pk-broken-1.0-1 && dnf remove -y -q -- pk-dep"
         );
+        // Names and versions of the rollback come from the host: checked like the plan's.
+        let hostile = RollbackSteps {
+            remove: vec!["-oAPT::Get::Simulate=false".into()],
+            ..Default::default()
+        };
+        assert!(rollback_command(PackageManager::Apt, &hostile, 0).is_err());
+        let hostile = RollbackSteps {
+            restore: vec![("libpk".into(), "1.0`id`".into())],
+            ..Default::default()
+        };
+        assert!(rollback_command(PackageManager::Dnf, &hostile, 0).is_err());
         // A half-configured package at the old version still needs restoring.
         let same_but_broken = [pkg("libpk", "1.0-1", "iF")];
         let only: Versions = [("libpk".to_string(), Some("1.0-1".to_string()))].into();
@@ -464,10 +505,12 @@ mod tests {
             vec![("libpk".to_string(), "1.0-1".to_string())]
         );
         assert_eq!(
-            rollback_command(PackageManager::Dnf, &gone, 0),
-            "dnf install -y -q libpk-1.0-1"
+            rollback_command(PackageManager::Dnf, &gone, 0).unwrap(),
+            "dnf install -y -q -- libpk-1.0-1"
         );
-        assert!(rollback_command(PackageManager::Apt, &gone, 0).ends_with(" libpk=1.0-1"));
+        assert!(rollback_command(PackageManager::Apt, &gone, 0)
+            .unwrap()
+            .ends_with(" -- libpk=1.0-1"));
     }
 
     #[test]
@@ -619,6 +662,20 @@ mod tests {
         });
         assert_eq!(describe_drift(&plan, &now).len(), 1);
         assert!(describe_drift(&plan, &now)[0].contains("boot id"));
+    }
+
+    #[test]
+    fn verify_commands_check_names_and_end_options() {
+        let names = vec!["libpk".to_string(), "libstdc++6".to_string()];
+        assert_eq!(
+            verify_command(PackageManager::Apt, &names).unwrap(),
+            "dpkg --verify -- libpk libstdc++6"
+        );
+        assert_eq!(
+            verify_command(PackageManager::Dnf, &names).unwrap(),
+            "rpm -V -- libpk libstdc++6"
+        );
+        assert!(verify_command(PackageManager::Apt, &["-x".to_string()]).is_err());
     }
 
     #[test]

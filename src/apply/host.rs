@@ -30,6 +30,8 @@ pub(crate) struct HostJob {
     pub rollout: RolloutSpec,
     pub lock_wait: Duration,
     pub min_free_disk_mib: u64,
+    /// For a saved plan: the re-derivation its changes must pass at the host.
+    pub saved_check: Option<Arc<crate::plan::SavedPlanCheck>>,
 }
 
 /// Shared by every host of a run.
@@ -121,7 +123,8 @@ fn tail(out: &Output) -> String {
     );
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(4);
-    lines[start..].join(" | ")
+    // Host output, bound for terminals, the journal and reports: controls escaped.
+    crate::terminal::escape(&lines[start..].join(" | ")).into_owned()
 }
 
 fn unreachable(e: &TransportError) -> End {
@@ -235,18 +238,48 @@ impl Steps<'_> {
         if job.target.options.refresh {
             observed = self.observe(t.as_ref(), true).await?;
         }
-        // Stale plan: the host moved since the plan was computed.
-        if let Some(planned) = &job.plan.fingerprint {
-            if *planned != observed.fingerprint() {
+        // Stale plan: the host moved since the plan was computed. A plan without the
+        // fingerprint cannot say what it was computed from: refused.
+        let Some(planned) = &job.plan.fingerprint else {
+            t.close().await;
+            return Err(End(
+                Outcome::Failed,
+                vec!["refused: the plan records no fingerprint of the state it was made from; nothing changed".into()],
+            )
+            .into());
+        };
+        if *planned != observed.fingerprint() {
+            t.close().await;
+            let mut detail = vec!["refused: the host changed since the plan was made".to_string()];
+            detail.extend(decide::describe_drift(&job.plan, &observed));
+            detail.push("nothing changed; make a new plan".into());
+            return Err(End(Outcome::Stale, detail).into());
+        }
+        // A saved plan asks only for what the fleet commit derives from this very state.
+        if let Some(check) = &job.saved_check {
+            if let Err(e) = check.check_host(&job.plan, &observed) {
                 t.close().await;
-                let mut detail =
-                    vec!["refused: the host changed since the plan was made".to_string()];
-                detail.extend(decide::describe_drift(&job.plan, &observed));
-                detail.push("nothing changed; make a new plan".into());
-                return Err(End(Outcome::Stale, detail).into());
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!("refused: {e}; nothing changed")],
+                )
+                .into());
             }
         }
         let pm = self.pm(&observed)?;
+        // Built (and its names and versions checked) before anything runs on the host.
+        let install = match decide::install_command(pm, &job.plan.changes, job.lock_wait.as_secs())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                t.close().await;
+                return Err(End(
+                    Outcome::Failed,
+                    vec![format!("refused: {e}; nothing changed")],
+                )
+                .into());
+            }
+        };
         // Free disk.
         let df = self.exec(t.as_ref(), "df -Pk /var", cmd_timeout).await?;
         if let Some(free) = decide::parse_df_free_mib(&String::from_utf8_lossy(&df.stdout)) {
@@ -304,8 +337,6 @@ impl Steps<'_> {
             versions: recorded.clone(),
         })?;
         // The transaction.
-        let lock_secs = job.lock_wait.as_secs();
-        let install = decide::install_command(pm, &job.plan.changes, lock_secs);
         self.journal(Event::TransactionStarted {
             command: install.clone(),
         })?;
@@ -466,12 +497,12 @@ impl Steps<'_> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
+        let command = match decide::verify_command(pm, names) {
+            Ok(c) => c,
+            Err(e) => return Ok(vec![format!("integrity: not checked: {e}")]),
+        };
         let out = self
-            .exec(
-                t,
-                &decide::verify_command(pm, names),
-                self.job.target.options.command_timeout,
-            )
+            .exec(t, &command, self.job.target.options.command_timeout)
             .await?;
         let text = format!(
             "{}{}",
@@ -514,7 +545,14 @@ impl Steps<'_> {
             );
             return Ok(End(Outcome::RolledBack, detail));
         }
-        let cmd = decide::rollback_command(pm, &steps, self.job.lock_wait.as_secs());
+        let cmd = match decide::rollback_command(pm, &steps, self.job.lock_wait.as_secs()) {
+            Ok(c) => c,
+            Err(e) => {
+                t.close().await;
+                detail.push(format!("not rolled back: {e}"));
+                return Ok(End(Outcome::Failed, detail));
+            }
+        };
         self.say("rolling back");
         self.journal(Event::RollbackStarted {
             command: cmd.clone(),

@@ -110,6 +110,8 @@ pub struct ApplyOptions {
     pub stop: Arc<Stop>,
     /// Live progress.
     pub progress: Arc<dyn Progress>,
+    /// Applying a saved plan: each host's changes are re-derived from the fleet commit.
+    pub saved_plan: Option<Arc<crate::plan::SavedPlanCheck>>,
 }
 
 fn setting_duration(value: &Option<String>, default: &str) -> Duration {
@@ -300,6 +302,7 @@ pub async fn execute(
                 rollout: rollout.clone(),
                 lock_wait,
                 min_free_disk_mib: min_free,
+                saved_check: options.saved_plan.clone(),
             };
             let (semaphore, shared, ctx, stop) = (
                 semaphore.clone(),

@@ -48,7 +48,7 @@ pub struct Args {
     break_lock: bool,
 }
 
-const EXIT_HELP: &str = "Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.";
+const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
 
 struct Lines {
     tty: bool,
@@ -56,6 +56,8 @@ struct Lines {
 
 impl Progress for Lines {
     fn host(&self, host: &str, message: &str) {
+        // Messages carry what hosts printed: escaped for the terminal.
+        let message = &crate::terminal::escape(message);
         if self.tty {
             eprintln!("  {host:<12} {message}");
         } else {
@@ -68,6 +70,7 @@ impl Progress for Lines {
     }
 
     fn batch(&self, index: usize, message: &str) {
+        let message = &crate::terminal::escape(message);
         if self.tty {
             if index == usize::MAX {
                 eprintln!("! {message}");
@@ -173,7 +176,7 @@ pub fn run(args: Args) -> u8 {
                     lines.len()
                 );
                 for l in lines {
-                    eprintln!("  {l}");
+                    eprintln!("  {}", crate::terminal::escape(&l));
                 }
             }
         }
@@ -207,6 +210,15 @@ pub fn run(args: Args) -> u8 {
                 short(&plan.fleet_digest),
                 f.commit.as_deref().unwrap_or("none"),
                 short(&f.digest),
+                repo.display()
+            );
+            return super::EXIT_ERROR;
+        }
+        // Only what this fleet commit assigns, in the batches its rollouts make.
+        if let Err(e) = plan::saved::check_against_fleet(&plan, &fleet) {
+            eprintln!(
+                "error: {}: {e}; nothing was applied\n\nhint: make a new plan with `patchkeeper plan --repo {} --out FILE`",
+                args.plan_file.as_deref().unwrap_or(std::path::Path::new("")).display(),
                 repo.display()
             );
             return super::EXIT_ERROR;
@@ -272,12 +284,21 @@ pub fn run(args: Args) -> u8 {
         return super::EXIT_ERROR;
     }
     executing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let options_clock = clock.clone();
     let options = ApplyOptions {
         parallel: args.parallel.and_then(|p| usize::try_from(p).ok()),
         clock,
         stop: stop.clone(),
         progress: Arc::new(Lines {
             tty: std::io::stderr().is_terminal(),
+        }),
+        // A saved plan: every host's changes are derived again at the host.
+        saved_plan: args.plan_file.as_ref().map(|_| {
+            Arc::new(plan::SavedPlanCheck::new(
+                fleet.clone(),
+                super::audit::first_seen(&repo, &fleet),
+                options_clock.now(),
+            ))
         }),
     };
     eprintln!(
@@ -315,7 +336,7 @@ pub fn run(args: Args) -> u8 {
 }
 
 fn short(s: &str) -> &str {
-    &s[..s.len().min(12)]
+    crate::terminal::short(s, 12)
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
@@ -335,6 +356,12 @@ fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
             plan::PLAN_FORMAT
         ));
     }
+    plan::saved::check_file(&plan).map_err(|e| {
+        format!(
+            "`{}`: {e}; nothing was applied\n\nhint: a saved plan is applied only as `patchkeeper plan --out` wrote it; make a new one",
+            path.display()
+        )
+    })?;
     Ok(plan)
 }
 
@@ -381,11 +408,11 @@ fn print_table(report: &ApplyReport) {
         let _ = writeln!(
             out,
             "{:<width$}  {:<14}  {:>7}  {:>5.1}s  {}",
-            h.host,
+            crate::terminal::escape(&h.host),
             h.outcome.as_str(),
             h.changes,
             h.millis as f64 / 1000.0,
-            h.detail.join("; ")
+            crate::terminal::escape(&h.detail.join("; "))
         );
     }
     let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();

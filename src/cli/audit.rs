@@ -89,11 +89,11 @@ fn record(
             "Reported run {} on `{}` (commit {}{})",
             run.run_id,
             target.branch,
-            &commit[..commit.len().min(12)],
+            crate::terminal::short(&commit, 12),
             if pushed {
                 format!(
                     ", pushed to {}",
-                    target.remote.as_deref().unwrap_or("the remote")
+                    crate::redact::text(target.remote.as_deref().unwrap_or("the remote"))
                 )
             } else {
                 String::new()

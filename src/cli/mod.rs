@@ -6,6 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The exit-code line every command's `--help` shows for usage errors (clap's exit 2).
+macro_rules! usage_exit {
+    () => {
+        "  2  usage error: an unknown command or flag, a missing argument or a bad flag value\n     (stderr says which)"
+    };
+}
+
 mod apply;
 mod audit;
 mod observe;
@@ -16,7 +23,7 @@ mod serve;
 mod token;
 mod validate;
 mod version;
-mod windows;
+pub mod windows;
 
 /// Exit code: success, nothing to report.
 pub const EXIT_OK: u8 = 0;
@@ -34,7 +41,16 @@ pub const EXIT_HOSTS_FAILED: u8 = 3;
 /// difference, applies it in batches inside the allowed windows, and commits compliance
 /// reports back to Git.
 #[derive(Debug, Parser)]
-#[command(name = "patchkeeper", version, propagate_version = true)]
+#[command(
+    name = "patchkeeper",
+    version,
+    propagate_version = true,
+    after_long_help = concat!(
+        "Exit codes (each command's --help lists its own):\n  0  success\n  1  error\n",
+        usage_exit!(),
+        "\n\n`plan --detailed-exitcode` exits 2 for \"changes are planned\" and 1 for a usage error;\n`observe` and `apply` add codes 3 to 5 for hosts that could not be observed or changed."
+    )
+)]
 pub struct Cli {
     /// More log output on stderr (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -45,6 +61,15 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Let hosts with `transport: local` run commands on this machine (observation, package
+    /// transactions, the rollout's pre/post/health commands). The fleet repo alone cannot.
+    #[arg(long, global = true, env = crate::trust::ALLOW_LOCAL_ENV, action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_local_commands: bool,
+    /// A directory outside the fleet repo in which the repo may name files (SSH identity
+    /// files, known_hosts, the reports signing key, a local reports remote). Repeatable; the
+    /// environment variable takes a `:`-separated list.
+    #[arg(long, global = true, value_name = "DIR", env = crate::trust::ALLOW_PATHS_ENV, value_delimiter = ':')]
+    pub allow_path: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,7 +131,10 @@ pub enum Command {
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper version compare --help`; a usage error exits 2."
+    )]
     Version(version::Command),
     /// Show every maintenance window's state at an instant (default: now).
     Windows(windows::Args),
@@ -114,8 +142,26 @@ pub enum Command {
 
 /// Parses the command line, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `plan --detailed-exitcode` gives exit 2 the meaning "changes are planned"
+            // (Terraform's), so a usage error there must not look like one.
+            let detailed = std::env::args().any(|a| a == "--detailed-exitcode")
+                && std::env::args().any(|a| a == "plan");
+            if detailed && e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::from(EXIT_ERROR);
+            }
+            e.exit()
+        }
+    };
     init_logging(&cli);
+    crate::trust::ControllerTrust {
+        local_commands: cli.allow_local_commands,
+        allowed_paths: cli.allow_path.clone(),
+    }
+    .install();
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),

@@ -16,7 +16,7 @@ pub struct Args {
     repo: super::RepoArg,
     /// Only these hosts: comma-separated host names or globs (`web-*`), `group:NAME`,
     /// `label:KEY=VALUE` (names and groups add hosts; labels narrow them).
-    #[arg(long, value_name = "SELECTOR")]
+    #[arg(long, value_name = "SELECTOR", value_parser = selector)]
     hosts: Option<String>,
     /// Write the observed state as JSON to FILE (schema: `schemas/observed.schema.json`).
     #[arg(long, value_name = "FILE")]
@@ -40,7 +40,18 @@ pub struct Args {
     print_script: bool,
 }
 
-const EXIT_HELP: &str = "Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output";
+const EXIT_HELP: &str = concat!("Exit codes:\n  0  every selected host was observed\n  1  error: the fleet repo does not validate, no host matches, or the output cannot be written\n", usage_exit!(), "\n  3  some hosts could not be observed (unreachable, refused, bad host key, login failed,\n     a command failed); the others were observed and are in the output");
+
+/// `--hosts`: checked when the flags are read, so that a malformed selector is a usage
+/// error (exit 2) like any other bad flag value.
+fn selector(s: &str) -> Result<String, String> {
+    HostSelector::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| match e {
+            observe::ObserveError::Selector { message, .. } => message,
+            other => other.to_string(),
+        })
+}
 
 /// Runs `patchkeeper observe`; returns the exit code.
 pub fn run(args: Args) -> u8 {
@@ -255,7 +266,12 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
         "HOST", "OS", "PACKAGES", "UPDATES", "SECURITY", "REBOOT", "STATUS",
     ]
     .map(String::from);
-    let rows: Vec<[String; 7]> = observed.hosts.iter().map(row).collect();
+    // Cells hold what hosts said (OS names, error text): escaped for the terminal.
+    let rows: Vec<[String; 7]> = observed
+        .hosts
+        .iter()
+        .map(|h| row(h).map(|cell| crate::terminal::escape(&cell).into_owned()))
+        .collect();
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
@@ -320,7 +336,7 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
             Ok(lines) if !lines.is_empty() => {
                 eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
                 for l in lines {
-                    eprintln!("  {l}");
+                    eprintln!("  {}", crate::terminal::escape(&l));
                 }
             }
             Ok(_) => {}

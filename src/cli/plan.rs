@@ -9,7 +9,7 @@ use crate::plan::{self, PlanInput, RenderOptions};
 /// Flags of `patchkeeper plan`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Exit codes:\n  0  success (with --detailed-exitcode: no changes)\n  1  error (invalid fleet repo, unreadable observed state...)\n  2  with --detailed-exitcode: changes are planned"
+    after_long_help = "Exit codes:\n  0  success (with --detailed-exitcode: no changes)\n  1  error (invalid fleet repo, unreadable observed state...); with --detailed-exitcode\n     also a usage error, so that 2 only means changes\n  2  with --detailed-exitcode: changes are planned; without it: a usage error (an unknown\n     flag, a missing argument or a bad flag value; stderr says which)"
 )]
 pub struct Args {
     #[command(flatten)]

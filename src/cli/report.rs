@@ -4,9 +4,14 @@ use std::path::PathBuf;
 
 use crate::compliance::ComplianceState;
 use crate::report::{self, HostReport, Snapshot};
+use crate::terminal::escape;
 
 /// Flags of `patchkeeper report`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  the reports were read and shown\n  1  error: no reports yet (the branch does not exist), or the reports branch cannot be read\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The fleet repo (a directory; default: the current directory).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -73,8 +78,8 @@ fn branch_from_settings(repo: &std::path::Path) -> String {
 /// Human output: where, summary counts, then every host needing attention with reasons.
 pub fn render(branch: &str, s: &Snapshot) -> String {
     let mut out = String::new();
-    let short = &s.commit[..s.commit.len().min(12)];
-    out.push_str(&format!("reports branch `{branch}` at {short}\n"));
+    let short = crate::terminal::escape(crate::terminal::short(&s.commit, 12));
+    out.push_str(&format!("reports branch `{}` at {short}\n", escape(branch)));
     // Counts come from the host files; summary.json is written from the same files.
     let count = |state: ComplianceState| {
         s.hosts
@@ -83,10 +88,12 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
             .count()
     };
     if let Some(sum) = &s.summary {
-        let desired = &sum.desired_commit[..sum.desired_commit.len().min(12)];
+        let desired = crate::terminal::escape(crate::terminal::short(&sum.desired_commit, 12));
         out.push_str(&format!(
             "last run {} at {}, desired commit {desired}, {}\n",
-            sum.run_id, sum.generated_at, sum.policy
+            escape(&sum.run_id),
+            escape(&sum.generated_at.to_string()),
+            escape(&sum.policy.to_string())
         ));
     }
     out.push('\n');
@@ -95,10 +102,11 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
         .map(|st| format!("{} {st}", count(*st)))
         .collect();
     out.push_str(&format!("{} hosts: {}\n", s.hosts.len(), counts.join(", ")));
-    let mut rules: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut rules: std::collections::BTreeMap<std::borrow::Cow<'_, str>, usize> =
+        Default::default();
     for h in &s.hosts {
         for r in &h.compliance.broken_rules {
-            *rules.entry(r.as_str()).or_default() += 1;
+            *rules.entry(escape(r)).or_default() += 1;
         }
     }
     if !rules.is_empty() {
@@ -117,13 +125,14 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
     out.push_str("\nhosts needing attention:\n");
     for h in attention {
         let c = &h.compliance;
-        out.push_str(&format!("  {} ({})", c.host, c.state));
+        // Everything here was read from the reports branch: escaped for the terminal.
+        out.push_str(&format!("  {} ({})", escape(&c.host), c.state));
         if !c.broken_rules.is_empty() {
-            out.push_str(&format!(" breaks {}", c.broken_rules.join(", ")));
+            out.push_str(&format!(" breaks {}", escape(&c.broken_rules.join(", "))));
         }
         out.push('\n');
         for r in &c.reasons {
-            out.push_str(&format!("    - {r}\n"));
+            out.push_str(&format!("    - {}\n", escape(r)));
         }
     }
     out

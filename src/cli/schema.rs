@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 /// Flags of `patchkeeper schema`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  the schema files were written (or, without --out, listed)\n  1  error: the directory or a file cannot be written\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// Directory to write `*.schema.json` into (created if missing). Without it, the
     /// schema file names are listed.

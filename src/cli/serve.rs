@@ -17,7 +17,11 @@ use crate::status::Status;
 
 /// Flags of `patchkeeper serve`.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = EXIT_HELP)]
+#[command(after_long_help = concat!(
+    "API: see docs/api.md; tokens are made with `patchkeeper token new`.\n\n",
+    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval or --event-keep-alive, the listener or TLS\n     could not be set up, no async runtime or signal handlers); with --once: the round\n     failed (fetch, validation or a step)\n",
+    usage_exit!()
+))]
 pub struct Args {
     /// The fleet repo: a local directory or a URL (`file://`, `ssh://`, `https://`,
     /// `user@host:path`). Remote credentials come from `PATCHKEEPER_GIT_SSH_KEY` or
@@ -65,8 +69,6 @@ pub struct Args {
     event_keep_alive: String,
 }
 
-const EXIT_HELP: &str = "API: see docs/api.md; tokens are made with `patchkeeper token new`.\n\nExit codes:\n  0  shut down after SIGTERM/SIGINT; with --once, the round succeeded\n  1  invalid flags, the listener or TLS could not be set up; with --once, the round failed";
-
 /// Runs `patchkeeper serve`; returns the exit code.
 pub fn run(args: Args) -> u8 {
     let flag = args.interval.as_deref().unwrap_or("5m");
@@ -91,7 +93,12 @@ pub fn run(args: Args) -> u8 {
             .unwrap_or_else(|| dir.join(".patchkeeper").join("cache")),
         Location::Remote(_) => args.cache.clone().unwrap_or_else(default_cache),
     };
-    let source = Source::new(location, args.branch.clone(), &cache, GitAuth::from_env());
+    // The token (if any) goes only to the fleet repo's own https host.
+    let auth = match &location {
+        Location::Remote(url) => GitAuth::from_env().for_source(url),
+        Location::Local(_) => GitAuth::from_env(),
+    };
+    let source = Source::new(location, args.branch.clone(), &cache, auth);
     let keep_alive = match crate::duration::parse_duration(&args.event_keep_alive) {
         Ok(d) if !d.is_zero() => d,
         _ => {
@@ -154,7 +161,7 @@ pub fn run(args: Args) -> u8 {
             eprintln!("error: cannot install signal handlers: {e}");
             return super::EXIT_ERROR;
         }
-        tracing::info!(repo = %args.repo, "serving");
+        tracing::info!(repo = %crate::redact::text(&args.repo), "serving");
         reconciler.run();
         tracing::info!("shut down");
         return super::EXIT_OK;
@@ -209,7 +216,7 @@ pub fn run(args: Args) -> u8 {
         return super::EXIT_ERROR;
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(repo = %args.repo, address = %bound, "serving the API on {scheme}://{bound}");
+    tracing::info!(repo = %crate::redact::text(&args.repo), address = %bound, "serving the API on {scheme}://{bound}");
     let looping = match std::thread::Builder::new()
         .name("reconcile".into())
         .spawn(move || reconciler.run())

@@ -28,7 +28,10 @@ pub struct Args {
     strict: bool,
 }
 
-const CODES_HELP: &str = "Diagnostic codes are listed in docs/diagnostics.md.\n\nExit codes:\n  0  no errors (and, with --strict, no warnings)\n  1  errors found, or the repo could not be read";
+const CODES_HELP: &str = concat!(
+    "Diagnostic codes are listed in docs/diagnostics.md.\n\nExit codes:\n  0  no errors (and, with --strict, no warnings)\n  1  errors found, no fleet documents found, or the repo could not be read\n",
+    usage_exit!()
+);
 
 /// Runs `patchkeeper validate`; returns the exit code.
 pub fn run(args: Args) -> u8 {

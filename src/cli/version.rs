@@ -16,6 +16,10 @@ pub enum Command {
 
 /// Flags of `patchkeeper version compare`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = concat!(
+    "Exit codes:\n  0  the answer was printed\n  1  a version is invalid in that ecosystem\n",
+    usage_exit!()
+))]
 pub struct CompareArgs {
     /// Which ecosystem's syntax and ordering to use.
     #[arg(long, value_enum)]

@@ -6,12 +6,15 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::diagnostic::Diagnostic;
 use crate::model::MaintenanceWindowSpec;
-pub use crate::window::report::{report, Report, StateName};
+pub use crate::window::report::{report, schema_text, Report, StateName, SCHEMA_FILE};
 
 /// Flags of `patchkeeper windows`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read"
+    after_long_help = concat!(
+        "Exit codes:\n  0  every window is valid\n  1  a window is invalid, or the fleet repo could not be read\n",
+        usage_exit!()
+    )
 )]
 pub struct Args {
     #[command(flatten)]

@@ -11,6 +11,7 @@ use crate::observed::{
     BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
     TransactionPreview,
 };
+use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
 
 /// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'`.
@@ -150,15 +151,19 @@ pub fn parse_kept_back(text: &str) -> Vec<String> {
 
 /// The dry run of installing exactly `requested` (`(name, version)`): what apply's
 /// `apt-get install NAME=VERSION...` would do, without the lock (it changes nothing).
-pub fn simulation_command(requested: &[(&str, &str)]) -> String {
-    let pkgs: Vec<String> = requested
+/// Names and versions are checked against the Debian grammar and follow `--`.
+pub fn simulation_command(requested: &[(&str, &str)]) -> Result<String, InvalidPackageArg> {
+    let pkgs = requested
         .iter()
-        .map(|(name, version)| shell_quote(&format!("{name}={version}")))
-        .collect();
-    format!(
-        "apt-get -s -q -o Debug::NoLocking=1 install {} </dev/null",
+        .map(|(name, version)| {
+            crate::package::exact(crate::model::PackageManager::Apt, name, version)
+                .map(|a| shell_quote(&a))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(format!(
+        "apt-get -s -q -o Debug::NoLocking=1 install -- {} </dev/null",
         pkgs.join(" ")
-    )
+    ))
 }
 
 /// Reads a dry run's `Inst` and `Remv` lines (see [`parse_apt_simulation`]).
@@ -250,8 +255,10 @@ pub(crate) fn interpret(
     }
     let state = parse_dpkg_query(&installed.stdout);
     for line in &state.unreadable {
-        host.warnings
-            .push(format!("unreadable dpkg-query line: {line}"));
+        host.warnings.push(format!(
+            "unreadable dpkg-query line: {}",
+            crate::terminal::escape(line)
+        ));
     }
     host.installed = state.installed;
     host.held = state.held;
@@ -377,9 +384,11 @@ mod tests {
     #[test]
     fn dry_run_of_an_install() {
         assert_eq!(
-            simulation_command(&[("pk-app", "2.0-1"), ("odd name", "1:1.0")]),
-            "apt-get -s -q -o Debug::NoLocking=1 install pk-app=2.0-1 'odd name=1:1.0' </dev/null"
+            simulation_command(&[("pk-app", "2.0-1"), ("libstdc++6", "1:1.0~rc1")]).unwrap(),
+            "apt-get -s -q -o Debug::NoLocking=1 install -- pk-app=2.0-1 'libstdc++6=1:1.0~rc1' </dev/null"
         );
+        assert!(simulation_command(&[("odd name", "1")]).is_err());
+        assert!(simulation_command(&[("-oAPT::Get::Simulate=false", "1")]).is_err());
         // Captured from a lab host: pk-app 2.0-1 needs libpk >= 1.2.
         let text = "Reading package lists...\nBuilding dependency tree...\n\
             Inst libpk [1.0-1] (1.2-1 PatchkeeperLab-Security:bookworm-security [amd64])\n\

@@ -9,6 +9,7 @@ use crate::observed::{
     BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
     TransactionPreview,
 };
+use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
 
 /// Architectures rpm uses; a NEVRA's last dot-separated part must be one of them.
@@ -99,12 +100,19 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
 /// The dry run of installing exactly `requested` (`(name, version)`): what apply's
 /// `dnf install NAME-VERSION...` would do. `-C` keeps to the metadata the observation read;
 /// `--assumeno` answers the confirmation with no, so nothing changes.
-pub fn simulation_command(requested: &[(&str, &str)]) -> String {
-    let pkgs: Vec<String> = requested
+/// Names and versions are checked against the RPM grammar and follow `--`.
+pub fn simulation_command(requested: &[(&str, &str)]) -> Result<String, InvalidPackageArg> {
+    let pkgs = requested
         .iter()
-        .map(|(name, version)| shell_quote(&format!("{name}-{version}")))
-        .collect();
-    format!("dnf -C --assumeno install {} </dev/null", pkgs.join(" "))
+        .map(|(name, version)| {
+            crate::package::exact(crate::model::PackageManager::Dnf, name, version)
+                .map(|a| shell_quote(&a))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(format!(
+        "dnf -C --assumeno install -- {} </dev/null",
+        pkgs.join(" ")
+    ))
 }
 
 /// Reads the transaction table of a dnf dry run (`Upgrading:`, `Installing dependencies:`,
@@ -384,8 +392,10 @@ pub(crate) fn interpret(
     }
     let (packages, unreadable) = parse_rpm_qa(&installed.stdout);
     for line in unreadable {
-        host.warnings
-            .push(format!("unreadable rpm -qa line: {line}"));
+        host.warnings.push(format!(
+            "unreadable rpm -qa line: {}",
+            crate::terminal::escape(&line)
+        ));
     }
     host.installed = packages;
     if let Some(held) = sections.get("held") {
@@ -417,8 +427,11 @@ pub(crate) fn interpret(
     {
         let (broken, other) = parse_check(&format!("{}\n{}", check.stdout, check.stderr));
         host.db_health = broken;
-        host.warnings
-            .extend(other.into_iter().map(|p| format!("dnf check: {p}")));
+        host.warnings.extend(
+            other
+                .into_iter()
+                .map(|p| format!("dnf check: {}", crate::terminal::escape(&p))),
+        );
     }
     Ok(())
 }
@@ -505,9 +518,11 @@ mod tests {
     #[test]
     fn dry_run_of_an_install() {
         assert_eq!(
-            simulation_command(&[("pk-app", "2.0-1"), ("pk-kernel", "1:1.1-1")]),
-            "dnf -C --assumeno install pk-app-2.0-1 pk-kernel-1:1.1-1 </dev/null"
+            simulation_command(&[("pk-app", "2.0-1"), ("pk-kernel", "1:1.1-1")]).unwrap(),
+            "dnf -C --assumeno install -- pk-app-2.0-1 pk-kernel-1:1.1-1 </dev/null"
         );
+        assert!(simulation_command(&[("@core", "1")]).is_err());
+        assert!(simulation_command(&[("libpk", "1;id")]).is_err());
         // Captured from a lab host (dnf 4.14), plus a wrapped long name, a new dependency
         // and a removal.
         let stdout = "Last metadata expiration check: 0:00:11 ago on Wed Nov 25 15:20:55 2026.\n\

@@ -243,18 +243,19 @@ pub fn split_sections(stdout: &str, stderr: &str) -> BTreeMap<String, Section> {
     sections
 }
 
-/// Keeps error text short enough for a table and a JSON report.
+/// Keeps error text from a host short enough for a table and a JSON report, with its
+/// control characters escaped (line breaks kept): it is shown on terminals.
 fn clip(s: &str) -> String {
     const MAX: usize = 2048;
     let s = s.trim();
     if s.len() <= MAX {
-        return s.to_string();
+        return crate::terminal::escape_lines(s).into_owned();
     }
     let mut end = MAX;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}...", &s[..end])
+    format!("{}...", crate::terminal::escape_lines(&s[..end]))
 }
 
 /// Reads the lock probe's lines (`path\tpid\tcomm\tkind`); the first holder wins.
@@ -431,12 +432,17 @@ pub async fn observe_host(
 
 /// The dry run of installing exactly `requested` (`(name, version)`), in the C locale because
 /// its output is parsed ([`read_simulation`]). It changes nothing and takes no lock.
-pub fn simulation_command(pm: PackageManager, requested: &[(&str, &str)]) -> String {
+/// Names and versions are checked first ([`crate::package`]): a value outside the
+/// ecosystem's grammar never reaches the host.
+pub fn simulation_command(
+    pm: PackageManager,
+    requested: &[(&str, &str)],
+) -> Result<String, crate::package::InvalidPackageArg> {
     let command = match pm {
-        PackageManager::Apt => apt::simulation_command(requested),
-        PackageManager::Dnf => dnf::simulation_command(requested),
+        PackageManager::Apt => apt::simulation_command(requested)?,
+        PackageManager::Dnf => dnf::simulation_command(requested)?,
     };
-    format!("LC_ALL=C LANG=C LANGUAGE= PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH {command}")
+    Ok(format!("LC_ALL=C LANG=C LANGUAGE= PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH {command}"))
 }
 
 /// Reads a dry run's result: what the transaction would change, or (`Err`) why the package

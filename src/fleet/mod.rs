@@ -94,21 +94,118 @@ pub struct Fleet {
     pub broken: BrokenNames,
 }
 
-/// Names (documents, groups, hosts) declared by documents that failed their schema.
+/// Names (documents, groups, hosts) that broken files and documents may declare, so that
+/// references to them are not reported as "does not exist" on top of the real error, while
+/// references to names found nowhere still are.
+///
+/// A document that failed its schema declares what its `metadata.name` (and, for an
+/// Inventory, its groups and hosts) say. A file that is not YAML (syntax error, not UTF-8)
+/// or a document whose kind cannot be read is read again as plain text: every `name:`
+/// value in it may be declared, by the kind its `kind:` line names or, without one, by any.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BrokenNames {
-    /// (kind, metadata.name) of each broken document.
+    /// (kind, name) of each broken document, or name found in a broken file's text under
+    /// a readable `kind:`.
     pub documents: Vec<(Kind, String)>,
-    /// Group names declared by broken inventories.
+    /// Names found where the kind is unknown: any kind may declare them.
+    pub any_kind: Vec<String>,
+    /// Whether some broken document's kind is unknown (it may be of any kind).
+    pub unknown_kind: bool,
+    /// Group names declared by broken inventories (or found where the kind is unknown).
     pub groups: Vec<String>,
-    /// Host names declared by broken inventories.
+    /// Host names declared by broken inventories (or found where the kind is unknown).
     pub hosts: Vec<String>,
-    /// Some file or document could not be read far enough to know what it declares, so
-    /// "does not exist" checks would only report cascades of that first error.
+    /// Some file could not be read at all (or is too large to read), so what it declares
+    /// is unknown and "does not exist" checks would only report cascades of that first
+    /// error.
     pub incomplete: bool,
 }
 
 impl BrokenNames {
+    /// Records what a file that does not parse may declare, from its text.
+    fn recover_text(&mut self, text: &str) {
+        let value_of = |line: &str, key: &str| -> Option<String> {
+            let rest = line.split_once(&format!("{key}:"))?.1.trim_start();
+            let v: String = rest
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .collect();
+            (!v.is_empty()).then_some(v)
+        };
+        let mut chunks: Vec<Vec<&str>> = vec![Vec::new()];
+        for line in text.lines() {
+            if line.trim_end() == "---" {
+                chunks.push(Vec::new());
+            } else if let Some(chunk) = chunks.last_mut() {
+                chunk.push(line);
+            }
+        }
+        for chunk in chunks {
+            let kind = chunk
+                .iter()
+                .filter(|l| l.trim_start().starts_with("kind:"))
+                .find_map(|l| value_of(l, "kind"))
+                .and_then(|k| Kind::parse(&k));
+            let names: Vec<String> = chunk
+                .iter()
+                .flat_map(|l| {
+                    // `name:` as a key, not inside a longer key (`hostname:`).
+                    l.match_indices("name:")
+                        .filter(|(i, _)| {
+                            l[..*i]
+                                .chars()
+                                .last()
+                                .is_none_or(|c| !c.is_ascii_alphanumeric())
+                        })
+                        .filter_map(|(i, _)| value_of(&l[i..], "name"))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            self.record_names(kind, names);
+        }
+    }
+
+    /// Records `names` as possibly declared by a document of `kind` (`None`: unknown).
+    fn record_names(&mut self, kind: Option<Kind>, names: Vec<String>) {
+        match kind {
+            Some(k) => {
+                if k == Kind::Inventory {
+                    self.groups.extend(names.iter().cloned());
+                    self.hosts.extend(names.iter().cloned());
+                }
+                self.documents.extend(names.into_iter().map(|n| (k, n)));
+            }
+            None => {
+                self.unknown_kind = true;
+                self.groups.extend(names.iter().cloned());
+                self.hosts.extend(names.iter().cloned());
+                self.any_kind.extend(names);
+            }
+        }
+    }
+
+    /// Records a parsed document whose kind is unknown: every `name` value in it.
+    fn record_unknown(&mut self, value: &Value) {
+        fn names(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        match (k.as_str(), x) {
+                            ("name", Value::String(n)) => out.push(n.clone()),
+                            _ => names(x, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| names(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        names(value, &mut out);
+        self.record_names(None, out);
+    }
+
     fn record(&mut self, kind: Kind, value: &Value) {
         if let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str) {
             self.documents.push((kind, name.to_owned()));
@@ -128,15 +225,33 @@ impl BrokenNames {
         }
     }
 
-    /// Whether a broken document of `kind` is named `name`.
+    /// Whether a broken document of `kind` may be named `name`.
     pub fn has_document(&self, kind: Kind, name: &str) -> bool {
         self.documents.iter().any(|(k, n)| *k == kind && n == name)
+            || self.any_kind.iter().any(|n| n == name)
+    }
+
+    /// Whether some broken document may be of `kind`.
+    pub fn may_have(&self, kind: Kind) -> bool {
+        self.incomplete || self.unknown_kind || self.documents.iter().any(|(k, _)| *k == kind)
     }
 }
 
-/// A fleet repo that cannot be read at all.
+/// A fleet repo that cannot be read at all, or holds nothing to read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// No YAML file holds a document: most likely not the fleet repo.
+    #[error(
+        "no fleet documents in `{}`: {} (expected YAML files with `apiVersion: patchkeeper.dev/v1` and a `kind` such as Inventory)\n\nhint: is `--repo` the fleet repo? (it defaults to the current directory)",
+        path.display(),
+        if *files == 0 { "it has no YAML files".to_owned() } else { format!("its {files} YAML file(s) hold no document") }
+    )]
+    NoDocuments {
+        /// The directory.
+        path: PathBuf,
+        /// How many YAML files it has (all empty).
+        files: usize,
+    },
     /// The root does not exist or is not a directory.
     #[error("fleet repo `{}` is not a directory", .0.display())]
     NotADirectory(PathBuf),
@@ -251,9 +366,11 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
         .map(|b| format!("{b:02x}"))
         .collect();
     fleet.commit = head_commit(root);
+    let mut documents = 0;
     for (rel, bytes) in sources {
         let text = match bytes {
             Ok(b) if b.len() > yaml::MAX_FILE_BYTES => {
+                // Not read any further, not even for names: refused quickly, whole.
                 fleet.broken.incomplete = true;
                 diags.push(Diagnostic::new(
                     Code::UnreadableFile,
@@ -269,7 +386,9 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
             Ok(b) => match String::from_utf8(b) {
                 Ok(t) => t,
                 Err(e) => {
-                    fleet.broken.incomplete = true;
+                    fleet
+                        .broken
+                        .recover_text(&String::from_utf8_lossy(e.as_bytes()));
                     let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                     let line = valid.iter().filter(|c| **c == b'\n').count() + 1;
                     let column = valid.iter().rev().take_while(|c| **c != b'\n').count() + 1;
@@ -297,26 +416,34 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
                 continue;
             }
         };
-        add_file(&mut fleet, &mut diags, &rel, &text);
+        documents += add_file(&mut fleet, &mut diags, &rel, &text);
         fleet.files.push(rel);
+    }
+    if documents == 0 && !diags.iter().any(Diagnostic::is_error) {
+        return Err(LoadError::NoDocuments {
+            path: root.to_owned(),
+            files: fleet.files.len(),
+        });
     }
     Ok((fleet, diags))
 }
 
-/// Reads one file's documents into the fleet (used by [`load`] and by tests).
-pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text: &str) {
+/// Reads one file's documents into the fleet (used by [`load`] and by tests); returns how
+/// many YAML documents the file holds (`0` also when it does not parse).
+pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text: &str) -> usize {
     let docs = match yaml::parse_documents(text) {
         Ok(d) => d,
         Err(e) => {
-            fleet.broken.incomplete = true;
+            fleet.broken.recover_text(text);
             diags.push(Diagnostic::new(
                 Code::YamlSyntax,
                 Location::new(rel, e.pos),
                 e.message,
             ));
-            return;
+            return 0;
         }
     };
+    let count = docs.len();
     if docs.is_empty() {
         diags.push(Diagnostic::new(
             Code::EmptyFile,
@@ -332,11 +459,12 @@ pub fn add_file(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, rel: &Path, text
         };
         add_document(fleet, diags, origin, d.value);
     }
+    count
 }
 
 fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, value: Value) {
     let Some(obj) = value.as_object() else {
-        fleet.broken.incomplete = true;
+        fleet.broken.record_unknown(&value);
         diags.push(Diagnostic::new(
             Code::NotADocument,
             origin.at(""),
@@ -409,7 +537,7 @@ fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, 
         }
     };
     let Some(kind) = kind else {
-        fleet.broken.incomplete = true;
+        fleet.broken.record_unknown(&value);
         return;
     };
     if !ok {
@@ -529,5 +657,23 @@ mod tests {
                 PathBuf::from("patchkeeper.yaml")
             ]
         );
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_read_for_the_names_it_may_declare() {
+        let mut b = BrokenNames::default();
+        b.recover_text(
+            "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata:\n  name: default\nspec:\n  stages:\n    - name: canary\n     - name: rest\n---\nkind: Inventory\nmetadata: {name: 'lab'}\nspec:\n  groups: [{name: web}]\n  hosts:\n    - name: \"web-1\"\n      hostname: not-a-name\n---\nmetadata:\n  name: mystery\n",
+        );
+        assert!(b.has_document(Kind::Rollout, "default"));
+        assert!(b.has_document(Kind::Rollout, "canary"));
+        assert!(!b.has_document(Kind::MaintenanceWindow, "default"));
+        assert!(b.has_document(Kind::Inventory, "lab"));
+        assert!(b.groups.contains(&"web".to_owned()) && b.hosts.contains(&"web-1".to_owned()));
+        assert!(!b.hosts.contains(&"not-a-name".to_owned()));
+        // No readable kind: any kind may declare it.
+        assert!(b.has_document(Kind::MaintenanceWindow, "mystery"));
+        assert!(b.unknown_kind && b.may_have(Kind::Baseline));
+        assert!(!b.incomplete);
     }
 }

@@ -8,6 +8,7 @@
 
 mod batches;
 mod render;
+pub mod saved;
 mod simulation;
 mod transactions;
 
@@ -25,6 +26,7 @@ use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
 pub use render::{render_human, RenderOptions};
+pub use saved::{SavedPlanCheck, SavedPlanError};
 pub use simulation::{
     is_requested, requested, DependencyCheck, Simulation, SimulationOutcome, Simulations,
     PACKAGE_MANAGER,

@@ -42,14 +42,59 @@ impl Paint {
     }
 }
 
-/// Renders the plan for people.
+/// The plan with every string that came from outside (host output, a plan file) escaped
+/// for a terminal ([`crate::terminal::escape`]).
+fn escaped(plan: &Plan) -> Plan {
+    let e = |s: &mut String| {
+        if let std::borrow::Cow::Owned(o) = crate::terminal::escape(s) {
+            *s = o;
+        }
+    };
+    let mut plan = plan.clone();
+    e(&mut plan.planned_at);
+    e(&mut plan.observed_at);
+    if let Some(c) = &mut plan.fleet_commit {
+        e(c);
+    }
+    for h in &mut plan.hosts {
+        e(&mut h.host);
+        h.reasons.iter_mut().for_each(e);
+        for w in h.window.iter_mut().chain(h.rollout.iter_mut()) {
+            e(w);
+        }
+        for c in &mut h.changes {
+            e(&mut c.package);
+            e(&mut c.arch);
+            e(&mut c.to);
+            e(&mut c.origin);
+            if let Some(f) = &mut c.from {
+                e(f);
+            }
+        }
+        for s in &mut h.skipped {
+            e(&mut s.package);
+            e(&mut s.version);
+            e(&mut s.why);
+        }
+    }
+    for b in &mut plan.batches {
+        e(&mut b.stage);
+        e(&mut b.rollout);
+        e(&mut b.window);
+        b.hosts.iter_mut().for_each(e);
+    }
+    plan
+}
+
+/// Renders the plan for people; text from hosts is escaped for the terminal.
 pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
+    let plan = &escaped(plan);
     let p = Paint { on: opts.color };
     let mut out = String::new();
     let commit = plan
         .fleet_commit
         .as_deref()
-        .map(|c| format!("fleet commit {}", &c[..c.len().min(12)]))
+        .map(|c| format!("fleet commit {}", crate::terminal::short(c, 12)))
         .unwrap_or_else(|| "fleet repo not in Git".to_owned());
     let _ = writeln!(
         out,

@@ -700,3 +700,156 @@ fn an_unfinished_package_database_blocks_the_transaction() {
     let h = run(&fleet(&yaml(&s)), &obs).host("h00").unwrap().clone();
     assert_eq!(h.status, HostStatus::Compliant);
 }
+
+#[test]
+fn a_host_reporting_a_hostile_package_is_blocked_not_planned() {
+    let f = fleet(&yaml(&simple(1)));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        vec![observed_host(
+            "h00",
+            &[("libssl3", "3.0.11-1")],
+            &[
+                ("libssl3", "3.0.11-1", "3.0.13-1", true),
+                ("-oDPkg::Pre-Invoke::=touch /tmp/pwned", "1", "2", true),
+                ("\u{1b}[2Jevil", "1", "2", true),
+            ],
+        )],
+    );
+    let h = run(&f, &obs).host("h00").unwrap().clone();
+    assert_eq!(h.status, HostStatus::Blocked);
+    let names: Vec<&str> = h.changes.iter().map(|c| c.package.as_str()).collect();
+    assert_eq!(names, ["libssl3"]);
+    assert_eq!(h.reasons.len(), 2, "{:?}", h.reasons);
+    assert!(h
+        .reasons
+        .iter()
+        .any(|r| r
+            .contains(r#"invalid Debian package name "-oDPkg::Pre-Invoke::=touch /tmp/pwned""#)));
+    // Rendered for a terminal, the escape sequence is text.
+    let rendered = render_human(&run(&f, &obs), RenderOptions { color: false });
+    assert!(!rendered.contains('\u{1b}'), "{rendered}");
+    assert!(rendered.contains(r"\u{1b}[2Jevil"), "{rendered}");
+}
+
+/// A saved plan of one host with one security update, its fleet and the host's state.
+fn saved_case() -> (ValidFleet, ObservedFleet, Plan) {
+    let mut s = simple(2);
+    s.stages = vec!["\"100%\"".into()];
+    let f = fleet(&yaml(&s));
+    let obs = ObservedFleet::new(
+        "t".into(),
+        ["h00", "h01"]
+            .iter()
+            .map(|n| {
+                observed_host(
+                    n,
+                    &[("libssl3", "3.0.11-1"), ("tzdata", "2024a-0")],
+                    &[
+                        ("libssl3", "3.0.11-1", "3.0.13-1", true),
+                        ("tzdata", "2024a-0", "2024b-0", false),
+                    ],
+                )
+            })
+            .collect(),
+    );
+    let p = run(&f, &obs);
+    (f, obs, p)
+}
+
+#[test]
+fn a_saved_plan_as_written_passes_every_check() {
+    let (f, obs, p) = saved_case();
+    saved::check_file(&p).unwrap();
+    saved::check_against_fleet(&p, &f).unwrap();
+    let check = SavedPlanCheck::new(f, FirstSeen::new(), at());
+    for h in &p.hosts {
+        check.check_host(h, obs.host(&h.host).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_hand_edited_plan_cannot_widen_itself() {
+    let (f, obs, p) = saved_case();
+    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), at());
+    // A change the baseline does not approve (tzdata is not a security update).
+    let mut widened = p.clone();
+    let mut extra = widened.hosts[0].changes[0].clone();
+    extra.package = "tzdata".into();
+    extra.from = Some("2024a-0".into());
+    extra.to = "2024b-0".into();
+    widened.hosts[0].changes.push(extra);
+    saved::check_file(&widened).unwrap();
+    saved::check_against_fleet(&widened, &f).unwrap();
+    let e = check
+        .check_host(&widened.hosts[0], obs.host("h00").unwrap())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the saved plan asks for what the fleet repo does not: h00: tzdata 2024b-0 is not asked for by the fleet repo"
+    );
+    // Another version of an approved package.
+    let mut other = p.clone();
+    other.hosts[0].changes[0].to = "3.0.12-1".into();
+    let e = check
+        .check_host(&other.hosts[0], obs.host("h00").unwrap())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "libssl3 3.0.12-1 is not asked for by the fleet repo (it asks for libssl3 3.0.13-1)"
+        ),
+        "{e}"
+    );
+    // An option posing as a package, and a version carrying a shell word.
+    let mut evil = p.clone();
+    evil.hosts[0].changes[0].package = "-oDPkg::Pre-Invoke::=touch /tmp/pwned".into();
+    evil.hosts[1].changes[0].to = "3.0.13-1 $(id)".into();
+    let e = saved::check_file(&evil).unwrap_err().to_string();
+    assert!(
+        e.contains(r#"invalid Debian package name "-oDPkg::Pre-Invoke::=touch /tmp/pwned""#),
+        "{e}"
+    );
+    assert!(
+        e.contains(r#"invalid Debian package version "3.0.13-1 $(id)""#),
+        "{e}"
+    );
+    // A missing fingerprint.
+    let mut blind = p.clone();
+    blind.hosts[1].fingerprint = None;
+    let e = saved::check_file(&blind).unwrap_err().to_string();
+    assert!(
+        e.contains(r#"host "h01" has changes but no fingerprint"#),
+        "{e}"
+    );
+    // A raised parallelism, another rollout, a host moved out of its batch.
+    let mut fast = p.clone();
+    fast.batches[0].parallelism = 1000;
+    let e = saved::check_against_fleet(&fast, &f)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("parallelism 1000"), "{e}");
+    assert!(
+        e.contains("the fleet's rollouts make batch 0 (rollout r, stage"),
+        "{e}"
+    );
+    let mut elsewhere = p.clone();
+    elsewhere.hosts[0].rollout = Some("other".into());
+    let e = saved::check_against_fleet(&elsewhere, &f)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(r#"host h00: rollout Some("other"), the fleet repo assigns Some("r")"#),
+        "{e}"
+    );
+    // A host the fleet would not change now (its update is no longer offered).
+    let mut moved = obs.host("h00").unwrap().clone();
+    moved.updates.retain(|u| u.name != "libssl3");
+    let e = check
+        .check_host(&p.hosts[0], &moved)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the fleet repo plans no change on h00 in its current state (compliant)"),
+        "{e}"
+    );
+}

@@ -22,6 +22,12 @@ pub(super) fn plan_hosts(input: &PlanInput<'_>) -> Vec<HostPlan> {
         .collect()
 }
 
+/// Plans one inventory host (the first pass: no window state, no batch). Used to re-derive
+/// what a fleet commit allows for a host when a saved plan is applied.
+pub(super) fn plan_one(input: &PlanInput<'_>, host: &Host) -> HostPlan {
+    plan_host(input, &BaselineGlobs::compile(input), host)
+}
+
 /// Compiled hold/exclude patterns per baseline name (compiled once, used for every host).
 struct BaselineGlobs {
     hold: BTreeMap<String, (GlobSet, Vec<String>)>,
@@ -53,17 +59,50 @@ impl BaselineGlobs {
     }
 }
 
+/// What the fleet assigns a host, whatever its state: the baselines and requests that
+/// apply, and the window and rollout that govern its changes.
+pub(super) struct Assignment {
+    /// Baseline names, sorted.
+    pub baselines: Vec<String>,
+    /// Patch request names, sorted.
+    pub requests: Vec<String>,
+    /// The governing window.
+    pub window: Option<String>,
+    /// The governing rollout.
+    pub rollout: Option<String>,
+}
+
+pub(super) fn assignment(fleet: &crate::validate::ValidFleet, host: &Host) -> Assignment {
+    let baselines = fleet.baselines_for(host);
+    let requests = fleet.requests_for(host);
+    // Baselines on one host agree on window and rollout (validated); a request may name
+    // its own, which then governs the host's whole transaction.
+    Assignment {
+        baselines: sorted(baselines.iter().map(|b| b.name().to_owned())),
+        requests: sorted(requests.iter().map(|r| r.name().to_owned())),
+        window: requests
+            .iter()
+            .find_map(|r| r.doc.spec.window.clone())
+            .or_else(|| baselines.first().map(|b| b.doc.spec.window.clone())),
+        rollout: requests
+            .iter()
+            .find_map(|r| r.doc.spec.rollout.clone())
+            .or_else(|| baselines.first().map(|b| b.doc.spec.rollout.clone())),
+    }
+}
+
 fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostPlan {
     let baselines = input.fleet.baselines_for(host);
     let requests = input.fleet.requests_for(host);
+    let assigned = assignment(input.fleet, host);
     let mut plan = HostPlan {
         host: host.name.clone(),
         status: HostStatus::Compliant,
         package_manager: host.package_manager,
-        baselines: sorted(baselines.iter().map(|b| b.name().to_owned())),
-        requests: sorted(requests.iter().map(|r| r.name().to_owned())),
-        window: None,
-        rollout: None,
+        baselines: assigned.baselines,
+        requests: assigned.requests,
+        window: assigned.window,
+        rollout: assigned.rollout,
         changes: Vec::new(),
         reasons: Vec::new(),
         skipped: Vec::new(),
@@ -72,16 +111,6 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         reboot_required: false,
         dependencies: None,
     };
-    // Baselines on one host agree on window and rollout (validated); a request may name
-    // its own, which then governs the host's whole transaction.
-    plan.window = requests
-        .iter()
-        .find_map(|r| r.doc.spec.window.clone())
-        .or_else(|| baselines.first().map(|b| b.doc.spec.window.clone()));
-    plan.rollout = requests
-        .iter()
-        .find_map(|r| r.doc.spec.rollout.clone())
-        .or_else(|| baselines.first().map(|b| b.doc.spec.rollout.clone()));
 
     let Some(observed) = input.observed.host(&host.name) else {
         plan.status = HostStatus::Unreachable;
@@ -238,6 +267,26 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
     }
 
+    // What a host reports is data, not trusted: a change whose name, version or
+    // architecture is outside the host's grammar could not be carried by a command, and a
+    // host reporting one blocks rather than getting a guess.
+    ctx.changes.retain(|_, c| {
+        let values = [
+            (crate::package::Field::Name, Some(c.package.as_str())),
+            (crate::package::Field::Version, Some(c.to.as_str())),
+            (crate::package::Field::Version, c.from.as_deref()),
+            (crate::package::Field::Arch, Some(c.arch.as_str())),
+        ];
+        for (field, value) in values {
+            if let Some(Err(e)) = value.map(|v| crate::package::check(eco, field, v)) {
+                ctx.reasons.push(format!(
+                    "the host reports a package patchkeeper will not name on a command line: {e}"
+                ));
+                return false;
+            }
+        }
+        true
+    });
     let protected = |name: &str| hold_of(name).or_else(|| exclude_of(name));
     let merged = super::simulation::merge(
         &mut ctx.changes,

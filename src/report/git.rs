@@ -21,13 +21,21 @@ const REMOTE_TIP_REF: &str = "refs/patchkeeper/reports-remote-tip";
 const OUTGOING_REF: &str = "refs/patchkeeper/reports-outgoing";
 
 fn git_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> ReportError {
-    let what = what.into();
-    move |source| ReportError::Git { what, source }
+    let what = crate::redact::text(&what.into()).into_owned();
+    move |source| ReportError::Git {
+        what,
+        source: annotate(source),
+    }
 }
 
 /// Credentials for remotes, from the environment: `PATCHKEEPER_GIT_SSH_KEY` (private key
 /// file for ssh:// URLs; else the ssh-agent) and `PATCHKEEPER_GIT_TOKEN` (https token;
 /// user `PATCHKEEPER_GIT_USER`, default `x-access-token`).
+///
+/// The token goes to one host only, over https only: `PATCHKEEPER_GIT_TOKEN_HOST`
+/// (`host` or `host:port`), or for `serve` the host of its `https://` fleet repo URL
+/// ([`GitAuth::for_source`]). Any other URL (plain `http://`, a `reports.remote` on another
+/// host) is refused the token.
 #[derive(Clone, Default)]
 pub struct GitAuth {
     /// SSH private key file.
@@ -36,6 +44,8 @@ pub struct GitAuth {
     pub token: Option<String>,
     /// HTTPS user name for the token.
     pub user: Option<String>,
+    /// The one `host[:port]` the token may be sent to (over https).
+    pub token_host: Option<String>,
 }
 
 impl std::fmt::Debug for GitAuth {
@@ -44,6 +54,7 @@ impl std::fmt::Debug for GitAuth {
             .field("ssh_key", &self.ssh_key)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("user", &self.user)
+            .field("token_host", &self.token_host)
             .finish()
     }
 }
@@ -57,17 +68,137 @@ impl GitAuth {
                 .ok()
                 .filter(|t| !t.is_empty()),
             user: std::env::var("PATCHKEEPER_GIT_USER").ok(),
+            token_host: std::env::var("PATCHKEEPER_GIT_TOKEN_HOST")
+                .ok()
+                .filter(|t| !t.is_empty()),
         }
+    }
+
+    /// Binds the token to the host of the fleet repo's URL when it is `https://` and no
+    /// `PATCHKEEPER_GIT_TOKEN_HOST` was given.
+    pub fn for_source(mut self, url: &str) -> GitAuth {
+        if self.token_host.is_none() {
+            self.token_host = url::Url::parse(url)
+                .ok()
+                .filter(|u| u.scheme() == "https")
+                .and_then(|u| origin_of(&u));
+        }
+        self
     }
 }
 
+/// `host:port` of an URL (port defaulted by scheme).
+fn origin_of(u: &url::Url) -> Option<String> {
+    let host = u.host_str()?.to_ascii_lowercase();
+    Some(format!("{host}:{}", u.port_or_known_default()?))
+}
+
+/// Whether the token may be sent to `url`: https, and the host (and port) the token is
+/// bound to. `Err` says why not.
+pub fn token_allowed(url: &str, token_host: Option<&str>) -> Result<(), String> {
+    let shown = crate::redact::text(url);
+    let Ok(u) = url::Url::parse(url) else {
+        return Err(format!("`{shown}` is not a URL"));
+    };
+    if u.scheme() != "https" {
+        return Err(format!(
+            "the Git token is sent only over https, and `{shown}` is {}",
+            u.scheme()
+        ));
+    }
+    let Some(bound) = token_host else {
+        return Err(format!(
+            "the Git token is bound to no host (set PATCHKEEPER_GIT_TOKEN_HOST, or serve an https:// fleet repo), so it is not sent to `{shown}`"
+        ));
+    };
+    let bound = bound.to_ascii_lowercase();
+    let bound = if bound.contains(':') && !bound.ends_with(']') {
+        bound
+    } else {
+        format!("{bound}:443")
+    };
+    match origin_of(&u) {
+        Some(o) if o == bound => Ok(()),
+        _ => Err(format!(
+            "the Git token is bound to {bound}, so it is not sent to `{shown}`"
+        )),
+    }
+}
+
+/// How long a Git remote may stay silent (connect, or between two reads) before the
+/// operation fails: `PATCHKEEPER_GIT_TIMEOUT` (a duration, default `60s`). A whole transfer
+/// is given ten times as long.
+pub fn network_timeout() -> std::time::Duration {
+    std::env::var("PATCHKEEPER_GIT_TIMEOUT")
+        .ok()
+        .and_then(|v| crate::duration::parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
+/// Sets libgit2's socket timeouts (connect, and every read and write, which bounds an SSH
+/// handshake too) once per process, before the first network operation.
+fn set_network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ms = i32::try_from(network_timeout().as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: libgit2 reads these two ints when it opens a socket. Every network
+        // operation of patchkeeper builds its callbacks here first, so this write completes
+        // (Once gives the happens-before edge) before any socket is opened, and it never
+        // changes afterwards.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+        }
+    });
+}
+
+thread_local! {
+    /// Set by a progress callback that aborted a transfer past its deadline (libgit2 calls
+    /// callbacks on the thread running the operation), read by [`annotate`].
+    static DEADLINE_PASSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// libgit2's error said in terms of what stalled, with credentials in URLs redacted: every
+/// Git error of the reports and of the fleet source passes through here when it is made.
+pub fn annotate(e: git2::Error) -> git2::Error {
+    let t = network_timeout();
+    let message = if DEADLINE_PASSED.with(|d| d.replace(false)) {
+        format!(
+            "the transfer was still running after {}s (ten times PATCHKEEPER_GIT_TIMEOUT) and was aborted",
+            (t * 10).as_secs()
+        )
+    } else {
+        let m = crate::redact::text(e.message()).into_owned();
+        // libgit2's own words, libssh2's, and OpenSSL's when the socket timeout ends a
+        // handshake read (the non-blocking read returns EAGAIN).
+        let stalled = [
+            "timed out",
+            "Timed out",
+            "timeout",
+            "Resource temporarily unavailable",
+        ];
+        if stalled.iter().any(|s| m.contains(s)) {
+            format!(
+                "{m} (the remote did not answer within {}s; PATCHKEEPER_GIT_TIMEOUT)",
+                t.as_secs()
+            )
+        } else {
+            m
+        }
+    };
+    git2::Error::new(e.code(), e.class(), message)
+}
+
 /// Callbacks that answer credential requests from `auth`, giving up after a few attempts
-/// (libgit2 would otherwise retry a rejected credential forever). SSH host keys are checked
-/// by libgit2 against `~/.ssh/known_hosts`.
+/// (libgit2 would otherwise retry a rejected credential forever), and abort a transfer that
+/// runs past ten times [`network_timeout`] (a remote trickling bytes never trips a socket
+/// timeout). SSH host keys are checked by libgit2 against `~/.ssh/known_hosts`.
 pub fn open_remote_callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
+    set_network_timeouts();
     let mut cb = RemoteCallbacks::new();
     let mut attempts = 0u32;
-    cb.credentials(move |_url, user_from_url, allowed| {
+    cb.credentials(move |url, user_from_url, allowed| {
         attempts += 1;
         if attempts > 3 {
             return Err(git2::Error::from_str("credentials were rejected"));
@@ -81,12 +212,20 @@ pub fn open_remote_callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             if let Some(token) = &auth.token {
-                let user = auth
-                    .user
-                    .as_deref()
-                    .or(user_from_url)
-                    .unwrap_or("x-access-token");
-                return Cred::userpass_plaintext(user, token);
+                match token_allowed(url, auth.token_host.as_deref()) {
+                    Ok(()) => {
+                        let user = auth
+                            .user
+                            .as_deref()
+                            .or(user_from_url)
+                            .unwrap_or("x-access-token");
+                        return Cred::userpass_plaintext(user, token);
+                    }
+                    Err(why) => {
+                        tracing::warn!("{why}");
+                        return Err(git2::Error::from_str(&why));
+                    }
+                }
             }
         }
         if allowed.contains(CredentialType::DEFAULT) {
@@ -96,6 +235,18 @@ pub fn open_remote_callbacks(auth: &GitAuth) -> RemoteCallbacks<'_> {
             "no credentials: set PATCHKEEPER_GIT_SSH_KEY or PATCHKEEPER_GIT_TOKEN",
         ))
     });
+    let limit = network_timeout() * 10;
+    let started = std::time::Instant::now();
+    DEADLINE_PASSED.with(|d| d.set(false));
+    let within = move || {
+        let ok = started.elapsed() < limit;
+        if !ok {
+            DEADLINE_PASSED.with(|d| d.set(true));
+        }
+        ok
+    };
+    cb.transfer_progress(move |_| within());
+    cb.sideband_progress(move |_| within());
     cb
 }
 
@@ -131,6 +282,9 @@ pub struct Writer<'t> {
 impl<'t> Writer<'t> {
     /// Opens the repository (bare or with a working tree, which is never touched).
     pub fn open(target: &'t ReportTarget) -> Result<Writer<'t>, ReportError> {
+        if let Some(refused) = &target.refused {
+            return Err(ReportError::Trust(refused.clone()));
+        }
         let repo = Repository::open(&target.repo).map_err(git_err(format!(
             "cannot open repository {}",
             target.repo.display()
@@ -474,8 +628,8 @@ impl<'t> Writer<'t> {
                 Ok(Published::TipMoved)
             } else {
                 Err(ReportError::PushRejected {
-                    remote: name.clone(),
-                    message,
+                    remote: crate::redact::text(name).into_owned(),
+                    message: crate::redact::text(&message).into_owned(),
                 })
             };
         }
@@ -550,7 +704,7 @@ fn is_vanished_incoming_ref(e: &git2::Error) -> bool {
 
 /// The directory of a remote URL that names a repository on this machine (`file://` URLs
 /// and plain paths), `None` for network URLs.
-fn local_remote_path(url: &str) -> Option<PathBuf> {
+pub(super) fn local_remote_path(url: &str) -> Option<PathBuf> {
     if let Some(rest) = url.strip_prefix("file://") {
         return Some(PathBuf::from(rest));
     }
@@ -789,6 +943,7 @@ mod tests {
             auth: GitAuth::default(),
             author: ("t".into(), "t@example.com".into()),
             signing: None,
+            refused: None,
         }
     }
 
@@ -909,7 +1064,43 @@ mod tests {
             ssh_key: None,
             token: Some("s3cr3t".into()),
             user: None,
+            token_host: None,
         };
         assert!(!format!("{auth:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_token_goes_only_to_its_host_over_https() {
+        let bound = GitAuth::default().for_source("https://git.example/fleet.git");
+        let host = bound.token_host.as_deref();
+        assert_eq!(host, Some("git.example:443"));
+        token_allowed("https://git.example/fleet.git", host).unwrap();
+        token_allowed("https://GIT.example:443/other.git", host).unwrap();
+        for (url, why) in [
+            ("http://git.example/fleet.git", "only over https"),
+            ("https://evil.example/fleet.git", "bound to git.example:443"),
+            (
+                "https://git.example:8443/fleet.git",
+                "bound to git.example:443",
+            ),
+            ("https://git.example.evil.example/x", "bound to"),
+            ("ssh://git@git.example/fleet.git", "only over https"),
+        ] {
+            let e = token_allowed(url, host).unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        // Not bound (CLI without PATCHKEEPER_GIT_TOKEN_HOST): sent nowhere.
+        assert!(token_allowed("https://git.example/fleet.git", None).is_err());
+        // An http:// source binds nothing.
+        assert_eq!(
+            GitAuth::default()
+                .for_source("http://git.example/x")
+                .token_host,
+            None
+        );
+        // An explicit host:port binding; a URL's credentials are not echoed.
+        token_allowed("https://h:8443/x", Some("h:8443")).unwrap();
+        let e = token_allowed("http://u:pw@h/x", Some("h")).unwrap_err();
+        assert!(!e.contains("pw"), "{e}");
     }
 }

@@ -27,7 +27,7 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
-pub use git::{open_remote_callbacks, GitAuth};
+pub use git::{annotate, open_remote_callbacks, token_allowed, GitAuth};
 
 /// The reports branch when Settings name none.
 pub const DEFAULT_BRANCH: &str = "patchkeeper/reports";
@@ -86,6 +86,9 @@ pub enum ReportError {
         /// The server's message.
         message: String,
     },
+    /// The fleet repo names a file this machine does not allow.
+    #[error("reports: {0}")]
+    Trust(#[from] crate::trust::TrustError),
     /// Signing the commit failed.
     #[error("reports: signing with {key}: {message}")]
     Signing {
@@ -330,6 +333,9 @@ pub struct ReportTarget {
     pub author: (String, String),
     /// How commits are signed (`None`: unsigned).
     pub signing: Option<Signing>,
+    /// Set when the fleet repo names a signing key or a local remote this machine does not
+    /// allow ([`crate::trust`]): nothing is committed to this target.
+    pub refused: Option<crate::trust::TrustError>,
 }
 
 /// How report commits are signed.
@@ -354,10 +360,30 @@ impl Signing {
 impl ReportTarget {
     /// Reads the report settings of `fleet` for the repository at `repo` (relative key
     /// paths are relative to the fleet root).
+    ///
+    /// The signing key and a local remote named by the repo must lie inside the fleet repo
+    /// or a directory this machine allows ([`crate::trust::ControllerTrust::current`]);
+    /// otherwise the target is `refused` and every commit to it fails with that reason.
     pub fn from_fleet(repo: &Path, fleet: &ValidFleet) -> ReportTarget {
         let settings = fleet.settings().reports;
         let root = &fleet.fleet().root;
+        let trust = crate::trust::ControllerTrust::current();
+        let key_refused = match (&settings.signing_key, settings.signing_format) {
+            (Some(key), None | Some(crate::model::SigningFormat::Ssh)) => trust
+                .check_path(root, "reports.signingKey", key, &root.join(key))
+                .err(),
+            _ => None,
+        };
+        let remote_refused = settings.remote.as_deref().and_then(|r| {
+            // A bare name is a remote of the repository's own configuration (the
+            // operator's); a path or `file://` URL is a directory on this machine.
+            let path = git::local_remote_path(r).filter(|_| r.contains('/'))?;
+            trust
+                .check_path(root, "reports.remote", r, &root.join(path))
+                .err()
+        });
         ReportTarget {
+            refused: key_refused.or(remote_refused),
             repo: repo.to_owned(),
             branch: settings.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
             remote: settings.remote,
@@ -719,7 +745,7 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
     let subject = match run.kind {
         RunKind::Validate => format!(
             "validate run {when}: desired commit {} rejected, {}",
-            &run.desired_commit[..run.desired_commit.len().min(12)],
+            crate::terminal::short(&run.desired_commit, 12),
             plural(run.errors.len(), "error", "errors")
         ),
         RunKind::Observe => {
@@ -834,7 +860,7 @@ pub fn record_rejected(
         let when = now.strftime("%Y-%m-%dT%H:%MZ");
         let message = format!(
             "validate run {when}: desired commit {} rejected, {}\n\n{body}\nDesired-Commit: {commit}\nRun-Id: {}\nLast-Good-Commit: {}\n",
-            &commit[..commit.len().min(12)],
+            crate::terminal::short(commit, 12),
             plural(errors.len(), "error", "errors"),
             run.run_id,
             last_good.unwrap_or("none"),

@@ -8,8 +8,11 @@
 //! gpg-agent). GnuPG runs with `--batch` so a locked key fails at once instead of waiting
 //! for a pinentry nobody sees.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
 
 use super::{ReportError, Signing};
 
@@ -56,8 +59,19 @@ fn failure(signing: &Signing, message: &str) -> ReportError {
     }
 }
 
+/// How long a signing tool may run: `PATCHKEEPER_SIGN_TIMEOUT` (a duration, default `60s`).
+/// A key whose agent waits for a pinentry nobody answers would otherwise hang `serve`.
+pub fn timeout() -> Duration {
+    std::env::var("PATCHKEEPER_SIGN_TIMEOUT")
+        .ok()
+        .and_then(|v| crate::duration::parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(60))
+}
+
 /// Runs the signing tool with `content` on standard input; a non-zero exit is an error
-/// carrying the tool's own explanation.
+/// carrying the tool's own explanation, and a tool still running after [`timeout`] is
+/// killed and reported as stalled.
 fn run(
     signing: &Signing,
     mut cmd: Command,
@@ -70,15 +84,62 @@ fn run(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| failure(signing, &format!("cannot run {tool}: {e}")))?;
-    // The handle exists: stdin was configured as piped just above.
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(content.as_bytes())
-            .map_err(|e| failure(signing, &format!("cannot write to {tool}: {e}")))?;
+    // Fed and drained on their own threads, so neither a tool that prints before reading
+    // nor one that never reads can block us past the deadline.
+    let feed = child.stdin.take().map(|mut stdin| {
+        let content = content.to_owned();
+        std::thread::spawn(move || stdin.write_all(content.as_bytes()))
+    });
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = p.read_to_end(&mut buf);
+                buf
+            })
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let limit = timeout();
+    let status = match child.wait_timeout(limit) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            // Killed, and the reader threads left behind: a process the tool started may
+            // still hold the pipes open.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failure(
+                signing,
+                &format!(
+                    "{tool} did not finish within {}s and was killed (a passphrase or pinentry prompt nobody can answer? PATCHKEEPER_SIGN_TIMEOUT)",
+                    limit.as_secs()
+                ),
+            ));
+        }
+        Err(e) => return Err(failure(signing, &format!("{tool} did not finish: {e}"))),
+    };
+    if let Some(Ok(Err(e))) = feed.map(|f| f.join()) {
+        return Err(failure(signing, &format!("cannot write to {tool}: {e}")));
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failure(signing, &format!("{tool} did not finish: {e}")))?;
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    let out = Output {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    };
     if !out.status.success() {
         return Err(failure(
             signing,

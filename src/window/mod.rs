@@ -1,20 +1,24 @@
 //! Maintenance windows: when hosts may be changed, as a pure function of (window, instant).
 //!
-//! A thin layer over `croner` (cron schedules, evaluated on the wall clock of a `jiff`
-//! zoned time) and `jiff` (IANA time zones, DST). No calendar arithmetic is done here: only
-//! instants (`jiff::Timestamp`) are added, compared and subtracted.
+//! `croner` parses the cron expression; `schedule` turns it into instants in the window's
+//! `jiff` time zone (DST rules there) and chains overlapping occurrences into runs. This
+//! module adds freezes and the cutoff. Only instants (`jiff::Timestamp`) are added,
+//! compared and subtracted here.
 //!
 //! Semantics:
 //! - A scheduled window opens at every occurrence of its cron schedule (read in the
 //!   window's time zone) and stays open for `duration` of elapsed time: a 4h window opening
 //!   at 01:00 in Europe/Berlin on 2026-10-25 (the fall-back night) closes 4 real hours
-//!   later, at 04:00 on the wall clock. Occurrences that overlap or touch form one window.
-//! - DST, as croner implements it: a schedule with a single minute and hour (`30 2 * * *`)
-//!   whose time falls in a spring-forward gap opens at the first instant after the gap
-//!   (03:00 local in Europe/Berlin on 2026-03-29); in a fall-back overlap it opens once, at
-//!   the first of the two 02:30s. Schedules with several or stepped hours/minutes
-//!   (`*/30 * * * *`, `30 1,2 * * *`) skip wall-clock times in a gap and open at both
-//!   instants of an overlap.
+//!   later, at 04:00 on the wall clock. Occurrences that overlap or touch form one window,
+//!   whose bounds are exact however long it is; only a schedule whose occurrences overlap
+//!   for ever is open with no start or end.
+//! - DST: a schedule with one time of day (`30 2 * * *`) whose time falls in a
+//!   spring-forward gap opens at the first instant after the gap (03:00 local in
+//!   Europe/Berlin on 2026-03-29), if the day of the missing time is a scheduled day, even
+//!   when that instant is on the next calendar day (a gap ending at midnight); in a
+//!   fall-back overlap it opens once, at the first of the two 02:30s. Schedules with
+//!   several times of day (`*/30 * * * *`, `30 1,2 * * *`) skip wall-clock times in a gap
+//!   and open at both instants of an overlap.
 //! - Freezes close the window from `start` (inclusive) to `end` (exclusive). A civil time
 //!   is read in the window's zone; one in a DST gap is moved forward by the gap's length,
 //!   one in an overlap means the first instant (RFC 9557 "compatible").
@@ -27,24 +31,22 @@ use std::fmt;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp, Zoned};
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::duration::parse_duration;
 use crate::model::MaintenanceWindowSpec;
+use schedule::Schedule;
 
+mod cron_field;
 pub mod report;
+mod schedule;
 #[cfg(test)]
 mod tests;
 
 /// How many scheduled intervals or freeze hops one evaluation may walk before it gives up
 /// and reports that the window does not open (only pathological freeze patterns get here).
 const MAX_STEPS: usize = 20_000;
-
-/// How many overlapping occurrences are chained into one interval, each way (a day of
-/// minutes). A schedule whose occurrences overlap forever (`0 * * * *` for `2h`) reaches it
-/// and is reported open with no known start or end (`since`/`until` `None`).
-const CHAIN_LIMIT: usize = 1_500;
 
 /// The field of a `MaintenanceWindow` spec an error is about, so that validation can point
 /// at its YAML node.
@@ -162,13 +164,6 @@ pub struct CompiledFreeze {
     pub end: Timestamp,
 }
 
-#[derive(Debug, Clone)]
-struct Schedule {
-    cron: Cron,
-    text: String,
-    duration: SignedDuration,
-}
-
 /// A validated window, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct CompiledWindow {
@@ -211,7 +206,8 @@ pub enum ClosedReason {
 pub enum WindowState {
     /// A new batch may start now.
     Open {
-        /// When this stretch of openness began (`None`: always open and never frozen before).
+        /// When this stretch of openness began (`None`: always open, or occurrences that
+        /// overlap for ever, and never frozen before).
         since: Option<Timestamp>,
         /// When it ends, by schedule or by a freeze (`None`: never).
         until: Option<Timestamp>,
@@ -238,7 +234,8 @@ impl WindowState {
 /// A stretch of time in which new batches may start (before `cutoff_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct OpenPeriod {
-    /// When it begins (`None`: always open and never frozen before).
+    /// When it begins (`None`: always open, or occurrences that overlap for ever, and
+    /// never frozen before).
     pub opens: Option<Timestamp>,
     /// When it ends, by schedule or freeze (`None`: never).
     pub closes: Option<Timestamp>,
@@ -258,8 +255,6 @@ fn finite(t: Timestamp) -> Option<Timestamp> {
     (t != Timestamp::MIN && t != Timestamp::MAX).then_some(t)
 }
 
-const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
-
 fn cron_parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Disallowed)
@@ -267,31 +262,59 @@ fn cron_parser() -> CronParser {
         .build()
 }
 
-/// Parses a 5-field cron schedule; the error names the field at fault where it can.
-fn parse_schedule(s: &str) -> Result<Cron, String> {
+/// Parses a 5-field cron schedule; the errors name every field at fault, each with its own
+/// problem.
+fn parse_schedule(s: &str) -> Result<Cron, Vec<String>> {
     let fields: Vec<&str> = s.split_whitespace().collect();
-    if !s.trim_start().starts_with('@') && fields.len() != 5 {
-        return Err(format!(
+    if s.trim_start().starts_with('@') {
+        return cron_parser().parse(s).map_err(|_| {
+            vec![format!(
+                "invalid schedule {s:?}: unknown shortcut (expected `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily` or `@hourly`, or 5 fields)"
+            )]
+        });
+    }
+    if fields.len() != 5 {
+        return Err(vec![format!(
             "invalid schedule {s:?}: expected 5 fields (minute hour day-of-month month day-of-week), found {}",
             fields.len()
-        ));
+        )]);
+    }
+    let blame = |i: usize, why: String| {
+        format!(
+            "invalid schedule {s:?}: {} field {:?}: {why}",
+            cron_field::FIELDS[i].name,
+            fields[i]
+        )
+    };
+    // Our reading of each field first: it names every bad field in the user's words, and
+    // refuses what croner would misread (`JANJAN` as November).
+    let problems: Vec<String> = (0..5)
+        .filter_map(|i| {
+            cron_field::FIELDS[i]
+                .problem(fields[i])
+                .map(|why| blame(i, why))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(problems);
     }
     cron_parser().parse(s).map_err(|e| {
-        // croner does not say which field is wrong: find it by parsing each alone.
-        let culprit = (0..fields.len().min(5)).find(|&i| {
-            let mut probe = ["*"; 5];
-            probe[i] = fields[i];
-            cron_parser().parse(&probe.join(" ")).is_err()
-        });
-        let why = e.to_string();
-        let why = why.trim_end_matches('.');
-        let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
-        match culprit {
-            Some(i) => format!(
-                "invalid schedule {s:?}: {} field {:?}: {why}",
-                CRON_FIELDS[i], fields[i]
-            ),
-            None => format!("invalid schedule {s:?}: {why}"),
+        // croner neither says which field is wrong nor stops at one: try each alone.
+        let culprits: Vec<String> = (0..5)
+            .filter(|&i| {
+                let mut probe = ["*"; 5];
+                probe[i] = fields[i];
+                cron_parser().parse(&probe.join(" ")).is_err()
+            })
+            .map(|i| blame(i, cron_field::FIELDS[i].explain(fields[i])))
+            .collect();
+        if culprits.is_empty() {
+            let why = e.to_string();
+            let why = why.trim_end_matches('.');
+            let why = why.rsplit(": ").next().unwrap_or(why).to_lowercase();
+            vec![format!("invalid schedule {s:?}: {why}")]
+        } else {
+            culprits
         }
     })
 }
@@ -392,8 +415,10 @@ impl CompiledWindow {
             .as_deref()
             .and_then(|s| match parse_schedule(s) {
                 Ok(cron) => Some(cron),
-                Err(message) => {
-                    errors.push(WindowError::new(WindowField::Schedule, message));
+                Err(messages) => {
+                    for message in messages {
+                        errors.push(WindowError::new(WindowField::Schedule, message));
+                    }
                     None
                 }
             });
@@ -428,18 +453,13 @@ impl CompiledWindow {
             match (cron, duration, &timezone, &spec.schedule) {
                 (Some(cron), Some(duration), Some(tz), Some(text)) => {
                     // A pattern such as `0 0 31 4 *` parses but never fires.
-                    let probe = Timestamp::UNIX_EPOCH.to_zoned(tz.clone());
-                    if cron.find_next_occurrence(&probe, true).is_err() {
-                        errors.push(WindowError::new(
-                            WindowField::Schedule,
-                            format!("schedule {text:?} never matches a real date"),
-                        ));
+                    match Schedule::new(cron, text.clone(), duration, tz.clone()) {
+                        Ok(s) => Some(s),
+                        Err(message) => {
+                            errors.push(WindowError::new(WindowField::Schedule, message));
+                            None
+                        }
                     }
-                    Some(Schedule {
-                        cron,
-                        text: text.clone(),
-                        duration,
-                    })
                 }
                 _ => None,
             }
@@ -511,12 +531,12 @@ impl CompiledWindow {
 
     /// The cron schedule as written (`None`: always open).
     pub fn schedule(&self) -> Option<&str> {
-        self.schedule.as_ref().map(|s| s.text.as_str())
+        self.schedule.as_ref().map(|s| s.text())
     }
 
     /// How long each occurrence stays open (`None`: always open).
     pub fn duration(&self) -> Option<SignedDuration> {
-        self.schedule.as_ref().map(|s| s.duration)
+        self.schedule.as_ref().map(|s| s.duration())
     }
 
     /// The cutoff, if any.
@@ -664,54 +684,22 @@ impl CompiledWindow {
         self.interval_at_or_after(t).filter(|&(ws, _)| ws <= t)
     }
 
-    /// The scheduled interval containing `t`, or else the next one.
+    /// The scheduled interval containing `t`, or else the next one: a run of chained
+    /// occurrences, from its first occurrence to `duration` after its last
+    /// (`Timestamp::MIN`/`MAX`: a run that never began / never ends).
     fn interval_at_or_after(&self, t: Timestamp) -> Option<(Timestamp, Timestamp)> {
         let Some(sch) = &self.schedule else {
             return Some((Timestamp::MIN, Timestamp::MAX));
         };
-        let zoned = t.to_zoned(self.timezone.clone());
-        let start = match sch.cron.find_previous_occurrence(&zoned, true) {
-            Ok(p) if add(p.timestamp(), sch.duration) > t => p,
-            _ => sch.cron.find_next_occurrence(&zoned, true).ok()?,
+        let start = match sch.previous_occurrence(t, true) {
+            Some(p) if add(p, sch.duration()) > t => p,
+            _ => sch.next_occurrence(t, false)?,
         };
-        Some(self.chain(sch, start))
-    }
-
-    /// Extends the occurrence at `start` with the occurrences overlapping or touching it;
-    /// a side that reaches [`CHAIN_LIMIT`] is unbounded (`Timestamp::MIN`/`MAX`).
-    fn chain(&self, sch: &Schedule, start: Zoned) -> (Timestamp, Timestamp) {
-        let mut first = start.clone();
-        let mut steps = 0;
-        let begin = loop {
-            match sch.cron.find_previous_occurrence(&first, false) {
-                Ok(p) if add(p.timestamp(), sch.duration) >= first.timestamp() => {
-                    if steps == CHAIN_LIMIT {
-                        break Timestamp::MIN;
-                    }
-                    steps += 1;
-                    first = p;
-                }
-                _ => break first.timestamp(),
-            }
-        };
-        let mut last = start;
-        let mut end = add(last.timestamp(), sch.duration);
-        steps = 0;
-        loop {
-            match sch.cron.find_next_occurrence(&last, false) {
-                Ok(n) if n.timestamp() <= end => {
-                    if steps == CHAIN_LIMIT {
-                        end = Timestamp::MAX;
-                        break;
-                    }
-                    steps += 1;
-                    end = end.max(add(n.timestamp(), sch.duration));
-                    last = n;
-                }
-                _ => break,
-            }
-        }
-        (begin, end)
+        let (first, last) = sch.run(start);
+        Some((
+            first.unwrap_or(Timestamp::MIN),
+            last.map_or(Timestamp::MAX, |l| add(l, sch.duration())),
+        ))
     }
 }
 

@@ -8,9 +8,11 @@ use serde::Serialize;
 use super::{ClosedReason, CompiledWindow, WindowState};
 use crate::model::MaintenanceWindowSpec;
 
-/// What `windows` prints, as data (also the `--json` format).
+/// What `windows` prints, as data (also the `--json` format, `schemas/windows.schema.json`).
+/// Times are RFC 3339 in UTC.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[schemars(rename = "WindowsReport")]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The instant evaluated.
     #[schemars(with = "String")]
@@ -33,6 +35,7 @@ pub enum StateName {
 
 /// One window's line of the report. Times are RFC 3339 in UTC; `null` when not applicable.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct WindowReport {
     /// `metadata.name`.
     pub name: String,
@@ -68,6 +71,7 @@ pub struct WindowReport {
 
 /// The freeze that keeps a window closed.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FreezeReport {
     /// Its name.
     pub name: Option<String>,
@@ -80,11 +84,20 @@ pub struct FreezeReport {
 
 /// One problem in an invalid window.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
     /// The field, e.g. `spec.schedule`.
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// File name of the `windows --json` schema in `schemas/`.
+pub const SCHEMA_FILE: &str = "windows.schema.json";
+
+/// The JSON Schema of `windows --json` ([`Report`]), titled.
+pub fn schema_text() -> String {
+    crate::schema::schema_text_for::<Report>("Maintenance windows")
 }
 
 /// Evaluates every window at `at` (pure).

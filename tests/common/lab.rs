@@ -267,6 +267,25 @@ impl Lab {
         self.lab(&["slow-host", host, &seconds.to_string()]);
     }
 
+    /// Arms `host`'s hold point: its next package transaction (apt/dpkg: before dpkg
+    /// configures what it unpacked; dnf/rpm: in the new package's `%post`) stops there, lock
+    /// held, until [`Lab::release_host`].
+    pub fn hold_host(&self, host: &str) {
+        self.lab(&["hold-host", host]);
+    }
+
+    /// Waits (up to 5 minutes) until a package transaction on `host` is held at its hold
+    /// point: from then on it is provably in flight.
+    pub fn wait_held(&self, host: &str) {
+        self.lab(&["wait-held", host, "300"]);
+    }
+
+    /// Lets the held transaction go on and returns once it has ended (or disarms the hold
+    /// point when nothing reached it).
+    pub fn release_host(&self, host: &str) {
+        self.lab(&["release-host", host]);
+    }
+
     /// The host's current boot id, read over SSH.
     pub fn boot_id(&self, host: &str) -> String {
         self.run_ok(host, "cat /proc/sys/kernel/random/boot_id")

@@ -15,6 +15,17 @@ use super::git::git;
 
 pub const BRANCH: &str = "patchkeeper/reports";
 
+/// What an operator running reports against remotes in scratch directories allows: local
+/// paths under the temporary directory (a fleet repo may name a local `reports.remote` only
+/// inside itself otherwise). Installed once for the test process; every caller agrees.
+pub fn allow_temp_paths() {
+    patchkeeper::trust::ControllerTrust {
+        local_commands: false,
+        allowed_paths: vec![std::env::temp_dir()],
+    }
+    .install();
+}
+
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
