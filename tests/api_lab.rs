@@ -97,10 +97,18 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     );
     let url = format!("file://{}", bare.display());
     let cache = root.path().join("cache").display().to_string();
-    let server = Server::start_in(
-        root.path(),
-        &["--repo", &url, "--cache", &cache, "--interval", "1h"],
-    );
+    // serve reads a checkout in its cache: the lab's key files are outside it, so the
+    // controller allows their directories (the fleet repo alone cannot).
+    let key_dirs: Vec<String> = [&lab.info().ssh.identity_file, &lab.info().ssh.known_hosts]
+        .iter()
+        .filter_map(|p| p.parent())
+        .map(|d| d.display().to_string())
+        .collect();
+    let mut args = vec!["--repo", &url, "--cache", &cache, "--interval", "1h"];
+    for d in &key_dirs {
+        args.extend(["--allow-path", d.as_str()]);
+    }
+    let server = Server::start_in(root.path(), &args);
     let token = admin.secret.as_str();
 
     // The first reconcile observes and plans (no autoApply yet): both hosts have changes.

@@ -126,7 +126,10 @@ pub enum Command {
     /// (structured with --log-format json).
     Serve(serve::Args),
     /// API tokens for `serve --listen`.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper token new --help`; a usage error exits 2."
+    )]
     Token(token::Command),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),

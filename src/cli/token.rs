@@ -16,7 +16,10 @@ pub enum Command {
     New(NewArgs),
 }
 
-const HELP: &str = "Scopes: `read` (every GET, the event stream), `request` (file patch requests; implies read),\n`admin` (POST /api/v1/reconcile; implies both).\n\nExit codes:\n  0  the token was made and printed\n  1  invalid flags, or no random source";
+const HELP: &str = concat!(
+    "Scopes: `read` (every GET, the event stream), `request` (file patch requests; implies read),\n`admin` (POST /api/v1/reconcile; implies both).\n\nExit codes:\n  0  the token was made and printed\n  1  invalid flags, or no random source\n",
+    usage_exit!()
+);
 
 /// A scope as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
