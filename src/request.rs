@@ -214,7 +214,7 @@ impl Intake {
     /// Validates and commits `submission`. See the module documentation for the flow and
     /// guarantees. Blocking (Git): call it off async worker threads.
     pub fn file(&self, submission: &Submission) -> Result<Filed, RequestError> {
-        let prepared = prepare(&submission.document)?;
+        let prepared = prepare(&submission.document, &submission.requested_by)?;
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let repo = self.source.open()?;
         let branch = self.source.branch_name()?;
@@ -623,9 +623,11 @@ fn commit_message(prepared: &Prepared, submission: &Submission) -> String {
 }
 
 /// Checks the posted document can be written as `requests/<name>.yaml` at all (an object,
-/// kind `PatchRequest`, a usable name), fills in `apiVersion` and `kind` when left out,
-/// and renders the YAML, read back to prove it says exactly what was posted.
-fn prepare(document: &Value) -> Result<Prepared, RequestError> {
+/// kind `PatchRequest`, a usable name), fills in `apiVersion` and `kind` when left out, and
+/// `spec.requestedBy` with the filing token's name when the document names nobody (so who
+/// asked survives the merge: review tools squash and rebase away the commit's trailers),
+/// and renders the YAML, read back to prove it says exactly that.
+fn prepare(document: &Value, requested_by: &str) -> Result<Prepared, RequestError> {
     let Value::Object(fields) = document else {
         return Err(RequestError::Malformed {
             field: String::new(),
@@ -673,9 +675,16 @@ fn prepare(document: &Value) -> Result<Prepared, RequestError> {
     );
     ordered.insert("kind".into(), Value::String("PatchRequest".into()));
     for (k, v) in fields {
-        if k != "apiVersion" && k != "kind" {
-            ordered.insert(k.clone(), v.clone());
+        if k == "apiVersion" || k == "kind" {
+            continue;
         }
+        let mut v = v.clone();
+        // A spec of the wrong type is left as posted, for validation to name.
+        if let (true, Value::Object(spec)) = (k == "spec" && !requested_by.is_empty(), &mut v) {
+            spec.entry("requestedBy")
+                .or_insert_with(|| Value::String(requested_by.to_owned()));
+        }
+        ordered.insert(k.clone(), v);
     }
     let ordered = Value::Object(ordered);
     let body = serde_saphyr::to_string(&ordered).map_err(|e| RequestError::Yaml(e.to_string()))?;
@@ -821,7 +830,7 @@ mod tests {
     fn the_yaml_reads_back_as_the_posted_document() {
         let p = prepare(&doc(
             r#"{"metadata":{"name":"cve-1"},"spec":{"selector":{"groups":["web"]},"packages":[{"name":"openssl","minVersion":"3.0.15-1~deb12u1"}],"reason":"yes: no\n# not a comment","advisories":["1.0","true","null"]}}"#,
-        ))
+        ), "ci")
         .expect("prepared");
         assert_eq!(p.path, "requests/cve-1.yaml");
         assert!(p.text.starts_with("# Filed through the patchkeeper API.\n"));
@@ -829,6 +838,15 @@ mod tests {
         assert_eq!(back[0].value["apiVersion"], API_VERSION);
         assert_eq!(back[0].value["kind"], "PatchRequest");
         assert_eq!(back[0].value["spec"]["advisories"][1], "true");
+        // Who filed it is kept in the file, unless the document names someone.
+        assert_eq!(back[0].value["spec"]["requestedBy"], "ci");
+        let named = prepare(
+            &doc(r#"{"metadata":{"name":"cve-2"},"spec":{"requestedBy":"sec-team"}}"#),
+            "ci",
+        )
+        .expect("prepared");
+        let named = yaml::parse_documents(&named.text).expect("yaml");
+        assert_eq!(named[0].value["spec"]["requestedBy"], "sec-team");
         assert_eq!(
             p.positions
                 .pointer_at(back[0].positions.value("/spec/packages/0/minVersion")),
@@ -838,7 +856,7 @@ mod tests {
 
     #[test]
     fn unusable_documents_name_the_field() {
-        let field = |json: &str| match prepare(&doc(json)) {
+        let field = |json: &str| match prepare(&doc(json), "ci") {
             Err(RequestError::Malformed { field, .. }) => field,
             other => panic!("{:?}", other.map(|p| p.text)),
         };

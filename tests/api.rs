@@ -218,6 +218,9 @@ fn a_patch_request_becomes_a_reviewed_commit_on_the_remote() {
             .trim(),
         "requests/cve-2026-0001.yaml"
     );
+    // The file names who filed it, so that survives a squash or rebase on merge.
+    let file = fleet.remote_git(&["show", &format!("{branch}:requests/cve-2026-0001.yaml")]);
+    assert!(file.contains("requestedBy: filer\n"), "{file}");
     // The branch validates with the real `validate`, like any merge request would.
     let review = fleet.root.path().join("review");
     git(
@@ -281,6 +284,7 @@ fn a_patch_request_becomes_a_reviewed_commit_on_the_remote() {
         (Some(3), Some(0)),
         "{req}"
     );
+    assert_eq!(req["requestedBy"], "filer", "{req}");
     // A name taken by the desired branch is a conflict too.
     let r = post(
         &server,

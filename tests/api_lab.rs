@@ -2,7 +2,8 @@
 //! lab's fleet repo, real sshd hosts with real dpkg/apt and rpm/dnf. A reconcile asked for
 //! through the API applies the baseline, and its events reach a server-sent-events client
 //! in order; reads never observe a host again (the hosts' sshd logs count the logins); the
-//! plan the API serves is the plan `patchkeeper plan --json` makes; metrics pass promtool.
+//! plan the API serves is the plan `patchkeeper plan --json` makes; a patch request filed
+//! through the API goes from submitted to compliant; metrics pass promtool.
 
 mod common;
 
@@ -164,6 +165,44 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     }
     assert_eq!(logins(&lab), before, "an API read logged in to a host");
 
+    // A patch request through the API for the version the plan offers deb-1: it waits on
+    // its review branch until a reviewer merges it (below, with the autoApply change).
+    let offered = plan["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["host"] == "deb-1")
+        .flat_map(|h| h["changes"].as_array().into_iter().flatten())
+        .find(|c| c["package"] == "libpk")
+        .and_then(|c| c["to"].as_str())
+        .unwrap_or_else(|| panic!("no libpk change for deb-1: {plan:#}"))
+        .to_owned();
+    let request = serde_json::json!({
+        "apiVersion": "patchkeeper.dev/v1",
+        "kind": "PatchRequest",
+        "metadata": { "name": "libpk-fix" },
+        "spec": {
+            "selector": { "groups": ["debian"] },
+            "packages": [{ "name": "libpk", "minVersion": offered }],
+            "reason": "libpk: the fixed build"
+        }
+    });
+    let r = client()
+        .post(server.url("/api/v1/patch-requests"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(request.to_string())
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+    let (_, filed) = get(&server, token, "/api/v1/patch-requests/libpk-fix");
+    assert_eq!(filed["state"], "submitted", "{filed:#}");
+    git(
+        lab.dir(),
+        &["fetch", "-q", &url, "patchkeeper/requests/libpk-fix"],
+    );
+    git(lab.dir(), &["merge", "-q", "--ff-only", "FETCH_HEAD"]);
+
     // Listen, turn autoApply on in the fleet repo, and ask for a reconcile now.
     let stream = reqwest::blocking::Client::builder()
         .build()
@@ -260,6 +299,20 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
             hosts["total"] == 2
         },
     );
+    // The request's host has the fix, by the report of the desired commit.
+    wait_for(
+        "the patch request to be compliant",
+        Duration::from_secs(30),
+        || get(&server, token, "/api/v1/patch-requests/libpk-fix").1["state"] == "compliant",
+    );
+    let (_, done) = get(&server, token, "/api/v1/patch-requests/libpk-fix");
+    assert_eq!(
+        (done["hosts"].as_u64(), done["applied"].as_u64()),
+        (Some(1), Some(1)),
+        "{done:#}"
+    );
+    assert_eq!(done["requestedBy"], "ops", "{done:#}");
+    assert_eq!(done["commit"], head.as_str(), "{done:#}");
     let (_, reconcile) = get(&server, token, "/api/v1/reconcile");
     for h in ["deb-1", "rpm-1"] {
         assert_eq!(
