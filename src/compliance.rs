@@ -262,6 +262,13 @@ pub enum HostRunOutcome {
         /// Why.
         reason: String,
     },
+    /// apply reached the host but did not start on it, and nothing changed: the host
+    /// changed since a saved plan (stale), its package manager stayed locked, or it lacked
+    /// free disk.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
     /// The host could not be reached.
     Unreachable {
         /// Why.
@@ -482,6 +489,9 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         Some(HostRunOutcome::NotStarted { reason }) => {
             head.push(format!("not started in last run: {reason}"));
         }
+        Some(HostRunOutcome::Skipped { reason }) => {
+            head.push(format!("skipped in last run: {reason}"));
+        }
         Some(HostRunOutcome::Updated | HostRunOutcome::Unchanged) | None => {}
     }
     hc.reasons = head;
@@ -638,16 +648,24 @@ fn fact_reasons(hc: &HostCompliance, now: Timestamp) -> Vec<String> {
             Some(from) => format!("{from} -> {}", u.to),
             None => format!("new {}", u.to),
         };
+        // Since an instant, not for an age: the reason stays the same while nothing
+        // changes, so the host's report file does too.
         out.push(format!(
-            "{kind} {} {change} outstanding for {}",
+            "{kind} {} {change} outstanding since {}",
             u.package,
-            human(u.age_seconds)
+            since(u.first_seen)
         ));
     }
-    if let Some(since) = hc.reboot_required_since {
-        out.push(format!("reboot required for {}", human(age(since, now))));
+    if let Some(at) = hc.reboot_required_since {
+        out.push(format!("reboot required since {}", since(at)));
     }
+    let _ = now;
     out
+}
+
+/// An instant in reasons: to the minute, UTC (`2026-11-24T02:00Z`).
+pub fn since(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }
 
 fn broken_rules(
@@ -665,7 +683,7 @@ fn broken_rules(
                     .iter()
                     .filter(|u| updates == RuleUpdates::All || u.security)
                     .filter(|u| Duration::from_secs(u.age_seconds) > max_age)
-                    .map(|u| format!("{} ({})", u.package, human(u.age_seconds)))
+                    .map(|u| format!("{} (since {})", u.package, since(u.first_seen)))
                     .collect();
                 if !late.is_empty() {
                     ids.push(rule.id.clone());
@@ -697,14 +715,14 @@ fn broken_rules(
                 }
             }
             Check::RebootPending { max_age } => {
-                if let Some(since) = hc.reboot_required_since {
-                    let a = age(since, now);
+                if let Some(at) = hc.reboot_required_since {
+                    let a = age(at, now);
                     if Duration::from_secs(a) > max_age {
                         ids.push(rule.id.clone());
                         reasons.push(format!(
-                            "breaks {}: reboot pending for {} (limit {})",
+                            "breaks {}: reboot pending since {} (limit {})",
                             rule.id,
-                            human(a),
+                            since(at),
                             human(max_age.as_secs())
                         ));
                     }
@@ -980,7 +998,7 @@ mod tests {
         assert_eq!(sec.outstanding[0].package, "openssl");
         assert_eq!(
             sec.reasons,
-            ["security update openssl 1 -> 2 outstanding for 0s"]
+            ["security update openssl 1 -> 2 outstanding since 2026-09-21T14:13Z"]
         );
         let all = simple(
             &config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]),
@@ -1084,7 +1102,7 @@ mod tests {
         });
         assert_eq!(d8.broken_rules, ["security-within-7d"]);
         assert!(d8.reasons.contains(
-            &"breaks security-within-7d: outstanding longer than 7d: openssl (8d)".to_string()
+            &"breaks security-within-7d: outstanding longer than 7d: openssl (since 2026-09-21T14:13Z)".to_string()
         ));
         let d31 = eval(Case {
             config: &cfg,
@@ -1094,10 +1112,8 @@ mod tests {
             now: t(31),
         });
         assert_eq!(d31.broken_rules, ["security-within-7d", "all-within-30d"]);
-        assert!(d31
-            .reasons
-            .iter()
-            .any(|r| r.contains("all-within-30d") && r.contains("openssl (31d), vim (31d)")));
+        assert!(d31.reasons.iter().any(|r| r.contains("all-within-30d")
+            && r.contains("openssl (since 2026-09-21T14:13Z), vim (since 2026-09-21T14:13Z)")));
     }
 
     #[test]
@@ -1151,7 +1167,7 @@ mod tests {
         o.reboot_required.required = true;
         let d0 = simple(&cfg, &o, t(0));
         assert_eq!(d0.state, ComplianceState::PendingReboot);
-        assert_eq!(d0.reasons, ["reboot required for 0s"]);
+        assert_eq!(d0.reasons, ["reboot required since 2026-09-21T14:13Z"]);
         let d2 = eval(Case {
             config: &cfg,
             observed: Some(&o),
@@ -1322,7 +1338,7 @@ mod tests {
         check(
             HostRunOutcome::Updated,
             ComplianceState::NonCompliant,
-            "security update openssl 1 -> 2 outstanding for 0s",
+            "security update openssl 1 -> 2 outstanding since 2026-09-21T14:13Z",
         );
     }
 

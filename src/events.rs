@@ -106,11 +106,11 @@ pub enum EventData {
         /// Package changes.
         changes: usize,
     },
-    /// A host failed (and was left as it was, or was unreachable, or stale).
+    /// A host failed (and was left as it was, or was unreachable, stale or skipped).
     HostFailed {
         /// Host name.
         host: String,
-        /// `failed`, `stale` or `unreachable`.
+        /// `failed`, `stale`, `skipped` or `unreachable`.
         outcome: String,
         /// Why, step by step.
         detail: Vec<String>,

@@ -2,11 +2,14 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules.
 
+pub mod actor;
+pub mod ansible;
 pub mod apply;
 pub mod cli;
 pub mod compliance;
 pub mod diagnostic;
 pub mod driver;
+pub mod durable;
 pub mod duration;
 pub mod events;
 pub mod fleet;
@@ -25,6 +28,7 @@ pub mod schema;
 pub mod service;
 pub mod simulate;
 pub mod source;
+pub mod ssh_target;
 pub mod status;
 pub mod terminal;
 pub mod token;

@@ -153,6 +153,11 @@ pub struct ReportSettings {
     /// How `signingKey` signs: `ssh` (default, `ssh-keygen -Y sign`) or `openpgp` (`gpg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_format: Option<SigningFormat>,
+    /// An observation that changed no host's facts is committed only when the last report
+    /// commit is older than this (duration, default `24h`), so the branch shows the
+    /// controller alive without a commit per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
 }
 
 /// The signature format of report commits (git's `gpg.format`).
@@ -250,6 +255,23 @@ pub struct SshSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(inner(regex(pattern = r"^[A-Za-z0-9@._+-]{1,64}$")))]
     pub ciphers: Option<Vec<String>>,
+    /// An OpenSSH client configuration file (`ssh_config(5)`: `Host`, `Match host`,
+    /// `HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`, `ConnectTimeout`,
+    /// `UserKnownHostsFile`, `StrictHostKeyChecking`, `Include`...) to look hosts up in, by
+    /// their `address` (else their name), as `ssh ADDRESS` would; relative to the fleet repo,
+    /// and it and every file it names must lie inside it unless the controller allows another
+    /// directory. `none` reads no file. Default: the controller's `~/.ssh/config` and
+    /// `/etc/ssh/ssh_config`. Values set here and in the inventory win over the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub config_file: Option<String>,
+    /// Jump hosts, as OpenSSH's `ProxyJump`: `[user@]host[:port]` (or `ssh://…`),
+    /// comma-separated, first to last; `none` connects directly. Each jump host is looked up
+    /// by its name in the ssh_config file (address, user, key, known_hosts), then in
+    /// Settings. Default: the ssh_config file's `ProxyJump`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9@._:,/\[\]%-]{1,1024}$"))]
+    pub proxy_jump: Option<String>,
 }
 
 /// Observation settings.
@@ -275,10 +297,16 @@ pub struct ApplySettings {
     /// How long to wait for a held package-manager lock (duration, default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_wait: Option<String>,
+    /// How long a package transaction (install, rollback, recovery repair) is waited for
+    /// (duration, default `2h`). It is never signalled: past this, apply stops waiting,
+    /// reports the host and leaves it in flight for the next run's recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_timeout: Option<String>,
     /// Minimum free disk space on `/var` before installing, in MiB (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mib: Option<u64>,
-    /// An apply lock older than this is reported stale (duration, default `6h`).
+    /// Ignored (kept so existing repos validate): the apply lock is an OS file lock that the
+    /// kernel releases when its holder exits, so it is never stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock_after: Option<String>,
 }
@@ -366,6 +394,34 @@ pub struct InventorySpec {
     /// The hosts.
     #[serde(default)]
     pub hosts: Vec<Host>,
+    /// More hosts and groups, read from an Ansible inventory when the fleet repo is loaded:
+    /// its dynamic-inventory JSON (`ansible-inventory --list`, an inventory script's
+    /// `--list`) or a static INI or YAML inventory, from a file or from a command's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ansible: Option<AnsibleSource>,
+}
+
+/// Where an Inventory's Ansible hosts come from: exactly one of `file` and `command`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnsibleSource {
+    /// A file, without control characters, relative to the fleet repo (inside it unless the
+    /// controller allows another directory): JSON, INI or YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub file: Option<String>,
+    /// A program and its arguments, run on the controller in the fleet repo (never through a
+    /// shell; needs the controller's `--allow-local-commands`), whose standard output is the
+    /// inventory, e.g. `[inventory/ec2.py, --list]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[^\x00]{1,4096}$")))]
+    pub command: Option<Vec<String>>,
+    /// How long the command may run (duration, default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Variables imported as host labels (for selectors), e.g. `[env, region]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A named group of hosts.

@@ -242,12 +242,34 @@ pub enum FailureReason {
         /// Address and port tried.
         address: String,
     },
+    /// The name does not resolve (DNS, `/etc/hosts`), or the resolver is unreachable.
+    NameNotResolved {
+        /// The name.
+        name: String,
+        /// The resolver's words.
+        message: String,
+    },
+    /// No route to the address (network or host unreachable).
+    NoRoute {
+        /// Address and port tried.
+        address: String,
+        /// The system's words.
+        message: String,
+    },
     /// A deadline passed.
     Timeout {
         /// `connect`, `command` or `host` (the per-host overall deadline).
         phase: String,
         /// The deadline in seconds.
         seconds: u64,
+        /// For `connect`: the address and the stage it stopped in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The server closed the connection before login completed.
+    ConnectionClosed {
+        /// The whole message (address, stage, likely causes).
+        message: String,
     },
     /// Other network or protocol failure before login.
     Connection {
@@ -260,6 +282,9 @@ pub enum FailureReason {
         user: String,
         /// What was offered (`key ~/.ssh/id_ed25519`, `agent`, ...).
         tried: Vec<String>,
+        /// The methods the server accepts (`publickey`, `password`, ...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accepted: Vec<String>,
     },
     /// The host key is not in known_hosts (policy `strict`).
     HostKeyUnknown {
@@ -276,10 +301,32 @@ pub enum FailureReason {
         algorithm: String,
         /// `SHA256:...` fingerprint of the offered key.
         fingerprint: String,
+        /// `SHA256:...` fingerprint of the recorded key.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        recorded_fingerprint: String,
         /// The known_hosts file consulted.
         known_hosts: String,
         /// 1-based line of the recorded key.
         line: usize,
+    },
+    /// The host's certificate is not vouched for by a trusted authority.
+    HostCertificateInvalid {
+        /// Why.
+        reason: String,
+    },
+    /// A jump host could not open a connection to the next hop.
+    ForwardFailed {
+        /// `host:port` of the next hop.
+        target: String,
+        /// The jump host's reason.
+        reason: String,
+    },
+    /// A jump host (`ProxyJump`) failed; `reason` says how.
+    JumpHost {
+        /// The hop as written and its address.
+        jump: String,
+        /// What happened there.
+        reason: Box<FailureReason>,
     },
     /// A remote command exited non-zero.
     CommandFailed {
@@ -321,23 +368,61 @@ pub enum FailureReason {
         /// Observed.
         found: PackageManager,
     },
+    /// A command printed more than patchkeeper keeps of one command's output; it was
+    /// stopped (a broken or hostile host cannot exhaust the controller's memory).
+    OutputTooLarge {
+        /// What ran.
+        command: String,
+        /// The cap, in MiB.
+        limit_mib: u64,
+    },
 }
 
 impl std::fmt::Display for FailureReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureReason::Refused { address } => write!(f, "connection refused by {address}"),
-            FailureReason::Timeout { phase, seconds } => {
-                write!(f, "{phase} timed out after {seconds}s")
+            FailureReason::NameNotResolved { name, message } => {
+                write!(f, "name `{name}` not resolved: {message}")
+            }
+            FailureReason::NoRoute { address, message } => {
+                write!(f, "no route to {address}: {message}")
+            }
+            FailureReason::Timeout {
+                phase,
+                seconds,
+                detail,
+            } => {
+                write!(f, "{phase} timed out after {seconds}s")?;
+                if let Some(d) = detail {
+                    write!(f, " ({d})")?;
+                }
+                Ok(())
+            }
+            FailureReason::ConnectionClosed { message } => f.write_str(message),
+            FailureReason::HostCertificateInvalid { reason } => {
+                write!(f, "host certificate is not valid: {reason}")
+            }
+            FailureReason::JumpHost { jump, reason } => write!(f, "jump host {jump}: {reason}"),
+            FailureReason::ForwardFailed { target, reason } => {
+                write!(f, "could not open a connection to {target}: {reason}")
             }
             FailureReason::Connection { message } => write!(f, "connection failed: {message}"),
-            FailureReason::AuthFailed { user, tried } => {
+            FailureReason::AuthFailed {
+                user,
+                tried,
+                accepted,
+            } => {
                 write!(f, "authentication failed for user {user}")?;
                 if tried.is_empty() {
-                    write!(f, " (no credentials available)")
+                    write!(f, " (no credentials available")?;
                 } else {
-                    write!(f, " (tried {})", tried.join(", "))
+                    write!(f, " (tried {}", tried.join(", "))?;
                 }
+                if !accepted.is_empty() {
+                    write!(f, "; the server accepts {}", accepted.join(", "))?;
+                }
+                f.write_str(")")
             }
             FailureReason::HostKeyUnknown {
                 algorithm,
@@ -350,12 +435,17 @@ impl std::fmt::Display for FailureReason {
             FailureReason::HostKeyMismatch {
                 algorithm,
                 fingerprint,
+                recorded_fingerprint,
                 known_hosts,
                 line,
-            } => write!(
-                f,
-                "host key has changed: offered {algorithm} key fingerprint is {fingerprint}, {known_hosts}:{line} records another"
-            ),
+            } => {
+                write!(f, "host key has changed: the host offers {algorithm} {fingerprint}, {known_hosts}:{line} records ")?;
+                if recorded_fingerprint.is_empty() {
+                    f.write_str("another")
+                } else {
+                    f.write_str(recorded_fingerprint)
+                }
+            }
             FailureReason::CommandFailed {
                 command,
                 exit,
@@ -380,6 +470,10 @@ impl std::fmt::Display for FailureReason {
             }
             FailureReason::MissingTool { tool } => write!(f, "`{tool}` is not installed"),
             FailureReason::Parse { what, message } => write!(f, "cannot read {what}: {message}"),
+            FailureReason::OutputTooLarge { command, limit_mib } => write!(
+                f,
+                "`{command}` printed more than {limit_mib} MiB of output, the limit per command; it was stopped"
+            ),
             FailureReason::PackageManagerMismatch { expected, found } => write!(
                 f,
                 "inventory says {} but the host uses {}",
@@ -584,6 +678,7 @@ mod tests {
                 reason: FailureReason::HostKeyMismatch {
                     algorithm: "ssh-ed25519".into(),
                     fingerprint: "SHA256:abc".into(),
+                    recorded_fingerprint: "SHA256:def".into(),
                     known_hosts: "/k".into(),
                     line: 3,
                 },

@@ -11,12 +11,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 
 use crate::apply::lock::FleetLock;
-use crate::apply::run::recover_fleet;
+use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
@@ -221,26 +220,27 @@ impl Pipeline {
         progress: Arc<dyn crate::apply::Progress>,
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
-        let settings = fleet.settings();
-        let stale_after = crate::duration::parse_duration(
-            settings.apply.stale_lock_after.as_deref().unwrap_or("6h"),
-        )
-        .unwrap_or(Duration::from_secs(6 * 3600));
-        let run = format!(
-            "{}-serve-{}",
-            Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-            std::process::id()
-        );
+        // One id for the run: its journal lines and its run record (`report::apply_run`
+        // takes it from the report) carry the same.
+        let run = report::RunRecord::new_id(report::RunKind::Apply, Timestamp::now());
         let state = crate::apply::state_dir(repo);
-        let _lock = FleetLock::acquire(&state, repo, &run, stale_after, false)
-            .map_err(|e| PipelineError::Lock(e.to_string()))?;
-        let recovered = self
+        // An OS file lock: the kernel releases it when this process exits, so it is never
+        // stale and never broken.
+        let _lock =
+            FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
+        let recoveries = self
             .runtime
-            .block_on(recover_fleet(fleet, repo, &run))
+            .block_on(recover_fleet(fleet, repo, &run, progress.as_ref()))
             .map_err(PipelineError::Recover)?;
-        for line in recovered {
-            tracing::warn!("an earlier apply left a host in flight: {line}");
+        for r in &recoveries {
+            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
         }
+        // A host whose crash recovery failed is left alone by this run.
+        let blocked = recoveries
+            .iter()
+            .filter(|r| !r.recovered)
+            .map(|r| (r.host.clone(), r.blocked_reason()))
+            .collect();
         let plan_id = crate::apply::plan_id(plan);
         let entries = journal::read(&state).map_err(|e| PipelineError::Journal(e.to_string()))?;
         let finished = journal::finished(&entries, &plan_id);
@@ -261,6 +261,7 @@ impl Pipeline {
             clock: Arc::new(SystemClock),
             stop,
             progress,
+            blocked,
             // The pipeline applies only plans it just made from the fleet commit.
             saved_plan: None,
         };

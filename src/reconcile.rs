@@ -529,6 +529,10 @@ impl<O: Observer> Reconciler<O> {
         let mut triggered = false;
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = self.step_with(Timestamp::now, std::mem::take(&mut triggered));
+            if !wait.is_zero() {
+                // Says the loop is idle and alive (operators and tests read it).
+                tracing::info!("waiting {}s until the next reconcile", wait.as_secs());
+            }
             let until = std::time::Instant::now() + wait;
             while !self.shutdown.load(Ordering::SeqCst) && std::time::Instant::now() < until {
                 let slice = Duration::from_millis(200).min(until - std::time::Instant::now());
@@ -618,6 +622,7 @@ impl<O: Observer> Reconciler<O> {
                 ),
                 signing: None,
                 refused: None,
+                heartbeat: std::time::Duration::from_secs(24 * 3600),
             },
         };
         // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
@@ -707,9 +712,15 @@ impl<O: Observer> Reconciler<O> {
         self.status.set_phase(Phase::Reporting);
         let rec =
             report::record(&target, &fleet, Some(&after), &run, now).map_err(|e| e.to_string())?;
-        tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
-        self.status
-            .report_committed(&rec.commit, &rec.run_id, run.kind.as_str());
+        if rec.committed {
+            tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
+            self.status
+                .report_committed(&rec.commit, &rec.run_id, run.kind.as_str());
+        } else {
+            // `reports.heartbeat`: an observation that changed no host is not committed, so
+            // there is no report commit to announce.
+            tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled; no host changed, nothing reported (reports.heartbeat)");
+        }
         self.refresh_reports();
         Ok(())
     }
@@ -782,6 +793,10 @@ impl<O: Observer> Reconciler<O> {
             commit,
             now,
             now.saturating_add(elapsed).unwrap_or(now),
+            &report::RunAudit {
+                applied_by: Some(format!("serve ({})", crate::actor::current(None))),
+                ..Default::default()
+            },
         );
         // Report what the hosts are now, not what they were before the apply.
         self.status.set_phase(Phase::Observing);

@@ -384,11 +384,15 @@ impl Status {
                 host,
                 detail: result.detail.clone(),
             },
-            Outcome::Failed | Outcome::Stale | Outcome::Unreachable => EventData::HostFailed {
-                host,
-                outcome: result.outcome.as_str().to_owned(),
-                detail: result.detail.clone(),
-            },
+            // Skipped (package manager locked past lockWait, no disk): untouched like a
+            // stale host, but not compliant either, so watchers hear of it.
+            Outcome::Failed | Outcome::Stale | Outcome::Skipped | Outcome::Unreachable => {
+                EventData::HostFailed {
+                    host,
+                    outcome: result.outcome.as_str().to_owned(),
+                    detail: result.detail.clone(),
+                }
+            }
             // Not started, waiting, blocked, unmanaged: nothing happened to the host.
             _ => return,
         };
@@ -542,6 +546,9 @@ mod tests {
             detail: vec!["health check failed".into()],
             changes: 1,
             millis: 5,
+            started_at: None,
+            finished_at: None,
+            reboots: Vec::new(),
         });
         status.reconcile_finished(true, None);
         let sub = status.events.subscribe(Some(0));

@@ -226,6 +226,16 @@ impl<'a> Checker<'a> {
                 self.duration(o, "/spec/apply/lockWait", spec.apply.lock_wait.as_ref());
                 self.duration(
                     o,
+                    "/spec/reports/heartbeat",
+                    spec.reports.heartbeat.as_ref(),
+                );
+                self.duration(
+                    o,
+                    "/spec/apply/transactionTimeout",
+                    spec.apply.transaction_timeout.as_ref(),
+                );
+                self.duration(
+                    o,
                     "/spec/apply/staleLockAfter",
                     spec.apply.stale_lock_after.as_ref(),
                 );

@@ -456,6 +456,7 @@ mod tests {
             summary: None,
             hosts,
             runs: vec![],
+            rejected: None,
         }
     }
 

@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::cli::text;
+use common::cli::{text, Running};
 use common::lab::{deb, rpm, write, Lab};
 
 fn pk(lab: &Lab) -> Command {
@@ -63,26 +63,77 @@ fn rollout(lab: &Lab, stages: &str, extra: &str) {
     );
 }
 
+/// Whether the fleet lock is free: util-linux `flock -n` takes the same flock(2) lock.
+fn lock_is_free(lab: &Lab) -> bool {
+    let path = lab.dir().join(".patchkeeper/apply.lock");
+    let out = Command::new("flock")
+        .args(["-n", "-E", "99"])
+        .arg(&path)
+        .arg("true")
+        .output()
+        .expect("flock runs");
+    match out.status.code() {
+        Some(0) => true,
+        Some(99) => false,
+        _ => panic!(
+            "flock {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 fn journal(lab: &Lab) -> String {
     std::fs::read_to_string(lab.dir().join(".patchkeeper/journal.jsonl")).unwrap_or_default()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn apply_command(lab: &Lab, extra: &[&str]) -> Command {
+    let mut cmd = pk(lab);
+    cmd.arg("apply").args(extra);
+    cmd
 }
 
 fn spawn_apply(lab: &Lab, extra: &[&str]) -> Child {
-    pk(lab)
-        .arg("apply")
-        .args(extra)
+    apply_command(lab, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("patchkeeper runs")
+}
+
+const REPORTS: &str = "patchkeeper/reports";
+
+/// A file of the reports branch, as JSON.
+fn report_file(lab: &Lab, path: &str) -> serde_json::Value {
+    let text = common::git::git(lab.dir(), &["show", &format!("{REPORTS}:{path}")]);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// The last report commit's message.
+fn last_report_message(lab: &Lab) -> String {
+    common::git::git(lab.dir(), &["log", "-1", "--format=%B", REPORTS])
+}
+
+/// The run record the last report commit names (its `Run-Id:` trailer).
+fn last_run_record(lab: &Lab) -> serde_json::Value {
+    let id = common::git::git(
+        lab.dir(),
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Run-Id,valueonly,separator=)",
+            REPORTS,
+        ],
+    );
+    report_file(lab, &format!("runs/{}.json", id.trim()))
+}
+
+/// A host's entry in a run record.
+fn run_host<'a>(run: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    run["hosts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|h| h["host"] == host))
+        .unwrap_or_else(|| panic!("no {host} in {run}"))
 }
 
 fn row<'a>(stdout: &'a str, host: &str) -> &'a str {
@@ -148,7 +199,7 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
         );
     }
     // The lock is released.
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -223,17 +274,16 @@ fn host_stopped_mid_rollout_is_unreachable_and_counts_against_the_budget() {
         "  parallelism: 1\n  failureBudget: 0\n",
     );
     commit(&lab, "canary then the rest, budget 0");
-    // The canary is slow, so deb-2 can be stopped while the rollout runs.
-    lab.slow_host("deb-1", 2);
+    // The canary's transaction is held in flight while deb-2 is stopped: deb-2 goes down
+    // while the rollout runs, before its batch starts.
+    lab.hold_host("deb-1");
     let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("the canary to start", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"host-started\"")
-    });
+    lab.wait_held("deb-1");
     lab.stop_host("deb-2");
+    lab.release_host("deb-1");
     let out = child.wait_with_output().unwrap();
     let all = text(&out);
     lab.start_host("deb-2");
-    lab.slow_host("deb-1", 0);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "compliant", "{all}");
@@ -379,6 +429,45 @@ fn stale_saved_plan_is_refused_for_the_changed_host_only() {
     );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
+    // The record: deb-2 was never touched, so it is skipped with the reason, never failed
+    // (issue 21): in the commit subject, the run record and its host file.
+    let message = last_report_message(&lab);
+    let subject = message.lines().next().unwrap_or_default();
+    assert!(subject.contains("1 host updated, 1 skipped"), "{message}");
+    assert!(!subject.contains("failed"), "{message}");
+    let run = last_run_record(&lab);
+    assert_eq!(run_host(&run, "deb-2")["outcome"], "skipped", "{run}");
+    assert!(
+        run_host(&run, "deb-2")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("stale: refused: the host changed since the plan was made"),
+        "{run}"
+    );
+    let deb2 = report_file(&lab, "hosts/deb-2.json");
+    assert_ne!(deb2["state"], "failed", "{deb2}");
+    assert_eq!(deb2["lastRun"]["outcome"], "skipped", "{deb2}");
+    // deb-1's change is recorded with its reason and its times; the record carries the
+    // journal's run id.
+    let deb1 = run_host(&run, "deb-1");
+    assert_eq!(deb1["outcome"], "updated", "{run}");
+    assert_eq!(deb1["changes"][0]["package"], "libpk", "{run}");
+    assert_eq!(deb1["changes"][0]["from"], "1.0-1", "{run}");
+    assert_eq!(deb1["changes"][0]["to"], "1.2-1", "{run}");
+    assert_eq!(
+        deb1["changes"][0]["reasons"][0], "min-version baseline/lab",
+        "{run}"
+    );
+    let (started, finished) = (
+        deb1["startedAt"].as_str().expect("startedAt"),
+        deb1["finishedAt"].as_str().expect("finishedAt"),
+    );
+    assert!(started <= finished, "{run}");
+    assert!(
+        journal(&lab).contains(&format!("\"run\":\"{}\"", run["runId"].as_str().unwrap())),
+        "the run record's id is the journal's: {run}\n{}",
+        journal(&lab)
+    );
     // A saved plan from another commit of the fleet repo is refused entirely.
     let plan2 = pk(&lab)
         .args(["plan", "--out"])
@@ -403,14 +492,11 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
     commit(&lab, "baseline: libpk 1.2");
-    lab.slow_host("deb-1", 2);
+    // The first apply is provably running (its transaction held) while the second starts.
+    lab.hold_host("deb-1");
     let first = spawn_apply(&lab, &["--auto-approve"]);
     let lock = lab.dir().join(".patchkeeper/apply.lock");
-    wait_for(
-        "the first apply to take the lock",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")),
-    );
+    lab.wait_held("deb-1");
     let second = apply(&lab, &["--auto-approve"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
@@ -422,11 +508,13 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
         "{}",
         text(&second)
     );
+    lab.release_host("deb-1");
     let first = first.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
-    // A dead holder's lock is stale: reported with the command that breaks it.
+    assert!(lock_is_free(&lab));
+    // What a killed holder leaves (its details, naming a dead process) blocks nobody: the
+    // lock is the kernel's, released when the process died.
     std::fs::write(
         &lock,
         format!(
@@ -435,17 +523,16 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
         ),
     )
     .unwrap();
-    let refused = apply(&lab, &["--auto-approve"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("is stale: process 4194304 is not running"),
-        "{}",
-        text(&refused)
-    );
-    assert!(stderr.contains("--break-lock"), "{}", text(&refused));
+    let next = apply(&lab, &["--auto-approve"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    // --break-lock is still accepted, and says it is not needed.
     let broken = apply(&lab, &["--auto-approve", "--break-lock"]);
     assert_eq!(broken.status.code(), Some(0), "{}", text(&broken));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("--break-lock is no longer needed"),
+        "{}",
+        text(&broken)
+    );
 }
 
 #[test]
@@ -473,19 +560,26 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
     child.kill().unwrap(); // SIGKILL
     let killed = child.wait_with_output().unwrap();
     assert_eq!(killed.status.code(), None, "killed by a signal");
-    // The orphaned transaction goes on without its client (and ends, finished or cut short
-    // when it writes to the closed session): the host is at rest before the rerun.
+    // The orphaned transaction goes on without its client and finishes: its output goes to
+    // files on the host, not to the closed session, so no SIGPIPE cuts dpkg short.
     lab.release_host("deb-1");
-    // The dead holder's lock is reported, not silently blocking.
-    let refused = apply(&lab, &["--auto-approve"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--break-lock"));
-    let out = apply(&lab, &["--auto-approve", "--break-lock"]);
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(deb(&lab, "deb-1", "pk-app"), "2.0-1 ii");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .)");
+    // The kernel released the killed apply's lock: the next apply just runs.
+    assert!(lock_is_free(&lab));
+    let out = apply(&lab, &["--auto-approve"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("host(s) were in flight"), "{all}");
     assert!(stderr.contains("host deb-1: was in flight in run"), "{all}");
+    // Recovery says what it found against the versions recorded before the transaction.
+    assert!(
+        stderr.contains("found the transaction's changes: ")
+            && stderr.contains("libpk 1.0-1 -> 1.2-1"),
+        "{all}"
+    );
     assert!(journal(&lab).contains("\"type\":\"recovered\""));
     // Converged, nothing half-configured anywhere.
     for host in ["deb-1", "deb-2"] {
@@ -596,7 +690,7 @@ fn without_a_terminal_apply_refuses_unless_auto_approved() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--auto-approve"));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
     assert!(Path::new(&lab.dir().join(".patchkeeper")).exists());
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -642,18 +736,18 @@ fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
         "  parallelism: 1\n",
     );
     commit(&lab, "one host at a time");
-    lab.slow_host("deb-1", 2);
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("deb-1's transaction", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
-    });
+    // SIGTERM arrives while deb-1's transaction is provably in flight (held).
+    lab.hold_host("deb-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    lab.wait_held("deb-1");
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let out = child.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
+    child.wait_for_stderr("Interrupted: no new host starts", Duration::from_secs(60));
+    lab.release_host("deb-1");
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(5), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -665,7 +759,7 @@ fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
     }
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert!(stdout.contains("Apply was interrupted"), "{all}");
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -680,14 +774,78 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     );
     commit(&lab, "lockWait 4s");
     lab.lock_host("deb-1");
-    let out = apply(&lab, &["--auto-approve"]);
+    // plan shows the lock it found (issue 21).
+    let planned = pk(&lab).arg("plan").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&planned.stdout)
+            .contains("note: the package manager was locked when observed"),
+        "{}",
+        text(&planned)
+    );
+    let out = apply(
+        &lab,
+        &[
+            "--auto-approve",
+            "--actor",
+            "alice",
+            "--at",
+            "2026-12-01T06:30:00Z",
+        ],
+    );
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    // Never touched: skipped with the reason, no planned count in CHANGES, and the wait
+    // said once rather than every poll.
+    assert_eq!(outcome(&stdout, "deb-1"), "skipped", "{all}");
     assert!(row(&stdout, "deb-1").contains("still locked"), "{all}");
     assert!(row(&stdout, "deb-1").contains("nothing changed"), "{all}");
+    assert_eq!(
+        row(&stdout, "deb-1").split_whitespace().nth(2),
+        Some("0"),
+        "{all}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("waiting for the package manager lock")
+            .count(),
+        1,
+        "{all}"
+    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    let message = last_report_message(&lab);
+    assert!(
+        message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("0 hosts updated, 1 skipped"),
+        "{message}"
+    );
+    // The overrides and who applied: in the run record and as trailers.
+    assert!(message.contains("\nApplied-By: alice\n"), "{message}");
+    assert!(
+        message.contains(
+            "\nOverride: --at 2026-12-01T06:30:00Z: windows evaluated as if it were then"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("\nOverride: --auto-approve without a terminal"),
+        "{message}"
+    );
+    let run = last_run_record(&lab);
+    assert_eq!(run["appliedBy"], "alice", "{run}");
+    assert_eq!(run["overrides"].as_array().map(Vec::len), Some(2), "{run}");
+    assert_eq!(run_host(&run, "deb-1")["outcome"], "skipped", "{run}");
+    assert_ne!(report_file(&lab, "hosts/deb-1.json")["state"], "failed");
+    // The lock and journal under .patchkeeper/ never show as untracked (issue 21).
+    assert!(lab.dir().join(".patchkeeper/journal.jsonl").exists());
+    let status = common::git::git(
+        lab.dir(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    assert!(!status.contains(".patchkeeper/"), "{status}");
     // Released while apply waits: it goes ahead.
     let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
     write(
@@ -696,21 +854,15 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
         &settings.replace("lockWait: 4s", "lockWait: 60s"),
     );
     commit(&lab, "lockWait 60s");
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for(
-        "apply to wait for the lock",
-        Duration::from_secs(60),
-        || journal(&lab).matches("\"type\":\"host-started\"").count() == 2,
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_for_stderr(
+        "waiting for the package manager lock",
+        Duration::from_secs(120),
     );
-    std::thread::sleep(Duration::from_secs(3));
     lab.unlock_host("deb-1");
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"),
-        "{all}"
-    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
 }
 
@@ -742,4 +894,213 @@ fn rollback_says_plainly_when_the_old_versions_cannot_be_obtained() {
     assert!(row(&stdout, "deb-1").contains("libpk=1.0-1"), "{all}");
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+}
+
+/// Adds lines under `spec:` of the lab's Settings (e.g. `  apply:\n    lockWait: 1s\n`) and,
+/// when given, an `ssh.commandTimeout`.
+fn settings(lab: &Lab, command_timeout: Option<&str>, extra: &str) {
+    let mut text = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    if let Some(t) = command_timeout {
+        text = text.replace(
+            "    knownHosts: .lab/known_hosts\n",
+            &format!("    knownHosts: .lab/known_hosts\n    commandTimeout: {t}\n"),
+        );
+    }
+    text.push_str(extra);
+    write(lab, "patchkeeper.yaml", &text);
+}
+
+/// The longest "the package transaction is still running after Ns" apply said for `host`.
+fn still_running_secs(stderr: &str, host: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(&format!("host={host} ")))
+        .filter_map(|l| {
+            let rest = l
+                .split("the package transaction is still running after ")
+                .nth(1)?;
+            rest.split('s').next()?.parse().ok()
+        })
+        .max()
+}
+
+#[test]
+fn a_transaction_slower_than_the_command_deadline_is_waited_for_and_verified() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    // Commands get 16 s; a transaction used to get 16 s + lockWait (1 s) and then be killed.
+    settings(&lab, Some("16s"), "  apply:\n    lockWait: 1s\n");
+    commit(&lab, "16 s command deadline");
+    lab.hold_host("deb-1");
+    lab.hold_host("rpm-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_until("both transactions held", Duration::from_secs(300), |_| {
+        lab.is_held("deb-1") && lab.is_held("rpm-1")
+    });
+    // apply says, every 8 s, that it still waits: once it says so past 17 s, the old
+    // deadline has passed for both hosts.
+    child.wait_until(
+        "'still running after' more than 17 s on both hosts",
+        Duration::from_secs(300),
+        |stderr| {
+            ["deb-1", "rpm-1"]
+                .iter()
+                .all(|h| still_running_secs(stderr, h).is_some_and(|s| s > 17))
+        },
+    );
+    // Not signalled: both package managers are still at their hold points.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(lab.pm_processes("rpm-1"), ["dnf"]);
+    lab.release_host("deb-1");
+    lab.release_host("rpm-1");
+    let out = child.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["deb-1", "rpm-1"] {
+        assert_eq!(outcome(&stdout, host), "compliant", "{all}");
+        assert!(
+            row(&stdout, host).contains("versions and integrity verified"),
+            "{all}"
+        );
+    }
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+    assert_eq!(
+        journal(&lab)
+            .matches("\"type\":\"transaction-finished\"")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_left_running_and_recovered_once_its_lock_is_free() {
+    let lab = Lab::up(1, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    settings(
+        &lab,
+        None,
+        "  apply:\n    transactionTimeout: 3s\n    lockWait: 10m\n",
+    );
+    commit(&lab, "transactions get 3 s");
+    lab.hold_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1").contains(
+            "the package transaction is still running after 3s (apply.transactionTimeout); it was not signalled and is left in flight"
+        ),
+        "{all}"
+    );
+    // Told the truth: apt and dpkg still run, mid-transaction; the journal has it in flight.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 iU");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
+            && !j.contains("\"type\":\"transaction-finished\"")
+            && !j.contains("\"type\":\"host-done\""),
+        "{j}"
+    );
+    // The next apply's recovery waits for the lock the transaction still holds; released,
+    // the transaction finishes on its own (no repair needed: nothing cut it short when apply
+    // stopped reading), and recovery says so only once the host re-observes consistent.
+    let mut rerun = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    rerun.wait_for_stderr(
+        "recovery: waiting for the package manager lock",
+        Duration::from_secs(120),
+    );
+    lab.release_host("deb-1");
+    let out = rerun.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run")
+            && stderr.contains("re-observed: the package database is consistent")
+            && !stderr.contains("--configure -a"),
+        "{all}"
+    );
+    assert!(journal(&lab).contains("\"type\":\"recovered\""));
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .) && dpkg --verify libpk");
+}
+
+#[test]
+fn a_failed_recovery_is_journaled_as_failed_and_the_host_is_left_alone() {
+    let lab = Lab::up(2, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    settings(&lab, None, "  apply:\n    lockWait: 2s\n");
+    commit(&lab, "lockWait 2s");
+    // deb-1 was in flight in a run that died, and its package manager is still locked.
+    std::fs::create_dir_all(lab.dir().join(".patchkeeper")).unwrap();
+    std::fs::write(
+        lab.dir().join(".patchkeeper/journal.jsonl"),
+        "{\"at\":\"2026-11-25T10:00:00Z\",\"run\":\"killed-run\",\"plan\":\"p\",\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\",\"command\":\"apt-get install -y -q libpk=1.2-1\"}}\n",
+    )
+    .unwrap();
+    lab.lock_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run killed-run")
+            && stderr.contains("after waiting 2s (apply.lockWait); not repaired; not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1")
+            .contains("not started: recovering its interrupted transaction failed"),
+        "{all}"
+    );
+    // The others go on.
+    assert_eq!(outcome(&stdout, "deb-2"), "compliant", "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"recovery-failed\"")
+            && !j.contains("\"type\":\"recovered\""),
+        "{j}"
+    );
+
+    // Unlocked, but the repair itself fails: pk-broken 1.1-1 is unpacked and its postinst
+    // fails when `dpkg --configure -a` runs it.
+    lab.unlock_host("deb-1");
+    lab.run_ok(
+        "deb-1",
+        "cd /tmp && apt-get download -q pk-broken=1.1-1 && dpkg --unpack pk-broken_1.1-1_all.deb",
+    );
+    assert_eq!(deb(&lab, "deb-1", "pk-broken"), "1.1-1 iU");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("running `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a`; `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a` failed (exit 1)")
+            && stderr.contains("not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    let j = journal(&lab);
+    assert_eq!(j.matches("\"type\":\"recovery-failed\"").count(), 2, "{j}");
+    assert!(!j.contains("\"type\":\"recovered\""), "{j}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
 }

@@ -8,20 +8,21 @@
 //! connection is lost during the transaction, no `host-done` is journaled, so the next run
 //! reports the host as in flight and repairs it before continuing.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::decide::{self, RollbackSteps, Versions};
 use super::journal::{Event, Journal};
 use super::run::{Progress, Stop};
-use super::{HostResult, Outcome};
+use super::{HostResult, Outcome, Reboot};
 use crate::driver::{self, ObserveOptions};
 use crate::model::{Command, PackageManager, RolloutSpec};
 use crate::observe::Target;
 use crate::observed::{HostStatus, InstalledPackage, ObservedHost};
 use crate::plan::HostPlan;
 use crate::transport::ssh::KeyCache;
-use crate::transport::{Output, Transport, TransportError};
+use crate::transport::{ExecOptions, Output, Transport, TransportError};
 
 /// Everything one host's work needs.
 pub(crate) struct HostJob {
@@ -29,6 +30,8 @@ pub(crate) struct HostJob {
     pub target: Target,
     pub rollout: RolloutSpec,
     pub lock_wait: Duration,
+    /// How long a package transaction is waited for (`apply.transactionTimeout`).
+    pub transaction_timeout: Duration,
     pub min_free_disk_mib: u64,
     /// For a saved plan: the re-derivation its changes must pass at the host.
     pub saved_check: Option<Arc<crate::plan::SavedPlanCheck>>,
@@ -49,8 +52,10 @@ struct End(Outcome, Vec<String>);
 enum Abort {
     /// Ends with this outcome.
     End(End),
-    /// The connection was lost during a package transaction: state unknown, left in flight.
-    LostInTransaction(String),
+    /// A package transaction's end is unknown (the connection was lost, or it outlived
+    /// `apply.transactionTimeout`): no `host-done` is journaled, so the host stays in flight
+    /// for the next run's recovery.
+    InFlight(Outcome, String),
 }
 
 impl From<End> for Abort {
@@ -64,16 +69,24 @@ pub(crate) use crate::observe::connect;
 pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
     let name = job.plan.host.as_str();
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let journal_ok = ctx.journal.record(Some(name), Event::HostStarted);
+    let steps = Steps {
+        job,
+        ctx,
+        name,
+        made: AtomicUsize::new(0),
+        reboots: Mutex::new(Vec::new()),
+    };
     let (outcome, detail, journal_end) = match journal_ok {
         Err(e) => (
             Outcome::NotStarted,
             vec![format!("not started: cannot journal: {e}")],
             false,
         ),
-        Ok(()) => match (Steps { job, ctx, name }).run().await {
+        Ok(()) => match steps.run().await {
             Ok(End(o, d)) | Err(Abort::End(End(o, d))) => (o, d, true),
-            Err(Abort::LostInTransaction(msg)) => (Outcome::Unreachable, vec![msg], false),
+            Err(Abort::InFlight(outcome, msg)) => (outcome, vec![msg], false),
         },
     };
     if journal_end {
@@ -91,12 +104,16 @@ pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
         name,
         &format!("{}: {}", outcome.as_str(), detail.join("; ")),
     );
+    let reboots = std::mem::take(&mut *steps.reboots.lock().unwrap_or_else(|p| p.into_inner()));
     HostResult {
         host: name.to_string(),
         outcome,
         detail,
-        changes: job.plan.changes.len(),
+        changes: steps.made.load(Ordering::SeqCst),
         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        started_at: Some(started_at),
+        finished_at: Some(jiff::Timestamp::now()),
+        reboots,
     }
 }
 
@@ -104,6 +121,11 @@ struct Steps<'a> {
     job: &'a HostJob,
     ctx: &'a Ctx,
     name: &'a str,
+    /// Package changes made and kept so far (the plan's count once verified; 0 after a
+    /// rollback).
+    made: AtomicUsize,
+    /// Reboots made, boot id before and after.
+    reboots: Mutex<Vec<Reboot>>,
 }
 
 /// `exit N` plus the last lines of output, if any.
@@ -127,8 +149,66 @@ fn tail(out: &Output) -> String {
     crate::terminal::escape(&lines[start..].join(" | ")).into_owned()
 }
 
+/// A transport failure outside a transaction: the host is unreachable, unless it answered
+/// with more output than allowed (then it failed, saying which command).
 fn unreachable(e: &TransportError) -> End {
-    End(Outcome::Unreachable, vec![format!("{e}")])
+    match e {
+        TransportError::OutputTooLarge { .. } => End(Outcome::Failed, vec![format!("{e}")]),
+        _ => End(Outcome::Unreachable, vec![format!("{e}")]),
+    }
+}
+
+/// A transaction whose end is unknown: why, and with what outcome the host is reported.
+fn in_flight(what: &str, done: &[String], e: &TransportError) -> Abort {
+    let before = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", done.join("; "))
+    };
+    match e {
+        TransportError::Abandoned { seconds } => Abort::InFlight(
+            Outcome::Failed,
+            format!(
+                "{before}the {what} is still running after {seconds}s (apply.transactionTimeout); it was not signalled and is left in flight: the next apply or observe waits for it and recovers the host"
+            ),
+        ),
+        TransportError::NotSent { .. } => Abort::InFlight(
+            Outcome::Unreachable,
+            format!(
+                "{before}the connection was lost before the {what} was sent ({e}): it did not run; the next apply or observe re-observes the host to confirm"
+            ),
+        ),
+        _ => Abort::InFlight(
+            Outcome::Unreachable,
+            format!(
+                "{before}the {what} was sent, then the connection was lost before it ended ({e}); whether it ran is unknown until the next apply or observe re-observes the host"
+            ),
+        ),
+    }
+}
+
+/// The connection was lost reading the installed versions right after a transaction: what
+/// is known is whether the transaction reported an exit status.
+fn lost_after(what: &str, done: &[String], exit: Option<u32>, e: &TransportError) -> Abort {
+    let before = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", done.join("; "))
+    };
+    let known = match exit {
+        Some(code) => format!("the {what} was sent and exited {code}"),
+        // The channel closed without an exit status: the connection dropped (or the
+        // command was killed) while it ran, possibly before it started.
+        None => format!(
+            "the {what} was sent, but the connection closed without an exit status, so whether it ran is unknown"
+        ),
+    };
+    Abort::InFlight(
+        Outcome::Unreachable,
+        format!(
+            "{before}{known}; then reading the installed versions failed ({e}); the next apply or observe re-observes the host and says what it finds"
+        ),
+    )
 }
 
 fn secs(d: Duration) -> u64 {
@@ -196,11 +276,16 @@ impl Steps<'_> {
                 self.job.target.options.command_timeout,
             )
             .await?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(match pm {
-            PackageManager::Apt => driver::apt::parse_dpkg_query(&text).installed,
-            PackageManager::Dnf => driver::dnf::parse_rpm_qa(&text).0,
+        // Parsed off the async workers (up to the output cap of text).
+        tokio::task::spawn_blocking(move || {
+            let text = String::from_utf8_lossy(&out.stdout);
+            match pm {
+                PackageManager::Apt => driver::apt::parse_dpkg_query(&text).installed,
+                PackageManager::Dnf => driver::dnf::parse_rpm_qa(&text).0,
+            }
         })
+        .await
+        .map_err(|e| TransportError::Spawn(std::io::Error::other(e)))
     }
 
     async fn run(&self) -> Result<End, Abort> {
@@ -219,19 +304,40 @@ impl Steps<'_> {
         self.say("observing");
         let wait_until = Instant::now() + job.lock_wait;
         let mut observed = self.observe(t.as_ref(), false).await?;
+        let waiting_since = Instant::now();
+        let mut said: Option<(String, Instant)> = None;
         while let Some(lock) = &observed.package_manager_locked {
+            let lock = lock.to_string();
             if Instant::now() >= wait_until {
                 t.close().await;
                 return Err(End(
-                    Outcome::Failed,
+                    Outcome::Skipped,
                     vec![format!(
-                        "not started: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); nothing changed",
+                        "skipped: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); not started, nothing changed",
                         job.lock_wait.as_secs()
                     )],
                 )
                 .into());
             }
-            self.say(&format!("waiting for the package manager lock ({lock})"));
+            // Said once, again when the holder changes, and once a minute while it lasts:
+            // not every poll.
+            match &said {
+                Some((text, at)) if *text == lock && at.elapsed() < Duration::from_secs(60) => {}
+                Some((text, _)) if *text == lock => {
+                    self.say(&format!(
+                        "still waiting for the package manager lock ({lock}) after {}s",
+                        waiting_since.elapsed().as_secs()
+                    ));
+                    said = Some((lock.clone(), Instant::now()));
+                }
+                _ => {
+                    self.say(&format!(
+                        "waiting for the package manager lock ({lock}), up to {}s (apply.lockWait)",
+                        job.lock_wait.as_secs()
+                    ));
+                    said = Some((lock.clone(), Instant::now()));
+                }
+            }
             tokio::time::sleep(Duration::from_secs(2)).await;
             observed = self.observe(t.as_ref(), false).await?;
         }
@@ -286,9 +392,9 @@ impl Steps<'_> {
             if free < job.min_free_disk_mib {
                 t.close().await;
                 return Err(End(
-                    Outcome::Failed,
+                    Outcome::Skipped,
                     vec![format!(
-                        "not started: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); nothing changed",
+                        "skipped: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); not started, nothing changed",
                         job.min_free_disk_mib
                     )],
                 )
@@ -341,20 +447,15 @@ impl Steps<'_> {
             command: install.clone(),
         })?;
         self.say(&format!("installing {} package(s)", job.plan.changes.len()));
-        let out = match t.exec(&install, None, cmd_timeout + job.lock_wait).await {
-            Ok(o) => o,
-            Err(e) => {
-                return Err(Abort::LostInTransaction(format!(
-                    "lost during the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
-                )))
-            }
-        };
+        let out = self
+            .transaction(t.as_ref(), &install)
+            .await
+            .map_err(|e| in_flight("package transaction", &[], &e))?;
         self.journal(Event::TransactionFinished { exit: out.exit })?;
-        let after = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::LostInTransaction(format!(
-                "lost right after the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
-            ))
-        })?;
+        let after = self
+            .installed(t.as_ref(), pm)
+            .await
+            .map_err(|e| lost_after("package transaction", &[], out.exit, &e))?;
         // Everything the transaction really touched, pulled-in packages included.
         let footprint = decide::changed_packages(&before, &after);
         let before_versions: Versions = footprint
@@ -389,6 +490,7 @@ impl Steps<'_> {
                 .await;
         }
         self.journal(Event::Verified)?;
+        self.made.store(job.plan.changes.len(), Ordering::SeqCst);
         let mut detail = vec![format!(
             "installed {}",
             job.plan
@@ -459,6 +561,39 @@ impl Steps<'_> {
         }
         t.close().await;
         Ok(End(outcome, detail))
+    }
+
+    /// Runs a package transaction (install or rollback): never signalled, waited for up to
+    /// `apply.transactionTimeout`, with a progress line every minute (every half
+    /// `ssh.commandTimeout`, when shorter) saying it is still running.
+    async fn transaction(
+        &self,
+        t: &dyn Transport,
+        command: &str,
+    ) -> Result<Output, TransportError> {
+        let deadline = self.job.transaction_timeout;
+        let run = t.exec_with(command, None, ExecOptions::transaction(Some(deadline)));
+        tokio::pin!(run);
+        let every = self
+            .job
+            .target
+            .options
+            .command_timeout
+            .checked_div(2)
+            .unwrap_or_default()
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let started = Instant::now();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                out = &mut run => return out,
+                _ = tick.tick() => self.say(&format!(
+                    "the package transaction is still running after {}s; waiting for it (never signalled; apply.transactionTimeout {}s)",
+                    started.elapsed().as_secs(),
+                    deadline.as_secs()
+                )),
+            }
+        }
     }
 
     /// Runs a rollout command with its timeout and retries.
@@ -557,29 +692,20 @@ impl Steps<'_> {
         self.journal(Event::RollbackStarted {
             command: cmd.clone(),
         })?;
-        let out = match t
-            .exec(&cmd, None, self.job.target.options.command_timeout + self.job.lock_wait)
+        let out = self
+            .transaction(t.as_ref(), &cmd)
             .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                return Err(Abort::LostInTransaction(format!(
-                    "{}; lost during the rollback ({e}); its state is unknown until the next apply or observe re-observes it",
-                    detail.join("; ")
-                )))
-            }
-        };
+            .map_err(|e| in_flight("rollback", &detail, &e))?;
         self.journal(Event::TransactionFinished { exit: out.exit })?;
         let text = format!(
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let now = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::LostInTransaction(format!(
-                "lost right after the rollback ({e}); its state is unknown until the next apply or observe re-observes it"
-            ))
-        })?;
+        let now = self
+            .installed(t.as_ref(), pm)
+            .await
+            .map_err(|e| lost_after("rollback", &detail, out.exit, &e))?;
         let state: Vec<String> = steps
             .restore
             .iter()
@@ -630,6 +756,7 @@ impl Steps<'_> {
             detail.push(format!("left at: {}", state.join(", ")));
             return Ok(End(Outcome::Failed, detail));
         }
+        self.made.store(0, Ordering::SeqCst);
         detail.push(format!(
             "rolled back to {} (verified)",
             steps
@@ -744,7 +871,16 @@ impl Steps<'_> {
                 {
                     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
                     if out.success() && !id.is_empty() && id != old {
-                        self.journal(Event::Rebooted { boot_id: id })?;
+                        self.journal(Event::Rebooted {
+                            boot_id: id.clone(),
+                        })?;
+                        self.reboots
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Reboot {
+                                from: old.to_string(),
+                                to: id,
+                            });
                         return Ok(t);
                     }
                 }

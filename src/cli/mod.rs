@@ -15,6 +15,8 @@ macro_rules! usage_exit {
 
 mod apply;
 mod audit;
+mod completions;
+mod import;
 mod observe;
 mod plan;
 mod report;
@@ -141,6 +143,17 @@ pub enum Command {
     Version(version::Command),
     /// Show every maintenance window's state at an instant (default: now).
     Windows(windows::Args),
+    /// Import hosts from other tools (Ansible inventories).
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper import ansible --help`; a usage error exits 2."
+    )]
+    Import(import::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Write a man page for every command into a directory (for packagers).
+    #[command(hide = true)]
+    Manpages(completions::ManArgs),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -176,6 +189,9 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
+        Command::Import(cmd) => import::run(cmd),
+        Command::Completions(args) => completions::run(args),
+        Command::Manpages(args) => completions::manpages(args),
     };
     ExitCode::from(code)
 }

@@ -410,13 +410,47 @@ pub async fn observe_host(
         .exec("sh -s", Some(script.as_bytes()), options.command_timeout)
         .await
     {
-        Ok(out) => interpret(
-            name,
-            &String::from_utf8_lossy(&out.stdout),
-            &String::from_utf8_lossy(&out.stderr),
-            out.exit,
-            options,
-        ),
+        // Up to the output cap of text to read: off the async workers, so one large host
+        // never stalls the connections of the others.
+        Ok(out) => {
+            let (owned_name, owned_options) = (name.to_string(), options.clone());
+            let parsed = tokio::task::spawn_blocking(move || {
+                interpret(
+                    &owned_name,
+                    &String::from_utf8_lossy(&out.stdout),
+                    &String::from_utf8_lossy(&out.stderr),
+                    out.exit,
+                    &owned_options,
+                )
+            })
+            .await;
+            parsed.unwrap_or_else(|e| {
+                let mut host = ObservedHost::new(
+                    name,
+                    HostStatus::Error {
+                        reason: FailureReason::Parse {
+                            what: "the observation".into(),
+                            message: e.to_string(),
+                        },
+                    },
+                );
+                host.normalize();
+                host
+            })
+        }
+        Err(TransportError::OutputTooLarge { limit, .. }) => {
+            let mut host = ObservedHost::new(
+                name,
+                HostStatus::Error {
+                    reason: FailureReason::OutputTooLarge {
+                        command: "sh -s (the observation script)".into(),
+                        limit_mib: u64::try_from(limit >> 20).unwrap_or(u64::MAX),
+                    },
+                },
+            );
+            host.normalize();
+            host
+        }
         Err(err) => {
             let mut host = ObservedHost::new(
                 name,
@@ -481,13 +515,30 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
         TransportError::Refused { address } => FailureReason::Refused {
             address: address.clone(),
         },
-        TransportError::ConnectTimeout { seconds, .. } => FailureReason::Timeout {
+        TransportError::NameNotResolved { name, message } => FailureReason::NameNotResolved {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        TransportError::NoRoute { address, message } => FailureReason::NoRoute {
+            address: address.clone(),
+            message: message.clone(),
+        },
+        TransportError::ConnectTimeout {
+            address,
+            seconds,
+            stage,
+        } => FailureReason::Timeout {
             phase: "connect".into(),
             seconds: *seconds,
+            detail: Some(format!("{address}: {stage}")),
         },
         TransportError::CommandTimeout { seconds } => FailureReason::Timeout {
             phase: "command".into(),
             seconds: *seconds,
+            detail: None,
+        },
+        TransportError::Closed { .. } => FailureReason::ConnectionClosed {
+            message: err.to_string(),
         },
         TransportError::HostKeyUnknown {
             algorithm,
@@ -499,21 +550,37 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
             fingerprint: fingerprint.clone(),
             known_hosts: known_hosts.clone(),
         },
-        TransportError::HostKeyMismatch {
-            algorithm,
-            fingerprint,
-            known_hosts,
-            line,
-            ..
-        } => FailureReason::HostKeyMismatch {
-            algorithm: algorithm.clone(),
-            fingerprint: fingerprint.clone(),
-            known_hosts: known_hosts.clone(),
-            line: *line,
+        TransportError::HostKeyMismatch(c) => FailureReason::HostKeyMismatch {
+            algorithm: c.algorithm.clone(),
+            fingerprint: c.fingerprint.clone(),
+            recorded_fingerprint: c.recorded_fingerprint.clone(),
+            known_hosts: c.known_hosts.clone(),
+            line: c.line,
         },
-        TransportError::AuthFailed { user, tried } => FailureReason::AuthFailed {
+        TransportError::HostCertificate { reason, .. } => FailureReason::HostCertificateInvalid {
+            reason: reason.clone(),
+        },
+        TransportError::AuthFailed {
+            user,
+            tried,
+            accepted,
+            ..
+        } => FailureReason::AuthFailed {
             user: user.clone(),
             tried: tried.clone(),
+            accepted: accepted.clone(),
+        },
+        TransportError::ChannelOpen { target, reason } => FailureReason::ForwardFailed {
+            target: target.clone(),
+            reason: reason.clone(),
+        },
+        TransportError::Jump { jump, source } => FailureReason::JumpHost {
+            jump: jump.clone(),
+            reason: Box::new(transport_failure(source)),
+        },
+        TransportError::OutputTooLarge { command, limit } => FailureReason::OutputTooLarge {
+            command: command.clone(),
+            limit_mib: u64::try_from(*limit >> 20).unwrap_or(u64::MAX),
         },
         other => FailureReason::Connection {
             message: other.to_string(),

@@ -7,6 +7,7 @@
 //! schema is `schemas/plan.schema.json`.
 
 mod batches;
+mod markdown;
 mod render;
 pub mod saved;
 mod simulation;
@@ -25,6 +26,7 @@ use crate::model::PackageManager;
 use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
+pub use markdown::{render_markdown, MARKER as MARKDOWN_MARKER};
 pub use render::{render_human, RenderOptions};
 pub use saved::{SavedPlanCheck, SavedPlanError};
 pub use simulation::{
@@ -149,6 +151,10 @@ pub struct HostPlan {
     /// package manager pulls in alongside (absent: the host has no transaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<DependencyCheck>,
+    /// What apply will meet on the host that does not block it (e.g. the package manager
+    /// was locked when observed: apply waits up to `apply.lockWait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl HostPlan {

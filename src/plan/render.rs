@@ -59,6 +59,7 @@ fn escaped(plan: &Plan) -> Plan {
     for h in &mut plan.hosts {
         e(&mut h.host);
         h.reasons.iter_mut().for_each(e);
+        h.notes.iter_mut().for_each(e);
         for w in h.window.iter_mut().chain(h.rollout.iter_mut()) {
             e(w);
         }
@@ -204,6 +205,9 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         }
         for r in &h.reasons {
             let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
+        }
+        for n in &h.notes {
+            let _ = writeln!(out, "    {}", p.yellow(&format!("note: {n}")));
         }
         for s in &h.skipped {
             let _ = writeln!(

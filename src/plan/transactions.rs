@@ -110,6 +110,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         batch: None,
         reboot_required: false,
         dependencies: None,
+        notes: Vec::new(),
     };
 
     let Some(observed) = input.observed.host(&host.name) else {
@@ -131,6 +132,11 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         return plan;
     }
     plan.fingerprint = Some(observed.fingerprint());
+    if let Some(lock) = &observed.package_manager_locked {
+        plan.notes.push(format!(
+            "the package manager was locked when observed ({lock}): apply waits for it up to apply.lockWait, else skips the host"
+        ));
+    }
     if baselines.is_empty() && requests.is_empty() {
         plan.status = HostStatus::Unmanaged;
         return plan;
