@@ -89,6 +89,7 @@ fn run(f: &ValidFleet, o: &ObservedFleet, simulations: Option<&Simulations>) -> 
         at,
         first_seen: &first_seen,
         simulations,
+        advisories: None,
     })
 }
 

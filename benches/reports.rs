@@ -78,6 +78,8 @@ fn bench(c: &mut Criterion) {
                         run: None,
                         policy: &policy,
                         now,
+                        advisories: None,
+                        snapshot: None,
                     })
                     .outstanding
                     .len()

@@ -120,6 +120,10 @@ codes! {
     DuplicateAddress = "duplicate-address", Warning;
     /// A YAML file holds no patchkeeper document.
     EmptyFile = "empty-file", Warning;
+    /// A VulnerabilityException has expired: its advisories count against their deadlines again.
+    ExceptionExpired = "exception-expired", Warning;
+    /// A VulnerabilityException expires within 14 days.
+    ExceptionExpiring = "exception-expiring", Warning;
 }
 
 impl fmt::Display for Code {

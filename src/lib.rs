@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 pub mod actor;
+pub mod advisory;
 pub mod ansible;
 pub mod apply;
 pub mod cli;

@@ -77,6 +77,22 @@ pub struct ObservedHost {
     /// installing it would move a held package or needs something unavailable), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_back: Vec<String>,
+    /// Updates the package manager holds back, with the version it would otherwise install:
+    /// held packages (dpkg hold, dnf versionlock or `exclude=`) and what installing them
+    /// would pull along (from a dry run that ignores holds), sorted by name then
+    /// architecture. Never installed by patchkeeper; listed so nothing held is invisible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_updates: Vec<PendingUpdate>,
+    /// Source packages of installed packages, where they differ from the package's own
+    /// name or version (Debian `${source:Package}`/`${source:Version}`, binNMU suffixes
+    /// stripped; rpm `%{SOURCERPM}`), sorted by package then architecture. Advisories name
+    /// source packages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourcePackage>,
+    /// Security advisories the package manager knows for pending and held updates (dnf
+    /// updateinfo: id, severity, CVEs), sorted by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<UpdateAdvisory>,
     /// Whether the host needs a reboot to run what is installed.
     #[serde(default)]
     pub reboot_required: RebootRequired,
@@ -120,6 +136,9 @@ impl ObservedHost {
             updates: Vec::new(),
             held: Vec::new(),
             kept_back: Vec::new(),
+            held_updates: Vec::new(),
+            sources: Vec::new(),
+            advisories: Vec::new(),
             reboot_required: RebootRequired::default(),
             package_manager_locked: None,
             db_health: Vec::new(),
@@ -142,6 +161,24 @@ impl ObservedHost {
         self.held.dedup();
         self.kept_back.sort();
         self.kept_back.dedup();
+        self.held_updates
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.held_updates
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        for u in &mut self.held_updates {
+            u.advisories.sort();
+            u.advisories.dedup();
+        }
+        self.sources
+            .sort_by(|a, b| (&a.package, &a.arch).cmp(&(&b.package, &b.arch)));
+        self.sources
+            .dedup_by(|a, b| a.package == b.package && a.arch == b.arch);
+        self.advisories.sort_by(|a, b| a.id.cmp(&b.id));
+        self.advisories.dedup_by(|a, b| a.id == b.id);
+        for a in &mut self.advisories {
+            a.cves.sort();
+            a.cves.dedup();
+        }
         self.reboot_required.packages.sort();
         self.reboot_required.packages.dedup();
         self.db_health
@@ -151,6 +188,41 @@ impl ObservedHost {
     /// The installed package `name` (any architecture; the first by architecture order).
     pub fn installed_package(&self, name: &str) -> Option<&InstalledPackage> {
         self.installed.iter().find(|p| p.name == name)
+    }
+
+    /// Every installed package with its source package and source version (as
+    /// [`ObservedHost::source_of`], in one pass over both sorted lists).
+    pub fn with_sources(&self) -> impl Iterator<Item = (&InstalledPackage, &str, &str)> {
+        let mut sources = self.sources.iter().peekable();
+        self.installed.iter().map(move |p| {
+            let key = (p.name.as_str(), p.arch.as_str());
+            while sources
+                .peek()
+                .is_some_and(|s| (s.package.as_str(), s.arch.as_str()) < key)
+            {
+                sources.next();
+            }
+            match sources.peek() {
+                Some(s) if (s.package.as_str(), s.arch.as_str()) == key => {
+                    (p, s.source.as_str(), s.version.as_str())
+                }
+                _ => (p, p.name.as_str(), p.version.as_str()),
+            }
+        })
+    }
+
+    /// The source package and source version `package` was built from: the recorded
+    /// [`SourcePackage`] when there is one, else the package's own name and version.
+    pub fn source_of<'a>(&'a self, package: &'a InstalledPackage) -> (&'a str, &'a str) {
+        let i = self.sources.partition_point(|s| {
+            (s.package.as_str(), s.arch.as_str()) < (package.name.as_str(), package.arch.as_str())
+        });
+        match self.sources.get(i) {
+            Some(s) if s.package == package.name && s.arch == package.arch => {
+                (s.source.as_str(), s.version.as_str())
+            }
+            _ => (package.name.as_str(), package.version.as_str()),
+        }
     }
 
     /// SHA-256 (hex) of the state a plan depends on: installed packages, pending updates,
@@ -505,6 +577,9 @@ pub struct OsInfo {
     /// `PRETTY_NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretty_name: Option<String>,
+    /// `VERSION_CODENAME` (e.g. `bookworm`), when the OS sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_codename: Option<String>,
 }
 
 /// One installed package.
@@ -542,6 +617,39 @@ pub struct PendingUpdate {
     /// Advisory ids (dnf updateinfo), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<String>,
+}
+
+/// The source package an installed package was built from (kept only where it differs from
+/// the package's own name or version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourcePackage {
+    /// The installed (binary) package.
+    pub package: SmolStr,
+    /// Its architecture.
+    pub arch: SmolStr,
+    /// The source package name (`util-linux` for `bsdutils`, `openssl` for `openssl-libs`).
+    pub source: SmolStr,
+    /// The source version: without a binNMU suffix (`+bN`) on Debian, where the binary may
+    /// also carry another epoch (`bsdutils 1:2.38.1-5` from `util-linux 2.38.1-5`).
+    pub version: SmolStr,
+}
+
+/// A security advisory the host's package manager knows (dnf updateinfo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateAdvisory {
+    /// Advisory id (`RHSA-2024:1234`, `ALSA-2024:1234`).
+    pub id: String,
+    /// The vendor's severity as written (`Critical`, `Important`, `Moderate`, `Low`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// CVE ids it fixes, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+    /// When it was issued or last updated, as the package manager prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
 }
 
 /// What the package manager says a transaction would do, from a dry run on the host

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::advisory::{self, Assessment, StoreError};
 use crate::apply::lock::FleetLock;
 use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
@@ -174,9 +175,11 @@ impl Pipeline {
     }
 
     /// The online plan of `plan` and `apply`: observe every host, read first-seen times,
-    /// plan with dry runs. Returns the plan, the observation it was made from, and the
-    /// warning when first-seen times could not be read (every update then counts as first
-    /// seen now).
+    /// assess the hosts against the advisory store (`advisory::fleet::store_path(repo)`:
+    /// `$PATCHKEEPER_ADVISORY_STORE`, else `<repo>/.patchkeeper/advisories.db`), plan with
+    /// dry runs. Returns the plan, the observation and the assessment it was made from, and
+    /// the warnings when first-seen times or advisory data could not be read (every update
+    /// then counts as first seen now; the plan then names no advisory).
     pub fn plan_now(
         &self,
         repo: &Path,
@@ -189,6 +192,10 @@ impl Pipeline {
             Ok(f) => (f, None),
             Err(e) => (FirstSeen::new(), Some(e)),
         };
+        let (advisories, advisory_warning) = match assessment(repo, fleet, &observed, at) {
+            Ok(a) => (a, None),
+            Err(e) => (None, Some(e)),
+        };
         let plan = self.plan(
             PlanInput {
                 fleet,
@@ -197,13 +204,16 @@ impl Pipeline {
                 at,
                 first_seen: &first_seen,
                 simulations: None,
+                advisories: advisories.as_ref(),
             },
             progress,
         )?;
         Ok(Online {
             plan,
             observed,
+            advisories,
             first_seen_warning: warning,
+            advisory_warning,
         })
     }
 
@@ -279,8 +289,30 @@ pub struct Online {
     pub plan: Plan,
     /// The observation.
     pub observed: ObservedFleet,
+    /// The advisory assessment of the observation (`None`: nothing imported, or the store
+    /// could not be read).
+    pub advisories: Option<Assessment>,
     /// Why first-seen times could not be read, when they could not.
     pub first_seen_warning: Option<ReportError>,
+    /// Why the advisory store could not be read, when it could not.
+    pub advisory_warning: Option<StoreError>,
+}
+
+/// The assessment of `observed` against the fleet's advisory store
+/// (`advisory::fleet::store_path(repo, None)`) with the fleet's exceptions in force at `at`:
+/// `None` when nothing was ever imported. What `plan`, `apply` and the reports use.
+pub fn assessment(
+    repo: &Path,
+    fleet: &ValidFleet,
+    observed: &ObservedFleet,
+    at: Timestamp,
+) -> Result<Option<Assessment>, StoreError> {
+    advisory::fleet::assess_at(
+        &advisory::fleet::store_path(repo, None),
+        fleet,
+        observed,
+        at,
+    )
 }
 
 /// When each pending update was first seen offered, from the last report on the fleet's

@@ -8,7 +8,8 @@
 //! it validated; failures back off exponentially (capped) and never stop the loop; the
 //! interval is measured from the end of the last reconcile.
 //!
-//! Every reconcile observes and plans (with first-seen times from the previous report and
+//! Every reconcile refreshes the advisory data when an [`AdvisoryFeed`] is set, observes and
+//! plans (with first-seen times from the previous report, the hosts' advisory assessment and
 //! dry runs on the hosts), so the published plan is always the current one. When Settings
 //! enable `reconcile.autoApply` and the reconciler has an [`Executor`], it then applies what
 //! windows allow now, observes again and records an apply run; otherwise it records an
@@ -399,6 +400,104 @@ pub struct Reconciler<O: Observer> {
     settings_interval: bool,
     watch_only: bool,
     status: Arc<Status>,
+    advisories: Option<AdvisoryFeed>,
+}
+
+/// Where `serve` keeps advisory data and what it imports besides the fleet repo's Settings
+/// `advisories.sources`.
+#[derive(Debug, Clone, Default)]
+pub struct AdvisoryFeed {
+    /// The store file.
+    pub store: PathBuf,
+    /// Paths the operator names (`serve --advisories PATH`), outside the fleet repo's say.
+    pub extra: Vec<PathBuf>,
+}
+
+impl AdvisoryFeed {
+    /// Re-imports the sources whose last check is older than Settings' `advisories.refresh`
+    /// (default 6h): the fleet repo's (keyed `fleet-repo:PATH`) and the operator's.
+    /// Unchanged data is not rewritten. A source that cannot be read is logged and its
+    /// previous data kept.
+    pub fn refresh(&self, fleet: &ValidFleet, now: Timestamp) {
+        let settings = fleet.settings().advisories;
+        let every = settings
+            .refresh
+            .as_deref()
+            .and_then(|r| crate::duration::parse_duration(r).ok())
+            .unwrap_or(Duration::from_secs(6 * 3600));
+        let root = fleet.fleet().root.clone();
+        let mut sources: Vec<(PathBuf, Option<String>)> = settings
+            .sources
+            .iter()
+            .map(|s| (root.join(s), Some(format!("fleet-repo:{s}"))))
+            .collect();
+        sources.extend(self.extra.iter().map(|p| (p.clone(), None)));
+        if sources.is_empty() {
+            return;
+        }
+        let mut store = match crate::advisory::Store::open(&self.store) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("advisory data not refreshed: {e}");
+                return;
+            }
+        };
+        for (path, label) in sources {
+            let key = label.clone().unwrap_or_else(|| {
+                std::path::absolute(&path)
+                    .unwrap_or_else(|_| path.clone())
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            let due = match store.import_of(&key) {
+                Ok(Some(info)) => info
+                    .checked_at
+                    .parse::<Timestamp>()
+                    .map(|t| now.duration_since(t).as_secs() >= every.as_secs() as i64)
+                    .unwrap_or(true),
+                _ => true,
+            };
+            if !due {
+                continue;
+            }
+            match crate::advisory::import::import_path(
+                &mut store,
+                &path,
+                label.as_deref(),
+                None,
+                now,
+                false,
+            ) {
+                Ok(done) if done.unchanged => {
+                    tracing::debug!(source = %key, "advisory data unchanged")
+                }
+                Ok(done) => tracing::info!(
+                    source = %key,
+                    records = done.info.stats.records,
+                    skipped = done.info.stats.skipped,
+                    "advisory data imported"
+                ),
+                Err(e) => tracing::warn!(source = %key, "advisory data not refreshed: {e}"),
+            }
+        }
+    }
+
+    /// The assessment of `observed` against the store (`None`: no data, or unreadable,
+    /// which is logged).
+    pub fn assess(
+        &self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        now: Timestamp,
+    ) -> Option<crate::advisory::Assessment> {
+        match crate::advisory::fleet::assess_at(&self.store, fleet, observed, now) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("advisory data not used: {e}");
+                None
+            }
+        }
+    }
 }
 
 impl<O: Observer> Reconciler<O> {
@@ -416,7 +515,14 @@ impl<O: Observer> Reconciler<O> {
             settings_interval: false,
             watch_only: false,
             status: Arc::new(Status::default()),
+            advisories: None,
         }
+    }
+
+    /// Keeps advisory data fresh in `feed` and uses it in plans and reports.
+    pub fn with_advisories(mut self, feed: AdvisoryFeed) -> Self {
+        self.advisories = Some(feed);
+        self
     }
 
     /// Takes the interval from each validated commit's Settings (`reconcile.interval`)
@@ -693,25 +799,50 @@ impl<O: Observer> Reconciler<O> {
         };
         let publish = Arc::new(Publish(self.status.clone()));
         self.status.set_phase(Phase::Observing);
+        if let Some(feed) = &self.advisories {
+            feed.refresh(&fleet, now);
+        }
         let observed = Arc::new(self.observer.observe(&fleet, publish.clone())?);
         self.status.set_observed(observed.clone());
         let target = self.target(Some(&fleet));
         self.status.set_phase(Phase::Planning);
-        let plan = Arc::new(self.plan(&fleet, &target, &observed, commit, now)?);
+        let assessment = self.assess(&fleet, &observed, now);
+        let plan =
+            Arc::new(self.plan(&fleet, &target, &observed, assessment.as_ref(), commit, now)?);
         self.status.set_plan(plan.clone());
-        let (run, after) = match self.apply(&fleet, &plan, commit, now, publish)? {
+        let (run, after, assessment) = match self.apply(&fleet, &plan, commit, now, publish)? {
             Some((run, after)) => {
-                // The plan in force is what apply would do now, after this one.
+                // The plan in force is what apply would do now, after this one; the report
+                // lists the advisories still open after it.
                 self.status.set_phase(Phase::Planning);
-                let replanned = self.plan(&fleet, &target, &after, commit, Timestamp::now())?;
+                let after_assessment = self.assess(&fleet, &after, now);
+                let replanned = self.plan(
+                    &fleet,
+                    &target,
+                    &after,
+                    after_assessment.as_ref(),
+                    commit,
+                    Timestamp::now(),
+                )?;
                 self.status.set_plan(Arc::new(replanned));
-                (run, after)
+                (run, after, after_assessment)
             }
-            None => (report::observation_run(&observed, commit, now), observed),
+            None => (
+                report::observation_run(&observed, commit, now),
+                observed,
+                assessment,
+            ),
         };
         self.status.set_phase(Phase::Reporting);
-        let rec =
-            report::record(&target, &fleet, Some(&after), &run, now).map_err(|e| e.to_string())?;
+        let rec = report::record_with(
+            &target,
+            &fleet,
+            Some(&after),
+            assessment.as_ref(),
+            &run,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         if rec.committed {
             tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
             self.status
@@ -725,13 +856,28 @@ impl<O: Observer> Reconciler<O> {
         Ok(())
     }
 
-    /// The plan of this reconcile (with first-seen times from the previous report and dry
-    /// runs on the hosts), made every round so readers always see the current one.
+    /// The assessment of `observed` against the advisory feed (`None`: no feed, no data,
+    /// or unreadable data, which the feed logs).
+    fn assess(
+        &self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        now: Timestamp,
+    ) -> Option<crate::advisory::Assessment> {
+        self.advisories
+            .as_ref()
+            .and_then(|f| f.assess(fleet, observed, now))
+    }
+
+    /// The plan of this reconcile (with first-seen times from the previous report, the
+    /// advisory assessment, and dry runs on the hosts), made every round so readers always
+    /// see the current one.
     fn plan(
         &mut self,
         fleet: &ValidFleet,
         target: &ReportTarget,
         observed: &ObservedFleet,
+        advisories: Option<&crate::advisory::Assessment>,
         commit: &str,
         now: Timestamp,
     ) -> Result<Plan, String> {
@@ -750,6 +896,7 @@ impl<O: Observer> Reconciler<O> {
             at: now,
             first_seen: &first_seen,
             simulations: None,
+            advisories,
         };
         let first = crate::plan::plan(input);
         if !first.has_changes() {

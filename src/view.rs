@@ -446,6 +446,8 @@ mod tests {
                 last_run: None,
                 observed_at: Some(now),
                 evaluated_at: now,
+                advisories: vec![],
+                advisory_snapshot: None,
             },
         }
     }

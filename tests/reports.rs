@@ -138,6 +138,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         applied_by: None,
         requested_by: Vec::new(),
         overrides: Vec::new(),
+        events: Vec::new(),
         hosts: vec![
             HostRun {
                 host: "web-1".into(),
@@ -1011,6 +1012,7 @@ fn report_host_shows_one_hosts_history_and_report_names_a_rejected_tip() {
         applied_by: Some("alice".into()),
         requested_by: vec!["bob (request/cve-1)".into()],
         overrides: vec!["--at 2026-11-24T03:00:00Z: windows evaluated as if it were then".into()],
+        events: Vec::new(),
         hosts: vec![HostRun {
             host: "web-1".into(),
             outcome: HostRunOutcome::Updated,

@@ -3,7 +3,7 @@
 //! execute batch by batch with live progress and a final table.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::apply::journal::{self, Event, Journal};
@@ -327,11 +327,12 @@ pub fn run(args: Args) -> u8 {
         blocked,
         // A saved plan: every host's changes are derived again at the host.
         saved_plan: args.plan_file.as_ref().map(|_| {
-            Arc::new(plan::SavedPlanCheck::new(
+            let check = plan::SavedPlanCheck::new(
                 fleet.clone(),
                 super::audit::first_seen(&repo, &fleet),
                 options_clock.now(),
-            ))
+            );
+            Arc::new(saved_plan_advisories(check, &repo))
         }),
     };
     eprintln!(
@@ -499,5 +500,23 @@ fn exit_code(report: &ApplyReport) -> u8 {
         EXIT_WAITING
     } else {
         EXIT_NOT_CONVERGED
+    }
+}
+
+/// A saved plan's check with the advisory store's data when the fleet selects updates by
+/// severity (else the changes do not depend on it and the store is not read). A store that
+/// cannot be read is a warning: the check then refuses what only advisories would select.
+fn saved_plan_advisories(check: plan::SavedPlanCheck, repo: &Path) -> plan::SavedPlanCheck {
+    if !check.needs_advisories() {
+        return check;
+    }
+    let path = crate::advisory::fleet::store_path(repo, None);
+    match crate::advisory::fleet::index_at(&path) {
+        Ok(Some(index)) => check.with_advisories(Arc::new(index)),
+        Ok(None) => check,
+        Err(e) => {
+            eprintln!("warning: advisory data not used to check the saved plan: {e}");
+            check
+        }
     }
 }

@@ -84,7 +84,9 @@ fn record(
     now: Timestamp,
 ) {
     let target = ReportTarget::from_fleet(repo, fleet);
-    match report::record(&target, fleet, observed, run, now) {
+    // Host reports list open advisories when advisory data was imported.
+    let advisories = observed.and_then(|o| super::advisories::assessment(repo, fleet, o, now));
+    match report::record_with(&target, fleet, observed, advisories.as_ref(), run, now) {
         Ok(Recorded {
             commit,
             committed: false,

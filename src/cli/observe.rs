@@ -121,6 +121,12 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
+/// Observes every host as a plan does (`vulns` without `--observed`): Settings' index
+/// refresh and parallelism.
+pub(crate) fn observe_for_plan(fleet: &ValidFleet) -> Result<ObservedFleet, u8> {
+    observe_fleet(fleet, &HostSelector::default(), None, None)
+}
+
 /// Observes every host again after an apply, for its report: no index refresh (the plan's
 /// observation just did one, and what is installed is what changed).
 pub(crate) fn observe_after_apply(fleet: &ValidFleet) -> Result<ObservedFleet, u8> {

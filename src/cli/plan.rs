@@ -66,6 +66,8 @@ pub fn run(args: Args) -> u8 {
         Some(path) => match read_observed(path) {
             Ok(observed) => {
                 let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
+                let advisories =
+                    super::advisories::assessment(&args.repo.repo, &fleet, &observed, at);
                 plan::plan(PlanInput {
                     fleet: &fleet,
                     fleet_commit: fleet.fleet().commit.as_deref(),
@@ -73,6 +75,7 @@ pub fn run(args: Args) -> u8 {
                     at,
                     first_seen: &first_seen,
                     simulations: None,
+                    advisories: advisories.as_ref(),
                 })
             }
             Err(msg) => {
@@ -169,6 +172,9 @@ pub(crate) fn plan_now(
         Ok(online) => {
             if let Some(e) = online.first_seen_warning {
                 eprintln!("warning: cannot read first-seen times from the reports ({e}); updates count as first seen now");
+            }
+            if let Some(e) = online.advisory_warning {
+                eprintln!("warning: advisory data not used: {e}");
             }
             Ok((online.plan, online.observed))
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::apply::Stop;
 use crate::pipeline::Pipeline;
-use crate::reconcile::{EngineExecutor, EngineObserver, Reconciler, Timing};
+use crate::reconcile::{AdvisoryFeed, EngineExecutor, EngineObserver, Reconciler, Timing};
 use crate::report::GitAuth;
 use crate::service::{self, App, Rate};
 use crate::source::{Location, Source};
@@ -67,6 +67,15 @@ pub struct Args {
     /// Send a keep-alive comment on idle event streams this often.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     event_keep_alive: String,
+    /// Advisory data to re-import every Settings `advisories.refresh` (default 6h), besides
+    /// the fleet repo's `advisories.sources`: a tracker dump, OSV files, directories or
+    /// `all.zip` dumps (repeatable; the operator's choice, outside the fleet repo's say).
+    #[arg(long = "advisories", value_name = "PATH")]
+    advisories: Vec<PathBuf>,
+    /// The advisory store (default: `$PATCHKEEPER_ADVISORY_STORE`, else
+    /// `<repo>/.patchkeeper/advisories.db` beside the apply journal).
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
 }
 
 /// Runs `patchkeeper serve`; returns the exit code.
@@ -132,7 +141,11 @@ pub fn run(args: Args) -> u8 {
         state_repo.clone(),
         stop.clone(),
     ))
-    .with_status(status.clone());
+    .with_status(status.clone())
+    .with_advisories(AdvisoryFeed {
+        store: crate::advisory::fleet::store_path(&state_repo, args.store.as_deref()),
+        extra: args.advisories.clone(),
+    });
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
     }

@@ -90,6 +90,8 @@ pub struct Fleet {
     pub rollouts: Vec<Loaded<model::Rollout>>,
     /// Patch requests.
     pub requests: Vec<Loaded<model::PatchRequest>>,
+    /// Vulnerability exceptions.
+    pub exceptions: Vec<Loaded<model::VulnerabilityException>>,
     /// Names declared by documents that failed their schema, so that references to them
     /// do not cascade into misleading "does not exist" errors.
     pub broken: BrokenNames,
@@ -568,6 +570,7 @@ fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, 
         Kind::MaintenanceWindow => push(&mut fleet.windows, diags, origin, value),
         Kind::Rollout => push(&mut fleet.rollouts, diags, origin, value),
         Kind::PatchRequest => push(&mut fleet.requests, diags, origin, value),
+        Kind::VulnerabilityException => push(&mut fleet.exceptions, diags, origin, value),
     }
 }
 

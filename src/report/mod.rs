@@ -10,6 +10,7 @@
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
+mod events;
 mod git;
 mod sign;
 
@@ -27,6 +28,7 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
+pub use events::{advisory_events, AdvisoryEvent, AdvisoryEventKind};
 pub use git::{annotate, open_remote_callbacks, token_allowed, GitAuth};
 
 /// The reports branch when Settings name none.
@@ -227,6 +229,10 @@ pub struct RunRecord {
     /// `--auto-approve` without a terminal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<String>,
+    /// Advisory events of the run: critical advisories newly open or closed, advisories
+    /// newly overdue (for the API, the dashboard and alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AdvisoryEvent>,
 }
 
 impl RunRecord {
@@ -304,6 +310,25 @@ pub struct Summary {
     pub broken_rules: BTreeMap<String, usize>,
     /// Every host, sorted by name.
     pub hosts: Vec<SummaryHost>,
+    /// Open advisories over the hosts (absent when no report carries advisory data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories: Option<AdvisorySummary>,
+}
+
+/// Open advisories over every host file of the branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorySummary {
+    /// Open advisories per severity, exceptions in force aside (every level present).
+    pub open: BTreeMap<crate::advisory::Severity, usize>,
+    /// Open advisories past their due date.
+    pub overdue: usize,
+    /// Findings accepted by an exception in force.
+    pub excepted: usize,
+    /// Hosts with an open critical advisory, sorted.
+    pub hosts_with_critical: Vec<String>,
+    /// The advisory snapshots the host files name.
+    pub snapshots: Vec<String>,
 }
 
 impl Summary {
@@ -323,7 +348,45 @@ impl Summary {
                 *broken.entry(r.clone()).or_default() += 1;
             }
         }
+        let mut advisories = AdvisorySummary {
+            open: crate::advisory::Severity::ALL
+                .iter()
+                .map(|s| (*s, 0))
+                .collect(),
+            ..AdvisorySummary::default()
+        };
+        let mut any_advisory_data = false;
+        for h in hosts {
+            let c = &h.compliance;
+            if let Some(s) = &c.advisory_snapshot {
+                any_advisory_data = true;
+                if !advisories.snapshots.contains(s) {
+                    advisories.snapshots.push(s.clone());
+                }
+            }
+            let mut critical = false;
+            for a in &c.advisories {
+                if a.advisory
+                    .exception
+                    .as_ref()
+                    .is_some_and(|e| e.expires > now)
+                {
+                    advisories.excepted += 1;
+                    continue;
+                }
+                *advisories.open.entry(a.advisory.severity).or_default() += 1;
+                critical |= a.advisory.severity == crate::advisory::Severity::Critical;
+                if a.overdue(now) {
+                    advisories.overdue += 1;
+                }
+            }
+            if critical {
+                advisories.hosts_with_critical.push(c.host.clone());
+            }
+        }
+        advisories.snapshots.sort();
         Summary {
+            advisories: any_advisory_data.then_some(advisories),
             run_id: run_id.to_owned(),
             desired_commit: desired.to_owned(),
             generated_at: now,
@@ -516,6 +579,7 @@ pub fn observation_run(
         applied_by: None,
         requested_by: Vec::new(),
         overrides: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -624,6 +688,7 @@ pub fn apply_run(
         applied_by: audit.applied_by.clone(),
         requested_by: requested.into_iter().collect(),
         overrides: audit.overrides.clone(),
+        events: Vec::new(),
     }
 }
 
@@ -665,6 +730,20 @@ pub fn record(
     run: &RunRecord,
     now: Timestamp,
 ) -> Result<Recorded, ReportError> {
+    record_with(target, fleet, observed, None, run, now)
+}
+
+/// [`record`] with the advisory findings of the observed hosts: host files list their open
+/// advisories with due dates, the run record carries the advisory events, the summary the
+/// open advisories. Without findings, each host's previous advisories are carried.
+pub fn record_with(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    advisories: Option<&crate::advisory::Assessment>,
+    run: &RunRecord,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
     let policy =
         Policy::for_repo(&fleet.fleet().root).map_err(|e| ReportError::Config(e.to_string()))?;
     let configs = fleet
@@ -696,6 +775,8 @@ pub fn record(
                     run: run_outcome,
                     policy: &policy,
                     now,
+                    advisories: advisories.and_then(|a| a.host(&config.host)),
+                    snapshot: advisories.and_then(|a| a.snapshot.as_deref()),
                 });
                 if run_outcome.is_none() && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
@@ -726,6 +807,17 @@ pub fn record(
                 }
             }
         }
+        let mut run_out = run.clone();
+        for h in &written {
+            if let Some(current) = merged.get(h) {
+                run_out.events.extend(advisory_events(
+                    previous.get(h).map(|p| &p.compliance),
+                    &current.compliance,
+                    now,
+                ));
+            }
+        }
+        let run = &run_out;
         let hosts: Vec<HostReport> = merged.into_values().collect();
         let summary = Summary::compute(
             &hosts,
@@ -1021,6 +1113,7 @@ pub fn record_rejected(
         applied_by: None,
         requested_by: Vec::new(),
         overrides: Vec::new(),
+        events: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
     let (oid, _, attempts, pushed) = publish_with_retry(&writer, target, |base| {
@@ -1239,6 +1332,7 @@ mod tests {
                     security: false,
                     origin: String::new(),
                     reasons: Vec::new(),
+                    fixes: Vec::new(),
                 })
                 .collect(),
             reasons: Vec::new(),
@@ -1274,6 +1368,7 @@ mod tests {
             fleet_digest: "d".into(),
             planned_at: "2026-11-24T02:00:00Z".into(),
             observed_at: "2026-11-24T02:00:00Z".into(),
+            advisory_snapshot: None,
             hosts: vec![
                 host_plan("a", &[("libpk", Some("1.0-1"), "1.2-1")]),
                 host_plan("b", &[("libpk", Some("1.0-1"), "1.2-1")]),
@@ -1412,6 +1507,8 @@ mod tests {
                     last_run: None,
                     observed_at: None,
                     evaluated_at: ts("2026-11-24T02:00:00Z"),
+                    advisories: vec![],
+                    advisory_snapshot: None,
                 },
             })
             .collect();
@@ -1437,6 +1534,7 @@ mod tests {
             applied_by: None,
             requested_by: Vec::new(),
             overrides: Vec::new(),
+            events: Vec::new(),
             hosts: outcomes
                 .iter()
                 .map(|(h, o)| HostRun {
