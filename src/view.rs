@@ -5,8 +5,12 @@
 //! Pure: it reads values and builds values. Knows nothing of HTTP, Git or SSH. The JSON
 //! shapes here are the API's (`/api/v1`); their schemas go into the OpenAPI document.
 //!
-//! Extension point: per-host data from other sources (vulnerability findings) joins in
-//! [`ViewInputs`] and appears as a new optional field of [`HostSummary`] / [`HostDetail`].
+//! Open advisories come from each host's last report, where the reconcile loop recorded them
+//! with their deadlines (first-seen and fix-offered times need the report history; an
+//! `--api-only` replica has nothing else), so the view and `patchkeeper report` agree.
+//!
+//! Extension point: per-host data from other sources joins in [`ViewInputs`] and appears as
+//! a new optional field of [`HostSummary`] / [`HostDetail`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +18,8 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::compliance::ComplianceState;
+use crate::advisory::{FindingState, Severity};
+use crate::compliance::{ComplianceState, OpenAdvisory};
 use crate::model::{PackageManager, PackageRequirement, PatchRequestSpec, Selector};
 use crate::observed::{ObservedFleet, ObservedHost};
 use crate::plan::{self, HostPlan, Plan};
@@ -92,6 +97,63 @@ pub struct HostSummary {
     /// The run that last reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_run_id: Option<String>,
+    /// Open advisories in its last report, exceptions in force aside.
+    pub open_advisories: usize,
+    /// The most severe of those (`null`: none open).
+    pub advisory_severity: Option<Severity>,
+}
+
+/// One open advisory on a host, as its last report recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostAdvisory {
+    /// Advisory id (`DSA-5800-1`, `CVE-2026-1001`, an OSV id).
+    pub id: String,
+    /// CVE ids it covers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// The affected package as the advisory names it (a source package; for some RPM
+    /// records a binary).
+    pub package: String,
+    /// Installed packages built from it.
+    pub packages: Vec<String>,
+    /// The installed version compared with the advisory.
+    pub installed: String,
+    /// The first version with the fix (`null`: no fix released).
+    pub fixed: Option<String>,
+    /// `fix-offered`, `fix-held`, `fix-not-offered` or `no-fix`.
+    pub state: FindingState,
+    /// When it must be fixed: the fix's first offer plus the policy's advisory deadline for
+    /// its severity (`null`: no fix offered yet, or no deadline for the severity).
+    #[schemars(with = "Option<String>")]
+    pub deadline: Option<Timestamp>,
+    /// When a report first saw it open on the host.
+    #[schemars(with = "String")]
+    pub first_seen: Timestamp,
+    /// The `VulnerabilityException` accepting it (`null`: none in force when reported);
+    /// excepted advisories are not counted as open.
+    pub exception: Option<String>,
+}
+
+impl HostAdvisory {
+    fn of(a: &OpenAdvisory) -> HostAdvisory {
+        let v = &a.advisory;
+        HostAdvisory {
+            id: v.id.clone(),
+            cves: v.cves.clone(),
+            severity: v.severity,
+            package: v.source.clone(),
+            packages: v.packages.clone(),
+            installed: v.installed.clone(),
+            fixed: v.fixed.clone(),
+            state: v.state,
+            deadline: a.due,
+            first_seen: a.first_seen,
+            exception: v.exception.as_ref().map(|e| e.name.clone()),
+        }
+    }
 }
 
 /// One host in full: its summary, observed state, compliance report and pending changes.
@@ -107,6 +169,42 @@ pub struct HostDetail {
     pub compliance: Option<HostReport>,
     /// Its part of the current plan: the pending changes (`null`: no plan yet).
     pub plan: Option<HostPlan>,
+    /// Its open advisories (most severe first) from its last report, with their deadlines.
+    pub advisories: Vec<HostAdvisory>,
+    /// The advisory snapshot they were matched against (`null`: no advisory data used).
+    pub advisory_snapshot: Option<String>,
+}
+
+impl HostDetail {
+    /// The host in full, from its list entry and the sources the view was built from.
+    pub fn new(
+        summary: HostSummary,
+        observed: Option<ObservedHost>,
+        compliance: Option<HostReport>,
+        plan: Option<HostPlan>,
+    ) -> HostDetail {
+        let advisories = compliance
+            .as_ref()
+            .map(|r| {
+                r.compliance
+                    .advisories
+                    .iter()
+                    .map(HostAdvisory::of)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let advisory_snapshot = compliance
+            .as_ref()
+            .and_then(|r| r.compliance.advisory_snapshot.clone());
+        HostDetail {
+            summary,
+            observed,
+            compliance,
+            plan,
+            advisories,
+            advisory_snapshot,
+        }
+    }
 }
 
 /// Counts over the fleet.
@@ -123,6 +221,13 @@ pub struct FleetCounts {
     pub security_updates: usize,
     /// Hosts needing a reboot.
     pub reboot_required: usize,
+    /// Open advisories over all hosts (one per host, advisory and package), exceptions in
+    /// force aside, from the hosts' last reports.
+    pub open_advisories: usize,
+    /// Hosts with at least one open critical advisory.
+    pub hosts_with_critical_advisories: usize,
+    /// Hosts with at least one open high advisory.
+    pub hosts_with_high_advisories: usize,
     /// The current plan's counts (`null`: no plan yet).
     pub plan: Option<plan::Summary>,
     /// The reports branch's tip commit.
@@ -237,6 +342,9 @@ impl FleetView {
             pending_updates: hosts.iter().map(|h| h.pending_updates).sum(),
             security_updates: hosts.iter().map(|h| h.security_updates).sum(),
             reboot_required: hosts.iter().filter(|h| h.reboot_required).count(),
+            open_advisories: hosts.iter().map(|h| h.open_advisories).sum(),
+            hosts_with_critical_advisories: count_with(&reports, &hosts, Severity::Critical),
+            hosts_with_high_advisories: count_with(&reports, &hosts, Severity::High),
             plan: inputs.plan.map(|p| p.summary.clone()),
             reports_commit: inputs.reports.map(|s| s.commit.clone()),
             observed_at: inputs.observed.map(|o| o.observed_at.clone()),
@@ -259,6 +367,28 @@ impl FleetView {
     pub fn request(&self, name: &str) -> Option<&RequestStatus> {
         self.requests.iter().find(|r| r.name == name)
     }
+}
+
+/// Open advisories of a report: those no exception in force accepted when it was made.
+fn open(report: &HostReport) -> impl Iterator<Item = &OpenAdvisory> {
+    report
+        .compliance
+        .advisories
+        .iter()
+        .filter(|a| a.advisory.exception.is_none())
+}
+
+/// Inventory hosts whose last report has an open advisory of `severity`.
+fn count_with(
+    reports: &HashMap<&str, &HostReport>,
+    hosts: &[HostSummary],
+    severity: Severity,
+) -> usize {
+    hosts
+        .iter()
+        .filter_map(|h| reports.get(h.name.as_str()))
+        .filter(|r| open(r).any(|a| a.advisory.severity == severity))
+        .count()
 }
 
 fn summary(
@@ -304,6 +434,8 @@ fn summary(
             .unwrap_or_default(),
         observed_at: report.and_then(|r| r.compliance.observed_at),
         last_run_id: report.map(|r| r.run_id.clone()),
+        open_advisories: report.map_or(0, |r| open(r).count()),
+        advisory_severity: report.and_then(|r| open(r).map(|a| a.advisory.severity).max()),
     }
 }
 

@@ -3,7 +3,9 @@
 //! through the API applies the baseline, and its events reach a server-sent-events client
 //! in order; reads never observe a host again (the hosts' sshd logs count the logins); the
 //! plan the API serves is the plan `patchkeeper plan --json` makes; a patch request filed
-//! through the API goes from submitted to compliant; metrics pass promtool.
+//! through the API goes from submitted to compliant; metrics pass promtool. The lab's own
+//! advisory data (Settings' `advisories.sources`), re-imported by serve, shows on the hosts
+//! with deadlines and in the fleet counts, and the apply closes the critical one.
 
 mod common;
 
@@ -28,6 +30,35 @@ fn logins(lab: &Lab) -> usize {
                 .count()
         })
         .sum()
+}
+
+/// `id severity package fixed state` of each advisory of a host as the API shows it.
+fn advisories(host: &Value) -> Vec<String> {
+    host["advisories"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no advisories: {host:#}"))
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {} {}",
+                a["id"].as_str().unwrap_or("?"),
+                a["severity"].as_str().unwrap_or("?"),
+                a["package"].as_str().unwrap_or("?"),
+                a["fixed"].as_str().unwrap_or("-"),
+                a["state"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect()
+}
+
+/// The fleet's open advisories and hosts with open critical and high ones.
+fn advisory_counts(fleet: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let c = &fleet["counts"];
+    (
+        c["openAdvisories"].as_u64(),
+        c["hostsWithCriticalAdvisories"].as_u64(),
+        c["hostsWithHighAdvisories"].as_u64(),
+    )
 }
 
 /// Server-sent events until (and with) `reconcile-finished`.
@@ -67,9 +98,10 @@ fn events_until_finished(
 fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     let lab = Lab::up(1, 1);
     let admin = common::api::token_new("ops", &["admin"], None);
-    // Settings for a fetched repo: key paths absolute, one admin token.
+    // Settings for a fetched repo: key paths absolute, one admin token, the lab's advisory
+    // data as sources.
     let settings = format!(
-        "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata:\n  name: lab\nspec:\n  ssh:\n    user: root\n    identityFile: {}\n    knownHosts: {}\n  api:\n    tokens:\n      - name: ops\n        sha256: {}\n        scopes: [admin]\n",
+        "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata:\n  name: lab\nspec:\n  ssh:\n    user: root\n    identityFile: {}\n    knownHosts: {}\n  advisories:\n    sources: [advisories/debian-tracker.json, advisories/osv]\n    ecosystems: {{pklab-el: Rocky Linux}}\n  api:\n    tokens:\n      - name: ops\n        sha256: {}\n        scopes: [admin]\n",
         lab.info().ssh.identity_file.display(),
         lab.info().ssh.known_hosts.display(),
         admin.entry["sha256"].as_str().expect("sha256"),
@@ -105,7 +137,22 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
         .filter_map(|p| p.parent())
         .map(|d| d.display().to_string())
         .collect();
-    let mut args = vec!["--repo", &url, "--cache", &cache, "--interval", "1h"];
+    // The store `patchkeeper plan` reads in the lab's directory, so both plan alike.
+    let store = lab
+        .dir()
+        .join(".patchkeeper/advisories.db")
+        .display()
+        .to_string();
+    let mut args = vec![
+        "--repo",
+        &url,
+        "--cache",
+        &cache,
+        "--interval",
+        "1h",
+        "--store",
+        &store,
+    ];
     for d in &key_dirs {
         args.extend(["--allow-path", d.as_str()]);
     }
@@ -147,6 +194,73 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     };
     assert_eq!(changes(&plan), changes(&cli));
     assert_eq!(plan["fleetCommit"], cli["fleetCommit"]);
+    // Both plans were made with the advisory data serve imported, and name the same fixes.
+    assert!(plan["advisorySnapshot"].is_string(), "{plan:#}");
+    assert_eq!(plan["advisorySnapshot"], cli["advisorySnapshot"]);
+    let fixes = |p: &Value| -> Vec<String> {
+        p["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|h| h["changes"].as_array().into_iter().flatten())
+            .flat_map(|c| c["fixes"].as_array().into_iter().flatten())
+            .map(|f| f["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert!(
+        fixes(&plan).contains(&"PKLAB-2026:0005".to_owned()),
+        "{plan:#}"
+    );
+    assert_eq!(fixes(&plan), fixes(&cli));
+
+    // Each host shows its open advisories from the report, the critical one with a deadline.
+    let (status, rpm1) = get(&server, token, "/api/v1/hosts/rpm-1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        advisories(&rpm1),
+        [
+            "PKLAB-2026:0005 critical pk-kernel 1.1-1 fix-offered",
+            "PKLAB-2026:0002 high libpk 1.2-1 fix-offered",
+            "PKLAB-2026:0006 high pk-held 1.1-1 fix-held",
+        ],
+        "{rpm1:#}"
+    );
+    let critical = &rpm1["advisories"][0];
+    assert_eq!(critical["cves"], serde_json::json!(["CVE-2026-9005"]));
+    assert_eq!(critical["installed"], "1.0-1");
+    let deadline: jiff::Timestamp = critical["deadline"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no deadline: {critical:#}"));
+    let first_seen: jiff::Timestamp = critical["firstSeen"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no firstSeen: {critical:#}"));
+    assert!(deadline > first_seen, "{critical:#}");
+    assert_eq!(rpm1["advisorySnapshot"], plan["advisorySnapshot"]);
+    assert_eq!(
+        (
+            rpm1["openAdvisories"].as_u64(),
+            rpm1["advisorySeverity"].as_str()
+        ),
+        (Some(3), Some("critical"))
+    );
+    let (_, deb1) = get(&server, token, "/api/v1/hosts/deb-1");
+    assert_eq!(
+        advisories(&deb1),
+        [
+            "CVE-2026-9006 high pk-held 1.1-1 fix-held",
+            "PKDSA-0001-1 high pk-libs 1.2-1 fix-offered",
+            "CVE-2026-9005 medium pk-kernel 1.1-1 fix-offered",
+        ],
+        "{deb1:#}"
+    );
+    let (_, fleet) = get(&server, token, "/api/v1/fleet");
+    assert_eq!(
+        advisory_counts(&fleet),
+        (Some(6), Some(1), Some(2)),
+        "{fleet:#}"
+    );
 
     // Reads never observe a host: the hosts' logins do not move however much is read.
     let before = logins(&lab);
@@ -322,6 +436,19 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
     }
     let (_, plan) = get(&server, token, "/api/v1/plan");
     assert_eq!(plan["summary"]["hostsToUpdate"], 0, "converged: {plan:#}");
+    // The apply closed the critical advisory; the held pk-held's stay open.
+    let (_, rpm1) = get(&server, token, "/api/v1/hosts/rpm-1");
+    assert_eq!(
+        advisories(&rpm1),
+        ["PKLAB-2026:0006 high pk-held 1.1-1 fix-held"],
+        "{rpm1:#}"
+    );
+    let (_, fleet) = get(&server, token, "/api/v1/fleet");
+    assert_eq!(
+        advisory_counts(&fleet),
+        (Some(2), Some(0), Some(2)),
+        "{fleet:#}"
+    );
 
     let text = client()
         .get(server.url("/metrics"))
@@ -336,6 +463,9 @@ fn a_reconcile_asked_through_the_api_streams_its_events_in_order() {
         "patchkeeper_apply_hosts_total{outcome=\"compliant\"} 2",
         "patchkeeper_hosts{state=\"compliant\"} 2",
         "patchkeeper_reconcile_duration_seconds_count 2",
+        "patchkeeper_hosts_with_open_advisories{severity=\"critical\"} 0",
+        "patchkeeper_hosts_with_open_advisories{severity=\"high\"} 2",
+        "patchkeeper_open_advisories 2",
     ] {
         assert!(text.contains(line), "missing `{line}`:\n{text}");
     }

@@ -397,12 +397,7 @@ pub async fn host(
         .reports()
         .and_then(|r| r.hosts.iter().find(|h| h.compliance.host == name).cloned());
     let plan = status.plan().and_then(|p| p.host(&name).cloned());
-    Ok(Json(HostDetail {
-        summary,
-        observed,
-        compliance,
-        plan,
-    }))
+    Ok(Json(HostDetail::new(summary, observed, compliance, plan)))
 }
 
 /// `GET /api/v1/plan`: the same JSON as `patchkeeper plan --json`.

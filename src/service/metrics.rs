@@ -208,6 +208,25 @@ impl Collector for FleetCollector {
             "Hosts that need a reboot",
             c.reboot_required as f64,
         )?;
+        gauge(
+            &mut encoder,
+            "patchkeeper_open_advisories",
+            "Open advisories over all hosts, exceptions aside (last reports)",
+            c.open_advisories as f64,
+        )?;
+        labelled_gauge(
+            &mut encoder,
+            "patchkeeper_hosts_with_open_advisories",
+            "Hosts with at least one open advisory of the severity (last reports)",
+            "severity",
+            &[
+                (
+                    "critical".to_owned(),
+                    c.hosts_with_critical_advisories as i64,
+                ),
+                ("high".to_owned(), c.hosts_with_high_advisories as i64),
+            ],
+        )?;
         if let Some(plan) = &c.plan {
             gauge(
                 &mut encoder,
