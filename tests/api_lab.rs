@@ -51,9 +51,9 @@ fn advisories(host: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The fleet's open advisories and hosts with open critical and high ones.
-fn advisory_counts(fleet: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let c = &fleet["counts"];
+/// The fleet's open advisories and hosts with open critical and high ones (the counts are
+/// top-level fields of `/api/v1/fleet`).
+fn advisory_counts(c: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
     (
         c["openAdvisories"].as_u64(),
         c["hostsWithCriticalAdvisories"].as_u64(),
