@@ -863,12 +863,56 @@ fn branch_or_tracking<'r>(
     }
 }
 
+/// Where a remote's reports branch is fetched to for reading (private namespace, apart from
+/// the writers' ref so a reader never disturbs a write in progress).
+const READ_TIP_REF: &str = "refs/patchkeeper/reports-read-tip";
+
+/// Fetches `branch` from the remote `name_or_url` and reads its tip (`Ok(None)`: the remote
+/// has no such branch yet).
+pub fn fetch_snapshot(
+    repo_path: &Path,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+) -> Result<Option<Snapshot>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    if let Ok(mut r) = repo.find_reference(READ_TIP_REF) {
+        r.delete()
+            .map_err(git_err("cannot reset the read-tip ref"))?;
+    }
+    let mut remote =
+        remote(&repo, name_or_url).map_err(git_err(format!("remote {name_or_url}")))?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(open_remote_callbacks(auth));
+    // Other fetches into this repository may run at once: leave FETCH_HEAD alone.
+    fo.update_fetchhead(false);
+    let spec = format!("+refs/heads/{branch}:{READ_TIP_REF}");
+    remote
+        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .map_err(git_err(format!("fetch from {name_or_url}")))?;
+    let Ok(reference) = repo.find_reference(READ_TIP_REF) else {
+        return Ok(None);
+    };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = discover(repo_path)?;
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
+fn snapshot_at(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    branch: &str,
+) -> Result<Snapshot, ReportError> {
     let commit = reference
         .peel_to_commit()
         .map_err(git_err(format!("read branch {branch}")))?;
@@ -890,7 +934,7 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         }
         None => None,
     };
-    let hosts = read_host_files(&repo, &tree, branch, false)?;
+    let hosts = read_host_files(repo, &tree, branch, false)?;
     let mut runs = Vec::new();
     if let Some(e) = tree.get_name("runs") {
         let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
@@ -904,13 +948,13 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
     // The desired tip was rejected when the newest run is a validate run: the hosts are
     // still judged by the last good commit.
     let rejected = match runs.iter().rposition(|id| id.contains("-validate-")) {
-        Some(i) => match read_run(&repo, &tree, branch, &runs[i])? {
+        Some(i) => match read_run(repo, &tree, branch, &runs[i])? {
             // Still in force while every later run worked from the last good commit (a
             // new good commit taking over ends the rejection).
             Some(v) => {
                 let mut superseded = false;
                 for id in &runs[i + 1..] {
-                    if let Some(r) = read_run(&repo, &tree, branch, id)? {
+                    if let Some(r) = read_run(repo, &tree, branch, id)? {
                         superseded |=
                             Some(r.desired_commit.as_str()) != v.last_good_commit.as_deref();
                     }
@@ -921,13 +965,39 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         },
         None => None,
     };
-    Ok(Some(Snapshot {
+    Ok(Snapshot {
         commit: commit.id().to_string(),
         summary,
         hosts,
         runs,
         rejected,
-    }))
+    })
+}
+
+/// Reads the run records `ids` from the branch's tip; ids without a file are left out.
+pub fn read_runs(
+    repo_path: &Path,
+    branch: &str,
+    ids: &[String],
+) -> Result<Vec<super::RunRecord>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(Vec::new());
+    };
+    let tree = reference
+        .peel_to_commit()
+        .and_then(|c| c.tree())
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(run) = read_run(&repo, &tree, branch, id)? {
+            out.push(run);
+        }
+    }
+    Ok(out)
 }
 
 /// `runs/<id>.json` of `tree`, when present.

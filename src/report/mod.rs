@@ -1258,6 +1258,26 @@ pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> 
 
 pub use git::uncommitted_fleet_files;
 
+/// Reads the reports of `target`: with a remote, its branch there (fetched now; when the
+/// fetch fails, the local branch, and the error is logged); else the local branch.
+pub fn read_target(target: &ReportTarget) -> Result<Option<Snapshot>, ReportError> {
+    if let Some(remote) = &target.remote {
+        match git::fetch_snapshot(&target.repo, remote, &target.auth, &target.branch) {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(e) => {
+                tracing::warn!(branch = %target.branch, "cannot fetch the reports, reading the local copy: {e}")
+            }
+        }
+    }
+    read(&target.repo, &target.branch)
+}
+
+/// Reads the run records `ids` (`runs/<id>.json`) from the tip of `branch`; ids without a
+/// file are left out.
+pub fn read_runs(repo: &Path, branch: &str, ids: &[String]) -> Result<Vec<RunRecord>, ReportError> {
+    git::read_runs(repo, branch, ids)
+}
+
 /// When each pending update was first seen offered, from the last report on `branch` (no
 /// reports yet: empty, so every update counts as first seen now).
 pub fn first_seen(repo: &Path, branch: &str) -> Result<crate::plan::FirstSeen, ReportError> {
