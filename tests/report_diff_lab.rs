@@ -81,11 +81,13 @@ fn report_diff_shows_what_an_apply_changed_on_each_host() {
         "+++ b/deb-1\n",
         "-libpk:amd64 1.0-1\n",
         "+libpk:amd64 1.2-1\n",
-        "-pk-kernel:amd64 1.0-1\n",
-        "+pk-kernel:amd64 1.1-1\n",
+        "-pk-kernel:all 1.0-1\n",
+        "+pk-kernel:all 1.1-1\n",
         "--- a/rpm-1\n",
         "-libpk:x86_64 1.0-1\n",
         "+libpk:x86_64 1.2-1\n",
+        "-pk-kernel:noarch 1.0-1\n",
+        "+pk-kernel:noarch 1.1-1\n",
         "\n2 host(s): 2 changed, 0 unchanged, 0 without both lists\n",
     ] {
         assert!(diff.contains(line), "{line:?} not in:\n{diff}");

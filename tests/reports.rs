@@ -61,7 +61,10 @@ fn observation_is_committed_with_trailers_without_touching_the_worktree() {
     // Each reachable host's installed packages, sorted, one `name:arch version` a line
     // (db-1 was unreachable, lab-1 reported no packages: no list).
     assert_eq!(
-        git(dir.path(), &["show", &format!("{BRANCH}:packages/web-1.txt")]),
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-1.txt")]
+        ),
         "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
     );
     let web1 = read_host(dir.path(), "web-1");
@@ -1157,13 +1160,18 @@ fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() 
     // A package no baseline names changed on web-2 (its compliance is the same): within
     // the heartbeat, still committed, and only web-2's list changed.
     let mut changed = observed("2026-11-16T02:10:00Z");
-    let web2 = changed.hosts.iter_mut().find(|h| h.name == "web-2").unwrap();
-    web2.installed.push(patchkeeper::observed::InstalledPackage {
-        name: "curl".into(),
-        version: "7.88.1-10+deb12u8".into(),
-        arch: "amd64".into(),
-        status: "ii".into(),
-    });
+    let web2 = changed
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "web-2")
+        .unwrap();
+    web2.installed
+        .push(patchkeeper::observed::InstalledPackage {
+            name: "curl".into(),
+            version: "7.88.1-10+deb12u8".into(),
+            arch: "amd64".into(),
+            status: "ii".into(),
+        });
     let second = report::record_observation(
         dir.path(),
         &fleet,
@@ -1180,7 +1188,10 @@ fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() 
     assert!(files.contains("packages/web-2.txt\n"), "{files}");
     assert!(!files.contains("packages/web-1.txt"), "{files}");
     assert_eq!(
-        git(dir.path(), &["show", &format!("{BRANCH}:packages/web-2.txt")]),
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-2.txt")]
+        ),
         "curl:amd64 7.88.1-10+deb12u8\nopenssl:amd64 3.0.16-1~deb12u1\n"
     );
     // The library reads the run back with both lists of each host.
@@ -1222,7 +1233,10 @@ fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() 
     assert!(third.committed);
     assert_eq!(read_host(dir.path(), "web-1")["state"], "unreachable");
     assert_eq!(
-        git(dir.path(), &["show", &format!("{BRANCH}:packages/web-1.txt")]),
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-1.txt")]
+        ),
         "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
     );
 }

@@ -845,9 +845,9 @@ pub fn record_with(
             .iter()
             .filter(|(host, _, oid)| {
                 previous_lists.get(host) != Some(oid)
-                    && !previous
+                    && previous
                         .get(host)
-                        .is_some_and(|p| p.compliance.evaluated_at > now)
+                        .is_none_or(|p| p.compliance.evaluated_at <= now)
             })
             .collect();
         let hosts: Vec<HostReport> = merged.into_values().collect();
