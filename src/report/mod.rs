@@ -755,8 +755,10 @@ pub fn record_with(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
     // Each observed host's package list (`packages/<host>.txt`), for `report --diff`; a
-    // host not observed this time keeps the list of its last observation.
-    let lists: Vec<(String, String, git2::Oid)> = configs
+    // host not observed this time keeps the list of its last observation. Only the blob id
+    // is kept here (a list is ~60 KB for 1,500 packages): the text is rendered again for
+    // the lists that changed.
+    let lists: Vec<(&str, &[crate::observed::InstalledPackage], git2::Oid)> = configs
         .iter()
         .filter_map(|config| {
             let h = observed?.host(&config.host)?;
@@ -764,7 +766,7 @@ pub fn record_with(
             (reachable && !h.installed.is_empty()).then(|| {
                 let text = package_list::render(&h.installed);
                 let oid = git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes());
-                oid.map(|oid| (config.host.clone(), text, oid))
+                oid.map(|oid| (config.host.as_str(), h.installed.as_slice(), oid))
             })
         })
         .collect::<Result<_, _>>()
@@ -841,12 +843,12 @@ pub fn record_with(
         }
         let run = &run_out;
         // Last writer by time here too: a list from a later evaluation stays.
-        let lists_written: Vec<&(String, String, git2::Oid)> = lists
+        let lists_written: Vec<&(&str, &[crate::observed::InstalledPackage], git2::Oid)> = lists
             .iter()
             .filter(|(host, _, oid)| {
-                previous_lists.get(host) != Some(oid)
+                previous_lists.get(*host) != Some(oid)
                     && previous
-                        .get(host)
+                        .get(*host)
                         .is_none_or(|p| p.compliance.evaluated_at <= now)
             })
             .collect();
@@ -887,8 +889,11 @@ pub fn record_with(
                 files.push((format!("hosts/{}.json", h.compliance.host), to_json(h)));
             }
         }
-        for (host, text, _) in &lists_written {
-            files.push((format!("packages/{host}.txt"), text.clone().into_bytes()));
+        for (host, installed, _) in &lists_written {
+            files.push((
+                format!("packages/{host}.txt"),
+                package_list::render(installed).into_bytes(),
+            ));
         }
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
