@@ -100,7 +100,7 @@ phase() {
 }
 
 export PATCHKEEPER_ACTOR=scale-bench
-phase observe "$PK" observe --repo "$FLEET" --parallel "$PARALLEL" --out "$WORK/observed.json" --json || {
+phase observe "$PK" observe --repo "$FLEET" --parallel "$PARALLEL" --out "$WORK/observed.json" || {
 	tail -5 "$WORK/observe.err" >&2
 	exit 1
 }
@@ -151,7 +151,7 @@ try:
     attention = rep.get("hosts", [])
     if attention:
         problems.append(f"report: {len(attention)} hosts need attention, e.g. {json.dumps(attention[0])[:300]}")
-    print("report summary:", json.dumps(rep.get("summary")))
+    print("report counts:", json.dumps(rep.get("summary", {}).get("counts")))
 except Exception as e:
     problems.append(f"report unreadable: {e}")
 total = sum(len(h["changes"]) for h in plan["hosts"])

@@ -1026,7 +1026,7 @@ pub async fn handshake_floor(
             let ok = async {
                 let socket = tokio::net::TcpStream::connect(addr).await.ok()?;
                 let _ = socket.set_nodelay(true);
-                let handle =
+                let mut handle =
                     russh::client::connect_stream(config, socket, FloorClient { expected })
                         .await
                         .ok()?;

@@ -1112,14 +1112,14 @@ impl ClientHandler {
             host: self.lookup.clone(),
             reason,
         };
-        for (_, text) in &self.known.files {
+        for (_, index) in &self.known.files {
             for revoked in [cert.public_key(), cert.signature_key()] {
                 let key = russh::keys::PublicKey::new(revoked.clone(), "");
                 if let Ok(openssh) = key.to_openssh() {
                     let mut f = openssh.split_ascii_whitespace();
                     if let (Some(t), Some(b)) = (f.next(), f.next()) {
                         if let Verdict::Revoked { line } =
-                            known_hosts::check(text, &self.lookup, t, b)
+                            known_hosts::check(index.text(), &self.lookup, t, b)
                         {
                             return Err(invalid(format!(
                                 "its key or authority is marked @revoked (line {line})"
