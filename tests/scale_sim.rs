@@ -70,7 +70,11 @@ fn fifty_simulated_hosts_observe_plan_and_apply() {
         "--out",
         observed_path.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let observed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&observed_path).unwrap()).unwrap();
     let hosts = observed["hosts"].as_array().unwrap();
@@ -140,13 +144,19 @@ fn fifty_simulated_hosts_observe_plan_and_apply() {
         let f: Vec<&str> = line.split('\t').collect();
         let changes = p["changes"].as_array().unwrap().len();
         assert_eq!(f[2], "1", "{line}: one transaction");
-        assert_eq!(f[3], changes.to_string(), "{line}: the planned packages changed");
+        assert_eq!(
+            f[3],
+            changes.to_string(),
+            "{line}: the planned packages changed"
+        );
         assert_eq!(f[5], "0", "{line}: no security update pending");
         assert_eq!(f[6], "false", "{line}: rebooted");
         assert_ne!(f[1], row[1], "{line}: a new boot id");
     }
     assert_eq!(
-        sim.counters.unknown.load(std::sync::atomic::Ordering::Relaxed),
+        sim.counters
+            .unknown
+            .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "every command patchkeeper sent is simulated"
     );

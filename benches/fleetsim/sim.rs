@@ -343,9 +343,9 @@ impl Sim {
         let client = self.client_key.public_key().clone();
         for host in &self.hosts {
             let addr = *lock(&host.addr);
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("binding {addr}: {e}"))
-            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
             *lock(&host.addr) = listener.local_addr()?;
             let config = Arc::new(russh::server::Config {
                 keys: vec![host.key.clone()],
@@ -380,7 +380,8 @@ impl Sim {
                     let config = config.clone();
                     let mut reboot = host.reboot_tx.subscribe();
                     tokio::spawn(async move {
-                        if let Ok(running) = russh::server::run_stream(config, socket, handler).await
+                        if let Ok(running) =
+                            russh::server::run_stream(config, socket, handler).await
                         {
                             tokio::select! {
                                 _ = running => {}
@@ -424,8 +425,18 @@ impl Sim {
             let addr = *lock(&host.addr);
             let public = openssh_public(host.key.public_key());
             let _ = writeln!(known, "[{}]:{} {public}", addr.ip(), addr.port());
-            let _ = writeln!(tsv, "{}\t{}\t{}\t{public}", host.name, addr.ip(), addr.port());
-            let groups = if host.index == 0 { "sim, canary" } else { "sim" };
+            let _ = writeln!(
+                tsv,
+                "{}\t{}\t{}\t{public}",
+                host.name,
+                addr.ip(),
+                addr.port()
+            );
+            let groups = if host.index == 0 {
+                "sim, canary"
+            } else {
+                "sim"
+            };
             let _ = writeln!(
                 inventory,
                 "    - {{name: {}, address: {}, packageManager: apt, groups: [{groups}], ssh: {{port: {}}}}}",
@@ -678,14 +689,18 @@ impl Sim {
                 .enumerate()
                 .find(|(_, u)| u.name == name)
             else {
-                return Err(format!("E: Version '{version}' for '{name}' was not found\n"));
+                return Err(format!(
+                    "E: Version '{version}' for '{name}' was not found\n"
+                ));
             };
             let to = if version == u.new {
                 2
             } else if version == u.old {
                 1
             } else {
-                return Err(format!("E: Version '{version}' for '{name}' was not found\n"));
+                return Err(format!(
+                    "E: Version '{version}' for '{name}' was not found\n"
+                ));
             };
             if s.updates[i] != to {
                 moves.push((i, to));
@@ -747,7 +762,11 @@ impl Sim {
         out.push_str("(Reading database ... 171243 files and directories currently installed.)\n");
         for (i, to) in &moves {
             let u = &self.catalog.updates[*i];
-            let (from, version) = if *to == 2 { (&u.old, &u.new) } else { (&u.new, &u.old) };
+            let (from, version) = if *to == 2 {
+                (&u.old, &u.new)
+            } else {
+                (&u.new, &u.old)
+            };
             let arch = &self.catalog.base[u.base].arch;
             let _ = writeln!(
                 out,
@@ -793,7 +812,9 @@ impl Sim {
             let s = lock(&host.state);
             return Answer::ok(self.installed_rows(&s, false), d.command);
         }
-        if command.starts_with("dpkg --verify") || command.contains("dpkg --force-confold --configure -a") {
+        if command.starts_with("dpkg --verify")
+            || command.contains("dpkg --force-confold --configure -a")
+        {
             return Answer::ok(String::new(), d.command);
         }
         if command.starts_with("df -Pk") {

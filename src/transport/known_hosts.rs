@@ -416,23 +416,46 @@ mod tests {
     #[test]
     fn the_index_agrees_with_a_full_scan() {
         let salt = "c2FsdHNhbHRzYWx0c2FsdHNhbHQ=";
-        let mac = Hmac::<sha1::Sha1>::new_from_slice(&data_encoding::BASE64.decode(salt.as_bytes()).unwrap())
-            .unwrap()
-            .chain_update(b"hashed.example")
-            .finalize()
-            .into_bytes();
+        let mac = Hmac::<sha1::Sha1>::new_from_slice(
+            &data_encoding::BASE64.decode(salt.as_bytes()).unwrap(),
+        )
+        .unwrap()
+        .chain_update(b"hashed.example")
+        .finalize()
+        .into_bytes();
         let hashed = format!("|1|{salt}|{}", data_encoding::BASE64.encode(&mac));
         let file = format!(
             "# c\r\nweb1,WEB2 ssh-ed25519 {ED1}\n*.example ssh-ed25519 {ED2}\n!bad.example,*.example ecdsa-sha2-nistp256 {ED1}\n@revoked web1 ssh-ed25519 {ED2}\n@cert-authority [10.0.0.1]:2222 ssh-ed25519 {ED1}\n{hashed} ssh-ed25519 {ED1}\nweb1 ssh-ed25519 {ED2}\n\n[10.0.0.1]:2222 ssh-ed25519 {ED2}\n"
         );
         let index = Index::new(file.clone());
-        for name in ["web1", "web2", "Web1", "a.example", "bad.example", "hashed.example", "[10.0.0.1]:2222", "nobody"] {
+        for name in [
+            "web1",
+            "web2",
+            "Web1",
+            "a.example",
+            "bad.example",
+            "hashed.example",
+            "[10.0.0.1]:2222",
+            "nobody",
+        ] {
             let lines = index.candidates(name);
-            assert_eq!(recorded_types_lines(lines.clone(), name), recorded_types(&file, name), "{name}");
-            assert_eq!(authorities_lines(lines.clone(), name), authorities(&file, name), "{name}");
+            assert_eq!(
+                recorded_types_lines(lines.clone(), name),
+                recorded_types(&file, name),
+                "{name}"
+            );
+            assert_eq!(
+                authorities_lines(lines.clone(), name),
+                authorities(&file, name),
+                "{name}"
+            );
             for key in [ED1, ED2] {
                 for ty in ["ssh-ed25519", "ecdsa-sha2-nistp256"] {
-                    assert_eq!(check_lines(lines.clone(), name, ty, key), check(&file, name, ty, key), "{name} {ty}");
+                    assert_eq!(
+                        check_lines(lines.clone(), name, ty, key),
+                        check(&file, name, ty, key),
+                        "{name} {ty}"
+                    );
                 }
             }
             for (n, text) in &lines {
