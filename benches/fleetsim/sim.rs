@@ -294,7 +294,7 @@ impl Sim {
                     .collect();
                 let dropped: Vec<bool> = (0..catalog.base.len())
                     .map(|b| {
-                        pick(seed, i, 2, b) % 100 == 0
+                        pick(seed, i, 2, b).is_multiple_of(100)
                             && !catalog.updates.iter().any(|u| u.base == b)
                     })
                     .collect();
