@@ -120,17 +120,11 @@ fn record(
 /// When each pending update was first seen offered, from the last report on the fleet's
 /// reports branch (none yet: every update counts as first seen now).
 pub(crate) fn first_seen(repo: &Path, fleet: &ValidFleet) -> FirstSeen {
-    if fleet.fleet().commit.is_none() {
-        // Not a Git repository: there is no reports branch to read.
-        return FirstSeen::new();
-    }
-    let target = ReportTarget::from_fleet(repo, fleet);
-    match report::first_seen(repo, &target.branch) {
+    match crate::pipeline::first_seen(repo, fleet) {
         Ok(first_seen) => first_seen,
         Err(e) => {
             eprintln!(
-                "warning: cannot read first-seen times from `{}` ({e}); updates count as first seen now",
-                target.branch
+                "warning: cannot read first-seen times from the reports ({e}); updates count as first seen now"
             );
             FirstSeen::new()
         }
