@@ -37,6 +37,20 @@ impl ObservedFleet {
             .map(|i| &self.hosts[i])
     }
 
+    /// This observation with the hosts of `newer` replacing theirs (hosts observed again
+    /// after an apply changed them); `observed_at` stays this one's.
+    pub fn merged(self, newer: ObservedFleet) -> ObservedFleet {
+        let mut hosts: std::collections::BTreeMap<String, ObservedHost> = self
+            .hosts
+            .into_iter()
+            .map(|h| (h.name.clone(), h))
+            .collect();
+        for h in newer.hosts {
+            hosts.insert(h.name.clone(), h);
+        }
+        ObservedFleet::new(self.observed_at, hosts.into_values().collect())
+    }
+
     /// True when every host was reached and fully observed.
     pub fn all_observed(&self) -> bool {
         self.hosts.iter().all(|h| h.status.is_reachable())
