@@ -481,6 +481,16 @@ mod tests {
     }
 
     #[test]
+    fn exactly_picks_the_named_hosts_literally_and_never_everyone() {
+        let sel = HostSelector::exactly(["web-[1]", "db-1"]).expect("two names");
+        assert!(sel.matches(&host("db-1", &[], &[])));
+        assert!(sel.matches(&host("web-[1]", &[], &[])));
+        assert!(!sel.matches(&host("web-1", &[], &[])), "no glob syntax");
+        assert!(!sel.matches(&host("db-2", &[], &[])));
+        assert!(HostSelector::exactly([]).is_none());
+    }
+
+    #[test]
     fn status_names_an_unfinished_package_database() {
         let mut h = ObservedHost::new("rpm-1", HostStatus::Reachable);
         assert_eq!(status_text(&h), "ok");

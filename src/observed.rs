@@ -768,6 +768,27 @@ mod tests {
     }
 
     #[test]
+    fn merged_replaces_only_the_hosts_observed_again() {
+        let mut a = host();
+        a.name = "a".into();
+        let mut b = host();
+        b.name = "b".into();
+        let before = ObservedFleet::new("2026-11-30T20:00:00Z".into(), vec![a.clone(), b]);
+        let b_later = ObservedHost::new(
+            "b",
+            HostStatus::Error {
+                reason: FailureReason::Refused {
+                    address: "127.0.0.1:22".into(),
+                },
+            },
+        );
+        let again = ObservedFleet::new("2026-11-30T20:05:00Z".into(), vec![b_later.clone()]);
+        let merged = before.merged(again);
+        assert_eq!(merged.observed_at, "2026-11-30T20:00:00Z");
+        assert_eq!(merged.hosts, vec![a, b_later]);
+    }
+
+    #[test]
     fn fingerprint_ignores_order_and_unrelated_fields() {
         let a = host();
         let mut b = host();

@@ -354,10 +354,13 @@ pub fn run(args: Args) -> u8 {
     print_table(&report);
     if let Some(commit) = &report_to {
         // Report what the hosts are now; after a stop, quickly, from what is known.
-        let after = if report.interrupted {
-            None
-        } else {
-            super::observe::observe_after_apply(&fleet).ok()
+        // Hosts the apply did not touch keep the observation this run planned from.
+        let after = match (&observed_now, report.interrupted) {
+            (_, true) => None,
+            (Some(before), false) => {
+                super::observe::observe_touched_after_apply(&fleet, before, &report).ok()
+            }
+            (None, false) => super::observe::observe_after_apply(&fleet).ok(),
         };
         let audit = crate::report::RunAudit {
             applied_by: Some(crate::actor::current(args.actor.as_deref())),
