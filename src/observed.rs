@@ -37,6 +37,20 @@ impl ObservedFleet {
             .map(|i| &self.hosts[i])
     }
 
+    /// This observation with the hosts of `newer` replacing theirs (hosts observed again
+    /// after an apply changed them); `observed_at` stays this one's.
+    pub fn merged(self, newer: ObservedFleet) -> ObservedFleet {
+        let mut hosts: std::collections::BTreeMap<String, ObservedHost> = self
+            .hosts
+            .into_iter()
+            .map(|h| (h.name.clone(), h))
+            .collect();
+        for h in newer.hosts {
+            hosts.insert(h.name.clone(), h);
+        }
+        ObservedFleet::new(self.observed_at, hosts.into_values().collect())
+    }
+
     /// True when every host was reached and fully observed.
     pub fn all_observed(&self) -> bool {
         self.hosts.iter().all(|h| h.status.is_reachable())
@@ -751,6 +765,27 @@ mod tests {
         h.boot_id = Some("b1".into());
         h.installed = vec![pkg("bash", "5.2.15-2+b8"), pkg("apt", "2.6.1")];
         h
+    }
+
+    #[test]
+    fn merged_replaces_only_the_hosts_observed_again() {
+        let mut a = host();
+        a.name = "a".into();
+        let mut b = host();
+        b.name = "b".into();
+        let before = ObservedFleet::new("2026-11-30T20:00:00Z".into(), vec![a.clone(), b]);
+        let b_later = ObservedHost::new(
+            "b",
+            HostStatus::Error {
+                reason: FailureReason::Refused {
+                    address: "127.0.0.1:22".into(),
+                },
+            },
+        );
+        let again = ObservedFleet::new("2026-11-30T20:05:00Z".into(), vec![b_later.clone()]);
+        let merged = before.merged(again);
+        assert_eq!(merged.observed_at, "2026-11-30T20:00:00Z");
+        assert_eq!(merged.hosts, vec![a, b_later]);
     }
 
     #[test]

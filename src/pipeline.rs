@@ -217,12 +217,29 @@ impl Pipeline {
         })
     }
 
+    /// Takes the fleet lock under `repo` for a new apply run, without waiting: what an
+    /// unattended apply needs first, so a run that cannot apply refuses before it observes
+    /// any host. The lock is held until the returned [`Locked`] is dropped (or the process
+    /// exits: it is an OS file lock).
+    pub fn lock(&self, repo: &Path) -> Result<Locked, PipelineError> {
+        // One id for the run: its journal lines and its run record (`report::apply_run`
+        // takes it from the report) carry the same.
+        let run = report::RunRecord::new_id(report::RunKind::Apply, Timestamp::now());
+        let state = crate::apply::state_dir(repo);
+        // An OS file lock: the kernel releases it when this process exits, so it is never
+        // stale and never broken.
+        let lock =
+            FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
+        Ok(Locked { run, _lock: lock })
+    }
+
     /// Applies what `plan` allows now, unattended (`apply --auto-approve` without a
-    /// terminal): takes the fleet lock under `repo`, recovers hosts an earlier apply left in
-    /// flight, journals every step, and applies batch by batch. `stop` lets running package
-    /// transactions finish and starts no new one.
+    /// terminal), under the fleet lock `locked` took for `repo`: recovers hosts an earlier
+    /// apply left in flight, journals every step, and applies batch by batch. `stop` lets
+    /// running package transactions finish and starts no new one.
     pub fn apply(
         &self,
+        locked: &Locked,
         repo: &Path,
         fleet: &ValidFleet,
         plan: &Plan,
@@ -230,17 +247,11 @@ impl Pipeline {
         progress: Arc<dyn crate::apply::Progress>,
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
-        // One id for the run: its journal lines and its run record (`report::apply_run`
-        // takes it from the report) carry the same.
-        let run = report::RunRecord::new_id(report::RunKind::Apply, Timestamp::now());
+        let run = locked.run.as_str();
         let state = crate::apply::state_dir(repo);
-        // An OS file lock: the kernel releases it when this process exits, so it is never
-        // stale and never broken.
-        let _lock =
-            FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
         let recoveries = self
             .runtime
-            .block_on(recover_fleet(fleet, repo, &run, progress.as_ref()))
+            .block_on(recover_fleet(fleet, repo, run, progress.as_ref()))
             .map_err(PipelineError::Recover)?;
         for r in &recoveries {
             tracing::warn!("an earlier apply left a host in flight: {}", r.line());
@@ -255,7 +266,7 @@ impl Pipeline {
         let entries = journal::read(&state).map_err(|e| PipelineError::Journal(e.to_string()))?;
         let finished = journal::finished(&entries, &plan_id);
         let journal = Arc::new(
-            Journal::open(&state, &run, &plan_id)
+            Journal::open(&state, run, &plan_id)
                 .map_err(|e| PipelineError::Journal(e.to_string()))?,
         );
         journal
@@ -277,9 +288,35 @@ impl Pipeline {
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
-            plan, fleet, &run, journal, &finished, &options,
+            plan, fleet, run, journal, &finished, &options,
         )))
     }
+}
+
+/// The fleet lock held for one apply run (released when dropped).
+#[derive(Debug)]
+pub struct Locked {
+    run: String,
+    _lock: FleetLock,
+}
+
+impl Locked {
+    /// The run id the lock was taken for (its journal lines and run record carry it).
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+}
+
+/// The hosts an apply worked on (it connected to them: changed, failed, rolled back,
+/// stale, skipped, lost): the only ones whose observation from before it may be out of
+/// date. Hosts it never started (waiting for a window, blocked, compliant, halted) are not.
+pub fn touched(applied: &ApplyReport) -> std::collections::BTreeSet<String> {
+    applied
+        .hosts
+        .iter()
+        .filter(|h| h.started_at.is_some())
+        .map(|h| h.host.clone())
+        .collect()
 }
 
 /// An online plan and what it was made from.

@@ -232,6 +232,15 @@ fn serve_reports_a_rejected_commit_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("rejected"), "{stderr}");
+    // What is wrong is logged as `validate` says it, not just a count (issue 21).
+    let diagnostic = stderr
+        .lines()
+        .find(|l| l.contains("baselines/web.yaml:7:11: error["))
+        .unwrap_or_else(|| panic!("no diagnostic logged:\n{stderr}"));
+    assert!(
+        diagnostic.contains("ERROR") && diagnostic.contains("nope"),
+        "{diagnostic}"
+    );
 }
 
 #[test]
