@@ -77,6 +77,12 @@ pub struct ObservedHost {
     /// installing it would move a held package or needs something unavailable), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_back: Vec<String>,
+    /// Every version the repositories offer above the installed one, for the packages with
+    /// a pending update (the candidate among them), sorted by name then architecture. A
+    /// promoted baseline may install an older one than the candidate; empty in observations
+    /// made before patchkeeper recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedPackage>,
     /// Whether the host needs a reboot to run what is installed.
     #[serde(default)]
     pub reboot_required: RebootRequired,
@@ -120,6 +126,7 @@ impl ObservedHost {
             updates: Vec::new(),
             held: Vec::new(),
             kept_back: Vec::new(),
+            offered: Vec::new(),
             reboot_required: RebootRequired::default(),
             package_manager_locked: None,
             db_health: Vec::new(),
@@ -142,6 +149,10 @@ impl ObservedHost {
         self.held.dedup();
         self.kept_back.sort();
         self.kept_back.dedup();
+        self.offered
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.offered
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
         self.reboot_required.packages.sort();
         self.reboot_required.packages.dedup();
         self.db_health
@@ -151,6 +162,16 @@ impl ObservedHost {
     /// The installed package `name` (any architecture; the first by architecture order).
     pub fn installed_package(&self, name: &str) -> Option<&InstalledPackage> {
         self.installed.iter().find(|p| p.name == name)
+    }
+
+    /// The versions offered for `name` on `arch` (an entry recorded without an
+    /// architecture matches any), when the observation recorded them.
+    pub fn offered_versions(&self, name: &str, arch: &str) -> Option<&OfferedPackage> {
+        let i = self.offered.partition_point(|p| p.name.as_str() < name);
+        self.offered[i..]
+            .iter()
+            .take_while(|p| p.name == name)
+            .find(|p| p.arch.is_empty() || p.arch == arch)
     }
 
     /// SHA-256 (hex) of the state a plan depends on: installed packages, pending updates,
@@ -448,6 +469,32 @@ pub struct PendingUpdate {
     /// Advisory ids (dnf updateinfo), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<String>,
+}
+
+/// The versions the repositories offer for one package, above the installed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedPackage {
+    /// Package name.
+    pub name: String,
+    /// Architecture (empty: the host's own, as apt names it without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub arch: String,
+    /// Every version offered above the installed one, newest first.
+    pub versions: Vec<OfferedVersion>,
+}
+
+/// One version a repository offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedVersion {
+    /// Exact version (with the epoch when there is one).
+    pub version: String,
+    /// Where it comes from: apt archives (`bookworm-security/main`), or the dnf repo id.
+    pub origin: String,
+    /// From a security origin (apt) or named by a security advisory (dnf).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security: bool,
 }
 
 /// What the package manager says a transaction would do, from a dry run on the host

@@ -1,5 +1,6 @@
 //! The apt/dpkg driver's parsers: `dpkg-query -W` rows, `apt-get -s dist-upgrade`
-//! simulation lines, `/run/reboot-required(.pkgs)`.
+//! simulation lines, `apt-cache policy` version tables (every version offered),
+//! `/run/reboot-required(.pkgs)`.
 //!
 //! Holds come from the dpkg selection state in the same `dpkg-query` rows (`h` in the first
 //! status letter): it is what `apt-mark showhold` reads, without another process.
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
-    TransactionPreview,
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
+    PendingUpdate, RebootRequired, TransactionPreview,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -127,6 +128,109 @@ fn parse_inst(rest: &str) -> Option<PendingUpdate> {
         security,
         advisories: Vec::new(),
     })
+}
+
+/// Parses `apt-cache policy NAME...` (run on the packages with a pending update): for each
+/// package, every version of its version table above the installed one, newest first, with
+/// the archives offering it (`bookworm-security/main`; security when an archive's suite
+/// says so, as for the candidate). The installed version and versions only in dpkg's status
+/// file are not offers. A package named `NAME:ARCH` keeps that architecture.
+pub fn parse_apt_policy(text: &str) -> Vec<OfferedPackage> {
+    struct Current {
+        name: String,
+        arch: String,
+        installed: Option<String>,
+        versions: Vec<OfferedVersion>,
+        in_table: bool,
+    }
+    fn finish(c: Option<Current>, out: &mut Vec<OfferedPackage>) {
+        let Some(c) = c else { return };
+        let newer = |v: &str| match &c.installed {
+            None => true,
+            Some(have) => crate::version::compare(crate::version::Ecosystem::Deb, v, have)
+                .map_or(true, |o| o.is_gt()),
+        };
+        let mut versions: Vec<OfferedVersion> = c
+            .versions
+            .into_iter()
+            .filter(|v| !v.origin.is_empty() && newer(&v.version))
+            .collect();
+        // apt lists the version table by priority; offers are ordered by version.
+        versions.sort_by(|a, b| {
+            crate::version::compare(crate::version::Ecosystem::Deb, &b.version, &a.version)
+                .unwrap_or_else(|_| b.version.cmp(&a.version))
+        });
+        versions.dedup_by(|a, b| a.version == b.version);
+        if !versions.is_empty() {
+            out.push(OfferedPackage {
+                name: c.name,
+                arch: c.arch,
+                versions,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    let mut current: Option<Current> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            finish(current.take(), &mut out);
+            let Some(head) = line.trim_end().strip_suffix(':') else {
+                continue;
+            };
+            let (name, arch) = head.split_once(':').unwrap_or((head, ""));
+            current = Some(Current {
+                name: name.to_owned(),
+                arch: arch.to_owned(),
+                installed: None,
+                versions: Vec::new(),
+                in_table: false,
+            });
+            continue;
+        }
+        let Some(c) = current.as_mut() else { continue };
+        let trimmed = line.trim();
+        if let Some(v) = trimmed.strip_prefix("Installed:") {
+            let v = v.trim();
+            c.installed = (v != "(none)" && !v.is_empty()).then(|| v.to_owned());
+            continue;
+        }
+        if trimmed == "Version table:" {
+            c.in_table = true;
+            continue;
+        }
+        if !c.in_table {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let tokens: Vec<&str> = trimmed.trim_start_matches("***").split_whitespace().collect();
+        if trimmed.starts_with("***") || (indent < 8 && tokens.len() == 2) {
+            if let Some(v) = tokens.first() {
+                c.versions.push(OfferedVersion {
+                    version: (*v).to_owned(),
+                    origin: String::new(),
+                    security: false,
+                });
+            }
+        } else if let (Some(last), [_prio, _url, archive, ..]) = (c.versions.last_mut(), &tokens[..]) {
+            // `PRIO URL SUITE/COMPONENT ARCH Packages`; dpkg's status file has no archive.
+            let suite = archive.split('/').next().unwrap_or(archive);
+            if suite.to_ascii_lowercase().contains("security") {
+                last.security = true;
+            }
+            if !last.origin.split(", ").any(|o| o == *archive) {
+                if !last.origin.is_empty() {
+                    last.origin.push_str(", ");
+                }
+                last.origin.push_str(archive);
+            }
+        }
+    }
+    finish(current, &mut out);
+    out.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    out
 }
 
 /// The `The following packages have been kept back:` list of `apt-get -s -q dist-upgrade`.
@@ -272,6 +376,10 @@ pub(crate) fn interpret(
     }
     host.updates = parse_apt_simulation(&updates.stdout);
     host.kept_back = parse_kept_back(&updates.stdout);
+    // Older scripts (or a failing apt-cache) leave the offers unknown: only the candidate.
+    if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
+        host.offered = parse_apt_policy(&offered.stdout);
+    }
     Ok(())
 }
 

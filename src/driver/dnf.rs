@@ -1,13 +1,14 @@
 //! The dnf/rpm driver's parsers: `rpm -qa --qf` rows, `dnf check-update` (exit 100 means
-//! "updates available"), `dnf updateinfo list --security`, `needs-restarting -r` or the
+//! "updates available"), `dnf updateinfo list --security`, `dnf repoquery --upgrades` (every
+//! version offered), `needs-restarting -r` or the
 //! newest installed kernel, versionlock and `exclude=` holds.
 
 use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
-    TransactionPreview,
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
+    PendingUpdate, RebootRequired, TransactionPreview,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -95,6 +96,59 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
         pending.clear();
     }
     updates
+}
+
+/// Parses `dnf repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}'`:
+/// every version offered above the installed one, per package and architecture, newest
+/// first. `security` names the `(advisory, package)` pairs of `dnf updateinfo list
+/// --security`: a version is a security update when an advisory names exactly it.
+pub fn parse_repoquery(text: &str, security: &[(String, Nevra)]) -> Vec<OfferedPackage> {
+    let mut by_package: BTreeMap<(String, String), Vec<OfferedVersion>> = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
+        let [name, epoch, version, release, arch, repo] = fields[..] else {
+            continue;
+        };
+        let version = if matches!(epoch, "" | "0" | "(none)") {
+            format!("{version}-{release}")
+        } else {
+            format!("{epoch}:{version}-{release}")
+        };
+        let is_security = security.iter().any(|(_, (n, v, a))| {
+            n == name && *v == version && (a == arch || a == "noarch" || arch == "noarch")
+        });
+        let list = by_package
+            .entry((name.to_owned(), arch.to_owned()))
+            .or_default();
+        match list.iter_mut().find(|o| o.version == version) {
+            Some(o) => {
+                o.security |= is_security;
+                if !o.origin.split(", ").any(|r| r == repo) {
+                    o.origin.push_str(", ");
+                    o.origin.push_str(repo);
+                }
+            }
+            None => list.push(OfferedVersion {
+                version,
+                origin: repo.to_owned(),
+                security: is_security,
+            }),
+        }
+    }
+    by_package
+        .into_iter()
+        .map(|((name, arch), mut versions)| {
+            versions.sort_by(|a, b| {
+                crate::version::compare(crate::version::Ecosystem::Rpm, &b.version, &a.version)
+                    .unwrap_or_else(|_| b.version.cmp(&a.version))
+            });
+            OfferedPackage {
+                name,
+                arch,
+                versions,
+            }
+        })
+        .collect()
 }
 
 /// The dry run of installing exactly `requested` (`(name, version)`): what apply's
@@ -418,7 +472,12 @@ pub(crate) fn interpret(
             "dnf",
         ));
     }
-    apply_advisories(&mut host.updates, &parse_updateinfo(&security.stdout));
+    let advisories = parse_updateinfo(&security.stdout);
+    apply_advisories(&mut host.updates, &advisories);
+    // Older scripts (or a failing repoquery) leave the offers unknown: only the candidate.
+    if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
+        host.offered = parse_repoquery(&offered.stdout, &advisories);
+    }
     // `dnf check` exits 1 when it finds problems; without the section (an older script or
     // a failing dnf) the database is simply not judged.
     if let Some(check) = sections

@@ -171,7 +171,8 @@ case $pk_family in
 apt)
 @APT_REFRESH@
 pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'; pk_end installed
-pk_begin updates; apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null; pk_end updates
+pk_begin updates; pk_up=$(apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null); pk_r=$?; printf '%s\n' "$pk_up"; (exit $pk_r); pk_end updates
+pk_begin offered; pk_names=$(printf '%s\n' "$pk_up" | sed -n 's/^Inst \([^ ]*\) .*/\1/p'); if [ -n "$pk_names" ]; then apt-cache policy $pk_names </dev/null; fi; pk_end offered
 pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/reboot-required.pkgs 2>/dev/null; fi; pk_end reboot
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
@@ -179,6 +180,7 @@ dnf)
 pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'; pk_end installed
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
+pk_begin offered; dnf -q -C repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}' </dev/null; pk_end offered
 pk_begin reboot; if command -v needs-restarting >/dev/null 2>&1; then needs-restarting -r 2>&1 </dev/null; echo "needs-restarting $?"; fi; rpm -q --qf 'kernel %{INSTALLTIME} %{VERSION}-%{RELEASE}.%{ARCH}\n' kernel-core kernel 2>/dev/null | grep '^kernel '; true; pk_end reboot
 pk_begin check; dnf -q -C --disablerepo='*' check </dev/null; pk_end check
 pk_begin held; cat /etc/dnf/plugins/versionlock.list 2>/dev/null; grep -E '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf 2>/dev/null; true; pk_end held
