@@ -620,6 +620,14 @@ impl<O: Observer> Reconciler<O> {
                 Default::default()
             }
         };
+        let sources: Vec<String> = crate::plan::promotion::sources(fleet).into_iter().collect();
+        let promotion = match report::promotion_evidence(&target.repo, &target.branch, &sources) {
+            Ok(evidence) => evidence,
+            Err(e) => {
+                tracing::warn!("cannot read promotion evidence: {e}; nothing counts as promoted");
+                Default::default()
+            }
+        };
         let input = PlanInput {
             fleet,
             fleet_commit: Some(commit),
@@ -627,6 +635,7 @@ impl<O: Observer> Reconciler<O> {
             at: now,
             first_seen: &first_seen,
             simulations: None,
+            promotion: &promotion,
         };
         let first = crate::plan::plan(input);
         let simulations = self.observer.dry_run(fleet, observed, &first)?;

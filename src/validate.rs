@@ -414,7 +414,9 @@ impl<'a> Checker<'a> {
     }
 
     fn selector(&mut self, origin: &Origin, pointer: &str, sel: &Selector, hosts: &[HostAt]) {
-        if self.selector_refs(origin, pointer, sel, hosts) && !hosts.iter().any(|h| sel.matches(h.host)) {
+        if self.selector_refs(origin, pointer, sel, hosts)
+            && !hosts.iter().any(|h| sel.matches(h.host))
+        {
             self.push(Diagnostic::new(
                 Code::SelectorMatchesNothing,
                 origin.key_at(pointer),
@@ -1084,7 +1086,11 @@ fn selector_text(sel: &Selector) -> String {
         parts.push(format!("groups: [{}]", sel.groups.join(", ")));
     }
     if !sel.labels.is_empty() {
-        let labels: Vec<String> = sel.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let labels: Vec<String> = sel
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         parts.push(format!("labels: {{{}}}", labels.join(", ")));
     }
     format!("{{{}}}", parts.join(", "))

@@ -143,6 +143,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: Some(ts("2026-11-24T03:00:05Z")),
                 finished_at: Some(ts("2026-11-24T03:04:00Z")),
                 changes: vec![],
+                attempted: vec![],
             },
             HostRun {
                 host: "web-2".into(),
@@ -150,6 +151,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: None,
                 finished_at: None,
                 changes: vec![],
+                attempted: vec![],
             },
         ],
     };

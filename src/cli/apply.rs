@@ -297,6 +297,7 @@ pub fn run(args: Args) -> u8 {
             Arc::new(plan::SavedPlanCheck::new(
                 fleet.clone(),
                 super::audit::first_seen(&repo, &fleet),
+                super::audit::promotion_evidence(&repo, &fleet),
                 options_clock.now(),
             ))
         }),

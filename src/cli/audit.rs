@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use crate::apply::ApplyReport;
 use crate::observed::ObservedFleet;
-use crate::plan::{FirstSeen, Plan};
+use crate::plan::{Evidence, FirstSeen, Plan};
 use crate::report::{self, Recorded, ReportTarget, RunRecord};
 use crate::validate::ValidFleet;
 
@@ -102,6 +102,27 @@ fn record(
         // The run itself happened (and apply's journal holds it): say loudly that its
         // record is missing rather than fail a finished run.
         Err(e) => eprintln!("warning: the run was not reported: {e}"),
+    }
+}
+
+/// What the reports branch proves about the versions the promotion sources ran (no
+/// promoting baseline, no Git repository or no reports yet: nothing, so promoting
+/// baselines' hosts wait).
+pub(crate) fn promotion_evidence(repo: &Path, fleet: &ValidFleet) -> Evidence {
+    let sources: Vec<String> = crate::plan::promotion::sources(fleet).into_iter().collect();
+    if sources.is_empty() || fleet.fleet().commit.is_none() {
+        return Evidence::default();
+    }
+    let target = ReportTarget::from_fleet(repo, fleet);
+    match report::promotion_evidence(repo, &target.branch, &sources) {
+        Ok(evidence) => evidence,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read promotion evidence from `{}` ({e}); nothing counts as promoted",
+                target.branch
+            );
+            Evidence::default()
+        }
     }
 }
 

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> u8 {
         Some(path) => match read_observed(path) {
             Ok(observed) => {
                 let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
+                let promotion = super::audit::promotion_evidence(&args.repo.repo, &fleet);
                 plan::plan(PlanInput {
                     fleet: &fleet,
                     fleet_commit: fleet.fleet().commit.as_deref(),
@@ -55,6 +56,7 @@ pub fn run(args: Args) -> u8 {
                     at,
                     first_seen: &first_seen,
                     simulations: None,
+                    promotion: &promotion,
                 })
             }
             Err(msg) => {
@@ -128,8 +130,8 @@ pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, Str
     Ok(fleet)
 }
 
-/// The online plan `plan` and `apply` make: observe every host, read first-seen times from
-/// the reports, plan, dry-run the transactions, plan again. Returns the plan and the
+/// The online plan `plan` and `apply` make: observe every host, read first-seen times and
+/// promotion evidence from the reports, plan, dry-run the transactions, plan again. Returns the plan and the
 /// observation it was made from; `Err` is an exit code after the error was printed.
 pub(crate) fn plan_now(
     repo: &std::path::Path,
@@ -138,6 +140,7 @@ pub(crate) fn plan_now(
 ) -> Result<(plan::Plan, ObservedFleet), u8> {
     let observed = super::observe::observe_for_plan(fleet)?;
     let first_seen = super::audit::first_seen(repo, fleet);
+    let promotion = super::audit::promotion_evidence(repo, fleet);
     let input = PlanInput {
         fleet,
         fleet_commit: fleet.fleet().commit.as_deref(),
@@ -145,6 +148,7 @@ pub(crate) fn plan_now(
         at,
         first_seen: &first_seen,
         simulations: None,
+        promotion: &promotion,
     };
     match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
         Ok(plan) => Ok((plan, observed)),

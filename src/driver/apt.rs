@@ -205,7 +205,10 @@ pub fn parse_apt_policy(text: &str) -> Vec<OfferedPackage> {
             continue;
         }
         let indent = line.len() - line.trim_start().len();
-        let tokens: Vec<&str> = trimmed.trim_start_matches("***").split_whitespace().collect();
+        let tokens: Vec<&str> = trimmed
+            .trim_start_matches("***")
+            .split_whitespace()
+            .collect();
         if trimmed.starts_with("***") || (indent < 8 && tokens.len() == 2) {
             if let Some(v) = tokens.first() {
                 c.versions.push(OfferedVersion {
@@ -214,7 +217,9 @@ pub fn parse_apt_policy(text: &str) -> Vec<OfferedPackage> {
                     security: false,
                 });
             }
-        } else if let (Some(last), [_prio, _url, archive, ..]) = (c.versions.last_mut(), &tokens[..]) {
+        } else if let (Some(last), [_prio, _url, archive, ..]) =
+            (c.versions.last_mut(), &tokens[..])
+        {
             // `PRIO URL SUITE/COMPONENT ARCH Packages`; dpkg's status file has no archive.
             let suite = archive.split('/').next().unwrap_or(archive);
             if suite.to_ascii_lowercase().contains("security") {

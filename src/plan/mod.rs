@@ -7,6 +7,7 @@
 //! schema is `schemas/plan.schema.json`.
 
 mod batches;
+pub mod promotion;
 mod render;
 pub mod saved;
 mod simulation;
@@ -25,6 +26,7 @@ use crate::model::PackageManager;
 use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
+pub use promotion::{Evidence, Promoted, PromotionWait};
 pub use render::{render_human, RenderOptions};
 pub use saved::{SavedPlanCheck, SavedPlanError};
 pub use simulation::{
@@ -178,6 +180,9 @@ pub struct Change {
     pub origin: String,
     /// Why, sorted (several rules may ask for the same change).
     pub reasons: Vec<Reason>,
+    /// For a promoting baseline's host: the source hosts that proved this exact version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promoted>,
 }
 
 /// Why a change is planned.
@@ -232,6 +237,9 @@ pub struct Skipped {
     pub version: String,
     /// Why it is left alone.
     pub why: String,
+    /// For an update waiting for promotion: how far the closest version is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionWait>,
 }
 
 /// A batch: hosts changed together, after every earlier batch.
@@ -360,6 +368,9 @@ pub struct PlanInput<'a> {
     pub first_seen: &'a FirstSeen,
     /// Dry runs of the hosts' transactions (`None`: planning offline, nothing simulated).
     pub simulations: Option<&'a Simulations>,
+    /// What the reports prove about promotion sources' versions (empty: nothing proven,
+    /// so promoting baselines' hosts wait).
+    pub promotion: &'a Evidence,
 }
 
 /// Computes the plan. Pure and deterministic: same input, byte-identical JSON.

@@ -183,8 +183,14 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 s.dedup();
                 s
             };
+            // A promoted version says what proved it (the plan's JSON carries the same).
+            let promoted = c
+                .promotion
+                .as_ref()
+                .map(|pr| format!(" ({})", super::promotion::promoted_label(pr)))
+                .unwrap_or_default();
             let line = format!(
-                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}",
+                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{promoted}",
                 c.package,
                 c.from.as_deref().unwrap_or("(new)"),
                 c.to,

@@ -132,6 +132,7 @@ fn run(f: &ValidFleet, obs: &ObservedFleet) -> Plan {
         at: at(),
         first_seen: &FirstSeen::new(),
         simulations: None,
+        promotion: &Evidence::default(),
     })
 }
 
@@ -444,6 +445,7 @@ fn run_simulated(f: &ValidFleet, obs: &ObservedFleet, sims: &Simulations) -> Pla
         at: at(),
         first_seen: &FirstSeen::new(),
         simulations: Some(sims),
+        promotion: &Evidence::default(),
     })
 }
 
@@ -762,7 +764,7 @@ fn a_saved_plan_as_written_passes_every_check() {
     let (f, obs, p) = saved_case();
     saved::check_file(&p).unwrap();
     saved::check_against_fleet(&p, &f).unwrap();
-    let check = SavedPlanCheck::new(f, FirstSeen::new(), at());
+    let check = SavedPlanCheck::new(f, FirstSeen::new(), Evidence::default(), at());
     for h in &p.hosts {
         check.check_host(h, obs.host(&h.host).unwrap()).unwrap();
     }
@@ -771,7 +773,7 @@ fn a_saved_plan_as_written_passes_every_check() {
 #[test]
 fn a_hand_edited_plan_cannot_widen_itself() {
     let (f, obs, p) = saved_case();
-    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), at());
+    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), Evidence::default(), at());
     // A change the baseline does not approve (tzdata is not a security update).
     let mut widened = p.clone();
     let mut extra = widened.hosts[0].changes[0].clone();

@@ -11,7 +11,7 @@ use git2::{
 };
 use jiff::Timestamp;
 
-use super::{HostReport, ReportError, ReportTarget, Snapshot, Summary};
+use super::{HostReport, InstalledRecord, ReportError, ReportTarget, Snapshot, Summary};
 
 const FILE_MODE: i32 = 0o100644;
 const DIR_MODE: i32 = 0o040000;
@@ -421,14 +421,42 @@ impl<'t> Writer<'t> {
             .collect())
     }
 
+    /// Whether `path` (`dir/name`) exists in `base`'s tree.
+    pub fn has_file(&self, base: Option<&Oid>, path: &str) -> Result<bool, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(false);
+        };
+        Ok(tree.get_path(Path::new(path)).is_ok())
+    }
+
+    /// The installed record of `host` on `base` (`None`: none yet, or unreadable, which is
+    /// logged: a new record then starts from now, the conservative side).
+    pub fn read_installed(
+        &self,
+        base: Option<&Oid>,
+        host: &str,
+    ) -> Result<Option<InstalledRecord>, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(None);
+        };
+        read_json_file(
+            &self.repo,
+            &tree,
+            &format!("installed/{host}.json"),
+            &self.target.branch,
+        )
+    }
+
     /// Builds and writes a commit on `base` with `files` (paths `hosts/x.json`,
-    /// `runs/y.json` or top-level names) replacing or adding entries; host files of hosts
-    /// not in `keep_hosts` are removed. Not yet referenced by any branch.
+    /// `runs/y.json`, `installed/x.json` or top-level names) replacing or adding entries;
+    /// host files of hosts not in `keep_hosts` are removed, and so are installed records of
+    /// hosts not in `keep_installed` (when given). Not yet referenced by any branch.
     pub fn commit(
         &self,
         base: Option<&Oid>,
         files: &[(String, Vec<u8>)],
         keep_hosts: &[String],
+        keep_installed: Option<&[String]>,
         message: &str,
         now: Timestamp,
     ) -> Result<Oid, ReportError> {
@@ -442,10 +470,13 @@ impl<'t> Writer<'t> {
         let mut root = repo
             .treebuilder(base_tree.as_ref())
             .map_err(git_err("start tree"))?;
-        // Subdirectories named by the files, plus `hosts/` for pruning.
+        // Subdirectories named by the files, plus `hosts/` (and `installed/`) for pruning.
         let mut dirs: Vec<&str> = by_dir.keys().copied().filter(|d| !d.is_empty()).collect();
         if !dirs.contains(&"hosts") {
             dirs.push("hosts");
+        }
+        if keep_installed.is_some() && !dirs.contains(&"installed") {
+            dirs.push("installed");
         }
         for dir in dirs {
             let existing = match root.get(dir).map_err(git_err("read tree"))? {
@@ -458,18 +489,29 @@ impl<'t> Writer<'t> {
             let mut sub = repo
                 .treebuilder(existing.as_ref())
                 .map_err(git_err("start tree"))?;
-            if dir == "hosts" {
+            let keep = match dir {
+                "hosts" => Some(keep_hosts),
+                "installed" => keep_installed,
+                _ => None,
+            };
+            if let Some(keep) = keep {
                 let mut stale = Vec::new();
                 for e in existing.iter().flat_map(|t| t.iter()) {
                     let name = e.name().unwrap_or_default().to_owned();
                     let host = name.strip_suffix(".json").unwrap_or(&name);
-                    if !keep_hosts.iter().any(|k| k == host) {
+                    if !keep.iter().any(|k| k == host) {
                         stale.push(name);
                     }
                 }
                 for name in stale {
-                    sub.remove(&name).map_err(git_err("prune host file"))?;
+                    sub.remove(&name)
+                        .map_err(git_err(format!("prune {dir}/ file")))?;
                 }
+            }
+            if keep_installed.is_some() && dir == "installed" && sub.is_empty() {
+                // No promotion source left: no empty directory either.
+                root.remove(dir).ok();
+                continue;
             }
             for (name, bytes) in by_dir.get(dir).into_iter().flatten() {
                 let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
@@ -802,6 +844,67 @@ fn branch_or_tracking<'r>(
     }
 }
 
+/// `path` of `tree` read as JSON of `T` (`None`: no such file, or unreadable, which is
+/// logged).
+fn read_json_file<T: serde::de::DeserializeOwned>(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    path: &str,
+    branch: &str,
+) -> Result<Option<T>, ReportError> {
+    let Ok(entry) = tree.get_path(Path::new(path)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(git_err(format!("read {path}")))?;
+    match serde_json::from_slice::<T>(blob.content()) {
+        Ok(v) => Ok(Some(v)),
+        Err(source) => {
+            tracing::warn!(file = %path, %branch, "ignoring unreadable report file: {source}");
+            Ok(None)
+        }
+    }
+}
+
+/// The promotion evidence of `hosts` at the branch's tip: each host's installed record and
+/// the incidents of its host report. Only the tip's tree is read (two files per host).
+pub fn read_evidence(
+    repo_path: &Path,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    if hosts.is_empty() {
+        return Ok(crate::plan::Evidence::default());
+    }
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(crate::plan::Evidence::default());
+    };
+    let commit = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let tree = commit.tree().map_err(git_err("read tree"))?;
+    let mut read = Vec::new();
+    for host in hosts {
+        let record: Option<InstalledRecord> =
+            read_json_file(&repo, &tree, &format!("installed/{host}.json"), branch)?;
+        let report: Option<HostReport> =
+            read_json_file(&repo, &tree, &format!("hosts/{host}.json"), branch)?;
+        read.push((
+            host.as_str(),
+            record,
+            report.map(|r| r.incidents).unwrap_or_default(),
+        ));
+    }
+    Ok(super::evidence::evidence(
+        read.iter().map(|(h, r, i)| (*h, r.as_ref(), i.as_slice())),
+    ))
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = Repository::open(repo_path).map_err(git_err(format!(
@@ -881,10 +984,10 @@ mod tests {
         let (base_a, base_b) = (wa.base().expect("base a"), wb.base().expect("base b"));
         assert_eq!(base_a, base_b);
         let ca = wa
-            .commit(base_a.as_ref(), &file("a"), &[], "a", now())
+            .commit(base_a.as_ref(), &file("a"), &[], None, "a", now())
             .expect("commit a");
         let cb = wb
-            .commit(base_b.as_ref(), &file("b"), &[], "b", now())
+            .commit(base_b.as_ref(), &file("b"), &[], None, "b", now())
             .expect("commit b");
         assert!(matches!(
             wa.publish(base_a.as_ref(), ca).expect("publish a"),
@@ -898,7 +1001,7 @@ mod tests {
         let base = wb.base().expect("new base");
         assert_eq!(base, Some(ca));
         let cb2 = wb
-            .commit(base.as_ref(), &file("b"), &[], "b", now())
+            .commit(base.as_ref(), &file("b"), &[], None, "b", now())
             .expect("commit b again");
         assert!(matches!(
             wb.publish(base.as_ref(), cb2).expect("publish b again"),

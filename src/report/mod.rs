@@ -5,11 +5,14 @@
 //! The branch holds (formats in `docs/reports.md`, schemas in `schemas/`):
 //! - `hosts/<name>.json` — [`HostReport`]: the host's current compliance;
 //! - `runs/<run-id>.json` — [`RunRecord`]: one per observe or apply run;
-//! - `summary.json` — [`Summary`]: counts over every host file on the branch.
+//! - `summary.json` — [`Summary`]: counts over every host file on the branch;
+//! - `installed/<name>.json` — [`InstalledRecord`]: the installed versions, with since when,
+//!   of the hosts a baseline promotes from (`report/evidence.rs`).
 //!
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
+pub mod evidence;
 mod git;
 mod sign;
 
@@ -27,6 +30,7 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
+pub use evidence::{EarlierVersion, InstalledHistory, InstalledRecord};
 pub use git::{annotate, open_remote_callbacks, token_allowed, GitAuth};
 
 /// The reports branch when Settings name none.
@@ -158,6 +162,11 @@ pub struct HostRun {
     /// Packages changed (and kept; rolled-back changes are not listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PackageChange>,
+    /// For a rolled-back host, or one that failed after its transaction started: the
+    /// changes it tried (the versions that failed there; staged promotion never promotes
+    /// them from this host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempted: Vec<PackageChange>,
 }
 
 /// One run: the content of `runs/<run-id>.json`.
@@ -208,10 +217,11 @@ impl RunRecord {
     }
 
     fn outcome_of(&self, host: &str) -> Option<&HostRunOutcome> {
-        self.hosts
-            .iter()
-            .find(|h| h.host == host)
-            .map(|h| &h.outcome)
+        self.host(host).map(|h| &h.outcome)
+    }
+
+    fn host(&self, host: &str) -> Option<&HostRun> {
+        self.hosts.iter().find(|h| h.host == host)
     }
 }
 
@@ -226,6 +236,15 @@ pub struct HostReport {
     /// The compliance.
     #[serde(flatten)]
     pub compliance: HostCompliance,
+    /// Package versions that failed on this host (rolled back, failed after being
+    /// installed, non-compliant because of them), newest first: staged promotion never
+    /// promotes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<crate::plan::promotion::Incident>,
+    /// For a host some baseline promotes from: the digest of its installed packages when
+    /// `installed/<name>.json` was last written (see `report/evidence.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_digest: Option<String>,
 }
 
 /// One line of the summary.
@@ -454,6 +473,7 @@ pub fn observation_run(
                 started_at: None,
                 finished_at: None,
                 changes: Vec::new(),
+                attempted: Vec::new(),
             })
             .collect(),
         errors: Vec::new(),
@@ -491,6 +511,12 @@ pub fn apply_run(
                     to: c.to.clone(),
                 })
                 .collect();
+            // A failure before the package transaction says "nothing changed": no version
+            // was tried there.
+            let tried = h.outcome == Outcome::RolledBack
+                || (h.outcome == Outcome::Failed
+                    && !h.detail.iter().any(|d| d.contains("nothing changed")));
+            let attempted = if tried { planned.clone() } else { Vec::new() };
             let (outcome, changes) = match h.outcome {
                 Outcome::Compliant | Outcome::PendingReboot if !planned.is_empty() => {
                     (HostRunOutcome::Updated, planned)
@@ -518,6 +544,7 @@ pub fn apply_run(
                 started_at: None,
                 finished_at: None,
                 changes,
+                attempted,
             }
         })
         .collect();
@@ -579,9 +606,12 @@ pub fn record(
         .map(|h| HostConfig::from_fleet(fleet, h))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
+    // The hosts some baseline promotes from: their installed versions are recorded.
+    let tracked = crate::plan::promotion::sources(fleet);
     let writer = git::Writer::open(target)?;
     let (commit, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let previous = writer.read_hosts(base)?;
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
@@ -603,13 +633,50 @@ pub fn record(
                 if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
                 }
+                let previous_report = previous.get(&config.host);
+                let observed_host = observed.and_then(|o| o.host(&config.host));
+                let incidents = evidence::incidents(
+                    previous_report.map_or(&[][..], |p| p.incidents.as_slice()),
+                    run_outcome.and(run.host(&config.host)),
+                    &compliance,
+                    observed_host,
+                    now,
+                );
                 HostReport {
                     desired_commit: run.desired_commit.clone(),
                     run_id: run.run_id.clone(),
                     compliance,
+                    incidents,
+                    installed_digest: tracked
+                        .contains(&config.host)
+                        .then(|| previous_report.and_then(|p| p.installed_digest.clone()))
+                        .flatten(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Promotion sources: record what they run (rewritten only when it changed).
+        let mut reports = reports;
+        for r in &mut reports {
+            let host = &r.compliance.host;
+            let Some(o) = observed
+                .and_then(|o| o.host(host))
+                .filter(|o| tracked.contains(host) && o.status.is_reachable())
+            else {
+                continue;
+            };
+            let now_digest = evidence::digest(&o.installed);
+            let path = format!("installed/{host}.json");
+            // Same packages as when the record was written: it stands as it is, unread.
+            if r.installed_digest.as_deref() == Some(now_digest.as_str())
+                && writer.has_file(base, &path)?
+            {
+                continue;
+            }
+            let prior = writer.read_installed(base, host)?;
+            let record = evidence::advance(prior.as_ref(), o, now);
+            files.push((path, to_json(&record)));
+            r.installed_digest = Some(now_digest);
+        }
         // Last writer by time: a host file evaluated later than ours stays.
         let mut merged: BTreeMap<String, HostReport> = BTreeMap::new();
         let mut written = Vec::new();
@@ -634,7 +701,12 @@ pub fn record(
         );
         let changed = hosts_changed(&hosts, &previous, run, &written);
         let message = commit_message(run, &summary, &changed);
-        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        // Records of hosts no longer promoted from (or gone) are pruned with them.
+        files.retain(|(path, _)| {
+            path.strip_prefix("installed/")
+                .and_then(|p| p.strip_suffix(".json"))
+                .is_some_and(|h| written.iter().any(|w| w == h))
+        });
         for h in &hosts {
             if written.contains(&h.compliance.host) {
                 files.push((format!("hosts/{}.json", h.compliance.host), to_json(h)));
@@ -643,7 +715,8 @@ pub fn record(
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
-        writer.commit(base, &files, &keep, &message, now)
+        let keep_installed: Vec<String> = tracked.iter().cloned().collect();
+        writer.commit(base, &files, &keep, Some(&keep_installed), &message, now)
     })?;
     Ok(Recorded {
         commit: commit.to_string(),
@@ -866,7 +939,7 @@ pub fn record_rejected(
             last_good.unwrap_or("none"),
         );
         let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
-        writer.commit(base, &files, &keep, &message, now)
+        writer.commit(base, &files, &keep, None, &message, now)
     })?;
     Ok(Recorded {
         commit: oid.to_string(),
@@ -919,6 +992,18 @@ pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> 
 
 pub use git::uncommitted_fleet_files;
 
+/// What the tip of `branch` proves about the versions the promotion sources `hosts` ran
+/// (see [`evidence`]): their installed records and incidents. Reads one tree, never the
+/// history, so its cost grows with the hosts asked for, not with the years of reports on
+/// the branch. No branch yet: empty evidence (nothing is proven).
+pub fn promotion_evidence(
+    repo: &Path,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    git::read_evidence(repo, branch, hosts)
+}
+
 /// When each pending update was first seen offered, from the last report on `branch` (no
 /// reports yet: empty, so every update counts as first seen now).
 pub fn first_seen(repo: &Path, branch: &str) -> Result<crate::plan::FirstSeen, ReportError> {
@@ -942,6 +1027,10 @@ pub fn schema_files() -> BTreeMap<&'static str, String> {
         (
             "report-summary.schema.json",
             schema_text_for::<Summary>("patchkeeper fleet summary"),
+        ),
+        (
+            "report-installed.schema.json",
+            schema_text_for::<InstalledRecord>("patchkeeper installed versions"),
         ),
     ])
 }
@@ -973,6 +1062,7 @@ mod tests {
                     security: false,
                     origin: String::new(),
                     reasons: Vec::new(),
+                    promotion: None,
                 })
                 .collect(),
             reasons: Vec::new(),
@@ -1103,6 +1193,8 @@ mod tests {
                     observed_at: None,
                     evaluated_at: ts("2026-11-24T02:00:00Z"),
                 },
+                incidents: vec![],
+                installed_digest: None,
             })
             .collect();
         Summary::compute(
@@ -1131,6 +1223,7 @@ mod tests {
                     started_at: None,
                     finished_at: None,
                     changes: vec![],
+                    attempted: vec![],
                 })
                 .collect(),
         }
