@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compliance;
 pub mod diagnostic;
 pub mod driver;
+pub mod durable;
 pub mod duration;
 pub mod fleet;
 pub mod model;

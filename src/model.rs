@@ -271,10 +271,16 @@ pub struct ApplySettings {
     /// How long to wait for a held package-manager lock (duration, default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_wait: Option<String>,
+    /// How long a package transaction (install, rollback, recovery repair) is waited for
+    /// (duration, default `2h`). It is never signalled: past this, apply stops waiting,
+    /// reports the host and leaves it in flight for the next run's recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_timeout: Option<String>,
     /// Minimum free disk space on `/var` before installing, in MiB (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mib: Option<u64>,
-    /// An apply lock older than this is reported stale (duration, default `6h`).
+    /// Ignored (kept so existing repos validate): the apply lock is an OS file lock that the
+    /// kernel releases when its holder exits, so it is never stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock_after: Option<String>,
 }

@@ -342,6 +342,14 @@ pub enum FailureReason {
         /// Observed.
         found: PackageManager,
     },
+    /// A command printed more than patchkeeper keeps of one command's output; it was
+    /// stopped (a broken or hostile host cannot exhaust the controller's memory).
+    OutputTooLarge {
+        /// What ran.
+        command: String,
+        /// The cap, in MiB.
+        limit_mib: u64,
+    },
 }
 
 impl std::fmt::Display for FailureReason {
@@ -401,6 +409,10 @@ impl std::fmt::Display for FailureReason {
             }
             FailureReason::MissingTool { tool } => write!(f, "`{tool}` is not installed"),
             FailureReason::Parse { what, message } => write!(f, "cannot read {what}: {message}"),
+            FailureReason::OutputTooLarge { command, limit_mib } => write!(
+                f,
+                "`{command}` printed more than {limit_mib} MiB of output, the limit per command; it was stopped"
+            ),
             FailureReason::PackageManagerMismatch { expected, found } => write!(
                 f,
                 "inventory says {} but the host uses {}",

@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 
 use crate::apply::lock::FleetLock;
-use crate::apply::run::recover_fleet;
+use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Progress, Stop, SystemClock};
 use crate::observed::ObservedFleet;
 use crate::plan::{Plan, PlanInput, Simulations};
@@ -339,25 +339,24 @@ impl Progress for LogProgress {
 impl Executor for EngineExecutor {
     fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
         use crate::apply::journal::{self, Journal};
-        let settings = fleet.settings();
-        let stale_after = crate::duration::parse_duration(
-            settings.apply.stale_lock_after.as_deref().unwrap_or("6h"),
-        )
-        .unwrap_or(Duration::from_secs(6 * 3600));
         let run = format!(
             "{}-serve-{}",
             Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
             std::process::id()
         );
         let state = crate::apply::state_dir(&self.repo);
-        let _lock = FleetLock::acquire(&state, &self.repo, &run, stale_after, false)
-            .map_err(|e| e.to_string())?;
-        let recovered = self
-            .runtime
-            .block_on(recover_fleet(fleet, &self.repo, &run))?;
-        for line in recovered {
-            tracing::warn!("an earlier apply left a host in flight: {line}");
+        let _lock = FleetLock::acquire(&state, &run).map_err(|e| e.to_string())?;
+        let recoveries =
+            self.runtime
+                .block_on(recover_fleet(fleet, &self.repo, &run, &LogProgress))?;
+        for r in &recoveries {
+            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
         }
+        let blocked = recoveries
+            .iter()
+            .filter(|r| !r.recovered)
+            .map(|r| (r.host.clone(), r.blocked_reason()))
+            .collect();
         let plan_id = crate::apply::plan_id(plan);
         let entries = journal::read(&state).map_err(|e| e.to_string())?;
         let finished = journal::finished(&entries, &plan_id);
@@ -375,6 +374,7 @@ impl Executor for EngineExecutor {
             clock: Arc::new(SystemClock),
             stop: self.stop.clone(),
             progress: Arc::new(LogProgress),
+            blocked,
             // The loop applies only plans it just made from the fleet commit.
             saved_plan: None,
         };
@@ -467,6 +467,10 @@ impl<O: Observer> Reconciler<O> {
     pub fn run(&mut self) {
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = self.step(Timestamp::now);
+            if !wait.is_zero() {
+                // Says the loop is idle and alive (operators and tests read it).
+                tracing::info!("waiting {}s until the next reconcile", wait.as_secs());
+            }
             let until = std::time::Instant::now() + wait;
             while !self.shutdown.load(Ordering::SeqCst) && std::time::Instant::now() < until {
                 std::thread::sleep(

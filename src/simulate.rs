@@ -94,16 +94,27 @@ pub async fn dry_run(run: &DryRun, keys: &KeyCache) -> Simulation {
             t.close().await;
             match result {
                 Err(e) => SimulationOutcome::Failed(format!("{e} (running `{command}`)")),
-                Ok(out) => match driver::read_simulation(
-                    run.package_manager,
-                    out.exit,
-                    &String::from_utf8_lossy(&out.stdout),
-                    &String::from_utf8_lossy(&out.stderr),
-                    &run.installed,
-                ) {
-                    Ok(preview) => SimulationOutcome::Resolved(preview),
-                    Err(message) => SimulationOutcome::Refused { command, message },
-                },
+                // Parsed off the async workers: a large output must not stall other hosts.
+                Ok(out) => {
+                    let (pm, installed) = (run.package_manager, run.installed.clone());
+                    let read = tokio::task::spawn_blocking(move || {
+                        driver::read_simulation(
+                            pm,
+                            out.exit,
+                            &String::from_utf8_lossy(&out.stdout),
+                            &String::from_utf8_lossy(&out.stderr),
+                            &installed,
+                        )
+                    })
+                    .await;
+                    match read {
+                        Ok(Ok(preview)) => SimulationOutcome::Resolved(preview),
+                        Ok(Err(message)) => SimulationOutcome::Refused { command, message },
+                        Err(e) => SimulationOutcome::Failed(format!(
+                            "reading the dry run of `{command}` failed: {e}"
+                        )),
+                    }
+                }
             }
         }
     };

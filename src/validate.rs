@@ -227,6 +227,11 @@ impl<'a> Checker<'a> {
                 self.duration(o, "/spec/apply/lockWait", spec.apply.lock_wait.as_ref());
                 self.duration(
                     o,
+                    "/spec/apply/transactionTimeout",
+                    spec.apply.transaction_timeout.as_ref(),
+                );
+                self.duration(
+                    o,
                     "/spec/apply/staleLockAfter",
                     spec.apply.stale_lock_after.as_ref(),
                 );

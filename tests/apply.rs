@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::cli::text;
+use common::cli::{text, Running};
 use common::lab::{deb, rpm, write, Lab};
 
 fn pk(lab: &Lab) -> Command {
@@ -63,22 +63,38 @@ fn rollout(lab: &Lab, stages: &str, extra: &str) {
     );
 }
 
+/// Whether the fleet lock is free: util-linux `flock -n` takes the same flock(2) lock.
+fn lock_is_free(lab: &Lab) -> bool {
+    let path = lab.dir().join(".patchkeeper/apply.lock");
+    let out = Command::new("flock")
+        .args(["-n", "-E", "99"])
+        .arg(&path)
+        .arg("true")
+        .output()
+        .expect("flock runs");
+    match out.status.code() {
+        Some(0) => true,
+        Some(99) => false,
+        _ => panic!(
+            "flock {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 fn journal(lab: &Lab) -> String {
     std::fs::read_to_string(lab.dir().join(".patchkeeper/journal.jsonl")).unwrap_or_default()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn apply_command(lab: &Lab, extra: &[&str]) -> Command {
+    let mut cmd = pk(lab);
+    cmd.arg("apply").args(extra);
+    cmd
 }
 
 fn spawn_apply(lab: &Lab, extra: &[&str]) -> Child {
-    pk(lab)
-        .arg("apply")
-        .args(extra)
+    apply_command(lab, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,7 +164,7 @@ fn happy_path_on_debian_and_rpm_installs_exactly_the_plan_and_verifies() {
         );
     }
     // The lock is released.
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -223,17 +239,16 @@ fn host_stopped_mid_rollout_is_unreachable_and_counts_against_the_budget() {
         "  parallelism: 1\n  failureBudget: 0\n",
     );
     commit(&lab, "canary then the rest, budget 0");
-    // The canary is slow, so deb-2 can be stopped while the rollout runs.
-    lab.slow_host("deb-1", 2);
+    // The canary's transaction is held in flight while deb-2 is stopped: deb-2 goes down
+    // while the rollout runs, before its batch starts.
+    lab.hold_host("deb-1");
     let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("the canary to start", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"host-started\"")
-    });
+    lab.wait_held("deb-1");
     lab.stop_host("deb-2");
+    lab.release_host("deb-1");
     let out = child.wait_with_output().unwrap();
     let all = text(&out);
     lab.start_host("deb-2");
-    lab.slow_host("deb-1", 0);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(outcome(&stdout, "deb-1"), "compliant", "{all}");
@@ -403,14 +418,11 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
     commit(&lab, "baseline: libpk 1.2");
-    lab.slow_host("deb-1", 2);
+    // The first apply is provably running (its transaction held) while the second starts.
+    lab.hold_host("deb-1");
     let first = spawn_apply(&lab, &["--auto-approve"]);
     let lock = lab.dir().join(".patchkeeper/apply.lock");
-    wait_for(
-        "the first apply to take the lock",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")),
-    );
+    lab.wait_held("deb-1");
     let second = apply(&lab, &["--auto-approve"]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
@@ -422,11 +434,13 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
         "{}",
         text(&second)
     );
+    lab.release_host("deb-1");
     let first = first.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
-    // A dead holder's lock is stale: reported with the command that breaks it.
+    assert!(lock_is_free(&lab));
+    // What a killed holder leaves (its details, naming a dead process) blocks nobody: the
+    // lock is the kernel's, released when the process died.
     std::fs::write(
         &lock,
         format!(
@@ -435,17 +449,16 @@ fn second_concurrent_apply_is_refused_by_the_lock() {
         ),
     )
     .unwrap();
-    let refused = apply(&lab, &["--auto-approve"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("is stale: process 4194304 is not running"),
-        "{}",
-        text(&refused)
-    );
-    assert!(stderr.contains("--break-lock"), "{}", text(&refused));
+    let next = apply(&lab, &["--auto-approve"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    // --break-lock is still accepted, and says it is not needed.
     let broken = apply(&lab, &["--auto-approve", "--break-lock"]);
     assert_eq!(broken.status.code(), Some(0), "{}", text(&broken));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("--break-lock is no longer needed"),
+        "{}",
+        text(&broken)
+    );
 }
 
 #[test]
@@ -473,14 +486,15 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
     child.kill().unwrap(); // SIGKILL
     let killed = child.wait_with_output().unwrap();
     assert_eq!(killed.status.code(), None, "killed by a signal");
-    // The orphaned transaction goes on without its client (and ends, finished or cut short
-    // when it writes to the closed session): the host is at rest before the rerun.
+    // The orphaned transaction goes on without its client and finishes: its output goes to
+    // files on the host, not to the closed session, so no SIGPIPE cuts dpkg short.
     lab.release_host("deb-1");
-    // The dead holder's lock is reported, not silently blocking.
-    let refused = apply(&lab, &["--auto-approve"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--break-lock"));
-    let out = apply(&lab, &["--auto-approve", "--break-lock"]);
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(deb(&lab, "deb-1", "pk-app"), "2.0-1 ii");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .)");
+    // The kernel released the killed apply's lock: the next apply just runs.
+    assert!(lock_is_free(&lab));
+    let out = apply(&lab, &["--auto-approve"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -596,7 +610,7 @@ fn without_a_terminal_apply_refuses_unless_auto_approved() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--auto-approve"));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
     assert!(Path::new(&lab.dir().join(".patchkeeper")).exists());
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -642,18 +656,18 @@ fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
         "  parallelism: 1\n",
     );
     commit(&lab, "one host at a time");
-    lab.slow_host("deb-1", 2);
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for("deb-1's transaction", Duration::from_secs(60), || {
-        journal(&lab).contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
-    });
+    // SIGTERM arrives while deb-1's transaction is provably in flight (held).
+    lab.hold_host("deb-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    lab.wait_held("deb-1");
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let out = child.wait_with_output().unwrap();
-    lab.slow_host("deb-1", 0);
+    child.wait_for_stderr("Interrupted: no new host starts", Duration::from_secs(60));
+    lab.release_host("deb-1");
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(5), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -665,7 +679,7 @@ fn sigterm_lets_the_running_transaction_finish_and_starts_no_new_host() {
     }
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert!(stdout.contains("Apply was interrupted"), "{all}");
-    assert!(!lab.dir().join(".patchkeeper/apply.lock").exists());
+    assert!(lock_is_free(&lab));
 }
 
 #[test]
@@ -696,21 +710,15 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
         &settings.replace("lockWait: 4s", "lockWait: 60s"),
     );
     commit(&lab, "lockWait 60s");
-    let child = spawn_apply(&lab, &["--auto-approve"]);
-    wait_for(
-        "apply to wait for the lock",
-        Duration::from_secs(60),
-        || journal(&lab).matches("\"type\":\"host-started\"").count() == 2,
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_for_stderr(
+        "waiting for the package manager lock",
+        Duration::from_secs(120),
     );
-    std::thread::sleep(Duration::from_secs(3));
     lab.unlock_host("deb-1");
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for the package manager lock"),
-        "{all}"
-    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
 }
 
@@ -742,4 +750,213 @@ fn rollback_says_plainly_when_the_old_versions_cannot_be_obtained() {
     assert!(row(&stdout, "deb-1").contains("libpk=1.0-1"), "{all}");
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+}
+
+/// Adds lines under `spec:` of the lab's Settings (e.g. `  apply:\n    lockWait: 1s\n`) and,
+/// when given, an `ssh.commandTimeout`.
+fn settings(lab: &Lab, command_timeout: Option<&str>, extra: &str) {
+    let mut text = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    if let Some(t) = command_timeout {
+        text = text.replace(
+            "    knownHosts: .lab/known_hosts\n",
+            &format!("    knownHosts: .lab/known_hosts\n    commandTimeout: {t}\n"),
+        );
+    }
+    text.push_str(extra);
+    write(lab, "patchkeeper.yaml", &text);
+}
+
+/// The longest "the package transaction is still running after Ns" apply said for `host`.
+fn still_running_secs(stderr: &str, host: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(&format!("host={host} ")))
+        .filter_map(|l| {
+            let rest = l
+                .split("the package transaction is still running after ")
+                .nth(1)?;
+            rest.split('s').next()?.parse().ok()
+        })
+        .max()
+}
+
+#[test]
+fn a_transaction_slower_than_the_command_deadline_is_waited_for_and_verified() {
+    let lab = Lab::up(1, 1);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    // Commands get 16 s; a transaction used to get 16 s + lockWait (1 s) and then be killed.
+    settings(&lab, Some("16s"), "  apply:\n    lockWait: 1s\n");
+    commit(&lab, "16 s command deadline");
+    lab.hold_host("deb-1");
+    lab.hold_host("rpm-1");
+    let mut child = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    child.wait_until("both transactions held", Duration::from_secs(300), |_| {
+        lab.is_held("deb-1") && lab.is_held("rpm-1")
+    });
+    // apply says, every 8 s, that it still waits: once it says so past 17 s, the old
+    // deadline has passed for both hosts.
+    child.wait_until(
+        "'still running after' more than 17 s on both hosts",
+        Duration::from_secs(300),
+        |stderr| {
+            ["deb-1", "rpm-1"]
+                .iter()
+                .all(|h| still_running_secs(stderr, h).is_some_and(|s| s > 17))
+        },
+    );
+    // Not signalled: both package managers are still at their hold points.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(lab.pm_processes("rpm-1"), ["dnf"]);
+    lab.release_host("deb-1");
+    lab.release_host("rpm-1");
+    let out = child.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["deb-1", "rpm-1"] {
+        assert_eq!(outcome(&stdout, host), "compliant", "{all}");
+        assert!(
+            row(&stdout, host).contains("versions and integrity verified"),
+            "{all}"
+        );
+    }
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.2-1");
+    assert_eq!(
+        journal(&lab)
+            .matches("\"type\":\"transaction-finished\"")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_left_running_and_recovered_once_its_lock_is_free() {
+    let lab = Lab::up(1, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    settings(
+        &lab,
+        None,
+        "  apply:\n    transactionTimeout: 3s\n    lockWait: 10m\n",
+    );
+    commit(&lab, "transactions get 3 s");
+    lab.hold_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1").contains(
+            "the package transaction is still running after 3s (apply.transactionTimeout); it was not signalled and is left in flight"
+        ),
+        "{all}"
+    );
+    // Told the truth: apt and dpkg still run, mid-transaction; the journal has it in flight.
+    assert_eq!(lab.pm_processes("deb-1"), ["apt-get", "dpkg"]);
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 iU");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\"")
+            && !j.contains("\"type\":\"transaction-finished\"")
+            && !j.contains("\"type\":\"host-done\""),
+        "{j}"
+    );
+    // The next apply's recovery waits for the lock the transaction still holds; released,
+    // the transaction finishes on its own (no repair needed: nothing cut it short when apply
+    // stopped reading), and recovery says so only once the host re-observes consistent.
+    let mut rerun = Running::spawn(apply_command(&lab, &["--auto-approve"]));
+    rerun.wait_for_stderr(
+        "recovery: waiting for the package manager lock",
+        Duration::from_secs(120),
+    );
+    lab.release_host("deb-1");
+    let out = rerun.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run")
+            && stderr.contains("re-observed: the package database is consistent")
+            && !stderr.contains("--configure -a"),
+        "{all}"
+    );
+    assert!(journal(&lab).contains("\"type\":\"recovered\""));
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .) && dpkg --verify libpk");
+}
+
+#[test]
+fn a_failed_recovery_is_journaled_as_failed_and_the_host_is_left_alone() {
+    let lab = Lab::up(2, 0);
+    baseline(&lab, &[("libpk", "1.2-1")]);
+    rollout(
+        &lab,
+        "    - name: all\n      size: \"100%\"\n",
+        "  failureBudget: 5\n",
+    );
+    settings(&lab, None, "  apply:\n    lockWait: 2s\n");
+    commit(&lab, "lockWait 2s");
+    // deb-1 was in flight in a run that died, and its package manager is still locked.
+    std::fs::create_dir_all(lab.dir().join(".patchkeeper")).unwrap();
+    std::fs::write(
+        lab.dir().join(".patchkeeper/journal.jsonl"),
+        "{\"at\":\"2026-11-25T10:00:00Z\",\"run\":\"killed-run\",\"plan\":\"p\",\"host\":\"deb-1\",\"event\":{\"type\":\"transaction-started\",\"command\":\"apt-get install -y -q libpk=1.2-1\"}}\n",
+    )
+    .unwrap();
+    lab.lock_host("deb-1");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host deb-1: was in flight in run killed-run")
+            && stderr.contains("after waiting 2s (apply.lockWait); not repaired; not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    assert!(
+        row(&stdout, "deb-1")
+            .contains("not started: recovering its interrupted transaction failed"),
+        "{all}"
+    );
+    // The others go on.
+    assert_eq!(outcome(&stdout, "deb-2"), "compliant", "{all}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    let j = journal(&lab);
+    assert!(
+        j.contains("\"host\":\"deb-1\",\"event\":{\"type\":\"recovery-failed\"")
+            && !j.contains("\"type\":\"recovered\""),
+        "{j}"
+    );
+
+    // Unlocked, but the repair itself fails: pk-broken 1.1-1 is unpacked and its postinst
+    // fails when `dpkg --configure -a` runs it.
+    lab.unlock_host("deb-1");
+    lab.run_ok(
+        "deb-1",
+        "cd /tmp && apt-get download -q pk-broken=1.1-1 && dpkg --unpack pk-broken_1.1-1_all.deb",
+    );
+    assert_eq!(deb(&lab, "deb-1", "pk-broken"), "1.1-1 iU");
+    let out = apply(&lab, &["--auto-approve"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("running `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a`; `DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a` failed (exit 1)")
+            && stderr.contains("not recovered: it stays in flight"),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    let j = journal(&lab);
+    assert_eq!(j.matches("\"type\":\"recovery-failed\"").count(), 2, "{j}");
+    assert!(!j.contains("\"type\":\"recovered\""), "{j}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
 }

@@ -203,51 +203,29 @@ fn serve_reports_a_rejected_commit_and_stops_on_sigterm() {
     git(&work, &["commit", "-q", "-m", "dangling window"]);
     let bad = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
 
-    let mut child = Command::cargo_bin("patchkeeper")
-        .expect("the binary is built")
-        .args(["serve", "--interval", "1h", "--repo"])
+    let mut cmd = Command::cargo_bin("patchkeeper").expect("the binary is built");
+    cmd.args(["serve", "--interval", "1h", "--repo"])
         .arg(&work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("patchkeeper runs");
-    let start = Instant::now();
-    while git(&work, &["branch", "--list", BRANCH]).trim().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no report of the rejected commit"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "serve exited early"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .stdin(Stdio::null());
+    let mut child = common::cli::Running::spawn(cmd);
+    // Reported, then back to waiting for the next interval: still serving.
+    child.wait_for_stderr("rejected", Duration::from_secs(60));
+    child.wait_for_stderr("until the next reconcile", Duration::from_secs(60));
     assert_eq!(trailer(&work, "Desired-Commit"), bad);
-    // Still serving after the rejection.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().expect("wait").is_none(), "serve exited");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(killed.success());
     let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr piped"), &mut stderr)
-        .expect("read stderr");
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let out = child.wait();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "serve took {:?} to stop on SIGTERM",
+        start.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("rejected"), "{stderr}");
 }

@@ -21,7 +21,7 @@ use crate::observe::Target;
 use crate::observed::{HostStatus, InstalledPackage, ObservedHost};
 use crate::plan::HostPlan;
 use crate::transport::ssh::KeyCache;
-use crate::transport::{Output, Transport, TransportError};
+use crate::transport::{ExecOptions, Output, Transport, TransportError};
 
 /// Everything one host's work needs.
 pub(crate) struct HostJob {
@@ -29,6 +29,8 @@ pub(crate) struct HostJob {
     pub target: Target,
     pub rollout: RolloutSpec,
     pub lock_wait: Duration,
+    /// How long a package transaction is waited for (`apply.transactionTimeout`).
+    pub transaction_timeout: Duration,
     pub min_free_disk_mib: u64,
     /// For a saved plan: the re-derivation its changes must pass at the host.
     pub saved_check: Option<Arc<crate::plan::SavedPlanCheck>>,
@@ -49,8 +51,10 @@ struct End(Outcome, Vec<String>);
 enum Abort {
     /// Ends with this outcome.
     End(End),
-    /// The connection was lost during a package transaction: state unknown, left in flight.
-    LostInTransaction(String),
+    /// A package transaction's end is unknown (the connection was lost, or it outlived
+    /// `apply.transactionTimeout`): no `host-done` is journaled, so the host stays in flight
+    /// for the next run's recovery.
+    InFlight(Outcome, String),
 }
 
 impl From<End> for Abort {
@@ -73,7 +77,7 @@ pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
         ),
         Ok(()) => match (Steps { job, ctx, name }).run().await {
             Ok(End(o, d)) | Err(Abort::End(End(o, d))) => (o, d, true),
-            Err(Abort::LostInTransaction(msg)) => (Outcome::Unreachable, vec![msg], false),
+            Err(Abort::InFlight(outcome, msg)) => (outcome, vec![msg], false),
         },
     };
     if journal_end {
@@ -127,8 +131,36 @@ fn tail(out: &Output) -> String {
     crate::terminal::escape(&lines[start..].join(" | ")).into_owned()
 }
 
+/// A transport failure outside a transaction: the host is unreachable, unless it answered
+/// with more output than allowed (then it failed, saying which command).
 fn unreachable(e: &TransportError) -> End {
-    End(Outcome::Unreachable, vec![format!("{e}")])
+    match e {
+        TransportError::OutputTooLarge { .. } => End(Outcome::Failed, vec![format!("{e}")]),
+        _ => End(Outcome::Unreachable, vec![format!("{e}")]),
+    }
+}
+
+/// A transaction whose end is unknown: why, and with what outcome the host is reported.
+fn in_flight(what: &str, done: &[String], e: &TransportError) -> Abort {
+    let before = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", done.join("; "))
+    };
+    match e {
+        TransportError::Abandoned { seconds } => Abort::InFlight(
+            Outcome::Failed,
+            format!(
+                "{before}the {what} is still running after {seconds}s (apply.transactionTimeout); it was not signalled and is left in flight: the next apply or observe waits for it and recovers the host"
+            ),
+        ),
+        _ => Abort::InFlight(
+            Outcome::Unreachable,
+            format!(
+                "{before}lost during the {what} ({e}); its state is unknown until the next apply or observe re-observes it"
+            ),
+        ),
+    }
 }
 
 fn secs(d: Duration) -> u64 {
@@ -196,11 +228,16 @@ impl Steps<'_> {
                 self.job.target.options.command_timeout,
             )
             .await?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(match pm {
-            PackageManager::Apt => driver::apt::parse_dpkg_query(&text).installed,
-            PackageManager::Dnf => driver::dnf::parse_rpm_qa(&text).0,
+        // Parsed off the async workers (up to the output cap of text).
+        tokio::task::spawn_blocking(move || {
+            let text = String::from_utf8_lossy(&out.stdout);
+            match pm {
+                PackageManager::Apt => driver::apt::parse_dpkg_query(&text).installed,
+                PackageManager::Dnf => driver::dnf::parse_rpm_qa(&text).0,
+            }
         })
+        .await
+        .map_err(|e| TransportError::Spawn(std::io::Error::other(e)))
     }
 
     async fn run(&self) -> Result<End, Abort> {
@@ -341,19 +378,18 @@ impl Steps<'_> {
             command: install.clone(),
         })?;
         self.say(&format!("installing {} package(s)", job.plan.changes.len()));
-        let out = match t.exec(&install, None, cmd_timeout + job.lock_wait).await {
-            Ok(o) => o,
-            Err(e) => {
-                return Err(Abort::LostInTransaction(format!(
-                    "lost during the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
-                )))
-            }
-        };
+        let out = self
+            .transaction(t.as_ref(), &install)
+            .await
+            .map_err(|e| in_flight("package transaction", &[], &e))?;
         self.journal(Event::TransactionFinished { exit: out.exit })?;
         let after = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::LostInTransaction(format!(
+            Abort::InFlight(
+                Outcome::Unreachable,
+                format!(
                 "lost right after the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
-            ))
+            ),
+            )
         })?;
         // Everything the transaction really touched, pulled-in packages included.
         let footprint = decide::changed_packages(&before, &after);
@@ -461,6 +497,39 @@ impl Steps<'_> {
         Ok(End(outcome, detail))
     }
 
+    /// Runs a package transaction (install or rollback): never signalled, waited for up to
+    /// `apply.transactionTimeout`, with a progress line every minute (every half
+    /// `ssh.commandTimeout`, when shorter) saying it is still running.
+    async fn transaction(
+        &self,
+        t: &dyn Transport,
+        command: &str,
+    ) -> Result<Output, TransportError> {
+        let deadline = self.job.transaction_timeout;
+        let run = t.exec_with(command, None, ExecOptions::transaction(Some(deadline)));
+        tokio::pin!(run);
+        let every = self
+            .job
+            .target
+            .options
+            .command_timeout
+            .checked_div(2)
+            .unwrap_or_default()
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let started = Instant::now();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                out = &mut run => return out,
+                _ = tick.tick() => self.say(&format!(
+                    "the package transaction is still running after {}s; waiting for it (never signalled; apply.transactionTimeout {}s)",
+                    started.elapsed().as_secs(),
+                    deadline.as_secs()
+                )),
+            }
+        }
+    }
+
     /// Runs a rollout command with its timeout and retries.
     async fn command(&self, t: &dyn Transport, c: &Command) -> Result<(), String> {
         let timeout = c
@@ -557,18 +626,10 @@ impl Steps<'_> {
         self.journal(Event::RollbackStarted {
             command: cmd.clone(),
         })?;
-        let out = match t
-            .exec(&cmd, None, self.job.target.options.command_timeout + self.job.lock_wait)
+        let out = self
+            .transaction(t.as_ref(), &cmd)
             .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                return Err(Abort::LostInTransaction(format!(
-                    "{}; lost during the rollback ({e}); its state is unknown until the next apply or observe re-observes it",
-                    detail.join("; ")
-                )))
-            }
-        };
+            .map_err(|e| in_flight("rollback", &detail, &e))?;
         self.journal(Event::TransactionFinished { exit: out.exit })?;
         let text = format!(
             "{}\n{}",
@@ -576,9 +637,12 @@ impl Steps<'_> {
             String::from_utf8_lossy(&out.stderr)
         );
         let now = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::LostInTransaction(format!(
+            Abort::InFlight(
+                Outcome::Unreachable,
+                format!(
                 "lost right after the rollback ({e}); its state is unknown until the next apply or observe re-observes it"
-            ))
+            ),
+            )
         })?;
         let state: Vec<String> = steps
             .restore

@@ -1,8 +1,15 @@
 //! The apply journal: an append-only JSON-lines file in the fleet's state directory
-//! (`<repo>/.patchkeeper/journal.jsonl`), one line per host step, flushed to disk (fsync)
-//! before the step it announces is taken. After a crash or `kill -9`, the next run reads it
-//! back: hosts started but never finished were in flight ([`in_flight`]); hosts a plan
-//! already finished are not redone when the same plan is applied again ([`finished`]).
+//! (`<repo>/.patchkeeper/journal.jsonl`), one line per host step, written in one `write`
+//! and flushed to disk (fsync) before the step it announces is taken. After a crash or
+//! `kill -9`, the next run reads it back: hosts started but never finished were in flight
+//! ([`in_flight`]); hosts a plan already finished are not redone when the same plan is
+//! applied again ([`finished`]).
+//!
+//! A crash in the middle of a `write` leaves a torn last line (no newline): its step was
+//! never taken (the write had not returned). Opening the journal heals it, cutting the file
+//! back to its last whole line, so the next line is not glued to the torn one; reading
+//! skips lines that do not parse and reads bytes that are not UTF-8 lossily, so one damaged
+//! line never hides the others.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -99,11 +106,20 @@ pub enum Event {
         /// Why, in words.
         detail: Vec<String>,
     },
-    /// A host left in flight by an earlier run was re-observed (and repaired).
+    /// A host left in flight by an earlier run was re-observed (and repaired): it is
+    /// consistent again. Written only when that was verified.
     Recovered {
         /// The run it was in flight in.
         of_run: String,
         /// What was found and done.
+        detail: Vec<String>,
+    },
+    /// Recovering a host left in flight failed (unreachable, still locked, repair or
+    /// re-observation failed): it stays in flight, and this run does not touch it.
+    RecoveryFailed {
+        /// The run it was in flight in.
+        of_run: String,
+        /// What was found and tried.
         detail: Vec<String>,
     },
     /// The run ended.
@@ -125,6 +141,7 @@ impl Event {
             Event::Rebooted { .. } => "rebooted",
             Event::HostDone { .. } => "host-done",
             Event::Recovered { .. } => "recovered",
+            Event::RecoveryFailed { .. } => "recovery-failed",
             Event::RunFinished => "run-finished",
         }
     }
@@ -153,11 +170,20 @@ impl Journal {
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
+        let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io)?;
+        heal(&file).map_err(io)?;
+        if created {
+            // The new file's name is durable only once its directory is.
+            File::open(state_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
         Ok(Journal {
             path,
             file: Mutex::new(file),
@@ -193,11 +219,50 @@ impl Journal {
     }
 }
 
-/// Reads every readable entry; a torn last line (a crash mid-write) is skipped.
+/// Cuts a torn last line (bytes after the last newline) off the journal.
+fn heal(file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Only the tail can be torn: look back from the end for the last newline.
+    let mut reader = file;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = usize::try_from(end - start).unwrap_or(chunk.len());
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(&mut chunk[..n])?;
+        if let Some(i) = chunk[..n].iter().rposition(|b| *b == b'\n') {
+            let whole = start + i as u64 + 1;
+            if whole < len {
+                tracing::warn!(
+                    "journal: cutting a torn last line ({} bytes) left by a crash",
+                    len - whole
+                );
+                file.set_len(whole)?;
+                file.sync_data()?;
+            }
+            return Ok(());
+        }
+        if start == 0 {
+            // Not one whole line: all of it is torn.
+            tracing::warn!("journal: cutting a torn line ({len} bytes) left by a crash");
+            file.set_len(0)?;
+            return file.sync_data();
+        }
+        end = start;
+    }
+}
+
+/// Reads every readable entry: a torn last line (a crash mid-write) and lines that do not
+/// parse are skipped; bytes that are not UTF-8 are read lossily.
 pub fn read(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
     let path = journal_path(state_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(JournalError::Io {
@@ -241,6 +306,8 @@ pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
             Event::Recovered { of_run, .. } => {
                 open.remove(&(of_run.clone(), host.clone()));
             }
+            // The host stays in flight in the run that left it; the attempt opens nothing.
+            Event::RecoveryFailed { .. } => {}
             ev => {
                 let slot = open
                     .entry((e.run.clone(), host.clone()))
@@ -321,6 +388,18 @@ mod tests {
         assert_eq!(open[0].host, "a");
         assert_eq!(open[0].last_event, "transaction-started");
         assert!(open[0].in_transaction);
+        // A failed recovery leaves it in flight (and opens nothing for its own run).
+        entries.push(entry(
+            "r2",
+            "a",
+            Event::RecoveryFailed {
+                of_run: "r1".into(),
+                detail: vec!["still locked".into()],
+            },
+        ));
+        let open = in_flight(&entries);
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].run.as_str(), open[0].host.as_str()), ("r1", "a"));
         entries.push(entry(
             "r2",
             "a",
@@ -335,6 +414,65 @@ mod tests {
             BTreeMap::from([("b".to_string(), Outcome::Compliant)])
         );
         assert!(finished(&entries, "other").is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_so_the_next_step_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), "r1", "p1").unwrap();
+        j.record(Some("a"), Event::HostStarted).unwrap();
+        drop(j);
+        // A crash in the middle of writing the next line.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(journal_path(dir.path()))
+            .unwrap();
+        f.write_all(b"{\"at\":\"2026-11-25T13:00:00Z\",\"run\":\"r1\",\"pla")
+            .unwrap();
+        drop(f);
+        // The next run appends: its step must read back, not be glued to the torn line.
+        let j = Journal::open(dir.path(), "r2", "p1").unwrap();
+        j.record(Some("a"), Event::RunFinished).unwrap();
+        let entries = read(dir.path()).unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[1].run, "r2");
+        let text = std::fs::read_to_string(journal_path(dir.path())).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_journal_of_one_torn_line_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(journal_path(dir.path()), b"{\"at\":\"20").unwrap();
+        let j = Journal::open(dir.path(), "r", "p").unwrap();
+        j.record(None, Event::RunFinished).unwrap();
+        assert_eq!(read(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_do_not_hide_the_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), "r1", "p1").unwrap();
+        j.record(Some("a"), Event::HostStarted).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(journal_path(dir.path()))
+            .unwrap();
+        f.write_all(b"garbage \xff\xfe from a broken disk\n")
+            .unwrap();
+        drop(f);
+        let j = Journal::open(dir.path(), "r1", "p1").unwrap();
+        j.record(
+            Some("a"),
+            Event::TransactionStarted {
+                command: "apt-get install -y libpk=1.2-1".into(),
+            },
+        )
+        .unwrap();
+        let entries = read(dir.path()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(in_flight(&entries)[0].in_transaction);
     }
 
     #[test]

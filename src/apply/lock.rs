@@ -1,39 +1,33 @@
-//! One apply at a time per fleet: a lock file in the fleet's state directory
-//! (`<repo>/.patchkeeper/apply.lock`), created exclusively, holding the holder's pid, host
-//! name and start time. A lock whose holder is gone (same machine, pid no longer running) or
-//! that is older than `apply.staleLockAfter` is reported as stale with the command that
-//! breaks it; a live holder's lock is never broken.
+//! One apply at a time per fleet: an OS file lock (`flock(2)` through std's `File::try_lock`)
+//! on `<repo>/.patchkeeper/apply.lock`. The kernel releases it when its holder exits, however
+//! it exits (`kill -9` included), so there is no staleness to guess: a lock that is held has
+//! a live holder, and a free one is free. The file also says who holds it (pid, host name,
+//! start time, run), written after the lock is taken, for the message a refused apply
+//! prints; the lock itself is the kernel's.
+//!
+//! The file is never removed (removing it would let a second apply lock a new file at the
+//! same path while the first still holds the old one); the holder clears its details when
+//! it releases. Like every file std opens, it is close-on-exec: commands patchkeeper starts
+//! never inherit the lock.
 
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 /// Errors taking the lock.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    /// Another apply runs.
-    #[error("another apply holds the fleet lock: pid {} on {} since {} (`{path}`)", holder.pid, holder.host, holder.started_at)]
+    /// Another apply (or a recovery) holds it.
+    #[error("another apply holds the fleet lock: {} (`{path}`)", describe(holder.as_deref()))]
     Held {
-        /// Who.
-        holder: Box<Holder>,
+        /// Who, as the holder wrote it (`None`: it has not yet, or the file is unreadable).
+        holder: Option<Box<Holder>>,
         /// The lock file.
         path: String,
     },
-    /// The holder is gone or the lock is too old.
-    #[error("the fleet lock `{path}` is stale: {why} (pid {} on {} since {})\n\nhint: make sure no apply runs against this fleet, then break it with `patchkeeper apply --repo {repo} --break-lock`", holder.pid, holder.host, holder.started_at)]
-    Stale {
-        /// Who held it.
-        holder: Box<Holder>,
-        /// Why it is stale.
-        why: String,
-        /// The lock file.
-        path: String,
-        /// The fleet repo (for the hint).
-        repo: String,
-    },
-    /// The lock file cannot be created or read.
+    /// The lock file cannot be created, locked or written.
     #[error("fleet lock `{path}`: {source}")]
     Io {
         /// The lock file.
@@ -44,7 +38,17 @@ pub enum LockError {
     },
 }
 
-/// What the lock file says.
+fn describe(holder: Option<&Holder>) -> String {
+    match holder {
+        Some(h) => format!(
+            "pid {} on {} since {} (run {})",
+            h.pid, h.host, h.started_at, h.run
+        ),
+        None => "a process that has not said who it is yet".into(),
+    }
+}
+
+/// What the lock file says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Holder {
@@ -58,9 +62,10 @@ pub struct Holder {
     pub run: String,
 }
 
-/// A held lock; removed on drop.
+/// A held lock; released (by the kernel) when dropped or when the process exits.
 #[derive(Debug)]
 pub struct FleetLock {
+    file: File,
     path: PathBuf,
 }
 
@@ -71,119 +76,52 @@ pub fn this_host() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Whether a lock is stale, and why (pure but for the caller's view of the machine).
-pub fn staleness(
-    holder: &Holder,
-    here: &str,
-    alive: impl Fn(u32) -> bool,
-    now: jiff::Timestamp,
-    stale_after: Duration,
-) -> Option<String> {
-    if holder.host == here && !alive(holder.pid) {
-        return Some(format!("process {} is not running", holder.pid));
-    }
-    let started: jiff::Timestamp = match holder.started_at.parse() {
-        Ok(t) => t,
-        Err(_) => return Some("its start time is unreadable".into()),
-    };
-    let age = now.duration_since(started);
-    let limit = jiff::SignedDuration::try_from(stale_after).unwrap_or(jiff::SignedDuration::MAX);
-    (age > limit).then(|| {
-        format!(
-            "it is older than apply.staleLockAfter ({}s)",
-            stale_after.as_secs()
-        )
-    })
-}
-
 impl FleetLock {
-    /// Takes the lock for run `run`, or says who holds it. With `break_stale`, a stale lock is
-    /// removed first (a live one never is).
-    pub fn acquire(
-        state_dir: &Path,
-        repo: &Path,
-        run: &str,
-        stale_after: Duration,
-        break_stale: bool,
-    ) -> Result<FleetLock, LockError> {
+    /// Takes the fleet lock for run `run` without waiting, or says who holds it.
+    pub fn acquire(state_dir: &Path, run: &str) -> Result<FleetLock, LockError> {
         let path = state_dir.join("apply.lock");
         let io = |source| LockError::Io {
             path: path.display().to_string(),
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<Holder>(text.trim())
+                    .ok()
+                    .map(Box::new);
+                return Err(LockError::Held {
+                    holder,
+                    path: path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Ours now: say who we are, replacing whatever an earlier holder left behind.
         let me = Holder {
             pid: std::process::id(),
             host: this_host(),
             started_at: jiff::Timestamp::now().to_string(),
             run: run.to_string(),
         };
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let text = serde_json::to_string(&me).expect("holders always serialize");
-                    f.write_all(text.as_bytes()).map_err(io)?;
-                    f.sync_all().map_err(io)?;
-                    return Ok(FleetLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).map_err(io)?;
-                    // A holder that died between create and write leaves an empty file.
-                    let holder: Holder = serde_json::from_str(&text).unwrap_or(Holder {
-                        pid: 0,
-                        host: me.host.clone(),
-                        started_at: String::new(),
-                        run: String::new(),
-                    });
-                    match staleness(
-                        &holder,
-                        &me.host,
-                        pid_alive,
-                        jiff::Timestamp::now(),
-                        stale_after,
-                    ) {
-                        None => {
-                            return Err(LockError::Held {
-                                holder: Box::new(holder),
-                                path: path.display().to_string(),
-                            })
-                        }
-                        Some(why) if !break_stale => {
-                            return Err(LockError::Stale {
-                                holder: Box::new(holder),
-                                why,
-                                path: path.display().to_string(),
-                                repo: repo.display().to_string(),
-                            })
-                        }
-                        Some(why) => {
-                            tracing::warn!("breaking the stale fleet lock: {why}");
-                            eprintln!(
-                                "Breaking the stale fleet lock of pid {} on {} ({why})",
-                                holder.pid, holder.host
-                            );
-                            std::fs::remove_file(&path).map_err(io)?;
-                        }
-                    }
-                }
-                Err(e) => return Err(io(e)),
-            }
-        }
-        Err(io(std::io::Error::other(
-            "another process took the lock while a stale one was broken",
-        )))
+        let text = serde_json::to_string(&me).expect("holders always serialize");
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(FleetLock { file, path })
     }
-}
 
-impl FleetLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -192,7 +130,9 @@ impl FleetLock {
 
 impl Drop for FleetLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Still ours here: clear the details so nobody is named after we are gone. Closing
+        // the file (right after) releases the lock.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -200,63 +140,100 @@ impl Drop for FleetLock {
 mod tests {
     use super::*;
 
-    fn holder(pid: u32, host: &str, at: &str) -> Holder {
-        Holder {
-            pid,
-            host: host.into(),
-            started_at: at.into(),
-            run: "r".into(),
+    #[test]
+    fn second_acquire_is_refused_naming_the_holder_and_drop_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FleetLock::acquire(dir.path(), "r1").unwrap();
+        let err = FleetLock::acquire(dir.path(), "r2").unwrap_err();
+        assert!(matches!(err, LockError::Held { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "another apply holds the fleet lock: pid {} on ",
+                std::process::id()
+            )) && err.to_string().contains("(run r1)"),
+            "{err}"
+        );
+        drop(first);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("apply.lock")).unwrap(),
+            ""
+        );
+        FleetLock::acquire(dir.path(), "r3").unwrap();
+    }
+
+    #[test]
+    fn applies_racing_for_the_lock_get_it_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Barrier::new(8);
+        let results: Vec<Result<FleetLock, LockError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (dir, start) = (dir.path(), &start);
+                    s.spawn(move || {
+                        start.wait();
+                        FleetLock::acquire(dir, &format!("r{i}"))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<&FleetLock> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "{results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(matches!(e, LockError::Held { .. }), "{e}");
+            }
         }
     }
 
     #[test]
-    fn stale_when_dead_here_or_too_old() {
-        let now: jiff::Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
-        let six_h = Duration::from_secs(6 * 3600);
-        let fresh = holder(10, "ci-1", "2026-11-25T11:00:00Z");
-        assert_eq!(staleness(&fresh, "ci-1", |_| true, now, six_h), None);
-        assert!(staleness(&fresh, "ci-1", |_| false, now, six_h)
-            .unwrap()
-            .contains("not running"));
-        // Another machine's pid cannot be checked from here: only age counts.
-        assert_eq!(staleness(&fresh, "ci-2", |_| false, now, six_h), None);
-        let old = holder(10, "ci-2", "2026-11-25T05:00:00Z");
-        assert!(staleness(&old, "ci-1", |_| true, now, six_h)
-            .unwrap()
-            .contains("older"));
-    }
-
-    #[test]
-    fn second_acquire_is_refused_and_drop_releases() {
+    fn a_killed_holder_releases_the_lock_and_its_leftovers_name_nobody() {
         let dir = tempfile::tempdir().unwrap();
-        let day = Duration::from_secs(86400);
-        let first = FleetLock::acquire(dir.path(), dir.path(), "r1", day, false).unwrap();
-        let err = FleetLock::acquire(dir.path(), dir.path(), "r2", day, false).unwrap_err();
-        assert!(matches!(err, LockError::Held { .. }), "{err}");
-        assert!(err
-            .to_string()
-            .contains(&format!("pid {}", std::process::id())));
-        drop(first);
-        FleetLock::acquire(dir.path(), dir.path(), "r3", day, false).unwrap();
-    }
-
-    #[test]
-    fn dead_holder_is_stale_and_can_be_broken() {
-        let dir = tempfile::tempdir().unwrap();
-        let day = Duration::from_secs(86400);
-        // pid 0 is never a process of ours: /proc/0 does not exist.
-        let dead = holder(0, &this_host(), &jiff::Timestamp::now().to_string());
+        let path = dir.path().join("apply.lock");
+        // Another process holds it: util-linux flock(1) takes the same flock(2) lock
+        // (`--close`: in flock itself, not inherited by the command it runs).
+        let mut holder = std::process::Command::new("flock")
+            .arg("--close")
+            .arg(&path)
+            .args(["sleep", "600"])
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = loop {
+            match FleetLock::acquire(dir.path(), "r") {
+                Err(e) => break e,
+                // flock(1) may not have locked it yet: ours was free; try again.
+                Ok(lock) => drop(lock),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(30));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another apply holds the fleet lock: a process that has not said who it is yet (`{}`)",
+                path.display()
+            )
+        );
+        let sleeper = std::process::Command::new("pgrep")
+            .args(["-P", &holder.id().to_string()])
+            .output()
+            .unwrap();
+        holder.kill().unwrap(); // SIGKILL: no chance to clean up
+        holder.wait().unwrap();
+        // (Its `sleep` lives on without the lock; end it too.)
+        for pid in String::from_utf8_lossy(&sleeper.stdout).split_whitespace() {
+            let _ = std::process::Command::new("kill").arg(pid).status();
+        }
+        // What a killed apply leaves: its details, naming a dead process. They do not matter.
         std::fs::write(
-            dir.path().join("apply.lock"),
-            serde_json::to_string(&dead).unwrap(),
+            &path,
+            r#"{"pid":4194304,"host":"gone","startedAt":"2026-11-25T00:00:00Z","run":"x"}"#,
         )
         .unwrap();
-        let err = FleetLock::acquire(dir.path(), Path::new("/fleet"), "r", day, false).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("stale") && msg.contains("patchkeeper apply --repo /fleet --break-lock"),
-            "{msg}"
-        );
-        FleetLock::acquire(dir.path(), Path::new("/fleet"), "r", day, true).unwrap();
+        let lock = FleetLock::acquire(dir.path(), "after").unwrap();
+        assert!(std::fs::read_to_string(lock.path())
+            .unwrap()
+            .contains("\"run\":\"after\""));
     }
 }

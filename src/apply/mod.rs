@@ -16,6 +16,7 @@ pub mod decide;
 mod host;
 pub mod journal;
 pub mod lock;
+pub mod recover;
 pub mod run;
 
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,19 @@ pub fn plan_id(plan: &crate::plan::Plan) -> String {
         .take(12)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `apply.lockWait` when unset.
+pub const DEFAULT_LOCK_WAIT: &str = "5m";
+/// `apply.transactionTimeout` when unset: long enough for any sane package transaction,
+/// short enough that a hung maintainer script does not stall `serve` forever.
+pub const DEFAULT_TRANSACTION_TIMEOUT: &str = "2h";
+
+/// A duration setting, or its default (validation has rejected unparsable values already).
+pub(crate) fn duration_setting(value: &Option<String>, default: &str) -> std::time::Duration {
+    crate::duration::parse_duration(value.as_deref().unwrap_or(default))
+        .or_else(|_| crate::duration::parse_duration(default))
+        .unwrap_or(std::time::Duration::from_secs(300))
 }
 
 /// The fleet's local state directory (lock, journal): `<repo>/.patchkeeper` (the loader skips

@@ -6,13 +6,12 @@
 //! Guarantees: once a rollout's budget is spent, or apply is interrupted, no new host of it
 //! starts (hosts already running finish); once a rollout's window is closed at a batch start,
 //! that batch and every later batch of the rollout are reported waiting; every plan host gets
-//! exactly one [`HostResult`].
+//! exactly one [`HostResult`]; a host whose crash recovery failed is never started.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use tokio::sync::Semaphore;
@@ -104,14 +103,11 @@ pub struct ApplyOptions {
     pub stop: Arc<Stop>,
     /// Live progress.
     pub progress: Arc<dyn Progress>,
+    /// Hosts this run must not start, with the reason (their crash recovery failed:
+    /// [`super::recover::Recovery::blocked_reason`]).
+    pub blocked: BTreeMap<String, String>,
     /// Applying a saved plan: each host's changes are re-derived from the fleet commit.
     pub saved_plan: Option<Arc<crate::plan::SavedPlanCheck>>,
-}
-
-fn setting_duration(value: &Option<String>, default: &str) -> Duration {
-    crate::duration::parse_duration(value.as_deref().unwrap_or(default))
-        .or_else(|_| crate::duration::parse_duration(default))
-        .unwrap_or(Duration::from_secs(300))
 }
 
 /// Per-rollout bookkeeping.
@@ -134,7 +130,11 @@ pub async fn execute(
 ) -> ApplyReport {
     let settings: SettingsSpec = fleet.settings();
     let root = fleet.fleet().root.clone();
-    let lock_wait = setting_duration(&settings.apply.lock_wait, "5m");
+    let lock_wait = super::duration_setting(&settings.apply.lock_wait, super::DEFAULT_LOCK_WAIT);
+    let transaction_timeout = super::duration_setting(
+        &settings.apply.transaction_timeout,
+        super::DEFAULT_TRANSACTION_TIMEOUT,
+    );
     let min_free = settings.apply.min_free_disk_mib.unwrap_or(500);
     let ctx = Arc::new(Ctx {
         journal: journal.clone(),
@@ -150,8 +150,18 @@ pub async fn execute(
         changes: plan.host(host).map_or(0, |h| h.changes.len()),
         millis: 0,
     };
-    // Hosts outside every batch: reported as the plan left them.
+    // Hosts outside every batch: reported as the plan left them (or failed, when their
+    // crash recovery failed: that is not converged, whatever the plan says).
     for h in &plan.hosts {
+        if h.batch.is_none() {
+            if let Some(why) = options.blocked.get(&h.host) {
+                results.insert(
+                    h.host.clone(),
+                    ended(&h.host, Outcome::Failed, vec![why.clone()]),
+                );
+                continue;
+            }
+        }
         let outcome = match h.status {
             HostStatus::Compliant => Some(Outcome::Compliant),
             HostStatus::Blocked => Some(Outcome::Blocked),
@@ -185,7 +195,10 @@ pub async fn execute(
             .hosts
             .iter()
             .filter(|h| {
-                if let Some(o) = finished.get(*h) {
+                if let Some(why) = options.blocked.get(*h) {
+                    results.insert((*h).clone(), ended(h, Outcome::Failed, vec![why.clone()]));
+                    false
+                } else if let Some(o) = finished.get(*h) {
                     results.insert(
                         (*h).clone(),
                         ended(
@@ -294,6 +307,7 @@ pub async fn execute(
                 target,
                 rollout: rollout.clone(),
                 lock_wait,
+                transaction_timeout,
                 min_free_disk_mib: min_free,
                 saved_check: options.saved_plan.clone(),
             };
@@ -391,117 +405,4 @@ pub fn window_gate(fleet: &ValidFleet, window: &str, now: Timestamp) -> Result<(
     Err(format!(
         "waiting: window {window} is closed (or in its cutoff) at {now}{next}"
     ))
-}
-
-/// Re-observes hosts an earlier run left in flight and repairs an interrupted dpkg
-/// (`dpkg --configure -a`), journaling what it found; returns one line per host.
-pub async fn recover(
-    fleet: &ValidFleet,
-    journal: &Journal,
-    in_flight: &[super::journal::InFlight],
-) -> Vec<String> {
-    let settings = fleet.settings();
-    let root = fleet.fleet().root.clone();
-    let keys = KeyCache::new();
-    let mut lines = Vec::new();
-    for f in in_flight {
-        let mut detail = vec![format!(
-            "was in flight in run {} (last step {} at {})",
-            f.run, f.last_event, f.at
-        )];
-        let Some(host) = fleet.host(&f.host) else {
-            detail.push("no longer in the inventory".into());
-            let _ = journal.record(
-                Some(&f.host),
-                Event::Recovered {
-                    of_run: f.run.clone(),
-                    detail: detail.clone(),
-                },
-            );
-            lines.push(format!("host {}: {}", f.host, detail.join("; ")));
-            continue;
-        };
-        let target = match observe::target_for(&root, &settings, host, Some(false)) {
-            Ok(t) => t,
-            Err(e) => {
-                lines.push(format!("host {}: {}; {e}", f.host, detail.join("; ")));
-                continue;
-            }
-        };
-        let t = match super::host::connect(&target, &keys).await {
-            Ok(t) => t,
-            Err(e) => {
-                // Not journaled as recovered: the next run tries again.
-                detail.push(format!("still unreachable ({e}); it stays in flight"));
-                lines.push(format!("host {}: {}", f.host, detail.join("; ")));
-                continue;
-            }
-        };
-        let observed = crate::driver::observe_host(&f.host, t.as_ref(), &target.options).await;
-        let broken = &observed.db_health;
-        match observed.package_manager {
-            Some(pm) if !broken.is_empty() => {
-                let repair = super::decide::repair_command(pm);
-                detail.push(format!(
-                    "the package transaction was interrupted ({}); running `{repair}`",
-                    broken
-                        .iter()
-                        .map(|b| format!("{} {} {}", b.name, b.version, b.state))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                match t.exec(repair, None, target.options.command_timeout).await {
-                    Ok(o) if o.success() => detail.push("repaired".into()),
-                    Ok(o) => detail.push(format!(
-                        "`{repair}` failed (exit {}): {}",
-                        o.exit.map_or("none".into(), |c| c.to_string()),
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    )),
-                    Err(e) => detail.push(format!("`{repair}` failed: {e}")),
-                }
-            }
-            None if !broken.is_empty() => detail.push(format!(
-                "the package database reports unfinished packages: {}",
-                broken
-                    .iter()
-                    .map(|b| b.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            _ if observed.status.is_reachable() => {
-                detail.push("re-observed: the package database is consistent".into())
-            }
-            _ => detail.push(format!(
-                "observation failed: {}",
-                crate::observe::status_text(&observed)
-            )),
-        }
-        t.close().await;
-        let _ = journal.record(
-            Some(&f.host),
-            Event::Recovered {
-                of_run: f.run.clone(),
-                detail: detail.clone(),
-            },
-        );
-        lines.push(format!("host {}: {}", f.host, detail.join("; ")));
-    }
-    lines
-}
-
-/// Reads the journal of the fleet at `repo` and recovers hosts left in flight (used by
-/// `apply` and `observe` before they do anything else).
-pub async fn recover_fleet(
-    fleet: &ValidFleet,
-    repo: &Path,
-    run: &str,
-) -> Result<Vec<String>, String> {
-    let dir = super::state_dir(repo);
-    let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
-    let open = super::journal::in_flight(&entries);
-    if open.is_empty() {
-        return Ok(Vec::new());
-    }
-    let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
-    Ok(recover(fleet, &journal, &open).await)
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::apply::journal::{self, Event, Journal};
 use crate::apply::lock::FleetLock;
-use crate::apply::run::{recover_fleet, ShiftedClock};
+use crate::apply::recover::recover_fleet;
+use crate::apply::run::ShiftedClock;
 use crate::apply::{self, ApplyOptions, ApplyReport, Clock, Progress, Stop, SystemClock};
 use crate::plan::{self, Plan, RenderOptions};
 
@@ -42,13 +43,14 @@ pub struct Args {
     /// the fleet repo is a clean Git checkout).
     #[arg(long)]
     no_report: bool,
-    /// Break a stale fleet lock (whose holder is gone or too old) before applying; a live
-    /// holder's lock is never broken.
-    #[arg(long)]
+    /// Accepted for compatibility and does nothing: the fleet lock is an OS file lock that
+    /// the kernel releases when its holder exits (a killed apply included), so there is no
+    /// stale lock to break; a running apply's lock is never broken.
+    #[arg(long, hide_short_help = true)]
     break_lock: bool,
 }
 
-const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
+const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n  130  interrupted before any host was changed, or a second SIGINT/SIGTERM while hosts\n       were running (their transactions stay in flight for the next run's recovery)\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
 
 struct Lines {
     tty: bool,
@@ -117,15 +119,18 @@ pub fn run(args: Args) -> u8 {
     // Said before anything runs: whether this run will be on the reports branch.
     let report_to = super::audit::report_commit(&fleet, &repo, args.no_report);
     let settings = fleet.settings();
-    let stale_after =
-        crate::duration::parse_duration(settings.apply.stale_lock_after.as_deref().unwrap_or("6h"))
-            .unwrap_or(std::time::Duration::from_secs(6 * 3600));
+    if args.break_lock {
+        eprintln!("note: --break-lock is no longer needed and does nothing: the fleet lock is released by the kernel when its holder exits");
+    }
+    if settings.apply.stale_lock_after.is_some() {
+        eprintln!("note: apply.staleLockAfter is ignored: the fleet lock is released by the kernel when its holder exits, so it is never stale");
+    }
     let run = run_id();
     let state = apply::state_dir(&repo);
-    let _lock = match FleetLock::acquire(&state, &repo, &run, stale_after, args.break_lock) {
+    let _lock = match FleetLock::acquire(&state, &run) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}\n\nhint: wait for it to finish; the lock is released the moment its process exits");
             return super::EXIT_ERROR;
         }
     };
@@ -139,13 +144,12 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
-    // SIGINT/SIGTERM: before any host is touched, stop at once (releasing the lock); while
+    // SIGINT/SIGTERM: before any host is touched, stop at once (exiting releases the lock); while
     // executing, stop starting hosts and let running transactions finish.
     let stop = Arc::new(Stop::default());
     let executing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let (stop, executing) = (stop.clone(), executing.clone());
-        let lock_path = _lock.path().to_path_buf();
         runtime.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term)) = (
@@ -159,32 +163,48 @@ pub fn run(args: Args) -> u8 {
                 _ = term.recv() => {},
             }
             if !executing.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = std::fs::remove_file(&lock_path);
                 eprintln!("\nInterrupted before any host was changed");
                 std::process::exit(130);
             }
-            eprintln!("\nInterrupted: no new host starts; hosts in the middle of a package transaction finish it");
+            eprintln!("\nInterrupted: no new host starts; hosts in the middle of a package transaction finish it (a second signal exits at once)");
             stop.interrupt();
+            // An operator insisting: exit now. Hosts in a transaction stay in flight in the
+            // journal (never signalled) and the next apply or observe recovers them.
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            eprintln!("\nSecond signal: exiting now; hosts in a package transaction stay in flight and the next apply or observe recovers them");
+            std::process::exit(130);
         });
     }
-    // Crash recovery first: hosts an earlier run left in flight.
-    match runtime.block_on(recover_fleet(&fleet, &repo, &run)) {
-        Ok(lines) => {
-            if !lines.is_empty() {
+    let progress = Arc::new(Lines {
+        tty: std::io::stderr().is_terminal(),
+    });
+    // Crash recovery first: hosts an earlier run left in flight. A host whose recovery
+    // failed is left alone by this run.
+    let blocked = match runtime.block_on(recover_fleet(&fleet, &repo, &run, progress.as_ref())) {
+        Ok(recoveries) => {
+            if !recoveries.is_empty() {
                 eprintln!(
                     "An earlier apply did not finish; {} host(s) were in flight:",
-                    lines.len()
+                    recoveries.len()
                 );
-                for l in lines {
-                    eprintln!("  {}", crate::terminal::escape(&l));
+                for r in &recoveries {
+                    eprintln!("  {}", crate::terminal::escape(&r.line()));
                 }
             }
+            recoveries
+                .iter()
+                .filter(|r| !r.recovered)
+                .map(|r| (r.host.clone(), r.blocked_reason()))
+                .collect()
         }
         Err(e) => {
             eprintln!("error: {e}");
             return super::EXIT_ERROR;
         }
-    }
+    };
     // With the observation this run planned from (none with a saved plan).
     let (plan, observed_now): (Plan, Option<crate::observed::ObservedFleet>) = match &args.plan_file
     {
@@ -236,7 +256,7 @@ pub fn run(args: Args) -> u8 {
     }
     if !plan.has_changes() {
         println!("\nNothing to apply: every host is compliant or blocked.");
-        let report = empty_report(&plan, &run);
+        let report = empty_report(&plan, &run, &blocked);
         print_table(&report);
         // Nothing changed, but the hosts were observed: that is what gets reported.
         if let (Some(commit), Some(observed)) = (&report_to, &observed_now) {
@@ -289,9 +309,8 @@ pub fn run(args: Args) -> u8 {
         parallel: args.parallel.and_then(|p| usize::try_from(p).ok()),
         clock,
         stop: stop.clone(),
-        progress: Arc::new(Lines {
-            tty: std::io::stderr().is_terminal(),
-        }),
+        progress,
+        blocked,
         // A saved plan: every host's changes are derived again at the host.
         saved_plan: args.plan_file.as_ref().map(|_| {
             Arc::new(plan::SavedPlanCheck::new(
@@ -366,24 +385,39 @@ fn read_plan(path: &std::path::Path) -> Result<Plan, String> {
     Ok(plan)
 }
 
-fn empty_report(plan: &Plan, run: &str) -> ApplyReport {
+fn empty_report(
+    plan: &Plan,
+    run: &str,
+    blocked: &std::collections::BTreeMap<String, String>,
+) -> ApplyReport {
     ApplyReport {
         run: run.to_string(),
         plan: apply::plan_id(plan),
         hosts: plan
             .hosts
             .iter()
-            .map(|h| apply::HostResult {
-                host: h.host.clone(),
-                outcome: match h.status {
-                    plan::HostStatus::Unreachable => apply::Outcome::Unreachable,
-                    plan::HostStatus::Blocked => apply::Outcome::Blocked,
-                    plan::HostStatus::Unmanaged => apply::Outcome::Unmanaged,
-                    _ => apply::Outcome::Compliant,
-                },
-                detail: h.reasons.clone(),
-                changes: 0,
-                millis: 0,
+            .map(|h| {
+                let (outcome, detail) = match (blocked.get(&h.host), h.status) {
+                    // Its crash recovery failed: not converged, whatever the plan says.
+                    (Some(why), _) => (apply::Outcome::Failed, vec![why.clone()]),
+                    (None, plan::HostStatus::Unreachable) => {
+                        (apply::Outcome::Unreachable, h.reasons.clone())
+                    }
+                    (None, plan::HostStatus::Blocked) => {
+                        (apply::Outcome::Blocked, h.reasons.clone())
+                    }
+                    (None, plan::HostStatus::Unmanaged) => {
+                        (apply::Outcome::Unmanaged, h.reasons.clone())
+                    }
+                    (None, _) => (apply::Outcome::Compliant, h.reasons.clone()),
+                };
+                apply::HostResult {
+                    host: h.host.clone(),
+                    outcome,
+                    detail,
+                    changes: 0,
+                    millis: 0,
+                }
             })
             .collect(),
         halted: Vec::new(),

@@ -192,10 +192,8 @@ fn observe_fleet(
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(observed).map_err(std::io::Error::other)?;
     text.push('\n');
-    // Write then rename, so a reader never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // Atomic and durable: a reader never sees half a file, a crash never leaves one.
+    crate::durable::write(path, text.as_bytes())
 }
 
 fn row(host: &ObservedHost) -> [String; 7] {
@@ -278,6 +276,18 @@ fn write_table(out: &mut impl Write, observed: &ObservedFleet) -> std::io::Resul
     }
 }
 
+/// Recovery's live steps (waiting for a lock, running a repair) on stderr.
+struct RecoveryLines;
+
+impl crate::apply::Progress for RecoveryLines {
+    fn host(&self, host: &str, message: &str) {
+        // Messages carry what hosts printed: escaped for the terminal.
+        eprintln!("  {host}: {}", crate::terminal::escape(message));
+    }
+
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
 /// Reports (and repairs) hosts an interrupted apply left in flight, as `apply` does — but only
 /// when no apply is running now (its hosts are in flight legitimately).
 fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
@@ -295,13 +305,20 @@ fn recover_in_flight(fleet: &ValidFleet, repo: &std::path::Path) {
     else {
         return;
     };
-    let stale_after = std::time::Duration::from_secs(u64::MAX / 4);
-    match crate::apply::lock::FleetLock::acquire(&state, repo, &run, stale_after, false) {
-        Ok(_lock) => match runtime.block_on(crate::apply::run::recover_fleet(fleet, repo, &run)) {
-            Ok(lines) if !lines.is_empty() => {
-                eprintln!("An earlier apply did not finish; {} host(s) were in flight:", lines.len());
-                for l in lines {
-                    eprintln!("  {}", crate::terminal::escape(&l));
+    match crate::apply::lock::FleetLock::acquire(&state, &run) {
+        Ok(_lock) => match runtime.block_on(crate::apply::recover::recover_fleet(
+            fleet,
+            repo,
+            &run,
+            &RecoveryLines,
+        )) {
+            Ok(recoveries) if !recoveries.is_empty() => {
+                eprintln!(
+                    "An earlier apply did not finish; {} host(s) were in flight:",
+                    recoveries.len()
+                );
+                for r in recoveries {
+                    eprintln!("  {}", crate::terminal::escape(&r.line()));
                 }
             }
             Ok(_) => {}

@@ -77,7 +77,8 @@ pub fn run(args: Args) -> u8 {
                 return super::EXIT_ERROR;
             }
         };
-        if let Err(e) = std::fs::write(out, text) {
+        // Atomic and durable: a crash never leaves a truncated plan to apply.
+        if let Err(e) = crate::durable::write(out, text.as_bytes()) {
             eprintln!("error: cannot write `{}`: {e}", out.display());
             return super::EXIT_ERROR;
         }

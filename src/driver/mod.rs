@@ -412,13 +412,47 @@ pub async fn observe_host(
         .exec("sh -s", Some(script.as_bytes()), options.command_timeout)
         .await
     {
-        Ok(out) => interpret(
-            name,
-            &String::from_utf8_lossy(&out.stdout),
-            &String::from_utf8_lossy(&out.stderr),
-            out.exit,
-            options,
-        ),
+        // Up to the output cap of text to read: off the async workers, so one large host
+        // never stalls the connections of the others.
+        Ok(out) => {
+            let (owned_name, owned_options) = (name.to_string(), options.clone());
+            let parsed = tokio::task::spawn_blocking(move || {
+                interpret(
+                    &owned_name,
+                    &String::from_utf8_lossy(&out.stdout),
+                    &String::from_utf8_lossy(&out.stderr),
+                    out.exit,
+                    &owned_options,
+                )
+            })
+            .await;
+            parsed.unwrap_or_else(|e| {
+                let mut host = ObservedHost::new(
+                    name,
+                    HostStatus::Error {
+                        reason: FailureReason::Parse {
+                            what: "the observation".into(),
+                            message: e.to_string(),
+                        },
+                    },
+                );
+                host.normalize();
+                host
+            })
+        }
+        Err(TransportError::OutputTooLarge { limit, .. }) => {
+            let mut host = ObservedHost::new(
+                name,
+                HostStatus::Error {
+                    reason: FailureReason::OutputTooLarge {
+                        command: "sh -s (the observation script)".into(),
+                        limit_mib: u64::try_from(limit >> 20).unwrap_or(u64::MAX),
+                    },
+                },
+            );
+            host.normalize();
+            host
+        }
         Err(err) => {
             let mut host = ObservedHost::new(
                 name,
@@ -516,6 +550,10 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
         TransportError::AuthFailed { user, tried } => FailureReason::AuthFailed {
             user: user.clone(),
             tried: tried.clone(),
+        },
+        TransportError::OutputTooLarge { command, limit } => FailureReason::OutputTooLarge {
+            command: command.clone(),
+            limit_mib: u64::try_from(*limit >> 20).unwrap_or(u64::MAX),
         },
         other => FailureReason::Connection {
             message: other.to_string(),

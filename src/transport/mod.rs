@@ -3,8 +3,17 @@
 //! ([`local`], for the machine patchkeeper runs on).
 //!
 //! This layer knows nothing about package managers or observed state: it runs a shell
-//! command with optional standard input and a deadline, and returns what came back.
+//! command with optional standard input within [`ExecOptions`] (a deadline, an output cap,
+//! and whether the command may be signalled) and returns what came back.
+//!
+//! A host's output is untrusted: every command's stdout and stderr together are capped
+//! ([`MAX_OUTPUT`] by default). A command over the cap is stopped and fails with
+//! [`TransportError::OutputTooLarge`], so a host streaming gigabytes costs the controller at
+//! most the cap, never its memory. A package transaction ([`ExecOptions::transaction`]) is
+//! never signalled: past the cap its output is elided in the middle (head and tail kept),
+//! and at its deadline patchkeeper stops waiting and leaves it running.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -39,16 +48,186 @@ impl Output {
     }
 }
 
+/// The default cap on one command's output (stdout and stderr together): 64 MiB. An
+/// observation of a host with 10,000 packages prints about 1 MiB; the cap leaves room for
+/// fleets far beyond that and bounds what one hostile or broken host can make the
+/// controller hold.
+pub const MAX_OUTPUT: usize = 64 << 20;
+
+/// How one command runs: its deadline, its output cap, and whether it may be signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// How long to wait for the command to finish (its channel closed); `None`: as long as
+    /// the connection lives (keepalives detect a dead one).
+    pub deadline: Option<Duration>,
+    /// A package transaction: never signalled — at the deadline patchkeeper stops waiting
+    /// and leaves it running ([`TransportError::Abandoned`]) — and output beyond the cap is
+    /// elided in the middle instead of failing the command.
+    pub transaction: bool,
+    /// Most bytes of stdout and stderr together kept from the command.
+    pub max_output: usize,
+}
+
+impl ExecOptions {
+    /// An ordinary command: killed at `deadline`, failed when its output exceeds
+    /// [`MAX_OUTPUT`].
+    pub fn command(deadline: Duration) -> ExecOptions {
+        ExecOptions {
+            deadline: Some(deadline),
+            transaction: false,
+            max_output: MAX_OUTPUT,
+        }
+    }
+
+    /// A package transaction (install, rollback, repair): never signalled, waited for up to
+    /// `deadline` (`None`: without end), its output kept within [`MAX_OUTPUT`] by eliding the
+    /// middle.
+    pub fn transaction(deadline: Option<Duration>) -> ExecOptions {
+        ExecOptions {
+            deadline,
+            transaction: true,
+            max_output: MAX_OUTPUT,
+        }
+    }
+}
+
+/// The command as named in errors: its first line, at most 80 characters.
+pub fn command_label(command: &str) -> String {
+    let first = command.lines().next().unwrap_or_default();
+    let mut label: String = first.chars().take(80).collect();
+    if label.len() < command.len() {
+        label.push('…');
+    }
+    label
+}
+
+/// A command printed more than its cap (ordinary commands only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Overflow;
+
+/// Collects a command's stdout and stderr within [`ExecOptions::max_output`]: an ordinary
+/// command over the cap is an [`Overflow`]; a transaction keeps the head and the tail of
+/// each stream (a quarter of the cap each) and counts what it dropped between them.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    limit: usize,
+    elide: bool,
+    out: Stream,
+    err: Stream,
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    omitted: u64,
+}
+
+impl Stream {
+    fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// Keeps `half` bytes at each end.
+    fn push_elided(&mut self, data: &[u8], half: usize) {
+        let room = half.saturating_sub(self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..room]);
+        let rest = &data[room..];
+        if rest.is_empty() {
+            return;
+        }
+        // Only the last `half` bytes of `rest` can survive; the rest of the old tail with them.
+        let keep = &rest[rest.len().saturating_sub(half)..];
+        self.omitted += (rest.len() - keep.len()) as u64;
+        self.tail.extend(keep);
+        let excess = self.tail.len().saturating_sub(half);
+        self.tail.drain(..excess);
+        self.omitted += excess as u64;
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let mut v = self.head;
+        if self.omitted > 0 {
+            v.extend_from_slice(
+                format!(
+                    "\n[patchkeeper: {} bytes of output omitted]\n",
+                    self.omitted
+                )
+                .as_bytes(),
+            );
+        }
+        v.extend(self.tail);
+        v
+    }
+}
+
+impl Capture {
+    /// An empty capture for a command run with `options`.
+    pub(crate) fn new(options: &ExecOptions) -> Capture {
+        Capture {
+            limit: options.max_output,
+            elide: options.transaction,
+            out: Stream::default(),
+            err: Stream::default(),
+        }
+    }
+
+    /// Standard output arrived.
+    pub(crate) fn stdout(&mut self, data: &[u8]) -> Result<(), Overflow> {
+        self.push(false, data)
+    }
+
+    /// Standard error arrived.
+    pub(crate) fn stderr(&mut self, data: &[u8]) -> Result<(), Overflow> {
+        self.push(true, data)
+    }
+
+    fn push(&mut self, stderr: bool, data: &[u8]) -> Result<(), Overflow> {
+        let total = self.out.len() + self.err.len();
+        let (limit, elide) = (self.limit, self.elide);
+        let stream = if stderr { &mut self.err } else { &mut self.out };
+        if elide {
+            stream.push_elided(data, limit / 4);
+            return Ok(());
+        }
+        if total.saturating_add(data.len()) > limit {
+            return Err(Overflow);
+        }
+        stream.head.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The output, with the exit status.
+    pub(crate) fn finish(self, exit: Option<u32>) -> Output {
+        Output {
+            exit,
+            stdout: self.out.finish(),
+            stderr: self.err.finish(),
+        }
+    }
+}
+
 /// Runs commands on one host. Implementations keep one connection open for all commands.
 pub trait Transport: Send + Sync {
     /// Runs `command` with `sh -c` semantics (escalated with `sudo -n` when configured),
-    /// feeding `stdin` if given, and waits at most `timeout` for it to finish.
+    /// feeding `stdin` if given, within `options`.
+    fn exec_with<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<&'a [u8]>,
+        options: ExecOptions,
+    ) -> BoxFuture<'a, Result<Output, TransportError>>;
+
+    /// Runs an ordinary command ([`ExecOptions::command`]): killed after `timeout`, failed
+    /// when it prints more than [`MAX_OUTPUT`].
     fn exec<'a>(
         &'a self,
         command: &'a str,
         stdin: Option<&'a [u8]>,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<Output, TransportError>>;
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
+        self.exec_with(command, stdin, ExecOptions::command(timeout))
+    }
 
     /// Closes the connection politely (disconnect message, socket closed).
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
@@ -155,11 +334,26 @@ pub enum TransportError {
         /// The name.
         name: String,
     },
-    /// A command did not finish in time (it was abandoned and its channel closed).
+    /// A command did not finish in time (it was signalled and its channel closed).
     #[error("command timed out after {seconds}s")]
     CommandTimeout {
         /// The deadline.
         seconds: u64,
+    },
+    /// A package transaction outlived its deadline: patchkeeper stopped waiting for it and
+    /// never signalled it (it may still be running on the host).
+    #[error("still running after {seconds}s; patchkeeper stopped waiting and did not signal it")]
+    Abandoned {
+        /// The deadline.
+        seconds: u64,
+    },
+    /// A command printed more than the cap (it was stopped and its channel closed).
+    #[error("`{command}` printed more than {} MiB of output, the limit per command; it was stopped", limit >> 20)]
+    OutputTooLarge {
+        /// The command (first line, clipped).
+        command: String,
+        /// The cap in bytes.
+        limit: usize,
     },
     /// The local command could not be started.
     #[error("cannot run local command: {0}")]
@@ -181,6 +375,25 @@ pub fn shell_quote(s: &str) -> String {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Wraps a package transaction so that it never depends on the session that started it: it
+/// runs in a background subshell with SIGHUP ignored (and SIGINT/SIGQUIT, as every
+/// asynchronous list of a non-interactive shell), its stdout and stderr going to files in a
+/// fresh temporary directory on the host, which are printed once it has ended. When the
+/// channel closes first (the transaction outlived `apply.transactionTimeout`, or the
+/// controller died), the package manager writes to its files, not to the closed session,
+/// so no SIGPIPE cuts it short mid-transaction; the shell waiting for it prints into the
+/// void and still removes the files. Its exit status is the command's (128 + N when a
+/// signal ended it).
+pub fn detach_transaction(command: &str) -> String {
+    // The newline before `}` ends the command whatever its last word is (a comment too).
+    format!(
+        "pk_d=$(mktemp -d) || exit 125\n\
+         ( trap '' HUP; {{ {command}\n}} >\"$pk_d/out\" 2>\"$pk_d/err\" </dev/null ) &\n\
+         wait $!; pk_rc=$?; trap '' PIPE\n\
+         cat \"$pk_d/out\"; cat \"$pk_d/err\" >&2; rm -rf \"$pk_d\"; exit $pk_rc"
+    )
 }
 
 /// Wraps a command for `sudo -n` (never prompts: a password requirement fails fast).
@@ -259,6 +472,72 @@ mod tests {
         fn any_text_round_trips_through_sh(s in "[^\\x00]{0,40}") {
             proptest::prop_assert_eq!(through_sh(&s), s.as_bytes());
         }
+    }
+
+    #[test]
+    fn commands_over_the_cap_overflow_and_transactions_keep_head_and_tail() {
+        let mut options = ExecOptions::command(Duration::from_secs(1));
+        options.max_output = 8;
+        let mut c = Capture::new(&options);
+        c.stdout(b"12345").unwrap();
+        c.stderr(b"678").unwrap();
+        assert_eq!(c.stdout(b"9"), Err(Overflow));
+        let out = c.finish(Some(0));
+        assert_eq!(
+            (out.stdout.as_slice(), out.stderr.as_slice()),
+            (&b"12345"[..], &b"678"[..])
+        );
+
+        let mut options = ExecOptions::transaction(None);
+        options.max_output = 16; // 4 bytes of head and 4 of tail per stream
+        let mut c = Capture::new(&options);
+        for chunk in [&b"ab"[..], b"cdef", b"ghijklmn", b"o", b"pq"] {
+            c.stdout(chunk).unwrap();
+        }
+        c.stderr(b"err").unwrap();
+        let out = c.finish(None);
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "abcd\n[patchkeeper: 9 bytes of output omitted]\nnopq"
+        );
+        assert_eq!(out.stderr, b"err");
+    }
+
+    #[test]
+    fn labels_are_one_clipped_line() {
+        assert_eq!(command_label("sh -s"), "sh -s");
+        assert_eq!(command_label("a\nb"), "a…");
+        assert_eq!(command_label(&"x".repeat(100)).chars().count(), 81);
+    }
+
+    #[test]
+    fn a_detached_transaction_keeps_its_output_and_exit_status() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = |command: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(detach_transaction(command))
+                .env("TMPDIR", tmp.path())
+                .output()
+                .unwrap();
+            // Its output files are gone once it has ended, however it ended.
+            assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+            out
+        };
+        let out = run("echo out; echo err >&2; echo more; exit 3 # a comment");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\nmore\n");
+        assert_eq!(out.stderr, b"err\n");
+        let out = run("DEBIAN_FRONTEND=noninteractive sh -c 'echo $DEBIAN_FRONTEND' && true");
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(out.stdout, b"noninteractive\n");
+        // A signal that ends it is its exit status.
+        let out = run("sh -c 'kill -TERM $$'");
+        assert_eq!(out.status.code(), Some(128 + 15), "{out:?}");
+        // It reads nothing from the session.
+        let out = run("cat");
+        assert_eq!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! server closes it, with stdout and stderr drained as they arrive, and closed explicitly on
 //! timeout, so sshd's `MaxSessions` slots are never leaked and an undrained channel never
 //! stalls the session. Liveness comes from keepalives, never from an inactivity timeout
-//! (a long package transaction is silent for minutes).
+//! (a long package transaction is silent for minutes). Output is capped per command
+//! (`super::Capture`); a package transaction is never signalled.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,7 +20,8 @@ use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHash
 use russh::{cipher, kex, ChannelMsg, Disconnect, Preferred};
 
 use super::known_hosts::{self, Verdict};
-use super::{BoxFuture, Negotiated, Output, Transport, TransportError};
+use super::{BoxFuture, Capture, ExecOptions, Negotiated, Output, Transport, TransportError};
+
 use crate::model::HostKeyPolicy;
 
 /// Default key exchange preference. curve25519-sha256 first: it is the cheapest secure
@@ -353,50 +355,100 @@ async fn authenticate(
     })
 }
 
+/// How reading a command's channel ended.
+enum Ended {
+    /// The server closed the channel: the command's output is complete.
+    Closed,
+    /// The command printed more than its cap.
+    Overflow,
+    /// The deadline passed first.
+    Deadline,
+}
+
 impl Transport for SshTransport {
-    fn exec<'a>(
+    fn exec_with<'a>(
         &'a self,
         command: &'a str,
         stdin: Option<&'a [u8]>,
-        timeout: Duration,
+        options: ExecOptions,
     ) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(async move {
-            let command = if self.sudo {
-                super::sudo_wrap(command)
+            // A transaction must outlive its session (never cut short by a closed channel).
+            let inner = if options.transaction && stdin.is_none() {
+                super::detach_transaction(command)
             } else {
                 command.to_string()
             };
+            let wrapped = if self.sudo {
+                super::sudo_wrap(&inner)
+            } else {
+                inner
+            };
             let mut channel = self.handle.channel_open_session().await?;
-            channel.exec(true, command.into_bytes()).await?;
+            channel.exec(true, wrapped.into_bytes()).await?;
+            let mut capture = Capture::new(&options);
+            let mut exit = None;
             let collect = async {
                 if let Some(data) = stdin {
                     // Input is small (a script): no need to interleave with reading output.
                     channel.data(data).await?;
                 }
                 channel.eof().await?;
-                let mut output = Output::default();
+                // Read until the server closes the channel, draining both streams as they
+                // come; a command that exits while a child keeps its output open never
+                // closes, and only the deadline ends that wait.
                 while let Some(msg) = channel.wait().await {
-                    match msg {
-                        ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                        ChannelMsg::ExtendedData { data, ext: 1 } => {
-                            output.stderr.extend_from_slice(&data)
+                    let kept = match msg {
+                        ChannelMsg::Data { data } => capture.stdout(&data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => capture.stderr(&data),
+                        ChannelMsg::ExitStatus { exit_status } => {
+                            exit = Some(exit_status);
+                            Ok(())
                         }
-                        ChannelMsg::ExitStatus { exit_status } => output.exit = Some(exit_status),
-                        ChannelMsg::ExitSignal { .. } => output.exit = None,
+                        ChannelMsg::ExitSignal { .. } => {
+                            exit = None;
+                            Ok(())
+                        }
                         ChannelMsg::Close => break,
-                        _ => {}
+                        _ => Ok(()),
+                    };
+                    if kept.is_err() {
+                        return Ok(Ended::Overflow);
                     }
                 }
-                Ok::<_, TransportError>(output)
+                Ok::<_, TransportError>(Ended::Closed)
             };
-            match tokio::time::timeout(timeout, collect).await {
-                Ok(result) => result,
-                Err(_) => {
+            let ended = match options.deadline {
+                Some(d) => tokio::time::timeout(d, collect)
+                    .await
+                    .unwrap_or(Ok(Ended::Deadline)),
+                None => collect.await,
+            }?;
+            let seconds = options.deadline.map_or(0, |d| d.as_secs());
+            match ended {
+                Ended::Closed => Ok(capture.finish(exit)),
+                Ended::Overflow => {
+                    // A flood is stopped at once: signalled, and its channel closed so the
+                    // server discards what is still in flight.
                     let _ = channel.signal(russh::Sig::KILL).await;
                     let _ = channel.close().await;
-                    Err(TransportError::CommandTimeout {
-                        seconds: timeout.as_secs(),
+                    Err(TransportError::OutputTooLarge {
+                        command: super::command_label(command),
+                        limit: options.max_output,
                     })
+                }
+                Ended::Deadline if options.transaction => {
+                    // Never signalled: a package manager killed mid-transaction is what
+                    // this deadline must not cause. The channel is closed (its slot freed);
+                    // the transaction, detached from it (`super::detach_transaction`), runs
+                    // on to its end, and the next run's recovery waits for it.
+                    let _ = channel.close().await;
+                    Err(TransportError::Abandoned { seconds })
+                }
+                Ended::Deadline => {
+                    let _ = channel.signal(russh::Sig::KILL).await;
+                    let _ = channel.close().await;
+                    Err(TransportError::CommandTimeout { seconds })
                 }
             }
         })

@@ -267,6 +267,12 @@ impl Lab {
         self.lab(&["slow-host", host, &seconds.to_string()]);
     }
 
+    /// Every SSH command on `host` hangs until its session is cut (`slow-host NAME forever`):
+    /// a host that logs in and never answers, whatever the machine's speed.
+    pub fn hang_host(&self, host: &str) {
+        self.lab(&["slow-host", host, "forever"]);
+    }
+
     /// Arms `host`'s hold point: its next package transaction (apt/dpkg: before dpkg
     /// configures what it unpacked; dnf/rpm: in the new package's `%post`) stops there, lock
     /// held, until [`Lab::release_host`].
@@ -280,10 +286,42 @@ impl Lab {
         self.lab(&["wait-held", host, "300"]);
     }
 
+    /// Whether a transaction on `host` is held at its hold point now.
+    pub fn is_held(&self, host: &str) -> bool {
+        self.host(host)
+            .root
+            .join("run/patchkeeper-lab/held")
+            .exists()
+    }
+
     /// Lets the held transaction go on and returns once it has ended (or disarms the hold
     /// point when nothing reached it).
     pub fn release_host(&self, host: &str) {
         self.lab(&["release-host", host]);
+    }
+
+    /// Names (`comm`) of the package-manager processes (apt, apt-get, dpkg, dnf, rpm)
+    /// running inside `host` now, sorted: read from this machine's /proc, since hosts have
+    /// none of their own.
+    pub fn pm_processes(&self, host: &str) -> Vec<String> {
+        let root = self.host(host).root.to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let path = entry.path();
+            let Ok(r) = std::fs::read_link(path.join("root")) else {
+                continue;
+            };
+            if r.to_string_lossy() != root {
+                continue;
+            }
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let comm = comm.trim();
+            if ["apt", "apt-get", "dpkg", "dnf", "rpm"].contains(&comm) {
+                found.push(comm.to_string());
+            }
+        }
+        found.sort();
+        found
     }
 
     /// The host's current boot id, read over SSH.

@@ -1,0 +1,287 @@
+//! Crash recovery: hosts an earlier run left in flight (started, never finished — a crash,
+//! `kill -9`, a lost connection, a transaction past `apply.transactionTimeout`) are
+//! re-observed, waited for while their package manager is still locked (`apply.lockWait`:
+//! the interrupted transaction may still be running), repaired where the package database
+//! shows an unfinished transaction (`dpkg --configure -a`, `dnf remove --duplicates`; a
+//! repair is a package transaction, never signalled), and re-observed again.
+//!
+//! Guarantees: `recovered` is journaled only when the host was re-observed consistent
+//! afterwards; anything else (unreachable, still locked, the repair or the re-observation
+//! failed) is journaled `recovery-failed`, keeps the host in flight for the next run, and
+//! is returned as a failure so this run leaves the host alone.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::journal::{Event, InFlight, Journal};
+use super::run::Progress;
+use crate::driver::{self, ObserveOptions};
+use crate::model::PackageManager;
+use crate::observe::{self, Target};
+use crate::observed::ObservedHost;
+use crate::transport::ssh::KeyCache;
+use crate::transport::{ExecOptions, Transport};
+use crate::validate::ValidFleet;
+
+/// What recovering one host found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The host.
+    pub host: String,
+    /// Consistent again (journaled `recovered`); otherwise it stays in flight.
+    pub recovered: bool,
+    /// What was found and done, step by step.
+    pub detail: Vec<String>,
+}
+
+impl Recovery {
+    /// `host NAME: step; step`, for people.
+    pub fn line(&self) -> String {
+        let end = if self.recovered {
+            ""
+        } else {
+            "; not recovered: it stays in flight"
+        };
+        format!("host {}: {}{end}", self.host, self.detail.join("; "))
+    }
+
+    /// Why this run leaves the host alone (for failed recoveries).
+    pub fn blocked_reason(&self) -> String {
+        format!(
+            "not started: recovering its interrupted transaction failed ({}); it stays in flight for the next run",
+            self.detail
+                .iter()
+                .skip(1)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }
+}
+
+/// Settings recovery needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryOptions {
+    /// How long to wait for a held package-manager lock (`apply.lockWait`).
+    pub lock_wait: Duration,
+    /// How long a repair transaction is waited for (`apply.transactionTimeout`).
+    pub transaction_timeout: Duration,
+    /// Pause between observations while the lock is held.
+    pub poll: Duration,
+}
+
+/// Recovers every host of `in_flight`, one after the other, journaling each outcome.
+pub async fn recover(
+    fleet: &ValidFleet,
+    journal: &Journal,
+    in_flight: &[InFlight],
+    options: RecoveryOptions,
+    progress: &dyn Progress,
+) -> Vec<Recovery> {
+    let settings = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let keys = KeyCache::new();
+    let mut out = Vec::new();
+    for f in in_flight {
+        let mut detail = vec![format!(
+            "was in flight in run {} (last step {} at {})",
+            f.run, f.last_event, f.at
+        )];
+        let recovered = match fleet.host(&f.host) {
+            None => {
+                // Nothing left to recover: it is not ours any more.
+                detail.push("no longer in the inventory".into());
+                true
+            }
+            Some(host) => match observe::target_for(&root, &settings, host, Some(false)) {
+                Err(e) => {
+                    detail.push(e.to_string());
+                    false
+                }
+                Ok(target) => recover_host(&target, &keys, options, progress, &mut detail).await,
+            },
+        };
+        let event = if recovered {
+            Event::Recovered {
+                of_run: f.run.clone(),
+                detail: detail.clone(),
+            }
+        } else {
+            Event::RecoveryFailed {
+                of_run: f.run.clone(),
+                detail: detail.clone(),
+            }
+        };
+        if let Err(e) = journal.record(Some(&f.host), event) {
+            detail.push(format!("cannot journal the recovery: {e}"));
+        }
+        out.push(Recovery {
+            host: f.host.clone(),
+            recovered,
+            detail,
+        });
+    }
+    out
+}
+
+async fn recover_host(
+    target: &Target,
+    keys: &KeyCache,
+    options: RecoveryOptions,
+    progress: &dyn Progress,
+    detail: &mut Vec<String>,
+) -> bool {
+    let t = match observe::connect(target, keys).await {
+        Ok(t) => t,
+        Err(e) => {
+            detail.push(format!("still unreachable ({e})"));
+            return false;
+        }
+    };
+    let ok = repair(t.as_ref(), target, options, progress, detail).await;
+    t.close().await;
+    ok
+}
+
+/// Waits for the lock, repairs if needed, and says whether the host is consistent now.
+async fn repair(
+    t: &dyn Transport,
+    target: &Target,
+    options: RecoveryOptions,
+    progress: &dyn Progress,
+    detail: &mut Vec<String>,
+) -> bool {
+    let name = target.name.as_str();
+    let observe_options = ObserveOptions {
+        refresh: false,
+        ..target.options.clone()
+    };
+    let until = Instant::now() + options.lock_wait;
+    let mut observed = driver::observe_host(name, t, &observe_options).await;
+    while let Some(lock) = observed
+        .package_manager_locked
+        .clone()
+        .filter(|_| observed.status.is_reachable())
+    {
+        // The interrupted transaction may still be running: never repair under it.
+        if Instant::now() >= until {
+            detail.push(format!(
+                "the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); not repaired",
+                options.lock_wait.as_secs()
+            ));
+            return false;
+        }
+        progress.host(
+            name,
+            &format!("recovery: waiting for the package manager lock ({lock})"),
+        );
+        tokio::time::sleep(options.poll).await;
+        observed = driver::observe_host(name, t, &observe_options).await;
+    }
+    if !observed.status.is_reachable() {
+        detail.push(format!(
+            "observation failed: {}",
+            observe::status_text(&observed)
+        ));
+        return false;
+    }
+    if observed.db_health.is_empty() {
+        detail.push("re-observed: the package database is consistent".into());
+        return true;
+    }
+    let Some(pm) = observed.package_manager else {
+        detail.push(format!(
+            "the package database reports unfinished packages ({}) and no package manager is known",
+            unfinished(&observed)
+        ));
+        return false;
+    };
+    let command = super::decide::repair_command(pm);
+    detail.push(format!(
+        "the package transaction was interrupted ({}); running `{command}`",
+        unfinished(&observed)
+    ));
+    progress.host(name, &format!("recovery: running `{command}`"));
+    let options_tx = ExecOptions::transaction(Some(options.transaction_timeout));
+    match t.exec_with(command, None, options_tx).await {
+        Ok(o) if o.success() => detail.push("repaired".into()),
+        Ok(o) => {
+            detail.push(format!(
+                "`{command}` failed (exit {}): {}",
+                o.exit.map_or("none".into(), |c| c.to_string()),
+                last_lines(&o.stderr)
+            ));
+            return false;
+        }
+        Err(e) => {
+            detail.push(format!("`{command}` failed: {e}"));
+            return false;
+        }
+    }
+    // Success is what the host says afterwards, not what the repair's exit status said.
+    let after = driver::observe_host(name, t, &observe_options).await;
+    if !after.status.is_reachable() {
+        detail.push(format!(
+            "re-observation after the repair failed: {}",
+            observe::status_text(&after)
+        ));
+        return false;
+    }
+    if !after.db_health.is_empty() {
+        detail.push(format!(
+            "still unfinished after the repair: {}",
+            unfinished(&after)
+        ));
+        return false;
+    }
+    detail.push(format!(
+        "re-observed: the package database is consistent{}",
+        match pm {
+            PackageManager::Apt => "",
+            PackageManager::Dnf => " (no duplicates left)",
+        }
+    ));
+    true
+}
+
+fn unfinished(observed: &ObservedHost) -> String {
+    observed
+        .db_health
+        .iter()
+        .map(|b| format!("{} {} {}", b.name, b.version, b.state))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn last_lines(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Reads the journal of the fleet at `repo` and recovers the hosts left in flight (used by
+/// `apply`, `serve` and `observe` before they do anything else, under the fleet lock).
+pub async fn recover_fleet(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<Recovery>, String> {
+    let dir = super::state_dir(repo);
+    let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    let open = super::journal::in_flight(&entries);
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let settings = fleet.settings();
+    let options = RecoveryOptions {
+        lock_wait: super::duration_setting(&settings.apply.lock_wait, super::DEFAULT_LOCK_WAIT),
+        transaction_timeout: super::duration_setting(
+            &settings.apply.transaction_timeout,
+            super::DEFAULT_TRANSACTION_TIMEOUT,
+        ),
+        poll: Duration::from_secs(2),
+    };
+    let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
+    Ok(recover(fleet, &journal, &open, options, progress).await)
+}
