@@ -508,15 +508,15 @@ impl<'t> Writer<'t> {
                         .map_err(git_err(format!("prune {dir}/ file")))?;
                 }
             }
-            if keep_installed.is_some() && dir == "installed" && sub.is_empty() {
-                // No promotion source left: no empty directory either.
-                root.remove(dir).ok();
-                continue;
-            }
             for (name, bytes) in by_dir.get(dir).into_iter().flatten() {
                 let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
                 sub.insert(*name, blob, FILE_MODE)
                     .map_err(git_err("insert file"))?;
+            }
+            if keep_installed.is_some() && dir == "installed" && sub.is_empty() {
+                // No promotion source left (and none written now): no empty directory.
+                root.remove(dir).ok();
+                continue;
             }
             if dir == "runs" {
                 self.carry_unpushed_runs(base, &mut sub)?;
@@ -1060,6 +1060,35 @@ mod tests {
         assert_eq!(tip(&bare), last);
         assert_eq!(tip(&root.path().join("b")), last);
         assert_eq!(names(&bare), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn installed_records_are_written_kept_and_pruned_with_their_sources() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Repository::init_bare(dir.path()).expect("init");
+        let t = target(dir.path(), None);
+        let w = Writer::open(&t).expect("writer");
+        let record = |host: &str| (format!("installed/{host}.json"), b"{}\n".to_vec());
+        let step = |files: &[(String, Vec<u8>)], keep: &[String]| {
+            let base = w.base().expect("base");
+            let c = w
+                .commit(base.as_ref(), files, &[], Some(keep), "r", now())
+                .expect("commit");
+            w.publish(base.as_ref(), c).expect("publish");
+            w.base().expect("base")
+        };
+        let keep = |hs: &[&str]| hs.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        // The first record of a source is written (there was no installed/ yet).
+        let tip = step(&[record("s1"), record("s2")], &keep(&["s1", "s2"]));
+        assert!(w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
+        assert!(w.has_file(tip.as_ref(), "installed/s2.json").unwrap());
+        // Unchanged records stay without being rewritten; a host no longer a source goes.
+        let tip = step(&file("x"), &keep(&["s1"]));
+        assert!(w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
+        assert!(!w.has_file(tip.as_ref(), "installed/s2.json").unwrap());
+        // No source left: no installed/ directory either.
+        let tip = step(&file("y"), &keep(&[]));
+        assert!(!w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
     }
 
     #[test]
