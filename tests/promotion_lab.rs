@@ -1,0 +1,196 @@
+//! End-to-end staged promotion on a real lab: staging hosts (deb-1, deb-2) apply libpk
+//! 1.1-1 (apt pins 1.2 away there), the reports branch records since when; production
+//! (deb-3, whose repositories offer the newer 1.2-1) waits until the soak ends to the
+//! second, then plans exactly 1.1-1; a rollback of 1.1-1 on a staging host blocks it.
+//! Needs root, like every lab test.
+
+mod common;
+
+use std::process::Output;
+
+use common::cli::text;
+use common::git::git;
+use common::lab::{deb, write, Lab};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+const BRANCH: &str = "patchkeeper/reports";
+
+fn pk(lab: &Lab, args: &[&str]) -> Output {
+    common::cli::run(lab.dir(), args)
+}
+
+fn baseline(name: &str, hosts: &str, promotion: &str) -> String {
+    format!(
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: {name}}}\nspec:\n  selector: {{hosts: [{hosts}]}}\n  updates: {{classes: all}}\n  exclude: [\"pk-*\"]\n{promotion}  window: always\n  rollout: lab\n"
+    )
+}
+
+/// deb-3's entry of `plan --json --at AT`.
+fn prod_plan(lab: &Lab, at: Timestamp) -> Value {
+    let out = pk(lab, &["plan", "--json", "--at", &at.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "deb-3")
+        .cloned()
+        .expect("deb-3 planned")
+}
+
+fn libpk_change(h: &Value) -> Option<&Value> {
+    h["changes"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["package"] == "libpk"))
+}
+
+fn libpk_skip(h: &Value) -> &Value {
+    h["skipped"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["package"] == "libpk"))
+        .unwrap_or_else(|| panic!("libpk skipped on deb-3: {h}"))
+}
+
+/// A file of the reports branch's tip.
+fn report_file(lab: &Lab, path: &str) -> Value {
+    serde_json::from_str(&git(lab.dir(), &["show", &format!("{BRANCH}:{path}")])).unwrap()
+}
+
+/// When libpk's current version was first recorded on a staging host.
+fn libpk_since(lab: &Lab, host: &str) -> (String, Timestamp) {
+    let record = report_file(lab, &format!("installed/{host}.json"));
+    let p = record["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libpk")
+        .cloned()
+        .unwrap_or_else(|| panic!("libpk in {record}"));
+    (
+        p["version"].as_str().unwrap().to_owned(),
+        p["since"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_it() {
+    let lab = Lab::up(3, 0);
+    std::fs::remove_file(lab.dir().join("baselines/lab.yaml")).unwrap();
+    write(
+        &lab,
+        "baselines/staging.yaml",
+        &baseline("staging", "deb-1, deb-2", ""),
+    );
+    write(
+        &lab,
+        "baselines/prod.yaml",
+        &baseline(
+            "prod",
+            "deb-3",
+            "  promotion:\n    from: {hosts: [deb-1, deb-2]}\n    soak: 1h\n    minHosts: 2\n",
+        ),
+    );
+    let rollout = std::fs::read_to_string(lab.dir().join("rollouts/lab.yaml")).unwrap();
+    write(
+        &lab,
+        "rollouts/lab.yaml",
+        &format!("{rollout}  healthChecks:\n    - name: healthy\n      command: \"test ! -e /etc/pk-unhealthy\"\n      timeout: 10s\n"),
+    );
+    git(lab.dir(), &["add", "-A"]);
+    git(
+        lab.dir(),
+        &["commit", "-q", "-m", "prod promotes from staging"],
+    );
+    // Staging's repositories offer 1.1-1 as the candidate; production's offer 1.2-1.
+    for h in ["deb-1", "deb-2"] {
+        lab.run_ok(
+            h,
+            "printf 'Package: libpk\\nPin: version 1.2*\\nPin-Priority: -1\\n' > /etc/apt/preferences.d/libpk",
+        );
+    }
+
+    // Staging applies 1.1-1; production has no evidence yet and waits.
+    let out = pk(&lab, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.1-1 ii");
+    assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
+    assert_eq!(deb(&lab, "deb-3", "libpk"), "1.0-1 ii");
+    // An observation records what staging runs now, since when.
+    let out = pk(&lab, &["observe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (v1, s1) = libpk_since(&lab, "deb-1");
+    let (v2, s2) = libpk_since(&lab, "deb-2");
+    assert_eq!((v1.as_str(), v2.as_str()), ("1.1-1", "1.1-1"));
+    let soaked = s1.max(s2) + SignedDuration::from_hours(1);
+
+    // One second before the soak ends on the second host: waiting, saying how far.
+    let h = prod_plan(&lab, soaked - SignedDuration::from_secs(1));
+    assert!(libpk_change(&h).is_none(), "{h}");
+    let skip = libpk_skip(&h);
+    let why = skip["why"].as_str().unwrap();
+    assert!(why.starts_with("waiting for promotion"), "{why}");
+    assert_eq!(skip["promotion"]["minHosts"], 2, "{skip}");
+    assert_eq!(skip["promotion"]["version"], "1.1-1", "{skip}");
+    assert_eq!(
+        skip["promotion"]["eligibleAt"],
+        soaked.to_string(),
+        "{skip}"
+    );
+
+    // At the soak: exactly 1.1-1, though deb-3's repositories offer 1.2-1.
+    let h = prod_plan(&lab, soaked);
+    let c = libpk_change(&h).unwrap_or_else(|| panic!("libpk promoted: {h}"));
+    assert_eq!(c["to"], "1.1-1", "{c}");
+    assert_eq!(
+        c["promotion"]["hosts"],
+        serde_json::json!(["deb-1", "deb-2"])
+    );
+    assert_eq!(c["promotion"]["insteadOf"], "1.2-1", "{c}");
+    assert_eq!(c["promotion"]["soakSeconds"], 3600, "{c}");
+    let out = pk(&lab, &["plan", "--at", &soaked.to_string()]);
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        human.lines().any(|l| l.contains("libpk")
+            && l.contains("-> 1.1-1")
+            && l.contains("(promoted: 1h on deb-1, deb-2)")),
+        "{human}"
+    );
+
+    // deb-2 goes back to 1.0-1 and takes 1.1-1 again, but its health check fails: rolled
+    // back. Then it takes 1.1-1 healthy; the incident still keeps 1.1-1 from production.
+    lab.run_ok(
+        "deb-2",
+        "apt-get install -y -q --allow-downgrades libpk=1.0-1 >/dev/null && touch /etc/pk-unhealthy",
+    );
+    let out = pk(&lab, &["apply", "--auto-approve"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(deb(&lab, "deb-2", "libpk"), "1.0-1 ii");
+    let report = report_file(&lab, "hosts/deb-2.json");
+    let incident = &report["incidents"][0];
+    assert_eq!(incident["package"], "libpk", "{report}");
+    assert_eq!(incident["version"], "1.1-1", "{report}");
+    assert_eq!(incident["kind"], "rolled-back", "{report}");
+    lab.run_ok("deb-2", "rm /etc/pk-unhealthy");
+    let out = pk(&lab, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
+
+    // Days later both staging hosts run 1.1-1, yet production does not take it.
+    let h = prod_plan(&lab, soaked + SignedDuration::from_hours(240));
+    assert!(libpk_change(&h).is_none(), "{h}");
+    let skip = libpk_skip(&h);
+    let blocked = &skip["promotion"]["blocked"][0];
+    assert_eq!(blocked["version"], "1.1-1", "{skip}");
+    assert_eq!(blocked["host"], "deb-2", "{skip}");
+    assert_eq!(blocked["kind"], "rolled-back", "{skip}");
+    assert!(
+        skip["why"]
+            .as_str()
+            .unwrap()
+            .contains("1.1-1 rolled back on deb-2"),
+        "{skip}"
+    );
+    lab.down();
+}
