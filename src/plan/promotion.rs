@@ -562,9 +562,10 @@ pub fn wait_label(
             )
         }
         None => format!(
-            "waiting for promotion: no {rules_noun} host runs a version above {} yet (needs {} for {})",
-            installed.unwrap_or("none"),
+            "waiting for promotion: no {rules_noun} host runs {} yet (needs {} host{} for {})",
+            installed.map_or_else(|| "it".to_owned(), |v| format!("a version above {v}")),
             w.min_hosts,
+            if w.min_hosts == 1 { "" } else { "s" },
             human(w.soak_seconds)
         ),
     };

@@ -361,7 +361,7 @@ fn a_rollback_on_a_source_blocks_the_version_until_a_newer_one_soaks() {
     );
     let s = waiting(h);
     assert!(
-        s.why.starts_with("waiting for promotion: no staging host runs a version above 1.0-1 yet (needs 2 for 7d); 1.2-1 rolled back on staging-3 at 2026-11-04T00:00:00Z, not promoted until a newer version soaks"),
+        s.why.starts_with("waiting for promotion: no staging host runs a version above 1.0-1 yet (needs 2 hosts for 7d); 1.2-1 rolled back on staging-3 at 2026-11-04T00:00:00Z, not promoted until a newer version soaks"),
         "{}",
         s.why
     );
@@ -707,7 +707,7 @@ fn the_wait_names_the_closest_version() {
     let p = plan_at(&fleet(), &obs, &Evidence::default(), t(10 * DAY));
     assert_eq!(
         waiting(host(&p, "prod-1")).why,
-        "waiting for promotion: no staging host runs a version above 1.0-1 yet (needs 2 for 7d)"
+        "waiting for promotion: no staging host runs a version above 1.0-1 yet (needs 2 hosts for 7d)"
     );
 }
 
