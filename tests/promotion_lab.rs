@@ -1,7 +1,8 @@
 //! End-to-end staged promotion on a real lab: staging hosts (deb-1, deb-2) apply libpk
 //! 1.1-1 (apt pins 1.2 away there), the reports branch records since when; production
 //! (deb-3, whose repositories offer the newer 1.2-1) waits until the soak ends to the
-//! second, then plans exactly 1.1-1; a rollback of 1.1-1 on a staging host blocks it.
+//! second, then plans and applies exactly 1.1-1; a rollback of 1.1-1 on a staging host
+//! blocks it.
 //! Needs root, like every lab test.
 
 mod common;
@@ -158,6 +159,14 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
         "{human}"
     );
 
+    // apply at that instant installs exactly 1.1-1 on production (apt `libpk=1.1-1`).
+    let out = pk(
+        &lab,
+        &["apply", "--auto-approve", "--at", &soaked.to_string()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(deb(&lab, "deb-3", "libpk"), "1.1-1 ii");
+
     // deb-2 goes back to 1.0-1 and takes 1.1-1 again, but its health check fails: rolled
     // back. Then it takes 1.1-1 healthy; the incident still keeps 1.1-1 from production.
     lab.run_ok(
@@ -177,7 +186,12 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
 
-    // Days later both staging hosts run 1.1-1, yet production does not take it.
+    // Days later both staging hosts run 1.1-1, yet a production host still on 1.0-1 does
+    // not take it.
+    lab.run_ok(
+        "deb-3",
+        "apt-get install -y -q --allow-downgrades libpk=1.0-1 >/dev/null",
+    );
     let h = prod_plan(&lab, soaked + SignedDuration::from_hours(240));
     assert!(libpk_change(&h).is_none(), "{h}");
     let skip = libpk_skip(&h);

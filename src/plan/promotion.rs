@@ -547,7 +547,10 @@ pub fn wait_label(
     let human = crate::compliance::human;
     let mut out = match &w.version {
         Some(v) => {
-            let shown = w.hosts.len().min(usize::try_from(w.min_hosts).unwrap_or(usize::MAX));
+            let shown = w
+                .hosts
+                .len()
+                .min(usize::try_from(w.min_hosts).unwrap_or(usize::MAX));
             let of = if v == offered {
                 String::new()
             } else {
