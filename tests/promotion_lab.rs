@@ -1,9 +1,8 @@
 //! End-to-end staged promotion on a real lab: staging hosts (deb-1, deb-2) apply libpk
 //! 1.1-1 (apt pins 1.2 away there), the reports branch records since when; production
 //! (deb-3, whose repositories offer the newer 1.2-1) waits until the soak ends to the
-//! second, then plans and applies exactly 1.1-1; a rollback of 1.1-1 on a staging host
-//! blocks it.
-//! Needs root, like every lab test.
+//! second, then plans and applies exactly 1.1-1 (blocked while 1.1-1 is not offered to
+//! it); a rollback of 1.1-1 on a staging host blocks it. Needs root, like every lab test.
 
 mod common;
 
@@ -157,6 +156,27 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
             && l.contains("-> 1.1-1")
             && l.contains("(promoted: 1h on deb-1, deb-2)")),
         "{human}"
+    );
+
+    // Were 1.1-1 no longer offered to production (only its security suite left, which has
+    // 1.2-1), the host is blocked saying so, not given 1.2-1.
+    let list = "/etc/apt/sources.list.d/patchkeeper-lab.list";
+    lab.run_ok(
+        "deb-3",
+        &format!("cp {list} /root/lab.list && grep -- -security /root/lab.list > {list} && apt-get update -q >/dev/null"),
+    );
+    let h = prod_plan(&lab, soaked);
+    assert_eq!(h["status"], "blocked", "{h}");
+    assert!(libpk_change(&h).is_none(), "{h}");
+    let reasons = h["reasons"].to_string();
+    assert!(
+        reasons.contains("promotes libpk 1.1-1")
+            && reasons.contains("no longer offer it (they offer 1.2-1)"),
+        "{reasons}"
+    );
+    lab.run_ok(
+        "deb-3",
+        &format!("cp /root/lab.list {list} && apt-get update -q >/dev/null"),
     );
 
     // apply at that instant installs exactly 1.1-1 on production (apt `libpk=1.1-1`).
