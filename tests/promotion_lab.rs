@@ -201,6 +201,13 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
     assert_eq!(incident["package"], "libpk", "{report}");
     assert_eq!(incident["version"], "1.1-1", "{report}");
     assert_eq!(incident["kind"], "rolled-back", "{report}");
+    let out = pk(&lab, &["report"]);
+    let all = text(&out);
+    assert!(
+        all.contains("versions kept from promotion")
+            && all.contains("libpk 1.1-1 rolled back on deb-2 at "),
+        "{all}"
+    );
     lab.run_ok("deb-2", "rm /etc/pk-unhealthy");
     let out = pk(&lab, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
