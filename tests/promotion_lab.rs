@@ -139,6 +139,20 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
         "{skip}"
     );
 
+    let out = pk(
+        &lab,
+        &[
+            "plan",
+            "--at",
+            &(soaked - SignedDuration::from_secs(1)).to_string(),
+        ],
+    );
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        human.contains("= libpk 1.2-1 on deb-3: waiting for promotion of 1.1-1: 2 of 2 source hosts, 59m of 1h"),
+        "{human}"
+    );
+
     // At the soak: exactly 1.1-1, though deb-3's repositories offer 1.2-1.
     let h = prod_plan(&lab, soaked);
     let c = libpk_change(&h).unwrap_or_else(|| panic!("libpk promoted: {h}"));

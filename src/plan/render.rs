@@ -225,6 +225,34 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
     if !compliant.is_empty() {
         let _ = writeln!(out, "\n{} {}", p.green("Compliant:"), compliant.join(", "));
     }
+    // Compliant hosts' updates waiting for promotion: the plan says why, once per update
+    // and reason however many hosts share it.
+    let mut waiting: std::collections::BTreeMap<(&str, &str, &str), Vec<&str>> = Default::default();
+    for h in plan
+        .hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Compliant)
+    {
+        for s in h.skipped.iter().filter(|s| s.promotion.is_some()) {
+            waiting
+                .entry((s.package.as_str(), s.version.as_str(), s.why.as_str()))
+                .or_default()
+                .push(h.host.as_str());
+        }
+    }
+    if !waiting.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("Waiting for promotion:"));
+        for ((package, version, why), hosts) in &waiting {
+            let _ = writeln!(
+                out,
+                "    {}",
+                p.dim(&format!(
+                    "= {package} {version} on {}: {why}",
+                    hosts.join(", ")
+                ))
+            );
+        }
+    }
     if !unmanaged.is_empty() {
         let _ = writeln!(
             out,
