@@ -2,7 +2,8 @@
 //! 1.1-1 (apt pins 1.2 away there), the reports branch records since when; production
 //! (deb-3, whose repositories offer the newer 1.2-1) waits until the soak ends to the
 //! second, then plans and applies exactly 1.1-1 (blocked while 1.1-1 is not offered to
-//! it); a rollback of 1.1-1 on a staging host blocks it. Needs root, like every lab test.
+//! it); a rollback of 1.1-1 on a staging host blocks it. The same on dnf hosts, up to the
+//! exact install. Needs root, like every lab test.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::Output;
 
 use common::cli::text;
 use common::git::git;
-use common::lab::{deb, write, Lab};
+use common::lab::{deb, rpm, write, Lab};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -26,8 +27,8 @@ fn baseline(name: &str, hosts: &str, promotion: &str) -> String {
     )
 }
 
-/// deb-3's entry of `plan --json --at AT`.
-fn prod_plan(lab: &Lab, at: Timestamp) -> Value {
+/// `host`'s entry of `plan --json --at AT`.
+fn host_plan(lab: &Lab, host: &str, at: Timestamp) -> Value {
     let out = pk(lab, &["plan", "--json", "--at", &at.to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -35,9 +36,14 @@ fn prod_plan(lab: &Lab, at: Timestamp) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h["host"] == "deb-3")
+        .find(|h| h["host"] == host)
         .cloned()
-        .expect("deb-3 planned")
+        .unwrap_or_else(|| panic!("{host} planned"))
+}
+
+/// deb-3's entry of `plan --json --at AT`.
+fn prod_plan(lab: &Lab, at: Timestamp) -> Value {
+    host_plan(lab, "deb-3", at)
 }
 
 fn libpk_change(h: &Value) -> Option<&Value> {
@@ -50,7 +56,7 @@ fn libpk_skip(h: &Value) -> &Value {
     h["skipped"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["package"] == "libpk"))
-        .unwrap_or_else(|| panic!("libpk skipped on deb-3: {h}"))
+        .unwrap_or_else(|| panic!("libpk skipped: {h}"))
 }
 
 /// A file of the reports branch's tip.
@@ -72,6 +78,69 @@ fn libpk_since(lab: &Lab, host: &str) -> (String, Timestamp) {
         p["version"].as_str().unwrap().to_owned(),
         p["since"].as_str().unwrap().parse().unwrap(),
     )
+}
+
+/// Replaces the lab baseline: `prod` hosts promote from `staging` hosts (soak 1h,
+/// minHosts 2); committed.
+fn promoting_fleet(lab: &Lab, staging: &str, prod: &str) {
+    std::fs::remove_file(lab.dir().join("baselines/lab.yaml")).unwrap();
+    write(
+        lab,
+        "baselines/staging.yaml",
+        &baseline("staging", staging, ""),
+    );
+    write(
+        lab,
+        "baselines/prod.yaml",
+        &baseline(
+            "prod",
+            prod,
+            &format!(
+                "  promotion:\n    from: {{hosts: [{staging}]}}\n    soak: 1h\n    minHosts: 2\n"
+            ),
+        ),
+    );
+    git(lab.dir(), &["add", "-A"]);
+    git(
+        lab.dir(),
+        &["commit", "-q", "-m", "prod promotes from staging"],
+    );
+}
+
+#[test]
+fn dnf_production_installs_exactly_the_promoted_version() {
+    let lab = Lab::up(0, 3);
+    promoting_fleet(&lab, "rpm-1, rpm-2", "rpm-3");
+    // Staging's repositories offer 1.1-1 as the newest; production's offer 1.2-1.
+    for h in ["rpm-1", "rpm-2"] {
+        lab.run_ok(h, "echo 'excludepkgs=libpk-1.2*' >> /etc/dnf/dnf.conf");
+    }
+    let out = pk(&lab, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(rpm(&lab, "rpm-1", "libpk"), "1.1-1");
+    assert_eq!(rpm(&lab, "rpm-2", "libpk"), "1.1-1");
+    assert_eq!(rpm(&lab, "rpm-3", "libpk"), "1.0-1");
+    let out = pk(&lab, &["observe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (_, s1) = libpk_since(&lab, "rpm-1");
+    let (_, s2) = libpk_since(&lab, "rpm-2");
+    let soaked = s1.max(s2) + SignedDuration::from_hours(1);
+
+    let h = host_plan(&lab, "rpm-3", soaked - SignedDuration::from_secs(1));
+    assert!(libpk_change(&h).is_none(), "{h}");
+    assert_eq!(libpk_skip(&h)["promotion"]["version"], "1.1-1", "{h}");
+    let h = host_plan(&lab, "rpm-3", soaked);
+    let c = libpk_change(&h).unwrap_or_else(|| panic!("libpk promoted: {h}"));
+    assert_eq!(c["to"], "1.1-1", "{c}");
+    assert_eq!(c["promotion"]["insteadOf"], "1.2-1", "{c}");
+    // dnf installs exactly that version (`libpk-1.1-1`), not the newer one.
+    let out = pk(
+        &lab,
+        &["apply", "--auto-approve", "--at", &soaked.to_string()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(rpm(&lab, "rpm-3", "libpk"), "1.1-1");
+    lab.down();
 }
 
 #[test]
