@@ -90,6 +90,7 @@ fn run(f: &ValidFleet, o: &ObservedFleet, simulations: Option<&Simulations>) -> 
         first_seen: &first_seen,
         simulations,
         promotion: &Evidence::default(),
+        advisories: None,
     })
 }
 

@@ -15,6 +15,8 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::advisory::view::AdvisoryView;
+use crate::advisory::{FindingState, HostFindings};
 use crate::model::{Host, PackageManager, UpdateClass};
 use crate::observed::{HostStatus, ObservedHost, PendingUpdate};
 use crate::policy::{Check, Policy, RuleUpdates};
@@ -262,6 +264,13 @@ pub enum HostRunOutcome {
         /// Why.
         reason: String,
     },
+    /// apply reached the host but did not start on it, and nothing changed: the host
+    /// changed since a saved plan (stale), its package manager stayed locked, or it lacked
+    /// free disk.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
     /// The host could not be reached.
     Unreachable {
         /// Why.
@@ -301,6 +310,9 @@ pub enum DeferReason {
     Excluded,
     /// Approved, but first seen less than the baseline's `updates.delay` ago.
     Delayed,
+    /// The host's package manager holds it back (dpkg hold, dnf versionlock or exclude, or
+    /// it would move a held package).
+    HostHeld,
 }
 
 /// A pending update and how long it has been offered.
@@ -373,6 +385,49 @@ pub struct HostCompliance {
     /// When this evaluation was made.
     #[schemars(with = "String")]
     pub evaluated_at: Timestamp,
+    /// Open advisories (most severe first), with when each was first seen, since when its
+    /// fix is offered and when it is due under the policy's advisory deadlines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<OpenAdvisory>,
+    /// The advisory snapshot `advisories` come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisory_snapshot: Option<String>,
+}
+
+/// An open advisory on a host, tracked across reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenAdvisory {
+    /// The advisory.
+    #[serde(flatten)]
+    pub advisory: AdvisoryView,
+    /// When a report first saw it open on this host.
+    #[schemars(with = "String")]
+    pub first_seen: Timestamp,
+    /// Since when a fix is offered to the host (held fixes count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub fix_offered_since: Option<Timestamp>,
+    /// When it must be fixed: the fix's first offer plus the policy's advisory deadline for
+    /// its severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub due: Option<Timestamp>,
+}
+
+impl OpenAdvisory {
+    /// Past its due date at `now` and not excused by an exception in force.
+    pub fn overdue(&self, now: Timestamp) -> bool {
+        self.advisory
+            .exception
+            .as_ref()
+            .is_none_or(|e| e.expires <= now)
+            && self.due.is_some_and(|d| d < now)
+    }
+
+    fn key(&self) -> (String, String) {
+        (self.advisory.id.clone(), self.advisory.source.clone())
+    }
 }
 
 /// Everything one evaluation reads.
@@ -390,6 +445,11 @@ pub struct Inputs<'a> {
     pub policy: &'a Policy,
     /// Now.
     pub now: Timestamp,
+    /// The host's advisory findings in this run (`None`: no advisory data used; the
+    /// previous report's advisories are carried, ages growing).
+    pub advisories: Option<&'a HostFindings>,
+    /// The advisory snapshot of `advisories`.
+    pub snapshot: Option<&'a str>,
 }
 
 /// Evaluates one host. See [`ComplianceState`] for the precedence of states.
@@ -401,6 +461,8 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         run,
         policy,
         now,
+        advisories,
+        snapshot,
     } = inputs;
     let mut hc = HostCompliance {
         host: config.host.clone(),
@@ -415,6 +477,8 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         last_run: run.cloned(),
         observed_at: None,
         evaluated_at: now,
+        advisories: Vec::new(),
+        advisory_snapshot: None,
     };
     if config.baselines.is_empty() {
         hc.state = ComplianceState::Excluded;
@@ -451,7 +515,23 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         }
     }
 
-    let fact_state = if !hc.missing.is_empty() || !hc.outstanding.is_empty() {
+    let reachable = observed.is_some_and(|o| o.status.is_reachable());
+    match (advisories, reachable) {
+        (Some(found), true) => {
+            track_advisories(&mut hc, found, previous, policy, now);
+            hc.advisory_snapshot = snapshot.map(str::to_owned);
+        }
+        _ => {
+            // No fresh advisory data for the host: the previous findings stand, their due
+            // dates keep approaching.
+            if let Some(p) = previous {
+                hc.advisories = p.advisories.clone();
+                hc.advisory_snapshot = p.advisory_snapshot.clone();
+            }
+        }
+    }
+    let overdue = hc.advisories.iter().any(|a| a.overdue(now));
+    let fact_state = if !hc.missing.is_empty() || !hc.outstanding.is_empty() || overdue {
         ComplianceState::NonCompliant
     } else if hc.reboot_required_since.is_some() {
         ComplianceState::PendingReboot
@@ -482,6 +562,9 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
         Some(HostRunOutcome::NotStarted { reason }) => {
             head.push(format!("not started in last run: {reason}"));
         }
+        Some(HostRunOutcome::Skipped { reason }) => {
+            head.push(format!("skipped in last run: {reason}"));
+        }
         Some(HostRunOutcome::Updated | HostRunOutcome::Unchanged) | None => {}
     }
     hc.reasons = head;
@@ -490,6 +573,49 @@ pub fn evaluate(inputs: Inputs<'_>) -> HostCompliance {
     hc.broken_rules = broken;
     hc.reasons.extend(rule_reasons);
     hc
+}
+
+/// The host's open advisories, with first-seen and fix-offered times carried from the
+/// previous report and due dates from the policy's advisory deadlines.
+fn track_advisories(
+    hc: &mut HostCompliance,
+    found: &HostFindings,
+    previous: Option<&HostCompliance>,
+    policy: &Policy,
+    now: Timestamp,
+) {
+    let before: BTreeMap<(String, String), &OpenAdvisory> = previous
+        .into_iter()
+        .flat_map(|p| &p.advisories)
+        .map(|a| (a.key(), a))
+        .collect();
+    for f in &found.findings {
+        let view = AdvisoryView::of(f, false);
+        let prev = before.get(&(view.id.clone(), view.source.clone()));
+        let first_seen = prev.map(|p| p.first_seen).unwrap_or(now).min(now);
+        let offered = matches!(f.state, FindingState::FixOffered | FindingState::FixHeld);
+        let fix_offered_since = offered.then(|| {
+            prev.and_then(|p| p.fix_offered_since)
+                .unwrap_or(now)
+                .min(now)
+        });
+        let deadline = policy
+            .rules
+            .iter()
+            .filter_map(|r| match r.check {
+                Check::AdvisoryDeadline { severity, max_age } if severity == f.severity => {
+                    Some(max_age)
+                }
+                _ => None,
+            })
+            .min();
+        hc.advisories.push(OpenAdvisory {
+            advisory: view,
+            first_seen,
+            fix_offered_since,
+            due: fix_offered_since.zip(deadline).map(|(t, d)| add(t, d)),
+        });
+    }
 }
 
 fn unreachable_never_observed() -> (ComplianceState, String) {
@@ -584,6 +710,22 @@ fn observe_facts(
         }
     }
 
+    for u in &o.held_updates {
+        let key = (u.name.clone(), u.arch.clone(), u.installed_version.clone());
+        let seen = first_seen.get(&key).copied().unwrap_or(now).min(now);
+        hc.deferred.push(TrackedUpdate {
+            package: u.name.clone(),
+            arch: u.arch.clone(),
+            from: u.installed_version.clone(),
+            to: u.candidate_version.clone(),
+            security: u.security,
+            first_seen: seen,
+            age_seconds: age(seen, now),
+            deferred: Some(DeferReason::HostHeld),
+            approves_at: None,
+        });
+    }
+
     hc.reboot_required_since = o.reboot_required.required.then(|| {
         previous
             .and_then(|p| p.reboot_required_since)
@@ -638,16 +780,34 @@ fn fact_reasons(hc: &HostCompliance, now: Timestamp) -> Vec<String> {
             Some(from) => format!("{from} -> {}", u.to),
             None => format!("new {}", u.to),
         };
+        // Since an instant, not for an age: the reason stays the same while nothing
+        // changes, so the host's report file does too.
         out.push(format!(
-            "{kind} {} {change} outstanding for {}",
+            "{kind} {} {change} outstanding since {}",
             u.package,
-            human(u.age_seconds)
+            since(u.first_seen)
         ));
     }
-    if let Some(since) = hc.reboot_required_since {
-        out.push(format!("reboot required for {}", human(age(since, now))));
+    if let Some(at) = hc.reboot_required_since {
+        out.push(format!("reboot required since {}", since(at)));
+    }
+    for a in hc.advisories.iter().filter(|a| a.overdue(now)) {
+        if let (Some(offered), Some(due)) = (a.fix_offered_since, a.due) {
+            out.push(format!(
+                "{} advisory {} on {}: fix offered since {}, due {due}",
+                a.advisory.severity,
+                a.advisory.label(),
+                a.advisory.source,
+                since(offered)
+            ));
+        }
     }
     out
+}
+
+/// An instant in reasons: to the minute, UTC (`2026-11-24T02:00Z`).
+pub fn since(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }
 
 fn broken_rules(
@@ -665,7 +825,7 @@ fn broken_rules(
                     .iter()
                     .filter(|u| updates == RuleUpdates::All || u.security)
                     .filter(|u| Duration::from_secs(u.age_seconds) > max_age)
-                    .map(|u| format!("{} ({})", u.package, human(u.age_seconds)))
+                    .map(|u| format!("{} (since {})", u.package, since(u.first_seen)))
                     .collect();
                 if !late.is_empty() {
                     ids.push(rule.id.clone());
@@ -696,15 +856,41 @@ fn broken_rules(
                     ));
                 }
             }
+            Check::AdvisoryDeadline { severity, max_age } => {
+                let late: Vec<String> = hc
+                    .advisories
+                    .iter()
+                    .filter(|a| a.advisory.severity == severity && a.overdue(now))
+                    .map(|a| {
+                        format!(
+                            "{} on {} ({})",
+                            a.advisory.id,
+                            a.advisory.source,
+                            a.fix_offered_since
+                                .map(|t| format!("fix offered since {}", since(t)))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                if !late.is_empty() {
+                    ids.push(rule.id.clone());
+                    reasons.push(format!(
+                        "breaks {}: {severity} advisories not fixed within {} of the fix being offered: {}",
+                        rule.id,
+                        human(max_age.as_secs()),
+                        late.join(", ")
+                    ));
+                }
+            }
             Check::RebootPending { max_age } => {
-                if let Some(since) = hc.reboot_required_since {
-                    let a = age(since, now);
+                if let Some(at) = hc.reboot_required_since {
+                    let a = age(at, now);
                     if Duration::from_secs(a) > max_age {
                         ids.push(rule.id.clone());
                         reasons.push(format!(
-                            "breaks {}: reboot pending for {} (limit {})",
+                            "breaks {}: reboot pending since {} (limit {})",
                             rule.id,
-                            human(a),
+                            since(at),
                             human(max_age.as_secs())
                         ));
                     }
@@ -841,6 +1027,8 @@ mod tests {
             run: c.run,
             policy: &p,
             now: c.now,
+            advisories: None,
+            snapshot: None,
         })
     }
 
@@ -980,7 +1168,7 @@ mod tests {
         assert_eq!(sec.outstanding[0].package, "openssl");
         assert_eq!(
             sec.reasons,
-            ["security update openssl 1 -> 2 outstanding for 0s"]
+            ["security update openssl 1 -> 2 outstanding since 2026-09-21T14:13Z"]
         );
         let all = simple(
             &config(vec![baseline(UpdateClass::All, 0, &[], &[])], &[]),
@@ -1084,7 +1272,7 @@ mod tests {
         });
         assert_eq!(d8.broken_rules, ["security-within-7d"]);
         assert!(d8.reasons.contains(
-            &"breaks security-within-7d: outstanding longer than 7d: openssl (8d)".to_string()
+            &"breaks security-within-7d: outstanding longer than 7d: openssl (since 2026-09-21T14:13Z)".to_string()
         ));
         let d31 = eval(Case {
             config: &cfg,
@@ -1094,10 +1282,8 @@ mod tests {
             now: t(31),
         });
         assert_eq!(d31.broken_rules, ["security-within-7d", "all-within-30d"]);
-        assert!(d31
-            .reasons
-            .iter()
-            .any(|r| r.contains("all-within-30d") && r.contains("openssl (31d), vim (31d)")));
+        assert!(d31.reasons.iter().any(|r| r.contains("all-within-30d")
+            && r.contains("openssl (since 2026-09-21T14:13Z), vim (since 2026-09-21T14:13Z)")));
     }
 
     #[test]
@@ -1151,7 +1337,7 @@ mod tests {
         o.reboot_required.required = true;
         let d0 = simple(&cfg, &o, t(0));
         assert_eq!(d0.state, ComplianceState::PendingReboot);
-        assert_eq!(d0.reasons, ["reboot required for 0s"]);
+        assert_eq!(d0.reasons, ["reboot required since 2026-09-21T14:13Z"]);
         let d2 = eval(Case {
             config: &cfg,
             observed: Some(&o),
@@ -1322,7 +1508,7 @@ mod tests {
         check(
             HostRunOutcome::Updated,
             ComplianceState::NonCompliant,
-            "security update openssl 1 -> 2 outstanding for 0s",
+            "security update openssl 1 -> 2 outstanding since 2026-09-21T14:13Z",
         );
     }
 
@@ -1357,6 +1543,8 @@ mod tests {
             run: None,
             policy: &p,
             now: t(2),
+            advisories: None,
+            snapshot: None,
         });
         assert_eq!(d2.broken_rules, ["all-within-1d"]);
     }
@@ -1387,5 +1575,166 @@ mod tests {
         assert_eq!(human(7200), "2h");
         assert_eq!(human(86400 * 9 + 7200 + 5), "9d 2h");
         assert_eq!(human(86400 * 7 + 59), "7d");
+    }
+
+    /// A Debian 12 host with libpk 1.0-1, a critical advisory fixed in 1.2-1, and 1.2-1
+    /// offered (held by the baseline, so not an outstanding approved update).
+    fn advisory_case(now: Timestamp) -> (HostConfig, ObservedHost, crate::advisory::Assessment) {
+        use crate::advisory::{matcher, Affected, Event, Origin, Record, Severity};
+        let cfg = config(
+            vec![baseline(UpdateClass::Security, 0, &["libpk"], &[])],
+            &[],
+        );
+        let mut o = host(&[("libpk", "1.0-1")], &[("libpk", "1.0-1", "1.2-1", true)]);
+        o.os = Some(crate::observed::OsInfo {
+            id: "debian".into(),
+            version_id: "12".into(),
+            family: vec!["debian".into()],
+            pretty_name: None,
+            version_codename: None,
+        });
+        let index = matcher::Index::build(
+            vec![Record {
+                id: "DSA-9000-1".into(),
+                cves: vec!["CVE-2026-9000".into()],
+                ecosystem: "Debian:12".into(),
+                package: "libpk".into(),
+                affected: Affected::Ranges {
+                    ranges: vec![vec![
+                        Event::Introduced("0".into()),
+                        Event::Fixed("1.2-1".into()),
+                    ]],
+                    versions: vec![],
+                },
+                severity: Severity::Critical,
+                summary: "libpk: remote code execution".into(),
+                modified: None,
+                origin: Origin::Osv,
+            }],
+            Some("sha256:feedfacefeedface".into()),
+        );
+        let fleet = crate::observed::ObservedFleet::new(now.to_string(), vec![o.clone()]);
+        let a = matcher::assess(&index, &fleet, &BTreeMap::new());
+        (cfg, o, a)
+    }
+
+    fn eval_with(
+        cfg: &HostConfig,
+        o: Option<&ObservedHost>,
+        a: Option<&crate::advisory::Assessment>,
+        previous: Option<&HostCompliance>,
+        now: Timestamp,
+    ) -> HostCompliance {
+        let p = policy();
+        evaluate(Inputs {
+            config: cfg,
+            observed: o,
+            previous,
+            run: None,
+            policy: &p,
+            now,
+            advisories: a.and_then(|a| a.host("web-1")),
+            snapshot: a.and_then(|a| a.snapshot.as_deref()),
+        })
+    }
+
+    #[test]
+    fn advisory_deadlines_count_from_the_first_offer() {
+        let (cfg, o, a) = advisory_case(t(0));
+        let d0 = eval_with(&cfg, Some(&o), Some(&a), None, t(0));
+        assert_eq!(d0.state, ComplianceState::Compliant, "{:?}", d0.reasons);
+        assert_eq!(
+            d0.advisory_snapshot.as_deref(),
+            Some("sha256:feedfacefeedface")
+        );
+        let adv = &d0.advisories[0];
+        assert_eq!(adv.advisory.id, "DSA-9000-1");
+        assert_eq!(adv.fix_offered_since, Some(t(0)));
+        assert_eq!(adv.due, Some(t(7)));
+        assert!(d0.broken_rules.is_empty());
+        // Held by the baseline, the fix still counts as offered; the deadline passes.
+        let d8 = eval_with(&cfg, Some(&o), Some(&a), Some(&d0), t(8));
+        assert_eq!(d8.advisories[0].first_seen, t(0));
+        assert_eq!(d8.state, ComplianceState::NonCompliant);
+        assert_eq!(d8.broken_rules, ["critical-advisories-within-7d"]);
+        assert!(
+            d8.reasons.iter().any(|r| r.starts_with(
+                "critical advisory DSA-9000-1 (CVE-2026-9000) on libpk: fix offered since 2026-09-21T14:13Z, due "
+            )),
+            "{:?}",
+            d8.reasons
+        );
+        // Without advisory data in a run, the previous findings stand and stay overdue.
+        let carried = eval_with(&cfg, Some(&o), None, Some(&d8), t(9));
+        assert_eq!(carried.advisories.len(), 1);
+        assert_eq!(carried.broken_rules, ["critical-advisories-within-7d"]);
+        // An exception in force excuses it; once expired, it no longer does.
+        let (_, _, mut excepted) = advisory_case(t(0));
+        let exception = std::sync::Arc::new(crate::advisory::matcher::Excepted {
+            name: "libpk-accepted".into(),
+            owner: "sec-team".into(),
+            reason: "not reachable from the network".into(),
+            expires: t(10),
+        });
+        for f in &mut excepted.hosts.get_mut("web-1").unwrap().findings {
+            f.exception = Some(exception.clone());
+        }
+        let ok = eval_with(&cfg, Some(&o), Some(&excepted), Some(&d0), t(8));
+        assert!(ok.broken_rules.is_empty(), "{:?}", ok.reasons);
+        assert_eq!(ok.state, ComplianceState::Compliant);
+        let late = eval_with(&cfg, Some(&o), Some(&excepted), Some(&d0), t(11));
+        assert_eq!(late.broken_rules, ["critical-advisories-within-7d"]);
+        // Events: opened, overdue once, closed.
+        use crate::report::{advisory_events, AdvisoryEventKind};
+        let kinds = |prev: Option<&HostCompliance>, cur: &HostCompliance, now| {
+            advisory_events(prev, cur, now)
+                .into_iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(None, &d0, t(0)), [AdvisoryEventKind::CriticalOpen]);
+        assert_eq!(kinds(Some(&d0), &d8, t(8)), [AdvisoryEventKind::Overdue]);
+        assert!(kinds(Some(&d8), &carried, t(9)).is_empty());
+        let mut fixed = o.clone();
+        fixed.installed[0].version = "1.2-1".into();
+        fixed.updates.clear();
+        let (_, _, none) = {
+            let (c, _, _) = advisory_case(t(12));
+            let fleet = crate::observed::ObservedFleet::new(t(12).to_string(), vec![fixed.clone()]);
+            let index = crate::advisory::matcher::Index::build(vec![], None);
+            (
+                c,
+                (),
+                crate::advisory::matcher::assess(&index, &fleet, &BTreeMap::new()),
+            )
+        };
+        let closed = eval_with(&cfg, Some(&fixed), Some(&none), Some(&d8), t(12));
+        assert!(closed.advisories.is_empty());
+        assert_eq!(
+            kinds(Some(&d8), &closed, t(12)),
+            [AdvisoryEventKind::CriticalClosed]
+        );
+    }
+
+    #[test]
+    fn host_held_updates_are_deferred_not_invisible() {
+        let cfg = config(vec![baseline(UpdateClass::Security, 0, &[], &[])], &[]);
+        let mut o = host(&[("pk-held", "1.0-1")], &[]);
+        o.held_updates = vec![PendingUpdate {
+            name: "pk-held".into(),
+            arch: "all".into(),
+            installed_version: Some("1.0-1".into()),
+            candidate_version: "1.1-1".into(),
+            origin: "PatchkeeperLab-Security:bookworm-security".into(),
+            security: true,
+            advisories: vec![],
+        }];
+        let hc = simple(&cfg, &o, t(0));
+        assert_eq!(hc.state, ComplianceState::Compliant);
+        assert_eq!(hc.deferred.len(), 1);
+        assert_eq!(hc.deferred[0].to, "1.1-1");
+        assert_eq!(hc.deferred[0].deferred, Some(DeferReason::HostHeld));
+        let json = serde_json::to_value(&hc).unwrap();
+        assert_eq!(json["deferred"][0]["deferred"], "host-held");
     }
 }

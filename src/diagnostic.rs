@@ -112,6 +112,10 @@ codes! {
     InvalidVersion = "invalid-version", Error;
     /// A glob pattern (hold, exclude) that does not parse.
     InvalidPattern = "invalid-pattern", Error;
+    /// An Inventory's Ansible source (`spec.ansible`) cannot be read: the file, the command
+    /// (refused without the controller's `--allow-local-commands`, failed, timed out), or
+    /// its output.
+    InventorySource = "inventory-source", Error;
     /// A selector that matches no host.
     SelectorMatchesNothing = "selector-matches-nothing", Warning;
     /// A host that no baseline applies to: it is observed and reported but never patched.
@@ -122,6 +126,10 @@ codes! {
     DuplicateAddress = "duplicate-address", Warning;
     /// A YAML file holds no patchkeeper document.
     EmptyFile = "empty-file", Warning;
+    /// A VulnerabilityException has expired: its advisories count against their deadlines again.
+    ExceptionExpired = "exception-expired", Warning;
+    /// A VulnerabilityException expires within 14 days.
+    ExceptionExpiring = "exception-expiring", Warning;
 }
 
 impl fmt::Display for Code {

@@ -2,6 +2,9 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules.
 
+pub mod actor;
+pub mod advisory;
+pub mod ansible;
 pub mod apply;
 pub mod cli;
 pub mod compliance;
@@ -22,6 +25,7 @@ pub mod report;
 pub mod schema;
 pub mod simulate;
 pub mod source;
+pub mod ssh_target;
 pub mod terminal;
 pub mod transport;
 pub mod trust;

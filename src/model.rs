@@ -29,17 +29,20 @@ pub enum Kind {
     Rollout,
     /// An urgent one-off patch request.
     PatchRequest,
+    /// An accepted risk: advisories exempt from deadlines, with an owner and an expiry.
+    VulnerabilityException,
 }
 
 impl Kind {
     /// All kinds, in the order schemas and docs list them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Settings,
         Kind::Inventory,
         Kind::Baseline,
         Kind::MaintenanceWindow,
         Kind::Rollout,
         Kind::PatchRequest,
+        Kind::VulnerabilityException,
     ];
 
     /// The name as written in YAML.
@@ -51,6 +54,7 @@ impl Kind {
             Kind::MaintenanceWindow => "MaintenanceWindow",
             Kind::Rollout => "Rollout",
             Kind::PatchRequest => "PatchRequest",
+            Kind::VulnerabilityException => "VulnerabilityException",
         }
     }
 
@@ -118,6 +122,32 @@ pub struct SettingsSpec {
     /// Apply options.
     #[serde(default)]
     pub apply: ApplySettings,
+    /// Advisory data: what `serve` re-imports, how old it may get, OS-to-ecosystem mapping.
+    #[serde(default)]
+    pub advisories: AdvisorySettings,
+}
+
+/// Advisory data settings (`docs/vulnerabilities.md`). Where the store lives is the
+/// operator's choice (`--store`, `PATCHKEEPER_ADVISORY_STORE`), not the fleet repo's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdvisorySettings {
+    /// Files and directories `serve` re-imports (a Debian security tracker dump, OSV
+    /// records, directories of them, OSV `all.zip` dumps): paths relative to the fleet repo
+    /// and inside it (the `advisories/` directory is never read as fleet documents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// How often `serve` checks `sources` for new data (duration, default `6h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// Advisory data older than this is reported stale by `vulns` and `plan` (duration,
+    /// default `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// os-release `ID` to advisory ecosystem (`Debian`, `Ubuntu`, `AlmaLinux`, `Rocky
+    /// Linux`) for OSes without a built-in one, e.g. `rhel: AlmaLinux`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ecosystems: BTreeMap<String, String>,
 }
 
 /// Report settings.
@@ -149,6 +179,11 @@ pub struct ReportSettings {
     /// How `signingKey` signs: `ssh` (default, `ssh-keygen -Y sign`) or `openpgp` (`gpg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_format: Option<SigningFormat>,
+    /// An observation that changed no host's facts is committed only when the last report
+    /// commit is older than this (duration, default `24h`), so the branch shows the
+    /// controller alive without a commit per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
 }
 
 /// The signature format of report commits (git's `gpg.format`).
@@ -246,6 +281,23 @@ pub struct SshSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(inner(regex(pattern = r"^[A-Za-z0-9@._+-]{1,64}$")))]
     pub ciphers: Option<Vec<String>>,
+    /// An OpenSSH client configuration file (`ssh_config(5)`: `Host`, `Match host`,
+    /// `HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`, `ConnectTimeout`,
+    /// `UserKnownHostsFile`, `StrictHostKeyChecking`, `Include`...) to look hosts up in, by
+    /// their `address` (else their name), as `ssh ADDRESS` would; relative to the fleet repo,
+    /// and it and every file it names must lie inside it unless the controller allows another
+    /// directory. `none` reads no file. Default: the controller's `~/.ssh/config` and
+    /// `/etc/ssh/ssh_config`. Values set here and in the inventory win over the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub config_file: Option<String>,
+    /// Jump hosts, as OpenSSH's `ProxyJump`: `[user@]host[:port]` (or `ssh://…`),
+    /// comma-separated, first to last; `none` connects directly. Each jump host is looked up
+    /// by its name in the ssh_config file (address, user, key, known_hosts), then in
+    /// Settings. Default: the ssh_config file's `ProxyJump`, else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9@._:,/\[\]%-]{1,1024}$"))]
+    pub proxy_jump: Option<String>,
 }
 
 /// Observation settings.
@@ -298,6 +350,34 @@ pub struct InventorySpec {
     /// The hosts.
     #[serde(default)]
     pub hosts: Vec<Host>,
+    /// More hosts and groups, read from an Ansible inventory when the fleet repo is loaded:
+    /// its dynamic-inventory JSON (`ansible-inventory --list`, an inventory script's
+    /// `--list`) or a static INI or YAML inventory, from a file or from a command's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ansible: Option<AnsibleSource>,
+}
+
+/// Where an Inventory's Ansible hosts come from: exactly one of `file` and `command`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnsibleSource {
+    /// A file, without control characters, relative to the fleet repo (inside it unless the
+    /// controller allows another directory): JSON, INI or YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\x00-\x1f\x7f]{1,4096}$"))]
+    pub file: Option<String>,
+    /// A program and its arguments, run on the controller in the fleet repo (never through a
+    /// shell; needs the controller's `--allow-local-commands`), whose standard output is the
+    /// inventory, e.g. `[inventory/ec2.py, --list]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[^\x00]{1,4096}$")))]
+    pub command: Option<Vec<String>>,
+    /// How long the command may run (duration, default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Variables imported as host labels (for selectors), e.g. `[env, region]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A named group of hosts.
@@ -409,6 +489,39 @@ pub struct UpdatePolicy {
     /// Only approve updates first seen at least this long ago (duration, e.g. `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<String>,
+    /// Only approve security updates that fix an advisory at least this severe (from the
+    /// imported advisory data, or dnf's updateinfo severity); others are left alone and
+    /// listed. Unrated updates do not qualify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<MinSeverity>,
+}
+
+/// The least severity a baseline's security updates must fix.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MinSeverity {
+    /// Low and above.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only.
+    Critical,
+}
+
+impl MinSeverity {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MinSeverity::Low => "low",
+            MinSeverity::Medium => "medium",
+            MinSeverity::High => "high",
+            MinSeverity::Critical => "critical",
+        }
+    }
 }
 
 /// A package that must be installed at least at a version.
@@ -510,6 +623,31 @@ pub struct PatchRequestSpec {
     /// Rollout override (default: each host's baseline rollout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+}
+
+/// `kind: VulnerabilityException` — an accepted risk: matching findings still show, but do
+/// not count against advisory deadlines until the exception expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VulnerabilityExceptionSpec {
+    /// Advisory ids or CVE ids it covers (`DSA-5800-1`, `CVE-2026-1234`).
+    #[schemars(length(min = 1))]
+    pub advisories: Vec<String>,
+    /// Which hosts (default: every host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    /// Only these packages (source or installed names; default: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Who accepted the risk and answers for it.
+    #[schemars(length(min = 1))]
+    pub owner: String,
+    /// Why the risk is accepted (compensating control, vendor statement...).
+    #[schemars(length(min = 1))]
+    pub reason: String,
+    /// When it stops applying: an RFC 3339 time, or a date (`2026-12-31`: through the end of
+    /// that day, UTC). `validate` warns 14 days before.
+    pub expires: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -684,6 +822,23 @@ pub type MaintenanceWindow = Document<MaintenanceWindowSpec>;
 pub type Rollout = Document<RolloutSpec>;
 /// PatchRequest document.
 pub type PatchRequest = Document<PatchRequestSpec>;
+/// VulnerabilityException document.
+pub type VulnerabilityException = Document<VulnerabilityExceptionSpec>;
+
+/// When an exception's `expires` ends it: an RFC 3339 time as written, or the end of a
+/// `YYYY-MM-DD` day (UTC). `None` when it does not parse.
+pub fn exception_expiry(expires: &str) -> Option<jiff::Timestamp> {
+    let s = expires.trim();
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t);
+    }
+    let date: jiff::civil::Date = s.parse().ok()?;
+    date.tomorrow()
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
 
 impl Selector {
     /// Whether the selector picks `host`: named in `hosts` or a member of one of `groups`

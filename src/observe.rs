@@ -7,7 +7,7 @@
 //! an overall deadline covering connect, observation and close; connections are closed
 //! before the function returns.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +15,11 @@ use tokio::sync::Semaphore;
 
 use crate::driver::{self, ObserveOptions};
 use crate::duration::parse_duration;
-use crate::model::{Host, HostKeyPolicy, PackageManager, SettingsSpec, SshSettings, TransportKind};
+use crate::model::{Host, PackageManager, SettingsSpec, SshSettings, TransportKind};
 use crate::observed::{ConnectionInfo, FailureReason, HostStatus, ObservedFleet, ObservedHost};
+use crate::ssh_target::SshConfigs;
 use crate::transport::local::LocalTransport;
-use crate::transport::ssh::{default_identity_files, KeyCache, SshOptions, SshTransport};
+use crate::transport::ssh::{KeyCache, SshOptions, SshTransport};
 use crate::transport::Transport;
 use crate::trust::ControllerTrust;
 
@@ -42,6 +43,9 @@ pub enum ObserveError {
     /// The fleet repo asks for something this machine does not allow.
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    /// The host's SSH settings or ssh_config file cannot be used.
+    #[error(transparent)]
+    Target(#[from] crate::ssh_target::TargetError),
     /// `--hosts` is malformed.
     #[error("invalid host selector `{selector}`: {message}")]
     Selector {
@@ -56,7 +60,7 @@ pub enum ObserveError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Connect {
     /// Over SSH.
-    Ssh(SshOptions),
+    Ssh(Box<SshOptions>),
     /// On this machine.
     Local {
         /// Escalate with `sudo -n`.
@@ -122,21 +126,6 @@ fn duration_or(
     })
 }
 
-/// Expands `~/` and makes relative paths relative to the fleet repo.
-fn resolve_path(repo: &Path, path: &str) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    let p = PathBuf::from(path);
-    if p.is_absolute() {
-        p
-    } else {
-        repo.join(p)
-    }
-}
-
 /// Host settings override fleet settings field by field.
 fn merge_ssh(fleet: &SshSettings, host: Option<&SshSettings>) -> SshSettings {
     let Some(h) = host else {
@@ -170,6 +159,8 @@ fn merge_ssh(fleet: &SshSettings, host: Option<&SshSettings>) -> SshSettings {
             .clone()
             .or_else(|| fleet.kex_algorithms.clone()),
         ciphers: h.ciphers.clone().or_else(|| fleet.ciphers.clone()),
+        config_file: h.config_file.clone().or_else(|| fleet.config_file.clone()),
+        proxy_jump: h.proxy_jump.clone().or_else(|| fleet.proxy_jump.clone()),
     }
 }
 
@@ -209,51 +200,21 @@ pub fn target_with_trust(
             Connect::Local { sudo }
         }
         TransportKind::Ssh => {
-            // Files the repo names must lie inside it (or where this machine allows).
-            for (field, value) in [
-                ("ssh.identityFile", &ssh.identity_file),
-                ("ssh.knownHosts", &ssh.known_hosts),
-            ] {
-                if let Some(named) = value {
-                    trust.check_path(
-                        repo,
-                        &format!("{field} of host {name}"),
-                        named,
-                        &resolve_path(repo, named),
-                    )?;
-                }
-            }
-            let identity_files = match &ssh.identity_file {
-                Some(f) => vec![resolve_path(repo, f)],
-                None => default_identity_files(),
+            // Settings, inventory and the OpenSSH client configuration; files the repo names
+            // (in Settings or in its ssh_config file) must lie inside it or where this
+            // machine allows.
+            let configs = SshConfigs::load(repo, &ssh, name, trust)?;
+            let request = crate::ssh_target::Request {
+                repo,
+                host: name,
+                destination: host.address.as_deref().unwrap_or(name),
+                fleet: &settings.ssh,
+                merged: &ssh,
+                trust,
             };
-            Connect::Ssh(SshOptions {
-                address: host.address.clone().unwrap_or_else(|| host.name.clone()),
-                port: ssh.port.unwrap_or(22),
-                user: ssh.user.clone().unwrap_or_else(|| "root".into()),
-                use_agent: ssh.use_agent.unwrap_or(ssh.identity_file.is_none()),
-                identity_files,
-                known_hosts: resolve_path(
-                    repo,
-                    ssh.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
-                ),
-                host_key_policy: ssh.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
-                sudo,
-                connect_timeout: duration_or(
-                    &ssh.connect_timeout,
-                    "10s",
-                    name,
-                    "ssh.connectTimeout",
-                )?,
-                keepalive_interval: duration_or(
-                    &ssh.keepalive_interval,
-                    "15s",
-                    name,
-                    "ssh.keepaliveInterval",
-                )?,
-                kex: ssh.kex_algorithms.clone().unwrap_or_default(),
-                ciphers: ssh.ciphers.clone().unwrap_or_default(),
-            })
+            Connect::Ssh(Box::new(crate::ssh_target::ssh_options(
+                &request, &configs,
+            )?))
         }
     };
     Ok(Target {
@@ -400,6 +361,7 @@ pub async fn observe_all(
                             reason: FailureReason::Timeout {
                                 phase: "host".into(),
                                 seconds: host_timeout.as_secs(),
+                                detail: None,
                             },
                         },
                     );
@@ -482,6 +444,7 @@ pub fn status_text(host: &ObservedHost) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::path::PathBuf;
 
     fn host(name: &str, groups: &[&str], labels: &[(&str, &str)]) -> Host {
         Host {

@@ -83,6 +83,22 @@ pub struct ObservedHost {
     /// made before patchkeeper recorded it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<OfferedPackage>,
+    /// Updates the package manager holds back, with the version it would otherwise install:
+    /// held packages (dpkg hold, dnf versionlock or `exclude=`) and what installing them
+    /// would pull along (from a dry run that ignores holds), sorted by name then
+    /// architecture. Never installed by patchkeeper; listed so nothing held is invisible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_updates: Vec<PendingUpdate>,
+    /// Source packages of installed packages, where they differ from the package's own
+    /// name or version (Debian `${source:Package}`/`${source:Version}`, binNMU suffixes
+    /// stripped; rpm `%{SOURCERPM}`), sorted by package then architecture. Advisories name
+    /// source packages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourcePackage>,
+    /// Security advisories the package manager knows for pending and held updates (dnf
+    /// updateinfo: id, severity, CVEs), sorted by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<UpdateAdvisory>,
     /// Whether the host needs a reboot to run what is installed.
     #[serde(default)]
     pub reboot_required: RebootRequired,
@@ -127,6 +143,9 @@ impl ObservedHost {
             held: Vec::new(),
             kept_back: Vec::new(),
             offered: Vec::new(),
+            held_updates: Vec::new(),
+            sources: Vec::new(),
+            advisories: Vec::new(),
             reboot_required: RebootRequired::default(),
             package_manager_locked: None,
             db_health: Vec::new(),
@@ -153,6 +172,24 @@ impl ObservedHost {
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
         self.offered
             .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        self.held_updates
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.held_updates
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        for u in &mut self.held_updates {
+            u.advisories.sort();
+            u.advisories.dedup();
+        }
+        self.sources
+            .sort_by(|a, b| (&a.package, &a.arch).cmp(&(&b.package, &b.arch)));
+        self.sources
+            .dedup_by(|a, b| a.package == b.package && a.arch == b.arch);
+        self.advisories.sort_by(|a, b| a.id.cmp(&b.id));
+        self.advisories.dedup_by(|a, b| a.id == b.id);
+        for a in &mut self.advisories {
+            a.cves.sort();
+            a.cves.dedup();
+        }
         self.reboot_required.packages.sort();
         self.reboot_required.packages.dedup();
         self.db_health
@@ -172,6 +209,41 @@ impl ObservedHost {
             .iter()
             .take_while(|p| p.name == name)
             .find(|p| p.arch.is_empty() || p.arch == arch)
+    }
+
+    /// Every installed package with its source package and source version (as
+    /// [`ObservedHost::source_of`], in one pass over both sorted lists).
+    pub fn with_sources(&self) -> impl Iterator<Item = (&InstalledPackage, &str, &str)> {
+        let mut sources = self.sources.iter().peekable();
+        self.installed.iter().map(move |p| {
+            let key = (p.name.as_str(), p.arch.as_str());
+            while sources
+                .peek()
+                .is_some_and(|s| (s.package.as_str(), s.arch.as_str()) < key)
+            {
+                sources.next();
+            }
+            match sources.peek() {
+                Some(s) if (s.package.as_str(), s.arch.as_str()) == key => {
+                    (p, s.source.as_str(), s.version.as_str())
+                }
+                _ => (p, p.name.as_str(), p.version.as_str()),
+            }
+        })
+    }
+
+    /// The source package and source version `package` was built from: the recorded
+    /// [`SourcePackage`] when there is one, else the package's own name and version.
+    pub fn source_of<'a>(&'a self, package: &'a InstalledPackage) -> (&'a str, &'a str) {
+        let i = self.sources.partition_point(|s| {
+            (s.package.as_str(), s.arch.as_str()) < (package.name.as_str(), package.arch.as_str())
+        });
+        match self.sources.get(i) {
+            Some(s) if s.package == package.name && s.arch == package.arch => {
+                (s.source.as_str(), s.version.as_str())
+            }
+            _ => (package.name.as_str(), package.version.as_str()),
+        }
     }
 
     /// SHA-256 (hex) of the state a plan depends on: installed packages, pending updates,
@@ -263,12 +335,34 @@ pub enum FailureReason {
         /// Address and port tried.
         address: String,
     },
+    /// The name does not resolve (DNS, `/etc/hosts`), or the resolver is unreachable.
+    NameNotResolved {
+        /// The name.
+        name: String,
+        /// The resolver's words.
+        message: String,
+    },
+    /// No route to the address (network or host unreachable).
+    NoRoute {
+        /// Address and port tried.
+        address: String,
+        /// The system's words.
+        message: String,
+    },
     /// A deadline passed.
     Timeout {
         /// `connect`, `command` or `host` (the per-host overall deadline).
         phase: String,
         /// The deadline in seconds.
         seconds: u64,
+        /// For `connect`: the address and the stage it stopped in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The server closed the connection before login completed.
+    ConnectionClosed {
+        /// The whole message (address, stage, likely causes).
+        message: String,
     },
     /// Other network or protocol failure before login.
     Connection {
@@ -281,6 +375,9 @@ pub enum FailureReason {
         user: String,
         /// What was offered (`key ~/.ssh/id_ed25519`, `agent`, ...).
         tried: Vec<String>,
+        /// The methods the server accepts (`publickey`, `password`, ...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accepted: Vec<String>,
     },
     /// The host key is not in known_hosts (policy `strict`).
     HostKeyUnknown {
@@ -297,10 +394,32 @@ pub enum FailureReason {
         algorithm: String,
         /// `SHA256:...` fingerprint of the offered key.
         fingerprint: String,
+        /// `SHA256:...` fingerprint of the recorded key.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        recorded_fingerprint: String,
         /// The known_hosts file consulted.
         known_hosts: String,
         /// 1-based line of the recorded key.
         line: usize,
+    },
+    /// The host's certificate is not vouched for by a trusted authority.
+    HostCertificateInvalid {
+        /// Why.
+        reason: String,
+    },
+    /// A jump host could not open a connection to the next hop.
+    ForwardFailed {
+        /// `host:port` of the next hop.
+        target: String,
+        /// The jump host's reason.
+        reason: String,
+    },
+    /// A jump host (`ProxyJump`) failed; `reason` says how.
+    JumpHost {
+        /// The hop as written and its address.
+        jump: String,
+        /// What happened there.
+        reason: Box<FailureReason>,
     },
     /// A remote command exited non-zero.
     CommandFailed {
@@ -356,17 +475,47 @@ impl std::fmt::Display for FailureReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureReason::Refused { address } => write!(f, "connection refused by {address}"),
-            FailureReason::Timeout { phase, seconds } => {
-                write!(f, "{phase} timed out after {seconds}s")
+            FailureReason::NameNotResolved { name, message } => {
+                write!(f, "name `{name}` not resolved: {message}")
+            }
+            FailureReason::NoRoute { address, message } => {
+                write!(f, "no route to {address}: {message}")
+            }
+            FailureReason::Timeout {
+                phase,
+                seconds,
+                detail,
+            } => {
+                write!(f, "{phase} timed out after {seconds}s")?;
+                if let Some(d) = detail {
+                    write!(f, " ({d})")?;
+                }
+                Ok(())
+            }
+            FailureReason::ConnectionClosed { message } => f.write_str(message),
+            FailureReason::HostCertificateInvalid { reason } => {
+                write!(f, "host certificate is not valid: {reason}")
+            }
+            FailureReason::JumpHost { jump, reason } => write!(f, "jump host {jump}: {reason}"),
+            FailureReason::ForwardFailed { target, reason } => {
+                write!(f, "could not open a connection to {target}: {reason}")
             }
             FailureReason::Connection { message } => write!(f, "connection failed: {message}"),
-            FailureReason::AuthFailed { user, tried } => {
+            FailureReason::AuthFailed {
+                user,
+                tried,
+                accepted,
+            } => {
                 write!(f, "authentication failed for user {user}")?;
                 if tried.is_empty() {
-                    write!(f, " (no credentials available)")
+                    write!(f, " (no credentials available")?;
                 } else {
-                    write!(f, " (tried {})", tried.join(", "))
+                    write!(f, " (tried {}", tried.join(", "))?;
                 }
+                if !accepted.is_empty() {
+                    write!(f, "; the server accepts {}", accepted.join(", "))?;
+                }
+                f.write_str(")")
             }
             FailureReason::HostKeyUnknown {
                 algorithm,
@@ -379,12 +528,17 @@ impl std::fmt::Display for FailureReason {
             FailureReason::HostKeyMismatch {
                 algorithm,
                 fingerprint,
+                recorded_fingerprint,
                 known_hosts,
                 line,
-            } => write!(
-                f,
-                "host key has changed: offered {algorithm} key fingerprint is {fingerprint}, {known_hosts}:{line} records another"
-            ),
+            } => {
+                write!(f, "host key has changed: the host offers {algorithm} {fingerprint}, {known_hosts}:{line} records ")?;
+                if recorded_fingerprint.is_empty() {
+                    f.write_str("another")
+                } else {
+                    f.write_str(recorded_fingerprint)
+                }
+            }
             FailureReason::CommandFailed {
                 command,
                 exit,
@@ -444,6 +598,9 @@ pub struct OsInfo {
     /// `PRETTY_NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretty_name: Option<String>,
+    /// `VERSION_CODENAME` (e.g. `bookworm`), when the OS sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_codename: Option<String>,
 }
 
 /// One installed package.
@@ -507,6 +664,39 @@ pub struct OfferedVersion {
     /// From a security origin (apt) or named by a security advisory (dnf).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub security: bool,
+}
+
+/// The source package an installed package was built from (kept only where it differs from
+/// the package's own name or version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourcePackage {
+    /// The installed (binary) package.
+    pub package: SmolStr,
+    /// Its architecture.
+    pub arch: SmolStr,
+    /// The source package name (`util-linux` for `bsdutils`, `openssl` for `openssl-libs`).
+    pub source: SmolStr,
+    /// The source version: without a binNMU suffix (`+bN`) on Debian, where the binary may
+    /// also carry another epoch (`bsdutils 1:2.38.1-5` from `util-linux 2.38.1-5`).
+    pub version: SmolStr,
+}
+
+/// A security advisory the host's package manager knows (dnf updateinfo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateAdvisory {
+    /// Advisory id (`RHSA-2024:1234`, `ALSA-2024:1234`).
+    pub id: String,
+    /// The vendor's severity as written (`Critical`, `Important`, `Moderate`, `Low`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// CVE ids it fixes, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+    /// When it was issued or last updated, as the package manager prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
 }
 
 /// What the package manager says a transaction would do, from a dry run on the host
@@ -643,6 +833,7 @@ mod tests {
                 reason: FailureReason::HostKeyMismatch {
                     algorithm: "ssh-ed25519".into(),
                     fingerprint: "SHA256:abc".into(),
+                    recorded_fingerprint: "SHA256:def".into(),
                     known_hosts: "/k".into(),
                     line: 3,
                 },

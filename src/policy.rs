@@ -43,6 +43,9 @@ pub struct RuleSpec {
     /// For `update-age`: which outstanding updates count (`security` or `all`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<RuleUpdates>,
+    /// For `advisory-deadline`: the advisory severity the deadline is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<crate::advisory::Severity>,
     /// How long the condition may last (duration, e.g. `7d`, `24h`); required for
     /// `update-age` and `reboot-pending`, the grace after the deadline for
     /// `request-deadline` (default none).
@@ -62,6 +65,9 @@ pub enum CheckKind {
     /// A package a patch request asks for still missing after the request's `deadline`
     /// (plus `maxAge` of grace, default none).
     RequestDeadline,
+    /// An open advisory of `severity` not fixed within `maxAge` of its fix being first
+    /// offered to the host (held fixes count as offered; exceptions in force excuse).
+    AdvisoryDeadline,
 }
 
 impl CheckKind {
@@ -71,6 +77,7 @@ impl CheckKind {
             CheckKind::UpdateAge => "update-age",
             CheckKind::RebootPending => "reboot-pending",
             CheckKind::RequestDeadline => "request-deadline",
+            CheckKind::AdvisoryDeadline => "advisory-deadline",
         }
     }
 }
@@ -116,6 +123,14 @@ pub enum Check {
     RequestDeadline {
         /// Time allowed past the deadline.
         grace: Duration,
+    },
+    /// An open advisory of `severity` whose fix was first offered more than `max_age` ago
+    /// breaks it.
+    AdvisoryDeadline {
+        /// The severity the deadline is for.
+        severity: crate::advisory::Severity,
+        /// The deadline after the fix is first offered.
+        max_age: Duration,
     },
 }
 
@@ -228,7 +243,22 @@ impl Policy {
                     ))
                 })
             };
+            if spec.severity.is_some() && spec.check != CheckKind::AdvisoryDeadline {
+                return Err(rule_error(format!(
+                    "check `{}` takes no `severity` field",
+                    spec.check.as_str()
+                )));
+            }
             let check = match (spec.check, spec.updates) {
+                (CheckKind::AdvisoryDeadline, None) => Check::AdvisoryDeadline {
+                    severity: spec.severity.ok_or_else(|| {
+                        rule_error(
+                            "check `advisory-deadline` needs `severity` (critical, high, medium, low, negligible or unknown)"
+                                .into(),
+                        )
+                    })?,
+                    max_age: needs_max_age()?,
+                },
                 (CheckKind::UpdateAge, Some(updates)) => Check::UpdateAge {
                     updates,
                     max_age: needs_max_age()?,
@@ -244,7 +274,12 @@ impl Policy {
                 (CheckKind::RequestDeadline, None) => Check::RequestDeadline {
                     grace: max_age.unwrap_or(Duration::ZERO),
                 },
-                (kind @ (CheckKind::RebootPending | CheckKind::RequestDeadline), Some(_)) => {
+                (
+                    kind @ (CheckKind::RebootPending
+                    | CheckKind::RequestDeadline
+                    | CheckKind::AdvisoryDeadline),
+                    Some(_),
+                ) => {
                     return Err(rule_error(format!(
                         "check `{}` takes no `updates` field",
                         kind.as_str()
@@ -284,8 +319,17 @@ mod tests {
                 "security-within-7d",
                 "all-within-30d",
                 "reboot-within-24h",
-                "requests-by-deadline"
+                "requests-by-deadline",
+                "critical-advisories-within-7d",
+                "high-advisories-within-30d",
             ]
+        );
+        assert_eq!(
+            p.rules[4].check,
+            Check::AdvisoryDeadline {
+                severity: crate::advisory::Severity::Critical,
+                max_age: Duration::from_secs(7 * 86400)
+            }
         );
         assert_eq!(
             p.rules[3].check,
@@ -339,6 +383,28 @@ mod tests {
             err.to_string()
                 .contains("`request-deadline` takes no `updates`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn advisory_deadlines_need_a_severity() {
+        let err = parse("rules:\n  - {id: a, check: advisory-deadline, maxAge: 7d}\n").unwrap_err();
+        assert!(err.to_string().contains("needs `severity`"), "{err}");
+        let err = parse("rules:\n  - {id: a, check: reboot-pending, severity: high, maxAge: 7d}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("takes no `severity`"), "{err}");
+        let err =
+            parse("rules:\n  - {id: a, check: advisory-deadline, severity: high}\n").unwrap_err();
+        assert!(err.to_string().contains("needs `maxAge`"), "{err}");
+        let p =
+            parse("rules:\n  - {id: a, check: advisory-deadline, severity: medium, maxAge: 90d}\n")
+                .unwrap();
+        assert_eq!(
+            p.rules[0].check,
+            Check::AdvisoryDeadline {
+                severity: crate::advisory::Severity::Medium,
+                max_age: Duration::from_secs(90 * 86400)
+            }
         );
     }
 

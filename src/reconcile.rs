@@ -339,11 +339,8 @@ impl Progress for LogProgress {
 impl Executor for EngineExecutor {
     fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
         use crate::apply::journal::{self, Journal};
-        let run = format!(
-            "{}-serve-{}",
-            Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-            std::process::id()
-        );
+        // The run record's id too (`report::apply_run` takes it from the report).
+        let run = crate::report::RunRecord::new_id(crate::report::RunKind::Apply, Timestamp::now());
         let state = crate::apply::state_dir(&self.repo);
         let _lock = FleetLock::acquire(&state, &run).map_err(|e| e.to_string())?;
         let recoveries =
@@ -397,6 +394,104 @@ pub struct Reconciler<O: Observer> {
     shutdown: Arc<AtomicBool>,
     executor: Option<Box<dyn Executor>>,
     settings_interval: bool,
+    advisories: Option<AdvisoryFeed>,
+}
+
+/// Where `serve` keeps advisory data and what it imports besides the fleet repo's Settings
+/// `advisories.sources`.
+#[derive(Debug, Clone, Default)]
+pub struct AdvisoryFeed {
+    /// The store file.
+    pub store: PathBuf,
+    /// Paths the operator names (`serve --advisories PATH`), outside the fleet repo's say.
+    pub extra: Vec<PathBuf>,
+}
+
+impl AdvisoryFeed {
+    /// Re-imports the sources whose last check is older than Settings' `advisories.refresh`
+    /// (default 6h): the fleet repo's (keyed `fleet-repo:PATH`) and the operator's.
+    /// Unchanged data is not rewritten. A source that cannot be read is logged and its
+    /// previous data kept.
+    pub fn refresh(&self, fleet: &ValidFleet, now: Timestamp) {
+        let settings = fleet.settings().advisories;
+        let every = settings
+            .refresh
+            .as_deref()
+            .and_then(|r| crate::duration::parse_duration(r).ok())
+            .unwrap_or(Duration::from_secs(6 * 3600));
+        let root = fleet.fleet().root.clone();
+        let mut sources: Vec<(PathBuf, Option<String>)> = settings
+            .sources
+            .iter()
+            .map(|s| (root.join(s), Some(format!("fleet-repo:{s}"))))
+            .collect();
+        sources.extend(self.extra.iter().map(|p| (p.clone(), None)));
+        if sources.is_empty() {
+            return;
+        }
+        let mut store = match crate::advisory::Store::open(&self.store) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("advisory data not refreshed: {e}");
+                return;
+            }
+        };
+        for (path, label) in sources {
+            let key = label.clone().unwrap_or_else(|| {
+                std::path::absolute(&path)
+                    .unwrap_or_else(|_| path.clone())
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            let due = match store.import_of(&key) {
+                Ok(Some(info)) => info
+                    .checked_at
+                    .parse::<Timestamp>()
+                    .map(|t| now.duration_since(t).as_secs() >= every.as_secs() as i64)
+                    .unwrap_or(true),
+                _ => true,
+            };
+            if !due {
+                continue;
+            }
+            match crate::advisory::import::import_path(
+                &mut store,
+                &path,
+                label.as_deref(),
+                None,
+                now,
+                false,
+            ) {
+                Ok(done) if done.unchanged => {
+                    tracing::debug!(source = %key, "advisory data unchanged")
+                }
+                Ok(done) => tracing::info!(
+                    source = %key,
+                    records = done.info.stats.records,
+                    skipped = done.info.stats.skipped,
+                    "advisory data imported"
+                ),
+                Err(e) => tracing::warn!(source = %key, "advisory data not refreshed: {e}"),
+            }
+        }
+    }
+
+    /// The assessment of `observed` against the store (`None`: no data, or unreadable,
+    /// which is logged).
+    pub fn assess(
+        &self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        now: Timestamp,
+    ) -> Option<crate::advisory::Assessment> {
+        match crate::advisory::fleet::assess_at(&self.store, fleet, observed, now) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("advisory data not used: {e}");
+                None
+            }
+        }
+    }
 }
 
 impl<O: Observer> Reconciler<O> {
@@ -412,7 +507,14 @@ impl<O: Observer> Reconciler<O> {
             shutdown,
             executor: None,
             settings_interval: false,
+            advisories: None,
         }
+    }
+
+    /// Keeps advisory data fresh in `feed` and uses it in plans and reports.
+    pub fn with_advisories(mut self, feed: AdvisoryFeed) -> Self {
+        self.advisories = Some(feed);
+        self
     }
 
     /// Takes the interval from each validated commit's Settings (`reconcile.interval`)
@@ -544,6 +646,7 @@ impl<O: Observer> Reconciler<O> {
                 ),
                 signing: None,
                 refused: None,
+                heartbeat: std::time::Duration::from_secs(24 * 3600),
             },
         };
         // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
@@ -580,19 +683,51 @@ impl<O: Observer> Reconciler<O> {
                 .ok_or("the commit no longer validates")?,
         };
         let result = (|| {
+            if let Some(feed) = &self.advisories {
+                feed.refresh(&fleet, now);
+            }
             let observed = self.observer.observe(&fleet)?;
             let target = self.target(Some(&fleet));
-            let run = match self.apply(&fleet, &target, &observed, commit, now)? {
+            let assessment = self
+                .advisories
+                .as_ref()
+                .and_then(|f| f.assess(&fleet, &observed, now));
+            let run = match self.apply(
+                &fleet,
+                &target,
+                &observed,
+                assessment.as_ref(),
+                commit,
+                now,
+            )? {
                 Some((run, after)) => {
-                    let rec = report::record(&target, &fleet, Some(&after), &run, now)
-                        .map_err(|e| e.to_string())?;
+                    let after_assessment = self
+                        .advisories
+                        .as_ref()
+                        .and_then(|f| f.assess(&fleet, &after, now));
+                    let rec = report::record_with(
+                        &target,
+                        &fleet,
+                        Some(&after),
+                        after_assessment.as_ref(),
+                        &run,
+                        now,
+                    )
+                    .map_err(|e| e.to_string())?;
                     tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled with apply");
                     return Ok(());
                 }
                 None => report::observation_run(&observed, commit, now),
             };
-            let rec = report::record(&target, &fleet, Some(&observed), &run, now)
-                .map_err(|e| e.to_string())?;
+            let rec = report::record_with(
+                &target,
+                &fleet,
+                Some(&observed),
+                assessment.as_ref(),
+                &run,
+                now,
+            )
+            .map_err(|e| e.to_string())?;
             tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled");
             Ok(())
         })();
@@ -607,6 +742,7 @@ impl<O: Observer> Reconciler<O> {
         fleet: &ValidFleet,
         target: &ReportTarget,
         observed: &ObservedFleet,
+        advisories: Option<&crate::advisory::Assessment>,
         commit: &str,
         now: Timestamp,
     ) -> Result<Option<(RunRecord, ObservedFleet)>, String> {
@@ -640,6 +776,7 @@ impl<O: Observer> Reconciler<O> {
             first_seen: &first_seen,
             simulations: None,
             promotion: &promotion,
+            advisories,
         };
         let first = crate::plan::plan(input);
         let simulations = self.observer.dry_run(fleet, observed, &first)?;
@@ -661,6 +798,10 @@ impl<O: Observer> Reconciler<O> {
             commit,
             now,
             now.saturating_add(elapsed).unwrap_or(now),
+            &report::RunAudit {
+                applied_by: Some(format!("serve ({})", crate::actor::current(None))),
+                ..Default::default()
+            },
         );
         // Report what the hosts are now, not what they were before the apply.
         let after = self.observer.observe(fleet)?;

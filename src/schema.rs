@@ -21,6 +21,7 @@ pub fn file_name(kind: Kind) -> &'static str {
         Kind::MaintenanceWindow => "maintenance-window.schema.json",
         Kind::Rollout => "rollout.schema.json",
         Kind::PatchRequest => "patch-request.schema.json",
+        Kind::VulnerabilityException => "vulnerability-exception.schema.json",
     }
 }
 
@@ -33,6 +34,7 @@ pub fn kind_schema(kind: Kind) -> Value {
         Kind::MaintenanceWindow => schemars::schema_for!(model::MaintenanceWindow),
         Kind::Rollout => schemars::schema_for!(model::Rollout),
         Kind::PatchRequest => schemars::schema_for!(model::PatchRequest),
+        Kind::VulnerabilityException => schemars::schema_for!(model::VulnerabilityException),
     };
     let mut value = schema.to_value();
     if let Some(obj) = value.as_object_mut() {
@@ -70,6 +72,10 @@ pub fn all_schema_files() -> BTreeMap<&'static str, String> {
     files.insert(
         crate::cli::windows::SCHEMA_FILE,
         crate::cli::windows::schema_text(),
+    );
+    files.insert(
+        "vulns.schema.json",
+        crate::advisory::view::VulnsReport::schema_text(),
     );
     files.extend(crate::report::schema_files());
     files

@@ -16,7 +16,7 @@ use crate::report::{open_remote_callbacks, GitAuth};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A git operation failed.
-    #[error("fleet repo {location}: {what}: {source}")]
+    #[error("fleet repo {location}: {what}: {}", source.message())]
     Git {
         /// The source location.
         location: String,

@@ -43,6 +43,14 @@ pub enum TrustError {
         /// The inventory host.
         host: String,
     },
+    /// An inventory command (an Inventory's `ansible.command`) without the opt-in.
+    #[error("inventory `{document}` runs `{program}` on this machine to list its hosts; refused unless this machine allows it (`--allow-local-commands` or {ALLOW_LOCAL_ENV}=1)")]
+    InventoryCommand {
+        /// The Inventory document.
+        document: String,
+        /// The program.
+        program: String,
+    },
     /// A file outside the fleet repo and the allowed directories.
     #[error("{what} `{named}` is outside the fleet repo ({}); refused unless this machine allows its directory (`--allow-path DIR` or {ALLOW_PATHS_ENV})", resolved.display())]
     PathOutsideRoots {
@@ -95,6 +103,18 @@ impl ControllerTrust {
         } else {
             Err(TrustError::LocalCommands {
                 host: host.to_owned(),
+            })
+        }
+    }
+
+    /// Refuses an Inventory's command source unless local commands are allowed.
+    pub fn check_inventory_command(&self, document: &str, program: &str) -> Result<(), TrustError> {
+        if self.local_commands {
+            Ok(())
+        } else {
+            Err(TrustError::InventoryCommand {
+                document: document.to_owned(),
+                program: program.to_owned(),
             })
         }
     }

@@ -82,6 +82,15 @@ impl ValidFleet {
             .collect()
     }
 
+    /// Vulnerability exceptions whose selector (none: every host) matches `host`.
+    pub fn exceptions_for(&self, host: &Host) -> Vec<&Loaded<model::VulnerabilityException>> {
+        self.fleet
+            .exceptions
+            .iter()
+            .filter(|e| e.doc.spec.selector.as_ref().is_none_or(|s| s.matches(host)))
+            .collect()
+    }
+
     /// The window with this name.
     pub fn window(&self, name: &str) -> Option<&Loaded<model::MaintenanceWindow>> {
         self.fleet.windows.iter().find(|w| w.name() == name)
@@ -143,6 +152,45 @@ pub fn validate_fleet(fleet: Fleet, mut diags: Vec<Diagnostic>) -> Outcome {
     }
 }
 
+/// How long before an exception's expiry `validate` starts warning.
+pub const EXCEPTION_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 86400);
+
+/// Warnings about vulnerability exceptions at `now`: expired ones (they no longer apply)
+/// and those expiring within [`EXCEPTION_WARNING`]. Kept apart from [`check`] because it
+/// depends on the clock; `validate` adds them.
+pub fn exception_expiry(fleet: &Fleet, now: jiff::Timestamp) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for e in &fleet.exceptions {
+        let Some(expiry) = model::exception_expiry(&e.doc.spec.expires) else {
+            continue;
+        };
+        let owner = &e.doc.spec.owner;
+        if expiry <= now {
+            out.push(Diagnostic::new(
+                Code::ExceptionExpired,
+                e.origin.at("/spec/expires"),
+                format!(
+                    "exception `{}` (owner {owner}) expired at {expiry}: its advisories count against their deadlines again",
+                    e.name()
+                ),
+            ));
+        } else if expiry.duration_since(now).as_secs() < EXCEPTION_WARNING.as_secs() as i64 {
+            let left = crate::compliance::human(
+                u64::try_from(expiry.duration_since(now).as_secs()).unwrap_or(0),
+            );
+            out.push(Diagnostic::new(
+                Code::ExceptionExpiring,
+                e.origin.at("/spec/expires"),
+                format!(
+                    "exception `{}` (owner {owner}) expires at {expiry}, in {left}: renew it or fix the advisories",
+                    e.name()
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Runs every semantic check on a loaded fleet.
 pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     let mut c = Checker {
@@ -158,6 +206,7 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     c.rollouts();
     c.windows();
     c.requests();
+    c.exceptions();
     c.baseline_conflicts(&hosts);
     c.promotions(&hosts);
     c.unmanaged_hosts(&hosts);
@@ -227,6 +276,11 @@ impl<'a> Checker<'a> {
                 self.duration(o, "/spec/apply/lockWait", spec.apply.lock_wait.as_ref());
                 self.duration(
                     o,
+                    "/spec/reports/heartbeat",
+                    spec.reports.heartbeat.as_ref(),
+                );
+                self.duration(
+                    o,
                     "/spec/apply/transactionTimeout",
                     spec.apply.transaction_timeout.as_ref(),
                 );
@@ -236,6 +290,53 @@ impl<'a> Checker<'a> {
                     spec.apply.stale_lock_after.as_ref(),
                 );
                 self.report_signing(o, &spec.reports);
+                self.advisory_settings(o, &spec.advisories);
+            }
+        }
+    }
+
+    fn advisory_settings(&mut self, o: &Origin, a: &model::AdvisorySettings) {
+        self.duration(o, "/spec/advisories/refresh", a.refresh.as_ref());
+        self.duration(o, "/spec/advisories/maxAge", a.max_age.as_ref());
+        for (i, src) in a.sources.iter().enumerate() {
+            let p = Path::new(src);
+            let escapes = p.is_absolute()
+                || src.contains("://")
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir));
+            if escapes {
+                // Fleet-repo writers must not make the controller read files outside the
+                // repo; the operator names other paths with `serve --advisories`.
+                self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    o.at(&format!("/spec/advisories/sources/{i}")),
+                    format!("advisory source `{src}` is outside the fleet repo: Settings may only name paths inside it (the operator adds others with `serve --advisories PATH`)"),
+                ));
+            } else if !self.fleet.root.join(p).exists() {
+                self.push(Diagnostic::new(
+                    Code::MissingFile,
+                    o.at(&format!("/spec/advisories/sources/{i}")),
+                    format!("`{src}` does not exist"),
+                ));
+            }
+        }
+        for (id, eco) in &a.ecosystems {
+            if crate::advisory::ecosystem::ordering(eco).is_none() || eco.contains(':') {
+                let known: Vec<&str> = crate::advisory::ecosystem::SUPPORTED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
+                self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    o.at(&format!(
+                        "/spec/advisories/ecosystems/{}",
+                        id.replace('~', "~0").replace('/', "~1")
+                    )),
+                    format!(
+                        "unknown advisory ecosystem `{eco}` for os-release ID `{id}`, expected one of {}",
+                        known.join(", ")
+                    ),
+                ));
             }
         }
     }
@@ -321,6 +422,7 @@ impl<'a> Checker<'a> {
         dups(self, "MaintenanceWindow", &fleet.windows);
         dups(self, "Rollout", &fleet.rollouts);
         dups(self, "PatchRequest", &fleet.requests);
+        dups(self, "VulnerabilityException", &fleet.exceptions);
     }
 
     /// Checks hosts and groups; returns every host with where it is declared.
@@ -474,6 +576,11 @@ impl<'a> Checker<'a> {
         }
         for r in &fleet.requests {
             self.selector(&r.origin, "/spec/selector", &r.doc.spec.selector, hosts);
+        }
+        for e in &fleet.exceptions {
+            if let Some(sel) = &e.doc.spec.selector {
+                self.selector(&e.origin, "/spec/selector", sel, hosts);
+            }
         }
         for r in &fleet.rollouts {
             for (i, s) in r.doc.spec.stages.iter().enumerate() {
@@ -665,6 +772,32 @@ impl<'a> Checker<'a> {
                 for e in errors {
                     let (code, pointer) = window_error_target(&e);
                     self.push(Diagnostic::new(code, w.origin.at(&pointer), e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn exceptions(&mut self) {
+        let fleet = self.fleet;
+        for e in &fleet.exceptions {
+            let spec = &e.doc.spec;
+            if model::exception_expiry(&spec.expires).is_none() {
+                self.push(Diagnostic::new(
+                    Code::InvalidTime,
+                    e.origin.at("/spec/expires"),
+                    format!(
+                        "invalid expiry `{}`, expected an RFC 3339 time such as `2026-12-01T00:00:00Z` or a date such as `2026-12-31`",
+                        spec.expires
+                    ),
+                ));
+            }
+            for (i, a) in spec.advisories.iter().enumerate() {
+                if a.trim().is_empty() || a.chars().any(char::is_whitespace) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        e.origin.at(&format!("/spec/advisories/{i}")),
+                        format!("`{a}` is not an advisory id (e.g. `DSA-5800-1`, `CVE-2026-1234`)"),
+                    ));
                 }
             }
         }

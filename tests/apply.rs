@@ -101,6 +101,41 @@ fn spawn_apply(lab: &Lab, extra: &[&str]) -> Child {
         .expect("patchkeeper runs")
 }
 
+const REPORTS: &str = "patchkeeper/reports";
+
+/// A file of the reports branch, as JSON.
+fn report_file(lab: &Lab, path: &str) -> serde_json::Value {
+    let text = common::git::git(lab.dir(), &["show", &format!("{REPORTS}:{path}")]);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// The last report commit's message.
+fn last_report_message(lab: &Lab) -> String {
+    common::git::git(lab.dir(), &["log", "-1", "--format=%B", REPORTS])
+}
+
+/// The run record the last report commit names (its `Run-Id:` trailer).
+fn last_run_record(lab: &Lab) -> serde_json::Value {
+    let id = common::git::git(
+        lab.dir(),
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Run-Id,valueonly,separator=)",
+            REPORTS,
+        ],
+    );
+    report_file(lab, &format!("runs/{}.json", id.trim()))
+}
+
+/// A host's entry in a run record.
+fn run_host<'a>(run: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    run["hosts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|h| h["host"] == host))
+        .unwrap_or_else(|| panic!("no {host} in {run}"))
+}
+
 fn row<'a>(stdout: &'a str, host: &str) -> &'a str {
     stdout
         .lines()
@@ -394,6 +429,45 @@ fn stale_saved_plan_is_refused_for_the_changed_host_only() {
     );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii");
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.1-1 ii");
+    // The record: deb-2 was never touched, so it is skipped with the reason, never failed
+    // (issue 21): in the commit subject, the run record and its host file.
+    let message = last_report_message(&lab);
+    let subject = message.lines().next().unwrap_or_default();
+    assert!(subject.contains("1 host updated, 1 skipped"), "{message}");
+    assert!(!subject.contains("failed"), "{message}");
+    let run = last_run_record(&lab);
+    assert_eq!(run_host(&run, "deb-2")["outcome"], "skipped", "{run}");
+    assert!(
+        run_host(&run, "deb-2")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("stale: refused: the host changed since the plan was made"),
+        "{run}"
+    );
+    let deb2 = report_file(&lab, "hosts/deb-2.json");
+    assert_ne!(deb2["state"], "failed", "{deb2}");
+    assert_eq!(deb2["lastRun"]["outcome"], "skipped", "{deb2}");
+    // deb-1's change is recorded with its reason and its times; the record carries the
+    // journal's run id.
+    let deb1 = run_host(&run, "deb-1");
+    assert_eq!(deb1["outcome"], "updated", "{run}");
+    assert_eq!(deb1["changes"][0]["package"], "libpk", "{run}");
+    assert_eq!(deb1["changes"][0]["from"], "1.0-1", "{run}");
+    assert_eq!(deb1["changes"][0]["to"], "1.2-1", "{run}");
+    assert_eq!(
+        deb1["changes"][0]["reasons"][0], "min-version baseline/lab",
+        "{run}"
+    );
+    let (started, finished) = (
+        deb1["startedAt"].as_str().expect("startedAt"),
+        deb1["finishedAt"].as_str().expect("finishedAt"),
+    );
+    assert!(started <= finished, "{run}");
+    assert!(
+        journal(&lab).contains(&format!("\"run\":\"{}\"", run["runId"].as_str().unwrap())),
+        "the run record's id is the journal's: {run}\n{}",
+        journal(&lab)
+    );
     // A saved plan from another commit of the fleet repo is refused entirely.
     let plan2 = pk(&lab)
         .args(["plan", "--out"])
@@ -500,6 +574,12 @@ fn kill_9_mid_run_then_rerun_honours_the_journal_and_converges() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("host(s) were in flight"), "{all}");
     assert!(stderr.contains("host deb-1: was in flight in run"), "{all}");
+    // Recovery says what it found against the versions recorded before the transaction.
+    assert!(
+        stderr.contains("found the transaction's changes: ")
+            && stderr.contains("libpk 1.0-1 -> 1.2-1"),
+        "{all}"
+    );
     assert!(journal(&lab).contains("\"type\":\"recovered\""));
     // Converged, nothing half-configured anywhere.
     for host in ["deb-1", "deb-2"] {
@@ -694,14 +774,78 @@ fn held_package_manager_lock_is_waited_for_up_to_lock_wait() {
     );
     commit(&lab, "lockWait 4s");
     lab.lock_host("deb-1");
-    let out = apply(&lab, &["--auto-approve"]);
+    // plan shows the lock it found (issue 21).
+    let planned = pk(&lab).arg("plan").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&planned.stdout)
+            .contains("note: the package manager was locked when observed"),
+        "{}",
+        text(&planned)
+    );
+    let out = apply(
+        &lab,
+        &[
+            "--auto-approve",
+            "--actor",
+            "alice",
+            "--at",
+            "2026-12-01T06:30:00Z",
+        ],
+    );
     let all = text(&out);
     assert_eq!(out.status.code(), Some(4), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(outcome(&stdout, "deb-1"), "failed", "{all}");
+    // Never touched: skipped with the reason, no planned count in CHANGES, and the wait
+    // said once rather than every poll.
+    assert_eq!(outcome(&stdout, "deb-1"), "skipped", "{all}");
     assert!(row(&stdout, "deb-1").contains("still locked"), "{all}");
     assert!(row(&stdout, "deb-1").contains("nothing changed"), "{all}");
+    assert_eq!(
+        row(&stdout, "deb-1").split_whitespace().nth(2),
+        Some("0"),
+        "{all}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("waiting for the package manager lock")
+            .count(),
+        1,
+        "{all}"
+    );
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    let message = last_report_message(&lab);
+    assert!(
+        message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("0 hosts updated, 1 skipped"),
+        "{message}"
+    );
+    // The overrides and who applied: in the run record and as trailers.
+    assert!(message.contains("\nApplied-By: alice\n"), "{message}");
+    assert!(
+        message.contains(
+            "\nOverride: --at 2026-12-01T06:30:00Z: windows evaluated as if it were then"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("\nOverride: --auto-approve without a terminal"),
+        "{message}"
+    );
+    let run = last_run_record(&lab);
+    assert_eq!(run["appliedBy"], "alice", "{run}");
+    assert_eq!(run["overrides"].as_array().map(Vec::len), Some(2), "{run}");
+    assert_eq!(run_host(&run, "deb-1")["outcome"], "skipped", "{run}");
+    assert_ne!(report_file(&lab, "hosts/deb-1.json")["state"], "failed");
+    // The lock and journal under .patchkeeper/ never show as untracked (issue 21).
+    assert!(lab.dir().join(".patchkeeper/journal.jsonl").exists());
+    let status = common::git::git(
+        lab.dir(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    assert!(!status.contains(".patchkeeper/"), "{status}");
     // Released while apply waits: it goes ahead.
     let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
     write(

@@ -102,7 +102,28 @@ fn observe_and_apply_are_reported_and_delays_count_from_the_first_report() {
     let out = pk(&lab, &["report", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["summary"]["counts"]["compliant"], 1, "{report}");
-    // An apply with nothing to do still observed every host: that is reported.
+    // An apply with nothing to do still observed every host, but nothing changed since
+    // the apply's report: no commit until `reports.heartbeat` (issue 21).
+    let out = pk(&lab, &["apply", "--auto-approve", "--at", &in_two_days]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Not reported: no host changed since the last report"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(report_subjects(&lab).len(), 2);
+    // With a zero heartbeat every observation is committed.
+    let settings = std::fs::read_to_string(lab.dir().join("patchkeeper.yaml")).unwrap();
+    write(
+        &lab,
+        "patchkeeper.yaml",
+        &if settings.contains("  reports:\n") {
+            settings.replace("  reports:\n", "  reports:\n    heartbeat: 0s\n")
+        } else {
+            format!("{settings}  reports:\n    heartbeat: 0s\n")
+        },
+    );
+    git(lab.dir(), &["commit", "-q", "-a", "-m", "heartbeat 0s"]);
     let out = pk(&lab, &["apply", "--auto-approve", "--at", &in_two_days]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let subjects = report_subjects(&lab);

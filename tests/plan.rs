@@ -3,18 +3,41 @@
 
 use assert_cmd::Command;
 
+/// A copy of `src` at `dst` (files and directories).
+fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// The example fleet outside any Git repository: inside this project's checkout it would
+/// be found in the project's own repository (fleet repos are discovered upward), and the
+/// snapshots would change with every commit.
+fn example_fleet() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet"),
+        dir.path(),
+    );
+    dir
+}
+
 fn plan(args: &[&str]) -> (String, String, i32) {
     let root = env!("CARGO_MANIFEST_DIR");
+    let fleet = example_fleet();
     let out = Command::cargo_bin("patchkeeper")
         .unwrap()
         .current_dir(root)
-        .args([
-            "plan",
-            "--repo",
-            "examples/fleet",
-            "--observed",
-            "tests/fixtures/plan/example-observed.json",
-        ])
+        .args(["plan", "--repo"])
+        .arg(fleet.path())
+        .args(["--observed", "tests/fixtures/plan/example-observed.json"])
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -97,6 +120,12 @@ fn saved_plan_holds_commit_instant_and_fingerprints() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
+    // The hint to copy names the fleet repo (issue 21).
+    assert!(
+        err.contains("apply exactly it with `patchkeeper apply --repo /")
+            && err.contains(&format!(" {}`", out.display())),
+        "{err}"
+    );
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(saved["plannedAt"], "2026-11-29T01:30:00Z");
@@ -231,4 +260,31 @@ fn batches_show_the_exact_end_of_a_chained_window() {
         plan["batches"][0]["windowState"],
         serde_json::json!({"state": "waits", "until": "2026-02-06T23:00:00Z", "why": "outside-schedule"})
     );
+}
+
+#[test]
+fn markdown_plan_for_a_merge_request() {
+    let (out, _, code) = plan(&["--at", "2026-11-29T02:30:00+01:00", "--format", "markdown"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("<!-- patchkeeper-plan -->\n"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn markdown_plan_during_the_freeze() {
+    let (out, _, _) = plan(&["--at", "2026-12-27T02:30:00+01:00", "--format", "markdown"]);
+    insta::assert_snapshot!(out);
+    // Stable: the same inputs give the same comment, byte for byte.
+    let (again, _, _) = plan(&["--at", "2026-12-27T02:30:00+01:00", "--format", "markdown"]);
+    assert_eq!(out, again);
+}
+
+#[test]
+fn json_and_format_json_are_one_thing_and_cannot_be_combined_with_markdown() {
+    let at = "2026-11-29T02:30:00+01:00";
+    let (a, _, _) = plan(&["--at", at, "--json"]);
+    let (b, _, _) = plan(&["--at", at, "--format", "json"]);
+    assert_eq!(a, b);
+    let (_, err, code) = plan(&["--at", at, "--json", "--format", "markdown"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -134,6 +134,11 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         desired_commit: desired.clone(),
         plan: None,
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
+        events: Vec::new(),
         hosts: vec![
             HostRun {
                 host: "web-1".into(),
@@ -144,6 +149,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 finished_at: Some(ts("2026-11-24T03:04:00Z")),
                 changes: vec![],
                 attempted: vec![],
+                reboots: vec![],
             },
             HostRun {
                 host: "web-2".into(),
@@ -152,6 +158,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 finished_at: None,
                 changes: vec![],
                 attempted: vec![],
+                reboots: vec![],
             },
         ],
     };
@@ -193,7 +200,13 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
         dir.path(),
         &["log", "--format=%s", BRANCH, "--", "hosts/web-1.json"],
     );
-    assert_eq!(history.lines().count(), 4);
+    // Only the commits that changed web-1's facts: first seen, the rule broken on day 8,
+    // the rollback; not the second observation, which only made its update older.
+    assert_eq!(
+        history.lines().collect::<Vec<_>>(),
+        [lines[0], lines[1], lines[3]].map(|l| l.split('|').next().unwrap_or_default()),
+        "{log}"
+    );
 }
 
 #[test]
@@ -276,7 +289,7 @@ fn two_writers_racing_on_a_bare_remote_both_land() {
     let root = tempfile::tempdir().expect("tempdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    write_fleet(&seed, "    remote: origin\n");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
     let bare = root.path().join("fleet.git");
     git(
         root.path(),
@@ -338,15 +351,34 @@ fn two_writers_racing_on_a_bare_remote_both_land() {
         git(&bare, &["rev-list", "--merges", "--count", BRANCH]).trim(),
         "0"
     );
-    // Host files hold the latest evaluation by time (writer b's last, offset +30s).
+    // Every writer saw the same facts, so the host file is the one the first commit to
+    // land wrote (writer a's or b's first evaluation), never rewritten since.
     let web1: serde_json::Value = serde_json::from_str(&git(
         &bare,
         &["show", &format!("{BRANCH}:hosts/web-1.json")],
     ))
     .expect("json");
-    let last =
-        Timestamp::from_second(1_795_000_000 + (PER_WRITER as i64 - 1) * 60 + 30).expect("time");
-    assert_eq!(web1["evaluatedAt"], last.to_string());
+    let firsts = [
+        Timestamp::from_second(1_795_000_000)
+            .expect("time")
+            .to_string(),
+        Timestamp::from_second(1_795_000_030)
+            .expect("time")
+            .to_string(),
+    ];
+    assert!(
+        firsts.iter().any(|f| web1["evaluatedAt"] == f.as_str()),
+        "{web1}"
+    );
+    assert_eq!(
+        git(
+            &bare,
+            &["log", "--format=%H", BRANCH, "--", "hosts/web-1.json"]
+        )
+        .lines()
+        .count(),
+        1
+    );
     let retried: u32 = recs.iter().map(|r| r.attempts - 1).sum();
     eprintln!("retries needed: {retried}");
 }
@@ -356,7 +388,8 @@ fn two_writers_racing_on_one_bare_repo_both_land() {
     let root = tempfile::tempdir().expect("tempdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    let desired = write_fleet(&seed, "");
+    // Every writer commits, even with the same facts: the race is the point.
+    let desired = write_fleet(&seed, "    heartbeat: 0s\n");
     let bare = root.path().join("fleet.git");
     git(
         root.path(),
@@ -512,7 +545,7 @@ fn report_command_shows_the_numbers_of_the_files() {
     );
     assert!(
         stdout.contains(
-            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding for 8d\n"
+            "    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding since 2026-11-16T02:00Z\n"
         ),
         "{stdout}"
     );
@@ -651,7 +684,7 @@ fn racing_pushes_to_a_git_server_are_rejected_and_rebuilt() {
     std::fs::create_dir(&srv).expect("mkdir");
     let seed = root.path().join("seed");
     std::fs::create_dir(&seed).expect("mkdir");
-    write_fleet(&seed, "    remote: origin\n");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
     let bare = srv.join("fleet.git");
     git(
         root.path(),
@@ -715,7 +748,10 @@ fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
     let dir = root.path().join("fleet");
     std::fs::create_dir(&dir).expect("mkdir");
     let bare = root.path().join("reports.git");
-    let desired = write_fleet(&dir, &format!("    remote: {}\n", bare.display()));
+    let desired = write_fleet(
+        &dir,
+        &format!("    remote: {}\n    heartbeat: 0s\n", bare.display()),
+    );
     let fleet = load(&dir);
     // The remote does not exist yet: the report is refused but kept on the local branch.
     let err = report::record_observation(
@@ -748,7 +784,10 @@ fn a_report_that_cannot_be_pushed_is_kept_and_lands_with_the_next_push() {
     );
     let other = root.path().join("other");
     std::fs::create_dir(&other).expect("mkdir");
-    write_fleet(&other, &format!("    remote: {}\n", bare.display()));
+    write_fleet(
+        &other,
+        &format!("    remote: {}\n    heartbeat: 0s\n", bare.display()),
+    );
     let theirs = report::record_observation(
         &other,
         &load(&other),
@@ -889,4 +928,294 @@ fn report_command_shows_hostile_branch_content_as_text() {
         !stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'),
         "{stdout:?}"
     );
+}
+
+#[test]
+fn an_observation_that_changes_nothing_is_committed_only_as_a_heartbeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "    heartbeat: 12h\n");
+    let fleet = load(dir.path());
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    assert!(first.committed);
+    // Ten minutes later, the same facts: nothing to commit, the tip stays.
+    let again = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:10:00Z"),
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("again");
+    assert!(!again.committed, "{again:?}");
+    assert_eq!(again.commit, first.commit);
+    assert_eq!(git(dir.path(), &["rev-parse", BRANCH]).trim(), first.commit);
+    // Past the heartbeat: committed, so the branch shows the controller alive, and still
+    // no host file changed.
+    let beat = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T14:30:00Z"),
+        &desired,
+        ts("2026-11-16T14:30:00Z"),
+    )
+    .expect("heartbeat");
+    assert!(beat.committed);
+    assert_eq!(
+        git(
+            dir.path(),
+            &["diff", "--name-only", &first.commit, &beat.commit]
+        ),
+        format!("runs/{}.json\nsummary.json\n", beat.run_id)
+    );
+}
+
+fn pk_report(dir: &Path, args: &[&str]) -> String {
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .arg("report")
+        .arg("--repo")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn report_host_shows_one_hosts_history_and_report_names_a_rejected_tip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("observe");
+    let mut run = RunRecord {
+        run_id: RunRecord::new_id(RunKind::Apply, ts("2026-11-24T03:00:00Z")),
+        kind: RunKind::Apply,
+        started_at: ts("2026-11-24T03:00:00Z"),
+        finished_at: ts("2026-11-24T03:10:00Z"),
+        desired_commit: desired.clone(),
+        plan: None,
+        errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: Some("alice".into()),
+        requested_by: vec!["bob (request/cve-1)".into()],
+        overrides: vec!["--at 2026-11-24T03:00:00Z: windows evaluated as if it were then".into()],
+        events: Vec::new(),
+        hosts: vec![HostRun {
+            host: "web-1".into(),
+            outcome: HostRunOutcome::Updated,
+            started_at: Some(ts("2026-11-24T03:00:05Z")),
+            finished_at: Some(ts("2026-11-24T03:04:00Z")),
+            changes: vec![report::PackageChange {
+                package: "libc6".into(),
+                from: Some("2.36-9+deb12u7".into()),
+                to: "2.36-9+deb12u9".into(),
+                reasons: vec!["min-version request/cve-1".into()],
+            }],
+            attempted: Vec::new(),
+            reboots: vec![patchkeeper::apply::Reboot {
+                from: "boot-a".into(),
+                to: "boot-b".into(),
+            }],
+        }],
+    };
+    report::record_run(dir.path(), &fleet, None, &run, ts("2026-11-24T03:10:00Z")).expect("apply");
+    // A second apply that left web-1 alone is not part of its history.
+    run.run_id = RunRecord::new_id(RunKind::Apply, ts("2026-11-25T03:00:00Z"));
+    run.hosts[0].outcome = HostRunOutcome::Unchanged;
+    run.hosts[0].changes.clear();
+    run.hosts[0].reboots.clear();
+    report::record_run(dir.path(), &fleet, None, &run, ts("2026-11-25T03:10:00Z"))
+        .expect("second apply");
+
+    let text = pk_report(dir.path(), &["--host", "web-1"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "history of web-1", "{text}");
+    assert!(
+        lines[1].starts_with("2026-11-24T03:10:00Z  state "),
+        "newest first: {text}"
+    );
+    let apply = text.find("apply run").expect("the apply is listed");
+    assert!(text[apply..].contains(
+        "    ~ libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9  min-version request/cve-1\n    rebooted: boot id boot-a -> boot-b\n    applied by: alice\n    requested by: bob (request/cve-1)\n    override: --at"
+    ), "{text}");
+    assert_eq!(text.matches(" run ").count(), 1, "{text}");
+    assert!(text.trim_end().ends_with("    - security update libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9 outstanding since 2026-11-16T02:00Z"), "{text}");
+    // --since keeps only what is newer; --json is the same history as data.
+    let json: serde_json::Value = serde_json::from_str(&pk_report(
+        dir.path(),
+        &["--host", "web-1", "--since", "100000d", "--json"],
+    ))
+    .expect("json");
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(3), "{json}");
+    assert_eq!(json["entries"][1]["entry"], "run", "{json}");
+    assert_eq!(json["entries"][1]["host"]["reboots"][0]["to"], "boot-b");
+    let recent = pk_report(dir.path(), &["--host", "web-1", "--since", "1s"]);
+    assert!(recent.contains("nothing recorded"), "{recent}");
+
+    // A rejected desired tip: `report` says so and which commit is in force.
+    let target = report::ReportTarget::from_fleet(dir.path(), &fleet);
+    report::record_rejected(
+        &target,
+        "badbadbadbad0000",
+        &[
+            "baselines/web.yaml:7:11: error[dangling-window-ref]: window `nope` does not exist"
+                .into(),
+        ],
+        Some(&desired),
+        ts("2026-11-26T00:00:00Z"),
+    )
+    .expect("rejected");
+    let text = pk_report(dir.path(), &[]);
+    assert!(text.contains(&format!(
+        "desired commit badbadbadbad was rejected at 2026-11-26T00:00:00Z (1 error(s), first: baselines/web.yaml:7:11: error[dangling-window-ref]: window `nope` does not exist); the last good commit {} is in force",
+        &desired[..12]
+    )), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&pk_report(dir.path(), &["--json"])).expect("json");
+    assert_eq!(json["rejected"]["lastGoodCommit"], desired.as_str());
+}
+
+#[test]
+fn a_fleet_repo_in_a_directory_of_a_larger_repository_is_found_upward() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sub = root.path().join("ops/fleet");
+    write_fleet(&sub, "");
+    std::fs::remove_dir_all(sub.join(".git")).expect("rm");
+    git(root.path(), &["init", "-q"]);
+    git(root.path(), &["add", "-A"]);
+    git(root.path(), &["commit", "-q", "-m", "monorepo"]);
+    let head = git(root.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let fleet = load(&sub);
+    assert_eq!(fleet.fleet().commit.as_deref(), Some(head.as_str()));
+    // Only the fleet's own files count as uncommitted, named relative to it.
+    std::fs::write(root.path().join("other.yaml"), "a: 1\n").expect("write");
+    assert_eq!(
+        report::uncommitted_fleet_files(&sub).expect("status"),
+        Vec::<String>::new()
+    );
+    std::fs::write(sub.join("baselines/extra.yaml"), "# new\n").expect("write");
+    assert_eq!(
+        report::uncommitted_fleet_files(&sub).expect("status"),
+        ["baselines/extra.yaml"]
+    );
+    std::fs::remove_file(sub.join("baselines/extra.yaml")).expect("rm");
+    report::record_observation(
+        &sub,
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &head,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("reported into the enclosing repository");
+    assert!(git(root.path(), &["ls-tree", "--name-only", BRANCH]).contains("summary.json"));
+    assert!(pk_report(&sub, &[]).contains("4 hosts"));
+    // Outside any repository: said in words, no raw libgit2 codes.
+    let nowhere = tempfile::tempdir().expect("tempdir");
+    let out = assert_cmd::Command::cargo_bin("patchkeeper")
+        .expect("binary")
+        .args(["report", "--repo"])
+        .arg(nowhere.path())
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not in a Git repository"), "{err}");
+    assert!(!err.contains("class="), "{err}");
+}
+
+#[test]
+fn a_promotion_sources_new_installed_record_is_committed_inside_the_heartbeat() {
+    // Commit-only-on-change must count staged promotion's evidence as a change: a source
+    // host's package moving to a new version changes no compliance fact, but its
+    // `installed/` record (and the digest in its host file) must land, or the soak of the
+    // new version would never start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fleet(dir.path(), "    heartbeat: 12h\n");
+    std::fs::write(
+        dir.path().join("baselines/lab.yaml"),
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: lab}\nspec:\n  selector: {groups: [lab]}\n  updates: {classes: all}\n  promotion:\n    from: {hosts: [web-2]}\n    soak: 1d\n    minHosts: 1\n  window: always\n  rollout: one-by-one\n",
+    )
+    .expect("write baseline");
+    git(dir.path(), &["add", "-A"]);
+    git(
+        dir.path(),
+        &["commit", "-q", "-m", "lab promotes from web-2"],
+    );
+    let desired = git(dir.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let fleet = load(dir.path());
+    let installed = |dir: &Path| -> serde_json::Value {
+        let text = git(dir, &["show", &format!("{BRANCH}:installed/web-2.json")]);
+        serde_json::from_str(&text).expect("installed record is JSON")
+    };
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    assert!(first.committed);
+    assert_eq!(
+        installed(dir.path())["packages"][0]["version"],
+        "3.0.16-1~deb12u1"
+    );
+    // The same packages ten minutes later: nothing to commit.
+    let again = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:10:00Z"),
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("again");
+    assert!(!again.committed, "{again:?}");
+    // web-2 moved to a newer openssl (still compliant): well inside the heartbeat, the
+    // record is committed with the new version since now and the old one as earlier.
+    let mut moved = observed("2026-11-16T02:20:00Z");
+    let web2 = moved
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "web-2")
+        .expect("web-2");
+    web2.installed = vec![common::report_fleet::pkg("openssl", "3.0.17-1~deb12u1")];
+    let news = report::record_observation(
+        dir.path(),
+        &fleet,
+        &moved,
+        &desired,
+        ts("2026-11-16T02:20:00Z"),
+    )
+    .expect("news");
+    assert!(news.committed, "{news:?}");
+    assert_eq!(git(dir.path(), &["rev-parse", BRANCH]).trim(), news.commit);
+    let record = installed(dir.path());
+    assert_eq!(record["packages"][0]["version"], "3.0.17-1~deb12u1");
+    assert_eq!(record["packages"][0]["since"], "2026-11-16T02:20:00Z");
+    assert_eq!(
+        record["packages"][0]["earlier"][0]["version"],
+        "3.0.16-1~deb12u1"
+    );
+    let changed = git(
+        dir.path(),
+        &["diff", "--name-only", &first.commit, &news.commit],
+    );
+    assert!(changed.contains("installed/web-2.json\n"), "{changed}");
+    assert!(changed.contains("hosts/web-2.json\n"), "{changed}");
+    assert!(!changed.contains("hosts/web-1.json"), "{changed}");
 }

@@ -402,6 +402,10 @@ fn the_shell_quoting_holds_on_a_real_host_with_and_without_sudo() {
             keepalive_interval: std::time::Duration::from_secs(15),
             kex: vec![],
             ciphers: vec![],
+            extra_known_hosts: vec![],
+            host_key_alias: None,
+            certificate_files: vec![],
+            jumps: vec![],
         };
         runtime.block_on(async {
             let t = SshTransport::connect(&options, &KeyCache::new())

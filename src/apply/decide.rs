@@ -390,6 +390,7 @@ mod tests {
                 due: None,
             }],
             promotion: None,
+            fixes: Vec::new(),
         }
     }
 
@@ -640,6 +641,7 @@ mod tests {
             batch: Some(0),
             reboot_required: false,
             dependencies: None,
+            notes: vec![],
         };
         let mut now = ObservedHost::new("deb-1", crate::observed::HostStatus::Reachable);
         now.installed.push(pkg("libpk", "1.1-1", "ii"));

@@ -8,13 +8,14 @@
 //! connection is lost during the transaction, no `host-done` is journaled, so the next run
 //! reports the host as in flight and repairs it before continuing.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::decide::{self, RollbackSteps, Versions};
 use super::journal::{Event, Journal};
 use super::run::{Progress, Stop};
-use super::{HostResult, Outcome};
+use super::{HostResult, Outcome, Reboot};
 use crate::driver::{self, ObserveOptions};
 use crate::model::{Command, PackageManager, RolloutSpec};
 use crate::observe::Target;
@@ -68,14 +69,22 @@ pub(crate) use crate::observe::connect;
 pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
     let name = job.plan.host.as_str();
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let journal_ok = ctx.journal.record(Some(name), Event::HostStarted);
+    let steps = Steps {
+        job,
+        ctx,
+        name,
+        made: AtomicUsize::new(0),
+        reboots: Mutex::new(Vec::new()),
+    };
     let (outcome, detail, journal_end) = match journal_ok {
         Err(e) => (
             Outcome::NotStarted,
             vec![format!("not started: cannot journal: {e}")],
             false,
         ),
-        Ok(()) => match (Steps { job, ctx, name }).run().await {
+        Ok(()) => match steps.run().await {
             Ok(End(o, d)) | Err(Abort::End(End(o, d))) => (o, d, true),
             Err(Abort::InFlight(outcome, msg)) => (outcome, vec![msg], false),
         },
@@ -95,12 +104,16 @@ pub(crate) async fn apply_host(job: &HostJob, ctx: &Ctx) -> HostResult {
         name,
         &format!("{}: {}", outcome.as_str(), detail.join("; ")),
     );
+    let reboots = std::mem::take(&mut *steps.reboots.lock().unwrap_or_else(|p| p.into_inner()));
     HostResult {
         host: name.to_string(),
         outcome,
         detail,
-        changes: job.plan.changes.len(),
+        changes: steps.made.load(Ordering::SeqCst),
         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        started_at: Some(started_at),
+        finished_at: Some(jiff::Timestamp::now()),
+        reboots,
     }
 }
 
@@ -108,6 +121,11 @@ struct Steps<'a> {
     job: &'a HostJob,
     ctx: &'a Ctx,
     name: &'a str,
+    /// Package changes made and kept so far (the plan's count once verified; 0 after a
+    /// rollback).
+    made: AtomicUsize,
+    /// Reboots made, boot id before and after.
+    reboots: Mutex<Vec<Reboot>>,
 }
 
 /// `exit N` plus the last lines of output, if any.
@@ -154,13 +172,43 @@ fn in_flight(what: &str, done: &[String], e: &TransportError) -> Abort {
                 "{before}the {what} is still running after {seconds}s (apply.transactionTimeout); it was not signalled and is left in flight: the next apply or observe waits for it and recovers the host"
             ),
         ),
+        TransportError::NotSent { .. } => Abort::InFlight(
+            Outcome::Unreachable,
+            format!(
+                "{before}the connection was lost before the {what} was sent ({e}): it did not run; the next apply or observe re-observes the host to confirm"
+            ),
+        ),
         _ => Abort::InFlight(
             Outcome::Unreachable,
             format!(
-                "{before}lost during the {what} ({e}); its state is unknown until the next apply or observe re-observes it"
+                "{before}the {what} was sent, then the connection was lost before it ended ({e}); whether it ran is unknown until the next apply or observe re-observes the host"
             ),
         ),
     }
+}
+
+/// The connection was lost reading the installed versions right after a transaction: what
+/// is known is whether the transaction reported an exit status.
+fn lost_after(what: &str, done: &[String], exit: Option<u32>, e: &TransportError) -> Abort {
+    let before = if done.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", done.join("; "))
+    };
+    let known = match exit {
+        Some(code) => format!("the {what} was sent and exited {code}"),
+        // The channel closed without an exit status: the connection dropped (or the
+        // command was killed) while it ran, possibly before it started.
+        None => format!(
+            "the {what} was sent, but the connection closed without an exit status, so whether it ran is unknown"
+        ),
+    };
+    Abort::InFlight(
+        Outcome::Unreachable,
+        format!(
+            "{before}{known}; then reading the installed versions failed ({e}); the next apply or observe re-observes the host and says what it finds"
+        ),
+    )
 }
 
 fn secs(d: Duration) -> u64 {
@@ -256,19 +304,40 @@ impl Steps<'_> {
         self.say("observing");
         let wait_until = Instant::now() + job.lock_wait;
         let mut observed = self.observe(t.as_ref(), false).await?;
+        let waiting_since = Instant::now();
+        let mut said: Option<(String, Instant)> = None;
         while let Some(lock) = &observed.package_manager_locked {
+            let lock = lock.to_string();
             if Instant::now() >= wait_until {
                 t.close().await;
                 return Err(End(
-                    Outcome::Failed,
+                    Outcome::Skipped,
                     vec![format!(
-                        "not started: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); nothing changed",
+                        "skipped: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); not started, nothing changed",
                         job.lock_wait.as_secs()
                     )],
                 )
                 .into());
             }
-            self.say(&format!("waiting for the package manager lock ({lock})"));
+            // Said once, again when the holder changes, and once a minute while it lasts:
+            // not every poll.
+            match &said {
+                Some((text, at)) if *text == lock && at.elapsed() < Duration::from_secs(60) => {}
+                Some((text, _)) if *text == lock => {
+                    self.say(&format!(
+                        "still waiting for the package manager lock ({lock}) after {}s",
+                        waiting_since.elapsed().as_secs()
+                    ));
+                    said = Some((lock.clone(), Instant::now()));
+                }
+                _ => {
+                    self.say(&format!(
+                        "waiting for the package manager lock ({lock}), up to {}s (apply.lockWait)",
+                        job.lock_wait.as_secs()
+                    ));
+                    said = Some((lock.clone(), Instant::now()));
+                }
+            }
             tokio::time::sleep(Duration::from_secs(2)).await;
             observed = self.observe(t.as_ref(), false).await?;
         }
@@ -323,9 +392,9 @@ impl Steps<'_> {
             if free < job.min_free_disk_mib {
                 t.close().await;
                 return Err(End(
-                    Outcome::Failed,
+                    Outcome::Skipped,
                     vec![format!(
-                        "not started: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); nothing changed",
+                        "skipped: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); not started, nothing changed",
                         job.min_free_disk_mib
                     )],
                 )
@@ -383,14 +452,10 @@ impl Steps<'_> {
             .await
             .map_err(|e| in_flight("package transaction", &[], &e))?;
         self.journal(Event::TransactionFinished { exit: out.exit })?;
-        let after = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::InFlight(
-                Outcome::Unreachable,
-                format!(
-                "lost right after the package transaction ({e}); its state is unknown until the next apply or observe re-observes it"
-            ),
-            )
-        })?;
+        let after = self
+            .installed(t.as_ref(), pm)
+            .await
+            .map_err(|e| lost_after("package transaction", &[], out.exit, &e))?;
         // Everything the transaction really touched, pulled-in packages included.
         let footprint = decide::changed_packages(&before, &after);
         let before_versions: Versions = footprint
@@ -425,6 +490,7 @@ impl Steps<'_> {
                 .await;
         }
         self.journal(Event::Verified)?;
+        self.made.store(job.plan.changes.len(), Ordering::SeqCst);
         let mut detail = vec![format!(
             "installed {}",
             job.plan
@@ -636,14 +702,10 @@ impl Steps<'_> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let now = self.installed(t.as_ref(), pm).await.map_err(|e| {
-            Abort::InFlight(
-                Outcome::Unreachable,
-                format!(
-                "lost right after the rollback ({e}); its state is unknown until the next apply or observe re-observes it"
-            ),
-            )
-        })?;
+        let now = self
+            .installed(t.as_ref(), pm)
+            .await
+            .map_err(|e| lost_after("rollback", &detail, out.exit, &e))?;
         let state: Vec<String> = steps
             .restore
             .iter()
@@ -694,6 +756,7 @@ impl Steps<'_> {
             detail.push(format!("left at: {}", state.join(", ")));
             return Ok(End(Outcome::Failed, detail));
         }
+        self.made.store(0, Ordering::SeqCst);
         detail.push(format!(
             "rolled back to {} (verified)",
             steps
@@ -808,7 +871,16 @@ impl Steps<'_> {
                 {
                     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
                     if out.success() && !id.is_empty() && id != old {
-                        self.journal(Event::Rebooted { boot_id: id })?;
+                        self.journal(Event::Rebooted {
+                            boot_id: id.clone(),
+                        })?;
+                        self.reboots
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Reboot {
+                                from: old.to_string(),
+                                to: id,
+                            });
                         return Ok(t);
                     }
                 }

@@ -169,7 +169,7 @@ impl Journal {
             path: path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
+        super::create_state_dir(state_dir).map_err(io)?;
         let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
@@ -292,6 +292,9 @@ pub struct InFlight {
     pub at: String,
     /// Whether a package transaction was sent and never returned.
     pub in_transaction: bool,
+    /// The versions recorded before its transaction (package → version; `None`: not
+    /// installed), so recovery can say whether the transaction changed anything.
+    pub recorded: BTreeMap<String, Option<String>>,
 }
 
 /// Hosts started by some run with neither a `host-done` in that run nor a later `recovered`.
@@ -318,6 +321,7 @@ pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
                         last_event: String::new(),
                         at: String::new(),
                         in_transaction: false,
+                        recorded: BTreeMap::new(),
                     });
                 slot.last_event = ev.name().to_string();
                 slot.at = e.at.clone();
@@ -326,6 +330,7 @@ pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
                         slot.in_transaction = true
                     }
                     Event::TransactionFinished { .. } => slot.in_transaction = false,
+                    Event::VersionsRecorded { versions } => slot.recorded = versions.clone(),
                     _ => {}
                 }
             }

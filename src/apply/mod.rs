@@ -37,6 +37,9 @@ pub enum Outcome {
     Failed,
     /// The host's state moved since the plan: refused, untouched.
     Stale,
+    /// Not started on the host, nothing changed: its package manager stayed locked past
+    /// `apply.lockWait`, or it lacked free disk.
+    Skipped,
     /// The host could not be reached (or was lost mid-way).
     Unreachable,
     /// Never started: the failure budget halted the rollout, or apply was interrupted.
@@ -58,6 +61,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
             Outcome::Stale => "stale",
+            Outcome::Skipped => "skipped",
             Outcome::Unreachable => "unreachable",
             Outcome::NotStarted => "not-started",
             Outcome::Waiting => "waiting",
@@ -85,10 +89,30 @@ pub struct HostResult {
     pub outcome: Outcome,
     /// Why, step by step, in words.
     pub detail: Vec<String>,
-    /// Planned package changes (count).
+    /// Package changes this run made on the host (the plan's count once its transaction
+    /// succeeded; 0 when it never ran or was rolled back).
     pub changes: usize,
     /// Wall time spent on the host, in milliseconds.
     pub millis: u64,
+    /// When work on the host started (`None`: never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<jiff::Timestamp>,
+    /// Reboots made on the host: boot id before and after each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reboots: Vec<Reboot>,
+}
+
+/// A reboot apply made: the boot id before and the new one after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reboot {
+    /// Boot id before the reboot.
+    pub from: String,
+    /// Boot id the host came back with.
+    pub to: String,
 }
 
 /// The result of a run.
@@ -163,4 +187,19 @@ pub(crate) fn duration_setting(value: &Option<String>, default: &str) -> std::ti
 /// hidden directories, so it never becomes part of the desired state).
 pub fn state_dir(repo: &std::path::Path) -> std::path::PathBuf {
     repo.join(".patchkeeper")
+}
+
+/// Creates the state directory with a `.gitignore` of `*` in it, so the lock, the journal
+/// and checkouts never show as untracked in the fleet repo (`git add -A` cannot commit
+/// them); an existing `.gitignore` is left as the operator wrote it.
+pub fn create_state_dir(state_dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let ignore = state_dir.join(".gitignore");
+    if !ignore.exists() {
+        crate::durable::write(
+            &ignore,
+            b"# patchkeeper's local state (lock, journal): never committed\n*\n",
+        )?;
+    }
+    Ok(())
 }

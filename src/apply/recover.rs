@@ -10,6 +10,7 @@
 //! failed) is journaled `recovery-failed`, keeps the host in flight for the next run, and
 //! is returned as a failure so this run leaves the host alone.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,9 @@ pub async fn recover(
                     detail.push(e.to_string());
                     false
                 }
-                Ok(target) => recover_host(&target, &keys, options, progress, &mut detail).await,
+                Ok(target) => {
+                    recover_host(&target, &keys, options, progress, &f.recorded, &mut detail).await
+                }
             },
         };
         let event = if recovered {
@@ -129,6 +132,7 @@ async fn recover_host(
     keys: &KeyCache,
     options: RecoveryOptions,
     progress: &dyn Progress,
+    recorded: &BTreeMap<String, Option<String>>,
     detail: &mut Vec<String>,
 ) -> bool {
     let t = match observe::connect(target, keys).await {
@@ -138,7 +142,7 @@ async fn recover_host(
             return false;
         }
     };
-    let ok = repair(t.as_ref(), target, options, progress, detail).await;
+    let ok = repair(t.as_ref(), target, options, progress, recorded, detail).await;
     t.close().await;
     ok
 }
@@ -149,6 +153,7 @@ async fn repair(
     target: &Target,
     options: RecoveryOptions,
     progress: &dyn Progress,
+    recorded: &BTreeMap<String, Option<String>>,
     detail: &mut Vec<String>,
 ) -> bool {
     let name = target.name.as_str();
@@ -187,6 +192,7 @@ async fn repair(
     }
     if observed.db_health.is_empty() {
         detail.push("re-observed: the package database is consistent".into());
+        detail.extend(found(recorded, &observed));
         return true;
     }
     let Some(pm) = observed.package_manager else {
@@ -241,7 +247,49 @@ async fn repair(
             PackageManager::Dnf => " (no duplicates left)",
         }
     ));
+    detail.extend(found(recorded, &after));
     true
+}
+
+/// What the host has of the packages the interrupted transaction was to change, against
+/// the versions recorded before it: whether it changed nothing, or what.
+fn found(recorded: &BTreeMap<String, Option<String>>, observed: &ObservedHost) -> Option<String> {
+    if recorded.is_empty() {
+        return None;
+    }
+    let now: BTreeMap<&str, Option<String>> = recorded
+        .keys()
+        .map(|n| {
+            (
+                n.as_str(),
+                observed.installed_package(n).map(|p| p.version.to_string()),
+            )
+        })
+        .collect();
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "not installed".into());
+    let moved: Vec<String> = recorded
+        .iter()
+        .filter(|(n, v)| now.get(n.as_str()) != Some(*v))
+        .map(|(n, v)| {
+            format!(
+                "{n} {} -> {}",
+                shown(v),
+                shown(now.get(n.as_str()).unwrap_or(&None))
+            )
+        })
+        .collect();
+    Some(if moved.is_empty() {
+        format!(
+            "found the versions recorded before the transaction ({}): it changed nothing",
+            recorded
+                .iter()
+                .map(|(n, v)| format!("{n} {}", shown(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!("found the transaction's changes: {}", moved.join(", "))
+    })
 }
 
 fn unfinished(observed: &ObservedHost) -> String {

@@ -147,9 +147,16 @@ pub async fn execute(
         host: host.to_string(),
         outcome,
         detail,
-        changes: plan.host(host).map_or(0, |h| h.changes.len()),
+        // Never started by this run: it changed nothing.
+        changes: 0,
         millis: 0,
+        started_at: None,
+        finished_at: None,
+        reboots: Vec::new(),
     };
+    // Rollouts whose halt kept a host from starting (a halt after the last host stopped
+    // nothing and is not reported as one).
+    let mut stopped_by_halt: BTreeSet<String> = BTreeSet::new();
     // Hosts outside every batch: reported as the plan left them (or failed, when their
     // crash recovery failed: that is not converged, whatever the plan says).
     for h in &plan.hosts {
@@ -222,6 +229,7 @@ pub async fn execute(
                 "not started: apply was interrupted".to_string(),
             ))
         } else if state.halted {
+            stopped_by_halt.insert(batch.rollout.clone());
             Some((
                 Outcome::NotStarted,
                 format!(
@@ -324,6 +332,9 @@ pub async fn execute(
             let permit = semaphore.acquire_owned().await.expect("never closed");
             let halted = shared.lock().unwrap_or_else(|p| p.into_inner()).halted;
             if stop.interrupted() || halted {
+                if halted {
+                    stopped_by_halt.insert(rollout_name.clone());
+                }
                 let why = if halted {
                     format!("not started: rollout {rollout_name} halted (failure budget exceeded)")
                 } else {
@@ -376,7 +387,7 @@ pub async fn execute(
     }
     let halted: BTreeSet<String> = rollouts
         .iter()
-        .filter(|(_, s)| s.halted)
+        .filter(|(n, s)| s.halted && stopped_by_halt.contains(*n))
         .map(|(n, _)| n.clone())
         .collect();
     ApplyReport {

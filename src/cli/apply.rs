@@ -3,7 +3,7 @@
 //! execute batch by batch with live progress and a final table.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::apply::journal::{self, Event, Journal};
@@ -48,6 +48,11 @@ pub struct Args {
     /// stale lock to break; a running apply's lock is never broken.
     #[arg(long, hide_short_help = true)]
     break_lock: bool,
+    /// Who is applying, for the audit trail (`Applied-By:` on the report commit). Default:
+    /// `PATCHKEEPER_ACTOR`, else the CI's identity from its environment (GitHub Actions,
+    /// GitLab CI, Jenkins, Buildkite), else the local user at this machine.
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
 }
 
 const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n  130  interrupted before any host was changed, or a second SIGINT/SIGTERM while hosts\n       were running (their transactions stay in flight for the next run's recovery)\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
@@ -94,14 +99,6 @@ impl Progress for Lines {
     }
 }
 
-fn run_id() -> String {
-    format!(
-        "{}-{}",
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    )
-}
-
 /// Runs `patchkeeper apply`; returns the exit code.
 pub fn run(args: Args) -> u8 {
     let repo = args.repo.repo.clone();
@@ -125,7 +122,19 @@ pub fn run(args: Args) -> u8 {
     if settings.apply.stale_lock_after.is_some() {
         eprintln!("note: apply.staleLockAfter is ignored: the fleet lock is released by the kernel when its holder exits, so it is never stale");
     }
-    let run = run_id();
+    // One id for the run: its journal lines and its report carry the same.
+    let run =
+        crate::report::RunRecord::new_id(crate::report::RunKind::Apply, jiff::Timestamp::now());
+    // Safeguards this run overrides, recorded in its run record and as commit trailers.
+    let mut overrides: Vec<String> = Vec::new();
+    if let Some(at) = &args.at {
+        overrides.push(format!(
+            "--at {at}: windows evaluated as if it were then, not at the real time"
+        ));
+    }
+    if args.break_lock {
+        overrides.push("--break-lock (no effect: the fleet lock is an OS file lock)".into());
+    }
     let state = apply::state_dir(&repo);
     let _lock = match FleetLock::acquire(&state, &run) {
         Ok(l) => l,
@@ -264,6 +273,11 @@ pub fn run(args: Args) -> u8 {
         }
         return exit_code(&report);
     }
+    if args.plan_file.is_none() && args.auto_approve && !std::io::stdin().is_terminal() {
+        overrides.push("--auto-approve without a terminal: applied unreviewed".into());
+    } else if args.plan_file.is_none() && args.auto_approve {
+        overrides.push("--auto-approve: applied without confirmation".into());
+    }
     if args.plan_file.is_none() && !args.auto_approve {
         if !std::io::stdin().is_terminal() {
             eprintln!("error: apply needs confirmation and there is no terminal to ask on; nothing was applied\n\nhint: review the plan, then pass `--auto-approve`, or save it with `patchkeeper plan --out FILE` and run `patchkeeper apply FILE`");
@@ -313,12 +327,13 @@ pub fn run(args: Args) -> u8 {
         blocked,
         // A saved plan: every host's changes are derived again at the host.
         saved_plan: args.plan_file.as_ref().map(|_| {
-            Arc::new(plan::SavedPlanCheck::new(
+            let check = plan::SavedPlanCheck::new(
                 fleet.clone(),
                 super::audit::first_seen(&repo, &fleet),
                 super::audit::promotion_evidence(&repo, &fleet),
                 options_clock.now(),
-            ))
+            );
+            Arc::new(saved_plan_advisories(check, &repo))
         }),
     };
     eprintln!(
@@ -342,11 +357,20 @@ pub fn run(args: Args) -> u8 {
         } else {
             super::observe::observe_after_apply(&fleet).ok()
         };
+        let audit = crate::report::RunAudit {
+            applied_by: Some(crate::actor::current(args.actor.as_deref())),
+            requesters: fleet
+                .fleet()
+                .requests
+                .iter()
+                .filter_map(|r| Some((r.name().to_owned(), r.doc.spec.requested_by.clone()?)))
+                .collect(),
+            overrides,
+        };
         super::audit::record_apply(
             &repo,
             &fleet,
-            &plan,
-            &report,
+            (&plan, &report, &audit),
             after.as_ref(),
             commit,
             started,
@@ -417,6 +441,9 @@ fn empty_report(
                     detail,
                     changes: 0,
                     millis: 0,
+                    started_at: None,
+                    finished_at: None,
+                    reboots: Vec::new(),
                 }
             })
             .collect(),
@@ -474,5 +501,23 @@ fn exit_code(report: &ApplyReport) -> u8 {
         EXIT_WAITING
     } else {
         EXIT_NOT_CONVERGED
+    }
+}
+
+/// A saved plan's check with the advisory store's data when the fleet selects updates by
+/// severity (else the changes do not depend on it and the store is not read). A store that
+/// cannot be read is a warning: the check then refuses what only advisories would select.
+fn saved_plan_advisories(check: plan::SavedPlanCheck, repo: &Path) -> plan::SavedPlanCheck {
+    if !check.needs_advisories() {
+        return check;
+    }
+    let path = crate::advisory::fleet::store_path(repo, None);
+    match crate::advisory::fleet::index_at(&path) {
+        Ok(Some(index)) => check.with_advisories(Arc::new(index)),
+        Ok(None) => check,
+        Err(e) => {
+            eprintln!("warning: advisory data not used to check the saved plan: {e}");
+            check
+        }
     }
 }

@@ -65,14 +65,14 @@ pub(crate) fn record_observation(
 pub(crate) fn record_apply(
     repo: &Path,
     fleet: &ValidFleet,
-    plan: &Plan,
-    applied: &ApplyReport,
+    applied: (&Plan, &ApplyReport, &report::RunAudit),
     after: Option<&ObservedFleet>,
     commit: &str,
     started: Timestamp,
 ) {
     let now = Timestamp::now();
-    let run = report::apply_run(plan, applied, commit, started, now);
+    let (plan, report, audit) = applied;
+    let run = report::apply_run(plan, report, commit, started, now, audit);
     record(repo, fleet, after, &run, now);
 }
 
@@ -84,7 +84,19 @@ fn record(
     now: Timestamp,
 ) {
     let target = ReportTarget::from_fleet(repo, fleet);
-    match report::record(&target, fleet, observed, run, now) {
+    // Host reports list open advisories when advisory data was imported.
+    let advisories = observed.and_then(|o| super::advisories::assessment(repo, fleet, o, now));
+    match report::record_with(&target, fleet, observed, advisories.as_ref(), run, now) {
+        Ok(Recorded {
+            commit,
+            committed: false,
+            ..
+        }) => eprintln!(
+            "Not reported: no host changed since the last report on `{}` (commit {}; reports.heartbeat {})",
+            target.branch,
+            crate::terminal::short(&commit, 12),
+            crate::compliance::human(target.heartbeat.as_secs())
+        ),
         Ok(Recorded { commit, pushed, .. }) => eprintln!(
             "Reported run {} on `{}` (commit {}{})",
             run.run_id,

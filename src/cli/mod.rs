@@ -13,8 +13,20 @@ macro_rules! usage_exit {
     };
 }
 
+/// The exit-code line of commands whose exit 2 means a finding (`vulns`, `advisories
+/// status`): their usage errors exit 1.
+macro_rules! usage_exit_1 {
+    () => {
+        "  1  also a usage error: an unknown flag, a missing argument or a bad flag value (stderr\n     says which; not 2, which means a finding here)"
+    };
+}
+
+mod advisories;
+
 mod apply;
 mod audit;
+mod completions;
+mod import;
 mod observe;
 mod plan;
 mod report;
@@ -22,6 +34,7 @@ mod schema;
 mod serve;
 mod validate;
 mod version;
+mod vulns;
 pub mod windows;
 
 /// Exit code: success, nothing to report.
@@ -47,7 +60,7 @@ pub const EXIT_HOSTS_FAILED: u8 = 3;
     after_long_help = concat!(
         "Exit codes (each command's --help lists its own):\n  0  success\n  1  error\n",
         usage_exit!(),
-        "\n\n`plan --detailed-exitcode` exits 2 for \"changes are planned\" and 1 for a usage error;\n`observe` and `apply` add codes 3 to 5 for hosts that could not be observed or changed."
+        "\n\n`plan --detailed-exitcode` exits 2 for \"changes are planned\" and 1 for a usage error;\n`vulns` and `advisories status` do the same (2: open advisories, stale data);\n`observe` and `apply` add codes 3 to 5 for hosts that could not be observed or changed."
     )
 )]
 pub struct Cli {
@@ -132,6 +145,27 @@ pub enum Command {
     Version(version::Command),
     /// Show every maintenance window's state at an instant (default: now).
     Windows(windows::Args),
+    /// Import hosts from other tools (Ansible inventories).
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper import ansible --help`; a usage error exits 2."
+    )]
+    Import(import::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Write a man page for every command into a directory (for packagers).
+    #[command(hide = true)]
+    Manpages(completions::ManArgs),
+    /// Advisory data: import the Debian security tracker dump and OSV records, show what is
+    /// loaded.
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper advisories import --help` and `advisories status --help`;\na usage error exits 2 (1 for `advisories status`, whose 2 means stale data)."
+    )]
+    Advisories(advisories::Command),
+    /// Show the open advisories of every host (the fix offered? planned?) and a fleet
+    /// summary by severity.
+    Vulns(vulns::Args),
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -143,7 +177,11 @@ pub fn main() -> ExitCode {
             // (Terraform's), so a usage error there must not look like one.
             let detailed = std::env::args().any(|a| a == "--detailed-exitcode")
                 && std::env::args().any(|a| a == "plan");
-            if detailed && e.use_stderr() {
+            // So do `vulns` (open advisories) and `advisories status` (stale data).
+            let finding = std::env::args().any(|a| a == "vulns")
+                || (std::env::args().any(|a| a == "advisories")
+                    && std::env::args().any(|a| a == "status"));
+            if (detailed || finding) && e.use_stderr() {
                 let _ = e.print();
                 return ExitCode::from(EXIT_ERROR);
             }
@@ -166,6 +204,11 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),
+        Command::Import(cmd) => import::run(cmd),
+        Command::Completions(args) => completions::run(args),
+        Command::Manpages(args) => completions::manpages(args),
+        Command::Advisories(cmd) => advisories::run(cmd),
+        Command::Vulns(args) => vulns::run(args),
     };
     ExitCode::from(code)
 }

@@ -24,12 +24,29 @@ pub struct Args {
     /// Save the plan (JSON) for `patchkeeper apply FILE`.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Print the plan as JSON (schema: schemas/plan.schema.json) instead of the human diff.
-    #[arg(long)]
+    /// Print the plan as JSON (schema: schemas/plan.schema.json) instead of the human diff
+    /// (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// Output format: `text` (the human diff), `json`, or `markdown` (a merge-request
+    /// comment: counts, blocked hosts first, the batches, each host's changes collapsed;
+    /// its first line `<!-- patchkeeper-plan -->` lets CI find and replace its comment).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    format: Format,
     /// Exit 0 when nothing changes, 2 when changes are planned, 1 on error (like Terraform).
     #[arg(long)]
     detailed_exitcode: bool,
+}
+
+/// `plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The human diff.
+    Text,
+    /// JSON (schemas/plan.schema.json).
+    Json,
+    /// A merge-request comment.
+    Markdown,
 }
 
 /// Runs `patchkeeper plan`; returns the exit code.
@@ -49,6 +66,8 @@ pub fn run(args: Args) -> u8 {
             Ok(observed) => {
                 let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
                 let promotion = super::audit::promotion_evidence(&args.repo.repo, &fleet);
+                let advisories =
+                    super::advisories::assessment(&args.repo.repo, &fleet, &observed, at);
                 plan::plan(PlanInput {
                     fleet: &fleet,
                     fleet_commit: fleet.fleet().commit.as_deref(),
@@ -57,6 +76,7 @@ pub fn run(args: Args) -> u8 {
                     first_seen: &first_seen,
                     simulations: None,
                     promotion: &promotion,
+                    advisories: advisories.as_ref(),
                 })
             }
             Err(msg) => {
@@ -82,13 +102,20 @@ pub fn run(args: Args) -> u8 {
             eprintln!("error: cannot write `{}`: {e}", out.display());
             return super::EXIT_ERROR;
         }
+        // The command to copy names the fleet repo too: run from anywhere else, a bare
+        // `patchkeeper apply FILE` would look for the fleet repo in the wrong place.
+        let quote = |p: &std::path::Path| crate::transport::shell_quote(&p.display().to_string());
         eprintln!(
-            "Saved the plan to `{}`; apply exactly it with `patchkeeper apply {}`",
+            "Saved the plan to `{}`; apply exactly it with `patchkeeper apply --repo {} {}`",
             out.display(),
-            out.display()
+            quote(&args.repo.repo),
+            quote(out)
         );
     }
-    if args.json {
+    let format = if args.json { Format::Json } else { args.format };
+    if format == Format::Markdown {
+        print!("{}", plan::render_markdown(&plan));
+    } else if format == Format::Json {
         match serde_json::to_string_pretty(&plan) {
             Ok(t) => println!("{t}"),
             Err(e) => {
@@ -142,6 +169,7 @@ pub(crate) fn plan_now(
     let observed = super::observe::observe_for_plan(fleet)?;
     let first_seen = super::audit::first_seen(repo, fleet);
     let promotion = super::audit::promotion_evidence(repo, fleet);
+    let advisories = super::advisories::assessment(repo, fleet, &observed, at);
     let input = PlanInput {
         fleet,
         fleet_commit: fleet.fleet().commit.as_deref(),
@@ -150,6 +178,7 @@ pub(crate) fn plan_now(
         first_seen: &first_seen,
         simulations: None,
         promotion: &promotion,
+        advisories: advisories.as_ref(),
     };
     match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
         Ok(plan) => Ok((plan, observed)),

@@ -19,9 +19,21 @@ pub struct Args {
     /// Reports branch (default: Settings' `reports.branch`, else `patchkeeper/reports`).
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
-    /// Print JSON (`{branch, commit, summary, hosts}` with every host needing attention).
+    /// Print JSON (`{branch, commit, summary, hosts, rejected}` with every host needing
+    /// attention; with `--host`, `{branch, host, since, entries}`).
     #[arg(long)]
     pub json: bool,
+    /// One host's history instead: its runs (outcome, package changes with reasons,
+    /// reboots, who ran it and who asked) and its state changes, newest first.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// With `--host`: only what happened in the last DURATION (`7d`, `12h`).
+    #[arg(long, value_name = "DURATION", requires = "host", value_parser = since_arg)]
+    pub since: Option<std::time::Duration>,
+}
+
+fn since_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Runs `patchkeeper report`; returns the exit code.
@@ -30,6 +42,9 @@ pub fn run(args: Args) -> u8 {
         .branch
         .clone()
         .unwrap_or_else(|| branch_from_settings(&args.repo));
+    if let Some(host) = &args.host {
+        return history(&args, &branch, host);
+    }
     let snapshot = match report::read(&args.repo, &branch) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -55,6 +70,7 @@ pub fn run(args: Args) -> u8 {
             "commit": snapshot.commit,
             "summary": snapshot.summary,
             "hosts": attention,
+            "rejected": snapshot.rejected,
         });
         println!(
             "{}",
@@ -94,6 +110,19 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
             escape(&sum.run_id),
             escape(&sum.generated_at.to_string()),
             escape(&sum.policy.to_string())
+        ));
+    }
+    if let Some(r) = &s.rejected {
+        out.push_str(&format!(
+            "desired commit {} was rejected at {} ({} error(s), first: {}); the last good commit {} is in force\n",
+            escape(crate::terminal::short(&r.desired_commit, 12)),
+            r.finished_at,
+            r.errors.len(),
+            escape(r.errors.first().map(String::as_str).unwrap_or("none recorded")),
+            escape(crate::terminal::short(
+                r.last_good_commit.as_deref().unwrap_or("none"),
+                12
+            )),
         ));
     }
     out.push('\n');
@@ -154,6 +183,140 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
         out.push('\n');
         for r in &c.reasons {
             out.push_str(&format!("    - {}\n", escape(r)));
+        }
+    }
+    out
+}
+
+fn history(args: &Args, branch: &str, host: &str) -> u8 {
+    let since = match args.since {
+        None => None,
+        Some(d) => match jiff::SignedDuration::try_from(d)
+            .ok()
+            .and_then(|d| jiff::Timestamp::now().checked_sub(d).ok())
+        {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("error: --since reaches before the earliest representable time");
+                return super::EXIT_ERROR;
+            }
+        },
+    };
+    let entries = match report::host_history(&args.repo, branch, host, since) {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            eprintln!(
+                "error: no reports yet: branch `{branch}` does not exist in `{}`\n\nhint: reports are committed there after each observe and apply run",
+                args.repo.display()
+            );
+            return super::EXIT_ERROR;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "branch": branch,
+            "host": host,
+            "since": since,
+            "entries": entries,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("report types always serialize")
+        );
+    } else {
+        print!("{}", render_history(host, since, &entries));
+    }
+    super::EXIT_OK
+}
+
+/// One host's history, newest first, as text.
+pub fn render_history(
+    host: &str,
+    since: Option<jiff::Timestamp>,
+    entries: &[report::HistoryEntry],
+) -> String {
+    use crate::compliance::HostRunOutcome;
+    let mut out = format!(
+        "history of {}{}\n",
+        escape(host),
+        since.map(|s| format!(" since {s}")).unwrap_or_default()
+    );
+    if entries.is_empty() {
+        out.push_str("  nothing recorded\n");
+        return out;
+    }
+    for e in entries {
+        match e {
+            report::HistoryEntry::State {
+                at, state, reasons, ..
+            } => {
+                out.push_str(&format!("{at}  state {state}\n"));
+                for r in reasons {
+                    out.push_str(&format!("    - {}\n", escape(r)));
+                }
+            }
+            report::HistoryEntry::Run {
+                at,
+                run_id,
+                kind,
+                host,
+                applied_by,
+                requested_by,
+                overrides,
+                desired_commit,
+            } => {
+                let (outcome, reason) = match &host.outcome {
+                    HostRunOutcome::Updated => ("updated", None),
+                    HostRunOutcome::Unchanged => ("unchanged", None),
+                    HostRunOutcome::Failed { reason } => ("failed", Some(reason)),
+                    HostRunOutcome::RolledBack { reason } => ("rolled back", Some(reason)),
+                    HostRunOutcome::NotStarted { reason } => ("not started", Some(reason)),
+                    HostRunOutcome::Skipped { reason } => ("skipped", Some(reason)),
+                    HostRunOutcome::Unreachable { reason } => ("unreachable", Some(reason)),
+                };
+                out.push_str(&format!(
+                    "{at}  {} run {}: {outcome} (desired commit {})\n",
+                    kind.as_str(),
+                    escape(run_id),
+                    escape(crate::terminal::short(desired_commit, 12))
+                ));
+                if let Some(r) = reason {
+                    out.push_str(&format!("    why: {}\n", escape(r)));
+                }
+                for c in &host.changes {
+                    out.push_str(&format!(
+                        "    ~ {} {} -> {}{}\n",
+                        escape(&c.package),
+                        escape(c.from.as_deref().unwrap_or("(new)")),
+                        escape(&c.to),
+                        if c.reasons.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  {}", escape(&c.reasons.join(", ")))
+                        }
+                    ));
+                }
+                for b in &host.reboots {
+                    out.push_str(&format!(
+                        "    rebooted: boot id {} -> {}\n",
+                        escape(&b.from),
+                        escape(&b.to)
+                    ));
+                }
+                if let Some(who) = applied_by {
+                    out.push_str(&format!("    applied by: {}\n", escape(who)));
+                }
+                for who in requested_by {
+                    out.push_str(&format!("    requested by: {}\n", escape(who)));
+                }
+                for o in overrides {
+                    out.push_str(&format!("    override: {}\n", escape(o)));
+                }
+            }
         }
     }
     out

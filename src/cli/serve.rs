@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::apply::Stop;
-use crate::reconcile::{EngineExecutor, EngineObserver, Reconciler, Timing};
+use crate::reconcile::{AdvisoryFeed, EngineExecutor, EngineObserver, Reconciler, Timing};
 use crate::report::GitAuth;
 use crate::source::{Location, Source};
 
@@ -38,6 +38,15 @@ pub struct Args {
     /// commit validated and was reconciled and reported, 1 otherwise.
     #[arg(long)]
     once: bool,
+    /// Advisory data to re-import every Settings `advisories.refresh` (default 6h), besides
+    /// the fleet repo's `advisories.sources`: a tracker dump, OSV files, directories or
+    /// `all.zip` dumps (repeatable; the operator's choice, outside the fleet repo's say).
+    #[arg(long = "advisories", value_name = "PATH")]
+    advisories: Vec<PathBuf>,
+    /// The advisory store (default: `$PATCHKEEPER_ADVISORY_STORE`, else
+    /// `<repo>/.patchkeeper/advisories.db` beside the apply journal).
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
 }
 
 /// Runs `patchkeeper serve`; returns the exit code.
@@ -72,6 +81,7 @@ pub fn run(args: Args) -> u8 {
     let source = Source::new(location, args.branch.clone(), &cache, auth);
     // The apply lock and journal live beside the repository serve reads from.
     let state_repo = source.repo_path();
+    let source_repo = state_repo.clone();
     let stop = Arc::new(Stop::default());
     let engines =
         EngineObserver::new().and_then(|o| Ok((o, EngineExecutor::new(state_repo, stop.clone())?)));
@@ -89,7 +99,11 @@ pub fn run(args: Args) -> u8 {
         Timing::with_interval(interval),
         shutdown.clone(),
     )
-    .with_executor(executor);
+    .with_executor(executor)
+    .with_advisories(AdvisoryFeed {
+        store: crate::advisory::fleet::store_path(&source_repo, args.store.as_deref()),
+        extra: args.advisories.clone(),
+    });
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
     }

@@ -42,8 +42,16 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
-    let diags: Vec<Diagnostic> = outcome
-        .diagnostics
+    let mut all = outcome.diagnostics;
+    if let Some(fleet) = &outcome.fleet {
+        // Exceptions near or past their expiry: time-dependent, so only here.
+        all.extend(validate::exception_expiry(
+            fleet.fleet(),
+            jiff::Timestamp::now(),
+        ));
+        crate::diagnostic::sort(&mut all);
+    }
+    let diags: Vec<Diagnostic> = all
         .into_iter()
         .map(|mut d| {
             d.location.file = display_path(&args.repo.repo, &d.location.file);

@@ -10,16 +10,20 @@ use std::collections::BTreeMap;
 use super::{section, step_failed, Section};
 use crate::observed::{
     BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
-    PendingUpdate, RebootRequired, TransactionPreview,
+    PendingUpdate, RebootRequired, SourcePackage, TransactionPreview,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
 
-/// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'`.
+/// Rows of `dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n'`
+/// (the two source fields are absent in captures made before they were observed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DpkgState {
     /// Packages whose files are (at least partly) on disk.
     pub installed: Vec<InstalledPackage>,
+    /// Source packages of installed packages, where they differ from the package's own
+    /// name or version.
+    pub sources: Vec<SourcePackage>,
     /// Packages selected for hold.
     pub held: Vec<String>,
     /// Packages in an unfinished state.
@@ -37,9 +41,15 @@ pub fn parse_dpkg_query(text: &str) -> DpkgState {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();
-        let [name, version, arch, abbrev] = fields[..] else {
-            state.unreadable.push(line.to_string());
-            continue;
+        let (name, version, arch, abbrev, source) = match fields[..] {
+            [name, version, arch, abbrev] => (name, version, arch, abbrev, None),
+            [name, version, arch, abbrev, source, source_version] => {
+                (name, version, arch, abbrev, Some((source, source_version)))
+            }
+            _ => {
+                state.unreadable.push(line.to_string());
+                continue;
+            }
         };
         let mut letters = abbrev.chars();
         let (want, status, error) = (letters.next(), letters.next(), letters.next());
@@ -70,6 +80,24 @@ pub fn parse_dpkg_query(text: &str) -> DpkgState {
                 state: s.to_string(),
             });
         }
+        if let Some((source, source_version)) = source {
+            // `${source:Package}` is the bare name; older dpkg printed the `Source:` field's
+            // `name (version)` form, so only the first word counts.
+            let source = source.split_whitespace().next().unwrap_or("");
+            let source = if source.is_empty() { name } else { source };
+            let source_version = match source_version.trim() {
+                "" => strip_binnmu(version),
+                v => v,
+            };
+            if source != name || source_version != version {
+                state.sources.push(SourcePackage {
+                    package: name.into(),
+                    arch: arch.into(),
+                    source: source.into(),
+                    version: source_version.into(),
+                });
+            }
+        }
         state.installed.push(InstalledPackage {
             name: name.into(),
             version: version.into(),
@@ -78,6 +106,20 @@ pub fn parse_dpkg_query(text: &str) -> DpkgState {
         });
     }
     state
+}
+
+/// A Debian binary version without its binNMU suffix (`1.2-3+b1` -> `1.2-3`): the version
+/// of the source it was built from, as the security tracker names it. A binNMU (binary-only
+/// rebuild) appends `+bN` to the revision; nothing else is removed.
+pub fn strip_binnmu(version: &str) -> &str {
+    if let Some(i) = version.rfind("+b") {
+        let digits = &version[i + 2..];
+        let has_revision = version[..i].contains('-');
+        if has_revision && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return &version[..i];
+        }
+    }
+    version
 }
 
 /// Parses the `Inst` lines of `apt-get -s dist-upgrade`:
@@ -370,6 +412,7 @@ pub(crate) fn interpret(
         ));
     }
     host.installed = state.installed;
+    host.sources = state.sources;
     host.held = state.held;
     host.db_health = state.broken;
     if let Some(reboot) = sections.get("reboot") {
@@ -385,7 +428,36 @@ pub(crate) fn interpret(
     if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
         host.offered = parse_apt_policy(&offered.stdout);
     }
+    // The dry run that ignores holds: what held packages (and what they would pull along)
+    // would be updated to. Optional: a failure costs only this detail.
+    match sections.get("held-updates") {
+        Some(held) if held.exit == Some(0) => {
+            host.held_updates = held_only(&host.updates, parse_apt_simulation(&held.stdout));
+        }
+        Some(held) => host.warnings.push(format!(
+            "cannot list held updates (`apt-get -s -o APT::Ignore-Hold=true dist-upgrade` exited {}): {}",
+            held.exit.map_or("?".to_string(), |c| c.to_string()),
+            held.stderr.lines().next().unwrap_or("").trim()
+        )),
+        None => {}
+    }
     Ok(())
+}
+
+/// The updates of a dry run that ignores holds which the regular dry run does not make
+/// (held packages and what they pull along).
+pub(crate) fn held_only(
+    regular: &[PendingUpdate],
+    ignoring: Vec<PendingUpdate>,
+) -> Vec<PendingUpdate> {
+    ignoring
+        .into_iter()
+        .filter(|u| {
+            !regular.iter().any(|r| {
+                r.name == u.name && r.arch == u.arch && r.candidate_version == u.candidate_version
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -416,6 +488,72 @@ mod tests {
         assert_eq!(bsdutils.status, "ii");
         assert!(state.installed.iter().any(|p| p.arch == "all"));
         assert!(state.broken.is_empty() && state.held.is_empty());
+    }
+
+    #[test]
+    fn dpkg_query_with_source_columns() {
+        // Captured on this Debian 12 machine with the source columns: a binNMU (bash), a
+        // binary with another epoch than its source (bsdutils), a binary versioned apart from
+        // its source (cpp), several binaries of one source, and one of its own.
+        let text = "bash\t5.2.15-2+b8\tamd64\tii \tbash\t5.2.15-2\n\
+            bsdutils\t1:2.38.1-5+deb12u3\tamd64\tii \tutil-linux\t2.38.1-5+deb12u3\n\
+            cpp\t4:12.2.0-3\tamd64\tii \tgcc-defaults\t1.203\n\
+            dbus-bin\t1.14.10-1~deb12u1\tamd64\tii \tdbus\t1.14.10-1~deb12u1\n\
+            apt\t2.6.1\tamd64\tii \tapt\t2.6.1\n\
+            old\t1.0-1+b2\tamd64\tii \t\t\n";
+        let state = parse_dpkg_query(text);
+        assert!(state.unreadable.is_empty());
+        assert_eq!(state.installed.len(), 6);
+        let rows: Vec<String> = state
+            .sources
+            .iter()
+            .map(|s| format!("{} {} {}", s.package, s.source, s.version))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "bash bash 5.2.15-2",
+                "bsdutils util-linux 2.38.1-5+deb12u3",
+                "cpp gcc-defaults 1.203",
+                "dbus-bin dbus 1.14.10-1~deb12u1",
+                // Empty source fields (an old dpkg): the binNMU suffix is stripped here.
+                "old old 1.0-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn binnmu_suffixes() {
+        assert_eq!(strip_binnmu("5.2.15-2+b8"), "5.2.15-2");
+        assert_eq!(strip_binnmu("1:1.2-3+deb12u1+b1"), "1:1.2-3+deb12u1");
+        assert_eq!(strip_binnmu("1.2-3+deb12u1"), "1.2-3+deb12u1");
+        // Not a revision suffix: a native version, or `+b` not followed by digits only.
+        assert_eq!(strip_binnmu("1.0+b1"), "1.0+b1");
+        assert_eq!(strip_binnmu("1.0-1+beta"), "1.0-1+beta");
+    }
+
+    #[test]
+    fn held_updates_are_what_only_the_hold_ignoring_run_makes() {
+        // Captured from a lab host: the regular dry run keeps pk-held back; the one with
+        // APT::Ignore-Hold=true installs it.
+        let regular = "The following packages have been kept back:\n  pk-held\n\
+            Inst libpk [1.0-1] (1.2-1 PatchkeeperLab-Security:bookworm-security [amd64])\n";
+        let ignoring = "The following held packages will be changed:\n  pk-held\n\
+            Inst libpk [1.0-1] (1.2-1 PatchkeeperLab-Security:bookworm-security [amd64])\n\
+            Inst pk-held [1.0-1] (1.1-1 PatchkeeperLab-Security:bookworm-security [all])\n";
+        let held = held_only(
+            &parse_apt_simulation(regular),
+            parse_apt_simulation(ignoring),
+        );
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (
+                held[0].name.as_str(),
+                held[0].candidate_version.as_str(),
+                held[0].security
+            ),
+            ("pk-held", "1.1-1", true)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::{section, step_failed, Section};
 use crate::observed::{
     BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
-    PendingUpdate, RebootRequired, TransactionPreview,
+    PendingUpdate, RebootRequired, SourcePackage, TransactionPreview, UpdateAdvisory,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -18,8 +18,9 @@ const ARCHES: &[&str] = &[
     "x86_64", "noarch", "aarch64", "i686", "i386", "ppc64le", "s390x", "armv7hl", "src", "riscv64",
 ];
 
-/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'`. The version
-/// is written `[EPOCH:]VERSION-RELEASE` (no epoch when rpm says `(none)`); `gpg-pubkey`
+/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'`
+/// (the source column is absent in older captures). The version is written
+/// `[EPOCH:]VERSION-RELEASE` (no epoch when rpm says `(none)`); `gpg-pubkey`
 /// pseudo-packages are skipped. Returns the packages and the unreadable lines.
 pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
     let mut packages = Vec::new();
@@ -29,9 +30,14 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();
-        let [name, epoch, version, release, arch] = fields[..] else {
-            unreadable.push(line.to_string());
-            continue;
+        let (name, epoch, version, release, arch) = match fields[..] {
+            [name, epoch, version, release, arch] | [name, epoch, version, release, arch, _] => {
+                (name, epoch, version, release, arch)
+            }
+            _ => {
+                unreadable.push(line.to_string());
+                continue;
+            }
         };
         if name == "gpg-pubkey" || arch == "(none)" {
             continue;
@@ -49,6 +55,108 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
         });
     }
     (packages, unreadable)
+}
+
+/// The source packages of `rpm -qa` rows with a `%{SOURCERPM}` column, where they differ
+/// from the package's own name or version. The source version is the binary's epoch with
+/// the source RPM's version and release (a source RPM's file name carries no epoch; its
+/// binaries share it).
+pub fn parse_rpm_sources(text: &str) -> Vec<SourcePackage> {
+    let mut sources = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch, srpm] = fields[..] else {
+            continue;
+        };
+        if name == "gpg-pubkey" || arch == "(none)" {
+            continue;
+        }
+        let Some((source, sv, sr)) = parse_srpm(srpm.trim()) else {
+            continue;
+        };
+        let epoch_prefix = if epoch == "(none)" || epoch.is_empty() {
+            String::new()
+        } else {
+            format!("{epoch}:")
+        };
+        let source_version = format!("{epoch_prefix}{sv}-{sr}");
+        let binary_version = format!("{epoch_prefix}{version}-{release}");
+        if source != name || source_version != binary_version {
+            sources.push(SourcePackage {
+                package: name.into(),
+                arch: arch.into(),
+                source: source.into(),
+                version: source_version.into(),
+            });
+        }
+    }
+    sources
+}
+
+/// Splits a source RPM file name `NAME-VERSION-RELEASE.src.rpm` (or `.nosrc.rpm`).
+pub fn parse_srpm(file: &str) -> Option<(&str, &str, &str)> {
+    let stem = file
+        .strip_suffix(".src.rpm")
+        .or_else(|| file.strip_suffix(".nosrc.rpm"))?;
+    let (rest, release) = stem.rsplit_once('-')?;
+    let (name, version) = rest.rsplit_once('-')?;
+    (!name.is_empty() && !version.is_empty() && !release.is_empty())
+        .then_some((name, version, release))
+}
+
+/// Parses `dnf updateinfo info` records (blocks under a `====` rule: `Update ID`, `Type`,
+/// `Updated`/`Issued`, `CVEs` (one per line, continuation lines start with `:`),
+/// `Severity`; other fields are skipped).
+pub fn parse_updateinfo_info(text: &str) -> Vec<UpdateAdvisory> {
+    let mut out: Vec<UpdateAdvisory> = Vec::new();
+    let mut current: Option<UpdateAdvisory> = None;
+    let mut last_key = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("=====") {
+            continue;
+        }
+        let Some((key, value)) = t.split_once(':') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let key = if key.is_empty() {
+            last_key.clone()
+        } else {
+            last_key = key.to_owned();
+            key.to_owned()
+        };
+        if key == "Update ID" {
+            if let Some(done) = current.take() {
+                out.push(done);
+            }
+            current = Some(UpdateAdvisory {
+                id: value.to_owned(),
+                severity: None,
+                cves: Vec::new(),
+                updated: None,
+            });
+            continue;
+        }
+        let Some(a) = current.as_mut() else { continue };
+        match key.as_str() {
+            "CVEs" => a.cves.extend(
+                value
+                    .split_whitespace()
+                    .filter(|c| c.starts_with("CVE-"))
+                    .map(str::to_owned),
+            ),
+            "Severity" if !value.is_empty() && value != "None" => {
+                a.severity = Some(value.to_owned())
+            }
+            "Updated" | "Issued" if a.updated.is_none() && !value.is_empty() => {
+                a.updated = Some(value.to_owned())
+            }
+            _ => {}
+        }
+    }
+    out.extend(current);
+    out
 }
 
 /// Parses `dnf -q check-update` output: `NAME.ARCH  [EPOCH:]VERSION-RELEASE  REPO` rows,
@@ -452,6 +560,7 @@ pub(crate) fn interpret(
         ));
     }
     host.installed = packages;
+    host.sources = parse_rpm_sources(&installed.stdout);
     if let Some(held) = sections.get("held") {
         host.held = parse_holds(&held.stdout);
     }
@@ -472,11 +581,32 @@ pub(crate) fn interpret(
             "dnf",
         ));
     }
-    let advisories = parse_updateinfo(&security.stdout);
+    let mut advisories = parse_updateinfo(&security.stdout);
+    // Held updates: what a check-update ignoring versionlock and excludes offers beyond the
+    // regular one, with the advisories dnf knows for them. Optional sections: a failure
+    // costs only this detail.
+    if let Some(held) = sections.get("held-updates") {
+        if matches!(held.exit, Some(0) | Some(100)) {
+            let ignoring = parse_check_update(&held.stdout, &host.installed);
+            host.held_updates = super::apt::held_only(&host.updates, ignoring);
+        } else {
+            host.warnings.push(format!(
+                "cannot list held updates (`dnf --disableplugin=versionlock --disableexcludes=all check-update` exited {})",
+                held.exit.map_or("?".to_string(), |c| c.to_string())
+            ));
+        }
+    }
+    if let Some(held) = sections.get("held-security").filter(|s| s.exit == Some(0)) {
+        advisories.extend(parse_updateinfo(&held.stdout));
+    }
     apply_advisories(&mut host.updates, &advisories);
+    apply_advisories(&mut host.held_updates, &advisories);
     // Older scripts (or a failing repoquery) leave the offers unknown: only the candidate.
     if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
         host.offered = parse_repoquery(&offered.stdout, &advisories);
+    }
+    if let Some(info) = sections.get("advisory-info").filter(|s| s.exit == Some(0)) {
+        host.advisories = parse_updateinfo_info(&info.stdout);
     }
     // `dnf check` exits 1 when it finds problems; without the section (an older script or
     // a failing dnf) the database is simply not judged.
@@ -509,6 +639,63 @@ mod tests {
         assert_eq!(p[1].version, "5.1.8-9.el9");
         assert_eq!(p[1].status, "installed");
         assert_eq!(bad, ["broken line"]);
+    }
+
+    #[test]
+    fn source_rpms_name_the_source() {
+        let text = "openssl-libs\t1\t3.0.7\t27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\n\
+            bash\t(none)\t5.1.8\t9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\n\
+            libcurl-minimal\t(none)\t7.76.1\t26.el9\tx86_64\tcurl-7.76.1-26.el9.src.rpm\n\
+            gpg-pubkey\t(none)\t8483c65d\t5ccc5b19\t(none)\t(none)\n";
+        let (p, bad) = parse_rpm_qa(text);
+        assert_eq!((p.len(), bad.len()), (3, 0));
+        let rows: Vec<String> = parse_rpm_sources(text)
+            .iter()
+            .map(|s| format!("{} {} {}", s.package, s.source, s.version))
+            .collect();
+        // The source RPM's file name has no epoch: the binary's is kept.
+        assert_eq!(
+            rows,
+            [
+                "openssl-libs openssl 1:3.0.7-27.el9",
+                "libcurl-minimal curl 7.76.1-26.el9"
+            ]
+        );
+        assert_eq!(
+            parse_srpm("pk-app-2.0-1.src.rpm"),
+            Some(("pk-app", "2.0", "1"))
+        );
+        assert_eq!(parse_srpm("(none)"), None);
+    }
+
+    #[test]
+    fn updateinfo_info_records() {
+        // Captured from a lab host (dnf 4.14), plus a second CVE on a continuation line.
+        let text =
+            "===============================================================================\n\
+            \x20 Important: libpk security update\n\
+            ===============================================================================\n\
+            \x20 Update ID: PKLAB-2026:0002\n\
+            \x20      Type: security\n\
+            \x20   Updated: 2026-01-02 00:00:00\n\
+            \x20      CVEs: CVE-2026-9002\n\
+            \x20          : CVE-2026-9102\n\
+            Description: patchkeeper lab: libpk 1.2 (security).\n\
+            \x20  Severity: Important\n\
+            \n\
+            ===============================================================================\n\
+            \x20 pk-held security update\n\
+            ===============================================================================\n\
+            \x20 Update ID: PKLAB-2026:0006\n\
+            \x20      Type: security\n\
+            \x20   Severity: None\n";
+        let a = parse_updateinfo_info(text);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].id, "PKLAB-2026:0002");
+        assert_eq!(a[0].severity.as_deref(), Some("Important"));
+        assert_eq!(a[0].cves, ["CVE-2026-9002", "CVE-2026-9102"]);
+        assert_eq!(a[0].updated.as_deref(), Some("2026-01-02 00:00:00"));
+        assert_eq!(a[1].severity, None);
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub fn os_info(fields: &BTreeMap<String, String>) -> Option<OsInfo> {
         version_id: fields.get("VERSION_ID").cloned().unwrap_or_default(),
         family,
         pretty_name: fields.get("PRETTY_NAME").cloned(),
+        version_codename: fields
+            .get("VERSION_CODENAME")
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty()),
     })
 }
 
@@ -170,17 +174,22 @@ pk_family=$( (. /etc/os-release 2>/dev/null || . /usr/lib/os-release; case " $ID
 case $pk_family in
 apt)
 @APT_REFRESH@
-pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n'; pk_end installed
+pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n'; pk_end installed
 pk_begin updates; pk_up=$(apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null); pk_r=$?; printf '%s\n' "$pk_up"; (exit $pk_r); pk_end updates
 pk_begin offered; pk_names=$(printf '%s\n' "$pk_up" | sed -n 's/^Inst \([^ ]*\) .*/\1/p'); if [ -n "$pk_names" ]; then apt-cache policy $pk_names </dev/null; fi; pk_end offered
+pk_begin held-updates; if [ -n "$(apt-mark showhold 2>/dev/null)" ]; then apt-get -s -q -o Debug::NoLocking=1 -o APT::Ignore-Hold=true dist-upgrade </dev/null; fi; pk_end held-updates
 pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/reboot-required.pkgs 2>/dev/null; fi; pk_end reboot
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
 dnf)
-pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n'; pk_end installed
+pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'; pk_end installed
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
 pk_begin offered; dnf -q -C repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}' </dev/null; pk_end offered
+if grep -qsv '^[[:space:]]*\(#\|$\)' /etc/dnf/plugins/versionlock.list || grep -qsE '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf; then pk_holds=1; else pk_holds=; fi
+pk_begin held-updates; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all check-update </dev/null; fi; pk_end held-updates
+pk_begin held-security; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all updateinfo list --security </dev/null; fi; pk_end held-security
+pk_begin advisory-info; dnf -q -C --disableplugin=versionlock --disableexcludes=all updateinfo info --security </dev/null; pk_end advisory-info
 pk_begin reboot; if command -v needs-restarting >/dev/null 2>&1; then needs-restarting -r 2>&1 </dev/null; echo "needs-restarting $?"; fi; rpm -q --qf 'kernel %{INSTALLTIME} %{VERSION}-%{RELEASE}.%{ARCH}\n' kernel-core kernel 2>/dev/null | grep '^kernel '; true; pk_end reboot
 pk_begin check; dnf -q -C --disablerepo='*' check </dev/null; pk_end check
 pk_begin held; cat /etc/dnf/plugins/versionlock.list 2>/dev/null; grep -E '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf 2>/dev/null; true; pk_end held
@@ -517,13 +526,30 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
         TransportError::Refused { address } => FailureReason::Refused {
             address: address.clone(),
         },
-        TransportError::ConnectTimeout { seconds, .. } => FailureReason::Timeout {
+        TransportError::NameNotResolved { name, message } => FailureReason::NameNotResolved {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        TransportError::NoRoute { address, message } => FailureReason::NoRoute {
+            address: address.clone(),
+            message: message.clone(),
+        },
+        TransportError::ConnectTimeout {
+            address,
+            seconds,
+            stage,
+        } => FailureReason::Timeout {
             phase: "connect".into(),
             seconds: *seconds,
+            detail: Some(format!("{address}: {stage}")),
         },
         TransportError::CommandTimeout { seconds } => FailureReason::Timeout {
             phase: "command".into(),
             seconds: *seconds,
+            detail: None,
+        },
+        TransportError::Closed { .. } => FailureReason::ConnectionClosed {
+            message: err.to_string(),
         },
         TransportError::HostKeyUnknown {
             algorithm,
@@ -535,21 +561,33 @@ pub fn transport_failure(err: &TransportError) -> FailureReason {
             fingerprint: fingerprint.clone(),
             known_hosts: known_hosts.clone(),
         },
-        TransportError::HostKeyMismatch {
-            algorithm,
-            fingerprint,
-            known_hosts,
-            line,
-            ..
-        } => FailureReason::HostKeyMismatch {
-            algorithm: algorithm.clone(),
-            fingerprint: fingerprint.clone(),
-            known_hosts: known_hosts.clone(),
-            line: *line,
+        TransportError::HostKeyMismatch(c) => FailureReason::HostKeyMismatch {
+            algorithm: c.algorithm.clone(),
+            fingerprint: c.fingerprint.clone(),
+            recorded_fingerprint: c.recorded_fingerprint.clone(),
+            known_hosts: c.known_hosts.clone(),
+            line: c.line,
         },
-        TransportError::AuthFailed { user, tried } => FailureReason::AuthFailed {
+        TransportError::HostCertificate { reason, .. } => FailureReason::HostCertificateInvalid {
+            reason: reason.clone(),
+        },
+        TransportError::AuthFailed {
+            user,
+            tried,
+            accepted,
+            ..
+        } => FailureReason::AuthFailed {
             user: user.clone(),
             tried: tried.clone(),
+            accepted: accepted.clone(),
+        },
+        TransportError::ChannelOpen { target, reason } => FailureReason::ForwardFailed {
+            target: target.clone(),
+            reason: reason.clone(),
+        },
+        TransportError::Jump { jump, source } => FailureReason::JumpHost {
+            jump: jump.clone(),
+            reason: Box::new(transport_failure(source)),
         },
         TransportError::OutputTooLarge { command, limit } => FailureReason::OutputTooLarge {
             command: command.clone(),
@@ -698,6 +736,75 @@ mod tests {
         let app = host.updates.iter().find(|u| u.name == "pk-app").unwrap();
         assert_eq!(app.origin, "PatchkeeperLab:bookworm");
         assert!(!app.security);
+    }
+
+    /// Captured with the observation script that records sources, held candidates and dnf
+    /// advisory details (lab hosts with pk-held on hold; libpk built from source pk-libs).
+    #[test]
+    fn lab_captures_with_sources_held_updates_and_advisories() {
+        let deb = capture("lab-deb-v2");
+        assert_eq!(deb.status, HostStatus::Reachable, "{deb:?}");
+        assert_eq!(
+            deb.os.as_ref().and_then(|o| o.version_codename.as_deref()),
+            Some("bookworm")
+        );
+        let libpk = deb.installed_package("libpk").unwrap();
+        assert_eq!(deb.source_of(libpk), ("pk-libs", "1.0-1"));
+        let app = deb.installed_package("pk-app").unwrap();
+        assert_eq!(deb.source_of(app), ("pk-app", "1.0-1"));
+        let held: Vec<_> = deb
+            .held_updates
+            .iter()
+            .map(|u| (u.name.as_str(), u.candidate_version.as_str(), u.security))
+            .collect();
+        assert_eq!(held, [("pk-held", "1.1-1", true)]);
+        assert!(!deb.updates.iter().any(|u| u.name == "pk-held"));
+
+        let rpm = capture("lab-rpm-v2");
+        assert_eq!(rpm.status, HostStatus::Reachable, "{rpm:?}");
+        let held: Vec<_> = rpm
+            .held_updates
+            .iter()
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    u.candidate_version.as_str(),
+                    u.advisories.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            held,
+            [("pk-held", "1.1-1", vec!["PKLAB-2026:0006".to_string()])]
+        );
+        let ids: Vec<_> = rpm
+            .advisories
+            .iter()
+            .map(|a| (a.id.as_str(), a.severity.as_deref(), a.cves.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (
+                    "PKLAB-2026:0002",
+                    Some("Important"),
+                    vec!["CVE-2026-9002".to_string()]
+                ),
+                (
+                    "PKLAB-2026:0005",
+                    Some("Important"),
+                    vec!["CVE-2026-9005".to_string()]
+                ),
+                (
+                    "PKLAB-2026:0006",
+                    Some("Important"),
+                    vec!["CVE-2026-9006".to_string()]
+                ),
+            ]
+        );
+        // Sources equal to the packages themselves are not recorded.
+        assert!(rpm.sources.is_empty(), "{:?}", rpm.sources);
+        assert!(rpm.warnings.is_empty(), "{:?}", rpm.warnings);
     }
 
     /// Lab hosts whose package manager lock is held (`scripts/lab lock-host`).

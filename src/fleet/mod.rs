@@ -5,6 +5,7 @@
 //! problem becomes a [`Diagnostic`]. Documents that fail their schema are left out of the
 //! [`Fleet`]; semantic checks ([`crate::validate`]) run on what is left.
 
+mod external;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +90,8 @@ pub struct Fleet {
     pub rollouts: Vec<Loaded<model::Rollout>>,
     /// Patch requests.
     pub requests: Vec<Loaded<model::PatchRequest>>,
+    /// Vulnerability exceptions.
+    pub exceptions: Vec<Loaded<model::VulnerabilityException>>,
     /// Names declared by documents that failed their schema, so that references to them
     /// do not cascade into misleading "does not exist" errors.
     pub broken: BrokenNames,
@@ -360,11 +363,6 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
             hasher.update(b);
         }
     }
-    fleet.digest = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     fleet.commit = head_commit(root);
     let mut documents = 0;
     for (rel, bytes) in sources {
@@ -425,6 +423,13 @@ pub fn load(root: &Path) -> Result<(Fleet, Vec<Diagnostic>), LoadError> {
             files: fleet.files.len(),
         });
     }
+    // Inventories read from Ansible sources count in the digest too.
+    external::expand(&mut fleet, &mut diags, &mut hasher);
+    fleet.digest = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok((fleet, diags))
 }
 
@@ -565,6 +570,7 @@ fn add_document(fleet: &mut Fleet, diags: &mut Vec<Diagnostic>, origin: Origin, 
         Kind::MaintenanceWindow => push(&mut fleet.windows, diags, origin, value),
         Kind::Rollout => push(&mut fleet.rollouts, diags, origin, value),
         Kind::PatchRequest => push(&mut fleet.requests, diags, origin, value),
+        Kind::VulnerabilityException => push(&mut fleet.exceptions, diags, origin, value),
     }
 }
 
@@ -596,14 +602,33 @@ fn quote(v: &Value) -> String {
 /// The commit checked out in `root`, read from `.git/HEAD` without a Git library (the
 /// loader stays free of git2; the reports and source modules own Git).
 fn head_commit(root: &Path) -> Option<String> {
-    let git = root.join(".git");
+    // The fleet repo may be a directory of a larger repository: the nearest `.git` above.
+    // A `.git` file (a linked worktree) names its Git directory; refs then live in the
+    // common directory it names.
+    let dot_git = root
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
+    let git = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let dir = PathBuf::from(text.trim().strip_prefix("gitdir: ")?);
+        dot_git.parent()?.join(dir)
+    } else {
+        dot_git
+    };
+    let common = std::fs::read_to_string(git.join("commondir"))
+        .ok()
+        .map(|c| git.join(c.trim()))
+        .unwrap_or_else(|| git.clone());
     let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
     let head = head.trim();
     let sha = match head.strip_prefix("ref: ") {
-        Some(r) => match std::fs::read_to_string(git.join(r)) {
+        Some(r) => match std::fs::read_to_string(git.join(r))
+            .or_else(|_| std::fs::read_to_string(common.join(r)))
+        {
             Ok(s) => s.trim().to_owned(),
             Err(_) => {
-                let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+                let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
                 packed
                     .lines()
                     .find_map(|l| l.strip_suffix(r).map(|s| s.trim().to_owned()))?

@@ -7,6 +7,7 @@
 //! schema is `schemas/plan.schema.json`.
 
 mod batches;
+mod markdown;
 pub mod promotion;
 mod render;
 pub mod saved;
@@ -26,6 +27,7 @@ use crate::model::PackageManager;
 use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
+pub use markdown::{render_markdown, MARKER as MARKDOWN_MARKER};
 pub use promotion::{Evidence, Promoted, PromotionWait};
 pub use render::{render_human, RenderOptions};
 pub use saved::{SavedPlanCheck, SavedPlanError};
@@ -52,6 +54,10 @@ pub struct Plan {
     pub planned_at: String,
     /// When the observed state was taken (RFC 3339).
     pub observed_at: String,
+    /// The advisory data the plan's `fixes` come from (`sha256:...`, see `patchkeeper
+    /// advisories status`); absent when none was imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisory_snapshot: Option<String>,
     /// One entry per inventory host, sorted by name.
     pub hosts: Vec<HostPlan>,
     /// Batches in the order apply runs them.
@@ -150,6 +156,10 @@ pub struct HostPlan {
     /// package manager pulls in alongside (absent: the host has no transaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<DependencyCheck>,
+    /// What apply will meet on the host that does not block it (e.g. the package manager
+    /// was locked when observed: apply waits up to `apply.lockWait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl HostPlan {
@@ -183,6 +193,42 @@ pub struct Change {
     /// For a promoting baseline's host: the source hosts that proved this exact version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<Promoted>,
+    /// Advisories the change closes on this host (most severe first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixes: Vec<Fix>,
+}
+
+/// An advisory a change closes (or a left-alone update would close).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fix {
+    /// Advisory id (`DSA-5800-1`, `RHSA-2026:1234`, `CVE-2026-1234`).
+    pub id: String,
+    /// CVE ids it covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+    /// Its severity.
+    pub severity: crate::advisory::Severity,
+}
+
+impl Fix {
+    /// `DSA-5800-1/CVE-2026-1001 (high)`.
+    pub fn label(&self) -> String {
+        let mut ids = vec![self.id.clone()];
+        ids.extend(self.cves.iter().filter(|c| **c != self.id).cloned());
+        format!("{} ({})", ids.join("/"), self.severity)
+    }
+}
+
+/// `fixes A (high), B (low)`, at most three named.
+pub fn fixes_label(fixes: &[Fix]) -> String {
+    let shown: Vec<String> = fixes.iter().take(3).map(Fix::label).collect();
+    let more = fixes.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 /// Why a change is planned.
@@ -240,6 +286,20 @@ pub struct Skipped {
     /// For an update waiting for promotion: how far the closest version is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionWait>,
+    /// The installed version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A security update.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security: bool,
+    /// Who holds it back: `host` (dpkg hold, dnf versionlock or exclude), `baseline/NAME`
+    /// (its `hold` or `exclude`); empty when it is left alone for another reason (not yet
+    /// old enough, below `minSeverity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_by: Vec<String>,
+    /// Advisories it would close.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixes: Vec<Fix>,
 }
 
 /// A batch: hosts changed together, after every earlier batch.
@@ -371,6 +431,9 @@ pub struct PlanInput<'a> {
     /// What the reports prove about promotion sources' versions (empty: nothing proven,
     /// so promoting baselines' hosts wait).
     pub promotion: &'a Evidence,
+    /// The hosts' advisory findings (`None`: no advisory data): changes say which
+    /// advisories they close, and `updates.minSeverity` can select by them.
+    pub advisories: Option<&'a crate::advisory::Assessment>,
 }
 
 /// Computes the plan. Pure and deterministic: same input, byte-identical JSON.
@@ -398,6 +461,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         fleet_digest: input.fleet.fleet().digest.clone(),
         planned_at: input.at.to_string(),
         observed_at: input.observed.observed_at.clone(),
+        advisory_snapshot: input.advisories.and_then(|a| a.snapshot.clone()),
         hosts,
         batches,
         summary,

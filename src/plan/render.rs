@@ -42,6 +42,15 @@ impl Paint {
     }
 }
 
+/// `= pk-held 1.1-1 left alone: held on the host; would fix PKLAB-2026:0006 (high)`.
+fn skipped_line(s: &super::Skipped) -> String {
+    let mut line = format!("= {} {} left alone: {}", s.package, s.version, s.why);
+    if !s.fixes.is_empty() {
+        line.push_str(&format!("; would fix {}", super::fixes_label(&s.fixes)));
+    }
+    line
+}
+
 /// The plan with every string that came from outside (host output, a plan file) escaped
 /// for a terminal ([`crate::terminal::escape`]).
 fn escaped(plan: &Plan) -> Plan {
@@ -53,12 +62,17 @@ fn escaped(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     e(&mut plan.planned_at);
     e(&mut plan.observed_at);
-    if let Some(c) = &mut plan.fleet_commit {
+    for c in plan
+        .fleet_commit
+        .iter_mut()
+        .chain(&mut plan.advisory_snapshot)
+    {
         e(c);
     }
     for h in &mut plan.hosts {
         e(&mut h.host);
         h.reasons.iter_mut().for_each(e);
+        h.notes.iter_mut().for_each(e);
         for w in h.window.iter_mut().chain(h.rollout.iter_mut()) {
             e(w);
         }
@@ -70,11 +84,17 @@ fn escaped(plan: &Plan) -> Plan {
             if let Some(f) = &mut c.from {
                 e(f);
             }
+            escape_fixes(&mut c.fixes, &e);
         }
         for s in &mut h.skipped {
             e(&mut s.package);
             e(&mut s.version);
             e(&mut s.why);
+            if let Some(f) = &mut s.from {
+                e(f);
+            }
+            s.held_by.iter_mut().for_each(e);
+            escape_fixes(&mut s.fixes, &e);
         }
     }
     for b in &mut plan.batches {
@@ -84,6 +104,14 @@ fn escaped(plan: &Plan) -> Plan {
         b.hosts.iter_mut().for_each(e);
     }
     plan
+}
+
+/// Advisory ids and CVEs come from imported advisory data: outside text too.
+fn escape_fixes(fixes: &mut [super::Fix], e: &impl Fn(&mut String)) {
+    for f in fixes {
+        e(&mut f.id);
+        f.cves.iter_mut().for_each(e);
+    }
 }
 
 /// Renders the plan for people; text from hosts is escaped for the terminal.
@@ -100,8 +128,13 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         out,
         "{}",
         p.bold(&format!(
-            "patchkeeper plan: {commit}, at {} (observed {})",
-            plan.planned_at, plan.observed_at
+            "patchkeeper plan: {commit}, at {} (observed {}){}",
+            plan.planned_at,
+            plan.observed_at,
+            plan.advisory_snapshot
+                .as_deref()
+                .map(|s| format!(", advisories {s}"))
+                .unwrap_or_default()
         ))
     );
     let mut compliant: Vec<String> = Vec::new();
@@ -189,8 +222,13 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 .as_ref()
                 .map(|pr| format!(" ({})", super::promotion::promoted_label(pr)))
                 .unwrap_or_default();
+            let fixes = if c.fixes.is_empty() {
+                String::new()
+            } else {
+                format!("  fixes {}", super::fixes_label(&c.fixes))
+            };
             let line = format!(
-                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{promoted}",
+                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{promoted}{fixes}",
                 c.package,
                 c.from.as_deref().unwrap_or("(new)"),
                 c.to,
@@ -211,19 +249,40 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         for r in &h.reasons {
             let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
         }
+        for n in &h.notes {
+            let _ = writeln!(out, "    {}", p.yellow(&format!("note: {n}")));
+        }
         for s in &h.skipped {
-            let _ = writeln!(
-                out,
-                "    {}",
-                p.dim(&format!(
-                    "= {} {} left alone: {}",
-                    s.package, s.version, s.why
-                ))
-            );
+            let _ = writeln!(out, "    {}", p.dim(&skipped_line(s)));
         }
     }
+    // Compliant hosts show only a count above; their left-alone security updates are
+    // listed here, so nothing held back is invisible.
+    let pr = &p;
+    let held: Vec<String> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Compliant)
+        .flat_map(|h| {
+            h.skipped
+                .iter()
+                .filter(|s| s.security || !s.fixes.is_empty())
+                .map(move |s| {
+                    format!(
+                        "    {}",
+                        pr.dim(&format!("{}: {}", h.host, skipped_line(s)))
+                    )
+                })
+        })
+        .collect();
     if !compliant.is_empty() {
         let _ = writeln!(out, "\n{} {}", p.green("Compliant:"), compliant.join(", "));
+    }
+    if !held.is_empty() {
+        let _ = writeln!(out, "\nSecurity updates left alone on compliant hosts:");
+        for line in held {
+            let _ = writeln!(out, "{line}");
+        }
     }
     // Compliant hosts' updates waiting for promotion: the plan says why, once per update
     // and reason however many hosts share it.

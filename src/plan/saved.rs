@@ -15,9 +15,12 @@
 //! What is not re-derived: the dependency dry run (not repeated at apply; the packages it
 //! listed are only verified afterwards, never named on a command line).
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use super::{Batch, FirstSeen, HostPlan, HostStatus, Plan, PlanInput, PLAN_FORMAT};
+use crate::advisory::Index;
 use crate::observed::{ObservedFleet, ObservedHost};
 use crate::package::{self, Field};
 use crate::validate::ValidFleet;
@@ -216,6 +219,8 @@ fn batch_problems(plan: &Plan, fleet: &ValidFleet) -> Vec<String> {
         first_seen: &first_seen,
         simulations: None,
         promotion: &evidence,
+        // Batches do not depend on advisories.
+        advisories: None,
     };
     let derived = super::batches::plan_batches(&input, &mut hosts);
     let shape = |b: &Batch| {
@@ -254,6 +259,7 @@ pub struct SavedPlanCheck {
     first_seen: FirstSeen,
     promotion: super::Evidence,
     at: Timestamp,
+    advisories: Option<Arc<Index>>,
 }
 
 impl SavedPlanCheck {
@@ -273,7 +279,26 @@ impl SavedPlanCheck {
             first_seen,
             promotion,
             at,
+            advisories: None,
         }
+    }
+
+    /// Whether the fleet's baselines select updates by advisory severity
+    /// (`updates.minSeverity`): only then do the derived changes depend on advisory data.
+    pub fn needs_advisories(&self) -> bool {
+        self.fleet
+            .fleet()
+            .baselines
+            .iter()
+            .any(|b| b.doc.spec.updates.min_severity.is_some())
+    }
+
+    /// Derives changes with the advisory data in `index` (matched against each host's state
+    /// at the check, the fleet's exceptions applied), as the plan was made with it: without
+    /// it, a `minSeverity` baseline would select nothing on Debian hosts and refuse the plan.
+    pub fn with_advisories(mut self, index: Arc<Index>) -> SavedPlanCheck {
+        self.advisories = Some(index);
+        self
     }
 
     /// Checks the saved host plan against the changes the fleet derives from `observed`
@@ -292,6 +317,15 @@ impl SavedPlanCheck {
             )]));
         };
         let fleet = ObservedFleet::new(String::new(), vec![observed.clone()]);
+        let assessment = self.advisories.as_deref().map(|index| {
+            let mut a = crate::advisory::matcher::assess(
+                index,
+                &fleet,
+                &self.fleet.settings().advisories.ecosystems,
+            );
+            crate::advisory::fleet::apply_exceptions(&mut a, &self.fleet, self.at);
+            a
+        });
         let input = PlanInput {
             fleet: &self.fleet,
             fleet_commit: None,
@@ -300,6 +334,7 @@ impl SavedPlanCheck {
             first_seen: &self.first_seen,
             simulations: None,
             promotion: &self.promotion,
+            advisories: assessment.as_ref(),
         };
         let derived = super::transactions::plan_one(&input, host);
         let mut problems = Vec::new();

@@ -177,6 +177,7 @@ pub(super) fn merge(
                     due: None,
                 }],
                 promotion: None,
+                fixes: Vec::new(),
             },
         );
     }

@@ -133,6 +133,7 @@ fn run(f: &ValidFleet, obs: &ObservedFleet) -> Plan {
         first_seen: &FirstSeen::new(),
         simulations: None,
         promotion: &Evidence::default(),
+        advisories: None,
     })
 }
 
@@ -446,6 +447,7 @@ fn run_simulated(f: &ValidFleet, obs: &ObservedFleet, sims: &Simulations) -> Pla
         first_seen: &FirstSeen::new(),
         simulations: Some(sims),
         promotion: &Evidence::default(),
+        advisories: None,
     })
 }
 
@@ -853,5 +855,273 @@ fn a_hand_edited_plan_cannot_widen_itself() {
     assert!(
         e.contains("the fleet repo plans no change on h00 in its current state (compliant)"),
         "{e}"
+    );
+}
+
+fn advisory_fleet(updates: &str, hold: &str) -> ValidFleet {
+    fleet(&[
+        (
+            "inventory.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".into(),
+        ),
+        (
+            "baseline.yaml",
+            format!("apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {{name: base}}\nspec:\n  selector: {{}}\n  updates: {updates}\n  hold: [{hold}]\n  window: w\n  rollout: r\n"),
+        ),
+        (
+            "rollout.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  stages:\n    - {name: all, size: \"100%\"}\n".into(),
+        ),
+        (
+            "window.yaml",
+            format!("apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {{name: w}}\nspec:\n{ALWAYS}"),
+        ),
+    ])
+}
+
+fn debian_host(pkgs: &[(&str, &str)], updates: &[(&str, &str, &str, bool)]) -> ObservedHost {
+    let mut h = observed_host("h1", pkgs, updates);
+    h.os = Some(crate::observed::OsInfo {
+        id: "debian".into(),
+        version_id: "12".into(),
+        family: vec!["debian".into()],
+        pretty_name: None,
+        version_codename: Some("bookworm".into()),
+    });
+    h
+}
+
+fn fixed_record(
+    id: &str,
+    package: &str,
+    fixed: &str,
+    severity: crate::advisory::Severity,
+) -> crate::advisory::Record {
+    use crate::advisory::{Affected, Event, Origin, Record};
+    Record {
+        id: id.into(),
+        cves: vec![format!("CVE-2026-{}", 1000 + id.len())],
+        ecosystem: "Debian:12".into(),
+        package: package.into(),
+        affected: Affected::Ranges {
+            ranges: vec![vec![
+                Event::Introduced("0".into()),
+                Event::Fixed(fixed.into()),
+            ]],
+            versions: vec![],
+        },
+        severity,
+        summary: String::new(),
+        modified: None,
+        origin: Origin::Osv,
+    }
+}
+
+#[test]
+fn held_updates_are_listed_with_who_holds_them() {
+    let f = advisory_fleet("{classes: security}", "pk-held");
+    let mut h = debian_host(
+        &[
+            ("pk-held", "1.0-1"),
+            ("pk-app", "1.0-1"),
+            ("libpk", "1.0-1"),
+        ],
+        &[("libpk", "1.0-1", "1.2-1", true)],
+    );
+    h.held = vec!["pk-held".into()];
+    let held = |name: &str, to: &str| PendingUpdate {
+        name: name.into(),
+        arch: "all".into(),
+        installed_version: Some("1.0-1".into()),
+        candidate_version: to.into(),
+        origin: "PatchkeeperLab-Security:bookworm-security".into(),
+        security: true,
+        advisories: vec![],
+    };
+    h.held_updates = vec![held("pk-held", "1.1-1"), held("pk-app", "2.0-1")];
+    h.normalize();
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
+    let p = run(&f, &obs);
+    let host = p.host("h1").unwrap();
+    assert_eq!(host.changes.len(), 1, "held updates are never planned");
+    let skipped: Vec<(&str, &str, &str, Vec<String>)> = host
+        .skipped
+        .iter()
+        .map(|s| {
+            (
+                s.package.as_str(),
+                s.version.as_str(),
+                s.why.as_str(),
+                s.held_by.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "pk-app",
+                "2.0-1",
+                "kept back on the host (installing it would move a held package)",
+                vec!["host".to_owned()]
+            ),
+            (
+                "pk-held",
+                "1.1-1",
+                "held on the host, held by baseline/base (`pk-held`)",
+                vec!["host".to_owned(), "baseline/base".to_owned()]
+            ),
+        ]
+    );
+    assert!(host
+        .skipped
+        .iter()
+        .all(|s| s.security && s.from.as_deref() == Some("1.0-1")));
+    let text = render_human(&p, RenderOptions::default());
+    assert!(
+        text.contains(
+            "= pk-held 1.1-1 left alone: held on the host, held by baseline/base (`pk-held`)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn changes_name_their_advisories_and_min_severity_selects_by_them() {
+    use crate::advisory::{matcher, Severity};
+    let h = debian_host(
+        &[("libpk", "1.0-1"), ("libq", "1.0-1"), ("libr", "1.0-1")],
+        &[
+            ("libpk", "1.0-1", "1.2-1", true),
+            ("libq", "1.0-1", "2.0-1", true),
+            ("libr", "1.0-1", "1.1-1", true),
+        ],
+    );
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
+    let index = matcher::Index::build(
+        vec![
+            fixed_record("DSA-1", "libpk", "1.2-1", Severity::High),
+            // A fix newer than what is offered is not claimed.
+            fixed_record("DSA-2", "libpk", "1.3-1", Severity::Critical),
+            fixed_record("DSA-3", "libq", "2.0-1", Severity::Low),
+        ],
+        Some("sha256:0123456789abcdef".into()),
+    );
+    let assessment = matcher::assess(&index, &obs, &BTreeMap::new());
+    let plan_with = |f: &ValidFleet| {
+        plan(PlanInput {
+            fleet: f,
+            fleet_commit: Some("abc"),
+            observed: &obs,
+            at: at(),
+            first_seen: &FirstSeen::new(),
+            simulations: None,
+            promotion: &Evidence::default(),
+            advisories: Some(&assessment),
+        })
+    };
+    let all = plan_with(&advisory_fleet("{classes: security}", "nothing"));
+    assert_eq!(
+        all.advisory_snapshot.as_deref(),
+        Some("sha256:0123456789abcdef")
+    );
+    let host = all.host("h1").unwrap();
+    let fixes: Vec<(&str, Vec<String>)> = host
+        .changes
+        .iter()
+        .map(|c| (c.package.as_str(), c.fixes.iter().map(Fix::label).collect()))
+        .collect();
+    assert_eq!(
+        fixes,
+        [
+            ("libpk", vec!["DSA-1/CVE-2026-1005 (high)".to_owned()]),
+            ("libq", vec!["DSA-3/CVE-2026-1005 (low)".to_owned()]),
+            ("libr", vec![]),
+        ]
+    );
+    let text = render_human(&all, RenderOptions::default());
+    assert!(text.contains("fixes DSA-1/CVE-2026-1005 (high)"), "{text}");
+    assert!(
+        text.contains(", advisories sha256:0123456789abcdef"),
+        "{text}"
+    );
+    // minSeverity: high keeps libpk; libq fixes only a low one; libr is unrated.
+    let high = plan_with(&advisory_fleet(
+        "{classes: security, minSeverity: high}",
+        "nothing",
+    ));
+    let host = high.host("h1").unwrap();
+    assert_eq!(
+        host.changes
+            .iter()
+            .map(|c| c.package.as_str())
+            .collect::<Vec<_>>(),
+        ["libpk"]
+    );
+    let why: Vec<(&str, &str)> = host
+        .skipped
+        .iter()
+        .map(|s| (s.package.as_str(), s.why.as_str()))
+        .collect();
+    assert_eq!(
+        why,
+        [
+            (
+                "libq",
+                "it fixes at most low advisories, baseline/base asks for updates.minSeverity high"
+            ),
+            (
+                "libr",
+                "no advisory data rates it, baseline/base asks for updates.minSeverity high"
+            ),
+        ]
+    );
+    // The JSON names them too.
+    let json = serde_json::to_value(&high).unwrap();
+    assert_eq!(json["hosts"][0]["changes"][0]["fixes"][0]["id"], "DSA-1");
+    assert_eq!(
+        json["hosts"][0]["skipped"][0]["fixes"][0]["severity"],
+        "low"
+    );
+}
+
+#[test]
+fn a_saved_min_severity_plan_is_checked_with_the_advisories_it_was_made_with() {
+    use crate::advisory::{matcher, Severity};
+    use std::sync::Arc;
+    let obs = ObservedFleet::new(
+        "2026-11-29T01:00:00Z".into(),
+        vec![debian_host(
+            &[("libpk", "1.0-1")],
+            &[("libpk", "1.0-1", "1.2-1", true)],
+        )],
+    );
+    let records = || vec![fixed_record("DSA-1", "libpk", "1.2-1", Severity::High)];
+    let index = matcher::Index::build(records(), Some("sha256:0123456789abcdef".into()));
+    let assessment = matcher::assess(&index, &obs, &BTreeMap::new());
+    let f = advisory_fleet("{classes: security, minSeverity: high}", "nothing");
+    let p = plan(PlanInput {
+        fleet: &f,
+        fleet_commit: Some("abc"),
+        observed: &obs,
+        at: at(),
+        first_seen: &FirstSeen::new(),
+        simulations: None,
+        promotion: &Evidence::default(),
+        advisories: Some(&assessment),
+    });
+    let host = p.host("h1").unwrap();
+    assert_eq!(host.changes.len(), 1, "{host:?}");
+    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), Evidence::default(), at());
+    assert!(check.needs_advisories());
+    // Without the data the baseline selects nothing, so the plan looks widened.
+    let e = check.check_host(host, obs.host("h1").unwrap()).unwrap_err();
+    assert!(e.to_string().contains("plans no change on h1"), "{e}");
+    let check = check.with_advisories(Arc::new(matcher::Index::build(records(), None)));
+    check.check_host(host, obs.host("h1").unwrap()).unwrap();
+    // A fleet without minSeverity never needs them.
+    let plain = advisory_fleet("{classes: security}", "nothing");
+    assert!(
+        !SavedPlanCheck::new(plain, FirstSeen::new(), Evidence::default(), at()).needs_advisories()
     );
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::{Change, HostPlan, HostStatus, PlanInput, Reason, Rule, Skipped};
+use super::{Change, Fix, HostPlan, HostStatus, PlanInput, Reason, Rule, Skipped};
+use crate::advisory::{HostFindings, Severity};
 use crate::model::{Host, PackageManager, PackageRequirement, UpdateClass};
 use crate::observed::{InstalledPackage, ObservedHost, PendingUpdate};
 use crate::version::{self, Ecosystem};
@@ -123,6 +124,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         batch: None,
         reboot_required: false,
         dependencies: None,
+        notes: Vec::new(),
     };
 
     let Some(observed) = input.observed.host(&host.name) else {
@@ -144,6 +146,11 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         return plan;
     }
     plan.fingerprint = Some(observed.fingerprint());
+    if let Some(lock) = &observed.package_manager_locked {
+        plan.notes.push(format!(
+            "the package manager was locked when observed ({lock}): apply waits for it up to apply.lockWait, else skips the host"
+        ));
+    }
     if baselines.is_empty() && requests.is_empty() {
         plan.status = HostStatus::Unmanaged;
         return plan;
@@ -169,38 +176,47 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
     let mut ctx = HostCtx {
         eco,
         observed,
+        findings: input.advisories.and_then(|a| a.host(&host.name)),
         changes: BTreeMap::new(),
         reasons: Vec::new(),
         skipped: Vec::new(),
     };
-    let hold_of = |name: &str| -> Option<String> {
-        if observed
+    let host_holds = |name: &str| {
+        observed
             .held
             .binary_search_by(|h| h.as_str().cmp(name))
             .is_ok()
-        {
-            return Some("held on the host".to_owned());
-        }
+    };
+    // (why, who): a baseline's `hold` or `exclude` pattern matching the package.
+    let baseline_hold = |name: &str| -> Option<(String, String)> {
         baselines.iter().find_map(|b| {
             let (set, pats) = globs.hold.get(b.name())?;
-            if !set.is_match(name) {
-                return None;
-            }
             let m = set.matches(name);
-            m.first()
-                .map(|i| format!("held by baseline/{} (`{}`)", b.name(), pats[*i]))
+            m.first().map(|i| {
+                (
+                    format!("held by baseline/{} (`{}`)", b.name(), pats[*i]),
+                    format!("baseline/{}", b.name()),
+                )
+            })
         })
     };
-    let exclude_of = |name: &str| -> Option<String> {
+    let exclude_of = |name: &str| -> Option<(String, String)> {
         baselines.iter().find_map(|b| {
             let (set, pats) = globs.exclude.get(b.name())?;
-            if !set.is_match(name) {
-                return None;
-            }
             let m = set.matches(name);
-            m.first()
-                .map(|i| format!("excluded by baseline/{} (`{}`)", b.name(), pats[*i]))
+            m.first().map(|i| {
+                (
+                    format!("excluded by baseline/{} (`{}`)", b.name(), pats[*i]),
+                    format!("baseline/{}", b.name()),
+                )
+            })
         })
+    };
+    let hold_of = |name: &str| -> Option<String> {
+        if host_holds(name) {
+            return Some("held on the host".to_owned());
+        }
+        baseline_hold(name).map(|(why, _)| why)
     };
 
     for b in &baselines {
@@ -231,8 +247,15 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         .first()
         .map(|b| format!("baseline/{}", b.name()))
         .unwrap_or_default();
+    let min_severity = baselines
+        .first()
+        .and_then(|b| b.doc.spec.updates.min_severity);
     if classes != UpdateClass::None {
-        for u in &observed.updates {
+        // Updates the host's package manager offers, then those its holds keep back (listed,
+        // never installed: nothing held back is invisible).
+        let offered = observed.updates.iter().map(|u| (u, false));
+        let held_back = observed.held_updates.iter().map(|u| (u, true));
+        for (u, on_host) in offered.chain(held_back) {
             let rule = if u.security {
                 Rule::SecurityUpdate
             } else if classes == UpdateClass::All {
@@ -244,8 +267,26 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
             } else {
                 continue;
             };
-            if let Some(why) = hold_of(&u.name).or_else(|| exclude_of(&u.name)) {
-                ctx.skip(u, why);
+            let fixes = ctx.fixes_of(&u.name, &u.candidate_version, &u.advisories);
+            if on_host {
+                let mut why = vec![if host_holds(&u.name) {
+                    "held on the host".to_owned()
+                } else {
+                    "kept back on the host (installing it would move a held package)".to_owned()
+                }];
+                let mut by = vec!["host".to_owned()];
+                for (w, b) in baseline_hold(&u.name)
+                    .into_iter()
+                    .chain(exclude_of(&u.name))
+                {
+                    why.push(w);
+                    by.push(b);
+                }
+                ctx.skip(u, why.join(", "), by, fixes);
+                continue;
+            }
+            if let Some((why, by)) = baseline_hold(&u.name).or_else(|| exclude_of(&u.name)) {
+                ctx.skip(u, why, vec![by], fixes);
                 continue;
             }
             if let Some(delay) = delay {
@@ -262,6 +303,30 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
                     ctx.skip(
                         u,
                         format!("offered for {}, {source} waits {}", days(age), days(needed)),
+                        Vec::new(),
+                        fixes,
+                    );
+                    continue;
+                }
+            }
+            if let (Rule::SecurityUpdate, Some(min)) = (rule, min_severity) {
+                let worst = fixes.iter().map(|f| f.severity).max();
+                let needed = Severity::from_word(min.as_str()).unwrap_or(Severity::Critical);
+                if worst.is_none_or(|w| w < needed) {
+                    let what = match worst {
+                        Some(w) if w > Severity::Unknown => {
+                            format!("it fixes at most {w} advisories")
+                        }
+                        _ => "no advisory data rates it".to_owned(),
+                    };
+                    ctx.skip(
+                        u,
+                        format!(
+                            "{what}, {source} asks for updates.minSeverity {}",
+                            min.as_str()
+                        ),
+                        Vec::new(),
+                        fixes,
                     );
                     continue;
                 }
@@ -321,7 +386,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
         true
     });
-    let protected = |name: &str| hold_of(name).or_else(|| exclude_of(name));
+    let protected = |name: &str| hold_of(name).or_else(|| exclude_of(name).map(|(why, _)| why));
     let merged = super::simulation::merge(
         &mut ctx.changes,
         &mut ctx.reasons,
@@ -356,7 +421,16 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         plan.reasons.push(why);
         return plan;
     }
-    plan.changes = ctx.changes.into_values().collect();
+    plan.changes = ctx.changes.values().cloned().collect();
+    for c in &mut plan.changes {
+        let ids: Vec<String> = observed
+            .updates
+            .iter()
+            .find(|u| u.name == c.package && u.candidate_version == c.to)
+            .map(|u| u.advisories.clone())
+            .unwrap_or_default();
+        c.fixes = ctx.fixes_of(&c.package, &c.to, &ids);
+    }
     if !plan.changes.is_empty() && !observed.db_health.is_empty() {
         // The package manager would refuse (dpkg "was interrupted") or trip over duplicates:
         // the transaction waits until the database is repaired.
@@ -409,6 +483,7 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
 struct HostCtx<'a> {
     eco: Ecosystem,
     observed: &'a ObservedHost,
+    findings: Option<&'a HostFindings>,
     changes: BTreeMap<String, Change>,
     reasons: Vec<String>,
     skipped: Vec<Skipped>,
@@ -437,11 +512,15 @@ impl HostCtx<'_> {
         }
     }
 
-    fn skip(&mut self, u: &PendingUpdate, why: String) {
+    fn skip(&mut self, u: &PendingUpdate, why: String, held_by: Vec<String>, fixes: Vec<Fix>) {
         self.skipped.push(Skipped {
             package: u.name.clone(),
             version: u.candidate_version.clone(),
             why,
+            from: u.installed_version.clone(),
+            security: u.security,
+            held_by,
+            fixes,
             promotion: None,
         });
     }
@@ -505,16 +584,67 @@ impl HostCtx<'_> {
                 Decision::Wait(wait) => {
                     if let Some(c) = self.changes.remove(&name) {
                         let why = wait_label(&wait, &rules.noun, &c.to, c.from.as_deref());
+                        // The advisories it would close, as for any update left alone.
+                        let ids = self
+                            .update(&c.package)
+                            .filter(|u| u.candidate_version == c.to)
+                            .map(|u| u.advisories.clone())
+                            .unwrap_or_default();
+                        let fixes = self.fixes_of(&c.package, &c.to, &ids);
                         self.skipped.push(Skipped {
                             package: c.package,
                             version: c.to,
                             why,
+                            from: c.from,
+                            security: c.security,
+                            held_by: Vec::new(),
+                            fixes,
                             promotion: Some(wait),
                         });
                     }
                 }
             }
         }
+    }
+
+    /// The advisories that moving `package` to `to` closes: the host's findings it fixes,
+    /// and the advisories the package manager names for the update (dnf updateinfo), most
+    /// severe first.
+    fn fixes_of(&self, package: &str, to: &str, advisory_ids: &[String]) -> Vec<Fix> {
+        let mut out: Vec<Fix> = self
+            .findings
+            .map(|hf| {
+                hf.fixed_by(package, to)
+                    .map(|f| Fix {
+                        id: f.id().to_owned(),
+                        cves: f.cves(),
+                        severity: f.severity,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in advisory_ids {
+            if out.iter().any(|f| f.id == *id) {
+                continue;
+            }
+            let known = self
+                .observed
+                .advisories
+                .binary_search_by(|a| a.id.as_str().cmp(id))
+                .ok()
+                .map(|i| &self.observed.advisories[i]);
+            out.push(Fix {
+                id: id.clone(),
+                cves: known.map(|a| a.cves.clone()).unwrap_or_default(),
+                severity: known
+                    .and_then(|a| a.severity.as_deref())
+                    .and_then(Severity::from_word)
+                    .unwrap_or(Severity::Unknown),
+            });
+        }
+        out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
+        out.dedup_by(|a, b| a.id == b.id);
+        out
     }
 
     /// A baseline or request needs `req`: plan the change, or record why it cannot happen.
@@ -613,6 +743,7 @@ impl HostCtx<'_> {
                 origin: u.origin.clone(),
                 reasons: Vec::new(),
                 promotion: None,
+                fixes: Vec::new(),
             });
         if !change.reasons.contains(&reason) {
             change.reasons.push(reason);

@@ -11,7 +11,10 @@ use git2::{
 };
 use jiff::Timestamp;
 
-use super::{HostReport, InstalledRecord, ReportError, ReportTarget, Snapshot, Summary};
+use super::{
+    HistoryEntry, HostReport, InstalledRecord, ReportError, ReportTarget, RunRecord, Snapshot,
+    Summary,
+};
 
 const FILE_MODE: i32 = 0o100644;
 const DIR_MODE: i32 = 0o040000;
@@ -285,10 +288,7 @@ impl<'t> Writer<'t> {
         if let Some(refused) = &target.refused {
             return Err(ReportError::Trust(refused.clone()));
         }
-        let repo = Repository::open(&target.repo).map_err(git_err(format!(
-            "cannot open repository {}",
-            target.repo.display()
-        )))?;
+        let repo = discover(&target.repo)?;
         Ok(Writer {
             repo,
             target,
@@ -403,6 +403,44 @@ impl<'t> Writer<'t> {
                     .map_err(git_err(format!("read commit {oid}")))
             })
             .transpose()
+    }
+
+    /// What the last report on `base` stood for: its summary's desired commit, and whether
+    /// its newest run is a rejection (a `validate` run).
+    pub fn last_report(&self, base: Option<&Oid>) -> Result<(Option<String>, bool), ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok((None, false));
+        };
+        let desired = tree
+            .get_name("summary.json")
+            .and_then(|e| self.repo.find_blob(e.id()).ok())
+            .and_then(|b| serde_json::from_slice::<Summary>(b.content()).ok())
+            .map(|s| s.desired_commit);
+        let newest_run = tree
+            .get_name("runs")
+            .and_then(|e| self.repo.find_tree(e.id()).ok())
+            .and_then(|t| {
+                t.iter()
+                    .filter_map(|r| r.name().ok().map(str::to_owned))
+                    .max()
+            });
+        Ok((
+            desired,
+            newest_run.is_some_and(|n| n.contains("-validate-")),
+        ))
+    }
+
+    /// When `base` was committed (`None`: no base).
+    pub fn commit_time(&self, base: Option<&Oid>) -> Result<Option<Timestamp>, ReportError> {
+        base.map(|oid| {
+            self.repo
+                .find_commit(*oid)
+                .map(|c| {
+                    Timestamp::from_second(c.time().seconds()).unwrap_or(Timestamp::UNIX_EPOCH)
+                })
+                .map_err(git_err(format!("read commit {oid}")))
+        })
+        .transpose()
     }
 
     /// The host reports on `base`, by host name. Unreadable files are skipped with a
@@ -794,11 +832,30 @@ fn read_host_files(
     Ok(out)
 }
 
+/// The Git repository holding `path`: `path` itself or the nearest directory above it (a
+/// fleet repo may be a directory of a larger repository).
+fn discover(path: &Path) -> Result<Repository, ReportError> {
+    Repository::discover(path).map_err(|e| ReportError::NotARepository {
+        path: path.to_path_buf(),
+        message: e.message().to_owned(),
+    })
+}
+
 /// Fleet files (see [`crate::fleet::is_fleet_file`]) that differ from the commit checked out
 /// at `root`: modified, new or deleted. Reports name the commit they were made from, so a
 /// run on a changed working tree must not be reported as that commit.
 pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> {
-    let repo = git2::Repository::open(root).map_err(git_err("open the fleet repo"))?;
+    let repo = discover(root)?;
+    // The fleet repo may be a directory of a larger repository: only its own files count,
+    // named relative to it.
+    let prefix = match (repo.workdir(), root.canonicalize()) {
+        (Some(w), Ok(r)) => w
+            .canonicalize()
+            .ok()
+            .and_then(|w| r.strip_prefix(&w).ok().map(Path::to_path_buf))
+            .unwrap_or_default(),
+        _ => PathBuf::new(),
+    };
     let mut options = git2::StatusOptions::new();
     options
         .include_untracked(true)
@@ -810,7 +867,14 @@ pub fn uncommitted_fleet_files(root: &Path) -> Result<Vec<String>, ReportError> 
     let mut changed: Vec<String> = statuses
         .iter()
         .filter(|e| e.status() != git2::Status::CURRENT)
-        .filter_map(|e| e.path().ok().map(str::to_owned))
+        .filter_map(|e| {
+            e.path().ok().and_then(|p| {
+                Path::new(p)
+                    .strip_prefix(&prefix)
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+        })
         .filter(|p| crate::fleet::is_fleet_file(Path::new(p)))
         .collect();
     changed.sort();
@@ -907,10 +971,7 @@ pub fn read_evidence(
 
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
-    let repo = Repository::open(repo_path).map_err(git_err(format!(
-        "cannot open repository {}",
-        repo_path.display()
-    )))?;
+    let repo = discover(repo_path)?;
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };
@@ -946,12 +1007,147 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         }
     }
     runs.sort();
+    // The desired tip was rejected when the newest run is a validate run: the hosts are
+    // still judged by the last good commit.
+    let rejected = match runs.iter().rposition(|id| id.contains("-validate-")) {
+        Some(i) => match read_run(&repo, &tree, branch, &runs[i])? {
+            // Still in force while every later run worked from the last good commit (a
+            // new good commit taking over ends the rejection).
+            Some(v) => {
+                let mut superseded = false;
+                for id in &runs[i + 1..] {
+                    if let Some(r) = read_run(&repo, &tree, branch, id)? {
+                        superseded |=
+                            Some(r.desired_commit.as_str()) != v.last_good_commit.as_deref();
+                    }
+                }
+                (!superseded).then_some(v)
+            }
+            None => None,
+        },
+        None => None,
+    };
     Ok(Some(Snapshot {
         commit: commit.id().to_string(),
         summary,
         hosts,
         runs,
+        rejected,
     }))
+}
+
+/// `runs/<id>.json` of `tree`, when present.
+fn read_run(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    branch: &str,
+    id: &str,
+) -> Result<Option<RunRecord>, ReportError> {
+    let path = format!("runs/{id}.json");
+    let Ok(entry) = tree.get_path(Path::new(&path)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(git_err(format!("read {path}")))?;
+    serde_json::from_slice(blob.content())
+        .map(Some)
+        .map_err(|source| ReportError::Format {
+            branch: branch.to_owned(),
+            path,
+            source,
+        })
+}
+
+/// One host's history on the branch: its run entries (from every run record at the tip)
+/// and its state changes (from the commits that changed `hosts/<host>.json`), newest first,
+/// since `since` when given. `Ok(None)` when the branch does not exist.
+pub fn host_history(
+    repo_path: &Path,
+    branch: &str,
+    host: &str,
+    since: Option<Timestamp>,
+) -> Result<Option<Vec<HistoryEntry>>, ReportError> {
+    let repo = discover(repo_path)?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(None);
+    };
+    let tip = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let tree = tip.tree().map_err(git_err("read tree"))?;
+    let mut out = Vec::new();
+    if let Some(e) = tree.get_name("runs") {
+        let runs = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
+        for r in runs.iter() {
+            let Some(id) = r.name().ok().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let Some(run) = read_run(&repo, &tree, branch, id)? else {
+                continue;
+            };
+            if since.is_some_and(|s| run.finished_at < s) {
+                continue;
+            }
+            let Some(h) = run.hosts.iter().find(|h| h.host == host) else {
+                continue;
+            };
+            // An observation that found the host as before says nothing about it.
+            if h.outcome == crate::compliance::HostRunOutcome::Unchanged && h.changes.is_empty() {
+                continue;
+            }
+            out.push(HistoryEntry::Run {
+                at: h.finished_at.unwrap_or(run.finished_at),
+                run_id: run.run_id.clone(),
+                kind: run.kind,
+                host: h.clone(),
+                applied_by: run.applied_by.clone(),
+                requested_by: run.requested_by.clone(),
+                overrides: run.overrides.clone(),
+                desired_commit: run.desired_commit.clone(),
+            });
+        }
+    }
+    // State changes: each commit whose hosts/<host>.json differs from its first parent's.
+    let path = format!("hosts/{host}.json");
+    let mut walk = repo.revwalk().map_err(git_err("walk the branch"))?;
+    walk.push(tip.id()).map_err(git_err("walk the branch"))?;
+    walk.simplify_first_parent()
+        .map_err(git_err("walk the branch"))?;
+    let blob_at = |c: &git2::Commit<'_>| {
+        c.tree()
+            .ok()
+            .and_then(|t| t.get_path(Path::new(&path)).ok().map(|e| e.id()))
+    };
+    for oid in walk {
+        let oid = oid.map_err(git_err("walk the branch"))?;
+        let c = repo.find_commit(oid).map_err(git_err("read commit"))?;
+        let at = Timestamp::from_second(c.time().seconds()).unwrap_or(Timestamp::UNIX_EPOCH);
+        if since.is_some_and(|s| at < s) {
+            break;
+        }
+        let now = blob_at(&c);
+        let before = c.parent(0).ok().and_then(|p| blob_at(&p));
+        let (Some(id), true) = (now, now != before) else {
+            continue;
+        };
+        let blob = repo
+            .find_blob(id)
+            .map_err(git_err(format!("read {path}")))?;
+        match serde_json::from_slice::<HostReport>(blob.content()) {
+            Ok(r) => out.push(HistoryEntry::State {
+                at,
+                commit: oid.to_string(),
+                state: r.compliance.state,
+                reasons: r.compliance.reasons,
+                run_id: r.run_id,
+            }),
+            Err(e) => tracing::warn!(commit = %oid, "ignoring unreadable {path}: {e}"),
+        }
+    }
+    // Newest first; at one instant, the state after the run that made it.
+    out.sort_by(|a, b| b.at().cmp(&a.at()).then(a.order().cmp(&b.order())));
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -960,6 +1156,7 @@ mod tests {
 
     fn target(repo: &Path, remote: Option<&str>) -> ReportTarget {
         ReportTarget {
+            heartbeat: std::time::Duration::from_secs(24 * 3600),
             repo: repo.to_owned(),
             branch: "reports".into(),
             remote: remote.map(str::to_owned),

@@ -12,6 +12,7 @@
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
+mod events;
 pub mod evidence;
 mod git;
 mod sign;
@@ -30,6 +31,7 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
+pub use events::{advisory_events, AdvisoryEvent, AdvisoryEventKind};
 pub use evidence::{EarlierVersion, InstalledHistory, InstalledRecord};
 pub use git::{annotate, open_remote_callbacks, token_allowed, GitAuth};
 
@@ -46,13 +48,21 @@ pub const DEFAULT_AUTHOR: (&str, &str) = ("patchkeeper", "patchkeeper@localhost"
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A git operation failed.
-    #[error("reports: {what}: {source}")]
+    #[error("reports: {what}: {}", source.message())]
     Git {
         /// What was being done.
         what: String,
         /// libgit2's error.
         #[source]
         source: git2::Error,
+    },
+    /// Neither the directory nor any above it is a Git repository.
+    #[error("reports: `{}` is not in a Git repository (reports live on a branch of the fleet repo's Git repository): {message}", path.display())]
+    NotARepository {
+        /// The directory.
+        path: PathBuf,
+        /// libgit2's words.
+        message: String,
     },
     /// A report file on the branch is not valid JSON of its format.
     #[error("reports branch {branch}: {path}: {source}")]
@@ -140,6 +150,11 @@ pub struct PackageChange {
     pub from: Option<String>,
     /// Version after.
     pub to: String,
+    /// Why it was made: `RULE SOURCE`, e.g. `security baseline/web`, `min-version
+    /// request/cve-2026-1234`, `dependency package-manager` (absent in records written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// One host's part of a run.
@@ -167,6 +182,21 @@ pub struct HostRun {
     /// them from this host).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempted: Vec<PackageChange>,
+    /// Reboots made on the host: boot id before and after each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reboots: Vec<crate::apply::Reboot>,
+}
+
+/// Who and what, beyond the plan, stands behind an apply run: recorded in its run record
+/// and as commit trailers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAudit {
+    /// Who ran apply (`--actor`, the CI's identity, or the local user).
+    pub applied_by: Option<String>,
+    /// Patch request name → its `requestedBy`.
+    pub requesters: BTreeMap<String, String>,
+    /// Flags that overrode a safeguard, in words (`--at …`, `--auto-approve …`).
+    pub overrides: Vec<String>,
 }
 
 /// One run: the content of `runs/<run-id>.json`.
@@ -193,6 +223,25 @@ pub struct RunRecord {
     /// Why the run did not happen (validate runs: the validation errors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Validate runs: the last good fleet commit, still in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_commit: Option<String>,
+    /// Who ran it (apply runs: `--actor`, the CI's identity from the environment, or the
+    /// local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    /// Who asked for the changes: `NAME (request/REQUEST)` for each patch request behind a
+    /// change this run made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_by: Vec<String>,
+    /// Safeguards overridden for this run, in words (`--at TIME`, `--break-lock`,
+    /// `--auto-approve` without a terminal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+    /// Advisory events of the run: critical advisories newly open or closed, advisories
+    /// newly overdue (for the API, the dashboard and alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AdvisoryEvent>,
 }
 
 impl RunRecord {
@@ -280,6 +329,25 @@ pub struct Summary {
     pub broken_rules: BTreeMap<String, usize>,
     /// Every host, sorted by name.
     pub hosts: Vec<SummaryHost>,
+    /// Open advisories over the hosts (absent when no report carries advisory data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories: Option<AdvisorySummary>,
+}
+
+/// Open advisories over every host file of the branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorySummary {
+    /// Open advisories per severity, exceptions in force aside (every level present).
+    pub open: BTreeMap<crate::advisory::Severity, usize>,
+    /// Open advisories past their due date.
+    pub overdue: usize,
+    /// Findings accepted by an exception in force.
+    pub excepted: usize,
+    /// Hosts with an open critical advisory, sorted.
+    pub hosts_with_critical: Vec<String>,
+    /// The advisory snapshots the host files name.
+    pub snapshots: Vec<String>,
 }
 
 impl Summary {
@@ -299,7 +367,45 @@ impl Summary {
                 *broken.entry(r.clone()).or_default() += 1;
             }
         }
+        let mut advisories = AdvisorySummary {
+            open: crate::advisory::Severity::ALL
+                .iter()
+                .map(|s| (*s, 0))
+                .collect(),
+            ..AdvisorySummary::default()
+        };
+        let mut any_advisory_data = false;
+        for h in hosts {
+            let c = &h.compliance;
+            if let Some(s) = &c.advisory_snapshot {
+                any_advisory_data = true;
+                if !advisories.snapshots.contains(s) {
+                    advisories.snapshots.push(s.clone());
+                }
+            }
+            let mut critical = false;
+            for a in &c.advisories {
+                if a.advisory
+                    .exception
+                    .as_ref()
+                    .is_some_and(|e| e.expires > now)
+                {
+                    advisories.excepted += 1;
+                    continue;
+                }
+                *advisories.open.entry(a.advisory.severity).or_default() += 1;
+                critical |= a.advisory.severity == crate::advisory::Severity::Critical;
+                if a.overdue(now) {
+                    advisories.overdue += 1;
+                }
+            }
+            if critical {
+                advisories.hosts_with_critical.push(c.host.clone());
+            }
+        }
+        advisories.snapshots.sort();
         Summary {
+            advisories: any_advisory_data.then_some(advisories),
             run_id: run_id.to_owned(),
             desired_commit: desired.to_owned(),
             generated_at: now,
@@ -327,8 +433,12 @@ impl Summary {
 /// What was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
-    /// The report commit's id (hex).
+    /// The report commit's id (hex); when nothing was committed, the branch tip that
+    /// already says it all.
     pub commit: String,
+    /// False when nothing was committed: an observation that changed no host's facts,
+    /// within `reports.heartbeat` of the last report commit.
+    pub committed: bool,
     /// The run id.
     pub run_id: String,
     /// Attempts it took (more than 1 when other writers moved the tip).
@@ -355,7 +465,13 @@ pub struct ReportTarget {
     /// Set when the fleet repo names a signing key or a local remote this machine does not
     /// allow ([`crate::trust`]): nothing is committed to this target.
     pub refused: Option<crate::trust::TrustError>,
+    /// `reports.heartbeat`: an observation that changed nothing is committed only when the
+    /// last report commit is older than this.
+    pub heartbeat: std::time::Duration,
 }
+
+/// `reports.heartbeat` when unset.
+pub const DEFAULT_HEARTBEAT: &str = "24h";
 
 /// How report commits are signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,6 +519,7 @@ impl ReportTarget {
         });
         ReportTarget {
             refused: key_refused.or(remote_refused),
+            heartbeat: crate::apply::duration_setting(&settings.heartbeat, DEFAULT_HEARTBEAT),
             repo: repo.to_owned(),
             branch: settings.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
             remote: settings.remote,
@@ -474,21 +591,31 @@ pub fn observation_run(
                 finished_at: None,
                 changes: Vec::new(),
                 attempted: Vec::new(),
+                reboots: Vec::new(),
             })
             .collect(),
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
+        events: Vec::new(),
     }
 }
 
-/// The run record of an apply: per host what the executor did, with the plan's package
-/// changes for hosts it updated.
+/// The run record of an apply: per host what the executor did (with when), the plan's
+/// package changes and their reasons for hosts this run updated, reboots, who ran it, who
+/// asked, and the safeguards overridden. Its id is the apply's own (`applied.run`), the one
+/// its journal lines carry.
 pub fn apply_run(
     plan: &Plan,
     applied: &ApplyReport,
     desired_commit: &str,
     started: Timestamp,
     finished: Timestamp,
+    audit: &RunAudit,
 ) -> RunRecord {
+    let mut requested: std::collections::BTreeSet<String> = Default::default();
     let mut hosts: Vec<HostRun> = applied
         .hosts
         .iter()
@@ -500,57 +627,86 @@ pub fn apply_run(
                     h.detail.join("; ")
                 }
             };
-            let planned: Vec<PackageChange> = plan
+            let planned: Vec<&crate::plan::Change> = plan
                 .hosts
                 .iter()
                 .filter(|p| p.host == h.host)
                 .flat_map(|p| &p.changes)
-                .map(|c| PackageChange {
-                    package: c.package.clone(),
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                })
                 .collect();
-            // A failure before the package transaction says "nothing changed": no version
-            // was tried there.
-            let tried = h.outcome == Outcome::RolledBack
-                || (h.outcome == Outcome::Failed
-                    && !h.detail.iter().any(|d| d.contains("nothing changed")));
-            let attempted = if tried { planned.clone() } else { Vec::new() };
-            let (outcome, changes) = match h.outcome {
-                Outcome::Compliant | Outcome::PendingReboot if !planned.is_empty() => {
-                    (HostRunOutcome::Updated, planned)
+            // Updated only when this run made the changes (not an earlier run of the plan).
+            let made = h.changes > 0 && !planned.is_empty();
+            let (outcome, made) = match h.outcome {
+                Outcome::Compliant | Outcome::PendingReboot if made => {
+                    (HostRunOutcome::Updated, true)
                 }
                 Outcome::Compliant
                 | Outcome::PendingReboot
                 | Outcome::Blocked
-                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, Vec::new()),
-                Outcome::RolledBack => {
-                    (HostRunOutcome::RolledBack { reason: reason() }, Vec::new())
-                }
-                Outcome::Failed | Outcome::Stale => {
-                    (HostRunOutcome::Failed { reason: reason() }, Vec::new())
-                }
-                Outcome::Unreachable => {
-                    (HostRunOutcome::Unreachable { reason: reason() }, Vec::new())
-                }
+                | Outcome::Unmanaged => (HostRunOutcome::Unchanged, false),
+                Outcome::RolledBack => (HostRunOutcome::RolledBack { reason: reason() }, false),
+                // Packages kept at the planned versions (a post command failed after them).
+                Outcome::Failed => (HostRunOutcome::Failed { reason: reason() }, made),
+                Outcome::Stale => (
+                    HostRunOutcome::Skipped {
+                        reason: format!("stale: {}", reason()),
+                    },
+                    false,
+                ),
+                Outcome::Skipped => (HostRunOutcome::Skipped { reason: reason() }, false),
+                Outcome::Unreachable => (HostRunOutcome::Unreachable { reason: reason() }, false),
                 Outcome::NotStarted | Outcome::Waiting => {
-                    (HostRunOutcome::NotStarted { reason: reason() }, Vec::new())
+                    (HostRunOutcome::NotStarted { reason: reason() }, false)
                 }
             };
+            let record = |c: &&crate::plan::Change| PackageChange {
+                package: c.package.clone(),
+                from: c.from.clone(),
+                to: c.to.clone(),
+                reasons: c
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{} {}", r.rule.as_str(), r.source))
+                    .collect(),
+            };
+            let changes: Vec<PackageChange> = if made {
+                planned.iter().map(record).collect()
+            } else {
+                Vec::new()
+            };
+            // The versions tried and failed there: a rollback, or a failure after the
+            // package transaction started (one before it says "nothing changed"). Staged
+            // promotion never promotes them from this host.
+            let tried = h.outcome == Outcome::RolledBack
+                || (h.outcome == Outcome::Failed
+                    && !h.detail.iter().any(|d| d.contains("nothing changed")));
+            let attempted: Vec<PackageChange> = if tried {
+                planned.iter().map(record).collect()
+            } else {
+                Vec::new()
+            };
+            for c in planned.iter().filter(|_| made) {
+                for r in &c.reasons {
+                    if let Some(name) = r.source.strip_prefix("request/") {
+                        if let Some(who) = audit.requesters.get(name) {
+                            requested.insert(format!("{who} (request/{name})"));
+                        }
+                    }
+                }
+            }
             HostRun {
                 host: h.host.clone(),
                 outcome,
-                started_at: None,
-                finished_at: None,
+                started_at: h.started_at,
+                finished_at: h.finished_at,
                 changes,
                 attempted,
+                reboots: h.reboots.clone(),
             }
         })
         .collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     RunRecord {
-        run_id: RunRecord::new_id(RunKind::Apply, started),
+        run_id: applied.run.clone(),
         kind: RunKind::Apply,
         started_at: started,
         finished_at: finished,
@@ -558,6 +714,11 @@ pub fn apply_run(
         plan: Some(plan.summary.clone()),
         hosts,
         errors: Vec::new(),
+        last_good_commit: None,
+        applied_by: audit.applied_by.clone(),
+        requested_by: requested.into_iter().collect(),
+        overrides: audit.overrides.clone(),
+        events: Vec::new(),
     }
 }
 
@@ -599,6 +760,20 @@ pub fn record(
     run: &RunRecord,
     now: Timestamp,
 ) -> Result<Recorded, ReportError> {
+    record_with(target, fleet, observed, None, run, now)
+}
+
+/// [`record`] with the advisory findings of the observed hosts: host files list their open
+/// advisories with due dates, the run record carries the advisory events, the summary the
+/// open advisories. Without findings, each host's previous advisories are carried.
+pub fn record_with(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+    observed: Option<&ObservedFleet>,
+    advisories: Option<&crate::advisory::Assessment>,
+    run: &RunRecord,
+    now: Timestamp,
+) -> Result<Recorded, ReportError> {
     let policy =
         Policy::for_repo(&fleet.fleet().root).map_err(|e| ReportError::Config(e.to_string()))?;
     let configs = fleet
@@ -609,17 +784,21 @@ pub fn record(
     // The hosts some baseline promotes from: their installed versions are recorded.
     let tracked = crate::plan::promotion::sources(fleet);
     let writer = git::Writer::open(target)?;
-    let (commit, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+    let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let previous = writer.read_hosts(base)?;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
                 let prev = previous.get(&config.host).map(|r| &r.compliance);
-                // An observe run's outcomes only restate the observation; the host keeps
-                // the last apply outcome for reference, and the observation decides state.
+                // An observe run's outcomes only restate the observation, and an apply
+                // that left the host unchanged did nothing to it: the host keeps the last
+                // outcome of a run that did (so its file changes only with its facts), and
+                // the observation decides state.
                 let run_outcome = match run.kind {
-                    RunKind::Apply => run.outcome_of(&config.host),
+                    RunKind::Apply => run
+                        .outcome_of(&config.host)
+                        .filter(|o| **o != HostRunOutcome::Unchanged),
                     RunKind::Observe | RunKind::Validate => None,
                 };
                 let mut compliance = compliance::evaluate(compliance::Inputs {
@@ -629,8 +808,10 @@ pub fn record(
                     run: run_outcome,
                     policy: &policy,
                     now,
+                    advisories: advisories.and_then(|a| a.host(&config.host)),
+                    snapshot: advisories.and_then(|a| a.snapshot.as_deref()),
                 });
-                if run.kind == RunKind::Observe && compliance.state != ComplianceState::Excluded {
+                if run_outcome.is_none() && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
                 }
                 let previous_report = previous.get(&config.host);
@@ -677,12 +858,27 @@ pub fn record(
             files.push((path, to_json(&record)));
             r.installed_digest = Some(now_digest);
         }
-        // Last writer by time: a host file evaluated later than ours stays.
+        // Last writer by time: a host file evaluated later than ours stays. A host whose
+        // facts did not change keeps its file as it is, so `git log -- hosts/X.json`
+        // lists only the commits that changed X. A new `installed/` record or incident is
+        // a change: the host file carries the record's digest, and a record whose host
+        // file is not written is pruned below (the evidence would be lost).
+        let new_records: std::collections::BTreeSet<String> = files
+            .iter()
+            .filter_map(|(path, _)| {
+                path.strip_prefix("installed/")
+                    .and_then(|p| p.strip_suffix(".json"))
+                    .map(str::to_owned)
+            })
+            .collect();
         let mut merged: BTreeMap<String, HostReport> = BTreeMap::new();
         let mut written = Vec::new();
         for r in reports {
             match previous.get(&r.compliance.host) {
-                Some(p) if p.compliance.evaluated_at > r.compliance.evaluated_at => {
+                Some(p)
+                    if p.compliance.evaluated_at > r.compliance.evaluated_at
+                        || (same_facts(p, &r) && !new_records.contains(&r.compliance.host)) =>
+                {
                     merged.insert(p.compliance.host.clone(), p.clone());
                 }
                 _ => {
@@ -691,6 +887,17 @@ pub fn record(
                 }
             }
         }
+        let mut run_out = run.clone();
+        for h in &written {
+            if let Some(current) = merged.get(h) {
+                run_out.events.extend(advisory_events(
+                    previous.get(h).map(|p| &p.compliance),
+                    &current.compliance,
+                    now,
+                ));
+            }
+        }
+        let run = &run_out;
         let hosts: Vec<HostReport> = merged.into_values().collect();
         let summary = Summary::compute(
             &hosts,
@@ -699,6 +906,27 @@ pub fn record(
             &policy.source.to_string(),
             now,
         );
+        // Commit only on change: an observation that changed no host file is committed
+        // only as a heartbeat, once `reports.heartbeat` has passed since the last commit.
+        if run.kind == RunKind::Observe && written.is_empty() {
+            let (last_desired, last_rejected) = writer.last_report(base)?;
+            // A new desired commit, or the first good run after a rejection, is news.
+            let news =
+                last_rejected || last_desired.as_deref() != Some(run.desired_commit.as_str());
+            let last = if news {
+                None
+            } else {
+                writer.commit_time(base)?
+            };
+            // `0s`: every observation is committed.
+            let fresh = !target.heartbeat.is_zero()
+                && last.is_some_and(|t| {
+                    now < t || now.duration_since(t).unsigned_abs() < target.heartbeat
+                });
+            if fresh {
+                return Ok(None);
+            }
+        }
         let changed = hosts_changed(&hosts, &previous, run, &written);
         let message = commit_message(run, &summary, &changed);
         // Records of hosts no longer promoted from (or gone) are pruned with them.
@@ -716,37 +944,63 @@ pub fn record(
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
         let keep_installed: Vec<String> = tracked.iter().cloned().collect();
-        writer.commit(base, &files, &keep, Some(&keep_installed), &message, now)
+        writer
+            .commit(base, &files, &keep, Some(&keep_installed), &message, now)
+            .map(Some)
     })?;
     Ok(Recorded {
-        commit: commit.to_string(),
+        committed: commit.is_some(),
+        commit: commit.or(tip).map(|c| c.to_string()).unwrap_or_default(),
         run_id: run.run_id.clone(),
         attempts,
         pushed,
     })
 }
 
+/// Whether two reports of a host state the same facts: everything but the volatile fields
+/// (which run and fleet commit wrote it, when it was evaluated and observed, and the ages
+/// derived from `firstSeen`). Incidents and the installed-record digest are facts: staged
+/// promotion reads them.
+fn same_facts(a: &HostReport, b: &HostReport) -> bool {
+    fn facts(r: &HostReport) -> HostCompliance {
+        let mut c = r.compliance.clone();
+        c.evaluated_at = Timestamp::UNIX_EPOCH;
+        c.observed_at = None;
+        for u in c.outstanding.iter_mut().chain(c.deferred.iter_mut()) {
+            u.age_seconds = 0;
+        }
+        c
+    }
+    a.incidents == b.incidents && a.installed_digest == b.installed_digest && facts(a) == facts(b)
+}
+
 /// Builds a commit on the current tip with `build` and publishes it, rebuilding on a moved
 /// tip up to [`MAX_ATTEMPTS`]. With a remote, a commit that cannot be pushed (remote down,
 /// refused, or contended) is kept on the local branch and the error returned: its run file
-/// is carried into the next commit that reaches the remote, so no report is lost.
+/// is carried into the next commit that reaches the remote, so no report is lost. `build`
+/// returning `None` means there is nothing to commit: the tip it saw is returned.
+#[allow(clippy::type_complexity)]
 fn publish_with_retry(
     writer: &git::Writer<'_>,
     target: &ReportTarget,
-    mut build: impl FnMut(Option<&git2::Oid>) -> Result<git2::Oid, ReportError>,
-) -> Result<(git2::Oid, u32, bool), ReportError> {
+    mut build: impl FnMut(Option<&git2::Oid>) -> Result<Option<git2::Oid>, ReportError>,
+) -> Result<(Option<git2::Oid>, Option<git2::Oid>, u32, bool), ReportError> {
     let _lock = writer.lock_writers()?;
     let mut last = None;
     for attempt in 1..=MAX_ATTEMPTS {
         let (base, fetch_error) = writer.base_or_local()?;
-        let commit = build(base.as_ref())?;
+        let Some(commit) = build(base.as_ref())? else {
+            return Ok((None, base, attempt, false));
+        };
         last = Some(commit);
         if let Some(e) = fetch_error {
             writer.keep_locally(commit)?;
             return Err(e);
         }
         match writer.publish(base.as_ref(), commit) {
-            Ok(git::Published::Done { pushed }) => return Ok((commit, attempt, pushed)),
+            Ok(git::Published::Done { pushed }) => {
+                return Ok((Some(commit), base, attempt, pushed))
+            }
             Ok(git::Published::TipMoved) => {
                 tracing::debug!(attempt, branch = %target.branch, "reports tip moved, rebuilding");
                 // Jittered backoff so two writers that keep colliding fall out of step.
@@ -808,6 +1062,14 @@ fn hosts_changed(
         .collect()
 }
 
+/// A trailer value on one line: control characters (a newline would start a forged
+/// trailer) become spaces.
+fn trailer_value(v: &str) -> String {
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -861,6 +1123,10 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
                     count(|o| matches!(o, HostRunOutcome::NotStarted { .. })),
                     "not started",
                 ),
+                (
+                    count(|o| matches!(o, HostRunOutcome::Skipped { .. })),
+                    "skipped",
+                ),
             ] {
                 if n > 0 {
                     parts.push(format!("{n} {label}"));
@@ -896,10 +1162,20 @@ pub fn commit_message(run: &RunRecord, summary: &Summary, changed: &[String]) ->
     } else {
         changed.join(", ")
     };
-    format!(
-        "{subject}\n\n{body}\nDesired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
+    let mut trailers = format!(
+        "Desired-Commit: {}\nRun-Id: {}\nHosts-Changed: {changed}\n",
         run.desired_commit, run.run_id
-    )
+    );
+    for who in &run.requested_by {
+        trailers.push_str(&format!("Requested-By: {}\n", trailer_value(who)));
+    }
+    if let Some(who) = &run.applied_by {
+        trailers.push_str(&format!("Applied-By: {}\n", trailer_value(who)));
+    }
+    for o in &run.overrides {
+        trailers.push_str(&format!("Override: {}\n", trailer_value(o)));
+    }
+    format!("{subject}\n\n{body}\n{trailers}")
 }
 
 /// Records that `commit` of the fleet repo was rejected by validation: a `validate` run
@@ -922,9 +1198,14 @@ pub fn record_rejected(
         plan: None,
         hosts: Vec::new(),
         errors: errors.to_vec(),
+        last_good_commit: last_good.map(str::to_owned),
+        applied_by: None,
+        requested_by: Vec::new(),
+        overrides: Vec::new(),
+        events: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
-    let (oid, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+    let (oid, _, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
         if errors.len() > 50 {
@@ -939,10 +1220,13 @@ pub fn record_rejected(
             last_good.unwrap_or("none"),
         );
         let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
-        writer.commit(base, &files, &keep, None, &message, now)
+        writer
+            .commit(base, &files, &keep, None, &message, now)
+            .map(Some)
     })?;
     Ok(Recorded {
-        commit: oid.to_string(),
+        committed: oid.is_some(),
+        commit: oid.map(|o| o.to_string()).unwrap_or_default(),
         run_id: run.run_id,
         attempts,
         pushed,
@@ -982,6 +1266,82 @@ pub struct Snapshot {
     pub hosts: Vec<HostReport>,
     /// Run ids under `runs/`, sorted (oldest first).
     pub runs: Vec<String>,
+    /// When the newest run rejected the desired commit: that validate run (its
+    /// `lastGoodCommit` is what the hosts are still judged by).
+    pub rejected: Option<RunRecord>,
+}
+
+/// One entry of a host's history ([`host_history`]).
+// A history is a short list built once for display: boxing the run variant (larger since
+// `HostRun` carries `attempted`) would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "entry", rename_all = "kebab-case")]
+pub enum HistoryEntry {
+    /// A run that did something to (or found something about) the host.
+    #[serde(rename_all = "camelCase")]
+    Run {
+        /// When the host's part ended.
+        at: Timestamp,
+        /// The run.
+        run_id: String,
+        /// Its kind.
+        kind: RunKind,
+        /// The host's part: outcome, reason, changes with their reasons, reboots.
+        host: HostRun,
+        /// Who ran it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        applied_by: Option<String>,
+        /// Who asked.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        requested_by: Vec<String>,
+        /// Safeguards it overrode.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
+        /// The fleet commit it worked from.
+        desired_commit: String,
+    },
+    /// A report commit that changed the host's file: its state from then on.
+    #[serde(rename_all = "camelCase")]
+    State {
+        /// The commit's time.
+        at: Timestamp,
+        /// The report commit.
+        commit: String,
+        /// The state.
+        state: ComplianceState,
+        /// Why.
+        reasons: Vec<String>,
+        /// The run that wrote it.
+        run_id: String,
+    },
+}
+
+impl HistoryEntry {
+    /// When it happened.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            HistoryEntry::Run { at, .. } | HistoryEntry::State { at, .. } => *at,
+        }
+    }
+
+    fn order(&self) -> u8 {
+        match self {
+            HistoryEntry::State { .. } => 0,
+            HistoryEntry::Run { .. } => 1,
+        }
+    }
+}
+
+/// One host's history on `branch`, newest first (`since`: only from then on); `Ok(None)`
+/// when the branch does not exist. See [`HistoryEntry`].
+pub fn host_history(
+    repo: &Path,
+    branch: &str,
+    host: &str,
+    since: Option<Timestamp>,
+) -> Result<Option<Vec<HistoryEntry>>, ReportError> {
+    git::host_history(repo, branch, host, since)
 }
 
 /// Reads the reports branch `branch` of the repository at `repo` (no working tree needed).
@@ -1063,6 +1423,7 @@ mod tests {
                     origin: String::new(),
                     reasons: Vec::new(),
                     promotion: None,
+                    fixes: Vec::new(),
                 })
                 .collect(),
             reasons: Vec::new(),
@@ -1071,6 +1432,7 @@ mod tests {
             batch: None,
             reboot_required: false,
             dependencies: None,
+            notes: Vec::new(),
         }
     }
 
@@ -1079,8 +1441,12 @@ mod tests {
             host: host.into(),
             outcome,
             detail: detail.iter().map(|d| (*d).to_string()).collect(),
-            changes: 0,
+            // What the executor reports for a host whose transaction ran.
+            changes: 1,
             millis: 10,
+            started_at: None,
+            finished_at: None,
+            reboots: Vec::new(),
         }
     }
 
@@ -1093,12 +1459,16 @@ mod tests {
             fleet_digest: "d".into(),
             planned_at: "2026-11-24T02:00:00Z".into(),
             observed_at: "2026-11-24T02:00:00Z".into(),
+            advisory_snapshot: None,
             hosts: vec![
                 host_plan("a", &[("libpk", Some("1.0-1"), "1.2-1")]),
                 host_plan("b", &[("libpk", Some("1.0-1"), "1.2-1")]),
                 host_plan("c", &[("pk-new", None, "2.0-1")]),
                 host_plan("d", &[]),
                 host_plan("e", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("f", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("g", &[("libpk", Some("1.0-1"), "1.2-1")]),
+                host_plan("h", &[("libpk", Some("1.0-1"), "1.2-1")]),
             ],
             batches: Vec::new(),
             summary: crate::plan::Summary {
@@ -1119,11 +1489,31 @@ mod tests {
                 ),
                 result("c", Outcome::PendingReboot, &[]),
                 result("d", Outcome::Compliant, &[]),
+                result(
+                    "f",
+                    Outcome::Stale,
+                    &["refused: the host changed since the plan was made"],
+                ),
+                result(
+                    "g",
+                    Outcome::Skipped,
+                    &["skipped: the package manager is still locked"],
+                ),
+                crate::apply::HostResult {
+                    changes: 0,
+                    ..result(
+                        "h",
+                        Outcome::Compliant,
+                        &["already done by an earlier run of this plan"],
+                    )
+                },
             ],
             halted: Vec::new(),
             interrupted: false,
         };
-        let run = apply_run(&plan, &applied, "abc", at(0), at(3));
+        let run = apply_run(&plan, &applied, "abc", at(0), at(3), &RunAudit::default());
+        // The run's own id: the one its journal carries.
+        assert_eq!(run.run_id, "r");
         assert_eq!(run.kind, RunKind::Apply);
         assert_eq!(run.desired_commit, "abc");
         assert_eq!(run.plan.as_ref().map(|p| p.hosts_to_update), Some(4));
@@ -1153,6 +1543,21 @@ mod tests {
                     },
                     0
                 ),
+                (
+                    "f",
+                    &HostRunOutcome::Skipped {
+                        reason: "stale: refused: the host changed since the plan was made".into()
+                    },
+                    0
+                ),
+                (
+                    "g",
+                    &HostRunOutcome::Skipped {
+                        reason: "skipped: the package manager is still locked".into()
+                    },
+                    0
+                ),
+                ("h", &HostRunOutcome::Unchanged, 0),
             ]
         );
         assert_eq!(
@@ -1160,7 +1565,8 @@ mod tests {
             [PackageChange {
                 package: "pk-new".into(),
                 from: None,
-                to: "2.0-1".into()
+                to: "2.0-1".into(),
+                reasons: Vec::new(),
             }]
         );
     }
@@ -1192,6 +1598,8 @@ mod tests {
                     last_run: None,
                     observed_at: None,
                     evaluated_at: ts("2026-11-24T02:00:00Z"),
+                    advisories: vec![],
+                    advisory_snapshot: None,
                 },
                 incidents: vec![],
                 installed_digest: None,
@@ -1215,6 +1623,11 @@ mod tests {
             desired_commit: "0123abcd".into(),
             plan: None,
             errors: Vec::new(),
+            last_good_commit: None,
+            applied_by: None,
+            requested_by: Vec::new(),
+            overrides: Vec::new(),
+            events: Vec::new(),
             hosts: outcomes
                 .iter()
                 .map(|(h, o)| HostRun {
@@ -1224,6 +1637,7 @@ mod tests {
                     finished_at: None,
                     changes: vec![],
                     attempted: vec![],
+                    reboots: vec![],
                 })
                 .collect(),
         }
@@ -1281,6 +1695,45 @@ mod tests {
         let one = run(RunKind::Apply, &[("a", HostRunOutcome::Updated)]);
         assert!(commit_message(&one, &s, &[])
             .starts_with("apply run 2026-11-24T02:00Z: 1 host updated\n"));
+    }
+
+    #[test]
+    fn skipped_hosts_who_and_overrides_reach_the_subject_and_trailers() {
+        use ComplianceState::*;
+        let s = summary(&[("a", Compliant), ("b", NonCompliant)]);
+        let mut r = run(
+            RunKind::Apply,
+            &[
+                ("a", HostRunOutcome::Updated),
+                (
+                    "b",
+                    HostRunOutcome::Skipped {
+                        reason: "stale".into(),
+                    },
+                ),
+            ],
+        );
+        r.applied_by = Some("alice".into());
+        r.requested_by = vec!["bob (request/cve-1)".into()];
+        r.overrides = vec!["--at 2026-12-01T06:30:00Z: windows evaluated\nForged: x".into()];
+        let msg = commit_message(&r, &s, &[]);
+        assert!(
+            msg.starts_with("apply run 2026-11-24T02:00Z: 1 host updated, 1 skipped\n"),
+            "{msg}"
+        );
+        assert!(!msg.contains("failed"), "{msg}");
+        assert!(msg.ends_with(
+            "Requested-By: bob (request/cve-1)\nApplied-By: alice\nOverride: --at 2026-12-01T06:30:00Z: windows evaluated Forged: x\n"
+        ), "{msg}");
+    }
+
+    #[test]
+    fn records_without_the_audit_fields_still_read() {
+        // A run record as written before per-host times, reasons, actors and overrides.
+        let old = r#"{"runId":"20261124T020000Z-apply-1a2b3c","kind":"apply","startedAt":"2026-11-24T02:00:00Z","finishedAt":"2026-11-24T02:05:00Z","desiredCommit":"abc","hosts":[{"host":"a","outcome":"updated","changes":[{"package":"libpk","from":"1.0-1","to":"1.2-1"}]},{"host":"b","outcome":"failed","reason":"x"}]}"#;
+        let r: RunRecord = serde_json::from_str(old).expect("old record reads");
+        assert_eq!(r.hosts[0].changes[0].reasons, Vec::<String>::new());
+        assert!(r.applied_by.is_none() && r.overrides.is_empty());
     }
 
     #[test]

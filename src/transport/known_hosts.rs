@@ -1,6 +1,7 @@
 //! OpenSSH `known_hosts` lookups: plain, `[host]:port`, wildcard, negated and hashed
-//! (`|1|salt|hash`) patterns, and `@revoked` markers. Parsing and matching are pure; only
-//! [`append`] touches the file.
+//! (`|1|salt|hash`) patterns, `@revoked` markers and `@cert-authority` lines (the
+//! authorities whose host certificates are trusted for matching hosts). Parsing and
+//! matching are pure; only [`append`] touches the file.
 //!
 //! Written here rather than using russh's helper because that one splits on single spaces
 //! only and knows neither markers, wildcards nor negation.
@@ -95,6 +96,32 @@ pub fn recorded_types(contents: &str, name: &str) -> Vec<String> {
         }
     }
     types
+}
+
+/// The public keys of the `@cert-authority` lines whose patterns match `name`.
+pub fn authorities(contents: &str, name: &str) -> Vec<russh::keys::PublicKey> {
+    contents
+        .lines()
+        .filter_map(parse_line)
+        .filter(|e| e.marker == Some("@cert-authority") && host_matches(e.hosts, name))
+        .filter_map(|e| {
+            russh::keys::PublicKey::from_openssh(&format!("{} {}", e.key_type, e.key_base64)).ok()
+        })
+        .collect()
+}
+
+/// The `SHA256:…` fingerprint of the key recorded on 1-based `line`, as `ssh-keygen -l`
+/// prints it (for "host key changed" messages that show both keys).
+pub fn recorded_fingerprint(contents: &str, line: usize) -> Option<String> {
+    let entry = parse_line(contents.lines().nth(line.checked_sub(1)?)?)?;
+    let blob = data_encoding::BASE64
+        .decode(entry.key_base64.as_bytes())
+        .ok()?;
+    use sha2::Digest;
+    Some(format!(
+        "SHA256:{}",
+        data_encoding::BASE64_NOPAD.encode(&sha2::Sha256::digest(&blob))
+    ))
 }
 
 /// Appends a record for `name` (used by the `accept-new` policy).
@@ -278,6 +305,29 @@ mod tests {
             check(&hashed, "[127.0.0.1]:2202", "ssh-ed25519", ED1),
             Verdict::Unknown
         );
+    }
+
+    #[test]
+    fn authorities_and_recorded_fingerprints() {
+        let file = format!(
+            "@cert-authority *.example.com,[127.0.0.1]:* ssh-ed25519 {ED1} ca\nweb1 ssh-ed25519 {ED2}\n"
+        );
+        assert_eq!(authorities(&file, "a.example.com").len(), 1);
+        assert_eq!(authorities(&file, "[127.0.0.1]:2201").len(), 1);
+        assert!(authorities(&file, "web1").is_empty());
+        // The same fingerprint ssh-keygen prints for the key.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pub");
+        std::fs::write(&path, format!("ssh-ed25519 {ED2}\n")).unwrap();
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let fingerprint = recorded_fingerprint(&file, 2).unwrap();
+        assert!(printed.contains(&fingerprint), "{printed} vs {fingerprint}");
+        assert_eq!(recorded_fingerprint(&file, 9), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub mod known_hosts;
 pub mod local;
 pub mod ssh;
+pub mod ssh_config;
 
 /// A boxed future, so transports can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -249,22 +250,41 @@ pub struct Negotiated {
     pub host_key: String,
 }
 
-/// Errors of the transport layer. Messages name the address; the caller adds the host name.
+/// Errors of the transport layer. Messages name the address and say what happened in the
+/// words an operator uses (never a bare protocol error); the caller adds the host name.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The name does not resolve (DNS, `/etc/hosts`), or the resolver cannot be reached.
+    #[error("name `{name}` not resolved: {message}")]
+    NameNotResolved {
+        /// The name.
+        name: String,
+        /// The resolver's words (`Name or service not known`).
+        message: String,
+    },
     /// Nothing listens on the port.
     #[error("connection refused by {address}")]
     Refused {
         /// `host:port`.
         address: String,
     },
-    /// TCP connect plus SSH handshake and login took too long.
-    #[error("connecting to {address} timed out after {seconds}s")]
+    /// The network or host cannot be reached from here (no route).
+    #[error("no route to {address}: {message}")]
+    NoRoute {
+        /// `host:port`.
+        address: String,
+        /// The system's words (`Network is unreachable`).
+        message: String,
+    },
+    /// A hop did not get through connect, handshake and login in time.
+    #[error("connecting to {address} timed out after {seconds}s: {stage}")]
     ConnectTimeout {
         /// `host:port`.
         address: String,
         /// The deadline.
         seconds: u64,
+        /// Where it stopped, and what that means (`no answer to the TCP connect…`).
+        stage: &'static str,
     },
     /// Network failure while connecting.
     #[error("cannot connect to {address}: {source}")]
@@ -274,6 +294,30 @@ pub enum TransportError {
         /// The socket error.
         #[source]
         source: std::io::Error,
+    },
+    /// The server closed the connection before login was complete.
+    #[error("{address} closed the connection during {stage}{hint}")]
+    Closed {
+        /// `host:port`.
+        address: String,
+        /// Where.
+        stage: &'static str,
+        /// Likely causes (starts with ` (`), or empty.
+        hint: &'static str,
+    },
+    /// The server did not speak SSH.
+    #[error("{address} is not an SSH server (it did not answer with an SSH version line)")]
+    NotSsh {
+        /// `host:port`.
+        address: String,
+    },
+    /// The SSH handshake failed for another reason (no common algorithm...).
+    #[error("SSH handshake with {address} failed: {message}")]
+    Handshake {
+        /// `host:port`.
+        address: String,
+        /// What went wrong.
+        message: String,
     },
     /// The host key is not in known_hosts and the policy is strict.
     #[error("host key for {host} is not known: {algorithm} key fingerprint is {fingerprint} (not in {known_hosts})")]
@@ -288,18 +332,15 @@ pub enum TransportError {
         known_hosts: String,
     },
     /// The host key differs from the recorded one (or is revoked).
-    #[error("host key for {host} has changed: offered {algorithm} key fingerprint is {fingerprint}, {known_hosts}:{line} records another")]
-    HostKeyMismatch {
+    #[error("{0}")]
+    HostKeyMismatch(Box<HostKeyChanged>),
+    /// The host presented a certificate that known_hosts' authorities do not vouch for.
+    #[error("host certificate of {host} is not valid: {reason}")]
+    HostCertificate {
         /// The name looked up.
         host: String,
-        /// Key algorithm.
-        algorithm: String,
-        /// `SHA256:...` of the offered key.
-        fingerprint: String,
-        /// The file consulted.
-        known_hosts: String,
-        /// 1-based line of the conflicting record.
-        line: usize,
+        /// Why.
+        reason: String,
     },
     /// known_hosts could not be read or written.
     #[error("known_hosts file {path}: {source}")]
@@ -319,12 +360,34 @@ pub enum TransportError {
         message: String,
     },
     /// Every credential was rejected.
-    #[error("authentication failed for user {user} (tried {})", if tried.is_empty() { "nothing: no key file and no agent".to_string() } else { tried.join(", ") })]
+    #[error("authentication failed for user {user} at {address} (tried {}{})", if tried.is_empty() { "nothing: no key file and no agent key".to_string() } else { tried.join(", ") }, if accepted.is_empty() { String::new() } else { format!("; the server accepts {}", accepted.join(", ")) })]
     AuthFailed {
         /// Login user.
         user: String,
-        /// What was offered.
+        /// `host:port`.
+        address: String,
+        /// What was offered (`key PATH`, `certificate PATH`, `agent key COMMENT`).
         tried: Vec<String>,
+        /// The methods the server said may continue (`publickey`, `password`...).
+        accepted: Vec<String>,
+    },
+    /// A jump host could not open a channel to the next hop.
+    #[error("could not open a connection to {target}: {reason}")]
+    ChannelOpen {
+        /// `host:port` of the next hop.
+        target: String,
+        /// The jump host's reason.
+        reason: String,
+    },
+    /// A jump host (`ProxyJump`) failed: connecting to it, logging in, or reaching the next
+    /// hop through it. Shared by every host behind it in one run.
+    #[error("jump host {jump}: {source}")]
+    Jump {
+        /// The hop as written and its address.
+        jump: String,
+        /// What went wrong there.
+        #[source]
+        source: std::sync::Arc<TransportError>,
     },
     /// A configured algorithm name is not supported.
     #[error("unsupported {what} algorithm `{name}`")]
@@ -358,9 +421,54 @@ pub enum TransportError {
     /// The local command could not be started.
     #[error("cannot run local command: {0}")]
     Spawn(#[source] std::io::Error),
-    /// The SSH protocol failed (includes connection loss and keepalive timeouts).
-    #[error("ssh: {0}")]
+    /// The command never reached the host: opening its channel or sending it failed (the
+    /// connection was lost before), so it did not run.
+    #[error("the command could not be sent: {}", describe_ssh(.0))]
+    NotSent(#[source] russh::Error),
+    /// The SSH protocol failed after login (connection loss, keepalive timeouts).
+    #[error("{}", describe_ssh(.0))]
     Ssh(#[from] russh::Error),
+}
+
+/// A host key that differs from the recorded one: both fingerprints and where the record is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host key for {host} has changed: the host offers {algorithm} {fingerprint}, {known_hosts}:{line} records {recorded_fingerprint} (someone may be intercepting the connection, or the host was reinstalled: check, then update that line)")]
+pub struct HostKeyChanged {
+    /// The name looked up.
+    pub host: String,
+    /// Key algorithm.
+    pub algorithm: String,
+    /// `SHA256:...` of the offered key.
+    pub fingerprint: String,
+    /// `SHA256:...` of the recorded key.
+    pub recorded_fingerprint: String,
+    /// The file consulted.
+    pub known_hosts: String,
+    /// 1-based line of the conflicting record.
+    pub line: usize,
+}
+
+/// russh's protocol errors in words: what happened to the connection.
+pub fn describe_ssh(e: &russh::Error) -> String {
+    match e {
+        russh::Error::Disconnect | russh::Error::HUP => {
+            "the connection was closed by the host (or the network dropped it)".into()
+        }
+        russh::Error::KeepaliveTimeout => {
+            "the host stopped answering keepalives (it went down, or the network dropped it)".into()
+        }
+        russh::Error::ConnectionTimeout | russh::Error::InactivityTimeout => {
+            "the connection timed out".into()
+        }
+        russh::Error::SendError | russh::Error::RecvError => {
+            "the SSH session ended (the connection was lost)".into()
+        }
+        russh::Error::ChannelOpenFailure(reason) => {
+            format!("the host refused to open a channel ({reason:?}; sshd's MaxSessions?)")
+        }
+        russh::Error::IO(io) => format!("connection error: {io}"),
+        other => format!("SSH protocol error: {other}"),
+    }
 }
 
 /// Quotes `s` for a POSIX shell (single quotes, `'` as `'\''`): the one function through

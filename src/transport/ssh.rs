@@ -1,6 +1,11 @@
 //! The SSH transport (russh): one connection per host, every command on its own channel of
-//! that one session, host keys checked against known_hosts, key-file and agent login,
-//! optional `sudo -n`.
+//! that one session, host keys checked against known_hosts (plain keys, and host
+//! certificates of `@cert-authority` authorities), key-file, certificate and agent login,
+//! jump hosts (`ProxyJump`: one shared connection per bastion, the next hop over a
+//! `direct-tcpip` channel, host keys checked at every hop), optional `sudo -n`. Connection
+//! failures say what happened: name not resolved, refused, no route, timed out (and in
+//! which stage), closed by the server, host key changed (both fingerprints), login refused
+//! (what was tried, what the server accepts).
 //!
 //! Channel discipline (from russh users' reports): each exec channel is read until the
 //! server closes it, with stdout and stderr drained as they arrive, and closed explicitly on
@@ -16,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Algorithm, Certificate, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 use russh::{cipher, kex, ChannelMsg, Disconnect, Preferred};
 
 use super::known_hosts::{self, Verdict};
@@ -52,7 +57,8 @@ pub const DEFAULT_CIPHERS: &[&str] = &[
     "aes128-ctr",
 ];
 
-/// Resolved SSH options for one host (Settings' `ssh` overlaid with the host's own).
+/// Resolved SSH options for one hop (a host, or a jump host on the way to one): Settings'
+/// `ssh` overlaid with the host's own and with the OpenSSH client configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SshOptions {
     /// Address to connect to.
@@ -65,13 +71,22 @@ pub struct SshOptions {
     pub identity_files: Vec<PathBuf>,
     /// Whether to offer the keys of the agent at `SSH_AUTH_SOCK`.
     pub use_agent: bool,
-    /// The known_hosts file.
+    /// The known_hosts file (the one `accept-new` writes to).
     pub known_hosts: PathBuf,
+    /// Further known_hosts files, only read (the other `UserKnownHostsFile` entries and
+    /// `GlobalKnownHostsFile`).
+    pub extra_known_hosts: Vec<PathBuf>,
+    /// The name host keys are looked up (and host certificates checked) under instead of
+    /// the address (`HostKeyAlias`).
+    pub host_key_alias: Option<String>,
+    /// Certificates offered with the identity files whose keys they certify
+    /// (`CertificateFile`); each identity's `IDENTITY-cert.pub` is tried as well.
+    pub certificate_files: Vec<PathBuf>,
     /// Unknown host keys: refuse or record.
     pub host_key_policy: HostKeyPolicy,
     /// Wrap every command in `sudo -n`.
     pub sudo: bool,
-    /// Deadline for TCP connect, handshake and login together.
+    /// Deadline for TCP connect, handshake and login together (per hop).
     pub connect_timeout: Duration,
     /// Keepalive interval (the connection is dropped after 3 unanswered).
     pub keepalive_interval: Duration,
@@ -79,6 +94,17 @@ pub struct SshOptions {
     pub kex: Vec<String>,
     /// Cipher preference (empty: [`DEFAULT_CIPHERS`]).
     pub ciphers: Vec<String>,
+    /// Jump hosts to go through, first to last (`ProxyJump`).
+    pub jumps: Vec<JumpHost>,
+}
+
+/// One jump host of a `ProxyJump` chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JumpHost {
+    /// The hop as written (`bastion`, `ops@bastion:2222`), for messages.
+    pub name: String,
+    /// How to reach and log in to it (its own `jumps` are empty: the chain is flat).
+    pub options: SshOptions,
 }
 
 impl SshOptions {
@@ -90,13 +116,62 @@ impl SshOptions {
             format!("{}:{}", self.address, self.port)
         }
     }
+
+    /// What identifies a connection for sharing: everything but the jumps, which the pool
+    /// key spells out hop by hop.
+    fn pool_key(&self) -> String {
+        format!(
+            "{}@{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.user,
+            self.endpoint(),
+            self.identity_files,
+            self.use_agent,
+            self.known_hosts,
+            self.extra_known_hosts,
+            self.host_key_alias,
+            self.host_key_policy,
+            self.kex,
+            self.ciphers
+        )
+    }
+
+    /// The name looked up in known_hosts: the `HostKeyAlias` as is, else `host` or
+    /// `[host]:port` as OpenSSH writes it.
+    fn lookup_name(&self) -> String {
+        match &self.host_key_alias {
+            Some(alias) => alias.clone(),
+            None => known_hosts::lookup_name(&self.address, self.port),
+        }
+    }
 }
 
-/// Private keys loaded once per run and shared by every connection (parsing a key file per
-/// host would cost more than the handshake it serves).
-#[derive(Debug, Default)]
+/// What the connections of one run share: private keys and certificates loaded once
+/// (parsing a key file per host would cost more than the handshake it serves), and
+/// connections to jump hosts, so that hosts behind one bastion share one connection to it
+/// instead of opening one each (sshd's `MaxStartups` drops unauthenticated connections
+/// beyond 10 at once by default).
+#[derive(Default)]
 pub struct KeyCache {
     keys: Mutex<HashMap<PathBuf, Arc<PrivateKey>>>,
+    certificates: Mutex<HashMap<PathBuf, Option<Arc<Certificate>>>>,
+    jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        f.debug_struct("KeyCache").finish_non_exhaustive()
+    }
+}
+
+/// A shared jump-host connection: not yet tried, up, or failed recently. Hosts that were
+/// waiting for an attempt that failed get its failure at once instead of each waiting out
+/// its own timeout; after the hop's connect timeout has passed, the next host tries again
+/// (a bastion that was rebooting is back).
+enum JumpSlot {
+    Empty,
+    Up(Arc<Handle<ClientHandler>>),
+    Failed(Arc<TransportError>, tokio::time::Instant),
 }
 
 impl KeyCache {
@@ -122,6 +197,39 @@ impl KeyCache {
         keys.insert(path.to_path_buf(), key.clone());
         Ok(key)
     }
+
+    /// The certificate in `path`; `None` when there is no such file or it is not a
+    /// certificate (a certificate that cannot be used is skipped, as OpenSSH skips it).
+    fn certificate(&self, path: &Path) -> Option<Arc<Certificate>> {
+        let mut certs = self
+            .certificates
+            .lock()
+            .expect("certificate cache lock is never poisoned: no panics inside");
+        if let Some(c) = certs.get(path) {
+            return c.clone();
+        }
+        let cert = match std::fs::read_to_string(path) {
+            Ok(text) => match Certificate::from_openssh(text.trim()) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("ignoring certificate {}: {e}", path.display());
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        certs.insert(path.to_path_buf(), cert.clone());
+        cert
+    }
+
+    fn jump_slot(&self, key: &str) -> Arc<tokio::sync::Mutex<JumpSlot>> {
+        self.jumps
+            .lock()
+            .expect("jump pool lock is never poisoned: no panics inside")
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(JumpSlot::Empty)))
+            .clone()
+    }
 }
 
 /// The key files OpenSSH tries when none is configured (only those that exist).
@@ -141,79 +249,351 @@ pub struct SshTransport {
     handle: Handle<ClientHandler>,
     sudo: bool,
     negotiated: Option<Negotiated>,
+    /// The jump-host connections this one runs through, kept open while it lives.
+    _jumps: Vec<Arc<Handle<ClientHandler>>>,
 }
 
 impl SshTransport {
-    /// Connects, checks the host key and logs in, all within `options.connect_timeout`.
+    /// Connects (through the jump hosts, if any: each one's host key checked and its own
+    /// login done, the next hop reached over a `direct-tcpip` channel), checks the host
+    /// key and logs in; each hop within its own `connect_timeout`.
     pub async fn connect(
         options: &SshOptions,
         keys: &KeyCache,
     ) -> Result<SshTransport, TransportError> {
-        let seconds = options.connect_timeout.as_secs();
-        match tokio::time::timeout(options.connect_timeout, connect_inner(options, keys)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::ConnectTimeout {
-                address: options.endpoint(),
-                seconds,
-            }),
+        let mut via: Option<Arc<Handle<ClientHandler>>> = None;
+        let mut held = Vec::with_capacity(options.jumps.len());
+        let mut chain = String::new();
+        for jump in &options.jumps {
+            chain.push_str(&jump.options.pool_key());
+            chain.push('\n');
+            let handle = jump_connection(&chain, jump, via.as_deref(), keys).await?;
+            held.push(handle.clone());
+            via = Some(handle);
+        }
+        let (handle, negotiated) =
+            connect_hop(options, via.as_deref(), keys)
+                .await
+                .map_err(|e| match (e, options.jumps.last()) {
+                    // The last jump host could not reach this host: say so in its name.
+                    (e @ TransportError::ChannelOpen { .. }, Some(jump)) => TransportError::Jump {
+                        jump: jump_label(jump),
+                        source: Arc::new(e),
+                    },
+                    (e, _) => e,
+                })?;
+        Ok(SshTransport {
+            handle,
+            sudo: options.sudo,
+            negotiated,
+            _jumps: held,
+        })
+    }
+}
+
+fn jump_label(jump: &JumpHost) -> String {
+    format!("`{}` ({})", jump.name, jump.options.endpoint())
+}
+
+/// The shared connection to a jump host (`chain` names it and every hop before it),
+/// made by the first host that needs it; a failure is kept for the run.
+async fn jump_connection(
+    chain: &str,
+    jump: &JumpHost,
+    via: Option<&Handle<ClientHandler>>,
+    keys: &KeyCache,
+) -> Result<Arc<Handle<ClientHandler>>, TransportError> {
+    let slot = keys.jump_slot(chain);
+    let mut slot = slot.lock().await;
+    match &*slot {
+        JumpSlot::Up(handle) if !handle.is_closed() => return Ok(handle.clone()),
+        JumpSlot::Failed(e, at) if at.elapsed() < jump.options.connect_timeout => {
+            return Err(TransportError::Jump {
+                jump: jump_label(jump),
+                source: e.clone(),
+            })
+        }
+        _ => {}
+    }
+    match connect_hop(&jump.options, via, keys).await {
+        Ok((handle, _)) => {
+            let handle = Arc::new(handle);
+            *slot = JumpSlot::Up(handle.clone());
+            Ok(handle)
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            *slot = JumpSlot::Failed(e.clone(), tokio::time::Instant::now());
+            Err(TransportError::Jump {
+                jump: jump_label(jump),
+                source: e,
+            })
         }
     }
 }
 
-async fn connect_inner(
-    options: &SshOptions,
-    keys: &KeyCache,
-) -> Result<SshTransport, TransportError> {
-    let lookup = known_hosts::lookup_name(&options.address, options.port);
-    let known = match std::fs::read_to_string(&options.known_hosts) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(TransportError::KnownHosts {
-                path: options.known_hosts.display().to_string(),
-                source,
-            })
+/// The stage a connection attempt is in, for timeout messages.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Resolve,
+    Tcp,
+    Channel,
+    Handshake,
+    Login,
+}
+
+impl Stage {
+    /// The stage, for "closed during ...".
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Resolve => "name resolution",
+            Stage::Tcp => "the TCP connect",
+            Stage::Channel => "the channel through the jump host",
+            Stage::Handshake => "the SSH handshake",
+            Stage::Login => "login",
         }
+    }
+
+    /// What a timeout in this stage means.
+    fn timed_out(self) -> &'static str {
+        match self {
+            Stage::Resolve => "the name did not resolve in time",
+            Stage::Tcp => "no answer to the TCP connect; the host is down or a firewall drops the packets",
+            Stage::Channel => "the jump host did not open the channel in time",
+            Stage::Handshake => "connected, but the SSH handshake did not complete; the server sent nothing or stalled",
+            Stage::Login => "login did not complete in time",
+        }
+    }
+}
+
+/// One hop: a TCP connection (or a `direct-tcpip` channel of the previous hop), the
+/// handshake with the host-key check, and login, all before `connect_timeout`.
+async fn connect_hop(
+    options: &SshOptions,
+    via: Option<&Handle<ClientHandler>>,
+    keys: &KeyCache,
+) -> Result<(Handle<ClientHandler>, Option<Negotiated>), TransportError> {
+    let deadline = tokio::time::Instant::now() + options.connect_timeout;
+    let endpoint = options.endpoint();
+    let timed_out = |stage: Stage| TransportError::ConnectTimeout {
+        address: endpoint.clone(),
+        seconds: options.connect_timeout.as_secs(),
+        stage: stage.timed_out(),
     };
-    let config = client_config(options, &known_hosts::recorded_types(&known, &lookup))?;
+    let known = Arc::new(KnownHosts::load(options)?);
+    let lookup = options.lookup_name();
+    let authorities = !known.authorities(&lookup).is_empty();
+    let config = client_config(options, &known.recorded_types(&lookup), authorities)?;
     let negotiated = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
         lookup,
-        known_hosts_contents: known,
+        principal: options
+            .host_key_alias
+            .clone()
+            .unwrap_or_else(|| options.address.clone()),
+        known,
         known_hosts: options.known_hosts.clone(),
         policy: options.host_key_policy,
         negotiated: negotiated.clone(),
+        certified: false,
     };
-    let endpoint = options.endpoint();
-    let socket = tokio::net::TcpStream::connect((options.address.as_str(), options.port))
+    let config = Arc::new(config);
+    let handshake = |result: Result<Handle<ClientHandler>, TransportError>| {
+        result.map_err(|e| classify(e, &endpoint, Stage::Handshake))
+    };
+    let mut handle = match via {
+        None => {
+            let socket = tcp_connect(options, deadline, &timed_out).await?;
+            // Small request/response messages: Nagle would add a delayed-ACK wait per round trip.
+            let _ = socket.set_nodelay(true);
+            let connecting = client::connect_stream(config, socket, handler);
+            handshake(
+                tokio::time::timeout_at(deadline, connecting)
+                    .await
+                    .map_err(|_| timed_out(Stage::Handshake))?,
+            )?
+        }
+        Some(jump) => {
+            let opening = jump.channel_open_direct_tcpip(
+                options.address.clone(),
+                u32::from(options.port),
+                "127.0.0.1",
+                0,
+            );
+            let channel = tokio::time::timeout_at(deadline, opening)
+                .await
+                .map_err(|_| timed_out(Stage::Channel))?
+                .map_err(|e| match e {
+                    russh::Error::ChannelOpenFailure(reason) => TransportError::ChannelOpen {
+                        target: endpoint.clone(),
+                        reason: channel_open_reason(&reason),
+                    },
+                    other => classify(TransportError::Ssh(other), &endpoint, Stage::Channel),
+                })?;
+            let connecting = client::connect_stream(config, channel.into_stream(), handler);
+            handshake(
+                tokio::time::timeout_at(deadline, connecting)
+                    .await
+                    .map_err(|_| timed_out(Stage::Handshake))?,
+            )?
+        }
+    };
+    tokio::time::timeout_at(deadline, authenticate(&mut handle, options, keys))
         .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
-                address: endpoint.clone(),
-            },
-            _ => TransportError::Connect {
-                address: endpoint.clone(),
-                source,
-            },
-        })?;
-    // Small request/response messages: Nagle would add a delayed-ACK wait per round trip.
-    let _ = socket.set_nodelay(true);
-    let mut handle = client::connect_stream(Arc::new(config), socket, handler).await?;
-    authenticate(&mut handle, options, keys).await?;
+        .map_err(|_| timed_out(Stage::Login))?
+        .map_err(|e| classify(e, &endpoint, Stage::Login))?;
     let negotiated = negotiated
         .lock()
         .expect("negotiated lock is never poisoned: no panics inside")
         .clone();
-    Ok(SshTransport {
-        handle,
-        sudo: options.sudo,
-        negotiated,
+    Ok((handle, negotiated))
+}
+
+/// Resolves the address and connects to the first answer that accepts, with errors in
+/// the words of what happened: name not resolved, refused, no route.
+async fn tcp_connect(
+    options: &SshOptions,
+    deadline: tokio::time::Instant,
+    timed_out: &(dyn Fn(Stage) -> TransportError + Sync),
+) -> Result<tokio::net::TcpStream, TransportError> {
+    let lookup = tokio::net::lookup_host((options.address.as_str(), options.port));
+    let addresses: Vec<std::net::SocketAddr> = tokio::time::timeout_at(deadline, lookup)
+        .await
+        .map_err(|_| timed_out(Stage::Resolve))?
+        .map_err(|e| TransportError::NameNotResolved {
+            name: options.address.clone(),
+            message: resolver_message(&e),
+        })?
+        .collect();
+    let mut last = None;
+    for address in &addresses {
+        let connecting = tokio::net::TcpStream::connect(address);
+        match tokio::time::timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| timed_out(Stage::Tcp))?
+        {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some((address, e)),
+        }
+    }
+    let Some((address, source)) = last else {
+        return Err(TransportError::NameNotResolved {
+            name: options.address.clone(),
+            message: "it has no address".into(),
+        });
+    };
+    // Name the address tried when it differs from what was written (a resolved name).
+    let shown = if address.ip().to_string() == options.address {
+        options.endpoint()
+    } else {
+        format!("{} ({address})", options.endpoint())
+    };
+    Err(match source.kind() {
+        std::io::ErrorKind::ConnectionRefused => TransportError::Refused { address: shown },
+        std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable => {
+            TransportError::NoRoute {
+                address: shown,
+                message: os_message(&source),
+            }
+        }
+        _ => TransportError::Connect {
+            address: shown,
+            source,
+        },
     })
+}
+
+/// The resolver's own words (`Name or service not known`, `Temporary failure in name
+/// resolution`), without Rust's prefix.
+fn resolver_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_owned()
+}
+
+/// An OS error's text without ` (os error N)`.
+fn os_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+fn channel_open_reason(reason: &russh::ChannelOpenFailure) -> String {
+    match reason {
+        russh::ChannelOpenFailure::ConnectFailed => {
+            "connect failed (refused, no route or name not resolved, as seen from the jump host)"
+                .into()
+        }
+        russh::ChannelOpenFailure::AdministrativelyProhibited => {
+            "administratively prohibited (the jump host's sshd does not allow forwarding there: AllowTcpForwarding, PermitOpen)".into()
+        }
+        russh::ChannelOpenFailure::ResourceShortage => "resource shortage on the jump host".into(),
+        russh::ChannelOpenFailure::UnknownChannelType => {
+            "the jump host does not support direct-tcpip channels".into()
+        }
+        russh::ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
+    }
+}
+
+/// Turns russh's protocol errors during connect into what happened, in the user's words.
+fn classify(e: TransportError, endpoint: &str, stage: Stage) -> TransportError {
+    let TransportError::Ssh(inner) = e else {
+        return e;
+    };
+    let closed = |hint: &'static str| TransportError::Closed {
+        address: endpoint.to_owned(),
+        stage: stage.describe(),
+        hint,
+    };
+    let stage_hint = match stage {
+        Stage::Login => " (sshd ended the login: see its log; AllowUsers/DenyUsers, MaxAuthTries)",
+        _ => " (not an SSH server, or one refusing connections: sshd's MaxStartups, a firewall or TCP wrapper)",
+    };
+    match inner {
+        russh::Error::Disconnect | russh::Error::HUP | russh::Error::RecvError => {
+            closed(stage_hint)
+        }
+        russh::Error::IO(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            closed(stage_hint)
+        }
+        russh::Error::Version => TransportError::NotSsh {
+            address: endpoint.to_owned(),
+        },
+        russh::Error::NoCommonAlgo { kind, ours, theirs } => TransportError::Handshake {
+            address: endpoint.to_owned(),
+            message: format!(
+                "no {kind:?} algorithm in common (patchkeeper offers {}; the server offers {})",
+                ours.join(", "),
+                theirs.join(", ")
+            )
+            .to_lowercase(),
+        },
+        other => TransportError::Handshake {
+            address: endpoint.to_owned(),
+            message: format!(
+                "{} during {}",
+                super::describe_ssh(&other),
+                stage.describe()
+            ),
+        },
+    }
 }
 
 fn client_config(
     options: &SshOptions,
     recorded_types: &[String],
+    host_certificates: bool,
 ) -> Result<client::Config, TransportError> {
     let kex_names: Vec<String> = if options.kex.is_empty() {
         DEFAULT_KEX.iter().map(|s| s.to_string()).collect()
@@ -249,11 +629,20 @@ fn client_config(
         })?;
         cipher_list.push(parsed);
     }
+    let keys = host_key_preference(recorded_types);
+    // Host certificates only where known_hosts trusts an authority for the host: a
+    // certificate nobody vouches for would only be checked as a plain key anyway.
+    let certificates = if host_certificates {
+        keys.clone()
+    } else {
+        Vec::new()
+    };
 
     Ok(client::Config {
         preferred: Preferred {
             kex: Cow::Owned(kex_list),
-            key: Cow::Owned(host_key_preference(recorded_types)),
+            key: Cow::Owned(keys),
+            host_key_certificates: Cow::Owned(certificates),
             cipher: Cow::Owned(cipher_list),
             ..Preferred::default()
         },
@@ -296,14 +685,58 @@ fn host_key_preference(recorded_types: &[String]) -> Vec<Algorithm> {
     first
 }
 
+/// The certificates that go with `key`: the configured `CertificateFile`s and the
+/// identity's own `-cert.pub`, those certifying this very key.
+fn certificates_for(
+    options: &SshOptions,
+    identity: &Path,
+    key: &PrivateKey,
+    keys: &KeyCache,
+) -> Vec<(PathBuf, Arc<Certificate>)> {
+    let mut own = identity.as_os_str().to_owned();
+    own.push("-cert.pub");
+    options
+        .certificate_files
+        .iter()
+        .cloned()
+        .chain(std::iter::once(PathBuf::from(own)))
+        .filter_map(|path| keys.certificate(&path).map(|c| (path, c)))
+        .filter(|(_, c)| c.public_key() == key.public_key().key_data())
+        .collect()
+}
+
+fn method_names(methods: &russh::MethodSet) -> Vec<String> {
+    methods.iter().map(String::from).collect()
+}
+
 async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     options: &SshOptions,
     keys: &KeyCache,
 ) -> Result<(), TransportError> {
     let mut tried = Vec::new();
+    let mut accepted: Vec<String> = Vec::new();
+    let mut note = |result: &client::AuthResult| {
+        if let client::AuthResult::Failure {
+            remaining_methods, ..
+        } = result
+        {
+            accepted = method_names(remaining_methods);
+        }
+    };
     for path in &options.identity_files {
         let key = keys.load(path)?;
+        // A certificate first, as OpenSSH offers it.
+        for (cert_path, cert) in certificates_for(options, path, &key, keys) {
+            tried.push(format!("certificate {}", cert_path.display()));
+            let result = handle
+                .authenticate_openssh_cert(&options.user, key.clone(), (*cert).clone())
+                .await?;
+            if result.success() {
+                return Ok(());
+            }
+            note(&result);
+        }
         tried.push(format!("key {}", path.display()));
         let hash = if key.algorithm().is_rsa() {
             handle.best_supported_rsa_hash().await?.flatten()
@@ -316,6 +749,7 @@ async fn authenticate(
         if result.success() {
             return Ok(());
         }
+        note(&result);
     }
     if options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
         match russh::keys::agent::client::AgentClient::connect_env().await {
@@ -341,7 +775,7 @@ async fn authenticate(
                         .await
                     {
                         Ok(result) if result.success() => return Ok(()),
-                        Ok(_) => {}
+                        Ok(result) => note(&result),
                         Err(e) => tracing::debug!("agent signing failed: {e}"),
                     }
                 }
@@ -349,10 +783,94 @@ async fn authenticate(
             Err(e) => tracing::debug!("cannot reach ssh-agent: {e}"),
         }
     }
+    if tried.is_empty() {
+        // Ask the server what it would take, so the message can say.
+        if let Ok(result) = handle.authenticate_none(&options.user).await {
+            if result.success() {
+                return Ok(());
+            }
+            note(&result);
+        }
+    }
     Err(TransportError::AuthFailed {
         user: options.user.clone(),
+        address: options.endpoint(),
         tried,
+        accepted,
     })
+}
+
+/// The known_hosts files of one hop, read once.
+#[derive(Debug)]
+struct KnownHosts {
+    files: Vec<(PathBuf, String)>,
+}
+
+impl KnownHosts {
+    fn load(options: &SshOptions) -> Result<KnownHosts, TransportError> {
+        let mut files = Vec::new();
+        for path in std::iter::once(&options.known_hosts).chain(&options.extra_known_hosts) {
+            let text = match std::fs::read_to_string(path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(TransportError::KnownHosts {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            };
+            files.push((path.clone(), text));
+        }
+        Ok(KnownHosts { files })
+    }
+
+    fn recorded_types(&self, lookup: &str) -> Vec<String> {
+        let mut types: Vec<String> = Vec::new();
+        for (_, text) in &self.files {
+            for t in known_hosts::recorded_types(text, lookup) {
+                if !types.contains(&t) {
+                    types.push(t);
+                }
+            }
+        }
+        types
+    }
+
+    fn authorities(&self, lookup: &str) -> Vec<russh::keys::PublicKey> {
+        self.files
+            .iter()
+            .flat_map(|(_, text)| known_hosts::authorities(text, lookup))
+            .collect()
+    }
+
+    /// The verdict over every file: a record of the key anywhere vouches for it; a revoked
+    /// key is refused wherever the revocation is; else the first conflicting record.
+    fn check(&self, lookup: &str, key_type: &str, blob: &str) -> (Verdict, String) {
+        let mut changed = None;
+        for (path, text) in &self.files {
+            match known_hosts::check(text, lookup, key_type, blob) {
+                Verdict::Known => return (Verdict::Known, String::new()),
+                v @ Verdict::Revoked { .. } => return (v, path.display().to_string()),
+                v @ Verdict::Changed { .. } if changed.is_none() => {
+                    changed = Some((v, path.display().to_string(), text.clone()));
+                }
+                _ => {}
+            }
+        }
+        match changed {
+            Some((v, path, _)) => (v, path),
+            None => (Verdict::Unknown, String::new()),
+        }
+    }
+
+    fn file_text(&self, path: &str) -> &str {
+        self.files
+            .iter()
+            .find(|(p, _)| p.display().to_string() == path)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or("")
+    }
 }
 
 /// How reading a command's channel ended.
@@ -384,8 +902,17 @@ impl Transport for SshTransport {
             } else {
                 inner
             };
-            let mut channel = self.handle.channel_open_session().await?;
-            channel.exec(true, wrapped.into_bytes()).await?;
+            // Until the exec request is out, the command cannot have run: said as such, so a
+            // lost package transaction is known not to have started.
+            let mut channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(TransportError::NotSent)?;
+            channel
+                .exec(true, wrapped.into_bytes())
+                .await
+                .map_err(TransportError::NotSent)?;
             let mut capture = Capture::new(&options);
             let mut exit = None;
             let collect = async {
@@ -471,23 +998,19 @@ impl Transport for SshTransport {
 /// russh callbacks: the host-key decision and the negotiated algorithms.
 pub struct ClientHandler {
     lookup: String,
-    known_hosts_contents: String,
+    /// The name a host certificate must be issued for (`HostKeyAlias`, else the address).
+    principal: String,
+    known: Arc<KnownHosts>,
     known_hosts: PathBuf,
     policy: HostKeyPolicy,
     negotiated: Arc<Mutex<Option<Negotiated>>>,
+    /// The host proved itself with a certificate (named so in [`Negotiated`]).
+    certified: bool,
 }
 
-impl client::Handler for ClientHandler {
-    type Error = TransportError;
-
-    async fn check_server_key(
-        &mut self,
-        server_public_key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key else {
-            // No certificate algorithms are offered, so a server cannot send one.
-            return Ok(false);
-        };
+impl ClientHandler {
+    /// A plain host key against the known_hosts records.
+    fn check_key(&self, key: &russh::keys::PublicKey) -> Result<bool, TransportError> {
         let openssh = key.to_openssh().map_err(|e| TransportError::KeyLoad {
             path: "(server host key)".into(),
             message: e.to_string(),
@@ -497,28 +1020,47 @@ impl client::Handler for ClientHandler {
             return Ok(false);
         };
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let file = self.known_hosts.display().to_string();
-        match known_hosts::check(&self.known_hosts_contents, &self.lookup, key_type, blob) {
-            Verdict::Known => Ok(true),
-            Verdict::Changed { line } | Verdict::Revoked { line } => {
-                Err(TransportError::HostKeyMismatch {
+        let primary = self.known_hosts.display().to_string();
+        match self.known.check(&self.lookup, key_type, blob) {
+            (Verdict::Known, _) => Ok(true),
+            (Verdict::Changed { line }, file) => Err(TransportError::HostKeyMismatch(Box::new(
+                super::HostKeyChanged {
                     host: self.lookup.clone(),
                     algorithm: key_type.to_string(),
                     fingerprint,
+                    recorded_fingerprint: known_hosts::recorded_fingerprint(
+                        self.known.file_text(&file),
+                        line,
+                    )
+                    .unwrap_or_else(|| "(unreadable)".into()),
                     known_hosts: file,
                     line,
-                })
-            }
-            Verdict::Unknown => match self.policy {
+                },
+            ))),
+            (Verdict::Revoked { line }, file) => Err(TransportError::HostKeyMismatch(Box::new(
+                super::HostKeyChanged {
+                    host: self.lookup.clone(),
+                    algorithm: key_type.to_string(),
+                    fingerprint: fingerprint.clone(),
+                    recorded_fingerprint: format!("{fingerprint} as @revoked"),
+                    known_hosts: file,
+                    line,
+                },
+            ))),
+            (Verdict::Unknown, _) => match self.policy {
                 HostKeyPolicy::Strict => Err(TransportError::HostKeyUnknown {
                     host: self.lookup.clone(),
                     algorithm: key_type.to_string(),
                     fingerprint,
-                    known_hosts: file,
+                    known_hosts: primary,
                 }),
                 HostKeyPolicy::AcceptNew => {
-                    known_hosts::append(&self.known_hosts, &self.lookup, key_type, blob)
-                        .map_err(|source| TransportError::KnownHosts { path: file, source })?;
+                    known_hosts::append(&self.known_hosts, &self.lookup, key_type, blob).map_err(
+                        |source| TransportError::KnownHosts {
+                            path: primary,
+                            source,
+                        },
+                    )?;
                     tracing::warn!(
                         "permanently added {} ({key_type} {fingerprint}) to {}",
                         self.lookup,
@@ -527,6 +1069,96 @@ impl client::Handler for ClientHandler {
                     Ok(true)
                 }
             },
+        }
+    }
+
+    /// A host certificate: signed by an authority known_hosts trusts for this host
+    /// (`@cert-authority`), valid now, a host certificate, issued for this host's name, and
+    /// neither it nor its authority revoked.
+    fn check_certificate(&self, cert: &Certificate) -> Result<bool, TransportError> {
+        let authorities = self.known.authorities(&self.lookup);
+        let invalid = |reason: String| TransportError::HostCertificate {
+            host: self.lookup.clone(),
+            reason,
+        };
+        for (_, text) in &self.known.files {
+            for revoked in [cert.public_key(), cert.signature_key()] {
+                let key = russh::keys::PublicKey::new(revoked.clone(), "");
+                if let Ok(openssh) = key.to_openssh() {
+                    let mut f = openssh.split_ascii_whitespace();
+                    if let (Some(t), Some(b)) = (f.next(), f.next()) {
+                        if let Verdict::Revoked { line } =
+                            known_hosts::check(text, &self.lookup, t, b)
+                        {
+                            return Err(invalid(format!(
+                                "its key or authority is marked @revoked (line {line})"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        if authorities.is_empty() {
+            // Offered only when an authority is known; without one, the certified key is
+            // checked as a plain key (as OpenSSH falls back).
+            return self.check_key(&russh::keys::PublicKey::new(cert.public_key().clone(), ""));
+        }
+        let fingerprints: Vec<_> = authorities
+            .iter()
+            .map(|k| k.fingerprint(HashAlg::Sha256))
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        cert.validate_at(now, fingerprints.iter()).map_err(|e| {
+            invalid(format!(
+                "{e} (signed by {}; trusted authorities: {})",
+                cert.signature_key().fingerprint(HashAlg::Sha256),
+                fingerprints
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::Host {
+            return Err(invalid(
+                "it is a user certificate, not a host certificate".into(),
+            ));
+        }
+        if !cert.valid_principals().contains(&self.principal) {
+            return Err(invalid(format!(
+                "it is issued for {}, not for `{}`",
+                if cert.valid_principals().is_empty() {
+                    "no name".to_owned()
+                } else {
+                    cert.valid_principals()
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                self.principal
+            )));
+        }
+        Ok(true)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = TransportError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        match server_public_key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => self.check_key(key),
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => {
+                self.certified = true;
+                self.check_certificate(cert)
+            }
         }
     }
 
@@ -542,7 +1174,11 @@ impl client::Handler for ClientHandler {
             .expect("negotiated lock is never poisoned: no panics inside") = Some(Negotiated {
             kex: names.kex.as_ref().to_string(),
             cipher: names.cipher.as_ref().to_string(),
-            host_key: names.key.as_str().to_string(),
+            host_key: if self.certified {
+                names.key.to_certificate_type()
+            } else {
+                names.key.as_str().to_string()
+            },
         });
         Ok(())
     }
@@ -566,12 +1202,16 @@ mod tests {
             keepalive_interval: Duration::from_secs(15),
             kex: vec![],
             ciphers: vec![],
+            extra_known_hosts: vec![],
+            host_key_alias: None,
+            certificate_files: vec![],
+            jumps: vec![],
         }
     }
 
     #[test]
     fn defaults_are_all_supported_by_russh() {
-        let config = client_config(&options(), &[]).unwrap();
+        let config = client_config(&options(), &[], false).unwrap();
         assert_eq!(config.preferred.kex[0].as_ref(), "curve25519-sha256");
         assert_eq!(config.preferred.cipher.len(), DEFAULT_CIPHERS.len());
         assert!(config.inactivity_timeout.is_none());
@@ -581,7 +1221,7 @@ mod tests {
     fn unknown_algorithms_are_rejected_by_name() {
         let mut o = options();
         o.kex = vec!["sntrup761x25519-sha512@openssh.com".into()];
-        let err = client_config(&o, &[]).unwrap_err();
+        let err = client_config(&o, &[], false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unsupported kex algorithm `sntrup761x25519-sha512@openssh.com`"

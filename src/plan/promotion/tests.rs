@@ -193,6 +193,7 @@ fn plan_at(f: &ValidFleet, obs: &ObservedFleet, e: &Evidence, at: Timestamp) -> 
         first_seen: &FirstSeen::new(),
         simulations: None,
         promotion: e,
+        advisories: None,
     })
 }
 
@@ -600,6 +601,7 @@ fn a_dependency_the_package_manager_pulls_in_must_be_proven_too() {
         at,
         first_seen: &FirstSeen::new(),
         promotion: &e,
+        advisories: None,
     });
     let h = host(&p, "prod-1");
     assert_eq!(h.status, HostStatus::Blocked);
@@ -630,6 +632,7 @@ fn a_dependency_the_package_manager_pulls_in_must_be_proven_too() {
         at,
         first_seen: &FirstSeen::new(),
         promotion: &e2,
+        advisories: None,
     });
     assert_eq!(host(&p, "prod-1").status, HostStatus::Update);
 }

@@ -1,0 +1,867 @@
+//! Matching advisories onto observed hosts. Pure: an [`Index`] (built from stored records)
+//! and an observed fleet in, per-host findings out.
+//!
+//! Each installed package is looked up under its *source* package and source version
+//! (Debian advisories are per source; the binNMU suffix is already stripped by observe), and
+//! on RPM hosts also under its own name (AlmaLinux and Rocky records often name binary
+//! RPMs). Versions compare with the host ecosystem's exact ordering ([`crate::version`]):
+//! OSV `ECOSYSTEM` ranges are evaluated as the OSV spec's `IsVulnerable` pseudocode does
+//! (`introduced`, `fixed`, `last_affected`, `limit`, plus listed `versions`); the tracker's
+//! `resolved` + `fixed_version` is the range `[0, fixed)`; `open`/`undetermined` affect every
+//! version. A finding says whether the fix is offered by the host's repositories (a pending
+//! update whose version maps to at least the fixed source version), offered but held, not
+//! offered, or not released at all.
+//!
+//! Fleets share most (package, version) pairs, so each distinct (ecosystem, package,
+//! version) is evaluated once and the result reused for every host that has it.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+use super::ecosystem::{self, HostEcosystem};
+use super::{Affected, Event, Origin, Record, Severity, Unfixed};
+use crate::observed::{ObservedFleet, ObservedHost, PendingUpdate};
+use crate::version::{self, Ecosystem, Version};
+
+/// Fast hashing for the matcher's maps: the keys are package names and versions from the
+/// fleet and the advisory data, not attacker-chosen at a scale that matters here.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// What every finding of one advisory record shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryInfo {
+    /// Advisory id.
+    pub id: String,
+    /// CVE ids it covers.
+    pub cves: Vec<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// One line.
+    pub summary: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+enum Test {
+    Ranges {
+        ranges: Vec<Vec<(EventKind, Option<Version>)>>,
+        versions: Vec<Version>,
+    },
+    Unfixed(Unfixed),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Introduced,
+    Fixed,
+    LastAffected,
+    Limit,
+}
+
+struct Entry {
+    info: Arc<AdvisoryInfo>,
+    test: Test,
+}
+
+/// The stored records, parsed and indexed by (ecosystem, package) for matching.
+pub struct Index {
+    entries: Vec<Entry>,
+    by_name: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// The snapshot id of the data (`None`: built without a store).
+    pub snapshot: Option<String>,
+    /// Records left out because a version in them does not parse in their ecosystem.
+    pub unparsable: usize,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("records", &self.entries.len())
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Index {
+    /// Parses and indexes `records` (records of unsupported ecosystems and with versions
+    /// that do not parse are left out and counted).
+    pub fn build(records: Vec<Record>, snapshot: Option<String>) -> Index {
+        let mut index = Index {
+            entries: Vec::with_capacity(records.len()),
+            by_name: HashMap::default(),
+            snapshot,
+            unparsable: 0,
+        };
+        for r in records {
+            let Some(ordering) = ecosystem::ordering(&r.ecosystem) else {
+                continue;
+            };
+            let Some(test) = compile(ordering, &r.affected) else {
+                index.unparsable += 1;
+                continue;
+            };
+            let n = u32::try_from(index.entries.len()).unwrap_or(u32::MAX);
+            index
+                .by_name
+                .entry(r.ecosystem.clone())
+                .or_default()
+                .entry(r.package.clone())
+                .or_default()
+                .push(n);
+            index.entries.push(Entry {
+                info: Arc::new(AdvisoryInfo {
+                    id: r.id,
+                    cves: r.cves,
+                    severity: r.severity,
+                    summary: r.summary,
+                    origin: r.origin,
+                }),
+                test,
+            });
+        }
+        index
+    }
+
+    /// Records indexed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries naming `package` in `ecosystem` or in its release-less form.
+    fn lookup<'a>(&'a self, ecosystem: &str, package: &str) -> impl Iterator<Item = u32> + 'a {
+        let base = ecosystem::base_name(ecosystem);
+        let exact = self.by_name.get(ecosystem).and_then(|m| m.get(package));
+        let general = (base != ecosystem)
+            .then(|| self.by_name.get(base).and_then(|m| m.get(package)))
+            .flatten();
+        exact
+            .into_iter()
+            .chain(general)
+            .flat_map(|v| v.iter().copied())
+    }
+
+    /// Every record naming `package` at `version` in `ecosystem` that affects it.
+    fn evaluate(&self, eco: &HostEcosystem, package: &str, version: &str) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        let mut parsed: Option<Option<Version>> = None;
+        for n in self.lookup(&eco.name, package) {
+            let entry = &self.entries[n as usize];
+            let outcome = match &entry.test {
+                Test::Unfixed(state) => Some((None, Some(*state))),
+                Test::Ranges { ranges, versions } => {
+                    let v =
+                        parsed.get_or_insert_with(|| version::parse(eco.ordering, version).ok());
+                    let Some(v) = v.as_ref() else { continue };
+                    affected_by(v, ranges, versions)
+                }
+            };
+            if let Some((fixed, unfixed)) = outcome {
+                hits.push(Hit {
+                    entry: n,
+                    fixed: fixed.map(|v: &Version| SmolStr::new(v.as_str())),
+                    unfixed,
+                });
+            }
+        }
+        hits
+    }
+}
+
+/// Parses a record's versions in its ecosystem's ordering; `None` if one does not parse.
+fn compile(ordering: Ecosystem, affected: &Affected) -> Option<Test> {
+    Some(match affected {
+        Affected::Unfixed { state, .. } => Test::Unfixed(*state),
+        Affected::Ranges { ranges, versions } => {
+            let mut out = Vec::with_capacity(ranges.len());
+            for range in ranges {
+                let mut events = Vec::with_capacity(range.len());
+                for e in range {
+                    let (kind, text) = match e {
+                        Event::Introduced(v) => (EventKind::Introduced, v),
+                        Event::Fixed(v) => (EventKind::Fixed, v),
+                        Event::LastAffected(v) => (EventKind::LastAffected, v),
+                        Event::Limit(v) => (EventKind::Limit, v),
+                    };
+                    // `introduced: "0"` sorts before every version; `limit: "*"` after.
+                    let special = (kind == EventKind::Introduced && text == "0")
+                        || (kind == EventKind::Limit && text.contains('*'));
+                    let v = if special {
+                        None
+                    } else {
+                        Some(version::parse(ordering, text).ok()?)
+                    };
+                    events.push((kind, v));
+                }
+                events.sort_by(event_order);
+                out.push(events);
+            }
+            let versions = versions
+                .iter()
+                .map(|v| version::parse(ordering, v).ok())
+                .collect::<Option<Vec<_>>>()?;
+            Test::Ranges {
+                ranges: out,
+                versions,
+            }
+        }
+    })
+}
+
+/// Events by version; `introduced: 0` first, `limit: *` last.
+fn event_order(
+    a: &(EventKind, Option<Version>),
+    b: &(EventKind, Option<Version>),
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let rank = |e: &(EventKind, Option<Version>)| match (e.0, &e.1) {
+        (EventKind::Introduced, None) => 0,
+        (_, Some(_)) => 1,
+        (_, None) => 2,
+    };
+    match (rank(a), rank(b)) {
+        (1, 1) => match (&a.1, &b.1) {
+            (Some(x), Some(y)) => x.cmp(y),
+            _ => Ordering::Equal,
+        },
+        (x, y) => x.cmp(&y),
+    }
+}
+
+/// OSV's evaluation: whether `v` is affected, and if so the fix (the first `fixed` event
+/// above `v` in its range) and, when no fix is named, that it is unfixed.
+fn affected_by<'a>(
+    v: &Version,
+    ranges: &'a [Vec<(EventKind, Option<Version>)>],
+    versions: &[Version],
+) -> Option<(Option<&'a Version>, Option<Unfixed>)> {
+    let mut best: Option<Option<&'a Version>> = None;
+    for events in ranges {
+        let limits: Vec<&(EventKind, Option<Version>)> =
+            events.iter().filter(|e| e.0 == EventKind::Limit).collect();
+        let before_limits = limits.is_empty()
+            || limits.iter().any(|e| match &e.1 {
+                None => true,
+                Some(l) => v < l,
+            });
+        if !before_limits {
+            continue;
+        }
+        let mut vulnerable = false;
+        for (kind, ev) in events {
+            match (kind, ev) {
+                (EventKind::Introduced, None) => vulnerable = true,
+                (EventKind::Introduced, Some(x)) if v >= x => vulnerable = true,
+                (EventKind::Fixed, Some(x)) if v >= x => vulnerable = false,
+                (EventKind::LastAffected, Some(x)) if v > x => vulnerable = false,
+                _ => {}
+            }
+        }
+        if vulnerable {
+            let fix = events.iter().find_map(|(kind, ev)| match (kind, ev) {
+                (EventKind::Fixed, Some(x)) if x > v => Some(x),
+                _ => None,
+            });
+            best = Some(match (best.flatten(), fix) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+        }
+    }
+    if best.is_none() && versions.iter().any(|x| x == v) {
+        best = Some(None);
+    }
+    best.map(|fix| (fix, fix.is_none().then_some(Unfixed::Open)))
+}
+
+/// One record that affects one (package, version).
+#[derive(Clone)]
+struct Hit {
+    entry: u32,
+    fixed: Option<SmolStr>,
+    unfixed: Option<Unfixed>,
+}
+
+/// Whether and how a finding can be fixed on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingState {
+    /// The host's repositories offer a version with the fix.
+    FixOffered,
+    /// A version with the fix is offered but held back (dpkg hold, versionlock, exclude).
+    FixHeld,
+    /// A fix is released, but the host's repositories do not offer it.
+    FixNotOffered,
+    /// No fix is released for the host's release (see `unfixed` for why).
+    NoFix,
+}
+
+impl FindingState {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingState::FixOffered => "fix-offered",
+            FindingState::FixHeld => "fix-held",
+            FindingState::FixNotOffered => "fix-not-offered",
+            FindingState::NoFix => "no-fix",
+        }
+    }
+}
+
+/// The pending update that brings a finding's fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Offer {
+    /// The package to update.
+    pub package: String,
+    /// The version offered.
+    pub version: String,
+    /// Held back by the host (dpkg hold, versionlock, exclude).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// An installed package a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AffectedPackage {
+    /// Package name.
+    pub name: SmolStr,
+    /// Installed (binary) version.
+    pub version: SmolStr,
+}
+
+/// What a finding says about one source package version: the same on every host that has
+/// it, so hosts share one copy (fleets hold millions of findings).
+#[derive(Debug, Clone)]
+pub struct FindingCore {
+    /// The advisory.
+    pub advisory: Arc<AdvisoryInfo>,
+    /// CVEs of records merged into this one (a tracker CVE the OSV advisory covers).
+    pub merged_cves: Vec<String>,
+    /// Severity (the highest of merged records).
+    pub severity: Severity,
+    /// The source package (or, for an RPM record naming a binary, that binary).
+    pub source: SmolStr,
+    /// The installed source version.
+    pub source_version: SmolStr,
+    /// Installed packages built from it.
+    pub packages: Vec<AffectedPackage>,
+    /// The first fixed version, when a fix is released.
+    pub fixed: Option<SmolStr>,
+    /// Why there is no fix, when there is none.
+    pub unfixed: Option<Unfixed>,
+}
+
+impl PartialEq for FindingCore {
+    fn eq(&self, o: &Self) -> bool {
+        // One `AdvisoryInfo` per indexed record: pointer equality is record equality.
+        Arc::ptr_eq(&self.advisory, &o.advisory)
+            && self.merged_cves == o.merged_cves
+            && self.severity == o.severity
+            && self.source == o.source
+            && self.source_version == o.source_version
+            && self.packages == o.packages
+            && self.fixed == o.fixed
+            && self.unfixed == o.unfixed
+    }
+}
+
+impl Eq for FindingCore {}
+
+impl Hash for FindingCore {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        Arc::as_ptr(&self.advisory).hash(h);
+        self.source.hash(h);
+        self.source_version.hash(h);
+        self.packages.hash(h);
+        self.fixed.hash(h);
+    }
+}
+
+impl FindingCore {
+    /// The advisory id.
+    pub fn id(&self) -> &str {
+        &self.advisory.id
+    }
+
+    /// Every CVE id of the finding (its own and merged ones), sorted.
+    pub fn cves(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .advisory
+            .cves
+            .iter()
+            .chain(&self.merged_cves)
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Whether changing one of the finding's packages, `package`, to `to` brings the fix.
+    /// Without a released fix nothing does.
+    pub fn fixed_by(&self, package: &str, to: &str, ordering: Ecosystem) -> bool {
+        let Some(fixed) = &self.fixed else {
+            return false;
+        };
+        let Some(p) = self.packages.iter().find(|p| p.name == package) else {
+            return false;
+        };
+        at_least(
+            ordering,
+            &candidate_source_version(ordering, &p.version, &self.source_version, to),
+            fixed,
+        )
+    }
+}
+
+/// One advisory affecting one host's source package: the shared [`FindingCore`] (fields
+/// reachable through `Deref`) and what depends on the host.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What the advisory says about the installed source version.
+    pub core: Arc<FindingCore>,
+    /// Whether the fix is offered.
+    pub state: FindingState,
+    /// The update that brings the fix.
+    pub offer: Option<Box<Offer>>,
+    /// The vulnerability exception that accepts it, while in force.
+    pub exception: Option<Arc<Excepted>>,
+}
+
+impl std::ops::Deref for Finding {
+    type Target = FindingCore;
+
+    fn deref(&self) -> &FindingCore {
+        &self.core
+    }
+}
+
+/// Hands out one shared copy of each distinct finding core (sharded, so the hosts matched
+/// in parallel rarely wait for each other).
+struct Interner {
+    shards: Vec<Mutex<HashSet<Arc<FindingCore>>>>,
+}
+
+impl Interner {
+    fn new() -> Interner {
+        Interner {
+            shards: (0..64).map(|_| Mutex::new(HashSet::default())).collect(),
+        }
+    }
+
+    fn intern(&self, core: FindingCore) -> Arc<FindingCore> {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::default().hash_one(&core);
+        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
+        // A poisoned shard only means another thread panicked mid-insert; the set is intact.
+        let mut set = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = set.get(&core) {
+            return a.clone();
+        }
+        let a = Arc::new(core);
+        set.insert(a.clone());
+        a
+    }
+}
+
+/// A vulnerability exception in force for a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Excepted {
+    /// The VulnerabilityException's name.
+    pub name: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// When it stops applying.
+    #[schemars(with = "String")]
+    pub expires: jiff::Timestamp,
+}
+
+/// Whether `a >= b` in `ordering` (unparsable versions never are).
+fn at_least(ordering: Ecosystem, a: &str, b: &str) -> bool {
+    matches!(version::compare(ordering, a, b), Ok(o) if o.is_ge())
+}
+
+/// The source version a candidate binary version will have, from how the installed binary
+/// version relates to the installed source version: the same (most packages), the source
+/// plus a binNMU suffix `+bN`, or another epoch (`bsdutils 1:2.38.1-5` from `util-linux
+/// 2.38.1-5`). When they relate otherwise (a binary versioned apart from its source), the
+/// candidate's own version is used.
+pub fn candidate_source_version(
+    ordering: Ecosystem,
+    installed: &str,
+    installed_source: &str,
+    candidate: &str,
+) -> String {
+    if ordering == Ecosystem::Rpm {
+        return candidate.to_owned();
+    }
+    let strip = crate::driver::apt::strip_binnmu;
+    let split = |v: &str| -> (Option<String>, String) {
+        match v.split_once(':') {
+            Some((e, rest)) if e.bytes().all(|b| b.is_ascii_digit()) => {
+                (Some(e.to_owned()), rest.to_owned())
+            }
+            _ => (None, v.to_owned()),
+        }
+    };
+    let (bin_epoch, bin_rest) = split(installed);
+    let (src_epoch, src_rest) = split(installed_source);
+    if strip(&bin_rest) != src_rest {
+        return strip(candidate).to_owned();
+    }
+    let (cand_epoch, cand_rest) = split(candidate);
+    if cand_epoch != bin_epoch {
+        return strip(candidate).to_owned();
+    }
+    let rest = strip(&cand_rest);
+    match src_epoch {
+        Some(e) => format!("{e}:{rest}"),
+        None => rest.to_owned(),
+    }
+}
+
+/// One host's findings.
+#[derive(Debug, Clone, Default)]
+pub struct HostFindings {
+    /// The advisory ecosystem (`None`: the host's OS maps to none patchkeeper matches, or it
+    /// was not observed).
+    pub ecosystem: Option<HostEcosystem>,
+    /// Why the host was not assessed, when it was not.
+    pub not_assessed: Option<String>,
+    /// Open findings, sorted by severity (worst first), then id, then source.
+    pub findings: Vec<Finding>,
+}
+
+impl HostFindings {
+    /// Findings that a change of `package` to `to` fixes.
+    pub fn fixed_by<'a>(
+        &'a self,
+        package: &'a str,
+        to: &'a str,
+    ) -> impl Iterator<Item = &'a Finding> + 'a {
+        let ordering = self.ecosystem.as_ref().map(|e| e.ordering);
+        self.findings
+            .iter()
+            .filter(move |f| ordering.is_some_and(|o| f.fixed_by(package, to, o)))
+    }
+}
+
+/// The findings of a whole fleet against one advisory snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Assessment {
+    /// The snapshot id used (`None`: built without a store).
+    pub snapshot: Option<String>,
+    /// Per host name.
+    pub hosts: BTreeMap<String, HostFindings>,
+}
+
+impl Assessment {
+    /// The findings of `host`.
+    pub fn host(&self, host: &str) -> Option<&HostFindings> {
+        self.hosts.get(host)
+    }
+}
+
+type Key<'a> = (u16, &'a str, &'a str);
+
+/// Matches every observed host against `index`. `overrides` maps os-release ids to
+/// ecosystem names (Settings `advisories.ecosystems`).
+pub fn assess(
+    index: &Index,
+    observed: &ObservedFleet,
+    overrides: &BTreeMap<String, String>,
+) -> Assessment {
+    // The ecosystems present, numbered, and each host's.
+    let mut ecos: Vec<HostEcosystem> = Vec::new();
+    let host_eco: Vec<Option<u16>> = observed
+        .hosts
+        .iter()
+        .map(|h| {
+            let e =
+                h.os.as_ref()
+                    .and_then(|os| ecosystem::of_host(os, overrides))?;
+            let i = match ecos.iter().position(|x| *x == e) {
+                Some(i) => i,
+                None => {
+                    ecos.push(e);
+                    ecos.len() - 1
+                }
+            };
+            u16::try_from(i).ok()
+        })
+        .collect();
+    // Every distinct (ecosystem, package, version) of the fleet, evaluated once.
+    let keys: HashSet<Key<'_>> = observed
+        .hosts
+        .par_iter()
+        .zip(host_eco.par_iter())
+        .fold(HashSet::default, |mut set, (h, eco)| {
+            if let Some(e) = eco {
+                if h.status.is_reachable() {
+                    for (name, version) in lookup_names(h, ecos[*e as usize].ordering) {
+                        set.insert((*e, name, version));
+                    }
+                }
+            }
+            set
+        })
+        .reduce(HashSet::default, |mut a, b| {
+            if a.len() < b.len() {
+                return union(b, a);
+            }
+            a.extend(b);
+            a
+        });
+    let keys: Vec<Key<'_>> = keys.into_iter().collect();
+    let interner = Interner::new();
+    let memo: HashMap<Key<'_>, Vec<Hit>> = keys
+        .into_par_iter()
+        .filter_map(|k| {
+            let hits = index.evaluate(&ecos[k.0 as usize], k.1, k.2);
+            (!hits.is_empty()).then_some((k, hits))
+        })
+        .collect();
+    let hosts: Vec<(String, HostFindings)> = observed
+        .hosts
+        .par_iter()
+        .zip(host_eco.par_iter())
+        .map(|(h, eco)| {
+            let findings = match (eco, h.status.is_reachable()) {
+                (_, false) => HostFindings {
+                    ecosystem: None,
+                    not_assessed: Some("not observed".into()),
+                    findings: Vec::new(),
+                },
+                (None, true) => HostFindings {
+                    ecosystem: None,
+                    not_assessed: Some(match &h.os {
+                        Some(os) => format!(
+                            "no advisory ecosystem for os-release ID `{}` (map it with Settings advisories.ecosystems)",
+                            os.id
+                        ),
+                        None => "the OS is unknown".into(),
+                    }),
+                    findings: Vec::new(),
+                },
+                (Some(e), true) => {
+                    host_findings(index, &memo, &interner, *e, &ecos[*e as usize], h)
+                }
+            };
+            (h.name.clone(), findings)
+        })
+        .collect();
+    Assessment {
+        snapshot: index.snapshot.clone(),
+        hosts: hosts.into_iter().collect(),
+    }
+}
+
+fn union<'a>(mut a: HashSet<Key<'a>>, b: HashSet<Key<'a>>) -> HashSet<Key<'a>> {
+    a.extend(b);
+    a
+}
+
+/// The (name, version) pairs a host's packages are looked up under: the source package
+/// with its version, and on RPM hosts also the package itself.
+fn lookup_names(h: &ObservedHost, ordering: Ecosystem) -> impl Iterator<Item = (&str, &str)> {
+    h.with_sources().flat_map(move |(p, src, sver)| {
+        let own = (ordering == Ecosystem::Rpm && src != p.name.as_str())
+            .then_some((p.name.as_str(), p.version.as_str()));
+        std::iter::once((src, sver)).chain(own)
+    })
+}
+
+fn host_findings(
+    index: &Index,
+    memo: &HashMap<Key<'_>, Vec<Hit>>,
+    interner: &Interner,
+    eco_n: u16,
+    eco: &HostEcosystem,
+    h: &ObservedHost,
+) -> HostFindings {
+    // (entry, source) → finding under construction.
+    let mut by_entry: BTreeMap<(u32, &str), FindingCore> = BTreeMap::new();
+    for (p, src, sver) in h.with_sources() {
+        let own = (eco.ordering == Ecosystem::Rpm && src != p.name.as_str())
+            .then_some((p.name.as_str(), p.version.as_str()));
+        for (name, version) in std::iter::once((src, sver)).chain(own) {
+            let Some(hits) = memo.get(&(eco_n, name, version)) else {
+                continue;
+            };
+            for hit in hits {
+                let entry = &index.entries[hit.entry as usize];
+                let f = by_entry
+                    .entry((hit.entry, src))
+                    .or_insert_with(|| FindingCore {
+                        advisory: entry.info.clone(),
+                        merged_cves: Vec::new(),
+                        severity: entry.info.severity,
+                        source: SmolStr::new(src),
+                        source_version: SmolStr::new(sver),
+                        packages: Vec::new(),
+                        fixed: hit.fixed.clone(),
+                        unfixed: hit.unfixed,
+                    });
+                if !f.packages.iter().any(|x| x.name == p.name) {
+                    f.packages.push(AffectedPackage {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let cores = merge_duplicates(by_entry.into_values().collect());
+    let mut findings: Vec<Finding> = cores
+        .into_iter()
+        .map(|mut c| {
+            c.packages.sort_by(|a, b| a.name.cmp(&b.name));
+            let core = interner.intern(c);
+            let (state, offer) = offer_for(&core, eco.ordering, h);
+            Finding {
+                core,
+                state,
+                offer: offer.map(Box::new),
+                exception: None,
+            }
+        })
+        .collect();
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.advisory.id.cmp(&b.advisory.id))
+            .then_with(|| a.source.cmp(&b.source))
+    });
+    HostFindings {
+        ecosystem: Some(eco.clone()),
+        not_assessed: None,
+        findings,
+    }
+}
+
+/// Folds findings that say the same thing into one per (advisory, source): the same id
+/// twice (two sources imported), and a plain CVE finding (the tracker's) covered by an
+/// advisory on the same source that lists that CVE (a DSA, USN, ALSA...). A wrapper id that
+/// only restates the CVE (`DEBIAN-CVE-...`, `UBUNTU-CVE-...`) gives way to the plain one.
+fn merge_duplicates(mut findings: Vec<FindingCore>) -> Vec<FindingCore> {
+    // Only findings on one source can say the same thing: merge within each source's run
+    // (a stable sort keeps the record order inside a run).
+    findings.sort_by(|a, b| a.source.cmp(&b.source));
+    let mut out = Vec::with_capacity(findings.len());
+    let mut run: Vec<FindingCore> = Vec::new();
+    for f in findings {
+        if run.last().is_some_and(|r| r.source != f.source) {
+            merge_run(&mut run);
+            out.append(&mut run);
+        }
+        run.push(f);
+    }
+    merge_run(&mut run);
+    out.append(&mut run);
+    out
+}
+
+/// [`merge_duplicates`] within findings on one source.
+fn merge_run(findings: &mut Vec<FindingCore>) {
+    let mut i = 0;
+    while i < findings.len() {
+        let mut absorbed_into = None;
+        for j in 0..findings.len() {
+            if i == j {
+                continue;
+            }
+            let (a, b) = (&findings[i], &findings[j]);
+            let same_id = a.advisory.id == b.advisory.id && i > j;
+            let a_is_cve = a.advisory.id.starts_with("CVE-");
+            let covered = a_is_cve
+                && !b.advisory.id.starts_with("CVE-")
+                && b.advisory.cves.contains(&a.advisory.id)
+                && !b.advisory.id.ends_with(&a.advisory.id);
+            let wrapper = !a.advisory.id.starts_with("CVE-")
+                && b.advisory.id.starts_with("CVE-")
+                && a.advisory.id.ends_with(&b.advisory.id);
+            if same_id || covered || wrapper {
+                absorbed_into = Some(j);
+                break;
+            }
+        }
+        match absorbed_into {
+            Some(j) => {
+                let gone = findings.remove(i);
+                let j = if j > i { j - 1 } else { j };
+                let keep = &mut findings[j];
+                keep.severity = keep.severity.max(gone.severity);
+                keep.merged_cves.extend(gone.cves());
+                keep.merged_cves.sort();
+                keep.merged_cves.dedup();
+                if keep.fixed.is_none() && gone.fixed.is_some() {
+                    keep.fixed = gone.fixed;
+                    keep.unfixed = None;
+                }
+                for p in gone.packages {
+                    if !keep.packages.iter().any(|x| x.name == p.name) {
+                        keep.packages.push(p);
+                    }
+                }
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// A finding's state and the update offering its fix, from the host's pending and held
+/// updates.
+fn offer_for(
+    f: &FindingCore,
+    ordering: Ecosystem,
+    h: &ObservedHost,
+) -> (FindingState, Option<Offer>) {
+    let Some(fixed) = f.fixed.clone() else {
+        return (FindingState::NoFix, None);
+    };
+    let find = |list: &[PendingUpdate], held: bool| {
+        f.packages.iter().find_map(|p| {
+            let i = list.partition_point(|u| u.name.as_str() < p.name.as_str());
+            list[i..]
+                .iter()
+                .take_while(|u| u.name == p.name)
+                .find(|u| {
+                    at_least(
+                        ordering,
+                        &candidate_source_version(
+                            ordering,
+                            &p.version,
+                            &f.source_version,
+                            &u.candidate_version,
+                        ),
+                        &fixed,
+                    )
+                })
+                .map(|u| Offer {
+                    package: u.name.clone(),
+                    version: u.candidate_version.clone(),
+                    held,
+                })
+        })
+    };
+    match find(&h.updates, false).or_else(|| find(&h.held_updates, true)) {
+        Some(o) if o.held => (FindingState::FixHeld, Some(o)),
+        Some(o) => (FindingState::FixOffered, Some(o)),
+        None => (FindingState::FixNotOffered, None),
+    }
+}
