@@ -584,6 +584,49 @@ pub fn wait_label(
     out
 }
 
+/// Updates waiting for promotion across a plan's hosts, one per package, version, reason
+/// and advisories closed, with the hosts that wait for it: how the human and markdown plans
+/// list them once, however many hosts share them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting<'p> {
+    /// Package name.
+    pub package: &'p str,
+    /// The version offered.
+    pub version: &'p str,
+    /// Why it waits (`waiting for promotion: 1 of 2 staging hosts, 3d of 7d`).
+    pub why: &'p str,
+    /// The advisories it would close, as a label (empty: none known).
+    pub fixes: String,
+    /// The hosts waiting for it, in plan order (sorted by name).
+    pub hosts: Vec<&'p str>,
+}
+
+/// The plan's updates waiting for promotion, sorted by package, version and reason.
+pub fn waiting(plan: &super::Plan) -> Vec<Waiting<'_>> {
+    let mut by: BTreeMap<(&str, &str, &str, String), Vec<&str>> = BTreeMap::new();
+    for h in &plan.hosts {
+        for s in h.skipped.iter().filter(|s| s.promotion.is_some()) {
+            by.entry((
+                s.package.as_str(),
+                s.version.as_str(),
+                s.why.as_str(),
+                super::fixes_label(&s.fixes),
+            ))
+            .or_default()
+            .push(h.host.as_str());
+        }
+    }
+    by.into_iter()
+        .map(|((package, version, why, fixes), hosts)| Waiting {
+            package,
+            version,
+            why,
+            fixes,
+            hosts,
+        })
+        .collect()
+}
+
 /// Every host some baseline promotes from, sorted: the hosts whose installed versions the
 /// reports record, and whose evidence the planner reads.
 pub fn sources(fleet: &crate::validate::ValidFleet) -> std::collections::BTreeSet<String> {

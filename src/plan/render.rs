@@ -252,7 +252,8 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         for n in &h.notes {
             let _ = writeln!(out, "    {}", p.yellow(&format!("note: {n}")));
         }
-        for s in &h.skipped {
+        // Updates waiting for promotion are listed once, under their own heading below.
+        for s in h.skipped.iter().filter(|s| s.promotion.is_none()) {
             let _ = writeln!(out, "    {}", p.dim(&skipped_line(s)));
         }
     }
@@ -266,7 +267,7 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         .flat_map(|h| {
             h.skipped
                 .iter()
-                .filter(|s| s.security || !s.fixes.is_empty())
+                .filter(|s| s.promotion.is_none() && (s.security || !s.fixes.is_empty()))
                 .map(move |s| {
                     format!(
                         "    {}",
@@ -284,32 +285,23 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
-    // Compliant hosts' updates waiting for promotion: the plan says why, once per update
-    // and reason however many hosts share it.
-    let mut waiting: std::collections::BTreeMap<(&str, &str, &str), Vec<&str>> = Default::default();
-    for h in plan
-        .hosts
-        .iter()
-        .filter(|h| h.status == HostStatus::Compliant)
-    {
-        for s in h.skipped.iter().filter(|s| s.promotion.is_some()) {
-            waiting
-                .entry((s.package.as_str(), s.version.as_str(), s.why.as_str()))
-                .or_default()
-                .push(h.host.as_str());
-        }
-    }
+    // Updates waiting for promotion, on any host: listed once per update and reason,
+    // with every host that waits for it (a fleet's production waits for the same versions).
+    let waiting = super::promotion::waiting(plan);
     if !waiting.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("Waiting for promotion:"));
-        for ((package, version, why), hosts) in &waiting {
-            let _ = writeln!(
-                out,
-                "    {}",
-                p.dim(&format!(
-                    "= {package} {version} on {}: {why}",
-                    hosts.join(", ")
-                ))
+        for w in &waiting {
+            let mut line = format!(
+                "= {} {} on {}: {}",
+                w.package,
+                w.version,
+                w.hosts.join(", "),
+                w.why
             );
+            if !w.fixes.is_empty() {
+                line.push_str(&format!("; would fix {}", w.fixes));
+            }
+            let _ = writeln!(out, "    {}", p.dim(&line));
         }
     }
     if !unmanaged.is_empty() {

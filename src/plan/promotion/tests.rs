@@ -852,3 +852,63 @@ proptest! {
         }
     }
 }
+
+/// prod-1 has nothing else to do (compliant); prod-2 takes a patch request's libssl3
+/// (not gated). Both wait for libpk 1.2-1, a security update, which one staging host ran.
+fn one_staging_two_prod() -> (ValidFleet, ObservedFleet, Evidence) {
+    let obs = observed(vec![
+        prod("prod-1", Some(&["1.2-1"]), "1.2-1"),
+        prod("prod-2", Some(&["1.2-1"]), "1.2-1"),
+    ]);
+    let e = evidence(&[(
+        "staging-1",
+        history(PackageManager::Apt, &[("1.2-1", 0, None)]),
+    )]);
+    (fleet(), obs, e)
+}
+
+#[test]
+fn the_human_plan_lists_each_waiting_update_once() {
+    let (f, obs, e) = one_staging_two_prod();
+    let p = plan_at(&f, &obs, &e, t(3 * DAY));
+    assert_eq!(host(&p, "prod-1").status, HostStatus::Compliant);
+    assert_eq!(host(&p, "prod-2").status, HostStatus::Update);
+    assert!(waiting(host(&p, "prod-1")).security);
+    let text = crate::plan::render_human(&p, crate::plan::RenderOptions::default());
+    // One line for the update, whichever hosts wait for it (compliant or with other
+    // changes), under one heading; not again among the security updates left alone.
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("libpk 1.2-1")).collect();
+    assert_eq!(
+        lines,
+        ["    = libpk 1.2-1 on prod-1, prod-2: waiting for promotion: 1 of 2 staging hosts, 3d of 7d"],
+        "{text}"
+    );
+    let section = text
+        .split("\nWaiting for promotion:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section: {text}"));
+    assert!(section.starts_with(lines[0]), "{text}");
+    assert!(
+        !text.contains("Security updates left alone on compliant hosts"),
+        "{text}"
+    );
+    // prod-2's block keeps its own change.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("~ libssl3 3.0.14-1 -> 3.0.15-1") && l.contains("request/urgent")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_markdown_plan_has_a_section_for_updates_waiting_for_promotion() {
+    let (f, obs, e) = one_staging_two_prod();
+    let p = plan_at(&f, &obs, &e, t(3 * DAY));
+    let md = crate::plan::render_markdown(&p);
+    assert_eq!(
+        md.matches("libpk").count(),
+        1,
+        "listed once, in its section: {md}"
+    );
+    insta::assert_snapshot!(md);
+}
