@@ -246,12 +246,17 @@ pub fn parse_apt_policy(text: &str) -> Vec<OfferedPackage> {
         if !c.in_table {
             continue;
         }
-        let indent = line.len() - line.trim_start().len();
+        // apt prints a version as ` *** VERSION PRIO` (installed) or `     VERSION PRIO`,
+        // maybe followed by `(phased N%)`, and each archive offering it as `       %4i
+        // DESCRIPTION`: seven spaces and a right-aligned priority, so never a non-blank
+        // sixth character.
         let tokens: Vec<&str> = trimmed
             .trim_start_matches("***")
             .split_whitespace()
             .collect();
-        if trimmed.starts_with("***") || (indent < 8 && tokens.len() == 2) {
+        let is_version = line.starts_with(" *** ")
+            || (line.starts_with("     ") && line.as_bytes().get(5).is_some_and(|b| *b != b' '));
+        if is_version {
             if let Some(v) = tokens.first() {
                 c.versions.push(OfferedVersion {
                     version: (*v).to_owned(),
@@ -463,6 +468,92 @@ pub(crate) fn held_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `apt-cache policy` as apt 2.6 prints it (cmdline/apt-cache.cc): one repository
+    /// (`bookworm/main`) offering several versions of libpk, a security suite offering a
+    /// newer one, a version pinned above 1000, a phased version (Ubuntu), one only in dpkg's
+    /// status file, and a foreign-architecture package.
+    const POLICY: &str = "libpk:
+  Installed: 1.0-1
+  Candidate: 1.3-1
+  Version table:
+     1.3-1 500
+        500 http://deb.example/debian bookworm-security/main amd64 Packages
+     1.2-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+     1.1-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+        100 http://deb.example/debian bookworm-backports/main amd64 Packages
+ *** 1.0-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+pk-app:
+  Installed: 1.0
+  Candidate: 2.0
+  Version table:
+     2.1 1001 (phased 10%)
+       1001 file:/srv/repo ./ Packages
+     2.0 -1
+         -1 http://deb.example/debian bookworm/main amd64 Packages
+     1.5 100
+        100 /var/lib/dpkg/status
+ *** 1.0 100
+        100 /var/lib/dpkg/status
+libfoo:i386:
+  Installed: (none)
+  Candidate: 2.0-1
+  Version table:
+     2.0-1 500
+        500 http://deb.example/debian bookworm/main i386 Packages
+";
+
+    #[test]
+    fn apt_policy_lists_every_version_offered_above_the_installed_one() {
+        let offered = parse_apt_policy(POLICY);
+        let summary: Vec<(String, String, Vec<(String, String, bool)>)> = offered
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.arch.clone(),
+                    p.versions
+                        .iter()
+                        .map(|v| (v.version.clone(), v.origin.clone(), v.security))
+                        .collect(),
+                )
+            })
+            .collect();
+        let v = |version: &str, origin: &str, security: bool| {
+            (version.to_owned(), origin.to_owned(), security)
+        };
+        assert_eq!(
+            summary,
+            [
+                (
+                    "libfoo".to_owned(),
+                    "i386".to_owned(),
+                    vec![v("2.0-1", "bookworm/main", false)]
+                ),
+                (
+                    "libpk".to_owned(),
+                    String::new(),
+                    vec![
+                        v("1.3-1", "bookworm-security/main", true),
+                        v("1.2-1", "bookworm/main", false),
+                        v("1.1-1", "bookworm/main, bookworm-backports/main", false),
+                    ]
+                ),
+                (
+                    // The phased version keeps its own archive; a version pinned away
+                    // (-1) is listed (pins choose the candidate, `pkg=ver` names a version
+                    // explicitly); one only in dpkg's status file is not.
+                    "pk-app".to_owned(),
+                    String::new(),
+                    vec![v("2.1", "./", false), v("2.0", "bookworm/main", false)]
+                ),
+            ]
+        );
+    }
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(
