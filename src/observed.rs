@@ -83,6 +83,12 @@ pub struct ObservedHost {
     /// made before patchkeeper recorded it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<OfferedPackage>,
+    /// When each installed package was installed, by the host's own clock, where the
+    /// package database records it (rpm `%{INSTALLTIME}`; dpkg records no install time),
+    /// sorted by name then architecture. Staged promotion reads it as evidence of when a
+    /// version started running, within what observations prove (`report/evidence.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_times: Vec<InstallTime>,
     /// Updates the package manager holds back, with the version it would otherwise install:
     /// held packages (dpkg hold, dnf versionlock or `exclude=`) and what installing them
     /// would pull along (from a dry run that ignores holds), sorted by name then
@@ -143,6 +149,7 @@ impl ObservedHost {
             held: Vec::new(),
             kept_back: Vec::new(),
             offered: Vec::new(),
+            install_times: Vec::new(),
             held_updates: Vec::new(),
             sources: Vec::new(),
             advisories: Vec::new(),
@@ -171,6 +178,10 @@ impl ObservedHost {
         self.offered
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
         self.offered
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        self.install_times
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.install_times
             .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
         self.held_updates
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
@@ -638,6 +649,21 @@ pub struct PendingUpdate {
     /// Advisory ids (dnf updateinfo), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<String>,
+}
+
+/// When a package version was installed, as the host's package database records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallTime {
+    /// Package name.
+    pub name: SmolStr,
+    /// Architecture.
+    pub arch: SmolStr,
+    /// The installed version.
+    pub version: SmolStr,
+    /// When it was installed (the host's clock).
+    #[schemars(with = "String")]
+    pub at: jiff::Timestamp,
 }
 
 /// The versions the repositories offer for one package, above the installed one.

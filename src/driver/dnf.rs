@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
-    PendingUpdate, RebootRequired, SourcePackage, TransactionPreview, UpdateAdvisory,
+    BrokenPackage, FailureReason, InstallTime, InstalledPackage, ObservedHost, OfferedPackage,
+    OfferedVersion, PendingUpdate, RebootRequired, SourcePackage, TransactionPreview,
+    UpdateAdvisory,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -18,8 +19,8 @@ const ARCHES: &[&str] = &[
     "x86_64", "noarch", "aarch64", "i686", "i386", "ppc64le", "s390x", "armv7hl", "src", "riscv64",
 ];
 
-/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'`
-/// (the source column is absent in older captures). The version is written
+/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\t%{INSTALLTIME}\n'`
+/// (the source and install-time columns are absent in older captures). The version is written
 /// `[EPOCH:]VERSION-RELEASE` (no epoch when rpm says `(none)`); `gpg-pubkey`
 /// pseudo-packages are skipped. Returns the packages and the unreadable lines.
 pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
@@ -31,9 +32,9 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
         }
         let fields: Vec<&str> = line.split('\t').collect();
         let (name, epoch, version, release, arch) = match fields[..] {
-            [name, epoch, version, release, arch] | [name, epoch, version, release, arch, _] => {
-                (name, epoch, version, release, arch)
-            }
+            [name, epoch, version, release, arch]
+            | [name, epoch, version, release, arch, _]
+            | [name, epoch, version, release, arch, _, _] => (name, epoch, version, release, arch),
             _ => {
                 unreadable.push(line.to_string());
                 continue;
@@ -57,6 +58,42 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
     (packages, unreadable)
 }
 
+/// The install times of `rpm -qa` rows with an `%{INSTALLTIME}` column (seconds since the
+/// epoch, the host's clock); rows without one (older scripts) or with an unreadable one are
+/// left out: their versions count from the observation that first saw them.
+pub fn parse_rpm_install_times(text: &str) -> Vec<InstallTime> {
+    let mut times = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch, _srpm, installed] = fields[..] else {
+            continue;
+        };
+        if name == "gpg-pubkey" || arch == "(none)" {
+            continue;
+        }
+        let Some(at) = installed
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        else {
+            continue;
+        };
+        let version = if epoch == "(none)" || epoch.is_empty() {
+            format!("{version}-{release}")
+        } else {
+            format!("{epoch}:{version}-{release}")
+        };
+        times.push(InstallTime {
+            name: name.into(),
+            arch: arch.into(),
+            version: version.into(),
+            at,
+        });
+    }
+    times
+}
+
 /// The source packages of `rpm -qa` rows with a `%{SOURCERPM}` column, where they differ
 /// from the package's own name or version. The source version is the binary's epoch with
 /// the source RPM's version and release (a source RPM's file name carries no epoch; its
@@ -65,7 +102,7 @@ pub fn parse_rpm_sources(text: &str) -> Vec<SourcePackage> {
     let mut sources = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
-        let [name, epoch, version, release, arch, srpm] = fields[..] else {
+        let [name, epoch, version, release, arch, srpm, ..] = fields[..] else {
             continue;
         };
         if name == "gpg-pubkey" || arch == "(none)" {
@@ -561,6 +598,7 @@ pub(crate) fn interpret(
     }
     host.installed = packages;
     host.sources = parse_rpm_sources(&installed.stdout);
+    host.install_times = parse_rpm_install_times(&installed.stdout);
     if let Some(held) = sections.get("held") {
         host.held = parse_holds(&held.stdout);
     }
@@ -639,6 +677,28 @@ mod tests {
         assert_eq!(p[1].version, "5.1.8-9.el9");
         assert_eq!(p[1].status, "installed");
         assert_eq!(bad, ["broken line"]);
+    }
+
+    #[test]
+    fn install_times_come_from_the_seventh_column_when_there_is_one() {
+        let text =
+            "openssl-libs\t1\t3.0.7\t27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\t1790000000\n\
+            bash\t(none)\t5.1.8\t9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\n\
+            zlib\t(none)\t1.2.11\t40.el9\tx86_64\tzlib-1.2.11-40.el9.src.rpm\t(none)\n\
+            gpg-pubkey\t(none)\t8483c65d\t5ccc5b19\t(none)\t(none)\t1790000000\n";
+        let (p, bad) = parse_rpm_qa(text);
+        assert_eq!((p.len(), bad.len()), (3, 0));
+        assert_eq!(parse_rpm_sources(text).len(), 1);
+        let times = parse_rpm_install_times(text);
+        assert_eq!(
+            times,
+            [InstallTime {
+                name: "openssl-libs".into(),
+                arch: "x86_64".into(),
+                version: "1:3.0.7-27.el9".into(),
+                at: jiff::Timestamp::from_second(1_790_000_000).unwrap(),
+            }]
+        );
     }
 
     #[test]

@@ -182,7 +182,7 @@ pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/re
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
 dnf)
-pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'; pk_end installed
+pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\t%{INSTALLTIME}\n'; pk_end installed
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
 pk_begin offered; dnf -q -C repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}' </dev/null; pk_end offered

@@ -5,9 +5,12 @@
 //! never walks the branch's history (bounded however many years of reports it holds):
 //! - `installed/<name>.json` ([`InstalledRecord`]), for the hosts some baseline promotes
 //!   from: every installed package with the version it has and since when, plus up to
-//!   [`EARLIER_VERSIONS`] earlier versions with when they ran. A version first seen by an
-//!   observation counts from that observation (the conservative end: it may have been
-//!   installed a little earlier, never later). The file changes only when the host's
+//!   [`EARLIER_VERSIONS`] earlier versions with when they ran. A version counts from the
+//!   best evidence of when it was installed ([`InstallEvidence`]): when patchkeeper's own
+//!   apply finished on the host, else the package database's install time (rpm) when it
+//!   falls between the last observation without the version and this one, else this
+//!   observation (the conservative end: it may have been installed earlier, never later).
+//!   The file changes only when the host's
 //!   packages change, so unchanged hosts cost nothing (Git stores the same blob), and the
 //!   host report's `installedDigest` lets writers skip reading it.
 //! - `incidents` in every host report: package versions that rolled back, failed after
@@ -102,14 +105,64 @@ pub fn digest(installed: &[InstalledPackage]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What is known about when the versions an observation finds were installed, beyond the
+/// observation itself.
+#[derive(Debug, Clone, Default)]
+pub struct InstallEvidence<'a> {
+    /// When the host was last observed before this report: a version the previous record
+    /// lacks was installed after it.
+    pub last_observed: Option<Timestamp>,
+    /// Versions this run's apply installed on the host and when it finished there, verified
+    /// (the controller's clock): `(name, version, finished at)`.
+    pub applied: Vec<(&'a str, &'a str, Timestamp)>,
+}
+
+/// When a version new since the previous record started running: the earliest time the
+/// evidence supports, never after `now`. Apply's finish time is patchkeeper's own record;
+/// the package database's install time is the host's clock, so it counts only between the
+/// last observation without the version and `now` (a wrong clock cannot stretch a soak
+/// beyond what the observations allow). Without either, `now`.
+fn started(
+    p: &InstalledPackage,
+    observed: &ObservedHost,
+    evidence: &InstallEvidence<'_>,
+    after: Option<Timestamp>,
+    now: Timestamp,
+) -> Timestamp {
+    let applied = evidence
+        .applied
+        .iter()
+        .filter(|(n, v, at)| *n == p.name.as_str() && *v == p.version.as_str() && *at <= now)
+        .map(|(_, _, at)| *at);
+    let recorded = after.into_iter().flat_map(|after| {
+        observed
+            .install_times
+            .iter()
+            .filter(move |t| {
+                t.name == p.name
+                    && t.arch == p.arch
+                    && t.version == p.version
+                    && after < t.at
+                    && t.at <= now
+            })
+            .map(|t| t.at)
+    });
+    applied.chain(recorded).min().unwrap_or(now)
+}
+
 /// The record after observing `observed` at `now`: unchanged versions keep their `since`,
-/// changed ones start at `now` with the old one moved to `earlier`, new packages start at
-/// `now`, removed ones are dropped. Without a previous record, everything starts at `now`.
+/// changed ones start when the evidence says they were installed ([`started`]; at the
+/// latest `now`) with the old one moved to `earlier` until then, new packages start the
+/// same way, removed ones are dropped. Without a previous record, what the host had
+/// before counts from `now`, except what this run's apply installed.
 pub fn advance(
     previous: Option<&InstalledRecord>,
     observed: &ObservedHost,
+    evidence: &InstallEvidence<'_>,
     now: Timestamp,
 ) -> InstalledRecord {
+    // Without a previous record there is no observation to bound the host's clock by.
+    let after = previous.and(evidence.last_observed);
     let before: BTreeMap<(&str, &str), &InstalledHistory> = previous
         .iter()
         .flat_map(|r| &r.packages)
@@ -121,10 +174,12 @@ pub fn advance(
         .map(|p| match before.get(&(p.name.as_str(), p.arch.as_str())) {
             Some(old) if old.version == p.version.as_str() => (*old).clone(),
             Some(old) => {
+                // Never before the old version's own start.
+                let since = started(p, observed, evidence, after, now).max(old.since);
                 let mut earlier = vec![EarlierVersion {
                     version: old.version.clone(),
                     since: old.since,
-                    until: now,
+                    until: since,
                 }];
                 earlier.extend(old.earlier.iter().cloned());
                 earlier.truncate(EARLIER_VERSIONS);
@@ -132,7 +187,7 @@ pub fn advance(
                     name: p.name.to_string(),
                     arch: p.arch.to_string(),
                     version: p.version.to_string(),
-                    since: now,
+                    since,
                     earlier,
                 }
             }
@@ -140,7 +195,7 @@ pub fn advance(
                 name: p.name.to_string(),
                 arch: p.arch.to_string(),
                 version: p.version.to_string(),
-                since: now,
+                since: started(p, observed, evidence, after, now),
                 earlier: Vec::new(),
             },
         })
@@ -288,12 +343,18 @@ mod tests {
 
     #[test]
     fn versions_keep_their_since_and_changes_move_to_earlier() {
-        let first = advance(None, &host(&[("libpk", "1.0-1"), ("bash", "5.2")]), t(0));
+        let first = advance(
+            None,
+            &host(&[("libpk", "1.0-1"), ("bash", "5.2")]),
+            &InstallEvidence::default(),
+            t(0),
+        );
         assert_eq!(first.recorded_since, t(0));
         assert!(first.packages.iter().all(|p| p.since == t(0)));
         let same = advance(
             Some(&first),
             &host(&[("bash", "5.2"), ("libpk", "1.0-1")]),
+            &InstallEvidence::default(),
             t(10),
         );
         assert_eq!(
@@ -303,6 +364,7 @@ mod tests {
         let moved = advance(
             Some(&same),
             &host(&[("libpk", "1.2-1"), ("bash", "5.2")]),
+            &InstallEvidence::default(),
             t(20),
         );
         let libpk = moved.packages.iter().find(|p| p.name == "libpk").unwrap();
@@ -321,6 +383,7 @@ mod tests {
             r = advance(
                 Some(&r),
                 &host(&[("libpk", &format!("2.{i}-1"))]),
+                &InstallEvidence::default(),
                 t(100 + i),
             );
         }
@@ -338,9 +401,100 @@ mod tests {
     }
 
     #[test]
+    fn a_version_counts_from_the_best_evidence_of_its_install() {
+        let none = InstallEvidence::default();
+        let first = advance(
+            None,
+            &host(&[("libpk", "1.0-1"), ("bash", "5.2")]),
+            &none,
+            t(0),
+        );
+        let libpk = |r: &InstalledRecord| {
+            r.packages
+                .iter()
+                .find(|p| p.name == "libpk")
+                .cloned()
+                .unwrap()
+        };
+        let with_rpm_time = |at: i64| {
+            let mut h = host(&[("libpk", "1.2-1"), ("bash", "5.2")]);
+            h.install_times = vec![crate::observed::InstallTime {
+                name: "libpk".into(),
+                arch: "amd64".into(),
+                version: "1.2-1".into(),
+                at: t(at),
+            }];
+            h
+        };
+        let seen = |last: i64| InstallEvidence {
+            last_observed: Some(t(last)),
+            applied: Vec::new(),
+        };
+        // The package database's time, between the last observation (t+100) and now (t+500).
+        let r = advance(Some(&first), &with_rpm_time(300), &seen(100), t(500));
+        assert_eq!(libpk(&r).since, t(300));
+        assert_eq!(
+            libpk(&r).earlier[0].until,
+            t(300),
+            "the old version ran until then"
+        );
+        // A host clock that puts it before the last observation that saw 1.0-1, or after
+        // now, is not believed: the observation counts.
+        for at in [100, 50, 600] {
+            let r = advance(Some(&first), &with_rpm_time(at), &seen(100), t(500));
+            assert_eq!(libpk(&r).since, t(500), "install time t+{at}");
+        }
+        // Nothing bounds the host's clock on the first record: the observation counts.
+        let r = advance(None, &with_rpm_time(300), &seen(100), t(500));
+        assert_eq!(libpk(&r).since, t(500));
+        // Apply's own finish time wins when earlier (the controller's clock), also on a
+        // first record; a finish time after now or for another version does not count.
+        let applied = |at: i64, version: &'static str| InstallEvidence {
+            last_observed: Some(t(100)),
+            applied: vec![("libpk", version, t(at))],
+        };
+        let r = advance(
+            Some(&first),
+            &with_rpm_time(300),
+            &applied(200, "1.2-1"),
+            t(500),
+        );
+        assert_eq!(libpk(&r).since, t(200));
+        let r = advance(
+            None,
+            &host(&[("libpk", "1.2-1")]),
+            &applied(200, "1.2-1"),
+            t(500),
+        );
+        assert_eq!(libpk(&r).since, t(200));
+        for bad in [applied(600, "1.2-1"), applied(200, "1.1-1")] {
+            let r = advance(None, &host(&[("libpk", "1.2-1")]), &bad, t(500));
+            assert_eq!(libpk(&r).since, t(500));
+        }
+        // An unchanged version keeps its since, whatever the evidence says.
+        let r = advance(
+            Some(&first),
+            &host(&[("libpk", "1.0-1"), ("bash", "5.2")]),
+            &applied(200, "1.0-1"),
+            t(500),
+        );
+        assert_eq!(r, first);
+    }
+
+    #[test]
     fn evidence_lists_current_and_earlier_runs() {
-        let a = advance(None, &host(&[("libpk", "1.0-1")]), t(0));
-        let b = advance(Some(&a), &host(&[("libpk", "1.2-1")]), t(50));
+        let a = advance(
+            None,
+            &host(&[("libpk", "1.0-1")]),
+            &InstallEvidence::default(),
+            t(0),
+        );
+        let b = advance(
+            Some(&a),
+            &host(&[("libpk", "1.2-1")]),
+            &InstallEvidence::default(),
+            t(50),
+        );
         let e = host_evidence(Some(&b), &[]);
         assert_eq!(e.package_manager, Some(PackageManager::Apt));
         assert_eq!(

@@ -854,7 +854,26 @@ pub fn record_with(
                 continue;
             }
             let prior = writer.read_installed(base, host)?;
-            let record = evidence::advance(prior.as_ref(), o, now);
+            // When the versions started: this run's apply says when it finished on the
+            // host; the previous report says when the host was last seen without them.
+            let applied = match run.kind {
+                RunKind::Apply => run
+                    .host(host)
+                    .and_then(|h| h.finished_at.map(|at| (h, at)))
+                    .map(|(h, at)| {
+                        h.changes
+                            .iter()
+                            .map(|c| (c.package.as_str(), c.to.as_str(), at))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                RunKind::Observe | RunKind::Validate => Vec::new(),
+            };
+            let install = evidence::InstallEvidence {
+                last_observed: previous.get(host).and_then(|p| p.compliance.observed_at),
+                applied,
+            };
+            let record = evidence::advance(prior.as_ref(), o, &install, now);
             files.push((path, to_json(&record)));
             r.installed_digest = Some(now_digest);
         }
