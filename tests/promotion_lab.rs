@@ -80,6 +80,24 @@ fn libpk_since(lab: &Lab, host: &str) -> (String, Timestamp) {
     )
 }
 
+/// When the (only) apply run so far finished on `host`, by its run record.
+fn applied_at(lab: &Lab, host: &str) -> Timestamp {
+    let list = git(lab.dir(), &["ls-tree", "--name-only", BRANCH, "runs/"]);
+    let runs: Vec<Value> = list
+        .lines()
+        .map(|path| report_file(lab, path))
+        .filter(|r| r["kind"] == "apply")
+        .collect();
+    assert_eq!(runs.len(), 1, "one apply run: {list}");
+    let h = runs[0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("{host} in {}", runs[0]));
+    h["finishedAt"].as_str().unwrap().parse().unwrap()
+}
+
 /// Replaces the lab baseline: `prod` hosts promote from `staging` hosts (soak 1h,
 /// minHosts 2); committed.
 fn promoting_fleet(lab: &Lab, staging: &str, prod: &str) {
@@ -124,6 +142,8 @@ fn dnf_production_installs_exactly_the_promoted_version() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (_, s1) = libpk_since(&lab, "rpm-1");
     let (_, s2) = libpk_since(&lab, "rpm-2");
+    // The soak counts from when apply finished there, not from a later report.
+    assert_eq!(s1, applied_at(&lab, "rpm-1"));
     let soaked = s1.max(s2) + SignedDuration::from_hours(1);
 
     let h = host_plan(&lab, "rpm-3", soaked - SignedDuration::from_secs(1));
@@ -140,6 +160,20 @@ fn dnf_production_installs_exactly_the_promoted_version() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(rpm(&lab, "rpm-3", "libpk"), "1.1-1");
+
+    // A version changed by hand on a source after an observation counts from rpm's install
+    // time, which falls between that observation and the next.
+    lab.run_ok("rpm-2", "dnf -q -y downgrade libpk-1.0-1 >/dev/null");
+    let installed: i64 = lab
+        .run_ok("rpm-2", "rpm -q --qf '%{INSTALLTIME}' libpk")
+        .trim()
+        .parse()
+        .unwrap();
+    let out = pk(&lab, &["observe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (v, since) = libpk_since(&lab, "rpm-2");
+    assert_eq!(v, "1.0-1");
+    assert_eq!(since, Timestamp::from_second(installed).unwrap());
     lab.down();
 }
 
@@ -192,6 +226,9 @@ fn production_takes_exactly_what_staging_ran_for_the_soak_and_a_rollback_blocks_
     let (v1, s1) = libpk_since(&lab, "deb-1");
     let (v2, s2) = libpk_since(&lab, "deb-2");
     assert_eq!((v1.as_str(), v2.as_str()), ("1.1-1", "1.1-1"));
+    // The soak counts from when apply finished there, not from the observation after.
+    assert_eq!(s1, applied_at(&lab, "deb-1"));
+    assert_eq!(s2, applied_at(&lab, "deb-2"));
     let soaked = s1.max(s2) + SignedDuration::from_hours(1);
 
     // One second before the soak ends on the second host: waiting, saying how far.

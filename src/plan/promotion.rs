@@ -46,9 +46,10 @@ pub struct HostEvidence {
 pub struct Ran {
     /// The exact version.
     pub version: String,
-    /// When it was first recorded installed.
+    /// When it started running: when apply finished installing it, else the package
+    /// database's install time within what observations allow, else when first recorded.
     pub since: Timestamp,
-    /// When another version (or none) was first recorded instead.
+    /// When another version (or none) replaced it, by the same evidence.
     pub until: Option<Timestamp>,
 }
 

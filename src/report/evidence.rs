@@ -65,7 +65,8 @@ pub struct InstalledHistory {
     pub arch: String,
     /// The installed version.
     pub version: String,
-    /// When it was first recorded installed.
+    /// When it started running: when apply finished installing it, else the package
+    /// database's install time within what observations allow, else when first recorded.
     #[schemars(with = "String")]
     pub since: Timestamp,
     /// Earlier versions while recorded, newest first.
@@ -79,10 +80,11 @@ pub struct InstalledHistory {
 pub struct EarlierVersion {
     /// The version.
     pub version: String,
-    /// When it was first recorded installed.
+    /// When it started running: when apply finished installing it, else the package
+    /// database's install time within what observations allow, else when first recorded.
     #[schemars(with = "String")]
     pub since: Timestamp,
-    /// When another version was first recorded instead.
+    /// When another version replaced it (that version's `since`).
     #[schemars(with = "String")]
     pub until: Timestamp,
 }
