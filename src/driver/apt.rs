@@ -510,7 +510,9 @@ libfoo:i386:
     #[test]
     fn apt_policy_lists_every_version_offered_above_the_installed_one() {
         let offered = parse_apt_policy(POLICY);
-        let summary: Vec<(String, String, Vec<(String, String, bool)>)> = offered
+        // (name, arch, [(version, origin, security)]).
+        type Row = (String, String, Vec<(String, String, bool)>);
+        let summary: Vec<Row> = offered
             .iter()
             .map(|p| {
                 (
