@@ -122,6 +122,10 @@ pub struct SettingsSpec {
     /// Apply options.
     #[serde(default)]
     pub apply: ApplySettings,
+    /// The HTTP API of `patchkeeper serve --listen`: who may call it, and where patch
+    /// requests made through it go.
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Advisory data: what `serve` re-imports, how old it may get, OS-to-ecosystem mapping.
     #[serde(default)]
     pub advisories: AdvisorySettings,
@@ -335,6 +339,76 @@ pub struct ApplySettings {
     /// kernel releases when its holder exits, so it is never stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock_after: Option<String>,
+}
+
+/// HTTP API settings: access is granted and revoked by reviewed commits to this file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiSettings {
+    /// Bearer tokens accepted by the API (`patchkeeper token new` prints an entry). Only
+    /// each token's SHA-256 is stored here, never the token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<ApiToken>,
+    /// Where a patch request posted to the API is committed: `branch` (default: a review
+    /// branch `patchkeeper/requests/<name>`, merged like any change) or `direct` (onto the
+    /// desired branch).
+    #[serde(default)]
+    pub requests: RequestMode,
+}
+
+/// One API token, as stored in the fleet repo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiToken {
+    /// Who holds the token: logged with each request and written as `Requested-By:`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// SHA-256 of the token, 64 lowercase hex digits.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: String,
+    /// What the token may do: `read` (every GET), `request` (file patch requests; implies
+    /// `read`), `admin` (trigger reconciles; implies both).
+    #[schemars(length(min = 1))]
+    pub scopes: Vec<Scope>,
+    /// When the token stops being accepted (RFC 3339; default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// What an API token may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Read fleet state, plans, runs, windows, requests and events.
+    Read,
+    /// File patch requests (and read).
+    Request,
+    /// Trigger reconciles (and everything else).
+    Admin,
+}
+
+impl Scope {
+    /// The name as written in Settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Request => "request",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// Where patch requests made through the API are committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestMode {
+    /// A new branch `patchkeeper/requests/<name>`, reviewed and merged like any change.
+    #[default]
+    Branch,
+    /// Straight onto the desired branch.
+    Direct,
 }
 
 // ---------------------------------------------------------------------------------------

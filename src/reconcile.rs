@@ -8,10 +8,13 @@
 //! it validated; failures back off exponentially (capped) and never stop the loop; the
 //! interval is measured from the end of the last reconcile.
 //!
-//! Apply: when Settings enable `reconcile.autoApply` and the reconciler has an
-//! [`Executor`], a reconcile plans (with first-seen times from the previous report), applies
-//! what windows allow now, observes again and records an apply run; otherwise it records
-//! an observe run.
+//! Every reconcile refreshes the advisory data when an [`AdvisoryFeed`] is set, observes and
+//! plans (with first-seen times from the previous report, the hosts' advisory assessment and
+//! dry runs on the hosts), so the published plan is always the current one. When Settings
+//! enable `reconcile.autoApply` and the reconciler has an [`Executor`], it then applies what
+//! windows allow now, observes again and records an apply run; otherwise it records an
+//! observe run. Progress, results and events go to a shared [`Status`] that the HTTP API
+//! reads (`Reconciler::with_status`); a manual reconcile is asked for through it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,13 +24,13 @@ use jiff::Timestamp;
 
 use std::path::PathBuf;
 
-use crate::apply::lock::FleetLock;
-use crate::apply::recover::recover_fleet;
-use crate::apply::{ApplyOptions, ApplyReport, Progress, Stop, SystemClock};
+use crate::apply::{ApplyReport, Progress, Stop};
 use crate::observed::ObservedFleet;
+use crate::pipeline::{self, Pipeline};
 use crate::plan::{Plan, PlanInput, Simulations};
 use crate::report::{self, ReportTarget, RunRecord};
 use crate::source::{Location, Source};
+use crate::status::{Phase, Status};
 use crate::validate::{self, ValidFleet};
 
 /// Why a reconcile runs (carried into its log span).
@@ -41,6 +44,18 @@ pub enum Reason {
     Manual,
     /// The previous reconcile failed.
     Retry,
+}
+
+impl Reason {
+    /// The kebab-case name (`new-commit`, `interval`, `manual`, `retry`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NewCommit => "new-commit",
+            Reason::Interval => "interval",
+            Reason::Manual => "manual",
+            Reason::Retry => "retry",
+        }
+    }
 }
 
 /// Loop timing.
@@ -228,8 +243,12 @@ fn due_or_wait(state: &State, at: Timestamp, timing: &Timing) -> Action {
 
 /// How the shell learns the observed state of a fleet (the observe engine in production).
 pub trait Observer {
-    /// Observes every host of `fleet`.
-    fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String>;
+    /// Observes every host of `fleet`, telling `progress` about each as it is done.
+    fn observe(
+        &mut self,
+        fleet: &ValidFleet,
+        progress: Arc<dyn pipeline::Progress>,
+    ) -> Result<ObservedFleet, String>;
     /// Dry-runs the transactions of a first-pass plan on their hosts, so the plan lists
     /// what the package managers would pull in alongside.
     fn dry_run(
@@ -240,42 +259,28 @@ pub trait Observer {
     ) -> Result<Simulations, String>;
 }
 
-/// The production [`Observer`]: the observe engine over SSH, resolving targets exactly as
-/// `patchkeeper observe` does (every host, Settings' defaults).
+/// The production [`Observer`]: the library [`Pipeline`] over SSH, with every host and
+/// Settings' defaults, exactly as `patchkeeper observe` and `plan` do.
 pub struct EngineObserver {
-    runtime: tokio::runtime::Runtime,
+    pipeline: Arc<Pipeline>,
 }
 
 impl EngineObserver {
-    /// An observer with its own async runtime.
-    pub fn new() -> std::io::Result<EngineObserver> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        Ok(EngineObserver { runtime })
+    /// An observer over `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>) -> EngineObserver {
+        EngineObserver { pipeline }
     }
 }
 
 impl Observer for EngineObserver {
-    fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String> {
-        let settings = fleet.settings();
-        let root = fleet.fleet().root.clone();
-        let targets = fleet
-            .hosts()
-            .map(|h| crate::observe::target_for(&root, &settings, h, None))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        if targets.is_empty() {
-            return Err("the inventory has no host to observe".into());
-        }
-        let options = crate::observe::RunOptions::from_settings(&settings, None)
-            .map_err(|e| e.to_string())?;
-        let observed =
-            self.runtime
-                .block_on(crate::observe::observe_all(targets, &options, |host| {
-                    tracing::info!(host = %host.name, "observed");
-                }));
-        Ok(observed)
+    fn observe(
+        &mut self,
+        fleet: &ValidFleet,
+        progress: Arc<dyn pipeline::Progress>,
+    ) -> Result<ObservedFleet, String> {
+        self.pipeline
+            .observe(fleet, &pipeline::Scope::default(), progress)
+            .map_err(|e| e.to_string())
     }
 
     fn dry_run(
@@ -284,22 +289,34 @@ impl Observer for EngineObserver {
         observed: &ObservedFleet,
         first_pass: &Plan,
     ) -> Result<Simulations, String> {
-        let progress = std::sync::Arc::new(crate::simulate::Silent);
-        crate::simulate::dry_run_plan(&self.runtime, fleet, observed, first_pass, progress)
-            .map_err(|e| e.to_string())
+        let progress = Arc::new(crate::simulate::Silent);
+        crate::simulate::dry_run_plan(
+            self.pipeline.runtime(),
+            fleet,
+            observed,
+            first_pass,
+            progress,
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
 /// How the shell applies a plan (the apply executor in production).
 pub trait Executor {
     /// Applies what `plan` allows now (windows, rollouts) to the hosts of `fleet`.
-    fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String>;
+    fn apply(
+        &mut self,
+        fleet: &ValidFleet,
+        plan: &Plan,
+        progress: Arc<dyn crate::apply::Progress>,
+    ) -> Result<ApplyReport, String>;
 }
 
-/// The production [`Executor`]: `patchkeeper apply --auto-approve` without the terminal:
-/// the fleet lock, crash recovery and the journal under `<repo>/.patchkeeper/`.
+/// The production [`Executor`]: [`Pipeline::apply`] (`patchkeeper apply --auto-approve`
+/// without the terminal): the fleet lock, crash recovery and the journal under
+/// `<repo>/.patchkeeper/`.
 pub struct EngineExecutor {
-    runtime: tokio::runtime::Runtime,
+    pipeline: Arc<Pipeline>,
     repo: PathBuf,
     stop: Arc<Stop>,
 }
@@ -307,22 +324,39 @@ pub struct EngineExecutor {
 impl EngineExecutor {
     /// An executor keeping its lock and journal under `repo`; setting `stop` lets hosts in
     /// the middle of a package transaction finish and starts no new one.
-    pub fn new(repo: PathBuf, stop: Arc<Stop>) -> std::io::Result<EngineExecutor> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        Ok(EngineExecutor {
-            runtime,
+    pub fn new(pipeline: Arc<Pipeline>, repo: PathBuf, stop: Arc<Stop>) -> EngineExecutor {
+        EngineExecutor {
+            pipeline,
             repo,
             stop,
-        })
+        }
     }
 }
 
-/// Apply progress as log events.
-struct LogProgress;
+impl Executor for EngineExecutor {
+    fn apply(
+        &mut self,
+        fleet: &ValidFleet,
+        plan: &Plan,
+        progress: Arc<dyn crate::apply::Progress>,
+    ) -> Result<ApplyReport, String> {
+        self.pipeline
+            .apply(&self.repo, fleet, plan, self.stop.clone(), progress)
+            .map_err(|e| e.to_string())
+    }
+}
 
-impl Progress for LogProgress {
+/// Progress of a reconcile: log lines, and the published status and events.
+struct Publish(Arc<Status>);
+
+impl pipeline::Progress for Publish {
+    fn observed(&self, host: &crate::observed::ObservedHost) {
+        tracing::info!(host = %host.name, "observed");
+        self.0.host_observed(host);
+    }
+}
+
+impl Progress for Publish {
     fn host(&self, host: &str, message: &str) {
         tracing::info!(host, "{message}");
     }
@@ -334,55 +368,25 @@ impl Progress for LogProgress {
             tracing::info!(batch = index + 1, "{message}");
         }
     }
-}
 
-impl Executor for EngineExecutor {
-    fn apply(&mut self, fleet: &ValidFleet, plan: &Plan) -> Result<ApplyReport, String> {
-        use crate::apply::journal::{self, Journal};
-        // The run record's id too (`report::apply_run` takes it from the report).
-        let run = crate::report::RunRecord::new_id(crate::report::RunKind::Apply, Timestamp::now());
-        let state = crate::apply::state_dir(&self.repo);
-        let _lock = FleetLock::acquire(&state, &run).map_err(|e| e.to_string())?;
-        let recoveries =
-            self.runtime
-                .block_on(recover_fleet(fleet, &self.repo, &run, &LogProgress))?;
-        for r in &recoveries {
-            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
-        }
-        let blocked = recoveries
-            .iter()
-            .filter(|r| !r.recovered)
-            .map(|r| (r.host.clone(), r.blocked_reason()))
-            .collect();
-        let plan_id = crate::apply::plan_id(plan);
-        let entries = journal::read(&state).map_err(|e| e.to_string())?;
-        let finished = journal::finished(&entries, &plan_id);
-        let journal = Arc::new(Journal::open(&state, &run, &plan_id).map_err(|e| e.to_string())?);
-        journal
-            .record(
-                None,
-                journal::Event::RunStarted {
-                    pid: std::process::id(),
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let options = ApplyOptions {
-            parallel: None,
-            clock: Arc::new(SystemClock),
-            stop: self.stop.clone(),
-            progress: Arc::new(LogProgress),
-            blocked,
-            // The loop applies only plans it just made from the fleet commit.
-            saved_plan: None,
-        };
-        tracing::info!(run = %run, plan = %plan_id, "applying");
-        Ok(self.runtime.block_on(crate::apply::execute(
-            plan, fleet, &run, journal, &finished, &options,
-        )))
+    fn batch_started(&self, batch: &crate::plan::Batch, hosts: usize) {
+        self.0
+            .batch_started(batch.index, &batch.rollout, &batch.stage, hosts);
+    }
+
+    fn host_finished(&self, result: &crate::apply::HostResult) {
+        self.0.host_applied(result);
+    }
+
+    fn rollout_halted(&self, rollout: &str, failures: usize) {
+        self.0.rollout_halted(rollout, failures);
     }
 }
 
 /// The imperative shell around [`decide`].
+///
+/// Every step is published to a [`Status`] (phase, per-host results, the plan, the reports,
+/// events), which readers such as the HTTP API share; they never run a stage themselves.
 pub struct Reconciler<O: Observer> {
     source: Source,
     observer: O,
@@ -390,10 +394,12 @@ pub struct Reconciler<O: Observer> {
     /// The loop's state (read it for status).
     pub state: State,
     rejected_errors: Vec<String>,
-    last_good_fleet: Option<ValidFleet>,
+    last_good_fleet: Option<Arc<ValidFleet>>,
     shutdown: Arc<AtomicBool>,
-    executor: Option<Box<dyn Executor>>,
+    executor: Option<Box<dyn Executor + Send>>,
     settings_interval: bool,
+    watch_only: bool,
+    status: Arc<Status>,
     advisories: Option<AdvisoryFeed>,
 }
 
@@ -507,6 +513,8 @@ impl<O: Observer> Reconciler<O> {
             shutdown,
             executor: None,
             settings_interval: false,
+            watch_only: false,
+            status: Arc::new(Status::default()),
             advisories: None,
         }
     }
@@ -525,39 +533,95 @@ impl<O: Observer> Reconciler<O> {
     }
 
     /// Applies with `executor` when Settings enable `reconcile.autoApply` (without one,
-    /// every reconcile only observes and reports).
-    pub fn with_executor(mut self, executor: impl Executor + 'static) -> Self {
+    /// every reconcile only observes, plans and reports).
+    pub fn with_executor(mut self, executor: impl Executor + Send + 'static) -> Self {
         self.executor = Some(Box::new(executor));
         self
     }
 
+    /// Publishes to `status` (shared with the HTTP API) instead of a private one.
+    pub fn with_status(mut self, status: Arc<Status>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Follows the desired commit and the reports branch only: validates new commits and
+    /// re-reads the reports each round, never contacting a host or writing a report
+    /// (`serve --api-only`: a read replica for dashboards).
+    pub fn watch_only(mut self) -> Self {
+        self.watch_only = true;
+        self
+    }
+
+    /// The published status.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
     /// One round: fetch, then follow the decisions until one says wait; returns the wait.
     pub fn step(&mut self, now: impl Fn() -> Timestamp) -> Duration {
-        let mut event = match self.source.fetch() {
+        self.step_with(now, false)
+    }
+
+    /// One round; with `triggered`, reconciles the commit in force even when it is not
+    /// due (once: a new commit's reconcile counts).
+    fn step_with(&mut self, now: impl Fn() -> Timestamp, mut triggered: bool) -> Duration {
+        self.status.set_phase(Phase::Fetching);
+        let began = std::time::Instant::now();
+        let fetched = self.source.fetch();
+        tracing::debug!(
+            seconds = began.elapsed().as_secs_f64(),
+            "fetched the fleet repo"
+        );
+        let mut event = match fetched {
             Ok(commit) => Event::Fetched { commit, at: now() },
             Err(e) => {
                 tracing::warn!(source = %self.source.location(), "fetch failed: {e}");
                 Event::FetchFailed { at: now() }
             }
         };
+        self.refresh_submitted();
         loop {
             let action = decide(&mut self.state, event, &self.timing);
             event = match action {
-                Action::Wait(d) => return d,
-                Action::Validate { commit } => self.validate(&commit),
+                Action::Wait(_) if triggered => {
+                    triggered = false;
+                    Event::Triggered
+                }
+                Action::Wait(d) => {
+                    self.status.set_phase(Phase::Idle);
+                    return d;
+                }
+                Action::Validate { commit } => {
+                    self.status.set_phase(Phase::Validating);
+                    self.validate(&commit)
+                }
                 Action::ReportRejected { commit, last_good } => {
                     self.report_rejected(&commit, last_good.as_deref(), now());
-                    return Duration::ZERO;
+                    if triggered {
+                        triggered = false;
+                        Event::Triggered
+                    } else {
+                        self.status.set_phase(Phase::Idle);
+                        return Duration::ZERO;
+                    }
                 }
                 Action::Reconcile { commit, reason } => {
+                    triggered = false;
                     let span = tracing::info_span!("reconcile", commit = %commit, reason = ?reason);
                     let _enter = span.enter();
-                    let ok = match self.reconcile(&commit, now()) {
-                        Ok(()) => true,
-                        Err(e) => {
+                    let ok = if self.watch_only {
+                        self.refresh_reports();
+                        true
+                    } else {
+                        self.status.reconcile_started(&commit, reason.as_str());
+                        let result = self.reconcile(&commit, now());
+                        let ok = result.is_ok();
+                        if let Err(e) = &result {
                             tracing::error!("reconcile failed: {e}");
-                            false
                         }
+                        self.status.reconcile_finished(ok, result.err());
+                        ok
                     };
                     Event::Reconciled { at: now(), ok }
                 }
@@ -565,21 +629,26 @@ impl<O: Observer> Reconciler<O> {
         }
     }
 
-    /// Runs until `shutdown` is set, sleeping in short slices so shutdown is prompt.
+    /// Runs until `shutdown` is set: a round, then a wait that ends early on shutdown or
+    /// on a reconcile request ([`Status::request_reconcile`]).
     pub fn run(&mut self) {
+        let mut triggered = false;
         while !self.shutdown.load(Ordering::SeqCst) {
-            let wait = self.step(Timestamp::now);
+            let wait = self.step_with(Timestamp::now, std::mem::take(&mut triggered));
             if !wait.is_zero() {
                 // Says the loop is idle and alive (operators and tests read it).
                 tracing::info!("waiting {}s until the next reconcile", wait.as_secs());
             }
             let until = std::time::Instant::now() + wait;
             while !self.shutdown.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                std::thread::sleep(
-                    Duration::from_millis(200).min(until - std::time::Instant::now()),
-                );
+                let slice = Duration::from_millis(200).min(until - std::time::Instant::now());
+                if self.status.wait_for_trigger(slice) {
+                    triggered = true;
+                    break;
+                }
             }
         }
+        self.status.set_phase(Phase::Stopping);
     }
 
     fn load(&self, commit: &str) -> Result<validate::Outcome, String> {
@@ -592,9 +661,16 @@ impl<O: Observer> Reconciler<O> {
     }
 
     fn validate(&mut self, commit: &str) -> Event {
+        let began = std::time::Instant::now();
         match self.load(commit) {
             Ok(outcome) => match outcome.fleet {
                 Some(fleet) => {
+                    tracing::info!(
+                        commit,
+                        hosts = fleet.hosts().count(),
+                        seconds = began.elapsed().as_secs_f64(),
+                        "desired commit validated"
+                    );
                     if self.settings_interval {
                         let interval = fleet.settings().reconcile.interval;
                         match interval.as_deref().map(crate::duration::parse_duration) {
@@ -605,7 +681,13 @@ impl<O: Observer> Reconciler<O> {
                             None => {}
                         }
                     }
+                    let fleet = Arc::new(fleet);
+                    self.status.set_desired(commit, fleet.clone());
                     self.last_good_fleet = Some(fleet);
+                    if !self.status.has_reports() {
+                        // Compliance from before this process started, until it reports.
+                        self.refresh_reports();
+                    }
                     Event::Validated {
                         commit: commit.to_owned(),
                     }
@@ -658,13 +740,47 @@ impl<O: Observer> Reconciler<O> {
         target
     }
 
+    /// Re-reads the reports branch and publishes it.
+    fn refresh_reports(&self) {
+        let target = self.target(self.last_good_fleet.as_deref());
+        let began = std::time::Instant::now();
+        match report::read_target(&target) {
+            Ok(Some(snapshot)) => {
+                tracing::debug!(
+                    branch = %target.branch,
+                    hosts = snapshot.hosts.len(),
+                    seconds = began.elapsed().as_secs_f64(),
+                    "read the reports"
+                );
+                self.status.set_reports(Arc::new(snapshot));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(branch = %target.branch, "cannot read the reports: {e}"),
+        }
+    }
+
+    /// Re-reads the review branches of patch requests and publishes them.
+    fn refresh_submitted(&self) {
+        let began = std::time::Instant::now();
+        let submitted = crate::request::submitted(&self.source);
+        tracing::debug!(
+            seconds = began.elapsed().as_secs_f64(),
+            "listed patch-request branches"
+        );
+        match submitted {
+            Ok(list) => self.status.set_submitted(list),
+            Err(e) => tracing::debug!("cannot list patch-request branches: {e}"),
+        }
+    }
+
     fn report_rejected(&self, commit: &str, last_good: Option<&str>, now: Timestamp) {
         tracing::error!(
             commit,
             errors = self.rejected_errors.len(),
             "desired commit rejected; the last good commit stays in force"
         );
-        let target = self.target(self.last_good_fleet.as_ref());
+        self.status.set_rejected(commit, self.rejected_errors.len());
+        let target = self.target(self.last_good_fleet.as_deref());
         if let Err(e) =
             report::record_rejected(&target, commit, &self.rejected_errors, last_good, now)
         {
@@ -674,70 +790,89 @@ impl<O: Observer> Reconciler<O> {
 
     fn reconcile(&mut self, commit: &str, now: Timestamp) -> Result<(), String> {
         let fleet = match &self.last_good_fleet {
-            Some(_) if self.state.last_good.as_deref() == Some(commit) => {
-                self.last_good_fleet.take().expect("checked just above")
-            }
-            _ => self
-                .load(commit)?
-                .fleet
-                .ok_or("the commit no longer validates")?,
+            Some(f) if self.state.last_good.as_deref() == Some(commit) => f.clone(),
+            _ => Arc::new(
+                self.load(commit)?
+                    .fleet
+                    .ok_or("the commit no longer validates")?,
+            ),
         };
-        let result = (|| {
-            if let Some(feed) = &self.advisories {
-                feed.refresh(&fleet, now);
+        let publish = Arc::new(Publish(self.status.clone()));
+        self.status.set_phase(Phase::Observing);
+        if let Some(feed) = &self.advisories {
+            feed.refresh(&fleet, now);
+        }
+        let observed = Arc::new(self.observer.observe(&fleet, publish.clone())?);
+        self.status.set_observed(observed.clone());
+        let target = self.target(Some(&fleet));
+        self.status.set_phase(Phase::Planning);
+        let assessment = self.assess(&fleet, &observed, now);
+        let plan =
+            Arc::new(self.plan(&fleet, &target, &observed, assessment.as_ref(), commit, now)?);
+        self.status.set_plan(plan.clone());
+        let (run, after, assessment) = match self.apply(&fleet, &plan, commit, now, publish)? {
+            Some((run, after)) => {
+                // The plan in force is what apply would do now, after this one; the report
+                // lists the advisories still open after it.
+                self.status.set_phase(Phase::Planning);
+                let after_assessment = self.assess(&fleet, &after, now);
+                let replanned = self.plan(
+                    &fleet,
+                    &target,
+                    &after,
+                    after_assessment.as_ref(),
+                    commit,
+                    Timestamp::now(),
+                )?;
+                self.status.set_plan(Arc::new(replanned));
+                (run, after, after_assessment)
             }
-            let observed = self.observer.observe(&fleet)?;
-            let target = self.target(Some(&fleet));
-            let assessment = self
-                .advisories
-                .as_ref()
-                .and_then(|f| f.assess(&fleet, &observed, now));
-            let run = match self.apply(
-                &fleet,
-                &target,
-                &observed,
-                assessment.as_ref(),
-                commit,
-                now,
-            )? {
-                Some((run, after)) => {
-                    let after_assessment = self
-                        .advisories
-                        .as_ref()
-                        .and_then(|f| f.assess(&fleet, &after, now));
-                    let rec = report::record_with(
-                        &target,
-                        &fleet,
-                        Some(&after),
-                        after_assessment.as_ref(),
-                        &run,
-                        now,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled with apply");
-                    return Ok(());
-                }
-                None => report::observation_run(&observed, commit, now),
-            };
-            let rec = report::record_with(
-                &target,
-                &fleet,
-                Some(&observed),
-                assessment.as_ref(),
-                &run,
-                now,
-            )
-            .map_err(|e| e.to_string())?;
-            tracing::info!(report = %rec.commit, run = %rec.run_id, "reconciled");
-            Ok(())
-        })();
-        self.last_good_fleet = Some(fleet);
-        result
+            None => (
+                report::observation_run(&observed, commit, now),
+                observed,
+                assessment,
+            ),
+        };
+        self.status.set_phase(Phase::Reporting);
+        let rec = report::record_with(
+            &target,
+            &fleet,
+            Some(&after),
+            assessment.as_ref(),
+            &run,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        if rec.committed {
+            tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
+            self.status
+                .report_committed(&rec.commit, &rec.run_id, run.kind.as_str());
+        } else {
+            // `reports.heartbeat`: an observation that changed no host is not committed, so
+            // there is no report commit to announce.
+            tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled; no host changed, nothing reported (reports.heartbeat)");
+        }
+        self.refresh_reports();
+        Ok(())
     }
 
-    /// Plans and applies when Settings enable it and the plan changes something; returns
-    /// the apply run and the fleet observed after it.
-    fn apply(
+    /// The assessment of `observed` against the advisory feed (`None`: no feed, no data,
+    /// or unreadable data, which the feed logs).
+    fn assess(
+        &self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        now: Timestamp,
+    ) -> Option<crate::advisory::Assessment> {
+        self.advisories
+            .as_ref()
+            .and_then(|f| f.assess(fleet, observed, now))
+    }
+
+    /// The plan of this reconcile (with first-seen times from the previous report, the
+    /// advisory assessment, and dry runs on the hosts), made every round so readers always
+    /// see the current one.
+    fn plan(
         &mut self,
         fleet: &ValidFleet,
         target: &ReportTarget,
@@ -745,13 +880,7 @@ impl<O: Observer> Reconciler<O> {
         advisories: Option<&crate::advisory::Assessment>,
         commit: &str,
         now: Timestamp,
-    ) -> Result<Option<(RunRecord, ObservedFleet)>, String> {
-        if !fleet.settings().reconcile.auto_apply {
-            return Ok(None);
-        }
-        let Some(executor) = self.executor.as_mut() else {
-            return Ok(None);
-        };
+    ) -> Result<Plan, String> {
         // Outstanding time counts from the first report that saw an update offered.
         let first_seen = match report::first_seen(&target.repo, &target.branch) {
             Ok(first_seen) => first_seen,
@@ -760,8 +889,8 @@ impl<O: Observer> Reconciler<O> {
                 Default::default()
             }
         };
-        let sources: Vec<String> = crate::plan::promotion::sources(fleet).into_iter().collect();
-        let promotion = match report::promotion_evidence(&target.repo, &target.branch, &sources) {
+        // What the promotion sources ran, from the reports target (its remote fetched now).
+        let promotion = match pipeline::promotion_evidence_at(target, fleet) {
             Ok(evidence) => evidence,
             Err(e) => {
                 tracing::warn!("cannot read promotion evidence: {e}; nothing counts as promoted");
@@ -779,21 +908,43 @@ impl<O: Observer> Reconciler<O> {
             advisories,
         };
         let first = crate::plan::plan(input);
+        if !first.has_changes() {
+            return Ok(first);
+        }
         let simulations = self.observer.dry_run(fleet, observed, &first)?;
-        let plan = crate::plan::plan(PlanInput {
+        Ok(crate::plan::plan(PlanInput {
             simulations: Some(&simulations),
             ..input
-        });
+        }))
+    }
+
+    /// Applies when Settings enable it and the plan changes something; returns the apply
+    /// run and the fleet observed after it.
+    fn apply(
+        &mut self,
+        fleet: &ValidFleet,
+        plan: &Plan,
+        commit: &str,
+        now: Timestamp,
+        publish: Arc<Publish>,
+    ) -> Result<Option<(RunRecord, Arc<ObservedFleet>)>, String> {
+        if !fleet.settings().reconcile.auto_apply {
+            return Ok(None);
+        }
+        let Some(executor) = self.executor.as_mut() else {
+            return Ok(None);
+        };
         if !plan.has_changes() {
             tracing::info!("nothing to apply");
             return Ok(None);
         }
+        self.status.set_phase(Phase::Applying);
         let began = std::time::Instant::now();
-        let applied = executor.apply(fleet, &plan)?;
+        let applied = executor.apply(fleet, plan, publish.clone())?;
         let elapsed =
             jiff::SignedDuration::try_from(began.elapsed()).unwrap_or(jiff::SignedDuration::ZERO);
         let run = report::apply_run(
-            &plan,
+            plan,
             &applied,
             commit,
             now,
@@ -804,7 +955,9 @@ impl<O: Observer> Reconciler<O> {
             },
         );
         // Report what the hosts are now, not what they were before the apply.
-        let after = self.observer.observe(fleet)?;
+        self.status.set_phase(Phase::Observing);
+        let after = Arc::new(self.observer.observe(fleet, publish)?);
+        self.status.set_observed(after.clone());
         Ok(Some((run, after)))
     }
 }

@@ -15,7 +15,7 @@ use crate::driver;
 use crate::model::PackageManager;
 use crate::observe::{self, ObserveError, RunOptions, Target};
 use crate::observed::{InstalledPackage, ObservedFleet};
-use crate::plan::{self, HostStatus, Plan, PlanInput, Simulation, SimulationOutcome, Simulations};
+use crate::plan::{HostStatus, Plan, Simulation, SimulationOutcome, Simulations};
 use crate::transport::ssh::KeyCache;
 use crate::validate::ValidFleet;
 
@@ -183,31 +183,6 @@ pub async fn dry_run_all(
         }
     }
     simulations
-}
-
-/// Plans with dependency simulation: a first pass names the transactions, the hosts
-/// dry-run them, and a second pass folds the answers in. Starts its own async runtime, so it
-/// must not be called from async code.
-pub fn plan_with_dry_runs(
-    input: PlanInput<'_>,
-    progress: Arc<dyn Progress>,
-) -> Result<Plan, SimulateError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(SimulateError::Runtime)?;
-    let first = plan::plan(PlanInput {
-        simulations: None,
-        ..input
-    });
-    let simulations = dry_run_plan(&runtime, input.fleet, input.observed, &first, progress)?;
-    if simulations.is_empty() {
-        return Ok(first);
-    }
-    Ok(plan::plan(PlanInput {
-        simulations: Some(&simulations),
-        ..input
-    }))
 }
 
 /// Dry-runs the transactions of a first-pass plan on their hosts.

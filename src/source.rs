@@ -131,6 +131,49 @@ impl Source {
         &self.location
     }
 
+    /// The tracked branch's name: the one given, else the local repository's `HEAD` branch
+    /// or the remote's default branch.
+    pub fn branch_name(&self) -> Result<String, SourceError> {
+        if let Some(b) = &self.branch {
+            return Ok(b.clone());
+        }
+        let repo = self.repo()?;
+        match &self.location {
+            Location::Local(_) => {
+                let head = repo.head().map_err(self.err("read HEAD"))?;
+                head.shorthand()
+                    .ok()
+                    .map(str::to_owned)
+                    .ok_or_else(|| SourceError::NoBranch {
+                        location: self.location.to_string(),
+                        branch: "HEAD".into(),
+                    })
+            }
+            Location::Remote(url) => {
+                let mut remote = repo.remote_anonymous(url).map_err(self.err("remote"))?;
+                remote
+                    .connect_auth(
+                        Direction::Fetch,
+                        Some(open_remote_callbacks(&self.auth)),
+                        None,
+                    )
+                    .map_err(self.err("connect"))?;
+                let head = remote
+                    .default_branch()
+                    .map_err(self.err("read default branch"))?;
+                let head = head.as_str().unwrap_or("refs/heads/main").to_owned();
+                remote.disconnect().map_err(self.err("disconnect"))?;
+                Ok(head.trim_start_matches("refs/heads/").to_owned())
+            }
+        }
+    }
+
+    /// Opens the repository commits are read from and written to: the local one, or the
+    /// cache's bare mirror of a remote (created when missing).
+    pub fn open(&self) -> Result<Repository, SourceError> {
+        self.repo()
+    }
+
     /// The Git repository holding the fetched objects (the local repository, or the
     /// cache's bare mirror of a remote): where `serve` commits reports before pushing.
     pub fn repo_path(&self) -> PathBuf {

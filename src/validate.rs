@@ -290,7 +290,44 @@ impl<'a> Checker<'a> {
                     spec.apply.stale_lock_after.as_ref(),
                 );
                 self.report_signing(o, &spec.reports);
+                self.api_tokens(o, &spec.api);
                 self.advisory_settings(o, &spec.advisories);
+            }
+        }
+    }
+
+    fn api_tokens(&mut self, o: &Origin, api: &model::ApiSettings) {
+        for (i, t) in api.tokens.iter().enumerate() {
+            let at = format!("/spec/api/tokens/{i}");
+            if let Some(e) = &t.expires {
+                if e.parse::<jiff::Timestamp>().is_err() {
+                    self.push(Diagnostic::new(
+                        Code::InvalidTime,
+                        o.at(&format!("{at}/expires")),
+                        format!("invalid token expiry `{e}`, expected an RFC 3339 time such as `2027-03-01T00:00:00Z`"),
+                    ));
+                }
+            }
+            // Two entries for one name or one hash make the logs (and `Requested-By:`)
+            // ambiguous about who called.
+            for (field, value) in [("name", &t.name), ("sha256", &t.sha256)] {
+                let first = api.tokens[..i].iter().position(|p| match field {
+                    "name" => &p.name == value,
+                    _ => &p.sha256 == value,
+                });
+                if let Some(j) = first {
+                    self.push(
+                        Diagnostic::new(
+                            Code::DuplicateName,
+                            o.at(&format!("{at}/{field}")),
+                            format!("API token {field} `{value}` is listed twice"),
+                        )
+                        .with_note(
+                            o.at(&format!("/spec/api/tokens/{j}/{field}")),
+                            "first listed here",
+                        ),
+                    );
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ mod common;
 use common::cli::{run, text};
 
 /// Every command and subcommand.
-const COMMANDS: [&[&str]; 18] = [
+const COMMANDS: [&[&str]; 20] = [
     &[],
     &["validate"],
     &["observe"],
@@ -13,6 +13,8 @@ const COMMANDS: [&[&str]; 18] = [
     &["apply"],
     &["report"],
     &["serve"],
+    &["token"],
+    &["token", "new"],
     &["schema"],
     &["version"],
     &["version", "compare"],
@@ -45,7 +47,7 @@ fn every_help_lists_its_exit_codes_including_usage_errors() {
             codes.contains("usage error"),
             "{cmd:?}: exit 2 for usage errors is not listed:\n{codes}"
         );
-        if cmd != ["version"] && cmd != ["import"] && cmd != ["advisories"] {
+        if cmd != ["version"] && cmd != ["token"] && cmd != ["import"] && cmd != ["advisories"] {
             assert!(codes.contains("\n  0  "), "{cmd:?}: no exit 0:\n{codes}");
             assert!(codes.contains("\n  2  "), "{cmd:?}: no exit 2:\n{codes}");
         }

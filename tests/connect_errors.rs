@@ -160,7 +160,7 @@ struct Listener {
 impl Listener {
     fn start(mode: &str) -> Listener {
         const SCRIPT: &str = r#"
-import socket, sys, time
+import select, socket, sys, time
 mode = sys.argv[1]
 s = socket.socket(); s.bind(("127.0.0.1", 0))
 keep = []
@@ -172,7 +172,10 @@ if mode == "backlog":
         try: c.connect(s.getsockname())
         except BlockingIOError: pass
         keep.append(c)
-    time.sleep(0.5)
+    # The queue is full once one queued connection is established: wait for that state
+    # (a connected socket becomes writable) instead of for a guessed time.
+    _, ready, _ = select.select([], keep, [], 60)
+    assert any(c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for c in ready)
 else:
     s.listen(16)
 print(s.getsockname()[1], flush=True)

@@ -51,7 +51,11 @@ fn seed(work: &Path) {
 struct AllCompliant;
 
 impl Observer for AllCompliant {
-    fn observe(&mut self, fleet: &ValidFleet) -> Result<ObservedFleet, String> {
+    fn observe(
+        &mut self,
+        fleet: &ValidFleet,
+        _progress: std::sync::Arc<dyn patchkeeper::pipeline::Progress>,
+    ) -> Result<ObservedFleet, String> {
         let hosts = fleet
             .hosts()
             .map(|h| ObservedHost::new(h.name.clone(), HostStatus::Reachable))

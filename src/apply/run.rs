@@ -73,6 +73,12 @@ pub trait Progress: Send + Sync {
     fn host(&self, host: &str, message: &str);
     /// A batch starts, waits or is skipped.
     fn batch(&self, index: usize, message: &str);
+    /// A batch starts `hosts` hosts (structured, for the published status and events).
+    fn batch_started(&self, _batch: &crate::plan::Batch, _hosts: usize) {}
+    /// A host ended with `result` (structured, as results arrive).
+    fn host_finished(&self, _result: &HostResult) {}
+    /// A rollout's failure budget was exceeded after `failures` failures.
+    fn rollout_halted(&self, _rollout: &str, _failures: usize) {}
 }
 
 /// The stop signal (SIGINT/SIGTERM): no new host starts once it is set.
@@ -268,6 +274,7 @@ pub async fn execute(
                 batch.parallelism
             ),
         );
+        options.progress.batch_started(batch, todo.len());
         let Some(rollout) = fleet.rollout(&batch.rollout).map(|r| r.doc.spec.clone()) else {
             for h in todo {
                 results.insert(
@@ -358,6 +365,7 @@ pub async fn execute(
                                 s.failures
                             ),
                         );
+                        ctx.progress.rollout_halted(&rollout_name, s.failures);
                     }
                 }
                 result
@@ -366,6 +374,7 @@ pub async fn execute(
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(r) => {
+                    options.progress.host_finished(&r);
                     results.insert(r.host.clone(), r);
                 }
                 Err(e) => tracing::error!("host task failed: {e}"),

@@ -330,8 +330,7 @@ pub(crate) fn assessment(
     observed: &crate::observed::ObservedFleet,
     at: jiff::Timestamp,
 ) -> Option<crate::advisory::Assessment> {
-    let path = fleet::store_path(repo, None);
-    match fleet::assess_at(&path, fleet_, observed, at) {
+    match crate::pipeline::assessment(repo, fleet_, observed, at) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("warning: advisory data not used: {e}");

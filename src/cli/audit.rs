@@ -117,41 +117,32 @@ fn record(
     }
 }
 
-/// What the reports branch proves about the versions the promotion sources ran (no
-/// promoting baseline, no Git repository or no reports yet: nothing, so promoting
-/// baselines' hosts wait).
+/// What the reports branch proves about the versions the promotion sources ran
+/// ([`crate::pipeline::promotion_evidence`]); when it cannot be read, a warning, and
+/// nothing counts as promoted (promoting baselines' hosts wait).
 pub(crate) fn promotion_evidence(repo: &Path, fleet: &ValidFleet) -> Evidence {
-    let sources: Vec<String> = crate::plan::promotion::sources(fleet).into_iter().collect();
-    if sources.is_empty() || fleet.fleet().commit.is_none() {
-        return Evidence::default();
-    }
-    let target = ReportTarget::from_fleet(repo, fleet);
-    match report::promotion_evidence(repo, &target.branch, &sources) {
+    match crate::pipeline::promotion_evidence(repo, fleet) {
         Ok(evidence) => evidence,
         Err(e) => {
-            eprintln!(
-                "warning: cannot read promotion evidence from `{}` ({e}); nothing counts as promoted",
-                target.branch
-            );
+            warn_promotion(&e);
             Evidence::default()
         }
     }
 }
 
+/// The warning `plan` and `apply` print when the promotion evidence cannot be read.
+pub(crate) fn warn_promotion(e: &report::ReportError) {
+    eprintln!("warning: cannot read promotion evidence from the reports ({e}); nothing counts as promoted");
+}
+
 /// When each pending update was first seen offered, from the last report on the fleet's
 /// reports branch (none yet: every update counts as first seen now).
 pub(crate) fn first_seen(repo: &Path, fleet: &ValidFleet) -> FirstSeen {
-    if fleet.fleet().commit.is_none() {
-        // Not a Git repository: there is no reports branch to read.
-        return FirstSeen::new();
-    }
-    let target = ReportTarget::from_fleet(repo, fleet);
-    match report::first_seen(repo, &target.branch) {
+    match crate::pipeline::first_seen(repo, fleet) {
         Ok(first_seen) => first_seen,
         Err(e) => {
             eprintln!(
-                "warning: cannot read first-seen times from `{}` ({e}); updates count as first seen now",
-                target.branch
+                "warning: cannot read first-seen times from the reports ({e}); updates count as first seen now"
             );
             FirstSeen::new()
         }

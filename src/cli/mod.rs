@@ -32,6 +32,7 @@ mod plan;
 mod report;
 mod schema;
 mod serve;
+mod token;
 mod validate;
 mod version;
 mod vulns;
@@ -133,8 +134,16 @@ pub enum Command {
     /// windows allow (only with Settings' `reconcile.autoApply`), report to Git; repeat.
     ///
     /// Runs until SIGTERM/SIGINT (finishing the in-flight reconcile), or once with --once.
-    /// Logs progress on stderr at info level (structured with --log-format json).
+    /// With --listen, also serves the HTTP API (JSON under /api/v1, live events, metrics,
+    /// health) over what the loop publishes. Logs progress on stderr at info level
+    /// (structured with --log-format json).
     Serve(serve::Args),
+    /// API tokens for `serve --listen`.
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper token new --help`; a usage error exits 2."
+    )]
+    Token(token::Command),
     /// Write the JSON Schemas of every document kind (for editors and CI).
     Schema(schema::Args),
     /// Package version tools.
@@ -201,6 +210,7 @@ pub fn main() -> ExitCode {
         Command::Observe(args) => observe::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Token(cmd) => token::run(cmd),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),

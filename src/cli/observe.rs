@@ -3,8 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::observe::{self, HostSelector, RunOptions};
+use crate::observe::{self, HostSelector};
 use crate::observed::{pm_name, ObservedFleet, ObservedHost};
+use crate::pipeline::{Pipeline, Progress, Scope};
 use crate::validate::ValidFleet;
 
 /// Flags of `patchkeeper observe`.
@@ -120,8 +121,8 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-/// Observes the fleet for `plan` when no `--observed` file is given (every host, Settings'
-/// defaults). Hosts that cannot be observed are in the result with their reason.
+/// Observes every host as a plan does (`vulns` without `--observed`): Settings' index
+/// refresh and parallelism.
 pub(crate) fn observe_for_plan(fleet: &ValidFleet) -> Result<ObservedFleet, u8> {
     observe_fleet(fleet, &HostSelector::default(), None, None)
 }
@@ -140,53 +141,93 @@ fn observe_fleet(
     refresh: Option<bool>,
     parallel: Option<usize>,
 ) -> Result<ObservedFleet, u8> {
-    let settings = fleet.settings();
-    let root = fleet.fleet().root.clone();
-    let mut targets = Vec::new();
-    for host in fleet.hosts().filter(|h| selector.matches(h)) {
-        match observe::target_for(&root, &settings, host, refresh) {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(super::EXIT_ERROR);
-            }
-        }
-    }
-    if targets.is_empty() {
-        eprintln!("error: no host to observe");
-        return Err(super::EXIT_ERROR);
-    }
-    let options = RunOptions::from_settings(&settings, parallel).map_err(|e| {
+    let pipeline = Pipeline::new().map_err(|e| {
         eprintln!("error: {e}");
         super::EXIT_ERROR
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            super::EXIT_ERROR
-        })?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(targets.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} observing [{bar:30}] {pos}/{len} {wide_msg}",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
+    let scope = Scope {
+        selector: selector.clone(),
+        refresh,
+        parallel,
     };
-    let progress = bar.clone();
-    let observed = runtime.block_on(observe::observe_all(targets, &options, move |host| {
-        progress.set_message(host.name.clone());
-        progress.inc(1);
-    }));
-    bar.finish_and_clear();
-    Ok(observed)
+    let bars = Bars::new();
+    let observed = pipeline.observe(fleet, &scope, bars.clone());
+    bars.finish();
+    observed.map_err(|e| {
+        eprintln!("error: {e}");
+        super::EXIT_ERROR
+    })
+}
+
+/// Progress bars for observation and dry runs, on a terminal only.
+pub(crate) struct Bars {
+    tty: bool,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    pub(crate) fn new() -> std::sync::Arc<Bars> {
+        std::sync::Arc::new(Bars {
+            tty: std::io::stderr().is_terminal(),
+            bar: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn start(&self, what: &str, len: usize) {
+        let bar = if self.tty {
+            let bar = indicatif::ProgressBar::new(len as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{wide_msg}}"
+                ))
+                // A fixed template: it parses (a bad one falls back to the default style).
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Some(old) = self.lock().replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<indicatif::ProgressBar>> {
+        self.bar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn step(&self, message: &str) {
+        if let Some(bar) = self.lock().as_ref() {
+            bar.set_message(message.to_owned());
+            bar.inc(1);
+        }
+    }
+
+    /// Clears the bar.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = self.lock().take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn observing(&self, hosts: usize) {
+        self.start("observing", hosts);
+    }
+
+    fn observed(&self, host: &ObservedHost) {
+        self.step(&host.name);
+    }
+
+    fn dry_runs(&self, hosts: usize) {
+        self.start("dry-running transactions", hosts);
+    }
+
+    fn dry_run_done(&self, host: &str) {
+        self.step(host);
+    }
 }
 
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::observed::ObservedFleet;
+use crate::pipeline::Pipeline;
 use crate::plan::{self, PlanInput, RenderOptions};
 
 /// Flags of `patchkeeper plan`.
@@ -158,69 +159,34 @@ pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, Str
     Ok(fleet)
 }
 
-/// The online plan `plan` and `apply` make: observe every host, read first-seen times and
-/// promotion evidence from the reports, plan, dry-run the transactions, plan again. Returns the plan and the
-/// observation it was made from; `Err` is an exit code after the error was printed.
+/// The online plan `plan` and `apply` make (the library's [`Pipeline::plan_now`]: first-seen
+/// times and promotion evidence from the reports, dry runs; progress bars on a terminal).
+/// Returns the plan and the observation it was made from; `Err` is an exit code after the
+/// error was printed.
 pub(crate) fn plan_now(
     repo: &std::path::Path,
     fleet: &crate::validate::ValidFleet,
     at: jiff::Timestamp,
 ) -> Result<(plan::Plan, ObservedFleet), u8> {
-    let observed = super::observe::observe_for_plan(fleet)?;
-    let first_seen = super::audit::first_seen(repo, fleet);
-    let promotion = super::audit::promotion_evidence(repo, fleet);
-    let advisories = super::advisories::assessment(repo, fleet, &observed, at);
-    let input = PlanInput {
-        fleet,
-        fleet_commit: fleet.fleet().commit.as_deref(),
-        observed: &observed,
-        at,
-        first_seen: &first_seen,
-        simulations: None,
-        promotion: &promotion,
-        advisories: advisories.as_ref(),
-    };
-    match crate::simulate::plan_with_dry_runs(input, dry_run_progress()) {
-        Ok(plan) => Ok((plan, observed)),
+    let bars = super::observe::Bars::new();
+    let online = Pipeline::new().and_then(|p| p.plan_now(repo, fleet, at, bars.clone()));
+    bars.finish();
+    match online {
+        Ok(online) => {
+            if let Some(e) = online.first_seen_warning {
+                eprintln!("warning: cannot read first-seen times from the reports ({e}); updates count as first seen now");
+            }
+            if let Some(e) = &online.promotion_warning {
+                super::audit::warn_promotion(e);
+            }
+            if let Some(e) = online.advisory_warning {
+                eprintln!("warning: advisory data not used: {e}");
+            }
+            Ok((online.plan, online.observed))
+        }
         Err(e) => {
             eprintln!("error: {e}");
             Err(super::EXIT_ERROR)
-        }
-    }
-}
-
-/// A progress bar for the dependency dry runs on a terminal (hidden otherwise).
-pub(crate) fn dry_run_progress() -> std::sync::Arc<dyn crate::simulate::Progress> {
-    use std::io::IsTerminal;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} dry-running transactions [{bar:30}] {pos}/{len} {wide_msg}",
-            )
-            // A fixed template: it parses (the same shape as observe's).
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    std::sync::Arc::new(DryRunBar(bar))
-}
-
-struct DryRunBar(indicatif::ProgressBar);
-
-impl crate::simulate::Progress for DryRunBar {
-    fn started(&self, hosts: usize) {
-        self.0.set_length(hosts as u64);
-    }
-
-    fn done(&self, host: &str) {
-        self.0.set_message(host.to_owned());
-        self.0.inc(1);
-        if self.0.length() == Some(self.0.position()) {
-            self.0.finish_and_clear();
         }
     }
 }

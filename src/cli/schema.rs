@@ -1,4 +1,5 @@
-//! `patchkeeper schema`: write the JSON Schemas of every document kind.
+//! `patchkeeper schema`: write the JSON Schemas of every document kind, and the HTTP
+//! API's OpenAPI document.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,11 @@ pub struct Args {
 
 /// Runs `patchkeeper schema`; returns the exit code.
 pub fn run(args: Args) -> u8 {
-    let files = crate::schema::all_schema_files();
+    let mut files = crate::schema::all_schema_files();
+    files.insert(
+        crate::service::openapi::FILE,
+        crate::service::openapi::document_text(),
+    );
     let Some(dir) = args.out else {
         for name in files.keys() {
             println!("{name}");

@@ -1,19 +1,25 @@
 //! `patchkeeper serve`: the reconcile loop (fetch, validate, observe, plan, apply when
-//! Settings allow, report) until SIGTERM/SIGINT, or one round with `--once`.
+//! Settings allow, report) until SIGTERM/SIGINT, or one round with `--once`; with
+//! `--listen`, the HTTP API over the state the loop publishes.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::apply::Stop;
+use crate::pipeline::Pipeline;
 use crate::reconcile::{AdvisoryFeed, EngineExecutor, EngineObserver, Reconciler, Timing};
 use crate::report::GitAuth;
+use crate::service::{self, App, Rate};
 use crate::source::{Location, Source};
+use crate::status::Status;
 
 /// Flags of `patchkeeper serve`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = concat!(
-    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval, no async runtime or signal handlers);\n     with --once: the round failed (fetch, validation or a step)\n",
+    "API: see docs/api.md; tokens are made with `patchkeeper token new`.\n\n",
+    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval or --event-keep-alive, the listener or TLS\n     could not be set up, no async runtime or signal handlers); with --once: the round\n     failed (fetch, validation or a step)\n",
     usage_exit!()
 ))]
 pub struct Args {
@@ -36,8 +42,31 @@ pub struct Args {
     cache: Option<PathBuf>,
     /// Run a single reconcile and exit (for tests and cron): exit 0 when the desired
     /// commit validated and was reconciled and reported, 1 otherwise.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "listen")]
     once: bool,
+    /// Serve the HTTP API (`/api/v1`, `/metrics`, `/healthz`, `/readyz`) on this address,
+    /// e.g. `127.0.0.1:8420`; plain HTTP unless --tls-cert and --tls-key are given.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for --listen.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "listen")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for --listen.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve the API without reconciling: follow the desired commit and the reports
+    /// branch, never contact a host or write a report (a read replica for dashboards).
+    #[arg(long, requires = "listen")]
+    api_only: bool,
+    /// API requests per second allowed per token (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    rate_limit: u32,
+    /// API requests a token may make at once above --rate-limit.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    rate_burst: u32,
+    /// Send a keep-alive comment on idle event streams this often.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    event_keep_alive: String,
     /// Advisory data to re-import every Settings `advisories.refresh` (default 6h), besides
     /// the fleet repo's `advisories.sources`: a tracker dump, OSV files, directories or
     /// `all.zip` dumps (repeatable; the operator's choice, outside the fleet repo's say).
@@ -79,39 +108,55 @@ pub fn run(args: Args) -> u8 {
         Location::Local(_) => GitAuth::from_env(),
     };
     let source = Source::new(location, args.branch.clone(), &cache, auth);
+    let keep_alive = match crate::duration::parse_duration(&args.event_keep_alive) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!(
+                "error: invalid --event-keep-alive `{}`: must be a positive duration such as `15s`",
+                args.event_keep_alive
+            );
+            return super::EXIT_ERROR;
+        }
+    };
     // The apply lock and journal live beside the repository serve reads from.
     let state_repo = source.repo_path();
-    let source_repo = state_repo.clone();
     let stop = Arc::new(Stop::default());
-    let engines =
-        EngineObserver::new().and_then(|o| Ok((o, EngineExecutor::new(state_repo, stop.clone())?)));
-    let (observer, executor) = match engines {
-        Ok(e) => e,
+    let pipeline = match Pipeline::new() {
+        Ok(p) => Arc::new(p),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return super::EXIT_ERROR;
         }
     };
     let shutdown = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(Status::default());
     let mut reconciler = Reconciler::new(
-        source,
-        observer,
+        source.clone(),
+        EngineObserver::new(pipeline.clone()),
         Timing::with_interval(interval),
         shutdown.clone(),
     )
-    .with_executor(executor)
+    .with_executor(EngineExecutor::new(
+        pipeline,
+        state_repo.clone(),
+        stop.clone(),
+    ))
+    .with_status(status.clone())
     .with_advisories(AdvisoryFeed {
-        store: crate::advisory::fleet::store_path(&source_repo, args.store.as_deref()),
+        store: crate::advisory::fleet::store_path(&state_repo, args.store.as_deref()),
         extra: args.advisories.clone(),
     });
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
     }
-    if let Err(e) = watch_signals(shutdown.clone(), stop) {
-        eprintln!("error: cannot install signal handlers: {e}");
-        return super::EXIT_ERROR;
+    if args.api_only {
+        reconciler = reconciler.watch_only();
     }
     if args.once {
+        if let Err(e) = watch_signals(shutdown.clone(), stop, Box::new(|| {})) {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return super::EXIT_ERROR;
+        }
         reconciler.step(jiff::Timestamp::now);
         let s = &reconciler.state;
         let ok = s.fetch_failures == 0
@@ -124,8 +169,101 @@ pub fn run(args: Args) -> u8 {
             super::EXIT_ERROR
         };
     }
-    tracing::info!(repo = %crate::redact::text(&args.repo), "serving");
-    reconciler.run();
+    let Some(listen) = args.listen else {
+        if let Err(e) = watch_signals(shutdown.clone(), stop, Box::new(|| {})) {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return super::EXIT_ERROR;
+        }
+        tracing::info!(repo = %crate::redact::text(&args.repo), "serving");
+        reconciler.run();
+        tracing::info!("shut down");
+        return super::EXIT_OK;
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match service::tls::acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("error: TLS: {e}");
+                return super::EXIT_ERROR;
+            }
+        },
+        _ => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}\n\nhint: is another process using the port? `--listen 127.0.0.1:0` picks a free one");
+            return super::EXIT_ERROR;
+        }
+    };
+    let bound = service::local_addr(&listener).unwrap_or(listen);
+    let config = service::Config {
+        rate: Rate::per_second(args.rate_limit, args.rate_burst),
+        keep_alive,
+        reconciles: !args.api_only,
+        ..service::Config::default()
+    };
+    let intake = Arc::new(crate::request::Intake::new(source));
+    let app = App::new(status.clone(), Some(intake), state_repo, config);
+    let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+    let on_signal = {
+        let status = status.clone();
+        Box::new(move || {
+            http_stop.send_replace(true);
+            status.wake();
+        })
+    };
+    if let Err(e) = watch_signals(shutdown.clone(), stop, on_signal) {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return super::EXIT_ERROR;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(repo = %crate::redact::text(&args.repo), address = %bound, "serving the API on {scheme}://{bound}");
+    let looping = match std::thread::Builder::new()
+        .name("reconcile".into())
+        .spawn(move || reconciler.run())
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: cannot start the reconcile loop: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    let served = runtime.block_on(async {
+        app.start_metrics();
+        // A loop that dies (a bug) makes /healthz fail, so a supervisor restarts serve.
+        let watcher = {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || {
+                if looping.join().is_err() {
+                    tracing::error!("the reconcile loop panicked");
+                    app.loop_died();
+                }
+            })
+        };
+        let stopped = async move {
+            let _ = http_stopped.wait_for(|s| *s).await;
+        };
+        let served = service::serve(listener, tls, app, stopped).await;
+        // The loop finishes its in-flight round (hosts in a transaction finish it).
+        let _ = watcher.await;
+        served
+    });
+    if let Err(e) = served {
+        eprintln!("error: the API server failed: {e}");
+        return super::EXIT_ERROR;
+    }
     tracing::info!("shut down");
     super::EXIT_OK
 }
@@ -142,7 +280,11 @@ fn default_cache() -> PathBuf {
 /// Sets `shutdown` and `stop` on the first SIGTERM or SIGINT: an apply in progress starts no
 /// new host (hosts in a package transaction finish it), then the loop ends its in-flight
 /// step and exits. A second signal exits at once (an operator insisting).
-fn watch_signals(shutdown: Arc<AtomicBool>, stop: Arc<Stop>) -> std::io::Result<()> {
+fn watch_signals(
+    shutdown: Arc<AtomicBool>,
+    stop: Arc<Stop>,
+    on_signal: Box<dyn Fn() + Send>,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,6 +306,7 @@ fn watch_signals(shutdown: Arc<AtomicBool>, stop: Arc<Stop>) -> std::io::Result<
                         _ = int.recv() => "SIGINT",
                     };
                     stop.interrupt();
+                    on_signal();
                     if shutdown.swap(true, Ordering::SeqCst) {
                         tracing::warn!(signal = name, "second signal: exiting now");
                         std::process::exit(130);

@@ -178,6 +178,17 @@ impl Positions {
             .copied()
             .unwrap_or_else(|| self.value(pointer))
     }
+
+    /// The JSON pointer of the deepest value or mapping key at `pos`: which field a
+    /// diagnostic at `pos` is about (`None` when nothing starts there).
+    pub fn pointer_at(&self, pos: Pos) -> Option<&str> {
+        self.values
+            .iter()
+            .chain(self.keys.iter())
+            .filter(|(_, p)| **p == pos)
+            .map(|(k, _)| k.as_str())
+            .max_by_key(|k| (k.matches('/').count(), k.len()))
+    }
 }
 
 /// One YAML document of a file, as JSON plus positions.

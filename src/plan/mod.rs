@@ -71,6 +71,7 @@ pub struct Plan {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "PlanHostStatus")]
 pub enum HostStatus {
     /// Changes are planned and its batch's window is open now.
     Update,

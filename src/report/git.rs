@@ -12,8 +12,8 @@ use git2::{
 use jiff::Timestamp;
 
 use super::{
-    HistoryEntry, HostReport, InstalledRecord, ReportError, ReportTarget, RunRecord, Snapshot,
-    Summary,
+    HistoryEntry, HostPackages, HostReport, InstalledRecord, ReportError, ReportTarget, RunLookup,
+    RunPackages, RunRecord, Snapshot, Summary,
 };
 
 const FILE_MODE: i32 = 0o100644;
@@ -485,10 +485,19 @@ impl<'t> Writer<'t> {
         )
     }
 
+    /// The blob id of `packages/<host>.txt` on `base`, by host.
+    pub fn package_blobs(&self, base: Option<&Oid>) -> Result<BTreeMap<String, Oid>, ReportError> {
+        match self.tree_of(base)? {
+            Some(tree) => package_files(&self.repo, &tree),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
     /// Builds and writes a commit on `base` with `files` (paths `hosts/x.json`,
-    /// `runs/y.json`, `installed/x.json` or top-level names) replacing or adding entries;
-    /// host files of hosts not in `keep_hosts` are removed, and so are installed records of
-    /// hosts not in `keep_installed` (when given). Not yet referenced by any branch.
+    /// `packages/x.txt`, `installed/x.json`, `runs/y.json` or top-level names) replacing or
+    /// adding entries; host and package files of hosts not in `keep_hosts` are removed, and
+    /// so are installed records of hosts not in `keep_installed` (when given). Not yet
+    /// referenced by any branch.
     pub fn commit(
         &self,
         base: Option<&Oid>,
@@ -508,13 +517,21 @@ impl<'t> Writer<'t> {
         let mut root = repo
             .treebuilder(base_tree.as_ref())
             .map_err(git_err("start tree"))?;
-        // Subdirectories named by the files, plus `hosts/` (and `installed/`) for pruning.
+        // Subdirectories named by the files, plus `hosts/`, `packages/` (when there is one)
+        // and `installed/` (when pruning it) for pruning.
         let mut dirs: Vec<&str> = by_dir.keys().copied().filter(|d| !d.is_empty()).collect();
         if !dirs.contains(&"hosts") {
             dirs.push("hosts");
         }
         if keep_installed.is_some() && !dirs.contains(&"installed") {
             dirs.push("installed");
+        }
+        let has_packages = root
+            .get("packages")
+            .map_err(git_err("read tree"))?
+            .is_some();
+        if has_packages && !dirs.contains(&"packages") {
+            dirs.push("packages");
         }
         for dir in dirs {
             let existing = match root.get(dir).map_err(git_err("read tree"))? {
@@ -527,16 +544,18 @@ impl<'t> Writer<'t> {
             let mut sub = repo
                 .treebuilder(existing.as_ref())
                 .map_err(git_err("start tree"))?;
-            let keep = match dir {
-                "hosts" => Some(keep_hosts),
-                "installed" => keep_installed,
+            // Per-host directories: which file suffix, and which hosts keep theirs.
+            let prune = match dir {
+                "hosts" => Some((".json", Some(keep_hosts))),
+                "packages" => Some((".txt", Some(keep_hosts))),
+                "installed" => Some((".json", keep_installed)),
                 _ => None,
             };
-            if let Some(keep) = keep {
+            if let Some((suffix, Some(keep))) = prune {
                 let mut stale = Vec::new();
                 for e in existing.iter().flat_map(|t| t.iter()) {
                     let name = e.name().unwrap_or_default().to_owned();
-                    let host = name.strip_suffix(".json").unwrap_or(&name);
+                    let host = name.strip_suffix(suffix).unwrap_or(&name);
                     if !keep.iter().any(|k| k == host) {
                         stale.push(name);
                     }
@@ -558,6 +577,11 @@ impl<'t> Writer<'t> {
             }
             if dir == "runs" {
                 self.carry_unpushed_runs(base, &mut sub)?;
+            }
+            // Git has no empty directories: a `packages/` pruned to nothing goes.
+            if dir == "packages" && sub.is_empty() {
+                root.remove(dir).map_err(git_err("prune packages/"))?;
+                continue;
             }
             let oid = sub.write().map_err(git_err("write tree"))?;
             root.insert(dir, oid, DIR_MODE)
@@ -948,6 +972,38 @@ pub fn read_evidence(
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(crate::plan::Evidence::default());
     };
+    evidence_at(&repo, &reference, branch, hosts)
+}
+
+/// Where a remote's reports branch is fetched to for reading promotion evidence (its own
+/// ref: the API's snapshot reads and the writers' fetches never disturb it).
+const EVIDENCE_TIP_REF: &str = "refs/patchkeeper/reports-evidence-tip";
+
+/// Fetches `branch` from the remote `name_or_url` and reads the promotion evidence of
+/// `hosts` at its tip (the remote has no such branch yet: empty evidence).
+pub fn fetch_evidence(
+    repo_path: &Path,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    if hosts.is_empty() {
+        return Ok(crate::plan::Evidence::default());
+    }
+    let repo = discover(repo_path)?;
+    let Some(reference) = fetch_tip(&repo, name_or_url, auth, branch, EVIDENCE_TIP_REF)? else {
+        return Ok(crate::plan::Evidence::default());
+    };
+    evidence_at(&repo, &reference, branch, hosts)
+}
+
+fn evidence_at(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
     let commit = reference
         .peel_to_commit()
         .map_err(git_err(format!("read branch {branch}")))?;
@@ -955,9 +1011,9 @@ pub fn read_evidence(
     let mut read = Vec::new();
     for host in hosts {
         let record: Option<InstalledRecord> =
-            read_json_file(&repo, &tree, &format!("installed/{host}.json"), branch)?;
+            read_json_file(repo, &tree, &format!("installed/{host}.json"), branch)?;
         let report: Option<HostReport> =
-            read_json_file(&repo, &tree, &format!("hosts/{host}.json"), branch)?;
+            read_json_file(repo, &tree, &format!("hosts/{host}.json"), branch)?;
         read.push((
             host.as_str(),
             record,
@@ -969,12 +1025,68 @@ pub fn read_evidence(
     ))
 }
 
+/// Where a remote's reports branch is fetched to for reading (private namespace, apart from
+/// the writers' ref so a reader never disturbs a write in progress).
+const READ_TIP_REF: &str = "refs/patchkeeper/reports-read-tip";
+
+/// Fetches `branch` from the remote `name_or_url` into the private ref `into` (removed
+/// first, so a stale value never passes for the remote's tip); `None`: the remote has no
+/// such branch.
+fn fetch_tip<'r>(
+    repo: &'r Repository,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+    into: &str,
+) -> Result<Option<git2::Reference<'r>>, ReportError> {
+    if let Ok(mut r) = repo.find_reference(into) {
+        r.delete()
+            .map_err(git_err("cannot reset the read-tip ref"))?;
+    }
+    let mut remote = remote(repo, name_or_url).map_err(git_err(format!("remote {name_or_url}")))?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(open_remote_callbacks(auth));
+    // Other fetches into this repository may run at once: leave FETCH_HEAD alone.
+    fo.update_fetchhead(false);
+    let spec = format!("+refs/heads/{branch}:{into}");
+    remote
+        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .map_err(git_err(format!("fetch from {name_or_url}")))?;
+    Ok(repo.find_reference(into).ok())
+}
+
+/// Fetches `branch` from the remote `name_or_url` and reads its tip (`Ok(None)`: the remote
+/// has no such branch yet).
+pub fn fetch_snapshot(
+    repo_path: &Path,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+) -> Result<Option<Snapshot>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = fetch_tip(&repo, name_or_url, auth, branch, READ_TIP_REF)? else {
+        return Ok(None);
+    };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
 /// Reads the branch's tip: summary, host files and run ids.
 pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {
     let repo = discover(repo_path)?;
     let Some(reference) = branch_or_tracking(&repo, branch)? else {
         return Ok(None);
     };
+    snapshot_at(&repo, &reference, branch).map(Some)
+}
+
+fn snapshot_at(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    branch: &str,
+) -> Result<Snapshot, ReportError> {
     let commit = reference
         .peel_to_commit()
         .map_err(git_err(format!("read branch {branch}")))?;
@@ -996,7 +1108,7 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         }
         None => None,
     };
-    let hosts = read_host_files(&repo, &tree, branch, false)?;
+    let hosts = read_host_files(repo, &tree, branch, false)?;
     let mut runs = Vec::new();
     if let Some(e) = tree.get_name("runs") {
         let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
@@ -1010,13 +1122,13 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
     // The desired tip was rejected when the newest run is a validate run: the hosts are
     // still judged by the last good commit.
     let rejected = match runs.iter().rposition(|id| id.contains("-validate-")) {
-        Some(i) => match read_run(&repo, &tree, branch, &runs[i])? {
+        Some(i) => match read_run(repo, &tree, branch, &runs[i])? {
             // Still in force while every later run worked from the last good commit (a
             // new good commit taking over ends the rejection).
             Some(v) => {
                 let mut superseded = false;
                 for id in &runs[i + 1..] {
-                    if let Some(r) = read_run(&repo, &tree, branch, id)? {
+                    if let Some(r) = read_run(repo, &tree, branch, id)? {
                         superseded |=
                             Some(r.desired_commit.as_str()) != v.last_good_commit.as_deref();
                     }
@@ -1027,13 +1139,39 @@ pub fn read_snapshot(repo_path: &Path, branch: &str) -> Result<Option<Snapshot>,
         },
         None => None,
     };
-    Ok(Some(Snapshot {
+    Ok(Snapshot {
         commit: commit.id().to_string(),
         summary,
         hosts,
         runs,
         rejected,
-    }))
+    })
+}
+
+/// Reads the run records `ids` from the branch's tip; ids without a file are left out.
+pub fn read_runs(
+    repo_path: &Path,
+    branch: &str,
+    ids: &[String],
+) -> Result<Vec<super::RunRecord>, ReportError> {
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(Vec::new());
+    };
+    let tree = reference
+        .peel_to_commit()
+        .and_then(|c| c.tree())
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(run) = read_run(&repo, &tree, branch, id)? {
+            out.push(run);
+        }
+    }
+    Ok(out)
 }
 
 /// `runs/<id>.json` of `tree`, when present.
@@ -1057,6 +1195,133 @@ fn read_run(
             path,
             source,
         })
+}
+
+/// The blob of `path` in `tree`, as text (lossy: the lists are ours and UTF-8).
+fn text_at(repo: &Repository, tree: &Tree<'_>, path: &str) -> Result<Option<String>, ReportError> {
+    let Ok(entry) = tree.get_path(Path::new(path)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(git_err(format!("read {path}")))?;
+    Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+}
+
+/// Names of the `packages/*.txt` files of `tree`, by host.
+fn package_files(repo: &Repository, tree: &Tree<'_>) -> Result<BTreeMap<String, Oid>, ReportError> {
+    let Some(e) = tree.get_name("packages") else {
+        return Ok(BTreeMap::new());
+    };
+    let t = repo.find_tree(e.id()).map_err(git_err("read packages/"))?;
+    Ok(t.iter()
+        .filter_map(|e| {
+            let host = e.name().ok()?.strip_suffix(".txt")?.to_owned();
+            Some((host, e.id()))
+        })
+        .collect())
+}
+
+/// See [`super::run_packages`].
+pub fn run_packages(repo_path: &Path, branch: &str, id: &str) -> Result<RunLookup, ReportError> {
+    let repo = discover(repo_path)?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(RunLookup::NoBranch);
+    };
+    let tip = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let tip_tree = tip.tree().map_err(git_err("read tree"))?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(e) = tip_tree.get_name("runs") {
+        let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
+        ids = t
+            .iter()
+            .filter_map(|r| r.name().ok()?.strip_suffix(".json").map(str::to_owned))
+            .collect();
+    }
+    // Run ids start with their time, so sorting by id sorts by time.
+    ids.sort_by(|a, b| b.cmp(a));
+    let id = if ids.iter().any(|i| i == id) || id.is_empty() {
+        id.to_owned()
+    } else {
+        let matches: Vec<String> = ids.iter().filter(|i| i.starts_with(id)).cloned().collect();
+        match matches.len() {
+            1 => matches[0].clone(),
+            0 => id.to_owned(),
+            _ => return Ok(RunLookup::Ambiguous { matches }),
+        }
+    };
+    let path = format!("runs/{id}.json");
+    // The commit that recorded the run: the newest on the first-parent history whose tree
+    // has the run file while its parent's does not.
+    let mut walk = repo.revwalk().map_err(git_err("walk the branch"))?;
+    walk.push(tip.id()).map_err(git_err("walk the branch"))?;
+    walk.simplify_first_parent()
+        .map_err(git_err("walk the branch"))?;
+    let has = |c: &git2::Commit<'_>| {
+        c.tree()
+            .ok()
+            .is_some_and(|t| !id.is_empty() && t.get_path(Path::new(&path)).is_ok())
+    };
+    let mut found = None;
+    for oid in walk {
+        let oid = oid.map_err(git_err("walk the branch"))?;
+        let c = repo.find_commit(oid).map_err(git_err("read commit"))?;
+        if has(&c) && !c.parent(0).ok().is_some_and(|p| has(&p)) {
+            found = Some(c);
+            break;
+        }
+    }
+    let Some(commit) = found else {
+        ids.truncate(10);
+        return Ok(RunLookup::Unknown { recent: ids });
+    };
+    let tree = commit.tree().map_err(git_err("read tree"))?;
+    let Some(run) = read_run(&repo, &tree, branch, &id)? else {
+        ids.truncate(10);
+        return Ok(RunLookup::Unknown { recent: ids });
+    };
+    let parent = commit.parent(0).ok();
+    let parent_tree = parent
+        .as_ref()
+        .map(|p| p.tree().map_err(git_err("read tree")))
+        .transpose()?;
+    let after_files = package_files(&repo, &tree)?;
+    let before_files = match &parent_tree {
+        Some(t) => package_files(&repo, t)?,
+        None => BTreeMap::new(),
+    };
+    let mut names: std::collections::BTreeSet<String> =
+        run.hosts.iter().map(|h| h.host.clone()).collect();
+    for (host, oid) in &after_files {
+        if before_files.get(host) != Some(oid) {
+            names.insert(host.clone());
+        }
+    }
+    for host in before_files.keys() {
+        if !after_files.contains_key(host) {
+            names.insert(host.clone());
+        }
+    }
+    let mut hosts = Vec::new();
+    for host in names {
+        let file = format!("packages/{host}.txt");
+        hosts.push(HostPackages {
+            before: match &parent_tree {
+                Some(t) => text_at(&repo, t, &file)?,
+                None => None,
+            },
+            after: text_at(&repo, &tree, &file)?,
+            host,
+        });
+    }
+    Ok(RunLookup::Found(Box::new(RunPackages {
+        run,
+        commit: commit.id().to_string(),
+        parent: parent.map(|p| p.id().to_string()),
+        hosts,
+    })))
 }
 
 /// One host's history on the branch: its run entries (from every run record at the tip)

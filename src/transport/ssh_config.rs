@@ -944,8 +944,9 @@ fn match_matches(
     Ok(result)
 }
 
-/// `*` and `?` globbing, case-sensitive as OpenSSH's `match_pattern`.
-fn wildcard_match(pattern: &str, name: &str) -> bool {
+/// `*` and `?` globbing, case-sensitive as OpenSSH's `match_pattern` (known_hosts lowercases
+/// both sides first).
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     let (mut pi, mut ni) = (0, 0);

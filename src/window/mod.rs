@@ -39,6 +39,7 @@ use crate::model::MaintenanceWindowSpec;
 use schedule::Schedule;
 
 mod cron_field;
+pub mod report;
 mod schedule;
 #[cfg(test)]
 mod tests;

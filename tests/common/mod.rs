@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests (`mod common;` in a test file).
 
+pub mod api;
 pub mod cli;
 pub mod git;
 pub mod lab;
