@@ -1325,3 +1325,75 @@ fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() 
         "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
     );
 }
+
+#[test]
+fn promotion_evidence_is_read_from_the_remote_reports_branch_not_a_stale_local_copy() {
+    // Two controllers share the fleet and its reports remote: one reports staging (web-2),
+    // the other plans production. The planner's local branch knows nothing of the other's
+    // reports, so evidence must come from the remote's tip, fetched now; and when the
+    // remote cannot be read, an error (nothing promoted), never the stale local copy.
+    let root = tempfile::tempdir().expect("tempdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
+    std::fs::write(
+        seed.join("baselines/lab.yaml"),
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: lab}\nspec:\n  selector: {groups: [lab]}\n  updates: {classes: all}\n  promotion:\n    from: {hosts: [web-2]}\n    soak: 1d\n    minHosts: 1\n  window: always\n  rollout: one-by-one\n",
+    )
+    .expect("write baseline");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "lab promotes from web-2"]);
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let (planner, _) = clone_with_fleet(&bare, &root.path().join("planner"));
+    let (staging, desired) = clone_with_fleet(&bare, &root.path().join("staging"));
+    let planner_fleet = load(&planner);
+    // Nothing reported anywhere yet: no evidence, and no error.
+    let none = patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet).expect("read");
+    assert!(
+        none.hosts.values().all(|h| h.versions.is_empty()),
+        "{none:?}"
+    );
+
+    let rec = report::record_observation(
+        &staging,
+        &load(&staging),
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("staging reports");
+    assert!(rec.pushed, "{rec:?}");
+    // The planner's repository has no reports branch of its own (nor a tracking copy).
+    assert!(git(&planner, &["branch", "-a"])
+        .lines()
+        .all(|l| !l.contains(BRANCH)));
+
+    let evidence =
+        patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet).expect("read");
+    let web2 = evidence.hosts.get("web-2").expect("web-2's evidence");
+    let openssl = web2.versions.get("openssl").expect("openssl recorded");
+    assert_eq!(openssl.len(), 1, "{openssl:?}");
+    assert_eq!(openssl[0].version, "3.0.16-1~deb12u1");
+    assert_eq!(openssl[0].since, ts("2026-11-16T02:00:00Z"));
+    // Reading created no local reports branch in the planner's repository (libgit2 may
+    // update the remote-tracking copy, as `git fetch` does).
+    assert!(git(&planner, &["branch"])
+        .lines()
+        .all(|l| !l.contains(BRANCH)));
+
+    // The remote goes away: an error, so the caller promotes nothing.
+    std::fs::rename(&bare, root.path().join("gone.git")).expect("rename");
+    let err = patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet)
+        .expect_err("the remote cannot be read");
+    assert!(err.to_string().contains("fetch from origin"), "{err}");
+}
