@@ -91,6 +91,18 @@ pub struct ObservedHost {
     /// installing it would move a held package or needs something unavailable), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_back: Vec<String>,
+    /// Every version the repositories offer above the installed one, for the packages with
+    /// a pending update (the candidate among them), sorted by name then architecture. A
+    /// promoted baseline may install an older one than the candidate; empty in observations
+    /// made before patchkeeper recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedPackage>,
+    /// When each installed package was installed, by the host's own clock, where the
+    /// package database records it (rpm `%{INSTALLTIME}`; dpkg records no install time),
+    /// sorted by name then architecture. Staged promotion reads it as evidence of when a
+    /// version started running, within what observations prove (`report/evidence.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_times: Vec<InstallTime>,
     /// Updates the package manager holds back, with the version it would otherwise install:
     /// held packages (dpkg hold, dnf versionlock or `exclude=`) and what installing them
     /// would pull along (from a dry run that ignores holds), sorted by name then
@@ -150,6 +162,8 @@ impl ObservedHost {
             updates: Vec::new(),
             held: Vec::new(),
             kept_back: Vec::new(),
+            offered: Vec::new(),
+            install_times: Vec::new(),
             held_updates: Vec::new(),
             sources: Vec::new(),
             advisories: Vec::new(),
@@ -175,6 +189,14 @@ impl ObservedHost {
         self.held.dedup();
         self.kept_back.sort();
         self.kept_back.dedup();
+        self.offered
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.offered
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        self.install_times
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.install_times
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
         self.held_updates
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
         self.held_updates
@@ -202,6 +224,16 @@ impl ObservedHost {
     /// The installed package `name` (any architecture; the first by architecture order).
     pub fn installed_package(&self, name: &str) -> Option<&InstalledPackage> {
         self.installed.iter().find(|p| p.name == name)
+    }
+
+    /// The versions offered for `name` on `arch` (an entry recorded without an
+    /// architecture matches any), when the observation recorded them.
+    pub fn offered_versions(&self, name: &str, arch: &str) -> Option<&OfferedPackage> {
+        let i = self.offered.partition_point(|p| p.name.as_str() < name);
+        self.offered[i..]
+            .iter()
+            .take_while(|p| p.name == name)
+            .find(|p| p.arch.is_empty() || p.arch == arch)
     }
 
     /// Every installed package with its source package and source version (as
@@ -631,6 +663,47 @@ pub struct PendingUpdate {
     /// Advisory ids (dnf updateinfo), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<String>,
+}
+
+/// When a package version was installed, as the host's package database records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallTime {
+    /// Package name.
+    pub name: SmolStr,
+    /// Architecture.
+    pub arch: SmolStr,
+    /// The installed version.
+    pub version: SmolStr,
+    /// When it was installed (the host's clock).
+    #[schemars(with = "String")]
+    pub at: jiff::Timestamp,
+}
+
+/// The versions the repositories offer for one package, above the installed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedPackage {
+    /// Package name.
+    pub name: String,
+    /// Architecture (empty: the host's own, as apt names it without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub arch: String,
+    /// Every version offered above the installed one, newest first.
+    pub versions: Vec<OfferedVersion>,
+}
+
+/// One version a repository offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedVersion {
+    /// Exact version (with the epoch when there is one).
+    pub version: String,
+    /// Where it comes from: apt archives (`bookworm-security/main`), or the dnf repo id.
+    pub origin: String,
+    /// From a security origin (apt) or named by a security advisory (dnf).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security: bool,
 }
 
 /// The source package an installed package was built from (kept only where it differs from

@@ -1,6 +1,7 @@
 //! The online pipeline, one path for every driver: `patchkeeper observe`, `plan` and
 //! `apply` on the command line, and `serve`'s reconcile loop (which the HTTP API only
-//! reads from). Stages: observe the hosts, read first-seen times from the reports, plan,
+//! reads from). Stages: observe the hosts, read first-seen times and promotion evidence
+//! from the reports, plan,
 //! dry-run each host's transaction, plan again with what the package managers said, and
 //! apply unattended (lock, crash recovery, journal).
 //!
@@ -20,7 +21,7 @@ use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
-use crate::plan::{self, FirstSeen, Plan, PlanInput};
+use crate::plan::{self, Evidence, FirstSeen, Plan, PlanInput};
 use crate::report::{self, ReportError, ReportTarget};
 use crate::simulate::{self, SimulateError};
 use crate::validate::ValidFleet;
@@ -174,12 +175,14 @@ impl Pipeline {
         }))
     }
 
-    /// The online plan of `plan` and `apply`: observe every host, read first-seen times,
-    /// assess the hosts against the advisory store (`advisory::fleet::store_path(repo)`:
+    /// The online plan of `plan` and `apply`: observe every host, read first-seen times
+    /// and the promotion sources' evidence ([`promotion_evidence`]), assess the hosts
+    /// against the advisory store (`advisory::fleet::store_path(repo)`:
     /// `$PATCHKEEPER_ADVISORY_STORE`, else `<repo>/.patchkeeper/advisories.db`), plan with
     /// dry runs. Returns the plan, the observation and the assessment it was made from, and
-    /// the warnings when first-seen times or advisory data could not be read (every update
-    /// then counts as first seen now; the plan then names no advisory).
+    /// the warnings when first-seen times, promotion evidence or advisory data could not be
+    /// read (every update then counts as first seen now; nothing counts as promoted, so
+    /// promoting baselines' hosts wait; the plan names no advisory).
     pub fn plan_now(
         &self,
         repo: &Path,
@@ -191,6 +194,10 @@ impl Pipeline {
         let (first_seen, warning) = match first_seen(repo, fleet) {
             Ok(f) => (f, None),
             Err(e) => (FirstSeen::new(), Some(e)),
+        };
+        let (promotion, promotion_warning) = match promotion_evidence(repo, fleet) {
+            Ok(e) => (e, None),
+            Err(e) => (Evidence::default(), Some(e)),
         };
         let (advisories, advisory_warning) = match assessment(repo, fleet, &observed, at) {
             Ok(a) => (a, None),
@@ -204,6 +211,7 @@ impl Pipeline {
                 at,
                 first_seen: &first_seen,
                 simulations: None,
+                promotion: &promotion,
                 advisories: advisories.as_ref(),
             },
             progress,
@@ -213,6 +221,7 @@ impl Pipeline {
             observed,
             advisories,
             first_seen_warning: warning,
+            promotion_warning,
             advisory_warning,
         })
     }
@@ -331,6 +340,9 @@ pub struct Online {
     pub advisories: Option<Assessment>,
     /// Why first-seen times could not be read, when they could not.
     pub first_seen_warning: Option<ReportError>,
+    /// Why the promotion evidence could not be read, when it could not (the plan then
+    /// counts nothing as promoted).
+    pub promotion_warning: Option<ReportError>,
     /// Why the advisory store could not be read, when it could not.
     pub advisory_warning: Option<StoreError>,
 }
@@ -361,6 +373,30 @@ pub fn first_seen(repo: &Path, fleet: &ValidFleet) -> Result<FirstSeen, ReportEr
     }
     let target = ReportTarget::from_fleet(repo, fleet);
     report::first_seen(&target.repo, &target.branch)
+}
+
+/// What the fleet's reports branch proves about the versions the promotion sources ran
+/// (`report/evidence.rs`): read from the tip of the reports target, its remote fetched
+/// first when Settings name one ([`report::promotion_evidence_of`]). No promoting baseline,
+/// not a Git repository, or no reports yet: empty evidence, so promoting baselines' hosts
+/// wait.
+pub fn promotion_evidence(repo: &Path, fleet: &ValidFleet) -> Result<Evidence, ReportError> {
+    if fleet.fleet().commit.is_none() && !repo.join(".git").exists() && !is_bare(repo) {
+        return Ok(Evidence::default());
+    }
+    promotion_evidence_at(&ReportTarget::from_fleet(repo, fleet), fleet)
+}
+
+/// [`promotion_evidence`] from a given reports target (`serve`'s loop has its own).
+pub fn promotion_evidence_at(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+) -> Result<Evidence, ReportError> {
+    let sources: Vec<String> = plan::promotion::sources(fleet).into_iter().collect();
+    if sources.is_empty() {
+        return Ok(Evidence::default());
+    }
+    report::promotion_evidence_of(target, &sources)
 }
 
 fn is_bare(repo: &Path) -> bool {

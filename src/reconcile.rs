@@ -1136,6 +1136,14 @@ impl<O: Observer> Reconciler<O> {
                 Default::default()
             }
         };
+        // What the promotion sources ran, from the reports target (its remote fetched now).
+        let promotion = match pipeline::promotion_evidence_at(target, fleet) {
+            Ok(evidence) => evidence,
+            Err(e) => {
+                tracing::warn!("cannot read promotion evidence: {e}; nothing counts as promoted");
+                Default::default()
+            }
+        };
         let input = PlanInput {
             fleet,
             fleet_commit: Some(commit),
@@ -1143,6 +1151,7 @@ impl<O: Observer> Reconciler<O> {
             at: now,
             first_seen: &first_seen,
             simulations: None,
+            promotion: &promotion,
             advisories,
         };
         let first = crate::plan::plan(input);

@@ -333,6 +333,7 @@ pub fn run(args: Args) -> u8 {
             let check = plan::SavedPlanCheck::new(
                 fleet.clone(),
                 super::audit::first_seen(&repo, &fleet),
+                super::audit::promotion_evidence(&repo, &fleet),
                 options_clock.now(),
             );
             Arc::new(saved_plan_advisories(check, &repo))
