@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
             security: false,
             origin: String::new(),
             reasons: Vec::new(),
+            promotion: None,
             fixes: Vec::new(),
         })
         .collect();

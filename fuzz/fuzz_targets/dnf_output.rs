@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             security: u.security,
             origin: u.origin.clone(),
             reasons: Vec::new(),
+            promotion: None,
             fixes: Vec::new(),
         })
         .collect();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use libfuzzer_sys::fuzz_target;
 use patchkeeper::fleet::{self, Fleet};
 use patchkeeper::observed::ObservedFleet;
-use patchkeeper::plan::{self, FirstSeen, PlanInput};
+use patchkeeper::plan::{self, Evidence, FirstSeen, PlanInput};
 use patchkeeper::policy::{Policy, PolicySource};
 use patchkeeper::validate;
 use patchkeeper::window::CompiledWindow;
@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
             at,
             first_seen: &first_seen,
             simulations: None,
+            promotion: &Evidence::default(),
             advisories: None,
         });
         let _ = plan::render_human(&p, plan::RenderOptions { color: false });

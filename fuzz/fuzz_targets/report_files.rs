@@ -1,5 +1,5 @@
 //! Files read back from the reports branch (`hosts/<name>.json`, `summary.json`,
-//! `runs/<id>.json`): whatever a commit holds, read as each kind. Never a panic; what
+//! `runs/<id>.json`, `installed/<name>.json`): whatever a commit holds, read as each kind. Never a panic; what
 //! reads back writes and reads again as the same value; `report` renders it; a host file is
 //! what the next run's compliance evaluation starts from (first-seen times, carried facts).
 #![no_main]
@@ -8,7 +8,7 @@ use patchkeeper::cli::report::render;
 use patchkeeper::compliance::{self, HostConfig, Inputs};
 use patchkeeper::observed::ObservedFleet;
 use patchkeeper::policy::Policy;
-use patchkeeper::report::{HostReport, RunRecord, Snapshot, Summary};
+use patchkeeper::report::{evidence, HostReport, InstalledRecord, RunRecord, Snapshot, Summary};
 use patchkeeper::validate::ValidFleet;
 
 mod common;
@@ -80,6 +80,17 @@ fuzz_target!(|data: &[u8]| {
         round_trip(&run);
         snapshot.runs.push(run.run_id.clone());
         snapshot.rejected = Some(run);
+    }
+    // `installed/<name>.json`: a promotion source's versions since when, the evidence staged
+    // promotion plans from (with the host file's incidents).
+    if let Ok(record) = serde_json::from_slice::<InstalledRecord>(data) {
+        round_trip(&record);
+        let incidents = snapshot
+            .hosts
+            .first()
+            .map(|h| h.incidents.clone())
+            .unwrap_or_default();
+        let _ = evidence::evidence([(record.host.as_str(), Some(&record), incidents.as_slice())]);
     }
     let _ = snapshot.first_seen();
     let _ = render("patchkeeper/reports", &snapshot);

@@ -7,7 +7,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use patchkeeper::observed::ObservedFleet;
-use patchkeeper::plan::{self, saved, FirstSeen, Plan, SavedPlanCheck};
+use patchkeeper::plan::{self, saved, Evidence, FirstSeen, Plan, SavedPlanCheck};
 use patchkeeper::validate::ValidFleet;
 
 mod common;
@@ -22,7 +22,12 @@ thread_local! {
     static FIXTURES: Fixtures = {
         let fleet = common::example_fleet();
         Fixtures {
-            check: SavedPlanCheck::new(fleet.clone(), FirstSeen::new(), common::instant()),
+            check: SavedPlanCheck::new(
+                fleet.clone(),
+                FirstSeen::new(),
+                Evidence::default(),
+                common::instant(),
+            ),
             fleet,
             observed: common::example_observed(),
         }
