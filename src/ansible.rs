@@ -1079,8 +1079,47 @@ fn bastion_of(command: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------
 // Rendering
 
-/// A YAML scalar: bare when plain and unambiguous, else double-quoted (JSON syntax, which
-/// YAML reads the same).
+/// Characters YAML does not allow raw in a document (outside its printable set: C0 and C1
+/// controls, DEL, the BOM inside a stream, U+FFFE/U+FFFF) or reads as line breaks (CR,
+/// NEL, LS, PS); `\t` and `\n` are the caller's business.
+fn yaml_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t' && c != '\n')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// A YAML double-quoted scalar: `"` and `\` escaped, every character YAML does not allow raw
+/// (and tab and newline) as a `\uXXXX` escape, so any name an inventory holds reads back.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c == '\t' || c == '\n' || yaml_unsafe(c) => {
+                out.push_str(&format!("\\u{:04X}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Text for a `#` comment line: newlines as spaces, characters YAML does not allow raw (a
+/// control character from an inventory would make the whole document unreadable, a CR
+/// would end the comment) escaped.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' => " ".to_owned(),
+            c if yaml_unsafe(c) => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A YAML scalar: bare when plain and unambiguous, else double-quoted.
 fn scalar(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().next().is_some_and(|c| {
@@ -1095,7 +1134,7 @@ fn scalar(s: &str) -> String {
     if plain {
         s.to_owned()
     } else {
-        serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.escape_default()))
+        quoted(s)
     }
 }
 
@@ -1105,14 +1144,14 @@ pub fn render(imported: &Imported, name: &str, source: &str) -> String {
     out.push_str("# yaml-language-server: $schema=../schemas/inventory.schema.json\n");
     out.push_str(&format!(
         "# Imported from the Ansible inventory `{}` by `patchkeeper import ansible`.\n",
-        source.replace('\n', " ")
+        comment(source)
     ));
     if imported.lossy.is_empty() {
         out.push_str("# Everything was imported.\n");
     } else {
         out.push_str("# Not imported, or imported differently:\n");
         for l in &imported.lossy {
-            out.push_str(&format!("#   - {}\n", l.replace('\n', " ")));
+            out.push_str(&format!("#   - {}\n", comment(l)));
         }
     }
     out.push_str(&format!(

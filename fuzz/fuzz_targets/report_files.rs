@@ -1,7 +1,8 @@
 //! Files read back from the reports branch (`hosts/<name>.json`, `summary.json`,
-//! `runs/<id>.json`, `installed/<name>.json`): whatever a commit holds, read as each kind. Never a panic; what
-//! reads back writes and reads again as the same value; `report` renders it; a host file is
-//! what the next run's compliance evaluation starts from (first-seen times, carried facts).
+//! `runs/<id>.json`, `installed/<name>.json`): whatever a commit holds, read as each kind.
+//! Never a panic; what reads back writes and reads again as the same value; `report`
+//! renders it; a host file is what the next run's compliance evaluation starts from
+//! (first-seen times, carried facts); an installed record becomes promotion evidence.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use patchkeeper::cli::report::render;

@@ -209,3 +209,36 @@ fn ranges_and_bad_input() {
         i.lossy
     );
 }
+
+/// Found by the `ansible_inventory` fuzz target (issue 20): a host name holding control
+/// characters (here a backspace and a NUL, from a corrupted file) reached a `#` comment of
+/// the rendered document raw, and YAML allows no control character anywhere, so `import
+/// ansible` wrote a file that `validate` cannot read. DEL, C1 controls, CR and the Unicode
+/// line separators were also written raw inside quoted names.
+#[test]
+fn names_with_control_characters_render_as_readable_yaml() {
+    let ini = "[api]\napi-1 ansiele_host=api-1.prod.example\n\
+               \x08\x00i-3 ansible_host=api-3.prod.example\n\n\
+               [db]\ndb-1 ansible_become_password=do-not-copy-me\n";
+    let mut i = convert(&parse(ini, Format::Ini).unwrap(), &Options::default());
+    let reads_back = |i: &Imported, name: &str, source: &str| {
+        let text = render(i, name, source);
+        let docs = crate::fleet::yaml::parse_documents(&text)
+            .unwrap_or_else(|e| panic!("not YAML: {e:?}\n{text:?}"));
+        let back: crate::model::Inventory = serde_json::from_value(docs[0].value.clone())
+            .unwrap_or_else(|e| panic!("{e}\n{text:?}"));
+        assert_eq!(back.spec, i.spec, "{text:?}");
+        assert_eq!(back.metadata.name, name, "{text:?}");
+    };
+    // The host is renamed; the line saying so names it as the file did.
+    assert!(i.lossy.iter().any(|l| l.contains("\x08\x00i-3")), "{:?}", i.lossy);
+    reads_back(&i, "imported", "inventory");
+    for weird in [
+        "\r", "\u{7f}", "\u{85}", "\u{9b}", "\u{2028}", "\u{2029}", "\u{feff}", "\t\n", "\"\\",
+    ] {
+        i.spec.hosts[0].name = format!("h{weird}x");
+        i.spec.hosts[0].labels.insert(format!("k{weird}"), format!("v{weird}"));
+        i.lossy.push(format!("not imported: {weird}"));
+        reads_back(&i, &format!("n{weird}"), &format!("hosts{weird}.ini"));
+    }
+}
