@@ -186,14 +186,17 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("promotion");
     g.sample_size(10);
-    g.bench_function(format!("read evidence of {} source hosts", s.staging), |b| {
-        b.iter(|| {
-            black_box(
-                report::promotion_evidence(&target.repo, &target.branch, &sources)
-                    .expect("evidence"),
-            )
-        })
-    });
+    g.bench_function(
+        format!("read evidence of {} source hosts", s.staging),
+        |b| {
+            b.iter(|| {
+                black_box(
+                    report::promotion_evidence(&target.repo, &target.branch, &sources)
+                        .expect("evidence"),
+                )
+            })
+        },
+    );
     g.bench_function(format!("plan {} promoting hosts", s.prod), |b| {
         b.iter(|| black_box(plan_with(&f, &o, &e, now)))
     });
