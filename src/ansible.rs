@@ -1084,7 +1084,10 @@ fn bastion_of(command: &str) -> Option<String> {
 /// NEL, LS, PS); `\t` and `\n` are the caller's business.
 fn yaml_unsafe(c: char) -> bool {
     (c.is_control() && c != '\t' && c != '\n')
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
 }
 
 /// A YAML double-quoted scalar: `"` and `\` escaped, every character YAML does not allow raw

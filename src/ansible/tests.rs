@@ -231,13 +231,19 @@ fn names_with_control_characters_render_as_readable_yaml() {
         assert_eq!(back.metadata.name, name, "{text:?}");
     };
     // The host is renamed; the line saying so names it as the file did.
-    assert!(i.lossy.iter().any(|l| l.contains("\x08\x00i-3")), "{:?}", i.lossy);
+    assert!(
+        i.lossy.iter().any(|l| l.contains("\x08\x00i-3")),
+        "{:?}",
+        i.lossy
+    );
     reads_back(&i, "imported", "inventory");
     for weird in [
         "\r", "\u{7f}", "\u{85}", "\u{9b}", "\u{2028}", "\u{2029}", "\u{feff}", "\t\n", "\"\\",
     ] {
         i.spec.hosts[0].name = format!("h{weird}x");
-        i.spec.hosts[0].labels.insert(format!("k{weird}"), format!("v{weird}"));
+        i.spec.hosts[0]
+            .labels
+            .insert(format!("k{weird}"), format!("v{weird}"));
         i.lossy.push(format!("not imported: {weird}"));
         reads_back(&i, &format!("n{weird}"), &format!("hosts{weird}.ini"));
     }
