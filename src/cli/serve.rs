@@ -212,6 +212,7 @@ pub fn run(args: Args) -> u8 {
         rate: Rate::per_second(args.rate_limit, args.rate_burst),
         keep_alive,
         reconciles: !args.api_only,
+        secure_cookies: tls.is_some(),
         ..service::Config::default()
     };
     let intake = Arc::new(crate::request::Intake::new(source));
