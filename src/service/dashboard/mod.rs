@@ -139,9 +139,9 @@ fn to_login(next: &str) -> Response {
 
 /// The session of a page request, or the response to send instead (to sign-in when there
 /// is no usable session).
-fn session(app: &App, headers: &HeaderMap, here: &str) -> Result<Session, Response> {
+fn session(app: &App, headers: &HeaderMap, here: &str) -> Result<Session, Box<Response>> {
     let Some(token) = auth::cookie(headers) else {
-        return Err(to_login(here));
+        return Err(Box::new(to_login(here)));
     };
     match auth::check(app, &token, Scope::Read) {
         Ok(caller) => Ok(Session { token, caller }),
@@ -150,7 +150,7 @@ fn session(app: &App, headers: &HeaderMap, here: &str) -> Result<Session, Respon
             let mut r = to_login(here);
             r.headers_mut()
                 .insert(header::SET_COOKIE, clear_cookie(app));
-            Err(r)
+            Err(Box::new(r))
         }
         Err(Denied::Limited(caller, wait)) => {
             let mut r = (
@@ -166,7 +166,7 @@ fn session(app: &App, headers: &HeaderMap, here: &str) -> Result<Session, Respon
                 header::RETRY_AFTER,
                 HeaderValue::from(auth::retry_secs(wait)),
             );
-            Err(r)
+            Err(Box::new(r))
         }
     }
 }
@@ -239,16 +239,16 @@ fn check_write(
     headers: &HeaderMap,
     s: &Session,
     csrf: Option<&str>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     if !same_origin(headers) {
         tracing::info!(token = %s.caller.name, "refused: a cross-site dashboard write");
-        return Err(forbidden("This form was sent from another site."));
+        return Err(Box::new(forbidden("This form was sent from another site.")));
     }
     if !csrf.is_some_and(|c| app.0.csrf.verify(&s.token, c)) {
         tracing::info!(token = %s.caller.name, "refused: a dashboard write without its CSRF token");
-        return Err(forbidden(
+        return Err(Box::new(forbidden(
             "This form is stale or was not sent from the dashboard (CSRF token missing or wrong). Reload the page and try again.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -324,10 +324,10 @@ async fn logout(
 ) -> Response {
     let s = match session(&app, &headers, "/") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = check_write(&app, &headers, &s, form.csrf.as_deref()) {
-        return r;
+        return *r;
     }
     tracing::info!(token = %s.caller.name, "dashboard sign-out");
     let mut r = Redirect::to("/login").into_response();
@@ -341,7 +341,7 @@ async fn logout(
 async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
     let s = match session(&app, &headers, "/") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let status = app.status();
     let view = status.view();
@@ -469,7 +469,7 @@ async fn hosts(
     let here = uri.path_and_query().map_or("/hosts", |p| p.as_str());
     let s = match session(&app, &headers, here) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let chrome = chrome(&app, &s);
     let parsed = q
@@ -509,7 +509,7 @@ async fn host(State(app): State<App>, headers: HeaderMap, Path(name): Path<Strin
         &format!("/hosts/{}", page::urlencode(&name)),
     ) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let chrome = chrome(&app, &s);
     let Some(detail) = super::api::host_detail(&app, &name) else {
@@ -570,7 +570,7 @@ async fn host(State(app): State<App>, headers: HeaderMap, Path(name): Path<Strin
 async fn runs(State(app): State<App>, headers: HeaderMap) -> Response {
     let s = match session(&app, &headers, "/runs") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let chrome = chrome(&app, &s);
     let all: Vec<String> = app
@@ -622,7 +622,7 @@ fn requests_page(
 async fn requests(State(app): State<App>, headers: HeaderMap) -> Response {
     let s = match session(&app, &headers, "/requests") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     requests_page(
         &app,
@@ -711,10 +711,10 @@ async fn file(
 ) -> Response {
     let s = match session(&app, &headers, "/requests") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = check_write(&app, &headers, &s, body.csrf.as_deref()) {
-        return r;
+        return *r;
     }
     let form = page::RequestForm {
         name: body.name,

@@ -461,8 +461,10 @@ pub fn overview(o: &Overview<'_>) -> Markup {
             h2 #h-state { "Compliance" }
             ul.tiles {
                 li.tile { span.n { (c.hosts) } span.l { "hosts" } }
-                @for (state, n) in &c.states {
-                    li class={"tile state-" (state)} {
+                // Report order (compliant first), `unknown` last; colour only what is there.
+                @for state in ComplianceState::ALL.iter().map(|s| s.as_str()).chain(["unknown"]) {
+                    @let n = c.states.get(state).copied().unwrap_or(0);
+                    li class={"tile" @if n > 0 { " state-" (state) }} {
                         a href={"/hosts?state=" (state)} {
                             span.n data-count=(state) { (n) } span.l { (state) }
                         }
