@@ -537,3 +537,108 @@ fn the_views_show_what_the_api_serves() {
     let body: Value = r.json().expect("JSON");
     assert_eq!(body["error"], "not-found");
 }
+
+#[test]
+fn over_tls_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet = fleet(1);
+    let url = fleet.url();
+    let cache = fleet.root.path().join("cache").display().to_string();
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_in(
+        fleet.root.path(),
+        &[
+            "--repo",
+            &url,
+            "--cache",
+            &cache,
+            "--interval",
+            "1h",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+        ],
+    );
+    let login = format!("https://localhost:{}/login", server.addr.port());
+    let curl = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--cacert",
+                &c,
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+            ])
+            .args(extra)
+            .arg(&login)
+            .output()
+            .expect("curl runs")
+    };
+    common::api::wait_for(
+        "sign-in over TLS",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = curl(&[]);
+            String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200")
+        },
+    );
+    common::api::wait_for(
+        "the token to be accepted",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = curl(&[
+                "--data-urlencode",
+                &format!("token={}", fleet.token("reader")),
+            ]);
+            let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            if !headers.starts_with("http/1.1 303") {
+                return false;
+            }
+            let cookie = headers
+                .lines()
+                .find(|l| l.starts_with("set-cookie:"))
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                cookie.contains("; secure")
+                    && cookie.contains("; httponly")
+                    && cookie.contains("samesite=strict"),
+                "{cookie}"
+            );
+            true
+        },
+    );
+}

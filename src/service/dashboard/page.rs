@@ -1160,6 +1160,49 @@ mod tests {
     }
 
     #[test]
+    fn the_host_page_shows_open_advisories_with_fixed_version_and_deadline() {
+        let mut h = host("web-1", Some(ComplianceState::NonCompliant), 1);
+        h.open_advisories = 1;
+        h.advisory_severity = Some(Severity::Critical);
+        let detail = HostDetail {
+            summary: h,
+            observed: None,
+            compliance: None,
+            plan: None,
+            advisories: vec![crate::view::HostAdvisory {
+                id: "PKLAB-2026:0005".into(),
+                cves: vec!["CVE-2026-9005".into()],
+                severity: Severity::Critical,
+                package: "pk-kernel".into(),
+                packages: vec!["pk-kernel".into()],
+                installed: "1.0-1".into(),
+                fixed: Some("1.1-1".into()),
+                state: crate::advisory::FindingState::FixOffered,
+                deadline: Some("2026-12-07T12:00:00Z".parse().expect("time")),
+                first_seen: "2026-11-30T12:00:00Z".parse().expect("time"),
+                exception: None,
+            }],
+            advisory_snapshot: None,
+        };
+        let html = super::host(&detail, &[]).into_string();
+        let row = &html[html.find("<table id=\"advisories\">").expect("table")..];
+        for cell in [
+            "PKLAB-2026:0005",
+            "CVE-2026-9005",
+            "badge sev-critical\">critical",
+            "<td>pk-kernel</td>",
+            "<td>1.0-1</td>",
+            "<td>1.1-1</td>",
+            "fix-offered",
+            "2026-12-07 12:00 UTC",
+        ] {
+            assert!(row.contains(cell), "{cell} missing: {row}");
+        }
+        assert!(html.contains("No plan yet."), "{html}");
+        assert!(html.contains("Not reported yet."), "{html}");
+    }
+
+    #[test]
     fn host_text_is_escaped() {
         let mut h = host("web-1", None, 0);
         h.groups = vec!["<script>alert(1)</script>".into()];
