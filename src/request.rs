@@ -102,7 +102,7 @@ pub enum RequestError {
     #[error("cannot load the fleet repo: {0}")]
     Load(String),
     /// A git operation failed.
-    #[error("git: {what}: {source}")]
+    #[error("git: {what}: {}", crate::redact::text(&.source.to_string()))]
     Git {
         /// What was being done.
         what: String,
@@ -123,8 +123,9 @@ pub enum RequestError {
     Yaml(String),
 }
 
+/// Credentials in a remote URL never reach the message (`what` names the URL).
 fn git_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> RequestError {
-    let what = what.into();
+    let what = crate::redact::text(&what.into()).into_owned();
     move |source| RequestError::Git { what, source }
 }
 
@@ -803,6 +804,19 @@ mod tests {
 
     fn doc(json: &str) -> Value {
         serde_json::from_str(json).expect("json")
+    }
+
+    #[test]
+    fn a_git_error_never_shows_the_password_of_a_remote_url() {
+        let e = git_err("fetch from https://ci:pw-5e8d@127.0.0.1:1/fleet.git")(
+            git2::Error::from_str("failed at https://ci:pw-5e8d@127.0.0.1:1/fleet.git"),
+        );
+        let shown = e.to_string();
+        assert!(!shown.contains("pw-5e8d"), "{shown}");
+        assert!(
+            shown.contains("https://***@127.0.0.1:1/fleet.git"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -54,9 +54,18 @@ fn observation_is_committed_with_trailers_without_touching_the_worktree() {
     assert_eq!(
         files,
         format!(
-            "hosts/db-1.json\nhosts/lab-1.json\nhosts/web-1.json\nhosts/web-2.json\nruns/{}.json\nsummary.json\n",
+            "hosts/db-1.json\nhosts/lab-1.json\nhosts/web-1.json\nhosts/web-2.json\npackages/web-1.txt\npackages/web-2.txt\nruns/{}.json\nsummary.json\n",
             rec.run_id
         )
+    );
+    // Each reachable host's installed packages, sorted, one `name:arch version` a line
+    // (db-1 was unreachable, lab-1 reported no packages: no list).
+    assert_eq!(
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-1.txt")]
+        ),
+        "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
     );
     let web1 = read_host(dir.path(), "web-1");
     assert_eq!(web1["state"], "non-compliant");
@@ -1133,4 +1142,101 @@ fn a_fleet_repo_in_a_directory_of_a_larger_repository_is_found_upward() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is not in a Git repository"), "{err}");
     assert!(!err.contains("class="), "{err}");
+}
+
+#[test]
+fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "    heartbeat: 12h\n");
+    let fleet = load(dir.path());
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    // A package no baseline names changed on web-2 (its compliance is the same): within
+    // the heartbeat, still committed, and only web-2's list changed.
+    let mut changed = observed("2026-11-16T02:10:00Z");
+    let web2 = changed
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "web-2")
+        .unwrap();
+    web2.installed
+        .push(patchkeeper::observed::InstalledPackage {
+            name: "curl".into(),
+            version: "7.88.1-10+deb12u8".into(),
+            arch: "amd64".into(),
+            status: "ii".into(),
+        });
+    let second = report::record_observation(
+        dir.path(),
+        &fleet,
+        &changed,
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("second");
+    assert!(second.committed, "{second:?}");
+    let files = git(
+        dir.path(),
+        &["diff", "--name-only", &first.commit, &second.commit],
+    );
+    assert!(files.contains("packages/web-2.txt\n"), "{files}");
+    assert!(!files.contains("packages/web-1.txt"), "{files}");
+    assert_eq!(
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-2.txt")]
+        ),
+        "curl:amd64 7.88.1-10+deb12u8\nopenssl:amd64 3.0.16-1~deb12u1\n"
+    );
+    // The library reads the run back with both lists of each host.
+    let report::RunLookup::Found(found) =
+        report::run_packages(dir.path(), BRANCH, &second.run_id).expect("read")
+    else {
+        panic!("run {} not found", second.run_id);
+    };
+    assert_eq!(found.commit, second.commit);
+    assert_eq!(found.parent.as_deref(), Some(first.commit.as_str()));
+    let web2 = found.hosts.iter().find(|h| h.host == "web-2").unwrap();
+    let changes = report::package_list::compare(
+        web2.before.as_deref().unwrap(),
+        web2.after.as_deref().unwrap(),
+    );
+    assert_eq!(changes.added.len(), 1);
+    assert_eq!(changes.added[0].package, "curl");
+    assert!(changes.removed.is_empty() && changes.changed.is_empty());
+    let web1 = found.hosts.iter().find(|h| h.host == "web-1").unwrap();
+    assert_eq!(web1.before, web1.after);
+
+    // web-1 unreachable: its list stays as last observed.
+    let mut down = observed("2026-11-16T02:20:00Z");
+    let web1 = down.hosts.iter_mut().find(|h| h.name == "web-1").unwrap();
+    web1.status = patchkeeper::observed::HostStatus::Unreachable {
+        reason: patchkeeper::observed::FailureReason::Refused {
+            address: "127.0.0.1:2298".into(),
+        },
+    };
+    web1.installed.clear();
+    let third = report::record_observation(
+        dir.path(),
+        &fleet,
+        &down,
+        &desired,
+        ts("2026-11-16T02:20:00Z"),
+    )
+    .expect("third");
+    assert!(third.committed);
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "unreachable");
+    assert_eq!(
+        git(
+            dir.path(),
+            &["show", &format!("{BRANCH}:packages/web-1.txt")]
+        ),
+        "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
+    );
 }

@@ -9,7 +9,8 @@ use crate::terminal::escape;
 /// Flags of `patchkeeper report`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = concat!(
-    "Exit codes:\n  0  the reports were read and shown\n  1  error: no reports yet (the branch does not exist), or the reports branch cannot be read\n",
+    "Examples:\n  patchkeeper report                      the fleet's compliance now\n  patchkeeper report --host web-1 --since 30d\n  patchkeeper report --runs               run ids, newest first\n  patchkeeper report --diff 20261124T0200 each host's packages before and after that run\n\n",
+    "Exit codes:\n  0  the reports were read and shown\n  1  error: no reports yet (the branch does not exist), the reports branch cannot be read,\n     or no run has the id given to --diff (or more than one starts with it)\n",
     usage_exit!()
 ))]
 pub struct Args {
@@ -30,6 +31,15 @@ pub struct Args {
     /// With `--host`: only what happened in the last DURATION (`7d`, `12h`).
     #[arg(long, value_name = "DURATION", requires = "host", value_parser = since_arg)]
     pub since: Option<std::time::Duration>,
+    /// What a run changed: each host's installed packages before the run and after it, as
+    /// a unified diff (RUN: a run id, or a prefix of one; `--runs` lists them). With
+    /// `--json`: `{branch, runId, kind, commit, parent, hosts}`, each host with `added`,
+    /// `removed` and `changed` packages.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["host", "runs"])]
+    pub diff: Option<String>,
+    /// List the run ids on the branch, newest first (for `--diff`).
+    #[arg(long, conflicts_with = "host")]
+    pub runs: bool,
 }
 
 fn since_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -45,6 +55,9 @@ pub fn run(args: Args) -> u8 {
     if let Some(host) = &args.host {
         return history(&args, &branch, host);
     }
+    if let Some(run) = &args.diff {
+        return diff(&args, &branch, run);
+    }
     let snapshot = match report::read(&args.repo, &branch) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -59,6 +72,20 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
+    if args.runs {
+        let newest_first: Vec<&String> = snapshot.runs.iter().rev().collect();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"branch": branch, "runs": newest_first})
+            );
+        } else {
+            for id in newest_first {
+                println!("{}", escape(id));
+            }
+        }
+        return super::EXIT_OK;
+    }
     if args.json {
         let attention: Vec<&HostReport> = snapshot
             .hosts
@@ -298,5 +325,177 @@ pub fn render_history(
             }
         }
     }
+    out
+}
+
+fn no_branch(args: &Args, branch: &str) -> u8 {
+    eprintln!(
+        "error: no reports yet: branch `{branch}` does not exist in `{}`\n\nhint: reports are committed there after each observe and apply run",
+        args.repo.display()
+    );
+    super::EXIT_ERROR
+}
+
+fn diff(args: &Args, branch: &str, run: &str) -> u8 {
+    let found = match report::run_packages(&args.repo, branch, run) {
+        Ok(report::RunLookup::Found(f)) => f,
+        Ok(report::RunLookup::NoBranch) => return no_branch(args, branch),
+        Ok(report::RunLookup::Unknown { recent }) => {
+            let mut msg = format!(
+                "error: no run `{}` on the reports branch `{}`\n",
+                escape(run),
+                escape(branch)
+            );
+            if recent.is_empty() {
+                msg.push_str("\nthe branch records no run yet\n");
+            } else {
+                msg.push_str("\nthe newest runs:\n");
+                for id in &recent {
+                    msg.push_str(&format!("  {}\n", escape(id)));
+                }
+            }
+            msg.push_str(
+                "\nhint: `patchkeeper report --runs` lists every run id; `patchkeeper report --host NAME` shows a host's runs",
+            );
+            eprintln!("{msg}");
+            return super::EXIT_ERROR;
+        }
+        Ok(report::RunLookup::Ambiguous { matches }) => {
+            let list: Vec<String> = matches.iter().map(|m| format!("  {}", escape(m))).collect();
+            eprintln!(
+                "error: `{}` starts more than one run id on `{}`:\n{}\n\nhint: give more of the id",
+                escape(run),
+                escape(branch),
+                list.join("\n")
+            );
+            return super::EXIT_ERROR;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&diff_json(branch, &found))
+                .expect("report types always serialize")
+        );
+    } else {
+        print!("{}", render_diff(&found));
+    }
+    super::EXIT_OK
+}
+
+/// `report --diff --json`: per host whether each list exists and what changed.
+pub fn diff_json(branch: &str, f: &report::RunPackages) -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = f
+        .hosts
+        .iter()
+        .map(|h| {
+            let changes = report::package_list::compare(
+                h.before.as_deref().unwrap_or_default(),
+                h.after.as_deref().unwrap_or_default(),
+            );
+            let mut v = serde_json::json!({
+                "host": h.host,
+                "before": h.before.is_some(),
+                "after": h.after.is_some(),
+            });
+            if h.before.is_some() && h.after.is_some() {
+                v["added"] = serde_json::json!(changes.added);
+                v["removed"] = serde_json::json!(changes.removed);
+                v["changed"] = serde_json::json!(changes.changed);
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "branch": branch,
+        "runId": f.run.run_id,
+        "kind": f.run.kind,
+        "commit": f.commit,
+        "parent": f.parent,
+        "hosts": hosts,
+    })
+}
+
+/// `report --diff`: the run, then per host a unified diff of its package list (or why there
+/// is none), then the counts. Everything read from the branch is escaped for the terminal.
+pub fn render_diff(f: &report::RunPackages) -> String {
+    use report::package_list;
+    let mut out = format!(
+        "{} run {}, finished {}\nrecorded in report commit {}",
+        f.run.kind.as_str(),
+        escape(&f.run.run_id),
+        f.run.finished_at,
+        escape(crate::terminal::short(&f.commit, 12)),
+    );
+    match &f.parent {
+        Some(p) => out.push_str(&format!(
+            "; before = its parent {}\n",
+            escape(crate::terminal::short(p, 12))
+        )),
+        None => out.push_str(" (the branch's first)\n"),
+    }
+    let (mut changed, mut unchanged, mut missing) = (0, 0, 0);
+    let mut notes = Vec::new();
+    for h in &f.hosts {
+        let host = escape(&h.host);
+        match (&h.before, &h.after) {
+            (Some(before), Some(after)) => {
+                let c = package_list::compare(before, after);
+                if before == after {
+                    unchanged += 1;
+                    continue;
+                }
+                changed += 1;
+                out.push_str(&format!(
+                    "\n{host}: {} changed, {} added, {} removed\n",
+                    c.changed.len(),
+                    c.added.len(),
+                    c.removed.len()
+                ));
+                let text = package_list::unified(
+                    before,
+                    after,
+                    &format!("a/{}", h.host),
+                    &format!("b/{}", h.host),
+                );
+                out.push_str(&crate::terminal::escape_lines(&text));
+            }
+            (before, after) => {
+                missing += 1;
+                let why = match (before, after) {
+                    (None, Some(_)) => "no package list before this run (its first observation on this branch, or reports written before package lists were kept)",
+                    (Some(_), None) => "package list removed (the host left the inventory)",
+                    _ => "no package list (not observed reachable)",
+                };
+                notes.push(format!("{host}: {why}"));
+                // Without lists, the run record still says what an apply changed.
+                if let Some(run) = f.run.hosts.iter().find(|r| r.host == h.host) {
+                    for c in &run.changes {
+                        notes.push(format!(
+                            "    ~ {} {} -> {} (from the run record)",
+                            escape(&c.package),
+                            escape(c.from.as_deref().unwrap_or("(new)")),
+                            escape(&c.to)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(&n);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "\n{} host(s): {changed} changed, {unchanged} unchanged, {missing} without both lists\n",
+        f.hosts.len()
+    ));
     out
 }

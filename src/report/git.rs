@@ -11,7 +11,10 @@ use git2::{
 };
 use jiff::Timestamp;
 
-use super::{HistoryEntry, HostReport, ReportError, ReportTarget, RunRecord, Snapshot, Summary};
+use super::{
+    HistoryEntry, HostPackages, HostReport, ReportError, ReportTarget, RunLookup, RunPackages,
+    RunRecord, Snapshot, Summary,
+};
 
 const FILE_MODE: i32 = 0o100644;
 const DIR_MODE: i32 = 0o040000;
@@ -456,9 +459,17 @@ impl<'t> Writer<'t> {
             .collect())
     }
 
+    /// The blob id of `packages/<host>.txt` on `base`, by host.
+    pub fn package_blobs(&self, base: Option<&Oid>) -> Result<BTreeMap<String, Oid>, ReportError> {
+        match self.tree_of(base)? {
+            Some(tree) => package_files(&self.repo, &tree),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
     /// Builds and writes a commit on `base` with `files` (paths `hosts/x.json`,
-    /// `runs/y.json` or top-level names) replacing or adding entries; host files of hosts
-    /// not in `keep_hosts` are removed. Not yet referenced by any branch.
+    /// `packages/x.txt`, `runs/y.json` or top-level names) replacing or adding entries; host
+    /// and package files of hosts not in `keep_hosts` are removed. Not yet referenced by any branch.
     pub fn commit(
         &self,
         base: Option<&Oid>,
@@ -477,10 +488,17 @@ impl<'t> Writer<'t> {
         let mut root = repo
             .treebuilder(base_tree.as_ref())
             .map_err(git_err("start tree"))?;
-        // Subdirectories named by the files, plus `hosts/` for pruning.
+        // Subdirectories named by the files, plus `hosts/` and `packages/` for pruning.
         let mut dirs: Vec<&str> = by_dir.keys().copied().filter(|d| !d.is_empty()).collect();
         if !dirs.contains(&"hosts") {
             dirs.push("hosts");
+        }
+        let has_packages = root
+            .get("packages")
+            .map_err(git_err("read tree"))?
+            .is_some();
+        if has_packages && !dirs.contains(&"packages") {
+            dirs.push("packages");
         }
         for dir in dirs {
             let existing = match root.get(dir).map_err(git_err("read tree"))? {
@@ -493,11 +511,15 @@ impl<'t> Writer<'t> {
             let mut sub = repo
                 .treebuilder(existing.as_ref())
                 .map_err(git_err("start tree"))?;
-            if dir == "hosts" {
+            if let Some(suffix) = match dir {
+                "hosts" => Some(".json"),
+                "packages" => Some(".txt"),
+                _ => None,
+            } {
                 let mut stale = Vec::new();
                 for e in existing.iter().flat_map(|t| t.iter()) {
                     let name = e.name().unwrap_or_default().to_owned();
-                    let host = name.strip_suffix(".json").unwrap_or(&name);
+                    let host = name.strip_suffix(suffix).unwrap_or(&name);
                     if !keep_hosts.iter().any(|k| k == host) {
                         stale.push(name);
                     }
@@ -513,6 +535,11 @@ impl<'t> Writer<'t> {
             }
             if dir == "runs" {
                 self.carry_unpushed_runs(base, &mut sub)?;
+            }
+            // Git has no empty directories: a `packages/` pruned to nothing goes.
+            if dir == "packages" && sub.is_empty() {
+                root.remove(dir).map_err(git_err("prune packages/"))?;
+                continue;
             }
             let oid = sub.write().map_err(git_err("write tree"))?;
             root.insert(dir, oid, DIR_MODE)
@@ -1021,6 +1048,133 @@ fn read_run(
             path,
             source,
         })
+}
+
+/// The blob of `path` in `tree`, as text (lossy: the lists are ours and UTF-8).
+fn text_at(repo: &Repository, tree: &Tree<'_>, path: &str) -> Result<Option<String>, ReportError> {
+    let Ok(entry) = tree.get_path(Path::new(path)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(git_err(format!("read {path}")))?;
+    Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+}
+
+/// Names of the `packages/*.txt` files of `tree`, by host.
+fn package_files(repo: &Repository, tree: &Tree<'_>) -> Result<BTreeMap<String, Oid>, ReportError> {
+    let Some(e) = tree.get_name("packages") else {
+        return Ok(BTreeMap::new());
+    };
+    let t = repo.find_tree(e.id()).map_err(git_err("read packages/"))?;
+    Ok(t.iter()
+        .filter_map(|e| {
+            let host = e.name().ok()?.strip_suffix(".txt")?.to_owned();
+            Some((host, e.id()))
+        })
+        .collect())
+}
+
+/// See [`super::run_packages`].
+pub fn run_packages(repo_path: &Path, branch: &str, id: &str) -> Result<RunLookup, ReportError> {
+    let repo = discover(repo_path)?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(RunLookup::NoBranch);
+    };
+    let tip = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let tip_tree = tip.tree().map_err(git_err("read tree"))?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(e) = tip_tree.get_name("runs") {
+        let t = repo.find_tree(e.id()).map_err(git_err("read runs/"))?;
+        ids = t
+            .iter()
+            .filter_map(|r| r.name().ok()?.strip_suffix(".json").map(str::to_owned))
+            .collect();
+    }
+    // Run ids start with their time, so sorting by id sorts by time.
+    ids.sort_by(|a, b| b.cmp(a));
+    let id = if ids.iter().any(|i| i == id) || id.is_empty() {
+        id.to_owned()
+    } else {
+        let matches: Vec<String> = ids.iter().filter(|i| i.starts_with(id)).cloned().collect();
+        match matches.len() {
+            1 => matches[0].clone(),
+            0 => id.to_owned(),
+            _ => return Ok(RunLookup::Ambiguous { matches }),
+        }
+    };
+    let path = format!("runs/{id}.json");
+    // The commit that recorded the run: the newest on the first-parent history whose tree
+    // has the run file while its parent's does not.
+    let mut walk = repo.revwalk().map_err(git_err("walk the branch"))?;
+    walk.push(tip.id()).map_err(git_err("walk the branch"))?;
+    walk.simplify_first_parent()
+        .map_err(git_err("walk the branch"))?;
+    let has = |c: &git2::Commit<'_>| {
+        c.tree()
+            .ok()
+            .is_some_and(|t| !id.is_empty() && t.get_path(Path::new(&path)).is_ok())
+    };
+    let mut found = None;
+    for oid in walk {
+        let oid = oid.map_err(git_err("walk the branch"))?;
+        let c = repo.find_commit(oid).map_err(git_err("read commit"))?;
+        if has(&c) && !c.parent(0).ok().is_some_and(|p| has(&p)) {
+            found = Some(c);
+            break;
+        }
+    }
+    let Some(commit) = found else {
+        ids.truncate(10);
+        return Ok(RunLookup::Unknown { recent: ids });
+    };
+    let tree = commit.tree().map_err(git_err("read tree"))?;
+    let Some(run) = read_run(&repo, &tree, branch, &id)? else {
+        ids.truncate(10);
+        return Ok(RunLookup::Unknown { recent: ids });
+    };
+    let parent = commit.parent(0).ok();
+    let parent_tree = parent
+        .as_ref()
+        .map(|p| p.tree().map_err(git_err("read tree")))
+        .transpose()?;
+    let after_files = package_files(&repo, &tree)?;
+    let before_files = match &parent_tree {
+        Some(t) => package_files(&repo, t)?,
+        None => BTreeMap::new(),
+    };
+    let mut names: std::collections::BTreeSet<String> =
+        run.hosts.iter().map(|h| h.host.clone()).collect();
+    for (host, oid) in &after_files {
+        if before_files.get(host) != Some(oid) {
+            names.insert(host.clone());
+        }
+    }
+    for host in before_files.keys() {
+        if !after_files.contains_key(host) {
+            names.insert(host.clone());
+        }
+    }
+    let mut hosts = Vec::new();
+    for host in names {
+        let file = format!("packages/{host}.txt");
+        hosts.push(HostPackages {
+            before: match &parent_tree {
+                Some(t) => text_at(&repo, t, &file)?,
+                None => None,
+            },
+            after: text_at(&repo, &tree, &file)?,
+            host,
+        });
+    }
+    Ok(RunLookup::Found(Box::new(RunPackages {
+        run,
+        commit: commit.id().to_string(),
+        parent: parent.map(|p| p.id().to_string()),
+        hosts,
+    })))
 }
 
 /// One host's history on the branch: its run entries (from every run record at the tip)

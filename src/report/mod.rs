@@ -5,13 +5,16 @@
 //! The branch holds (formats in `docs/reports.md`, schemas in `schemas/`):
 //! - `hosts/<name>.json` — [`HostReport`]: the host's current compliance;
 //! - `runs/<run-id>.json` — [`RunRecord`]: one per observe or apply run;
-//! - `summary.json` — [`Summary`]: counts over every host file on the branch.
+//! - `summary.json` — [`Summary`]: counts over every host file on the branch;
+//! - `packages/<name>.txt` — the host's installed packages at its last observation
+//!   ([`package_list`]), read back by [`run_packages`] for `report --diff RUN`.
 //!
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
 mod events;
 mod git;
+pub mod package_list;
 mod sign;
 
 use std::collections::BTreeMap;
@@ -751,9 +754,30 @@ pub fn record_with(
         .map(|h| HostConfig::from_fleet(fleet, h))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
+    // Each observed host's package list (`packages/<host>.txt`), for `report --diff`; a
+    // host not observed this time keeps the list of its last observation. Only the blob id
+    // is kept here (a list is ~60 KB for 1,500 packages): the text is rendered again for
+    // the lists that changed.
+    let lists: Vec<(&str, &[crate::observed::InstalledPackage], git2::Oid)> = configs
+        .iter()
+        .filter_map(|config| {
+            let h = observed?.host(&config.host)?;
+            let reachable = matches!(h.status, crate::observed::HostStatus::Reachable);
+            (reachable && !h.installed.is_empty()).then(|| {
+                let text = package_list::render(&h.installed);
+                let oid = git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes());
+                oid.map(|oid| (config.host.as_str(), h.installed.as_slice(), oid))
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|source| ReportError::Git {
+            what: "hash a package list".into(),
+            source,
+        })?;
     let writer = git::Writer::open(target)?;
     let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let previous = writer.read_hosts(base)?;
+        let previous_lists = writer.package_blobs(base)?;
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
@@ -818,6 +842,16 @@ pub fn record_with(
             }
         }
         let run = &run_out;
+        // Last writer by time here too: a list from a later evaluation stays.
+        let lists_written: Vec<&(&str, &[crate::observed::InstalledPackage], git2::Oid)> = lists
+            .iter()
+            .filter(|(host, _, oid)| {
+                previous_lists.get(*host) != Some(oid)
+                    && previous
+                        .get(*host)
+                        .is_none_or(|p| p.compliance.evaluated_at <= now)
+            })
+            .collect();
         let hosts: Vec<HostReport> = merged.into_values().collect();
         let summary = Summary::compute(
             &hosts,
@@ -828,7 +862,7 @@ pub fn record_with(
         );
         // Commit only on change: an observation that changed no host file is committed
         // only as a heartbeat, once `reports.heartbeat` has passed since the last commit.
-        if run.kind == RunKind::Observe && written.is_empty() {
+        if run.kind == RunKind::Observe && written.is_empty() && lists_written.is_empty() {
             let (last_desired, last_rejected) = writer.last_report(base)?;
             // A new desired commit, or the first good run after a rejection, is news.
             let news =
@@ -854,6 +888,12 @@ pub fn record_with(
             if written.contains(&h.compliance.host) {
                 files.push((format!("hosts/{}.json", h.compliance.host), to_json(h)));
             }
+        }
+        for (host, installed, _) in &lists_written {
+            files.push((
+                format!("packages/{host}.txt"),
+                package_list::render(installed).into_bytes(),
+            ));
         }
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
@@ -1276,6 +1316,57 @@ pub fn read_target(target: &ReportTarget) -> Result<Option<Snapshot>, ReportErro
 /// file are left out.
 pub fn read_runs(repo: &Path, branch: &str, ids: &[String]) -> Result<Vec<RunRecord>, ReportError> {
     git::read_runs(repo, branch, ids)
+}
+
+/// One host's package lists around a run ([`RunPackages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPackages {
+    /// The host.
+    pub host: String,
+    /// `packages/<host>.txt` at the parent of the run's report commit, when there was one.
+    pub before: Option<String>,
+    /// `packages/<host>.txt` at the run's report commit, when there is one.
+    pub after: Option<String>,
+}
+
+/// A run and the package lists of its hosts before and after it ([`run_packages`]).
+#[derive(Debug, Clone)]
+pub struct RunPackages {
+    /// The run record.
+    pub run: RunRecord,
+    /// The report commit that added `runs/<id>.json` (hex).
+    pub commit: String,
+    /// Its first parent (hex); `None` for the branch's first commit.
+    pub parent: Option<String>,
+    /// The run's hosts and every host whose list the commit changed, sorted by name.
+    pub hosts: Vec<HostPackages>,
+}
+
+/// What [`run_packages`] found.
+#[derive(Debug, Clone)]
+pub enum RunLookup {
+    /// The branch does not exist.
+    NoBranch,
+    /// No run has that id (or id prefix) on the branch; the newest run ids, newest first.
+    Unknown {
+        /// Up to ten run ids at the branch's tip, newest first.
+        recent: Vec<String>,
+    },
+    /// More than one run id at the tip starts with the prefix given.
+    Ambiguous {
+        /// The matching ids, newest first.
+        matches: Vec<String>,
+    },
+    /// The run, with its hosts' package lists before and after.
+    Found(Box<RunPackages>),
+}
+
+/// The run `id` (an exact run id, or a prefix of exactly one run id at the tip) on `branch`,
+/// with each host's package list before the run (at the first parent of the commit that
+/// recorded it) and after it (at that commit). Run records never change once written, so
+/// the commit is the one where `runs/<id>.json` first appears on the first-parent history.
+pub fn run_packages(repo: &Path, branch: &str, id: &str) -> Result<RunLookup, ReportError> {
+    git::run_packages(repo, branch, id)
 }
 
 /// When each pending update was first seen offered, from the last report on `branch` (no

@@ -42,10 +42,19 @@ pub fn lookup_name(host: &str, port: u16) -> String {
 /// Checks an offered key (`key_type` such as `ssh-ed25519`, `key_base64` the blob as
 /// known_hosts writes it) for `name` (from [`lookup_name`]) against a file's contents.
 pub fn check(contents: &str, name: &str, key_type: &str, key_base64: &str) -> Verdict {
+    check_lines(numbered(contents), name, key_type, key_base64)
+}
+
+/// [`check`] over some of a file's lines (1-based number, text), in file order.
+pub fn check_lines<'a>(
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+    name: &str,
+    key_type: &str,
+    key_base64: &str,
+) -> Verdict {
     let mut changed = None;
     let mut known = false;
-    for (index, raw) in contents.lines().enumerate() {
-        let line = index + 1;
+    for (line, raw) in lines {
         let Some(entry) = parse_line(raw) else {
             continue;
         };
@@ -84,8 +93,16 @@ pub fn check(contents: &str, name: &str, key_type: &str, key_base64: &str) -> Ve
 /// Key types recorded for `name`, in file order (to prefer them during negotiation, as
 /// OpenSSH does, so a host with an ed25519 record is not asked for its RSA key).
 pub fn recorded_types(contents: &str, name: &str) -> Vec<String> {
+    recorded_types_lines(numbered(contents), name)
+}
+
+/// [`recorded_types`] over some of a file's lines, in file order.
+pub fn recorded_types_lines<'a>(
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+    name: &str,
+) -> Vec<String> {
     let mut types: Vec<String> = Vec::new();
-    for raw in contents.lines() {
+    for (_, raw) in lines {
         if let Some(entry) = parse_line(raw) {
             if entry.marker.is_none()
                 && host_matches(entry.hosts, name)
@@ -100,9 +117,17 @@ pub fn recorded_types(contents: &str, name: &str) -> Vec<String> {
 
 /// The public keys of the `@cert-authority` lines whose patterns match `name`.
 pub fn authorities(contents: &str, name: &str) -> Vec<russh::keys::PublicKey> {
-    contents
-        .lines()
-        .filter_map(parse_line)
+    authorities_lines(numbered(contents), name)
+}
+
+/// [`authorities`] over some of a file's lines.
+pub fn authorities_lines<'a>(
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+    name: &str,
+) -> Vec<russh::keys::PublicKey> {
+    lines
+        .into_iter()
+        .filter_map(|(_, raw)| parse_line(raw))
         .filter(|e| e.marker == Some("@cert-authority") && host_matches(e.hosts, name))
         .filter_map(|e| {
             russh::keys::PublicKey::from_openssh(&format!("{} {}", e.key_type, e.key_base64)).ok()
@@ -137,6 +162,82 @@ pub fn append(path: &Path, name: &str, key_type: &str, key_base64: &str) -> std:
         .open(path)?;
     // One write of one line: O_APPEND keeps concurrent appends from interleaving.
     file.write_all(format!("{name} {key_type} {key_base64}\n").as_bytes())
+}
+
+fn numbered(contents: &str) -> impl Iterator<Item = (usize, &str)> {
+    contents.lines().enumerate().map(|(i, l)| (i + 1, l))
+}
+
+/// A known_hosts file read once and indexed by exact host name, so that a lookup reads
+/// only the lines that can match it: those naming it exactly, plus every hashed, wildcard
+/// or negated line (which must be evaluated). One connection of a run over 10,000 hosts
+/// would otherwise parse and match all 10,000 lines, three times (types, authorities,
+/// the key check): quadratic in the fleet.
+#[derive(Debug)]
+pub struct Index {
+    text: String,
+    /// Byte range of each line (index = line number - 1).
+    lines: Vec<(usize, usize)>,
+    /// Lowercased exact pattern -> line indexes, ascending.
+    exact: std::collections::HashMap<String, Vec<usize>>,
+    /// Lines with hashed, wildcard or negated patterns, ascending.
+    generic: Vec<usize>,
+}
+
+impl Index {
+    /// Indexes a file's contents.
+    pub fn new(text: String) -> Index {
+        let mut lines = Vec::new();
+        let mut exact: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut generic = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            // `raw` is a slice of `text`: its offset is the distance between them.
+            let offset = raw.as_ptr() as usize - text.as_ptr() as usize;
+            lines.push((offset, offset + raw.len()));
+            let Some(entry) = parse_line(raw) else {
+                continue;
+            };
+            if entry.hosts.starts_with("|1|") || entry.hosts.contains(['*', '?', '!']) {
+                generic.push(i);
+                continue;
+            }
+            for pattern in entry.hosts.split(',') {
+                let list = exact.entry(pattern.to_ascii_lowercase()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        Index {
+            text,
+            lines,
+            exact,
+            generic,
+        }
+    }
+
+    /// The whole file.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The lines (1-based number, text) that may match `name`, in file order.
+    pub fn candidates(&self, name: &str) -> Vec<(usize, &str)> {
+        let exact = self
+            .exact
+            .get(&name.to_ascii_lowercase())
+            .map_or(&[][..], Vec::as_slice);
+        let mut all: Vec<usize> = exact.iter().chain(&self.generic).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter()
+            .map(|i| {
+                let (a, b) = self.lines[i];
+                (i + 1, &self.text[a..b])
+            })
+            .collect()
+    }
 }
 
 struct Entry<'a> {
@@ -309,6 +410,59 @@ mod tests {
         let fingerprint = recorded_fingerprint(&file, 2).unwrap();
         assert!(printed.contains(&fingerprint), "{printed} vs {fingerprint}");
         assert_eq!(recorded_fingerprint(&file, 9), None);
+    }
+
+    /// The index answers exactly what a scan of the whole file answers.
+    #[test]
+    fn the_index_agrees_with_a_full_scan() {
+        let salt = "c2FsdHNhbHRzYWx0c2FsdHNhbHQ=";
+        let mac = Hmac::<sha1::Sha1>::new_from_slice(
+            &data_encoding::BASE64.decode(salt.as_bytes()).unwrap(),
+        )
+        .unwrap()
+        .chain_update(b"hashed.example")
+        .finalize()
+        .into_bytes();
+        let hashed = format!("|1|{salt}|{}", data_encoding::BASE64.encode(&mac));
+        let file = format!(
+            "# c\r\nweb1,WEB2 ssh-ed25519 {ED1}\n*.example ssh-ed25519 {ED2}\n!bad.example,*.example ecdsa-sha2-nistp256 {ED1}\n@revoked web1 ssh-ed25519 {ED2}\n@cert-authority [10.0.0.1]:2222 ssh-ed25519 {ED1}\n{hashed} ssh-ed25519 {ED1}\nweb1 ssh-ed25519 {ED2}\n\n[10.0.0.1]:2222 ssh-ed25519 {ED2}\n"
+        );
+        let index = Index::new(file.clone());
+        for name in [
+            "web1",
+            "web2",
+            "Web1",
+            "a.example",
+            "bad.example",
+            "hashed.example",
+            "[10.0.0.1]:2222",
+            "nobody",
+        ] {
+            let lines = index.candidates(name);
+            assert_eq!(
+                recorded_types_lines(lines.clone(), name),
+                recorded_types(&file, name),
+                "{name}"
+            );
+            assert_eq!(
+                authorities_lines(lines.clone(), name),
+                authorities(&file, name),
+                "{name}"
+            );
+            for key in [ED1, ED2] {
+                for ty in ["ssh-ed25519", "ecdsa-sha2-nistp256"] {
+                    assert_eq!(
+                        check_lines(lines.clone(), name, ty, key),
+                        check(&file, name, ty, key),
+                        "{name} {ty}"
+                    );
+                }
+            }
+            for (n, text) in &lines {
+                assert_eq!(Some(*text), file.lines().nth(n - 1));
+            }
+        }
+        assert_eq!(index.candidates("web1").len(), 6);
     }
 
     #[test]

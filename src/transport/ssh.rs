@@ -155,7 +155,14 @@ pub struct KeyCache {
     keys: Mutex<HashMap<PathBuf, Arc<PrivateKey>>>,
     certificates: Mutex<HashMap<PathBuf, Option<Arc<Certificate>>>>,
     jumps: Mutex<HashMap<String, Arc<tokio::sync::Mutex<JumpSlot>>>>,
+    /// known_hosts files read and indexed once per run, by path, with the size and
+    /// modification time they had (an `accept-new` append makes the next connection
+    /// read the file again).
+    known_hosts: Mutex<HashMap<PathBuf, KnownHostsFile>>,
 }
+
+/// An indexed known_hosts file and the metadata it was read with.
+type KnownHostsFile = (u64, Option<std::time::SystemTime>, Arc<known_hosts::Index>);
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -380,7 +387,7 @@ async fn connect_hop(
         seconds: options.connect_timeout.as_secs(),
         stage: stage.timed_out(),
     };
-    let known = Arc::new(KnownHosts::load(options)?);
+    let known = Arc::new(KnownHosts::load(options, keys)?);
     let lookup = options.lookup_name();
     let authorities = !known.authorities(&lookup).is_empty();
     let config = client_config(options, &known.recorded_types(&lookup), authorities)?;
@@ -800,35 +807,59 @@ async fn authenticate(
     })
 }
 
-/// The known_hosts files of one hop, read once.
+/// The known_hosts files of one hop (indexed, shared by the run's connections).
 #[derive(Debug)]
 struct KnownHosts {
-    files: Vec<(PathBuf, String)>,
+    files: Vec<(PathBuf, Arc<known_hosts::Index>)>,
 }
 
 impl KnownHosts {
-    fn load(options: &SshOptions) -> Result<KnownHosts, TransportError> {
+    fn load(options: &SshOptions, cache: &KeyCache) -> Result<KnownHosts, TransportError> {
         let mut files = Vec::new();
         for path in std::iter::once(&options.known_hosts).chain(&options.extra_known_hosts) {
-            let text = match std::fs::read_to_string(path) {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(source) => {
-                    return Err(TransportError::KnownHosts {
-                        path: path.display().to_string(),
-                        source,
-                    })
+            let error = |source| TransportError::KnownHosts {
+                path: path.display().to_string(),
+                source,
+            };
+            let meta = match std::fs::metadata(path) {
+                Ok(m) => Some((m.len(), m.modified().ok())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(error(e)),
+            };
+            let mut cached = cache
+                .known_hosts
+                .lock()
+                .expect("known_hosts cache lock is never poisoned: no panics inside");
+            let hit = match (cached.get(path), meta) {
+                (Some((len, modified, index)), Some((l, m))) if *len == l && *modified == m => {
+                    Some(index.clone())
+                }
+                _ => None,
+            };
+            let index = match hit {
+                Some(index) => index,
+                None => {
+                    let text = match std::fs::read_to_string(path) {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(e) => return Err(error(e)),
+                    };
+                    let index = Arc::new(known_hosts::Index::new(text));
+                    if let Some((len, modified)) = meta {
+                        cached.insert(path.clone(), (len, modified, index.clone()));
+                    }
+                    index
                 }
             };
-            files.push((path.clone(), text));
+            files.push((path.clone(), index));
         }
         Ok(KnownHosts { files })
     }
 
     fn recorded_types(&self, lookup: &str) -> Vec<String> {
         let mut types: Vec<String> = Vec::new();
-        for (_, text) in &self.files {
-            for t in known_hosts::recorded_types(text, lookup) {
+        for (_, index) in &self.files {
+            for t in known_hosts::recorded_types_lines(index.candidates(lookup), lookup) {
                 if !types.contains(&t) {
                     types.push(t);
                 }
@@ -840,7 +871,7 @@ impl KnownHosts {
     fn authorities(&self, lookup: &str) -> Vec<russh::keys::PublicKey> {
         self.files
             .iter()
-            .flat_map(|(_, text)| known_hosts::authorities(text, lookup))
+            .flat_map(|(_, index)| known_hosts::authorities_lines(index.candidates(lookup), lookup))
             .collect()
     }
 
@@ -848,18 +879,18 @@ impl KnownHosts {
     /// key is refused wherever the revocation is; else the first conflicting record.
     fn check(&self, lookup: &str, key_type: &str, blob: &str) -> (Verdict, String) {
         let mut changed = None;
-        for (path, text) in &self.files {
-            match known_hosts::check(text, lookup, key_type, blob) {
+        for (path, index) in &self.files {
+            match known_hosts::check_lines(index.candidates(lookup), lookup, key_type, blob) {
                 Verdict::Known => return (Verdict::Known, String::new()),
                 v @ Verdict::Revoked { .. } => return (v, path.display().to_string()),
                 v @ Verdict::Changed { .. } if changed.is_none() => {
-                    changed = Some((v, path.display().to_string(), text.clone()));
+                    changed = Some((v, path.display().to_string()));
                 }
                 _ => {}
             }
         }
         match changed {
-            Some((v, path, _)) => (v, path),
+            Some((v, path)) => (v, path),
             None => (Verdict::Unknown, String::new()),
         }
     }
@@ -868,7 +899,7 @@ impl KnownHosts {
         self.files
             .iter()
             .find(|(p, _)| p.display().to_string() == path)
-            .map(|(_, t)| t.as_str())
+            .map(|(_, index)| index.text())
             .unwrap_or("")
     }
 }
@@ -1081,14 +1112,14 @@ impl ClientHandler {
             host: self.lookup.clone(),
             reason,
         };
-        for (_, text) in &self.known.files {
+        for (_, index) in &self.known.files {
             for revoked in [cert.public_key(), cert.signature_key()] {
                 let key = russh::keys::PublicKey::new(revoked.clone(), "");
                 if let Ok(openssh) = key.to_openssh() {
                     let mut f = openssh.split_ascii_whitespace();
                     if let (Some(t), Some(b)) = (f.next(), f.next()) {
                         if let Verdict::Revoked { line } =
-                            known_hosts::check(text, &self.lookup, t, b)
+                            known_hosts::check(index.text(), &self.lookup, t, b)
                         {
                             return Err(invalid(format!(
                                 "its key or authority is marked @revoked (line {line})"

@@ -258,12 +258,11 @@ impl Server {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
+        // Blocks on the exit itself (wait-timeout), the limit only bounds a failure.
+        use wait_timeout::ChildExt;
+        match child.wait_timeout(within) {
+            Ok(Some(status)) => status.code(),
+            _ => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
@@ -271,7 +270,6 @@ impl Server {
                     self.log()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
