@@ -169,6 +169,15 @@ pub fn run(args: Args) -> u8 {
             super::EXIT_ERROR
         };
     }
+    // Alerts: evaluated and delivered on their own thread, from what the loop publishes.
+    if let Err(e) = crate::alert::notifier::spawn(
+        status.clone(),
+        crate::alert::notifier::outbox_path(&state_repo),
+        shutdown.clone(),
+    ) {
+        eprintln!("error: cannot start the alert notifier: {e}");
+        return super::EXIT_ERROR;
+    }
     let Some(listen) = args.listen else {
         if let Err(e) = watch_signals(shutdown.clone(), stop, Box::new(|| {})) {
             eprintln!("error: cannot install signal handlers: {e}");
