@@ -452,7 +452,7 @@ impl RunCache {
 }
 
 /// The reports branch of the desired commit's Settings.
-fn reports_branch(app: &App) -> String {
+pub(super) fn reports_branch(app: &App) -> String {
     app.status()
         .desired()
         .and_then(|(_, f)| f.settings().reports.branch)

@@ -116,6 +116,8 @@ struct Inner {
     openapi: String,
     runs: api::RunCache,
     csrf: dashboard::CsrfKey,
+    /// The dashboard chart's points, for the reports tip they were read at.
+    history: dashboard::HistoryCache,
 }
 
 /// The state every handler shares (cheap to clone).
@@ -153,6 +155,7 @@ impl App {
             openapi: openapi::document_text(),
             runs: api::RunCache::default(),
             csrf: dashboard::CsrfKey::random(),
+            history: dashboard::HistoryCache::default(),
         }))
     }
 

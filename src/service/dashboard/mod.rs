@@ -19,6 +19,7 @@ mod assets;
 pub mod page;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,6 +35,7 @@ use subtle::ConstantTimeEq;
 use super::auth::{self, Denied};
 use super::App;
 use crate::model::Scope;
+use crate::report::StatePoint;
 use crate::token::Caller;
 use page::{Chrome, Nav};
 
@@ -43,6 +45,49 @@ pub const HOSTS_PER_PAGE: usize = 200;
 pub const RUNS_SHOWN: usize = 50;
 /// Recent runs read for a host's page.
 pub const HOST_RUNS_SCANNED: usize = 30;
+/// Report commits the compliance-over-time chart shows.
+pub const CHART_POINTS: usize = 120;
+
+/// The chart's points for the reports tip they were read at (read again only when the
+/// reports branch moves).
+#[derive(Default)]
+pub struct HistoryCache(std::sync::Mutex<Option<(String, Arc<Vec<StatePoint>>)>>);
+
+/// The chart's points: the cached ones while the reports tip stays, else read from the
+/// branch off the async threads (empty when it cannot be read: logged, the page still
+/// renders).
+async fn history(app: &App) -> Arc<Vec<StatePoint>> {
+    let Some(tip) = app.status().reports().map(|r| r.commit.clone()) else {
+        return Arc::default();
+    };
+    {
+        let cached = app.0.history.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, points)) = cached.as_ref() {
+            if *at == tip {
+                return points.clone();
+            }
+        }
+    }
+    let repo = app.0.repo.clone();
+    let branch = super::api::reports_branch(app);
+    let read = tokio::task::spawn_blocking(move || {
+        crate::report::state_history(&repo, &branch, CHART_POINTS)
+    })
+    .await;
+    let points = match read {
+        Ok(Ok(p)) => Arc::new(p.unwrap_or_default()),
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the reports history for the chart: {e}");
+            return Arc::default();
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the reports history for the chart: {e}");
+            return Arc::default();
+        }
+    };
+    *app.0.history.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((tip, points.clone()));
+    points
+}
 
 /// The dashboard's routes (merged into the service's router, under its layers).
 pub fn routes() -> Router<App> {
@@ -343,6 +388,7 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
         Ok(s) => s,
         Err(r) => return *r,
     };
+    let history = history(&app).await;
     let status = app.status();
     let view = status.view();
     let reconcile = status.reconcile();
@@ -377,6 +423,7 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
     .take(50)
     .collect();
     let o = page::Overview {
+        history: &history,
         counts: &view.counts,
         desired_commit: desired.as_ref().map(|(c, _)| c.as_str()),
         reconcile: &reconcile,
@@ -535,6 +582,7 @@ async fn host(State(app): State<App>, headers: HeaderMap, Path(name): Path<Strin
                 .collect()
         })
         .unwrap_or_default();
+    let history = history(&app).await;
     let runs = match super::api::load_runs(&app, ids).await {
         Ok(runs) => runs
             .iter()
@@ -547,6 +595,11 @@ async fn host(State(app): State<App>, headers: HeaderMap, Path(name): Path<Strin
                 Some(page::HostRunLine {
                     run: super::api::run_summary(r),
                     outcome,
+                    report_commit: history
+                        .iter()
+                        .rev()
+                        .find(|p| p.run_id == r.run_id)
+                        .map(|p| p.commit.clone()),
                 })
             })
             .collect(),

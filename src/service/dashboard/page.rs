@@ -13,6 +13,7 @@ use crate::advisory::Severity;
 use crate::compliance::ComplianceState;
 use crate::events::{Event, EventData};
 use crate::plan::{HostPlan, Plan};
+use crate::report::StatePoint;
 use crate::status::ReconcileStatus;
 use crate::view::{FleetCounts, HostDetail, HostSummary, RequestStatus};
 use crate::window::report::{Report as WindowsReport, StateName};
@@ -449,6 +450,8 @@ pub struct Overview<'a> {
     pub windows: Option<&'a WindowsReport>,
     /// Hosts with open critical or high advisories, worst first.
     pub exposed: Vec<&'a HostSummary>,
+    /// Hosts per state of recent report commits, oldest first.
+    pub history: &'a [StatePoint],
 }
 
 /// `/`.
@@ -486,6 +489,10 @@ pub fn overview(o: &Overview<'_>) -> Markup {
                 li.tile { span.n { (c.pending_updates) } span.l { "pending updates (" (c.security_updates) " security)" } }
                 li.tile { span.n { (c.reboot_required) } span.l { "hosts need a reboot" } }
             }
+        }
+        section aria-labelledby="h-history" {
+            h2 #h-history { "Compliance over time" }
+            (state_chart(o.history))
         }
         section aria-labelledby="h-commits" {
             h2 #h-commits { "Desired state" }
@@ -569,6 +576,107 @@ pub fn overview(o: &Overview<'_>) -> Markup {
                 (host_rows(&o.exposed, "Hosts with open critical or high vulnerabilities"))
             }
         }
+    }
+}
+
+/// The chart's drawing size (the SVG scales to its container through its `viewBox`).
+const CHART_W: f64 = 720.0;
+const CHART_H: f64 = 220.0;
+const CHART_LEFT: f64 = 44.0;
+const CHART_BOTTOM: f64 = 26.0;
+const CHART_TOP: f64 = 10.0;
+
+/// The compliance-over-time chart, server-side SVG: one stacked bar per report commit
+/// (hosts per compliance state, compliant at the bottom), oldest left; each bar's tooltip
+/// names its commit, time and counts, and the description sums up first and last.
+pub fn state_chart(points: &[StatePoint]) -> Markup {
+    if points.is_empty() {
+        return html! { p.muted { "No report commit yet." } };
+    }
+    let total = |p: &StatePoint| p.counts.values().sum::<usize>();
+    let max = points.iter().map(total).max().unwrap_or(0).max(1);
+    let plot_w = CHART_W - CHART_LEFT - 4.0;
+    let plot_h = CHART_H - CHART_TOP - CHART_BOTTOM;
+    let slot = plot_w / points.len() as f64;
+    let gap = if slot >= 4.0 { 1.0 } else { 0.0 };
+    let y = |n: usize| CHART_TOP + plot_h - plot_h * n as f64 / max as f64;
+    let counts_text = |p: &StatePoint| {
+        ComplianceState::ALL
+            .iter()
+            .filter_map(|s| {
+                let n = p.counts.get(s).copied().unwrap_or(0);
+                (n > 0).then(|| format!("{n} {}", s.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first = &points[0];
+    let last = &points[points.len() - 1];
+    let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
+    let desc = format!(
+        "{} report commits from {} UTC to {} UTC. First: {}. Last: {}.",
+        points.len(),
+        day(first.at),
+        day(last.at),
+        counts_text(first),
+        counts_text(last)
+    );
+    let ticks = if max >= 2 { vec![0, max / 2, max] } else { vec![0, max] };
+    html! {
+        figure.chart {
+            svg #state-chart viewBox={"0 0 " (CHART_W) " " (CHART_H)} role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" {
+                title #chart-title { "Hosts per compliance state, per report commit" }
+                desc #chart-desc { (desc) }
+                @for t in &ticks {
+                    line.grid x1=(CHART_LEFT) x2=(CHART_W - 4.0) y1=(fmt(y(*t))) y2=(fmt(y(*t))) {}
+                    text.axis x=(CHART_LEFT - 6.0) y=(fmt(y(*t) + 4.0)) text-anchor="end" { (t) }
+                }
+                @for (i, p) in points.iter().enumerate() {
+                    @let x = CHART_LEFT + slot * i as f64;
+                    g data-commit=(p.commit) {
+                        title { (short(&p.commit)) " · " (day(p.at)) " UTC · " (counts_text(p)) }
+                        // A transparent column so the tooltip works on the whole slot.
+                        rect.hit x=(fmt(x)) y=(fmt(CHART_TOP)) width=(fmt(slot)) height=(fmt(plot_h)) {}
+                        @for (s, below, n) in stack(p) {
+                            rect class={"s-" (s.as_str())} data-n=(n) x=(fmt(x + gap / 2.0)) y=(fmt(y(below + n))) width=(fmt((slot - gap).max(0.5))) height=(fmt(y(below) - y(below + n))) {}
+                        }
+                    }
+                }
+                text.axis x=(CHART_LEFT) y=(CHART_H - 6.0) text-anchor="start" { (day(first.at)) }
+                text.axis x=(CHART_W - 4.0) y=(CHART_H - 6.0) text-anchor="end" { (day(last.at)) }
+            }
+            figcaption {
+                ul.legend {
+                    @for s in ComplianceState::ALL {
+                        li { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect class={"s-" (s.as_str())} width="10" height="10" {} } " " (s.as_str()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The non-empty states of a point, bottom up: (state, hosts below it, hosts in it).
+fn stack(p: &StatePoint) -> Vec<(ComplianceState, usize, usize)> {
+    let mut below = 0;
+    let mut out = Vec::new();
+    for s in ComplianceState::ALL {
+        let n = p.counts.get(&s).copied().unwrap_or(0);
+        if n > 0 {
+            out.push((s, below, n));
+            below += n;
+        }
+    }
+    out
+}
+
+/// A coordinate with at most one decimal (stable output, small SVG).
+fn fmt(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
     }
 }
 
@@ -721,6 +829,8 @@ pub struct HostRunLine {
     pub run: RunSummary,
     /// The host's outcome in it.
     pub outcome: String,
+    /// The report commit that recorded it (when among the recent ones).
+    pub report_commit: Option<String>,
 }
 
 /// `/hosts/{name}`.
@@ -793,12 +903,13 @@ pub fn host(d: &HostDetail, runs: &[HostRunLine]) -> Markup {
             } @else {
                 table #host-runs {
                     caption.sr-only { "Recent runs with this host" }
-                    thead { tr { th scope="col" { "Run" } th scope="col" { "Kind" } th scope="col" { "Finished" } th scope="col" { "Outcome" } th scope="col" { "Desired commit" } } }
+                    thead { tr { th scope="col" { "Run" } th scope="col" { "Kind" } th scope="col" { "Finished" } th scope="col" { "Outcome" } th scope="col" { "Report commit" } th scope="col" { "Desired commit" } } }
                     tbody { @for l in runs { tr {
                         th scope="row" { a href={"/api/v1/runs/" (urlencode(&l.run.run_id))} { (l.run.run_id) } }
                         td { (l.run.kind.as_str()) }
                         td { (time(Some(l.run.finished_at))) }
                         td { (l.outcome) }
+                        td.report-commit { (commit(l.report_commit.as_deref())) }
                         td { (commit(Some(&l.run.desired_commit))) }
                     } } }
                 }
@@ -1209,5 +1320,37 @@ mod tests {
         let html = host_rows(&[&h], "t").into_string();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
+    }
+
+    fn point(commit: &str, at: &str, counts: &[(ComplianceState, usize)]) -> StatePoint {
+        StatePoint {
+            commit: commit.into(),
+            run_id: format!("run-{commit}"),
+            at: at.parse().expect("time"),
+            counts: counts.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn the_state_chart_stacks_hosts_per_state_per_report_commit() {
+        use ComplianceState::*;
+        let points = vec![
+            point("aaaaaaaaaaaaaaaa", "2026-11-28T10:00:00Z", &[(Compliant, 1), (NonCompliant, 2), (Unreachable, 1)]),
+            point("bbbbbbbbbbbbbbbb", "2026-11-29T10:00:00Z", &[(Compliant, 2), (NonCompliant, 1), (Unreachable, 1), (Failed, 0)]),
+            point("cccccccccccccccc", "2026-11-30T10:00:00Z", &[(Compliant, 4)]),
+        ];
+        let svg = state_chart(&points).into_string();
+        // One group per commit, one rectangle per non-empty state (plus the hover column).
+        assert_eq!(svg.matches("<g data-commit=").count(), 3);
+        assert_eq!(svg.matches("class=\"s-compliant\" data-n").count(), 3);
+        assert_eq!(svg.matches("class=\"s-failed\" data-n").count(), 0);
+        // Heights are proportional to hosts: the full bar spans the plot (4 of 4 hosts).
+        assert!(svg.contains("class=\"s-compliant\" data-n=\"4\""), "{svg}");
+        assert!(svg.contains("<desc id=\"chart-desc\">3 report commits from 2026-11-28 10:00 UTC to 2026-11-30 10:00 UTC. First: 1 compliant, 2 non-compliant, 1 unreachable. Last: 4 compliant.</desc>"), "{svg}");
+        insta::assert_snapshot!(svg.replace("><", ">\n<"));
+        assert_eq!(
+            state_chart(&[]).into_string(),
+            "<p class=\"muted\">No report commit yet.</p>"
+        );
     }
 }
