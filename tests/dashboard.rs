@@ -429,6 +429,18 @@ fn the_views_show_what_the_api_serves() {
         html.contains("<td>always</td>") && html.contains(">open<"),
         "{html}"
     );
+    // The compliance-over-time chart: a bar for the report commit, 10 hosts unreachable.
+    assert!(html.contains("<svg id=\"state-chart\""), "{html}");
+    let bar = html
+        .split(&format!("<g data-commit=\"{reports}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no bar for the report commit {reports}: {html}"));
+    assert!(
+        bar[..bar.find("</g>").expect("end of bar")]
+            .contains("class=\"s-unreachable\" data-n=\"10\""),
+        "{bar}"
+    );
+    let overview = html.clone();
     assert!(
         !html.contains("role=\"alert\""),
         "no banner expected: {html}"
@@ -517,6 +529,16 @@ fn the_views_show_what_the_api_serves() {
     assert!(html.contains("badge state-unreachable"), "{html}");
     let run_id = api_host["lastRunId"].as_str().expect("last run");
     assert!(html.contains(&format!("/api/v1/runs/{run_id}")), "{html}");
+    // ... each with the report commit that recorded it (a commit of the chart's history).
+    let cell = html
+        .split("<td class=\"report-commit\"><code title=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no report commit for the run: {html}"));
+    let commit = &cell[..40];
+    assert!(
+        overview.contains(&format!("data-commit=\"{commit}\"")),
+        "{commit}: {overview}"
+    );
     assert!(
         html.contains("Plan: <strong>unreachable</strong>"),
         "{html}"
