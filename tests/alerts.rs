@@ -7,163 +7,27 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::api::{client, wait_reconciled, Fleet, FleetSpec, Server};
 use common::git::git;
-use hmac::{Hmac, KeyInit, Mac};
+use common::webhook::{Received, Receiver};
 use serde_json::Value;
 
 const SECRET: &str = "webhook-test-secret-0123456789";
 const SECRET_ENV: &str = "PK_TEST_WEBHOOK_SECRET";
-const WAIT: Duration = Duration::from_secs(180);
-
-/// One request the receiver took.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-    /// What the receiver answered.
-    answered: u16,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-#[derive(Default)]
-struct Inbox {
-    answer: u16,
-    received: Vec<Received>,
-}
-
-/// A tiny HTTP/1.1 receiver on 127.0.0.1: answers every POST with the status the test
-/// sets, records it, and wakes waiters.
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    inbox: Arc<(Mutex<Inbox>, Condvar)>,
-}
-
-impl Receiver {
-    fn start(answer: u16) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let inbox = Arc::new((
-            Mutex::new(Inbox {
-                answer,
-                received: vec![],
-            }),
-            Condvar::new(),
-        ));
-        let shared = inbox.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || handle(stream, &shared));
-            }
-        });
-        Receiver { url, inbox }
-    }
-
-    fn answer(&self, status: u16) {
-        self.inbox.0.lock().expect("lock").answer = status;
-    }
-
-    /// Waits (on the receiver's condition variable, bounded by `WAIT`) until `f` holds
-    /// for what was received.
-    fn wait_until(&self, what: &str, f: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + WAIT;
-        let (lock, cond) = &*self.inbox;
-        let mut inbox = lock.lock().expect("lock");
-        loop {
-            if f(&inbox.received) {
-                return inbox.received.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {what}; received:\n{:#?}",
-                inbox
-                    .received
-                    .iter()
-                    .map(|r| (r.answered, String::from_utf8_lossy(&r.body).into_owned()))
-                    .collect::<Vec<_>>()
-            );
-            inbox = cond.wait_timeout(inbox, left).expect("wait").0;
-        }
-    }
-}
-
-fn handle(stream: std::net::TcpStream, shared: &(Mutex<Inbox>, Condvar)) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let (lock, cond) = shared;
-    let answered = {
-        let mut inbox = lock.lock().expect("lock");
-        let answered = inbox.answer;
-        inbox.received.push(Received {
-            headers,
-            body,
-            answered,
-        });
-        answered
-    };
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let _ = stream.flush();
-    cond.notify_all();
-}
 
 fn verify(r: &Received) {
-    let sig = r
-        .headers
-        .get("x-patchkeeper-signature")
-        .unwrap_or_else(|| panic!("unsigned delivery: {r:?}"));
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).expect("key");
-    mac.update(&r.body);
-    let hex = sig.strip_prefix("sha256=").expect("sha256= prefix");
-    let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).expect("hex");
-    mac.verify_slice(&bytes).expect("the signature verifies");
-    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/json"));
+    common::webhook::verify(r, SECRET);
 }
 
 fn fleet(receiver: &Receiver) -> Fleet {
+    fleet_with(receiver, "")
+}
+
+/// A fleet whose `ops` webhook is `receiver`, with `more` webhooks (YAML list items).
+fn fleet_with(receiver: &Receiver, more: &str) -> Fleet {
     let fleet = Fleet::new(FleetSpec {
         tokens: &[("reader", &["read"], None), ("admin", &["admin"], None)],
         requests: None,
@@ -172,7 +36,7 @@ fn fleet(receiver: &Receiver) -> Fleet {
     let settings = fleet.work.join("patchkeeper.yaml");
     let mut text = std::fs::read_to_string(&settings).expect("settings");
     text.push_str(&format!(
-        "  notifications:\n    retryInitial: 1s\n    retryMax: 2s\n    webhooks:\n      - name: ops\n        url: {}\n        secretEnv: {SECRET_ENV}\n        events: [host-unreachable, commit-invalid]\n",
+        "  notifications:\n    retryInitial: 1s\n    retryMax: 2s\n    webhooks:\n      - name: ops\n        url: {}\n        secretEnv: {SECRET_ENV}\n        events: [host-unreachable, commit-invalid]\n{more}",
         receiver.url
     ));
     std::fs::write(&settings, text).expect("write");
@@ -257,7 +121,14 @@ fn invalid_commit_marker(server: &Server, fleet: &Fleet, receiver: &Receiver) ->
 #[test]
 fn alerts_are_signed_retried_sent_once_per_condition_and_resolved() {
     let receiver = Receiver::start(500);
-    let fleet = fleet(&receiver);
+    let chat = Receiver::start(200);
+    let fleet = fleet_with(
+        &receiver,
+        &format!(
+            "      - name: chat\n        url: {}\n        format: slack\n        events: [commit-invalid]\n",
+            chat.url
+        ),
+    );
     let server = serve(&fleet);
     wait_reconciled(&server, fleet.token("reader"));
 
@@ -291,6 +162,15 @@ fn alerts_are_signed_retried_sent_once_per_condition_and_resolved() {
     // Another reconcile: the hosts are still unreachable, no new alert.
     reconcile(&server, &fleet);
     let marker = invalid_commit_marker(&server, &fleet, &receiver);
+    // The Slack-compatible target got only what it asked for, as `text`, unsigned.
+    let c = chat.wait_until("the chat alert", |r| !r.is_empty());
+    assert_eq!(c.len(), 1, "{c:?}");
+    let text = c[0].json()["text"].as_str().expect("text").to_owned();
+    assert!(
+        text.starts_with(":rotating_light: *patchkeeper FIRING* `commit-invalid`: the desired commit "),
+        "{text}"
+    );
+    assert!(!c[0].headers.contains_key("x-patchkeeper-signature"));
     let r = receiver.wait_until("nothing", |_| true);
     for host in ["web-001", "web-002"] {
         let ids = firing_ids(&r, &format!("host-unreachable/{host}"));
