@@ -581,7 +581,8 @@ pub fn overview(o: &Overview<'_>) -> Markup {
 
 /// The chart's drawing size (the SVG scales to its container through its `viewBox`).
 const CHART_W: f64 = 720.0;
-const CHART_H: f64 = 220.0;
+const CHART_H: f64 = 200.0;
+const CHART_BAR: f64 = 28.0;
 const CHART_LEFT: f64 = 44.0;
 const CHART_BOTTOM: f64 = 26.0;
 const CHART_TOP: f64 = 10.0;
@@ -597,7 +598,9 @@ pub fn state_chart(points: &[StatePoint]) -> Markup {
     let max = points.iter().map(total).max().unwrap_or(0).max(1);
     let plot_w = CHART_W - CHART_LEFT - 4.0;
     let plot_h = CHART_H - CHART_TOP - CHART_BOTTOM;
-    let slot = plot_w / points.len() as f64;
+    // Bars no wider than CHART_BAR: a young branch's few commits stay bars, not walls.
+    let slot = (plot_w / points.len() as f64).min(CHART_BAR);
+    let right = CHART_LEFT + slot * points.len() as f64;
     let gap = if slot >= 4.0 { 1.0 } else { 0.0 };
     let y = |n: usize| CHART_TOP + plot_h - plot_h * n as f64 / max as f64;
     let counts_text = |p: &StatePoint| {
@@ -643,7 +646,10 @@ pub fn state_chart(points: &[StatePoint]) -> Markup {
                     }
                 }
                 text.axis x=(CHART_LEFT) y=(CHART_H - 6.0) text-anchor="start" { (day(first.at)) }
-                text.axis x=(CHART_W - 4.0) y=(CHART_H - 6.0) text-anchor="end" { (day(last.at)) }
+                @if points.len() > 1 {
+                    // Far enough right of the first label not to overlap it.
+                    text.axis x=(fmt(right.max(CHART_LEFT + 240.0))) y=(CHART_H - 6.0) text-anchor="end" { (day(last.at)) }
+                }
             }
             figcaption {
                 ul.legend {
