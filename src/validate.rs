@@ -333,7 +333,11 @@ impl<'a> Checker<'a> {
     }
 
     fn notifications(&mut self, o: &Origin, n: &model::NotificationSettings) {
-        self.duration(o, "/spec/notifications/retryInitial", n.retry_initial.as_ref());
+        self.duration(
+            o,
+            "/spec/notifications/retryInitial",
+            n.retry_initial.as_ref(),
+        );
         self.duration(o, "/spec/notifications/retryMax", n.retry_max.as_ref());
         for (i, w) in n.webhooks.iter().enumerate() {
             let at = format!("/spec/notifications/webhooks/{i}");

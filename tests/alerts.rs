@@ -167,7 +167,9 @@ fn alerts_are_signed_retried_sent_once_per_condition_and_resolved() {
     assert_eq!(c.len(), 1, "{c:?}");
     let text = c[0].json()["text"].as_str().expect("text").to_owned();
     assert!(
-        text.starts_with(":rotating_light: *patchkeeper FIRING* `commit-invalid`: the desired commit "),
+        text.starts_with(
+            ":rotating_light: *patchkeeper FIRING* `commit-invalid`: the desired commit "
+        ),
         "{text}"
     );
     assert!(!c[0].headers.contains_key("x-patchkeeper-signature"));

@@ -30,7 +30,10 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
         receiver.url,
     );
     std::fs::write(lab.dir().join("patchkeeper.yaml"), &settings).expect("settings");
-    git(lab.dir(), &["commit", "-q", "-am", "settings: token, webhook"]);
+    git(
+        lab.dir(),
+        &["commit", "-q", "-am", "settings: token, webhook"],
+    );
     let root = tempfile::tempdir().expect("tempdir");
     let bare = root.path().join("fleet.git");
     git(
@@ -64,11 +67,7 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
     for d in &key_dirs {
         args.extend(["--allow-path", d.as_str()]);
     }
-    let server = Server::start_with_env(
-        root.path(),
-        &[("PK_LAB_WEBHOOK_SECRET", SECRET)],
-        &args,
-    );
+    let server = Server::start_with_env(root.path(), &[("PK_LAB_WEBHOOK_SECRET", SECRET)], &args);
     let token = admin.secret.as_str();
     wait_reconciled(&server, token);
 
@@ -95,7 +94,10 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
     // The browser: sign in, the critical banner.
     let browser = Browser::start();
     browser.go(&server.url("/login"));
-    browser.wait("the sign-in page", "return !!document.querySelector('#token');");
+    browser.wait(
+        "the sign-in page",
+        "return !!document.querySelector('#token');",
+    );
     browser.type_into("#token", token);
     browser.click("form button[type=submit]");
     browser.wait(
@@ -110,7 +112,10 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
 
     // The hosts table is the API's, rpm-1 marked critical.
     browser.go(&server.url("/hosts"));
-    browser.wait("the hosts table", "return !!document.querySelector('#hosts');");
+    browser.wait(
+        "the hosts table",
+        "return !!document.querySelector('#hosts');",
+    );
     let (_, api) = get(&server, token, "/api/v1/hosts");
     let names: Vec<Value> = api["items"]
         .as_array()
@@ -141,7 +146,10 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
         settings.replace("spec:\n", "spec:\n  reconcile:\n    autoApply: true\n"),
     )
     .expect("settings");
-    git(lab.dir(), &["commit", "-q", "-am", "settings: apply automatically"]);
+    git(
+        lab.dir(),
+        &["commit", "-q", "-am", "settings: apply automatically"],
+    );
     git(lab.dir(), &["push", "-q", &url, "main"]);
     let r = client()
         .post(server.url("/api/v1/reconcile"))
@@ -181,7 +189,10 @@ fn a_critical_advisory_raises_the_banner_and_an_alert_and_an_apply_shows_live() 
         "one alert for the condition"
     );
     browser.go(&server.url("/"));
-    browser.wait("the overview", "return !!document.querySelector('#state-chart');");
+    browser.wait(
+        "the overview",
+        "return !!document.querySelector('#state-chart');",
+    );
     assert_eq!(
         browser.js("return Array.from(document.querySelectorAll('.banner-critical')).some(b => b.textContent.includes('critical vulnerability'));"),
         json!(false)

@@ -251,7 +251,9 @@ pub fn conditions(inputs: &Inputs<'_>, now: Timestamp) -> (BTreeMap<String, Cond
                     rollout.clone(),
                     None,
                     None,
-                    format!("rollout {rollout} halted: {failures} failures exceeded its failure budget"),
+                    format!(
+                        "rollout {rollout} halted: {failures} failures exceeded its failure budget"
+                    ),
                 );
             }
         }

@@ -118,7 +118,11 @@ fn a_condition_alerts_once_when_it_opens_and_once_when_it_clears() {
     assert!(cleared.standing.is_empty());
 
     // It comes back: a new alert, with a new id.
-    let back = evaluate(&cleared.standing, &known(&hosts, &reports), ts("2026-12-02T00:00:00Z"));
+    let back = evaluate(
+        &cleared.standing,
+        &known(&hosts, &reports),
+        ts("2026-12-02T00:00:00Z"),
+    );
     assert_eq!(keys(&back.opened), ["host-unreachable/web-1"]);
     assert_ne!(back.opened[0].id, first.opened[0].id);
 }
@@ -267,17 +271,28 @@ fn the_outbox_keeps_standing_conditions_and_deliveries_across_reopening() {
     }];
     {
         let mut o = outbox::Outbox::open(&path).expect("open");
-        let e = evaluate(&o.standing().expect("standing"), &known(&hosts, &reports), now);
+        let e = evaluate(
+            &o.standing().expect("standing"),
+            &known(&hosts, &reports),
+            now,
+        );
         assert_eq!(o.record(&e, &hooks, now).expect("record"), 1);
         let due = o.due(now, 10).expect("due");
         assert_eq!(due.len(), 1);
         o.failed(due[0].seq, ts("2026-12-01T00:00:10Z"), "500")
             .expect("failed");
-        assert!(o.due(now, 10).expect("due").is_empty(), "not due before its retry");
+        assert!(
+            o.due(now, 10).expect("due").is_empty(),
+            "not due before its retry"
+        );
     }
     let o = outbox::Outbox::open(&path).expect("reopen");
     assert_eq!(o.standing().expect("standing").len(), 1);
-    let e = evaluate(&o.standing().expect("standing"), &known(&hosts, &reports), now);
+    let e = evaluate(
+        &o.standing().expect("standing"),
+        &known(&hosts, &reports),
+        now,
+    );
     assert!(e.opened.is_empty(), "no second alert after a restart");
     let due = o.due(ts("2026-12-01T00:00:10Z"), 10).expect("due");
     assert_eq!(due.len(), 1);

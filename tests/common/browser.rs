@@ -152,4 +152,3 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
-

@@ -624,7 +624,11 @@ pub fn state_chart(points: &[StatePoint]) -> Markup {
         counts_text(first),
         counts_text(last)
     );
-    let ticks = if max >= 2 { vec![0, max / 2, max] } else { vec![0, max] };
+    let ticks = if max >= 2 {
+        vec![0, max / 2, max]
+    } else {
+        vec![0, max]
+    };
     html! {
         figure.chart {
             svg #state-chart viewBox={"0 0 " (CHART_W) " " (CHART_H)} role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" {
@@ -1341,9 +1345,26 @@ mod tests {
     fn the_state_chart_stacks_hosts_per_state_per_report_commit() {
         use ComplianceState::*;
         let points = vec![
-            point("aaaaaaaaaaaaaaaa", "2026-11-28T10:00:00Z", &[(Compliant, 1), (NonCompliant, 2), (Unreachable, 1)]),
-            point("bbbbbbbbbbbbbbbb", "2026-11-29T10:00:00Z", &[(Compliant, 2), (NonCompliant, 1), (Unreachable, 1), (Failed, 0)]),
-            point("cccccccccccccccc", "2026-11-30T10:00:00Z", &[(Compliant, 4)]),
+            point(
+                "aaaaaaaaaaaaaaaa",
+                "2026-11-28T10:00:00Z",
+                &[(Compliant, 1), (NonCompliant, 2), (Unreachable, 1)],
+            ),
+            point(
+                "bbbbbbbbbbbbbbbb",
+                "2026-11-29T10:00:00Z",
+                &[
+                    (Compliant, 2),
+                    (NonCompliant, 1),
+                    (Unreachable, 1),
+                    (Failed, 0),
+                ],
+            ),
+            point(
+                "cccccccccccccccc",
+                "2026-11-30T10:00:00Z",
+                &[(Compliant, 4)],
+            ),
         ];
         let svg = state_chart(&points).into_string();
         // One group per commit, one rectangle per non-empty state (plus the hover column).
