@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use patchkeeper::fleet::{add_file, Fleet};
 use patchkeeper::observed::{ObservedFleet, PendingUpdate, TransactionPreview};
 use patchkeeper::plan::{
-    plan, FirstSeen, Plan, PlanInput, Simulation, SimulationOutcome, Simulations,
+    plan, Evidence, FirstSeen, Plan, PlanInput, Simulation, SimulationOutcome, Simulations,
 };
 use patchkeeper::validate::{validate_fleet, ValidFleet};
 
@@ -89,6 +89,7 @@ fn run(f: &ValidFleet, o: &ObservedFleet, simulations: Option<&Simulations>) -> 
         at,
         first_seen: &first_seen,
         simulations,
+        promotion: &Evidence::default(),
         advisories: None,
     })
 }

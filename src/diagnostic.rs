@@ -92,6 +92,12 @@ codes! {
     BaselineConflict = "baseline-conflict", Error;
     /// A rollout's `order` (`after:`) has a cycle.
     RolloutOrderCycle = "rollout-order-cycle", Error;
+    /// A baseline's `promotion.from` matches no host, or fewer hosts than `minHosts` (counted per package manager the baseline's hosts use): nothing could ever be promoted.
+    PromotionSource = "promotion-source", Error;
+    /// A baseline promotes from hosts it also covers.
+    PromotionOverlap = "promotion-overlap", Error;
+    /// Promoting baselines take their versions from each other's hosts in a cycle.
+    PromotionCycle = "promotion-cycle", Error;
     /// A cron schedule does not parse.
     InvalidSchedule = "invalid-schedule", Error;
     /// An IANA time zone name that does not exist.

@@ -763,6 +763,36 @@ pub struct BaselineSpec {
     pub window: String,
     /// The Rollout that orders the changes.
     pub rollout: String,
+    /// Staged promotion: these hosts take only versions that the `from` hosts have run
+    /// healthy for `soak` (proven by the reports branch; see `docs/promotion.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// Where a baseline's versions must come from: a version of a package becomes eligible for
+/// the baseline's hosts once at least `minHosts` hosts of `from` (with the same package
+/// manager) have had exactly that version installed for `soak`, and none of them failed a
+/// health check, rolled back or went non-compliant because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Promotion {
+    /// The hosts whose reports prove a version (e.g. `{groups: [staging]}`); must not
+    /// overlap the baseline's own selector.
+    pub from: Selector,
+    /// How long a version must have run on a `from` host (duration, e.g. `7d`).
+    pub soak: String,
+    /// On how many `from` hosts at least (default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1))]
+    pub min_hosts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// `kind: PatchRequest` — an urgent one-off request, usually for a vulnerability.

@@ -276,6 +276,25 @@ impl HostSelector {
         Ok(s)
     }
 
+    /// Exactly the hosts named (no glob syntax); `None` for no name (an empty selector
+    /// would pick every host).
+    pub fn exactly<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<HostSelector> {
+        let names: Vec<globset::GlobMatcher> = names
+            .into_iter()
+            // An escaped name is a literal glob, which always compiles.
+            .filter_map(|n| globset::Glob::new(&globset::escape(n)).ok())
+            .map(|g| g.compile_matcher())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        Some(HostSelector {
+            names,
+            groups: Vec::new(),
+            labels: Vec::new(),
+        })
+    }
+
     /// Whether `host` is picked.
     pub fn matches(&self, host: &Host) -> bool {
         let by_name_or_group = (self.names.is_empty() && self.groups.is_empty())
@@ -459,6 +478,16 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             ssh: None,
         }
+    }
+
+    #[test]
+    fn exactly_picks_the_named_hosts_literally_and_never_everyone() {
+        let sel = HostSelector::exactly(["web-[1]", "db-1"]).expect("two names");
+        assert!(sel.matches(&host("db-1", &[], &[])));
+        assert!(sel.matches(&host("web-[1]", &[], &[])));
+        assert!(!sel.matches(&host("web-1", &[], &[])), "no glob syntax");
+        assert!(!sel.matches(&host("db-2", &[], &[])));
+        assert!(HostSelector::exactly([]).is_none());
     }
 
     #[test]

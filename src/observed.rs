@@ -37,6 +37,20 @@ impl ObservedFleet {
             .map(|i| &self.hosts[i])
     }
 
+    /// This observation with the hosts of `newer` replacing theirs (hosts observed again
+    /// after an apply changed them); `observed_at` stays this one's.
+    pub fn merged(self, newer: ObservedFleet) -> ObservedFleet {
+        let mut hosts: std::collections::BTreeMap<String, ObservedHost> = self
+            .hosts
+            .into_iter()
+            .map(|h| (h.name.clone(), h))
+            .collect();
+        for h in newer.hosts {
+            hosts.insert(h.name.clone(), h);
+        }
+        ObservedFleet::new(self.observed_at, hosts.into_values().collect())
+    }
+
     /// True when every host was reached and fully observed.
     pub fn all_observed(&self) -> bool {
         self.hosts.iter().all(|h| h.status.is_reachable())
@@ -77,6 +91,18 @@ pub struct ObservedHost {
     /// installing it would move a held package or needs something unavailable), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_back: Vec<String>,
+    /// Every version the repositories offer above the installed one, for the packages with
+    /// a pending update (the candidate among them), sorted by name then architecture. A
+    /// promoted baseline may install an older one than the candidate; empty in observations
+    /// made before patchkeeper recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedPackage>,
+    /// When each installed package was installed, by the host's own clock, where the
+    /// package database records it (rpm `%{INSTALLTIME}`; dpkg records no install time),
+    /// sorted by name then architecture. Staged promotion reads it as evidence of when a
+    /// version started running, within what observations prove (`report/evidence.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_times: Vec<InstallTime>,
     /// Updates the package manager holds back, with the version it would otherwise install:
     /// held packages (dpkg hold, dnf versionlock or `exclude=`) and what installing them
     /// would pull along (from a dry run that ignores holds), sorted by name then
@@ -136,6 +162,8 @@ impl ObservedHost {
             updates: Vec::new(),
             held: Vec::new(),
             kept_back: Vec::new(),
+            offered: Vec::new(),
+            install_times: Vec::new(),
             held_updates: Vec::new(),
             sources: Vec::new(),
             advisories: Vec::new(),
@@ -161,6 +189,14 @@ impl ObservedHost {
         self.held.dedup();
         self.kept_back.sort();
         self.kept_back.dedup();
+        self.offered
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.offered
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
+        self.install_times
+            .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        self.install_times
+            .dedup_by(|a, b| a.name == b.name && a.arch == b.arch);
         self.held_updates
             .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
         self.held_updates
@@ -188,6 +224,16 @@ impl ObservedHost {
     /// The installed package `name` (any architecture; the first by architecture order).
     pub fn installed_package(&self, name: &str) -> Option<&InstalledPackage> {
         self.installed.iter().find(|p| p.name == name)
+    }
+
+    /// The versions offered for `name` on `arch` (an entry recorded without an
+    /// architecture matches any), when the observation recorded them.
+    pub fn offered_versions(&self, name: &str, arch: &str) -> Option<&OfferedPackage> {
+        let i = self.offered.partition_point(|p| p.name.as_str() < name);
+        self.offered[i..]
+            .iter()
+            .take_while(|p| p.name == name)
+            .find(|p| p.arch.is_empty() || p.arch == arch)
     }
 
     /// Every installed package with its source package and source version (as
@@ -619,6 +665,47 @@ pub struct PendingUpdate {
     pub advisories: Vec<String>,
 }
 
+/// When a package version was installed, as the host's package database records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallTime {
+    /// Package name.
+    pub name: SmolStr,
+    /// Architecture.
+    pub arch: SmolStr,
+    /// The installed version.
+    pub version: SmolStr,
+    /// When it was installed (the host's clock).
+    #[schemars(with = "String")]
+    pub at: jiff::Timestamp,
+}
+
+/// The versions the repositories offer for one package, above the installed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedPackage {
+    /// Package name.
+    pub name: String,
+    /// Architecture (empty: the host's own, as apt names it without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub arch: String,
+    /// Every version offered above the installed one, newest first.
+    pub versions: Vec<OfferedVersion>,
+}
+
+/// One version a repository offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfferedVersion {
+    /// Exact version (with the epoch when there is one).
+    pub version: String,
+    /// Where it comes from: apt archives (`bookworm-security/main`), or the dnf repo id.
+    pub origin: String,
+    /// From a security origin (apt) or named by a security advisory (dnf).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security: bool,
+}
+
 /// The source package an installed package was built from (kept only where it differs from
 /// the package's own name or version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -751,6 +838,27 @@ mod tests {
         h.boot_id = Some("b1".into());
         h.installed = vec![pkg("bash", "5.2.15-2+b8"), pkg("apt", "2.6.1")];
         h
+    }
+
+    #[test]
+    fn merged_replaces_only_the_hosts_observed_again() {
+        let mut a = host();
+        a.name = "a".into();
+        let mut b = host();
+        b.name = "b".into();
+        let before = ObservedFleet::new("2026-11-30T20:00:00Z".into(), vec![a.clone(), b]);
+        let b_later = ObservedHost::new(
+            "b",
+            HostStatus::Error {
+                reason: FailureReason::Refused {
+                    address: "127.0.0.1:22".into(),
+                },
+            },
+        );
+        let again = ObservedFleet::new("2026-11-30T20:05:00Z".into(), vec![b_later.clone()]);
+        let merged = before.merged(again);
+        assert_eq!(merged.observed_at, "2026-11-30T20:00:00Z");
+        assert_eq!(merged.hosts, vec![a, b_later]);
     }
 
     #[test]

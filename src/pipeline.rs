@@ -1,6 +1,7 @@
 //! The online pipeline, one path for every driver: `patchkeeper observe`, `plan` and
 //! `apply` on the command line, and `serve`'s reconcile loop (which the HTTP API only
-//! reads from). Stages: observe the hosts, read first-seen times from the reports, plan,
+//! reads from). Stages: observe the hosts, read first-seen times and promotion evidence
+//! from the reports, plan,
 //! dry-run each host's transaction, plan again with what the package managers said, and
 //! apply unattended (lock, crash recovery, journal).
 //!
@@ -20,7 +21,7 @@ use crate::apply::recover::recover_fleet;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
-use crate::plan::{self, FirstSeen, Plan, PlanInput};
+use crate::plan::{self, Evidence, FirstSeen, Plan, PlanInput};
 use crate::report::{self, ReportError, ReportTarget};
 use crate::simulate::{self, SimulateError};
 use crate::validate::ValidFleet;
@@ -174,12 +175,14 @@ impl Pipeline {
         }))
     }
 
-    /// The online plan of `plan` and `apply`: observe every host, read first-seen times,
-    /// assess the hosts against the advisory store (`advisory::fleet::store_path(repo)`:
+    /// The online plan of `plan` and `apply`: observe every host, read first-seen times
+    /// and the promotion sources' evidence ([`promotion_evidence`]), assess the hosts
+    /// against the advisory store (`advisory::fleet::store_path(repo)`:
     /// `$PATCHKEEPER_ADVISORY_STORE`, else `<repo>/.patchkeeper/advisories.db`), plan with
     /// dry runs. Returns the plan, the observation and the assessment it was made from, and
-    /// the warnings when first-seen times or advisory data could not be read (every update
-    /// then counts as first seen now; the plan then names no advisory).
+    /// the warnings when first-seen times, promotion evidence or advisory data could not be
+    /// read (every update then counts as first seen now; nothing counts as promoted, so
+    /// promoting baselines' hosts wait; the plan names no advisory).
     pub fn plan_now(
         &self,
         repo: &Path,
@@ -191,6 +194,10 @@ impl Pipeline {
         let (first_seen, warning) = match first_seen(repo, fleet) {
             Ok(f) => (f, None),
             Err(e) => (FirstSeen::new(), Some(e)),
+        };
+        let (promotion, promotion_warning) = match promotion_evidence(repo, fleet) {
+            Ok(e) => (e, None),
+            Err(e) => (Evidence::default(), Some(e)),
         };
         let (advisories, advisory_warning) = match assessment(repo, fleet, &observed, at) {
             Ok(a) => (a, None),
@@ -204,6 +211,7 @@ impl Pipeline {
                 at,
                 first_seen: &first_seen,
                 simulations: None,
+                promotion: &promotion,
                 advisories: advisories.as_ref(),
             },
             progress,
@@ -213,16 +221,34 @@ impl Pipeline {
             observed,
             advisories,
             first_seen_warning: warning,
+            promotion_warning,
             advisory_warning,
         })
     }
 
+    /// Takes the fleet lock under `repo` for a new apply run, without waiting: what an
+    /// unattended apply needs first, so a run that cannot apply refuses before it observes
+    /// any host. The lock is held until the returned [`Locked`] is dropped (or the process
+    /// exits: it is an OS file lock).
+    pub fn lock(&self, repo: &Path) -> Result<Locked, PipelineError> {
+        // One id for the run: its journal lines and its run record (`report::apply_run`
+        // takes it from the report) carry the same.
+        let run = report::RunRecord::new_id(report::RunKind::Apply, Timestamp::now());
+        let state = crate::apply::state_dir(repo);
+        // An OS file lock: the kernel releases it when this process exits, so it is never
+        // stale and never broken.
+        let lock =
+            FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
+        Ok(Locked { run, _lock: lock })
+    }
+
     /// Applies what `plan` allows now, unattended (`apply --auto-approve` without a
-    /// terminal): takes the fleet lock under `repo`, recovers hosts an earlier apply left in
-    /// flight, journals every step, and applies batch by batch. `stop` lets running package
-    /// transactions finish and starts no new one.
+    /// terminal), under the fleet lock `locked` took for `repo`: recovers hosts an earlier
+    /// apply left in flight, journals every step, and applies batch by batch. `stop` lets
+    /// running package transactions finish and starts no new one.
     pub fn apply(
         &self,
+        locked: &Locked,
         repo: &Path,
         fleet: &ValidFleet,
         plan: &Plan,
@@ -230,17 +256,11 @@ impl Pipeline {
         progress: Arc<dyn crate::apply::Progress>,
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
-        // One id for the run: its journal lines and its run record (`report::apply_run`
-        // takes it from the report) carry the same.
-        let run = report::RunRecord::new_id(report::RunKind::Apply, Timestamp::now());
+        let run = locked.run.as_str();
         let state = crate::apply::state_dir(repo);
-        // An OS file lock: the kernel releases it when this process exits, so it is never
-        // stale and never broken.
-        let _lock =
-            FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
         let recoveries = self
             .runtime
-            .block_on(recover_fleet(fleet, repo, &run, progress.as_ref()))
+            .block_on(recover_fleet(fleet, repo, run, progress.as_ref()))
             .map_err(PipelineError::Recover)?;
         for r in &recoveries {
             tracing::warn!("an earlier apply left a host in flight: {}", r.line());
@@ -255,7 +275,7 @@ impl Pipeline {
         let entries = journal::read(&state).map_err(|e| PipelineError::Journal(e.to_string()))?;
         let finished = journal::finished(&entries, &plan_id);
         let journal = Arc::new(
-            Journal::open(&state, &run, &plan_id)
+            Journal::open(&state, run, &plan_id)
                 .map_err(|e| PipelineError::Journal(e.to_string()))?,
         );
         journal
@@ -277,9 +297,35 @@ impl Pipeline {
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
-            plan, fleet, &run, journal, &finished, &options,
+            plan, fleet, run, journal, &finished, &options,
         )))
     }
+}
+
+/// The fleet lock held for one apply run (released when dropped).
+#[derive(Debug)]
+pub struct Locked {
+    run: String,
+    _lock: FleetLock,
+}
+
+impl Locked {
+    /// The run id the lock was taken for (its journal lines and run record carry it).
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+}
+
+/// The hosts an apply worked on (it connected to them: changed, failed, rolled back,
+/// stale, skipped, lost): the only ones whose observation from before it may be out of
+/// date. Hosts it never started (waiting for a window, blocked, compliant, halted) are not.
+pub fn touched(applied: &ApplyReport) -> std::collections::BTreeSet<String> {
+    applied
+        .hosts
+        .iter()
+        .filter(|h| h.started_at.is_some())
+        .map(|h| h.host.clone())
+        .collect()
 }
 
 /// An online plan and what it was made from.
@@ -294,6 +340,9 @@ pub struct Online {
     pub advisories: Option<Assessment>,
     /// Why first-seen times could not be read, when they could not.
     pub first_seen_warning: Option<ReportError>,
+    /// Why the promotion evidence could not be read, when it could not (the plan then
+    /// counts nothing as promoted).
+    pub promotion_warning: Option<ReportError>,
     /// Why the advisory store could not be read, when it could not.
     pub advisory_warning: Option<StoreError>,
 }
@@ -324,6 +373,30 @@ pub fn first_seen(repo: &Path, fleet: &ValidFleet) -> Result<FirstSeen, ReportEr
     }
     let target = ReportTarget::from_fleet(repo, fleet);
     report::first_seen(&target.repo, &target.branch)
+}
+
+/// What the fleet's reports branch proves about the versions the promotion sources ran
+/// (`report/evidence.rs`): read from the tip of the reports target, its remote fetched
+/// first when Settings name one ([`report::promotion_evidence_of`]). No promoting baseline,
+/// not a Git repository, or no reports yet: empty evidence, so promoting baselines' hosts
+/// wait.
+pub fn promotion_evidence(repo: &Path, fleet: &ValidFleet) -> Result<Evidence, ReportError> {
+    if fleet.fleet().commit.is_none() && !repo.join(".git").exists() && !is_bare(repo) {
+        return Ok(Evidence::default());
+    }
+    promotion_evidence_at(&ReportTarget::from_fleet(repo, fleet), fleet)
+}
+
+/// [`promotion_evidence`] from a given reports target (`serve`'s loop has its own).
+pub fn promotion_evidence_at(
+    target: &ReportTarget,
+    fleet: &ValidFleet,
+) -> Result<Evidence, ReportError> {
+    let sources: Vec<String> = plan::promotion::sources(fleet).into_iter().collect();
+    if sources.is_empty() {
+        return Ok(Evidence::default());
+    }
+    report::promotion_evidence_of(target, &sources)
 }
 
 fn is_bare(repo: &Path) -> bool {

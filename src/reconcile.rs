@@ -16,6 +16,7 @@
 //! observe run. Progress, results and events go to a shared [`Status`] that the HTTP API
 //! reads (`Reconciler::with_status`); a manual reconcile is asked for through it.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,53 @@ pub struct State {
     pub failures: u32,
     /// Consecutive fetch failures.
     pub fetch_failures: u32,
+}
+
+/// What one reconcile round did: logged as one line at its end (`round done`), and what
+/// `serve --once` exits on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    /// The fleet commit reconciled.
+    pub commit: String,
+    /// Hosts observed (or attempted).
+    pub observed: usize,
+    /// Hosts that could not be observed (unreachable, or the observation failed).
+    pub unreachable: Vec<String>,
+    /// Hosts whose packages the round's apply changed (and kept).
+    pub changed: Vec<String>,
+    /// Hosts the round's apply left failed: failed, rolled back, stale, skipped, lost.
+    pub failed: Vec<String>,
+    /// Hosts the plan in force after the round still has changes for (waiting for their
+    /// window, frozen, or not applied: `autoApply` off).
+    pub pending: usize,
+    /// The run id (`Run-Id:` of the report commit, the run record's id).
+    pub run_id: String,
+    /// The report commit, `None` when nothing was committed (no host changed, within
+    /// `reports.heartbeat`).
+    pub report: Option<String>,
+}
+
+impl Round {
+    /// Logs the round's one-line summary; `next` is the wait before the next round, when
+    /// the loop goes on.
+    fn log(&self, next: Option<Duration>) {
+        let list = |hosts: &[String]| hosts.join(",");
+        tracing::info!(
+            commit = %self.commit,
+            observed = self.observed,
+            unreachable = self.unreachable.len(),
+            changed = self.changed.len(),
+            failed = self.failed.len(),
+            pending = self.pending,
+            run = %self.run_id,
+            report = %self.report.as_deref().unwrap_or("none (no host changed)"),
+            next_round_in = %next.map_or_else(|| "-".to_owned(), |d| format!("{}s", d.as_secs())),
+            unreachable_hosts = %list(&self.unreachable),
+            changed_hosts = %list(&self.changed),
+            failed_hosts = %list(&self.failed),
+            "round done"
+        );
+    }
 }
 
 /// What happened.
@@ -249,6 +297,23 @@ pub trait Observer {
         fleet: &ValidFleet,
         progress: Arc<dyn pipeline::Progress>,
     ) -> Result<ObservedFleet, String>;
+    /// Observes only `hosts` (never empty): those an apply worked on, whose observation
+    /// from before it may be out of date. Default: observes every host and keeps those.
+    fn observe_hosts(
+        &mut self,
+        fleet: &ValidFleet,
+        hosts: &BTreeSet<String>,
+        progress: Arc<dyn pipeline::Progress>,
+    ) -> Result<ObservedFleet, String> {
+        let all = self.observe(fleet, progress)?;
+        Ok(ObservedFleet::new(
+            all.observed_at,
+            all.hosts
+                .into_iter()
+                .filter(|h| hosts.contains(&h.name))
+                .collect(),
+        ))
+    }
     /// Dry-runs the transactions of a first-pass plan on their hosts, so the plan lists
     /// what the package managers would pull in alongside.
     fn dry_run(
@@ -283,6 +348,28 @@ impl Observer for EngineObserver {
             .map_err(|e| e.to_string())
     }
 
+    fn observe_hosts(
+        &mut self,
+        fleet: &ValidFleet,
+        hosts: &BTreeSet<String>,
+        progress: Arc<dyn pipeline::Progress>,
+    ) -> Result<ObservedFleet, String> {
+        let Some(selector) =
+            crate::observe::HostSelector::exactly(hosts.iter().map(String::as_str))
+        else {
+            return Ok(ObservedFleet::new(Timestamp::now().to_string(), Vec::new()));
+        };
+        let scope = pipeline::Scope {
+            selector,
+            // What the apply left, not what the mirrors offer now: no index refresh.
+            refresh: Some(false),
+            parallel: None,
+        };
+        self.pipeline
+            .observe(fleet, &scope, progress)
+            .map_err(|e| e.to_string())
+    }
+
     fn dry_run(
         &mut self,
         fleet: &ValidFleet,
@@ -303,6 +390,11 @@ impl Observer for EngineObserver {
 
 /// How the shell applies a plan (the apply executor in production).
 pub trait Executor {
+    /// Takes what applying needs (the fleet lock) before the round observes any host, so a
+    /// round that could not apply says so first; held until [`Executor::release`].
+    fn prepare(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Applies what `plan` allows now (windows, rollouts) to the hosts of `fleet`.
     fn apply(
         &mut self,
@@ -310,6 +402,8 @@ pub trait Executor {
         plan: &Plan,
         progress: Arc<dyn crate::apply::Progress>,
     ) -> Result<ApplyReport, String>;
+    /// Releases what [`Executor::prepare`] took (the round is over).
+    fn release(&mut self) {}
 }
 
 /// The production [`Executor`]: [`Pipeline::apply`] (`patchkeeper apply --auto-approve`
@@ -319,6 +413,7 @@ pub struct EngineExecutor {
     pipeline: Arc<Pipeline>,
     repo: PathBuf,
     stop: Arc<Stop>,
+    locked: Option<pipeline::Locked>,
 }
 
 impl EngineExecutor {
@@ -329,20 +424,36 @@ impl EngineExecutor {
             pipeline,
             repo,
             stop,
+            locked: None,
         }
     }
 }
 
 impl Executor for EngineExecutor {
+    fn prepare(&mut self) -> Result<(), String> {
+        if self.locked.is_none() {
+            self.locked = Some(self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+
     fn apply(
         &mut self,
         fleet: &ValidFleet,
         plan: &Plan,
         progress: Arc<dyn crate::apply::Progress>,
     ) -> Result<ApplyReport, String> {
+        self.prepare()?;
+        let Some(locked) = &self.locked else {
+            return Err("the fleet lock is not held".into());
+        };
         self.pipeline
-            .apply(&self.repo, fleet, plan, self.stop.clone(), progress)
+            .apply(locked, &self.repo, fleet, plan, self.stop.clone(), progress)
             .map_err(|e| e.to_string())
+    }
+
+    fn release(&mut self) {
+        self.locked = None;
     }
 }
 
@@ -351,7 +462,21 @@ struct Publish(Arc<Status>);
 
 impl pipeline::Progress for Publish {
     fn observed(&self, host: &crate::observed::ObservedHost) {
-        tracing::info!(host = %host.name, "observed");
+        use crate::observed::HostStatus;
+        // Reasons can carry what a host or resolver said: escaped for the terminal.
+        match &host.status {
+            HostStatus::Reachable => tracing::info!(host = %host.name, "observed"),
+            HostStatus::Unreachable { reason } => tracing::warn!(
+                host = %host.name,
+                "unreachable: {}",
+                crate::terminal::escape(&reason.to_string())
+            ),
+            HostStatus::Error { reason } => tracing::warn!(
+                host = %host.name,
+                "could not be observed: {}",
+                crate::terminal::escape(&reason.to_string())
+            ),
+        }
         self.0.host_observed(host);
     }
 }
@@ -401,6 +526,9 @@ pub struct Reconciler<O: Observer> {
     watch_only: bool,
     status: Arc<Status>,
     advisories: Option<AdvisoryFeed>,
+    /// The last round that ran to its report (`None` before one, or after a round that
+    /// failed).
+    pub last_round: Option<Round>,
 }
 
 /// Where `serve` keeps advisory data and what it imports besides the fleet repo's Settings
@@ -516,6 +644,7 @@ impl<O: Observer> Reconciler<O> {
             watch_only: false,
             status: Arc::new(Status::default()),
             advisories: None,
+            last_round: None,
         }
     }
 
@@ -560,12 +689,20 @@ impl<O: Observer> Reconciler<O> {
 
     /// One round: fetch, then follow the decisions until one says wait; returns the wait.
     pub fn step(&mut self, now: impl Fn() -> Timestamp) -> Duration {
-        self.step_with(now, false)
+        self.step_with(now, false, false)
     }
 
     /// One round; with `triggered`, reconciles the commit in force even when it is not
-    /// due (once: a new commit's reconcile counts).
-    fn step_with(&mut self, now: impl Fn() -> Timestamp, mut triggered: bool) -> Duration {
+    /// due (once: a new commit's reconcile counts). `looping`: a next round follows, and
+    /// the round's summary says when.
+    fn step_with(
+        &mut self,
+        now: impl Fn() -> Timestamp,
+        mut triggered: bool,
+        looping: bool,
+    ) -> Duration {
+        // A round's summary waits for the decision of when the next one starts.
+        let mut done: Option<Round> = None;
         self.status.set_phase(Phase::Fetching);
         let began = std::time::Instant::now();
         let fetched = self.source.fetch();
@@ -589,6 +726,9 @@ impl<O: Observer> Reconciler<O> {
                     Event::Triggered
                 }
                 Action::Wait(d) => {
+                    if let Some(round) = done.take() {
+                        round.log(looping.then_some(d));
+                    }
                     self.status.set_phase(Phase::Idle);
                     return d;
                 }
@@ -608,6 +748,9 @@ impl<O: Observer> Reconciler<O> {
                 }
                 Action::Reconcile { commit, reason } => {
                     triggered = false;
+                    if let Some(round) = done.take() {
+                        round.log(None);
+                    }
                     let span = tracing::info_span!("reconcile", commit = %commit, reason = ?reason);
                     let _enter = span.enter();
                     let ok = if self.watch_only {
@@ -617,10 +760,19 @@ impl<O: Observer> Reconciler<O> {
                         self.status.reconcile_started(&commit, reason.as_str());
                         let result = self.reconcile(&commit, now());
                         let ok = result.is_ok();
-                        if let Err(e) = &result {
-                            tracing::error!("reconcile failed: {e}");
-                        }
-                        self.status.reconcile_finished(ok, result.err());
+                        self.last_round = None;
+                        let error = match result {
+                            Ok(round) => {
+                                self.last_round = Some(round.clone());
+                                done = Some(round);
+                                None
+                            }
+                            Err(e) => {
+                                tracing::error!("reconcile failed: {e}");
+                                Some(e)
+                            }
+                        };
+                        self.status.reconcile_finished(ok, error);
                         ok
                     };
                     Event::Reconciled { at: now(), ok }
@@ -634,7 +786,7 @@ impl<O: Observer> Reconciler<O> {
     pub fn run(&mut self) {
         let mut triggered = false;
         while !self.shutdown.load(Ordering::SeqCst) {
-            let wait = self.step_with(Timestamp::now, std::mem::take(&mut triggered));
+            let wait = self.step_with(Timestamp::now, std::mem::take(&mut triggered), true);
             if !wait.is_zero() {
                 // Says the loop is idle and alive (operators and tests read it).
                 tracing::info!("waiting {}s until the next reconcile", wait.as_secs());
@@ -774,10 +926,27 @@ impl<O: Observer> Reconciler<O> {
     }
 
     fn report_rejected(&self, commit: &str, last_good: Option<&str>, now: Timestamp) {
+        // What is wrong, as `validate` says it (file:line:column), then the verdict; the
+        // full list is in the validate run on the reports branch.
+        const LOGGED: usize = 20;
+        for d in self.rejected_errors.iter().take(LOGGED) {
+            tracing::error!(commit, "{}", crate::terminal::escape(d));
+        }
+        if self.rejected_errors.len() > LOGGED {
+            tracing::error!(
+                commit,
+                "... and {} more errors (all of them are in the validate run on the reports branch)",
+                self.rejected_errors.len() - LOGGED
+            );
+        }
+        let in_force = match last_good {
+            Some(good) => format!("the last good commit {good} stays in force"),
+            None => "no commit has validated yet: nothing is reconciled until one does".into(),
+        };
         tracing::error!(
             commit,
             errors = self.rejected_errors.len(),
-            "desired commit rejected; the last good commit stays in force"
+            "desired commit rejected; {in_force}"
         );
         self.status.set_rejected(commit, self.rejected_errors.len());
         let target = self.target(self.last_good_fleet.as_deref());
@@ -788,7 +957,7 @@ impl<O: Observer> Reconciler<O> {
         }
     }
 
-    fn reconcile(&mut self, commit: &str, now: Timestamp) -> Result<(), String> {
+    fn reconcile(&mut self, commit: &str, now: Timestamp) -> Result<Round, String> {
         let fleet = match &self.last_good_fleet {
             Some(f) if self.state.last_good.as_deref() == Some(commit) => f.clone(),
             _ => Arc::new(
@@ -797,35 +966,110 @@ impl<O: Observer> Reconciler<O> {
                     .ok_or("the commit no longer validates")?,
             ),
         };
+        // A round that applies takes the fleet lock before it observes anything: when
+        // another apply holds it, the round says so at once instead of after observing
+        // and dry-running every host. It is held until the round is reported.
+        let applies = fleet.settings().reconcile.auto_apply;
+        if let (true, Some(executor)) = (applies, self.executor.as_mut()) {
+            executor.prepare().map_err(|e| {
+                format!("{e}; the round applies (Settings reconcile.autoApply), so no host was observed")
+            })?;
+        }
+        let round = self.reconcile_fleet(&fleet, commit, now);
+        if let Some(executor) = self.executor.as_mut() {
+            executor.release();
+        }
+        round
+    }
+
+    fn reconcile_fleet(
+        &mut self,
+        fleet: &Arc<ValidFleet>,
+        commit: &str,
+        now: Timestamp,
+    ) -> Result<Round, String> {
         let publish = Arc::new(Publish(self.status.clone()));
         self.status.set_phase(Phase::Observing);
         if let Some(feed) = &self.advisories {
-            feed.refresh(&fleet, now);
+            feed.refresh(fleet, now);
         }
-        let observed = Arc::new(self.observer.observe(&fleet, publish.clone())?);
+        let observed = Arc::new(self.observer.observe(fleet, publish.clone())?);
         self.status.set_observed(observed.clone());
-        let target = self.target(Some(&fleet));
+        let mut round = Round {
+            commit: commit.to_owned(),
+            observed: observed.hosts.len(),
+            unreachable: observed
+                .hosts
+                .iter()
+                .filter(|h| !h.status.is_reachable())
+                .map(|h| h.name.clone())
+                .collect(),
+            ..Round::default()
+        };
+        let target = self.target(Some(fleet));
         self.status.set_phase(Phase::Planning);
-        let assessment = self.assess(&fleet, &observed, now);
-        let plan =
-            Arc::new(self.plan(&fleet, &target, &observed, assessment.as_ref(), commit, now)?);
+        let assessment = self.assess(fleet, &observed, now);
+        let (plan, simulations) = self.plan(
+            fleet,
+            &target,
+            &observed,
+            assessment.as_ref(),
+            commit,
+            now,
+            None,
+        )?;
+        let plan = Arc::new(plan);
         self.status.set_plan(plan.clone());
-        let (run, after, assessment) = match self.apply(&fleet, &plan, commit, now, publish)? {
-            Some((run, after)) => {
-                // The plan in force is what apply would do now, after this one; the report
-                // lists the advisories still open after it.
-                self.status.set_phase(Phase::Planning);
-                let after_assessment = self.assess(&fleet, &after, now);
-                let replanned = self.plan(
-                    &fleet,
-                    &target,
-                    &after,
-                    after_assessment.as_ref(),
-                    commit,
-                    Timestamp::now(),
-                )?;
-                self.status.set_plan(Arc::new(replanned));
-                (run, after, after_assessment)
+        let mut in_force = plan.clone();
+        let (run, after, assessment) = match self.apply(fleet, &plan, commit, now, publish)? {
+            Some(applied) => {
+                round.changed = applied
+                    .report
+                    .hosts
+                    .iter()
+                    .filter(|h| h.changes > 0)
+                    .map(|h| h.host.clone())
+                    .collect();
+                round.failed = applied
+                    .report
+                    .hosts
+                    .iter()
+                    .filter(|h| failed(h.outcome))
+                    .map(|h| h.host.clone())
+                    .collect();
+                // Hosts the apply worked on are observed again; the others keep the
+                // round's one observation, and their dry runs stand.
+                let touched = pipeline::touched(&applied.report);
+                if touched.is_empty() {
+                    (applied.run, observed, assessment)
+                } else {
+                    self.status.set_phase(Phase::Observing);
+                    let again =
+                        self.observer
+                            .observe_hosts(fleet, &touched, applied.publish.clone())?;
+                    let after = Arc::new((*observed).clone().merged(again));
+                    self.status.set_observed(after.clone());
+                    // The plan in force is what apply would do now, after this one; the
+                    // report lists the advisories still open after it.
+                    self.status.set_phase(Phase::Planning);
+                    let after_assessment = self.assess(fleet, &after, now);
+                    let kept: Simulations = simulations
+                        .into_iter()
+                        .filter(|(host, _)| !touched.contains(host))
+                        .collect();
+                    let (replanned, _) = self.plan(
+                        fleet,
+                        &target,
+                        &after,
+                        after_assessment.as_ref(),
+                        commit,
+                        Timestamp::now(),
+                        Some(kept),
+                    )?;
+                    in_force = Arc::new(replanned);
+                    self.status.set_plan(in_force.clone());
+                    (applied.run, after, after_assessment)
+                }
             }
             None => (
                 report::observation_run(&observed, commit, now),
@@ -833,27 +1077,27 @@ impl<O: Observer> Reconciler<O> {
                 assessment,
             ),
         };
+        round.pending = in_force
+            .hosts
+            .iter()
+            .filter(|h| h.status.has_changes())
+            .count();
         self.status.set_phase(Phase::Reporting);
-        let rec = report::record_with(
-            &target,
-            &fleet,
-            Some(&after),
-            assessment.as_ref(),
-            &run,
-            now,
-        )
-        .map_err(|e| e.to_string())?;
+        let rec = report::record_with(&target, fleet, Some(&after), assessment.as_ref(), &run, now)
+            .map_err(|e| e.to_string())?;
+        round.run_id = rec.run_id.clone();
         if rec.committed {
             tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
             self.status
                 .report_committed(&rec.commit, &rec.run_id, run.kind.as_str());
+            round.report = Some(rec.commit.clone());
         } else {
             // `reports.heartbeat`: an observation that changed no host is not committed, so
             // there is no report commit to announce.
             tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled; no host changed, nothing reported (reports.heartbeat)");
         }
         self.refresh_reports();
-        Ok(())
+        Ok(round)
     }
 
     /// The assessment of `observed` against the advisory feed (`None`: no feed, no data,
@@ -871,7 +1115,9 @@ impl<O: Observer> Reconciler<O> {
 
     /// The plan of this reconcile (with first-seen times from the previous report, the
     /// advisory assessment, and dry runs on the hosts), made every round so readers always
-    /// see the current one.
+    /// see the current one. `kept`: dry runs still valid (hosts not changed since), not
+    /// run again. Returns the plan and the dry runs it used.
+    #[allow(clippy::too_many_arguments)]
     fn plan(
         &mut self,
         fleet: &ValidFleet,
@@ -880,12 +1126,21 @@ impl<O: Observer> Reconciler<O> {
         advisories: Option<&crate::advisory::Assessment>,
         commit: &str,
         now: Timestamp,
-    ) -> Result<Plan, String> {
+        kept: Option<Simulations>,
+    ) -> Result<(Plan, Simulations), String> {
         // Outstanding time counts from the first report that saw an update offered.
         let first_seen = match report::first_seen(&target.repo, &target.branch) {
             Ok(first_seen) => first_seen,
             Err(e) => {
                 tracing::warn!("cannot read the previous report: {e}");
+                Default::default()
+            }
+        };
+        // What the promotion sources ran, from the reports target (its remote fetched now).
+        let promotion = match pipeline::promotion_evidence_at(target, fleet) {
+            Ok(evidence) => evidence,
+            Err(e) => {
+                tracing::warn!("cannot read promotion evidence: {e}; nothing counts as promoted");
                 Default::default()
             }
         };
@@ -896,21 +1151,28 @@ impl<O: Observer> Reconciler<O> {
             at: now,
             first_seen: &first_seen,
             simulations: None,
+            promotion: &promotion,
             advisories,
         };
         let first = crate::plan::plan(input);
         if !first.has_changes() {
-            return Ok(first);
+            return Ok((first, Simulations::new()));
         }
-        let simulations = self.observer.dry_run(fleet, observed, &first)?;
-        Ok(crate::plan::plan(PlanInput {
+        let mut simulations = kept.unwrap_or_default();
+        let mut to_run = first.clone();
+        to_run.hosts.retain(|h| !simulations.contains_key(&h.host));
+        if to_run.hosts.iter().any(|h| h.status.has_changes()) {
+            simulations.extend(self.observer.dry_run(fleet, observed, &to_run)?);
+        }
+        let plan = crate::plan::plan(PlanInput {
             simulations: Some(&simulations),
             ..input
-        }))
+        });
+        Ok((plan, simulations))
     }
 
     /// Applies when Settings enable it and the plan changes something; returns the apply
-    /// run and the fleet observed after it.
+    /// run and what the apply did.
     fn apply(
         &mut self,
         fleet: &ValidFleet,
@@ -918,7 +1180,7 @@ impl<O: Observer> Reconciler<O> {
         commit: &str,
         now: Timestamp,
         publish: Arc<Publish>,
-    ) -> Result<Option<(RunRecord, Arc<ObservedFleet>)>, String> {
+    ) -> Result<Option<Applied>, String> {
         if !fleet.settings().reconcile.auto_apply {
             return Ok(None);
         }
@@ -931,12 +1193,12 @@ impl<O: Observer> Reconciler<O> {
         }
         self.status.set_phase(Phase::Applying);
         let began = std::time::Instant::now();
-        let applied = executor.apply(fleet, plan, publish.clone())?;
+        let report = executor.apply(fleet, plan, publish.clone())?;
         let elapsed =
             jiff::SignedDuration::try_from(began.elapsed()).unwrap_or(jiff::SignedDuration::ZERO);
         let run = report::apply_run(
             plan,
-            &applied,
+            &report,
             commit,
             now,
             now.saturating_add(elapsed).unwrap_or(now),
@@ -945,12 +1207,33 @@ impl<O: Observer> Reconciler<O> {
                 ..Default::default()
             },
         );
-        // Report what the hosts are now, not what they were before the apply.
-        self.status.set_phase(Phase::Observing);
-        let after = Arc::new(self.observer.observe(fleet, publish)?);
-        self.status.set_observed(after.clone());
-        Ok(Some((run, after)))
+        Ok(Some(Applied {
+            run,
+            report,
+            publish,
+        }))
     }
+}
+
+/// What a round's apply did.
+struct Applied {
+    run: RunRecord,
+    report: ApplyReport,
+    publish: Arc<Publish>,
+}
+
+/// Whether the apply left the host failed: what makes `apply` exit 4 (not converged),
+/// except a reboot the rollout's policy leaves pending.
+fn failed(outcome: crate::apply::Outcome) -> bool {
+    use crate::apply::Outcome;
+    matches!(
+        outcome,
+        Outcome::Failed
+            | Outcome::RolledBack
+            | Outcome::Stale
+            | Outcome::Skipped
+            | Outcome::Unreachable
+    )
 }
 
 #[cfg(test)]

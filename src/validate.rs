@@ -208,6 +208,7 @@ pub fn check(fleet: &Fleet) -> Vec<Diagnostic> {
     c.requests();
     c.exceptions();
     c.baseline_conflicts(&hosts);
+    c.promotions(&hosts);
     c.unmanaged_hosts(&hosts);
     c.diags
 }
@@ -596,8 +597,28 @@ impl<'a> Checker<'a> {
     }
 
     fn selector(&mut self, origin: &Origin, pointer: &str, sel: &Selector, hosts: &[HostAt]) {
+        if self.selector_refs(origin, pointer, sel, hosts)
+            && !hosts.iter().any(|h| sel.matches(h.host))
+        {
+            self.push(Diagnostic::new(
+                Code::SelectorMatchesNothing,
+                origin.key_at(pointer),
+                "selector matches no host",
+            ));
+        }
+    }
+
+    /// Checks the groups and hosts a selector names; `true` when they all exist and every
+    /// inventory host is known (so whether it matches anything can be judged).
+    fn selector_refs(
+        &mut self,
+        origin: &Origin,
+        pointer: &str,
+        sel: &Selector,
+        hosts: &[HostAt],
+    ) -> bool {
         if self.fleet.broken.incomplete {
-            return;
+            return false;
         }
         let mut dangling = false;
         for (j, g) in sel.groups.iter().enumerate() {
@@ -621,13 +642,7 @@ impl<'a> Checker<'a> {
             }
         }
         let incomplete = !self.fleet.broken.hosts.is_empty();
-        if !dangling && !incomplete && !hosts.iter().any(|h| sel.matches(h.host)) {
-            self.push(Diagnostic::new(
-                Code::SelectorMatchesNothing,
-                origin.key_at(pointer),
-                "selector matches no host",
-            ));
-        }
+        !dangling && !incomplete
     }
 
     fn selectors(&mut self, hosts: &[HostAt]) {
@@ -962,6 +977,152 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `promotion`: the soak parses, `from` names existing groups and hosts and matches
+    /// enough hosts (per package manager the baseline's hosts declare), it does not overlap
+    /// the baseline's own hosts, and promoting baselines do not feed each other in a cycle.
+    fn promotions(&mut self, hosts: &[HostAt]) {
+        let fleet = self.fleet;
+        let mut edges: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+        let judged = !fleet.broken.may_have(Kind::Baseline);
+        for b in &fleet.baselines {
+            let Some(p) = &b.doc.spec.promotion else {
+                continue;
+            };
+            let o = &b.origin;
+            self.duration(o, "/spec/promotion/soak", Some(&p.soak));
+            if !self.selector_refs(o, "/spec/promotion/from", &p.from, hosts) {
+                continue;
+            }
+            let sources: Vec<&Host> = hosts
+                .iter()
+                .map(|h| h.host)
+                .filter(|h| p.from.matches(h))
+                .collect();
+            let covered: Vec<&Host> = hosts
+                .iter()
+                .map(|h| h.host)
+                .filter(|h| b.doc.spec.selector.matches(h))
+                .collect();
+            if sources.is_empty() {
+                self.push(Diagnostic::new(
+                    Code::PromotionSource,
+                    o.key_at("/spec/promotion/from"),
+                    format!(
+                        "baseline `{}` promotes from a selector that matches no host: nothing can ever be promoted",
+                        b.name()
+                    ),
+                ));
+                continue;
+            }
+            let both: Vec<&str> = sources
+                .iter()
+                .filter(|h| b.doc.spec.selector.matches(h))
+                .map(|h| h.name.as_str())
+                .collect();
+            if !both.is_empty() {
+                self.push(
+                    Diagnostic::new(
+                        Code::PromotionOverlap,
+                        o.key_at("/spec/promotion/from"),
+                        format!(
+                            "baseline `{}` promotes from hosts it also covers ({}): a host cannot prove the versions it is waiting for",
+                            b.name(),
+                            names(&both)
+                        ),
+                    )
+                    .with_note(o.key_at("/spec/selector"), "the baseline covers them here"),
+                );
+            }
+            let min = usize::try_from(p.min_hosts).unwrap_or(usize::MAX);
+            if sources.len() < min {
+                self.push(Diagnostic::new(
+                    Code::PromotionSource,
+                    o.at("/spec/promotion/minHosts"),
+                    format!(
+                        "minHosts is {min} but promotion.from matches only {} ({}): nothing can ever be promoted",
+                        plural(sources.len(), "host"),
+                        names(&sources.iter().map(|h| h.name.as_str()).collect::<Vec<_>>())
+                    ),
+                ));
+            } else {
+                // Versions are proven per package manager: a Debian host's run of a version
+                // says nothing about an RPM build of it.
+                let declared: BTreeSet<model::PackageManager> =
+                    covered.iter().filter_map(|h| h.package_manager).collect();
+                for pm in declared {
+                    let able = sources
+                        .iter()
+                        .filter(|h| h.package_manager.is_none_or(|p| p == pm))
+                        .count();
+                    if able < min {
+                        let pm_name = crate::observed::pm_name(pm);
+                        let receivers: Vec<&str> = covered
+                            .iter()
+                            .filter(|h| h.package_manager == Some(pm))
+                            .map(|h| h.name.as_str())
+                            .collect();
+                        self.push(Diagnostic::new(
+                            Code::PromotionSource,
+                            o.key_at("/spec/promotion/from"),
+                            format!(
+                                "baseline `{}` covers {pm_name} hosts ({}) but promotion.from matches {} with {pm_name}, fewer than minHosts {min}: versions are proven per package manager, so nothing can be promoted to them",
+                                b.name(),
+                                names(&receivers),
+                                plural(able, "host")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if judged {
+                // Edges: this baseline takes its versions from hosts another promoting
+                // baseline covers.
+                for other in &fleet.baselines {
+                    if other.name() == b.name() || other.doc.spec.promotion.is_none() {
+                        continue;
+                    }
+                    if sources.iter().any(|h| other.doc.spec.selector.matches(h)) {
+                        edges
+                            .entry(b.name())
+                            .or_default()
+                            .push((other.name(), "/spec/promotion/from".to_owned()));
+                    }
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&edges) {
+            let origin_of = |name: &str| {
+                fleet
+                    .baselines
+                    .iter()
+                    .find(|b| b.name() == name)
+                    .map(|b| &b.origin)
+            };
+            let (first, ptr) = &cycle[0];
+            let path: Vec<String> = cycle
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .chain([format!("`{first}`")])
+                .collect();
+            if let Some(o) = origin_of(first) {
+                let mut d = Diagnostic::new(
+                    Code::PromotionCycle,
+                    o.key_at(ptr),
+                    format!(
+                        "baselines promote from each other's hosts in a cycle: {} (each waits for versions the next has proven, so none ever moves)",
+                        path.join(" takes versions from ")
+                    ),
+                );
+                for (n, p) in cycle.iter().skip(1) {
+                    if let Some(o) = origin_of(n) {
+                        d = d.with_note(o.key_at(p), format!("`{n}` promotes from here"));
+                    }
+                }
+                self.push(d);
+            }
+        }
+    }
+
     fn unmanaged_hosts(&mut self, hosts: &[HostAt]) {
         let fleet = self.fleet;
         // With no baseline, or a broken one, "unmanaged" would be noise.
@@ -993,6 +1154,24 @@ fn managers(hosts: &[HostAt], sel: &Selector) -> BTreeSet<model::PackageManager>
         .filter(|h| sel.matches(h.host))
         .filter_map(|h| h.host.package_manager)
         .collect()
+}
+
+/// `a, b, c` (at most five, then `and N more`).
+fn names(list: &[&str]) -> String {
+    let shown = list.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    match list.len().saturating_sub(5) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+/// `1 host`, `2 hosts`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn known_list(known: &[&str]) -> String {
@@ -1061,6 +1240,24 @@ fn conflicts(a: &model::BaselineSpec, b: &model::BaselineSpec) -> Vec<Conflict> 
         b.updates.delay.clone().unwrap_or_else(|| "none".into()),
         &mut out,
     );
+    // One host, one promotion: which versions it may take cannot depend on which of its
+    // baselines asked for the change.
+    let promotion = |p: &Option<model::Promotion>| match p {
+        None => "none".to_owned(),
+        Some(p) => format!(
+            "from {}, soak {}, minHosts {}",
+            selector_text(&p.from),
+            p.soak,
+            p.min_hosts
+        ),
+    };
+    same(
+        "promotion",
+        "promotion",
+        promotion(&a.promotion),
+        promotion(&b.promotion),
+        &mut out,
+    );
     let held_required = |holder: &model::BaselineSpec, requirer: &model::BaselineSpec| {
         for (hi, pat) in holder.hold.iter().enumerate() {
             let Ok(glob) = globset::Glob::new(pat) else {
@@ -1093,8 +1290,29 @@ fn conflicts(a: &model::BaselineSpec, b: &model::BaselineSpec) -> Vec<Conflict> 
     out
 }
 
-/// Finds one cycle in a "group waits after groups" graph; returns its edges in order as
-/// (group, pointer of the `after` entry that continues the cycle).
+/// A selector as its YAML flow form, for messages.
+fn selector_text(sel: &Selector) -> String {
+    let mut parts = Vec::new();
+    if !sel.hosts.is_empty() {
+        parts.push(format!("hosts: [{}]", sel.hosts.join(", ")));
+    }
+    if !sel.groups.is_empty() {
+        parts.push(format!("groups: [{}]", sel.groups.join(", ")));
+    }
+    if !sel.labels.is_empty() {
+        let labels: Vec<String> = sel
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        parts.push(format!("labels: {{{}}}", labels.join(", ")));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// Finds one cycle in a directed graph (groups that wait after groups, baselines that
+/// promote from each other); returns its edges in order as (node, pointer of the entry
+/// that continues the cycle).
 fn find_cycle<'a>(
     edges: &BTreeMap<&'a str, Vec<(&'a str, String)>>,
 ) -> Option<Vec<(&'a str, String)>> {

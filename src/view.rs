@@ -581,6 +581,8 @@ mod tests {
                 advisories: vec![],
                 advisory_snapshot: None,
             },
+            incidents: vec![],
+            installed_digest: None,
         }
     }
 

@@ -330,6 +330,12 @@ fn bad_patch_requests_are_refused_with_the_field_and_nothing_is_written() {
     big["spec"]["reason"] = Value::String("x".repeat(1024 * 1024 + 1));
     let r = send(big.to_string(), "application/json");
     assert_eq!(r.status().as_u16(), 413);
+    // The unread rest of the body is still on the connection: the server must close it and
+    // say so, or the next request on a reused connection fails (`IncompleteMessage`).
+    assert_eq!(
+        r.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     assert_eq!(r.json::<Value>().expect("JSON")["error"], "too-large");
 
     // Validated exactly as `validate` would validate the file: 422, diagnostics, field.

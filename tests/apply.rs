@@ -685,12 +685,17 @@ fn without_a_terminal_apply_refuses_unless_auto_approved() {
     let lab = Lab::up(1, 0);
     baseline(&lab, &[("libpk", "1.2-1")]);
     commit(&lab, "baseline: libpk 1.2");
+    let logins = lab.ssh_logins("deb-1");
     let out = apply(&lab, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--auto-approve"));
+    // Refused before observing or dry-running anything (issue 21): no login on the host,
+    // no plan printed.
+    assert_eq!(lab.ssh_logins("deb-1"), logins, "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
     assert_eq!(deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
-    assert!(Path::new(&lab.dir().join(".patchkeeper")).exists());
-    assert!(lock_is_free(&lab));
+    // Refused before it took the fleet lock or started a journal.
+    assert!(!Path::new(&lab.dir().join(".patchkeeper/journal.jsonl")).exists());
 }
 
 #[test]

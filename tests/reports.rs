@@ -157,6 +157,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: Some(ts("2026-11-24T03:00:05Z")),
                 finished_at: Some(ts("2026-11-24T03:04:00Z")),
                 changes: vec![],
+                attempted: vec![],
                 reboots: vec![],
             },
             HostRun {
@@ -165,6 +166,7 @@ fn outstanding_age_survives_runs_and_the_log_reads_as_an_audit_trail() {
                 started_at: None,
                 finished_at: None,
                 changes: vec![],
+                attempted: vec![],
                 reboots: vec![],
             },
         ],
@@ -1033,6 +1035,7 @@ fn report_host_shows_one_hosts_history_and_report_names_a_rejected_tip() {
                 to: "2.36-9+deb12u9".into(),
                 reasons: vec!["min-version request/cve-1".into()],
             }],
+            attempted: Vec::new(),
             reboots: vec![patchkeeper::apply::Reboot {
                 from: "boot-a".into(),
                 to: "boot-b".into(),
@@ -1145,6 +1148,88 @@ fn a_fleet_repo_in_a_directory_of_a_larger_repository_is_found_upward() {
 }
 
 #[test]
+fn a_promotion_sources_new_installed_record_is_committed_inside_the_heartbeat() {
+    // Commit-only-on-change must count staged promotion's evidence as a change: a source
+    // host's package moving to a new version changes no compliance fact, but its
+    // `installed/` record (and the digest in its host file) must land, or the soak of the
+    // new version would never start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fleet(dir.path(), "    heartbeat: 12h\n");
+    std::fs::write(
+        dir.path().join("baselines/lab.yaml"),
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: lab}\nspec:\n  selector: {groups: [lab]}\n  updates: {classes: all}\n  promotion:\n    from: {hosts: [web-2]}\n    soak: 1d\n    minHosts: 1\n  window: always\n  rollout: one-by-one\n",
+    )
+    .expect("write baseline");
+    git(dir.path(), &["add", "-A"]);
+    git(
+        dir.path(),
+        &["commit", "-q", "-m", "lab promotes from web-2"],
+    );
+    let desired = git(dir.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let fleet = load(dir.path());
+    let installed = |dir: &Path| -> serde_json::Value {
+        let text = git(dir, &["show", &format!("{BRANCH}:installed/web-2.json")]);
+        serde_json::from_str(&text).expect("installed record is JSON")
+    };
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    assert!(first.committed);
+    assert_eq!(
+        installed(dir.path())["packages"][0]["version"],
+        "3.0.16-1~deb12u1"
+    );
+    // The same packages ten minutes later: nothing to commit.
+    let again = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:10:00Z"),
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("again");
+    assert!(!again.committed, "{again:?}");
+    // web-2 moved to a newer openssl (still compliant): well inside the heartbeat, the
+    // record is committed with the new version since now and the old one as earlier.
+    let mut moved = observed("2026-11-16T02:20:00Z");
+    let web2 = moved
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "web-2")
+        .expect("web-2");
+    web2.installed = vec![common::report_fleet::pkg("openssl", "3.0.17-1~deb12u1")];
+    let news = report::record_observation(
+        dir.path(),
+        &fleet,
+        &moved,
+        &desired,
+        ts("2026-11-16T02:20:00Z"),
+    )
+    .expect("news");
+    assert!(news.committed, "{news:?}");
+    assert_eq!(git(dir.path(), &["rev-parse", BRANCH]).trim(), news.commit);
+    let record = installed(dir.path());
+    assert_eq!(record["packages"][0]["version"], "3.0.17-1~deb12u1");
+    assert_eq!(record["packages"][0]["since"], "2026-11-16T02:20:00Z");
+    assert_eq!(
+        record["packages"][0]["earlier"][0]["version"],
+        "3.0.16-1~deb12u1"
+    );
+    let changed = git(
+        dir.path(),
+        &["diff", "--name-only", &first.commit, &news.commit],
+    );
+    assert!(changed.contains("installed/web-2.json\n"), "{changed}");
+    assert!(changed.contains("hosts/web-2.json\n"), "{changed}");
+    assert!(!changed.contains("hosts/web-1.json"), "{changed}");
+}
+
+#[test]
 fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     let desired = write_fleet(dir.path(), "    heartbeat: 12h\n");
@@ -1239,4 +1324,76 @@ fn a_changed_package_list_is_committed_and_an_unreachable_host_keeps_its_list() 
         ),
         "libc6:amd64 2.36-9+deb12u7\nopenssl:amd64 3.0.15-1~deb12u1\n"
     );
+}
+
+#[test]
+fn promotion_evidence_is_read_from_the_remote_reports_branch_not_a_stale_local_copy() {
+    // Two controllers share the fleet and its reports remote: one reports staging (web-2),
+    // the other plans production. The planner's local branch knows nothing of the other's
+    // reports, so evidence must come from the remote's tip, fetched now; and when the
+    // remote cannot be read, an error (nothing promoted), never the stale local copy.
+    let root = tempfile::tempdir().expect("tempdir");
+    let seed = root.path().join("seed");
+    std::fs::create_dir(&seed).expect("mkdir");
+    write_fleet(&seed, "    remote: origin\n    heartbeat: 0s\n");
+    std::fs::write(
+        seed.join("baselines/lab.yaml"),
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: lab}\nspec:\n  selector: {groups: [lab]}\n  updates: {classes: all}\n  promotion:\n    from: {hosts: [web-2]}\n    soak: 1d\n    minHosts: 1\n  window: always\n  rollout: one-by-one\n",
+    )
+    .expect("write baseline");
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "lab promotes from web-2"]);
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    let (planner, _) = clone_with_fleet(&bare, &root.path().join("planner"));
+    let (staging, desired) = clone_with_fleet(&bare, &root.path().join("staging"));
+    let planner_fleet = load(&planner);
+    // Nothing reported anywhere yet: no evidence, and no error.
+    let none = patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet).expect("read");
+    assert!(
+        none.hosts.values().all(|h| h.versions.is_empty()),
+        "{none:?}"
+    );
+
+    let rec = report::record_observation(
+        &staging,
+        &load(&staging),
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("staging reports");
+    assert!(rec.pushed, "{rec:?}");
+    // The planner's repository has no reports branch of its own (nor a tracking copy).
+    assert!(git(&planner, &["branch", "-a"])
+        .lines()
+        .all(|l| !l.contains(BRANCH)));
+
+    let evidence =
+        patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet).expect("read");
+    let web2 = evidence.hosts.get("web-2").expect("web-2's evidence");
+    let openssl = web2.versions.get("openssl").expect("openssl recorded");
+    assert_eq!(openssl.len(), 1, "{openssl:?}");
+    assert_eq!(openssl[0].version, "3.0.16-1~deb12u1");
+    assert_eq!(openssl[0].since, ts("2026-11-16T02:00:00Z"));
+    // Reading created no local reports branch in the planner's repository (libgit2 may
+    // update the remote-tracking copy, as `git fetch` does).
+    assert!(git(&planner, &["branch"])
+        .lines()
+        .all(|l| !l.contains(BRANCH)));
+
+    // The remote goes away: an error, so the caller promotes nothing.
+    std::fs::rename(&bare, root.path().join("gone.git")).expect("rename");
+    let err = patchkeeper::pipeline::promotion_evidence(&planner, &planner_fleet)
+        .expect_err("the remote cannot be read");
+    assert!(err.to_string().contains("fetch from origin"), "{err}");
 }

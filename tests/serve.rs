@@ -232,6 +232,15 @@ fn serve_reports_a_rejected_commit_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(stderr.contains("rejected"), "{stderr}");
+    // What is wrong is logged as `validate` says it, not just a count (issue 21).
+    let diagnostic = stderr
+        .lines()
+        .find(|l| l.contains("baselines/web.yaml:7:11: error["))
+        .unwrap_or_else(|| panic!("no diagnostic logged:\n{stderr}"));
+    assert!(
+        diagnostic.contains("ERROR") && diagnostic.contains("nope"),
+        "{diagnostic}"
+    );
 }
 
 #[test]
@@ -265,4 +274,151 @@ fn the_interval_can_come_from_the_fleet_settings() {
     assert_eq!(follows.step(|| t0), Duration::from_secs(120));
     let mut fixed = Reconciler::new(source(), AllCompliant, timing, stop());
     assert_eq!(fixed.step(|| t0), Duration::from_secs(300));
+}
+
+/// Staging (`web-1`) runs libpk 1.2-1; production (`db-1`) has 1.0-1 and is offered 1.2-1
+/// and a newer 1.3-1. Dry runs resolve to exactly what was asked.
+struct StagedFleet;
+
+impl Observer for StagedFleet {
+    fn observe(
+        &mut self,
+        _fleet: &ValidFleet,
+        _progress: std::sync::Arc<dyn patchkeeper::pipeline::Progress>,
+    ) -> Result<ObservedFleet, String> {
+        use patchkeeper::model::PackageManager;
+        use patchkeeper::observed::{InstalledPackage, OfferedPackage, OfferedVersion};
+        let pkg = |v: &str| InstalledPackage {
+            name: "libpk".into(),
+            version: v.into(),
+            arch: "amd64".into(),
+            status: "ii".into(),
+        };
+        let mut web1 = ObservedHost::new("web-1", HostStatus::Reachable);
+        web1.package_manager = Some(PackageManager::Apt);
+        web1.installed = vec![pkg("1.2-1")];
+        let mut db1 = ObservedHost::new("db-1", HostStatus::Reachable);
+        db1.package_manager = Some(PackageManager::Apt);
+        db1.boot_id = Some("b".into());
+        db1.installed = vec![pkg("1.0-1")];
+        db1.updates = vec![update("1.3-1")];
+        db1.offered = vec![OfferedPackage {
+            name: "libpk".into(),
+            arch: String::new(),
+            versions: ["1.3-1", "1.2-1"]
+                .iter()
+                .map(|v| OfferedVersion {
+                    version: (*v).into(),
+                    origin: "bookworm-security/main".into(),
+                    security: true,
+                })
+                .collect(),
+        }];
+        db1.normalize();
+        Ok(ObservedFleet::new(
+            "2026-11-24T02:00:00Z".into(),
+            vec![web1, db1],
+        ))
+    }
+
+    fn dry_run(
+        &mut self,
+        _fleet: &ValidFleet,
+        _observed: &ObservedFleet,
+        first_pass: &Plan,
+    ) -> Result<Simulations, String> {
+        use patchkeeper::observed::TransactionPreview;
+        use patchkeeper::plan::{Simulation, SimulationOutcome};
+        Ok(first_pass
+            .hosts
+            .iter()
+            .filter(|h| !h.changes.is_empty())
+            .map(|h| {
+                let requested: Vec<(String, String)> = h
+                    .changes
+                    .iter()
+                    .map(|c| (c.package.clone(), c.to.clone()))
+                    .collect();
+                let installs = requested.iter().map(|(_, v)| update(v)).collect();
+                (
+                    h.host.clone(),
+                    Simulation {
+                        requested,
+                        outcome: SimulationOutcome::Resolved(TransactionPreview {
+                            installs,
+                            removals: vec![],
+                        }),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+fn update(to: &str) -> patchkeeper::observed::PendingUpdate {
+    patchkeeper::observed::PendingUpdate {
+        name: "libpk".into(),
+        arch: "amd64".into(),
+        installed_version: Some("1.0-1".into()),
+        candidate_version: to.into(),
+        origin: "PatchkeeperLab-Security:bookworm-security".into(),
+        security: true,
+        advisories: vec![],
+    }
+}
+
+#[test]
+fn the_loop_plans_promotion_from_the_evidence_it_reported() {
+    // serve's own reports are its evidence: the first round records what staging runs
+    // (production waits), and a round after the soak plans exactly the promoted version
+    // although a newer one is offered.
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(&work, &["init", "-q"]);
+    seed(&work);
+    write(&work, "inventory/hosts.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  groups: [{name: web}, {name: db}]\n  hosts:\n    - {name: web-1, groups: [web], packageManager: apt}\n    - {name: db-1, groups: [db], packageManager: apt}\n");
+    write(&work, "baselines/db.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: db}\nspec:\n  selector: {groups: [db]}\n  updates: {classes: security}\n  promotion:\n    from: {groups: [web]}\n    soak: 1h\n    minHosts: 1\n  window: always\n  rollout: one-by-one\n");
+    let bare = root.path().join("fleet.git");
+    git(
+        root.path(),
+        &["init", "-q", "--bare", &bare.display().to_string()],
+    );
+    commit_and_push(&work, &bare, "fleet");
+    let source = Source::new(
+        Location::parse(&format!("file://{}", bare.display())),
+        None,
+        &root.path().join("cache"),
+        GitAuth::default(),
+    );
+    let mut r = Reconciler::new(
+        source,
+        StagedFleet,
+        Timing::with_interval(Duration::from_secs(300)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let t0: Timestamp = "2026-11-24T02:00:00Z".parse().expect("time");
+    let at = |min: i64| move || t0 + jiff::SignedDuration::from_mins(min);
+
+    r.step(at(0));
+    let installed = git(&bare, &["show", &format!("{BRANCH}:installed/web-1.json")]);
+    assert!(installed.contains("1.2-1"), "{installed}");
+    let plan = r.status().plan().expect("a plan");
+    let db1 = plan.hosts.iter().find(|h| h.host == "db-1").expect("db-1");
+    assert!(db1.changes.is_empty(), "{:?}", db1.changes);
+    let wait = db1
+        .skipped
+        .iter()
+        .find_map(|s| s.promotion.as_ref().map(|_| s.why.clone()))
+        .expect("waiting for promotion");
+    assert!(wait.contains("waiting for promotion"), "{wait}");
+
+    // One soak and a second later (and past the interval): 1.2-1 is promoted, not 1.3-1.
+    r.step(|| t0 + jiff::SignedDuration::from_secs(3601));
+    let plan = r.status().plan().expect("a plan");
+    let db1 = plan.hosts.iter().find(|h| h.host == "db-1").expect("db-1");
+    assert_eq!(db1.changes.len(), 1, "{db1:?}");
+    assert_eq!(db1.changes[0].to, "1.2-1");
+    let promoted = db1.changes[0].promotion.as_ref().expect("promotion facts");
+    assert_eq!(promoted.hosts, ["web-1"]);
 }

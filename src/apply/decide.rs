@@ -389,6 +389,7 @@ mod tests {
                 rule: Rule::MinVersion,
                 due: None,
             }],
+            promotion: None,
             fixes: Vec::new(),
         }
     }

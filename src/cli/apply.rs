@@ -55,7 +55,7 @@ pub struct Args {
     actor: Option<String>,
 }
 
-const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n  130  interrupted before any host was changed, or a second SIGINT/SIGTERM while hosts\n       were running (their transactions stay in flight for the next run's recovery)\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
+const EXIT_HELP: &str = concat!("Exit codes:\n  0  every host with planned changes ended compliant (nothing to do counts)\n  1  error before any host was changed: invalid fleet repo, fleet locked, saved plan from\n     another fleet commit, not confirmed (no terminal\n     and no --auto-approve: refused before any host is contacted)\n", usage_exit!(), "\n  4  some hosts did not end compliant: failed, rolled back, stale (changed since the plan),\n     unreachable, or not started because a rollout's failure budget halted it\n  5  nothing failed, but some hosts wait for their maintenance window or were not started\n     because apply was interrupted (SIGINT/SIGTERM); the next apply continues\n  130  interrupted before any host was changed, or a second SIGINT/SIGTERM while hosts\n       were running (their transactions stay in flight for the next run's recovery)\n\nState: the lock and the journal live in `<repo>/.patchkeeper/`.");
 
 struct Lines {
     tty: bool,
@@ -113,6 +113,12 @@ pub fn run(args: Args) -> u8 {
             Err(code) => return code,
         },
     };
+    // Without a saved plan, apply asks before it changes anything; with no terminal to ask
+    // on and no --auto-approve, it cannot, so it says so before it contacts any host.
+    if args.plan_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
+        eprintln!("error: apply needs confirmation and there is no terminal to ask on; no host was contacted, nothing was applied\n\nhint: review the plan with `patchkeeper plan --repo {}`, then pass `--auto-approve`, or save it with `patchkeeper plan --repo {} --out FILE` and run `patchkeeper apply --repo {} FILE`", repo.display(), repo.display(), repo.display());
+        return super::EXIT_ERROR;
+    }
     // Said before anything runs: whether this run will be on the reports branch.
     let report_to = super::audit::report_commit(&fleet, &repo, args.no_report);
     let settings = fleet.settings();
@@ -279,10 +285,7 @@ pub fn run(args: Args) -> u8 {
         overrides.push("--auto-approve: applied without confirmation".into());
     }
     if args.plan_file.is_none() && !args.auto_approve {
-        if !std::io::stdin().is_terminal() {
-            eprintln!("error: apply needs confirmation and there is no terminal to ask on; nothing was applied\n\nhint: review the plan, then pass `--auto-approve`, or save it with `patchkeeper plan --out FILE` and run `patchkeeper apply FILE`");
-            return super::EXIT_ERROR;
-        }
+        // A terminal: checked before anything ran.
         eprint!("\nApply these changes? Only `yes` is accepted: ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
@@ -330,6 +333,7 @@ pub fn run(args: Args) -> u8 {
             let check = plan::SavedPlanCheck::new(
                 fleet.clone(),
                 super::audit::first_seen(&repo, &fleet),
+                super::audit::promotion_evidence(&repo, &fleet),
                 options_clock.now(),
             );
             Arc::new(saved_plan_advisories(check, &repo))
@@ -351,10 +355,13 @@ pub fn run(args: Args) -> u8 {
     print_table(&report);
     if let Some(commit) = &report_to {
         // Report what the hosts are now; after a stop, quickly, from what is known.
-        let after = if report.interrupted {
-            None
-        } else {
-            super::observe::observe_after_apply(&fleet).ok()
+        // Hosts the apply did not touch keep the observation this run planned from.
+        let after = match (&observed_now, report.interrupted) {
+            (_, true) => None,
+            (Some(before), false) => {
+                super::observe::observe_touched_after_apply(&fleet, before, &report).ok()
+            }
+            (None, false) => super::observe::observe_after_apply(&fleet).ok(),
         };
         let audit = crate::report::RunAudit {
             applied_by: Some(crate::actor::current(args.actor.as_deref())),

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use crate::apply::ApplyReport;
 use crate::observed::ObservedFleet;
-use crate::plan::{FirstSeen, Plan};
+use crate::plan::{Evidence, FirstSeen, Plan};
 use crate::report::{self, Recorded, ReportTarget, RunRecord};
 use crate::validate::ValidFleet;
 
@@ -115,6 +115,24 @@ fn record(
         // record is missing rather than fail a finished run.
         Err(e) => eprintln!("warning: the run was not reported: {e}"),
     }
+}
+
+/// What the reports branch proves about the versions the promotion sources ran
+/// ([`crate::pipeline::promotion_evidence`]); when it cannot be read, a warning, and
+/// nothing counts as promoted (promoting baselines' hosts wait).
+pub(crate) fn promotion_evidence(repo: &Path, fleet: &ValidFleet) -> Evidence {
+    match crate::pipeline::promotion_evidence(repo, fleet) {
+        Ok(evidence) => evidence,
+        Err(e) => {
+            warn_promotion(&e);
+            Evidence::default()
+        }
+    }
+}
+
+/// The warning `plan` and `apply` print when the promotion evidence cannot be read.
+pub(crate) fn warn_promotion(e: &report::ReportError) {
+    eprintln!("warning: cannot read promotion evidence from the reports ({e}); nothing counts as promoted");
 }
 
 /// When each pending update was first seen offered, from the last report on the fleet's

@@ -133,6 +133,24 @@ pub(crate) fn observe_after_apply(fleet: &ValidFleet) -> Result<ObservedFleet, u
     observe_fleet(fleet, &HostSelector::default(), Some(false), None)
 }
 
+/// The fleet after an apply that planned from `before`: the hosts the apply worked on
+/// observed again, every other host as `before` saw it (not contacted twice).
+pub(crate) fn observe_touched_after_apply(
+    fleet: &ValidFleet,
+    before: &ObservedFleet,
+    applied: &crate::apply::ApplyReport,
+) -> Result<ObservedFleet, u8> {
+    let touched = crate::pipeline::touched(applied);
+    match HostSelector::exactly(touched.iter().map(String::as_str)) {
+        Some(selector) => {
+            Ok(before
+                .clone()
+                .merged(observe_fleet(fleet, &selector, Some(false), None)?))
+        }
+        None => Ok(before.clone()),
+    }
+}
+
 /// Observes the selected hosts with a progress bar on a terminal; `Err` is an exit code
 /// after the error was printed.
 fn observe_fleet(

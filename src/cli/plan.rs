@@ -66,6 +66,7 @@ pub fn run(args: Args) -> u8 {
         Some(path) => match read_observed(path) {
             Ok(observed) => {
                 let first_seen = super::audit::first_seen(&args.repo.repo, &fleet);
+                let promotion = super::audit::promotion_evidence(&args.repo.repo, &fleet);
                 let advisories =
                     super::advisories::assessment(&args.repo.repo, &fleet, &observed, at);
                 plan::plan(PlanInput {
@@ -75,6 +76,7 @@ pub fn run(args: Args) -> u8 {
                     at,
                     first_seen: &first_seen,
                     simulations: None,
+                    promotion: &promotion,
                     advisories: advisories.as_ref(),
                 })
             }
@@ -157,9 +159,10 @@ pub(crate) fn read_observed(path: &std::path::Path) -> Result<ObservedFleet, Str
     Ok(fleet)
 }
 
-/// The online plan `plan` and `apply` make (the library's [`Pipeline::plan_now`], with
-/// progress bars on a terminal). Returns the plan and the observation it was made from;
-/// `Err` is an exit code after the error was printed.
+/// The online plan `plan` and `apply` make (the library's [`Pipeline::plan_now`]: first-seen
+/// times and promotion evidence from the reports, dry runs; progress bars on a terminal).
+/// Returns the plan and the observation it was made from; `Err` is an exit code after the
+/// error was printed.
 pub(crate) fn plan_now(
     repo: &std::path::Path,
     fleet: &crate::validate::ValidFleet,
@@ -172,6 +175,9 @@ pub(crate) fn plan_now(
         Ok(online) => {
             if let Some(e) = online.first_seen_warning {
                 eprintln!("warning: cannot read first-seen times from the reports ({e}); updates count as first seen now");
+            }
+            if let Some(e) = &online.promotion_warning {
+                super::audit::warn_promotion(e);
             }
             if let Some(e) = online.advisory_warning {
                 eprintln!("warning: advisory data not used: {e}");

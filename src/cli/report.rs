@@ -169,6 +169,27 @@ pub fn render(branch: &str, s: &Snapshot) -> String {
         let list: Vec<String> = rules.iter().map(|(r, n)| format!("{r} ({n})")).collect();
         out.push_str(&format!("broken rules: {}\n", list.join(", ")));
     }
+    // Versions that failed on a host: staged promotion never promotes them from there.
+    let incidents: Vec<String> = s
+        .hosts
+        .iter()
+        .flat_map(|h| h.incidents.iter().map(move |i| (h, i)))
+        .map(|(h, i)| {
+            format!(
+                "  {} {} {} on {} at {}: {}\n",
+                escape(&i.package),
+                escape(&i.version),
+                i.kind.as_str(),
+                escape(&h.compliance.host),
+                i.at,
+                escape(&i.reason)
+            )
+        })
+        .collect();
+    if !incidents.is_empty() {
+        out.push_str("\nversions kept from promotion (failed there; a newer version must soak):\n");
+        incidents.iter().for_each(|l| out.push_str(l));
+    }
     let attention: Vec<&HostReport> = s
         .hosts
         .iter()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::apply::Stop;
 use crate::pipeline::Pipeline;
-use crate::reconcile::{AdvisoryFeed, EngineExecutor, EngineObserver, Reconciler, Timing};
+use crate::reconcile::{AdvisoryFeed, EngineExecutor, EngineObserver, Reconciler, Round, Timing};
 use crate::report::GitAuth;
 use crate::service::{self, App, Rate};
 use crate::source::{Location, Source};
@@ -19,8 +19,9 @@ use crate::status::Status;
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = concat!(
     "API: see docs/api.md; tokens are made with `patchkeeper token new`.\n\n",
-    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported\n  1  error: cannot start (an invalid --interval or --event-keep-alive, the listener or TLS\n     could not be set up, no async runtime or signal handlers); with --once: the round\n     failed (fetch, validation or a step)\n",
-    usage_exit!()
+    "Exit codes:\n  0  stopped by SIGTERM/SIGINT after the in-flight reconcile; with --once: the desired\n     commit validated and was reconciled and reported, every host observed, none failed\n  1  error: cannot start (an invalid --interval or --event-keep-alive, the listener or TLS\n     could not be set up, no async runtime or signal handlers); with --once: the round\n     failed (fetch, validation, another apply holding the fleet lock, or a step)\n",
+    usage_exit!(),
+    "\n  3  with --once: the round was reported, but some hosts could not be observed\n     (unreachable, or their observation failed; each is a WARN line)\n  4  with --once: the round's apply left some hosts failed (failed, rolled back, stale,\n     skipped, lost mid-way); takes precedence over 3\n  130  a second SIGTERM/SIGINT: exited at once (the next apply recovers hosts in flight)\n\nEach round ends with one `round done` log line: the commit, hosts observed, unreachable,\nchanged, failed and still pending, the run id, the report commit and the next round."
 ))]
 pub struct Args {
     /// The fleet repo: a local directory or a URL (`file://`, `ssh://`, `https://`,
@@ -41,7 +42,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// Run a single reconcile and exit (for tests and cron): exit 0 when the desired
-    /// commit validated and was reconciled and reported, 1 otherwise.
+    /// commit validated and was reconciled and reported with every host observed and none
+    /// failed; 3 when hosts could not be observed, 4 when the apply left hosts failed, 1
+    /// when the round failed.
     #[arg(long, conflicts_with = "listen")]
     once: bool,
     /// Serve the HTTP API (`/api/v1`, `/metrics`, `/healthz`, `/readyz`) on this address,
@@ -163,10 +166,9 @@ pub fn run(args: Args) -> u8 {
             && s.failures == 0
             && s.rejected.is_none()
             && s.last_good.is_some();
-        return if ok {
-            super::EXIT_OK
-        } else {
-            super::EXIT_ERROR
+        return match (ok, &reconciler.last_round) {
+            (true, Some(round)) => once_exit(round),
+            _ => super::EXIT_ERROR,
         };
     }
     // Alerts: evaluated and delivered on their own thread, from what the loop publishes.
@@ -276,6 +278,19 @@ pub fn run(args: Args) -> u8 {
     }
     tracing::info!("shut down");
     super::EXIT_OK
+}
+
+/// `serve --once`'s exit code for a round that ran to its report: hosts the apply left
+/// failed come first (as `apply`'s 4), then hosts that could not be observed (as
+/// `observe`'s 3).
+fn once_exit(round: &Round) -> u8 {
+    if !round.failed.is_empty() {
+        super::apply::EXIT_NOT_CONVERGED
+    } else if !round.unreachable.is_empty() {
+        super::EXIT_HOSTS_FAILED
+    } else {
+        super::EXIT_OK
+    }
 }
 
 fn default_cache() -> PathBuf {

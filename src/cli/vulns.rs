@@ -83,6 +83,7 @@ pub fn run(args: Args) -> u8 {
     };
     // What would be planned now (first pass: no dry runs), to tell planned fixes apart.
     let first_seen = super::audit::first_seen(repo, &fleet_);
+    let promotion = super::audit::promotion_evidence(repo, &fleet_);
     let plan = plan::plan(PlanInput {
         fleet: &fleet_,
         fleet_commit: fleet_.fleet().commit.as_deref(),
@@ -90,6 +91,7 @@ pub fn run(args: Args) -> u8 {
         at,
         first_seen: &first_seen,
         simulations: None,
+        promotion: &promotion,
         advisories: Some(&assessment),
     });
     let min = args.severity.unwrap_or(Severity::Unknown);

@@ -1,5 +1,6 @@
 //! The apt/dpkg driver's parsers: `dpkg-query -W` rows, `apt-get -s dist-upgrade`
-//! simulation lines, `/run/reboot-required(.pkgs)`.
+//! simulation lines, `apt-cache policy` version tables (every version offered),
+//! `/run/reboot-required(.pkgs)`.
 //!
 //! Holds come from the dpkg selection state in the same `dpkg-query` rows (`h` in the first
 //! status letter): it is what `apt-mark showhold` reads, without another process.
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
-    SourcePackage, TransactionPreview,
+    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, OfferedPackage, OfferedVersion,
+    PendingUpdate, RebootRequired, SourcePackage, TransactionPreview,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -171,6 +172,119 @@ fn parse_inst(rest: &str) -> Option<PendingUpdate> {
     })
 }
 
+/// Parses `apt-cache policy NAME...` (run on the packages with a pending update): for each
+/// package, every version of its version table above the installed one, newest first, with
+/// the archives offering it (`bookworm-security/main`; security when an archive's suite
+/// says so, as for the candidate). The installed version and versions only in dpkg's status
+/// file are not offers. A package named `NAME:ARCH` keeps that architecture.
+pub fn parse_apt_policy(text: &str) -> Vec<OfferedPackage> {
+    struct Current {
+        name: String,
+        arch: String,
+        installed: Option<String>,
+        versions: Vec<OfferedVersion>,
+        in_table: bool,
+    }
+    fn finish(c: Option<Current>, out: &mut Vec<OfferedPackage>) {
+        let Some(c) = c else { return };
+        let newer = |v: &str| match &c.installed {
+            None => true,
+            Some(have) => crate::version::compare(crate::version::Ecosystem::Deb, v, have)
+                .map_or(true, |o| o.is_gt()),
+        };
+        let mut versions: Vec<OfferedVersion> = c
+            .versions
+            .into_iter()
+            .filter(|v| !v.origin.is_empty() && newer(&v.version))
+            .collect();
+        // apt lists the version table by priority; offers are ordered by version.
+        versions.sort_by(|a, b| {
+            crate::version::compare(crate::version::Ecosystem::Deb, &b.version, &a.version)
+                .unwrap_or_else(|_| b.version.cmp(&a.version))
+        });
+        versions.dedup_by(|a, b| a.version == b.version);
+        if !versions.is_empty() {
+            out.push(OfferedPackage {
+                name: c.name,
+                arch: c.arch,
+                versions,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    let mut current: Option<Current> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            finish(current.take(), &mut out);
+            let Some(head) = line.trim_end().strip_suffix(':') else {
+                continue;
+            };
+            let (name, arch) = head.split_once(':').unwrap_or((head, ""));
+            current = Some(Current {
+                name: name.to_owned(),
+                arch: arch.to_owned(),
+                installed: None,
+                versions: Vec::new(),
+                in_table: false,
+            });
+            continue;
+        }
+        let Some(c) = current.as_mut() else { continue };
+        let trimmed = line.trim();
+        if let Some(v) = trimmed.strip_prefix("Installed:") {
+            let v = v.trim();
+            c.installed = (v != "(none)" && !v.is_empty()).then(|| v.to_owned());
+            continue;
+        }
+        if trimmed == "Version table:" {
+            c.in_table = true;
+            continue;
+        }
+        if !c.in_table {
+            continue;
+        }
+        // apt prints a version as ` *** VERSION PRIO` (installed) or `     VERSION PRIO`,
+        // maybe followed by `(phased N%)`, and each archive offering it as `       %4i
+        // DESCRIPTION`: seven spaces and a right-aligned priority, so never a non-blank
+        // sixth character.
+        let tokens: Vec<&str> = trimmed
+            .trim_start_matches("***")
+            .split_whitespace()
+            .collect();
+        let is_version = line.starts_with(" *** ")
+            || (line.starts_with("     ") && line.as_bytes().get(5).is_some_and(|b| *b != b' '));
+        if is_version {
+            if let Some(v) = tokens.first() {
+                c.versions.push(OfferedVersion {
+                    version: (*v).to_owned(),
+                    origin: String::new(),
+                    security: false,
+                });
+            }
+        } else if let (Some(last), [_prio, _url, archive, ..]) =
+            (c.versions.last_mut(), &tokens[..])
+        {
+            // `PRIO URL SUITE/COMPONENT ARCH Packages`; dpkg's status file has no archive.
+            let suite = archive.split('/').next().unwrap_or(archive);
+            if suite.to_ascii_lowercase().contains("security") {
+                last.security = true;
+            }
+            if !last.origin.split(", ").any(|o| o == *archive) {
+                if !last.origin.is_empty() {
+                    last.origin.push_str(", ");
+                }
+                last.origin.push_str(archive);
+            }
+        }
+    }
+    finish(current, &mut out);
+    out.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    out
+}
+
 /// The `The following packages have been kept back:` list of `apt-get -s -q dist-upgrade`.
 pub fn parse_kept_back(text: &str) -> Vec<String> {
     let mut names = Vec::new();
@@ -315,6 +429,10 @@ pub(crate) fn interpret(
     }
     host.updates = parse_apt_simulation(&updates.stdout);
     host.kept_back = parse_kept_back(&updates.stdout);
+    // Older scripts (or a failing apt-cache) leave the offers unknown: only the candidate.
+    if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
+        host.offered = parse_apt_policy(&offered.stdout);
+    }
     // The dry run that ignores holds: what held packages (and what they would pull along)
     // would be updated to. Optional: a failure costs only this detail.
     match sections.get("held-updates") {
@@ -350,6 +468,94 @@ pub(crate) fn held_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `apt-cache policy` as apt 2.6 prints it (cmdline/apt-cache.cc): one repository
+    /// (`bookworm/main`) offering several versions of libpk, a security suite offering a
+    /// newer one, a version pinned above 1000, a phased version (Ubuntu), one only in dpkg's
+    /// status file, and a foreign-architecture package.
+    const POLICY: &str = "libpk:
+  Installed: 1.0-1
+  Candidate: 1.3-1
+  Version table:
+     1.3-1 500
+        500 http://deb.example/debian bookworm-security/main amd64 Packages
+     1.2-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+     1.1-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+        100 http://deb.example/debian bookworm-backports/main amd64 Packages
+ *** 1.0-1 500
+        500 http://deb.example/debian bookworm/main amd64 Packages
+        100 /var/lib/dpkg/status
+pk-app:
+  Installed: 1.0
+  Candidate: 2.0
+  Version table:
+     2.1 1001 (phased 10%)
+       1001 file:/srv/repo ./ Packages
+     2.0 -1
+         -1 http://deb.example/debian bookworm/main amd64 Packages
+     1.5 100
+        100 /var/lib/dpkg/status
+ *** 1.0 100
+        100 /var/lib/dpkg/status
+libfoo:i386:
+  Installed: (none)
+  Candidate: 2.0-1
+  Version table:
+     2.0-1 500
+        500 http://deb.example/debian bookworm/main i386 Packages
+";
+
+    #[test]
+    fn apt_policy_lists_every_version_offered_above_the_installed_one() {
+        let offered = parse_apt_policy(POLICY);
+        // (name, arch, [(version, origin, security)]).
+        type Row = (String, String, Vec<(String, String, bool)>);
+        let summary: Vec<Row> = offered
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    p.arch.clone(),
+                    p.versions
+                        .iter()
+                        .map(|v| (v.version.clone(), v.origin.clone(), v.security))
+                        .collect(),
+                )
+            })
+            .collect();
+        let v = |version: &str, origin: &str, security: bool| {
+            (version.to_owned(), origin.to_owned(), security)
+        };
+        assert_eq!(
+            summary,
+            [
+                (
+                    "libfoo".to_owned(),
+                    "i386".to_owned(),
+                    vec![v("2.0-1", "bookworm/main", false)]
+                ),
+                (
+                    "libpk".to_owned(),
+                    String::new(),
+                    vec![
+                        v("1.3-1", "bookworm-security/main", true),
+                        v("1.2-1", "bookworm/main", false),
+                        v("1.1-1", "bookworm/main, bookworm-backports/main", false),
+                    ]
+                ),
+                (
+                    // The phased version keeps its own archive; a version pinned away
+                    // (-1) is listed (pins choose the candidate, `pkg=ver` names a version
+                    // explicitly); one only in dpkg's status file is not.
+                    "pk-app".to_owned(),
+                    String::new(),
+                    vec![v("2.1", "./", false), v("2.0", "bookworm/main", false)]
+                ),
+            ]
+        );
+    }
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(

@@ -1,13 +1,15 @@
 //! The dnf/rpm driver's parsers: `rpm -qa --qf` rows, `dnf check-update` (exit 100 means
-//! "updates available"), `dnf updateinfo list --security`, `needs-restarting -r` or the
+//! "updates available"), `dnf updateinfo list --security`, `dnf repoquery --upgrades` (every
+//! version offered), `needs-restarting -r` or the
 //! newest installed kernel, versionlock and `exclude=` holds.
 
 use std::collections::BTreeMap;
 
 use super::{section, step_failed, Section};
 use crate::observed::{
-    BrokenPackage, FailureReason, InstalledPackage, ObservedHost, PendingUpdate, RebootRequired,
-    SourcePackage, TransactionPreview, UpdateAdvisory,
+    BrokenPackage, FailureReason, InstallTime, InstalledPackage, ObservedHost, OfferedPackage,
+    OfferedVersion, PendingUpdate, RebootRequired, SourcePackage, TransactionPreview,
+    UpdateAdvisory,
 };
 use crate::package::InvalidPackageArg;
 use crate::transport::shell_quote;
@@ -17,8 +19,8 @@ const ARCHES: &[&str] = &[
     "x86_64", "noarch", "aarch64", "i686", "i386", "ppc64le", "s390x", "armv7hl", "src", "riscv64",
 ];
 
-/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'`
-/// (the source column is absent in older captures). The version is written
+/// Parses `rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\t%{INSTALLTIME}\n'`
+/// (the source and install-time columns are absent in older captures). The version is written
 /// `[EPOCH:]VERSION-RELEASE` (no epoch when rpm says `(none)`); `gpg-pubkey`
 /// pseudo-packages are skipped. Returns the packages and the unreadable lines.
 pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
@@ -30,9 +32,9 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
         }
         let fields: Vec<&str> = line.split('\t').collect();
         let (name, epoch, version, release, arch) = match fields[..] {
-            [name, epoch, version, release, arch] | [name, epoch, version, release, arch, _] => {
-                (name, epoch, version, release, arch)
-            }
+            [name, epoch, version, release, arch]
+            | [name, epoch, version, release, arch, _]
+            | [name, epoch, version, release, arch, _, _] => (name, epoch, version, release, arch),
             _ => {
                 unreadable.push(line.to_string());
                 continue;
@@ -56,6 +58,42 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<InstalledPackage>, Vec<String>) {
     (packages, unreadable)
 }
 
+/// The install times of `rpm -qa` rows with an `%{INSTALLTIME}` column (seconds since the
+/// epoch, the host's clock); rows without one (older scripts) or with an unreadable one are
+/// left out: their versions count from the observation that first saw them.
+pub fn parse_rpm_install_times(text: &str) -> Vec<InstallTime> {
+    let mut times = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch, _srpm, installed] = fields[..] else {
+            continue;
+        };
+        if name == "gpg-pubkey" || arch == "(none)" {
+            continue;
+        }
+        let Some(at) = installed
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        else {
+            continue;
+        };
+        let version = if epoch == "(none)" || epoch.is_empty() {
+            format!("{version}-{release}")
+        } else {
+            format!("{epoch}:{version}-{release}")
+        };
+        times.push(InstallTime {
+            name: name.into(),
+            arch: arch.into(),
+            version: version.into(),
+            at,
+        });
+    }
+    times
+}
+
 /// The source packages of `rpm -qa` rows with a `%{SOURCERPM}` column, where they differ
 /// from the package's own name or version. The source version is the binary's epoch with
 /// the source RPM's version and release (a source RPM's file name carries no epoch; its
@@ -64,7 +102,7 @@ pub fn parse_rpm_sources(text: &str) -> Vec<SourcePackage> {
     let mut sources = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
-        let [name, epoch, version, release, arch, srpm] = fields[..] else {
+        let [name, epoch, version, release, arch, srpm, ..] = fields[..] else {
             continue;
         };
         if name == "gpg-pubkey" || arch == "(none)" {
@@ -203,6 +241,59 @@ pub fn parse_check_update(text: &str, installed: &[InstalledPackage]) -> Vec<Pen
         pending.clear();
     }
     updates
+}
+
+/// Parses `dnf repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}'`:
+/// every version offered above the installed one, per package and architecture, newest
+/// first. `security` names the `(advisory, package)` pairs of `dnf updateinfo list
+/// --security`: a version is a security update when an advisory names exactly it.
+pub fn parse_repoquery(text: &str, security: &[(String, Nevra)]) -> Vec<OfferedPackage> {
+    let mut by_package: BTreeMap<(String, String), Vec<OfferedVersion>> = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
+        let [name, epoch, version, release, arch, repo] = fields[..] else {
+            continue;
+        };
+        let version = if matches!(epoch, "" | "0" | "(none)") {
+            format!("{version}-{release}")
+        } else {
+            format!("{epoch}:{version}-{release}")
+        };
+        let is_security = security.iter().any(|(_, (n, v, a))| {
+            n == name && *v == version && (a == arch || a == "noarch" || arch == "noarch")
+        });
+        let list = by_package
+            .entry((name.to_owned(), arch.to_owned()))
+            .or_default();
+        match list.iter_mut().find(|o| o.version == version) {
+            Some(o) => {
+                o.security |= is_security;
+                if !o.origin.split(", ").any(|r| r == repo) {
+                    o.origin.push_str(", ");
+                    o.origin.push_str(repo);
+                }
+            }
+            None => list.push(OfferedVersion {
+                version,
+                origin: repo.to_owned(),
+                security: is_security,
+            }),
+        }
+    }
+    by_package
+        .into_iter()
+        .map(|((name, arch), mut versions)| {
+            versions.sort_by(|a, b| {
+                crate::version::compare(crate::version::Ecosystem::Rpm, &b.version, &a.version)
+                    .unwrap_or_else(|_| b.version.cmp(&a.version))
+            });
+            OfferedPackage {
+                name,
+                arch,
+                versions,
+            }
+        })
+        .collect()
 }
 
 /// The dry run of installing exactly `requested` (`(name, version)`): what apply's
@@ -507,6 +598,7 @@ pub(crate) fn interpret(
     }
     host.installed = packages;
     host.sources = parse_rpm_sources(&installed.stdout);
+    host.install_times = parse_rpm_install_times(&installed.stdout);
     if let Some(held) = sections.get("held") {
         host.held = parse_holds(&held.stdout);
     }
@@ -547,6 +639,10 @@ pub(crate) fn interpret(
     }
     apply_advisories(&mut host.updates, &advisories);
     apply_advisories(&mut host.held_updates, &advisories);
+    // Older scripts (or a failing repoquery) leave the offers unknown: only the candidate.
+    if let Some(offered) = sections.get("offered").filter(|o| o.exit == Some(0)) {
+        host.offered = parse_repoquery(&offered.stdout, &advisories);
+    }
     if let Some(info) = sections.get("advisory-info").filter(|s| s.exit == Some(0)) {
         host.advisories = parse_updateinfo_info(&info.stdout);
     }
@@ -581,6 +677,28 @@ mod tests {
         assert_eq!(p[1].version, "5.1.8-9.el9");
         assert_eq!(p[1].status, "installed");
         assert_eq!(bad, ["broken line"]);
+    }
+
+    #[test]
+    fn install_times_come_from_the_seventh_column_when_there_is_one() {
+        let text =
+            "openssl-libs\t1\t3.0.7\t27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\t1790000000\n\
+            bash\t(none)\t5.1.8\t9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\n\
+            zlib\t(none)\t1.2.11\t40.el9\tx86_64\tzlib-1.2.11-40.el9.src.rpm\t(none)\n\
+            gpg-pubkey\t(none)\t8483c65d\t5ccc5b19\t(none)\t(none)\t1790000000\n";
+        let (p, bad) = parse_rpm_qa(text);
+        assert_eq!((p.len(), bad.len()), (3, 0));
+        assert_eq!(parse_rpm_sources(text).len(), 1);
+        let times = parse_rpm_install_times(text);
+        assert_eq!(
+            times,
+            [InstallTime {
+                name: "openssl-libs".into(),
+                arch: "x86_64".into(),
+                version: "1:3.0.7-27.el9".into(),
+                at: jiff::Timestamp::from_second(1_790_000_000).unwrap(),
+            }]
+        );
     }
 
     #[test]

@@ -175,15 +175,17 @@ case $pk_family in
 apt)
 @APT_REFRESH@
 pk_begin installed; dpkg-query -W -f='${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\t${source:Package}\t${source:Version}\n'; pk_end installed
-pk_begin updates; apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null; pk_end updates
+pk_begin updates; pk_up=$(apt-get -s -q -o Debug::NoLocking=1 dist-upgrade </dev/null); pk_r=$?; printf '%s\n' "$pk_up"; (exit $pk_r); pk_end updates
+pk_begin offered; pk_names=$(printf '%s\n' "$pk_up" | sed -n 's/^Inst \([^ ]*\) .*/\1/p'); if [ -n "$pk_names" ]; then apt-cache policy $pk_names </dev/null; fi; pk_end offered
 pk_begin held-updates; if [ -n "$(apt-mark showhold 2>/dev/null)" ]; then apt-get -s -q -o Debug::NoLocking=1 -o APT::Ignore-Hold=true dist-upgrade </dev/null; fi; pk_end held-updates
 pk_begin reboot; if [ -e /run/reboot-required ]; then echo required; cat /run/reboot-required.pkgs 2>/dev/null; fi; pk_end reboot
 pk_begin locks; pk_locks /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock; pk_end locks
 ;;
 dnf)
-pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n'; pk_end installed
+pk_begin installed; rpm -qa --qf '%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\t%{INSTALLTIME}\n'; pk_end installed
 pk_begin updates; dnf -q -y@DNF_REFRESH@ check-update </dev/null; pk_end updates
 pk_begin security; dnf -q -C updateinfo list --security </dev/null; pk_end security
+pk_begin offered; dnf -q -C repoquery --upgrades --qf '%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{repoid}' </dev/null; pk_end offered
 if grep -qsv '^[[:space:]]*\(#\|$\)' /etc/dnf/plugins/versionlock.list || grep -qsE '^[[:space:]]*(exclude|excludepkgs)[[:space:]]*=' /etc/dnf/dnf.conf; then pk_holds=1; else pk_holds=; fi
 pk_begin held-updates; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all check-update </dev/null; fi; pk_end held-updates
 pk_begin held-security; if [ -n "$pk_holds" ]; then dnf -q -C --disableplugin=versionlock --disableexcludes=all updateinfo list --security </dev/null; fi; pk_end held-security

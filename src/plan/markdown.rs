@@ -1,6 +1,7 @@
 //! The plan as a merge-request comment (`plan --format markdown`): counts, the fleet commit
 //! and digest, blocked and unreachable hosts first with their reasons, the batches as a
-//! table, and each host's changes in a collapsible section. The output depends only on the
+//! table, updates waiting for promotion (once each, with the hosts waiting), and each
+//! host's changes in a collapsible section. The output depends only on the
 //! plan (no clock, no terminal), so CI can find its comment by the first line's marker and
 //! replace it. Text from hosts is escaped: it cannot close a table cell, open a tag or
 //! inject a link.
@@ -159,6 +160,35 @@ pub fn render_markdown(plan: &Plan) -> String {
         }
     }
 
+    // Updates waiting for promotion, on any host: one row per update and reason, with
+    // every host that waits for it (not repeated in the per-host sections).
+    let waiting = super::promotion::waiting(plan);
+    if !waiting.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "#### Waiting for promotion ({})",
+            plural(waiting.len(), "update", "updates")
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| package | version | hosts | why |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for w in &waiting {
+            let hosts: Vec<String> = w.hosts.iter().map(|h| md(h)).collect();
+            let mut why = md(w.why);
+            if !w.fixes.is_empty() {
+                why.push_str(&format!("; would fix {}", md(&w.fixes)));
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {why} |",
+                md(w.package),
+                md(w.version),
+                hosts.join(", ")
+            );
+        }
+    }
+
     let changing: Vec<_> = plan
         .hosts
         .iter()
@@ -206,7 +236,8 @@ pub fn render_markdown(plan: &Plan) -> String {
                     why.join(", ")
                 );
             }
-            for sk in &h.skipped {
+            // Updates waiting for promotion have their own section above.
+            for sk in h.skipped.iter().filter(|sk| sk.promotion.is_none()) {
                 let _ = writeln!(
                     out,
                     "\n{} {} left alone: {}",

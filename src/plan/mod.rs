@@ -8,6 +8,7 @@
 
 mod batches;
 mod markdown;
+pub mod promotion;
 mod render;
 pub mod saved;
 mod simulation;
@@ -27,6 +28,7 @@ use crate::observed::ObservedFleet;
 use crate::validate::ValidFleet;
 
 pub use markdown::{render_markdown, MARKER as MARKDOWN_MARKER};
+pub use promotion::{Evidence, Promoted, PromotionWait};
 pub use render::{render_human, RenderOptions};
 pub use saved::{SavedPlanCheck, SavedPlanError};
 pub use simulation::{
@@ -189,6 +191,9 @@ pub struct Change {
     pub origin: String,
     /// Why, sorted (several rules may ask for the same change).
     pub reasons: Vec<Reason>,
+    /// For a promoting baseline's host: the source hosts that proved this exact version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promoted>,
     /// Advisories the change closes on this host (most severe first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fixes: Vec<Fix>,
@@ -279,6 +284,9 @@ pub struct Skipped {
     pub version: String,
     /// Why it is left alone.
     pub why: String,
+    /// For an update waiting for promotion: how far the closest version is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionWait>,
     /// The installed version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -421,6 +429,9 @@ pub struct PlanInput<'a> {
     pub first_seen: &'a FirstSeen,
     /// Dry runs of the hosts' transactions (`None`: planning offline, nothing simulated).
     pub simulations: Option<&'a Simulations>,
+    /// What the reports prove about promotion sources' versions (empty: nothing proven,
+    /// so promoting baselines' hosts wait).
+    pub promotion: &'a Evidence,
     /// The hosts' advisory findings (`None`: no advisory data): changes say which
     /// advisories they close, and `updates.minSeverity` can select by them.
     pub advisories: Option<&'a crate::advisory::Assessment>,

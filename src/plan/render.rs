@@ -216,13 +216,19 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
                 s.dedup();
                 s
             };
+            // A promoted version says what proved it (the plan's JSON carries the same).
+            let promoted = c
+                .promotion
+                .as_ref()
+                .map(|pr| format!(" ({})", super::promotion::promoted_label(pr)))
+                .unwrap_or_default();
             let fixes = if c.fixes.is_empty() {
                 String::new()
             } else {
                 format!("  fixes {}", super::fixes_label(&c.fixes))
             };
             let line = format!(
-                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{fixes}",
+                "    {sym} {:<width$} {:<from_width$} -> {:<to_width$}  {}  {}{promoted}{fixes}",
                 c.package,
                 c.from.as_deref().unwrap_or("(new)"),
                 c.to,
@@ -246,7 +252,8 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         for n in &h.notes {
             let _ = writeln!(out, "    {}", p.yellow(&format!("note: {n}")));
         }
-        for s in &h.skipped {
+        // Updates waiting for promotion are listed once, under their own heading below.
+        for s in h.skipped.iter().filter(|s| s.promotion.is_none()) {
             let _ = writeln!(out, "    {}", p.dim(&skipped_line(s)));
         }
     }
@@ -260,7 +267,7 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         .flat_map(|h| {
             h.skipped
                 .iter()
-                .filter(|s| s.security || !s.fixes.is_empty())
+                .filter(|s| s.promotion.is_none() && (s.security || !s.fixes.is_empty()))
                 .map(move |s| {
                     format!(
                         "    {}",
@@ -276,6 +283,25 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         let _ = writeln!(out, "\nSecurity updates left alone on compliant hosts:");
         for line in held {
             let _ = writeln!(out, "{line}");
+        }
+    }
+    // Updates waiting for promotion, on any host: listed once per update and reason,
+    // with every host that waits for it (a fleet's production waits for the same versions).
+    let waiting = super::promotion::waiting(plan);
+    if !waiting.is_empty() {
+        let _ = writeln!(out, "\n{}", p.bold("Waiting for promotion:"));
+        for w in &waiting {
+            let mut line = format!(
+                "= {} {} on {}: {}",
+                w.package,
+                w.version,
+                w.hosts.join(", "),
+                w.why
+            );
+            if !w.fixes.is_empty() {
+                line.push_str(&format!("; would fix {}", w.fixes));
+            }
+            let _ = writeln!(out, "    {}", p.dim(&line));
         }
     }
     if !unmanaged.is_empty() {

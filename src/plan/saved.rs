@@ -210,6 +210,7 @@ fn batch_problems(plan: &Plan, fleet: &ValidFleet) -> Vec<String> {
     }
     let observed = ObservedFleet::new(String::new(), Vec::new());
     let first_seen = FirstSeen::new();
+    let evidence = super::Evidence::default();
     let input = PlanInput {
         fleet,
         fleet_commit: None,
@@ -217,6 +218,7 @@ fn batch_problems(plan: &Plan, fleet: &ValidFleet) -> Vec<String> {
         at,
         first_seen: &first_seen,
         simulations: None,
+        promotion: &evidence,
         // Batches do not depend on advisories.
         advisories: None,
     };
@@ -255,18 +257,27 @@ fn batch_problems(plan: &Plan, fleet: &ValidFleet) -> Vec<String> {
 pub struct SavedPlanCheck {
     fleet: ValidFleet,
     first_seen: FirstSeen,
+    promotion: super::Evidence,
     at: Timestamp,
     advisories: Option<Arc<Index>>,
 }
 
 impl SavedPlanCheck {
     /// A check against `fleet` (at the commit the plan names), with the update first-seen
-    /// times of the reports, evaluated at `at` (update delays only ever allow more as time
-    /// passes, so checking at apply time never refuses what the plan's instant allowed).
-    pub fn new(fleet: ValidFleet, first_seen: FirstSeen, at: Timestamp) -> SavedPlanCheck {
+    /// times and promotion evidence of the reports, evaluated at `at` (update delays and
+    /// soaks only ever allow more as time passes, so checking at apply time never refuses
+    /// what the plan's instant allowed — except a version that failed on a promotion
+    /// source since, which is refused, as it should be).
+    pub fn new(
+        fleet: ValidFleet,
+        first_seen: FirstSeen,
+        promotion: super::Evidence,
+        at: Timestamp,
+    ) -> SavedPlanCheck {
         SavedPlanCheck {
             fleet,
             first_seen,
+            promotion,
             at,
             advisories: None,
         }
@@ -322,6 +333,7 @@ impl SavedPlanCheck {
             at: self.at,
             first_seen: &self.first_seen,
             simulations: None,
+            promotion: &self.promotion,
             advisories: assessment.as_ref(),
         };
         let derived = super::transactions::plan_one(&input, host);

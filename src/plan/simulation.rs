@@ -176,6 +176,7 @@ pub(super) fn merge(
                     rule: Rule::Dependency,
                     due: None,
                 }],
+                promotion: None,
                 fixes: Vec::new(),
             },
         );

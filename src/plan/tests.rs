@@ -132,6 +132,7 @@ fn run(f: &ValidFleet, obs: &ObservedFleet) -> Plan {
         at: at(),
         first_seen: &FirstSeen::new(),
         simulations: None,
+        promotion: &Evidence::default(),
         advisories: None,
     })
 }
@@ -445,6 +446,7 @@ fn run_simulated(f: &ValidFleet, obs: &ObservedFleet, sims: &Simulations) -> Pla
         at: at(),
         first_seen: &FirstSeen::new(),
         simulations: Some(sims),
+        promotion: &Evidence::default(),
         advisories: None,
     })
 }
@@ -764,7 +766,7 @@ fn a_saved_plan_as_written_passes_every_check() {
     let (f, obs, p) = saved_case();
     saved::check_file(&p).unwrap();
     saved::check_against_fleet(&p, &f).unwrap();
-    let check = SavedPlanCheck::new(f, FirstSeen::new(), at());
+    let check = SavedPlanCheck::new(f, FirstSeen::new(), Evidence::default(), at());
     for h in &p.hosts {
         check.check_host(h, obs.host(&h.host).unwrap()).unwrap();
     }
@@ -773,7 +775,7 @@ fn a_saved_plan_as_written_passes_every_check() {
 #[test]
 fn a_hand_edited_plan_cannot_widen_itself() {
     let (f, obs, p) = saved_case();
-    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), at());
+    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), Evidence::default(), at());
     // A change the baseline does not approve (tzdata is not a security update).
     let mut widened = p.clone();
     let mut extra = widened.hosts[0].changes[0].clone();
@@ -1014,6 +1016,7 @@ fn changes_name_their_advisories_and_min_severity_selects_by_them() {
             at: at(),
             first_seen: &FirstSeen::new(),
             simulations: None,
+            promotion: &Evidence::default(),
             advisories: Some(&assessment),
         })
     };
@@ -1104,11 +1107,12 @@ fn a_saved_min_severity_plan_is_checked_with_the_advisories_it_was_made_with() {
         at: at(),
         first_seen: &FirstSeen::new(),
         simulations: None,
+        promotion: &Evidence::default(),
         advisories: Some(&assessment),
     });
     let host = p.host("h1").unwrap();
     assert_eq!(host.changes.len(), 1, "{host:?}");
-    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), at());
+    let check = SavedPlanCheck::new(f.clone(), FirstSeen::new(), Evidence::default(), at());
     assert!(check.needs_advisories());
     // Without the data the baseline selects nothing, so the plan looks widened.
     let e = check.check_host(host, obs.host("h1").unwrap()).unwrap_err();
@@ -1117,5 +1121,7 @@ fn a_saved_min_severity_plan_is_checked_with_the_advisories_it_was_made_with() {
     check.check_host(host, obs.host("h1").unwrap()).unwrap();
     // A fleet without minSeverity never needs them.
     let plain = advisory_fleet("{classes: security}", "nothing");
-    assert!(!SavedPlanCheck::new(plain, FirstSeen::new(), at()).needs_advisories());
+    assert!(
+        !SavedPlanCheck::new(plain, FirstSeen::new(), Evidence::default(), at()).needs_advisories()
+    );
 }

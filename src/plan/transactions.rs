@@ -29,10 +29,12 @@ pub(super) fn plan_one(input: &PlanInput<'_>, host: &Host) -> HostPlan {
     plan_host(input, &BaselineGlobs::compile(input), host)
 }
 
-/// Compiled hold/exclude patterns per baseline name (compiled once, used for every host).
+/// Compiled hold/exclude patterns per baseline name (compiled once, used for every host),
+/// and the promoting baselines' rules with their source hosts resolved.
 struct BaselineGlobs {
     hold: BTreeMap<String, (GlobSet, Vec<String>)>,
     exclude: BTreeMap<String, (GlobSet, Vec<String>)>,
+    promotion: BTreeMap<String, super::promotion::Rules>,
 }
 
 impl BaselineGlobs {
@@ -52,11 +54,22 @@ impl BaselineGlobs {
         };
         let mut hold = BTreeMap::new();
         let mut exclude = BTreeMap::new();
+        let mut promotion = BTreeMap::new();
         for b in &input.fleet.fleet().baselines {
             hold.insert(b.name().to_owned(), build(&b.doc.spec.hold));
             exclude.insert(b.name().to_owned(), build(&b.doc.spec.exclude));
+            if let Some(p) = &b.doc.spec.promotion {
+                promotion.insert(
+                    b.name().to_owned(),
+                    super::promotion::Rules::new(b.name(), p, input.fleet.hosts()),
+                );
+            }
         }
-        BaselineGlobs { hold, exclude }
+        BaselineGlobs {
+            hold,
+            exclude,
+            promotion,
+        }
     }
 }
 
@@ -332,6 +345,27 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         }
     }
 
+    // Staged promotion: the host's baselines agree on it (validated); what they ask for
+    // moves only to versions the source hosts have proven.
+    let promotion = baselines.iter().find_map(|b| globs.promotion.get(b.name()));
+    if let Some(rules) = promotion {
+        let mins: BTreeMap<&str, &str> = baselines
+            .iter()
+            .flat_map(|b| &b.doc.spec.packages)
+            .filter_map(|r| Some((r.name.as_str(), r.min_version.as_deref()?)))
+            .fold(BTreeMap::new(), |mut m, (n, v)| {
+                // The highest minimum wins (baselines' minimums are not conflicts).
+                let keep = m.get(n).is_none_or(|old: &&str| {
+                    version::compare(eco, v, old).is_ok_and(|o| o.is_gt())
+                });
+                if keep {
+                    m.insert(n, v);
+                }
+                m
+            });
+        ctx.promote(rules, input, pm, &mins);
+    }
+
     // What a host reports is data, not trusted: a change whose name, version or
     // architecture is outside the host's grammar could not be carried by a command, and a
     // host reporting one blocks rather than getting a guess.
@@ -361,6 +395,27 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         &protected,
     );
     plan.dependencies = merged.check;
+    if let Some(rules) = promotion {
+        // What the package manager pulls in alongside must be proven too: apt and dnf pick
+        // the newest version of a dependency, which the sources may never have run.
+        for c in ctx.changes.values() {
+            if c.reasons.iter().all(|r| r.source == super::PACKAGE_MANAGER)
+                && !super::promotion::is_eligible(
+                    rules,
+                    input.promotion,
+                    pm,
+                    &c.package,
+                    &c.to,
+                    input.at,
+                )
+            {
+                ctx.reasons.push(format!(
+                    "the package manager would pull in {} {} alongside, a version {} has not promoted",
+                    c.package, c.to, rules.baseline
+                ));
+            }
+        }
+    }
     if let Some(why) = merged.unreachable {
         plan.status = HostStatus::Unreachable;
         plan.reasons.push(why);
@@ -466,7 +521,90 @@ impl HostCtx<'_> {
             security: u.security,
             held_by,
             fixes,
+            promotion: None,
         });
+    }
+
+    /// Moves every change the baselines ask for to the version promotion allows: exactly
+    /// the newest proven one (possibly older than the candidate), or nothing yet (the
+    /// update waits, listed as skipped), or a block when the proven version is no longer
+    /// offered. Changes a patch request asks for are the request's call and stay.
+    fn promote(
+        &mut self,
+        rules: &super::promotion::Rules,
+        input: &PlanInput<'_>,
+        pm: PackageManager,
+        mins: &BTreeMap<&str, &str>,
+    ) {
+        use super::promotion::{decide, wait_label, Decision};
+        let names: Vec<String> = self
+            .changes
+            .values()
+            .filter(|c| !c.reasons.iter().any(|r| r.source.starts_with("request/")))
+            .map(|c| c.package.clone())
+            .collect();
+        for name in names {
+            let Some(c) = self.changes.get(&name) else {
+                continue;
+            };
+            let decision = decide(
+                rules,
+                input.promotion,
+                self.observed,
+                pm,
+                &c.package,
+                &c.arch,
+                c.from.as_deref(),
+                &c.to,
+                mins.get(name.as_str()).copied(),
+                input.at,
+            );
+            match decision {
+                Decision::Promote { version, promoted } => {
+                    let offered = self
+                        .observed
+                        .offered_versions(&name, &c.arch)
+                        .and_then(|o| o.versions.iter().find(|v| v.version == version))
+                        .cloned();
+                    if let Some(c) = self.changes.get_mut(&name) {
+                        if c.to != version {
+                            c.to = version;
+                            if let Some(o) = offered {
+                                c.security = o.security;
+                                c.origin = o.origin;
+                            }
+                        }
+                        c.promotion = Some(promoted);
+                    }
+                }
+                Decision::NotOffered(why) => {
+                    self.changes.remove(&name);
+                    self.reasons.push(why);
+                }
+                Decision::Wait(wait) => {
+                    if let Some(c) = self.changes.remove(&name) {
+                        let why = wait_label(&wait, &rules.noun, &c.to, c.from.as_deref());
+                        // The advisories it would close, as for any update left alone.
+                        let ids = self
+                            .update(&c.package)
+                            .filter(|u| u.candidate_version == c.to)
+                            .map(|u| u.advisories.clone())
+                            .unwrap_or_default();
+                        let fixes = self.fixes_of(&c.package, &c.to, &ids);
+                        self.skipped.push(Skipped {
+                            package: c.package,
+                            version: c.to,
+                            why,
+                            from: c.from,
+                            security: c.security,
+                            held_by: Vec::new(),
+                            fixes,
+                            promotion: Some(wait),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// The advisories that moving `package` to `to` closes: the host's findings it fixes,
@@ -604,6 +742,7 @@ impl HostCtx<'_> {
                 security: u.security,
                 origin: u.origin.clone(),
                 reasons: Vec::new(),
+                promotion: None,
                 fixes: Vec::new(),
             });
         if !change.reasons.contains(&reason) {

@@ -12,8 +12,8 @@ use git2::{
 use jiff::Timestamp;
 
 use super::{
-    HistoryEntry, HostPackages, HostReport, ReportError, ReportTarget, RunLookup, RunPackages,
-    RunRecord, Snapshot, Summary,
+    HistoryEntry, HostPackages, HostReport, InstalledRecord, ReportError, ReportTarget, RunLookup,
+    RunPackages, RunRecord, Snapshot, Summary,
 };
 
 const FILE_MODE: i32 = 0o100644;
@@ -459,6 +459,32 @@ impl<'t> Writer<'t> {
             .collect())
     }
 
+    /// Whether `path` (`dir/name`) exists in `base`'s tree.
+    pub fn has_file(&self, base: Option<&Oid>, path: &str) -> Result<bool, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(false);
+        };
+        Ok(tree.get_path(Path::new(path)).is_ok())
+    }
+
+    /// The installed record of `host` on `base` (`None`: none yet, or unreadable, which is
+    /// logged: a new record then starts from now, the conservative side).
+    pub fn read_installed(
+        &self,
+        base: Option<&Oid>,
+        host: &str,
+    ) -> Result<Option<InstalledRecord>, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(None);
+        };
+        read_json_file(
+            &self.repo,
+            &tree,
+            &format!("installed/{host}.json"),
+            &self.target.branch,
+        )
+    }
+
     /// The blob id of `packages/<host>.txt` on `base`, by host.
     pub fn package_blobs(&self, base: Option<&Oid>) -> Result<BTreeMap<String, Oid>, ReportError> {
         match self.tree_of(base)? {
@@ -468,13 +494,16 @@ impl<'t> Writer<'t> {
     }
 
     /// Builds and writes a commit on `base` with `files` (paths `hosts/x.json`,
-    /// `packages/x.txt`, `runs/y.json` or top-level names) replacing or adding entries; host
-    /// and package files of hosts not in `keep_hosts` are removed. Not yet referenced by any branch.
+    /// `packages/x.txt`, `installed/x.json`, `runs/y.json` or top-level names) replacing or
+    /// adding entries; host and package files of hosts not in `keep_hosts` are removed, and
+    /// so are installed records of hosts not in `keep_installed` (when given). Not yet
+    /// referenced by any branch.
     pub fn commit(
         &self,
         base: Option<&Oid>,
         files: &[(String, Vec<u8>)],
         keep_hosts: &[String],
+        keep_installed: Option<&[String]>,
         message: &str,
         now: Timestamp,
     ) -> Result<Oid, ReportError> {
@@ -488,10 +517,14 @@ impl<'t> Writer<'t> {
         let mut root = repo
             .treebuilder(base_tree.as_ref())
             .map_err(git_err("start tree"))?;
-        // Subdirectories named by the files, plus `hosts/` and `packages/` for pruning.
+        // Subdirectories named by the files, plus `hosts/`, `packages/` (when there is one)
+        // and `installed/` (when pruning it) for pruning.
         let mut dirs: Vec<&str> = by_dir.keys().copied().filter(|d| !d.is_empty()).collect();
         if !dirs.contains(&"hosts") {
             dirs.push("hosts");
+        }
+        if keep_installed.is_some() && !dirs.contains(&"installed") {
+            dirs.push("installed");
         }
         let has_packages = root
             .get("packages")
@@ -511,27 +544,36 @@ impl<'t> Writer<'t> {
             let mut sub = repo
                 .treebuilder(existing.as_ref())
                 .map_err(git_err("start tree"))?;
-            if let Some(suffix) = match dir {
-                "hosts" => Some(".json"),
-                "packages" => Some(".txt"),
+            // Per-host directories: which file suffix, and which hosts keep theirs.
+            let prune = match dir {
+                "hosts" => Some((".json", Some(keep_hosts))),
+                "packages" => Some((".txt", Some(keep_hosts))),
+                "installed" => Some((".json", keep_installed)),
                 _ => None,
-            } {
+            };
+            if let Some((suffix, Some(keep))) = prune {
                 let mut stale = Vec::new();
                 for e in existing.iter().flat_map(|t| t.iter()) {
                     let name = e.name().unwrap_or_default().to_owned();
                     let host = name.strip_suffix(suffix).unwrap_or(&name);
-                    if !keep_hosts.iter().any(|k| k == host) {
+                    if !keep.iter().any(|k| k == host) {
                         stale.push(name);
                     }
                 }
                 for name in stale {
-                    sub.remove(&name).map_err(git_err("prune host file"))?;
+                    sub.remove(&name)
+                        .map_err(git_err(format!("prune {dir}/ file")))?;
                 }
             }
             for (name, bytes) in by_dir.get(dir).into_iter().flatten() {
                 let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
                 sub.insert(*name, blob, FILE_MODE)
                     .map_err(git_err("insert file"))?;
+            }
+            if keep_installed.is_some() && dir == "installed" && sub.is_empty() {
+                // No promotion source left (and none written now): no empty directory.
+                root.remove(dir).ok();
+                continue;
             }
             if dir == "runs" {
                 self.carry_unpushed_runs(base, &mut sub)?;
@@ -890,9 +932,128 @@ fn branch_or_tracking<'r>(
     }
 }
 
+/// `path` of `tree` read as JSON of `T` (`None`: no such file, or unreadable, which is
+/// logged).
+fn read_json_file<T: serde::de::DeserializeOwned>(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    path: &str,
+    branch: &str,
+) -> Result<Option<T>, ReportError> {
+    let Ok(entry) = tree.get_path(Path::new(path)) else {
+        return Ok(None);
+    };
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(git_err(format!("read {path}")))?;
+    match serde_json::from_slice::<T>(blob.content()) {
+        Ok(v) => Ok(Some(v)),
+        Err(source) => {
+            tracing::warn!(file = %path, %branch, "ignoring unreadable report file: {source}");
+            Ok(None)
+        }
+    }
+}
+
+/// The promotion evidence of `hosts` at the branch's tip: each host's installed record and
+/// the incidents of its host report. Only the tip's tree is read (two files per host).
+pub fn read_evidence(
+    repo_path: &Path,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    if hosts.is_empty() {
+        return Ok(crate::plan::Evidence::default());
+    }
+    let repo = Repository::open(repo_path).map_err(git_err(format!(
+        "cannot open repository {}",
+        repo_path.display()
+    )))?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(crate::plan::Evidence::default());
+    };
+    evidence_at(&repo, &reference, branch, hosts)
+}
+
+/// Where a remote's reports branch is fetched to for reading promotion evidence (its own
+/// ref: the API's snapshot reads and the writers' fetches never disturb it).
+const EVIDENCE_TIP_REF: &str = "refs/patchkeeper/reports-evidence-tip";
+
+/// Fetches `branch` from the remote `name_or_url` and reads the promotion evidence of
+/// `hosts` at its tip (the remote has no such branch yet: empty evidence).
+pub fn fetch_evidence(
+    repo_path: &Path,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    if hosts.is_empty() {
+        return Ok(crate::plan::Evidence::default());
+    }
+    let repo = discover(repo_path)?;
+    let Some(reference) = fetch_tip(&repo, name_or_url, auth, branch, EVIDENCE_TIP_REF)? else {
+        return Ok(crate::plan::Evidence::default());
+    };
+    evidence_at(&repo, &reference, branch, hosts)
+}
+
+fn evidence_at(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    let commit = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let tree = commit.tree().map_err(git_err("read tree"))?;
+    let mut read = Vec::new();
+    for host in hosts {
+        let record: Option<InstalledRecord> =
+            read_json_file(repo, &tree, &format!("installed/{host}.json"), branch)?;
+        let report: Option<HostReport> =
+            read_json_file(repo, &tree, &format!("hosts/{host}.json"), branch)?;
+        read.push((
+            host.as_str(),
+            record,
+            report.map(|r| r.incidents).unwrap_or_default(),
+        ));
+    }
+    Ok(super::evidence::evidence(
+        read.iter().map(|(h, r, i)| (*h, r.as_ref(), i.as_slice())),
+    ))
+}
+
 /// Where a remote's reports branch is fetched to for reading (private namespace, apart from
 /// the writers' ref so a reader never disturbs a write in progress).
 const READ_TIP_REF: &str = "refs/patchkeeper/reports-read-tip";
+
+/// Fetches `branch` from the remote `name_or_url` into the private ref `into` (removed
+/// first, so a stale value never passes for the remote's tip); `None`: the remote has no
+/// such branch.
+fn fetch_tip<'r>(
+    repo: &'r Repository,
+    name_or_url: &str,
+    auth: &GitAuth,
+    branch: &str,
+    into: &str,
+) -> Result<Option<git2::Reference<'r>>, ReportError> {
+    if let Ok(mut r) = repo.find_reference(into) {
+        r.delete()
+            .map_err(git_err("cannot reset the read-tip ref"))?;
+    }
+    let mut remote = remote(repo, name_or_url).map_err(git_err(format!("remote {name_or_url}")))?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(open_remote_callbacks(auth));
+    // Other fetches into this repository may run at once: leave FETCH_HEAD alone.
+    fo.update_fetchhead(false);
+    let spec = format!("+refs/heads/{branch}:{into}");
+    remote
+        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .map_err(git_err(format!("fetch from {name_or_url}")))?;
+    Ok(repo.find_reference(into).ok())
+}
 
 /// Fetches `branch` from the remote `name_or_url` and reads its tip (`Ok(None)`: the remote
 /// has no such branch yet).
@@ -906,21 +1067,7 @@ pub fn fetch_snapshot(
         "cannot open repository {}",
         repo_path.display()
     )))?;
-    if let Ok(mut r) = repo.find_reference(READ_TIP_REF) {
-        r.delete()
-            .map_err(git_err("cannot reset the read-tip ref"))?;
-    }
-    let mut remote =
-        remote(&repo, name_or_url).map_err(git_err(format!("remote {name_or_url}")))?;
-    let mut fo = FetchOptions::new();
-    fo.remote_callbacks(open_remote_callbacks(auth));
-    // Other fetches into this repository may run at once: leave FETCH_HEAD alone.
-    fo.update_fetchhead(false);
-    let spec = format!("+refs/heads/{branch}:{READ_TIP_REF}");
-    remote
-        .fetch(&[spec.as_str()], Some(&mut fo), None)
-        .map_err(git_err(format!("fetch from {name_or_url}")))?;
-    let Ok(reference) = repo.find_reference(READ_TIP_REF) else {
+    let Some(reference) = fetch_tip(&repo, name_or_url, auth, branch, READ_TIP_REF)? else {
         return Ok(None);
     };
     snapshot_at(&repo, &reference, branch).map(Some)
@@ -1353,10 +1500,10 @@ mod tests {
         let (base_a, base_b) = (wa.base().expect("base a"), wb.base().expect("base b"));
         assert_eq!(base_a, base_b);
         let ca = wa
-            .commit(base_a.as_ref(), &file("a"), &[], "a", now())
+            .commit(base_a.as_ref(), &file("a"), &[], None, "a", now())
             .expect("commit a");
         let cb = wb
-            .commit(base_b.as_ref(), &file("b"), &[], "b", now())
+            .commit(base_b.as_ref(), &file("b"), &[], None, "b", now())
             .expect("commit b");
         assert!(matches!(
             wa.publish(base_a.as_ref(), ca).expect("publish a"),
@@ -1370,7 +1517,7 @@ mod tests {
         let base = wb.base().expect("new base");
         assert_eq!(base, Some(ca));
         let cb2 = wb
-            .commit(base.as_ref(), &file("b"), &[], "b", now())
+            .commit(base.as_ref(), &file("b"), &[], None, "b", now())
             .expect("commit b again");
         assert!(matches!(
             wb.publish(base.as_ref(), cb2).expect("publish b again"),
@@ -1429,6 +1576,35 @@ mod tests {
         assert_eq!(tip(&bare), last);
         assert_eq!(tip(&root.path().join("b")), last);
         assert_eq!(names(&bare), ["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn installed_records_are_written_kept_and_pruned_with_their_sources() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Repository::init_bare(dir.path()).expect("init");
+        let t = target(dir.path(), None);
+        let w = Writer::open(&t).expect("writer");
+        let record = |host: &str| (format!("installed/{host}.json"), b"{}\n".to_vec());
+        let step = |files: &[(String, Vec<u8>)], keep: &[String]| {
+            let base = w.base().expect("base");
+            let c = w
+                .commit(base.as_ref(), files, &[], Some(keep), "r", now())
+                .expect("commit");
+            w.publish(base.as_ref(), c).expect("publish");
+            w.base().expect("base")
+        };
+        let keep = |hs: &[&str]| hs.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        // The first record of a source is written (there was no installed/ yet).
+        let tip = step(&[record("s1"), record("s2")], &keep(&["s1", "s2"]));
+        assert!(w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
+        assert!(w.has_file(tip.as_ref(), "installed/s2.json").unwrap());
+        // Unchanged records stay without being rewritten; a host no longer a source goes.
+        let tip = step(&file("x"), &keep(&["s1"]));
+        assert!(w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
+        assert!(!w.has_file(tip.as_ref(), "installed/s2.json").unwrap());
+        // No source left: no installed/ directory either.
+        let tip = step(&file("y"), &keep(&[]));
+        assert!(!w.has_file(tip.as_ref(), "installed/s1.json").unwrap());
     }
 
     #[test]

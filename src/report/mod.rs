@@ -7,12 +7,15 @@
 //! - `runs/<run-id>.json` — [`RunRecord`]: one per observe or apply run;
 //! - `summary.json` — [`Summary`]: counts over every host file on the branch;
 //! - `packages/<name>.txt` — the host's installed packages at its last observation
-//!   ([`package_list`]), read back by [`run_packages`] for `report --diff RUN`.
+//!   ([`package_list`]), read back by [`run_packages`] for `report --diff RUN`;
+//! - `installed/<name>.json` — [`InstalledRecord`]: the installed versions, with since when,
+//!   of the hosts a baseline promotes from (`report/evidence.rs`).
 //!
 //! This is the only module (with [`crate::source`]) that links git2; evaluation itself is
 //! [`crate::compliance`], which this module feeds and writes out.
 
 mod events;
+pub mod evidence;
 mod git;
 pub mod package_list;
 mod sign;
@@ -32,6 +35,7 @@ use crate::policy::Policy;
 use crate::validate::ValidFleet;
 
 pub use events::{advisory_events, AdvisoryEvent, AdvisoryEventKind};
+pub use evidence::{EarlierVersion, InstalledHistory, InstalledRecord};
 pub use git::{annotate, open_remote_callbacks, token_allowed, GitAuth};
 
 /// The reports branch when Settings name none.
@@ -176,6 +180,11 @@ pub struct HostRun {
     /// Packages changed (and kept; rolled-back changes are not listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PackageChange>,
+    /// For a rolled-back host, or one that failed after its transaction started: the
+    /// changes it tried (the versions that failed there; staged promotion never promotes
+    /// them from this host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempted: Vec<PackageChange>,
     /// Reboots made on the host: boot id before and after each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reboots: Vec<crate::apply::Reboot>,
@@ -260,10 +269,11 @@ impl RunRecord {
     }
 
     fn outcome_of(&self, host: &str) -> Option<&HostRunOutcome> {
-        self.hosts
-            .iter()
-            .find(|h| h.host == host)
-            .map(|h| &h.outcome)
+        self.host(host).map(|h| &h.outcome)
+    }
+
+    fn host(&self, host: &str) -> Option<&HostRun> {
+        self.hosts.iter().find(|h| h.host == host)
     }
 }
 
@@ -278,6 +288,15 @@ pub struct HostReport {
     /// The compliance.
     #[serde(flatten)]
     pub compliance: HostCompliance,
+    /// Package versions that failed on this host (rolled back, failed after being
+    /// installed, non-compliant because of them), newest first: staged promotion never
+    /// promotes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<crate::plan::promotion::Incident>,
+    /// For a host some baseline promotes from: the digest of its installed packages when
+    /// `installed/<name>.json` was last written (see `report/evidence.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_digest: Option<String>,
 }
 
 /// One line of the summary.
@@ -574,6 +593,7 @@ pub fn observation_run(
                 started_at: None,
                 finished_at: None,
                 changes: Vec::new(),
+                attempted: Vec::new(),
                 reboots: Vec::new(),
             })
             .collect(),
@@ -641,20 +661,29 @@ pub fn apply_run(
                     (HostRunOutcome::NotStarted { reason: reason() }, false)
                 }
             };
-            let changes: Vec<PackageChange> = if made {
-                planned
+            let record = |c: &&crate::plan::Change| PackageChange {
+                package: c.package.clone(),
+                from: c.from.clone(),
+                to: c.to.clone(),
+                reasons: c
+                    .reasons
                     .iter()
-                    .map(|c| PackageChange {
-                        package: c.package.clone(),
-                        from: c.from.clone(),
-                        to: c.to.clone(),
-                        reasons: c
-                            .reasons
-                            .iter()
-                            .map(|r| format!("{} {}", r.rule.as_str(), r.source))
-                            .collect(),
-                    })
-                    .collect()
+                    .map(|r| format!("{} {}", r.rule.as_str(), r.source))
+                    .collect(),
+            };
+            let changes: Vec<PackageChange> = if made {
+                planned.iter().map(record).collect()
+            } else {
+                Vec::new()
+            };
+            // The versions tried and failed there: a rollback, or a failure after the
+            // package transaction started (one before it says "nothing changed"). Staged
+            // promotion never promotes them from this host.
+            let tried = h.outcome == Outcome::RolledBack
+                || (h.outcome == Outcome::Failed
+                    && !h.detail.iter().any(|d| d.contains("nothing changed")));
+            let attempted: Vec<PackageChange> = if tried {
+                planned.iter().map(record).collect()
             } else {
                 Vec::new()
             };
@@ -673,6 +702,7 @@ pub fn apply_run(
                 started_at: h.started_at,
                 finished_at: h.finished_at,
                 changes,
+                attempted,
                 reboots: h.reboots.clone(),
             }
         })
@@ -754,6 +784,8 @@ pub fn record_with(
         .map(|h| HostConfig::from_fleet(fleet, h))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ReportError::Config(e.to_string()))?;
+    // The hosts some baseline promotes from: their installed versions are recorded.
+    let tracked = crate::plan::promotion::sources(fleet);
     // Each observed host's package list (`packages/<host>.txt`), for `report --diff`; a
     // host not observed this time keeps the list of its last observation. Only the blob id
     // is kept here (a list is ~60 KB for 1,500 packages): the text is rendered again for
@@ -778,6 +810,7 @@ pub fn record_with(
     let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         let previous = writer.read_hosts(base)?;
         let previous_lists = writer.package_blobs(base)?;
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let reports: Vec<HostReport> = configs
             .iter()
             .map(|config| {
@@ -805,23 +838,89 @@ pub fn record_with(
                 if run_outcome.is_none() && compliance.state != ComplianceState::Excluded {
                     compliance.last_run = prev.and_then(|p| p.last_run.clone());
                 }
+                let previous_report = previous.get(&config.host);
+                let observed_host = observed.and_then(|o| o.host(&config.host));
+                let incidents = evidence::incidents(
+                    previous_report.map_or(&[][..], |p| p.incidents.as_slice()),
+                    run_outcome.and(run.host(&config.host)),
+                    &compliance,
+                    observed_host,
+                    now,
+                );
                 HostReport {
                     desired_commit: run.desired_commit.clone(),
                     run_id: run.run_id.clone(),
                     compliance,
+                    incidents,
+                    installed_digest: tracked
+                        .contains(&config.host)
+                        .then(|| previous_report.and_then(|p| p.installed_digest.clone()))
+                        .flatten(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Promotion sources: record what they run (rewritten only when it changed).
+        let mut reports = reports;
+        for r in &mut reports {
+            let host = &r.compliance.host;
+            let Some(o) = observed
+                .and_then(|o| o.host(host))
+                .filter(|o| tracked.contains(host) && o.status.is_reachable())
+            else {
+                continue;
+            };
+            let now_digest = evidence::digest(&o.installed);
+            let path = format!("installed/{host}.json");
+            // Same packages as when the record was written: it stands as it is, unread.
+            if r.installed_digest.as_deref() == Some(now_digest.as_str())
+                && writer.has_file(base, &path)?
+            {
+                continue;
+            }
+            let prior = writer.read_installed(base, host)?;
+            // When the versions started: this run's apply says when it finished on the
+            // host; the previous report says when the host was last seen without them.
+            let applied = match run.kind {
+                RunKind::Apply => run
+                    .host(host)
+                    .and_then(|h| h.finished_at.map(|at| (h, at)))
+                    .map(|(h, at)| {
+                        h.changes
+                            .iter()
+                            .map(|c| (c.package.as_str(), c.to.as_str(), at))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                RunKind::Observe | RunKind::Validate => Vec::new(),
+            };
+            let install = evidence::InstallEvidence {
+                last_observed: previous.get(host).and_then(|p| p.compliance.observed_at),
+                applied,
+            };
+            let record = evidence::advance(prior.as_ref(), o, &install, now);
+            files.push((path, to_json(&record)));
+            r.installed_digest = Some(now_digest);
+        }
         // Last writer by time: a host file evaluated later than ours stays. A host whose
         // facts did not change keeps its file as it is, so `git log -- hosts/X.json`
-        // lists only the commits that changed X.
+        // lists only the commits that changed X. A new `installed/` record or incident is
+        // a change: the host file carries the record's digest, and a record whose host
+        // file is not written is pruned below (the evidence would be lost).
+        let new_records: std::collections::BTreeSet<String> = files
+            .iter()
+            .filter_map(|(path, _)| {
+                path.strip_prefix("installed/")
+                    .and_then(|p| p.strip_suffix(".json"))
+                    .map(str::to_owned)
+            })
+            .collect();
         let mut merged: BTreeMap<String, HostReport> = BTreeMap::new();
         let mut written = Vec::new();
         for r in reports {
             match previous.get(&r.compliance.host) {
                 Some(p)
                     if p.compliance.evaluated_at > r.compliance.evaluated_at
-                        || same_facts(p, &r) =>
+                        || (same_facts(p, &r) && !new_records.contains(&r.compliance.host)) =>
                 {
                     merged.insert(p.compliance.host.clone(), p.clone());
                 }
@@ -883,7 +982,12 @@ pub fn record_with(
         }
         let changed = hosts_changed(&hosts, &previous, run, &written);
         let message = commit_message(run, &summary, &changed);
-        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        // Records of hosts no longer promoted from (or gone) are pruned with them.
+        files.retain(|(path, _)| {
+            path.strip_prefix("installed/")
+                .and_then(|p| p.strip_suffix(".json"))
+                .is_some_and(|h| written.iter().any(|w| w == h))
+        });
         for h in &hosts {
             if written.contains(&h.compliance.host) {
                 files.push((format!("hosts/{}.json", h.compliance.host), to_json(h)));
@@ -898,7 +1002,10 @@ pub fn record_with(
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
-        writer.commit(base, &files, &keep, &message, now).map(Some)
+        let keep_installed: Vec<String> = tracked.iter().cloned().collect();
+        writer
+            .commit(base, &files, &keep, Some(&keep_installed), &message, now)
+            .map(Some)
     })?;
     Ok(Recorded {
         committed: commit.is_some(),
@@ -911,7 +1018,8 @@ pub fn record_with(
 
 /// Whether two reports of a host state the same facts: everything but the volatile fields
 /// (which run and fleet commit wrote it, when it was evaluated and observed, and the ages
-/// derived from `firstSeen`).
+/// derived from `firstSeen`). Incidents and the installed-record digest are facts: staged
+/// promotion reads them.
 fn same_facts(a: &HostReport, b: &HostReport) -> bool {
     fn facts(r: &HostReport) -> HostCompliance {
         let mut c = r.compliance.clone();
@@ -922,7 +1030,7 @@ fn same_facts(a: &HostReport, b: &HostReport) -> bool {
         }
         c
     }
-    facts(a) == facts(b)
+    a.incidents == b.incidents && a.installed_digest == b.installed_digest && facts(a) == facts(b)
 }
 
 /// Builds a commit on the current tip with `build` and publishes it, rebuilding on a moved
@@ -1171,7 +1279,9 @@ pub fn record_rejected(
             last_good.unwrap_or("none"),
         );
         let files = vec![(format!("runs/{}.json", run.run_id), to_json(&run))];
-        writer.commit(base, &files, &keep, &message, now).map(Some)
+        writer
+            .commit(base, &files, &keep, None, &message, now)
+            .map(Some)
     })?;
     Ok(Recorded {
         committed: oid.is_some(),
@@ -1221,6 +1331,9 @@ pub struct Snapshot {
 }
 
 /// One entry of a host's history ([`host_history`]).
+// A history is a short list built once for display: boxing the run variant (larger since
+// `HostRun` carries `attempted`) would only add an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "entry", rename_all = "kebab-case")]
 pub enum HistoryEntry {
@@ -1322,6 +1435,34 @@ pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> 
 
 pub use git::uncommitted_fleet_files;
 
+/// What the tip of `branch` proves about the versions the promotion sources `hosts` ran
+/// (see [`evidence`]): their installed records and incidents. Reads one tree, never the
+/// history, so its cost grows with the hosts asked for, not with the years of reports on
+/// the branch. No branch yet: empty evidence (nothing is proven).
+pub fn promotion_evidence(
+    repo: &Path,
+    branch: &str,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    git::read_evidence(repo, branch, hosts)
+}
+
+/// [`promotion_evidence`] from `target`: with a remote, its branch there, fetched now — a
+/// source host's failure another controller reported must block promotion here, so when the
+/// fetch fails this is an error (the caller then counts nothing as promoted), never the
+/// local copy. A remote the controller's trust refused is not fetched: the local branch.
+pub fn promotion_evidence_of(
+    target: &ReportTarget,
+    hosts: &[String],
+) -> Result<crate::plan::Evidence, ReportError> {
+    match &target.remote {
+        Some(remote) if target.refused.is_none() => {
+            git::fetch_evidence(&target.repo, remote, &target.auth, &target.branch, hosts)
+        }
+        _ => promotion_evidence(&target.repo, &target.branch, hosts),
+    }
+}
+
 /// Reads the reports of `target`: with a remote, its branch there (fetched now; when the
 /// fetch fails, the local branch, and the error is logged); else the local branch.
 pub fn read_target(target: &ReportTarget) -> Result<Option<Snapshot>, ReportError> {
@@ -1417,6 +1558,10 @@ pub fn schema_files() -> BTreeMap<&'static str, String> {
             "report-summary.schema.json",
             schema_text_for::<Summary>("patchkeeper fleet summary"),
         ),
+        (
+            "report-installed.schema.json",
+            schema_text_for::<InstalledRecord>("patchkeeper installed versions"),
+        ),
     ])
 }
 
@@ -1447,6 +1592,7 @@ mod tests {
                     security: false,
                     origin: String::new(),
                     reasons: Vec::new(),
+                    promotion: None,
                     fixes: Vec::new(),
                 })
                 .collect(),
@@ -1625,6 +1771,8 @@ mod tests {
                     advisories: vec![],
                     advisory_snapshot: None,
                 },
+                incidents: vec![],
+                installed_digest: None,
             })
             .collect();
         Summary::compute(
@@ -1658,6 +1806,7 @@ mod tests {
                     started_at: None,
                     finished_at: None,
                     changes: vec![],
+                    attempted: vec![],
                     reboots: vec![],
                 })
                 .collect(),

@@ -301,6 +301,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let http1 = req.version() < axum::http::Version::HTTP_2;
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -339,6 +340,20 @@ async fn json_errors(req: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    // A body refused for its size or its slowness was never read to its end, so the rest of
+    // it is still on the connection: say so, or a client that reuses the connection sends
+    // its next request into a socket the server is closing (seen in CI as
+    // `IncompleteMessage`). HTTP/2 forbids the header; its streams end on their own.
+    if http1
+        && matches!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        )
+    {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Response::from_parts(parts, Body::from(bytes))
 }
 

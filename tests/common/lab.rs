@@ -350,6 +350,16 @@ impl Lab {
         }
     }
 
+    /// SSH logins `host`'s sshd has accepted so far (its log's `Accepted publickey` lines):
+    /// every connection anything made to the host, patchkeeper's and the test's own.
+    pub fn ssh_logins(&self, host: &str) -> usize {
+        std::fs::read_to_string(&self.host(host).sshd_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
+    }
+
     /// Runs `scripts/lab down` now (instead of on drop) and panics if it fails.
     pub fn down(mut self) {
         self.down = true;
