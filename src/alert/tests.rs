@@ -45,6 +45,8 @@ fn report(name: &str, advisories: Vec<OpenAdvisory>) -> HostReport {
     HostReport {
         desired_commit: "c1".into(),
         run_id: "run-1".into(),
+        incidents: vec![],
+        installed_digest: None,
         compliance: HostCompliance {
             host: name.into(),
             state: ComplianceState::NonCompliant,
