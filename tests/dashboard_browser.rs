@@ -1,8 +1,8 @@
 //! The dashboard in a real headless browser: Debian's `chromium` driven through
 //! `chromedriver` over the WebDriver protocol (a few JSON calls with the blocking client the
 //! other tests use), against the real `serve` on loopback. Sign-in through the form, the
-//! hosts table against the API, and a change arriving over the event stream shown in place
-//! without a reload. Screenshots go to `$CARGO_TARGET_TMPDIR/dashboard-screenshots/`.
+//! hosts table against the API, a change arriving over the event stream shown in place
+//! without a reload, and the request form filing a commit on the remote. Screenshots go to `$CARGO_TARGET_TMPDIR/dashboard-screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (installed by `scripts/lab deps`).
 
@@ -107,4 +107,28 @@ fn a_browser_signs_in_lists_the_apis_hosts_and_sees_a_request_arrive_without_rel
         "{status}"
     );
     browser.screenshot("requests-live");
+
+    // The form files a request: typed and submitted in the browser, a commit on the remote.
+    browser.type_into("#r-name", "form-1");
+    browser.type_into("#r-groups", "web");
+    browser.type_into("#r-packages", "openssl 3.0.15-1~deb12u1");
+    browser.type_into("#r-reason", "filed from the dashboard");
+    // The session's token reads only: the form asks for one with the request scope.
+    browser.type_into("#r-token", fleet.token("filer"));
+    browser.click("#request-form button[type=submit]");
+    browser.wait(
+        "the filed banner",
+        "return !!document.querySelector('.banner-ok') && document.querySelector('.banner-ok').textContent.includes('form-1');",
+    );
+    let commit = fleet.remote_git(&["rev-parse", "patchkeeper/requests/form-1"]);
+    let shown = browser.js("return document.querySelector('.banner-ok code').textContent;");
+    assert!(
+        commit
+            .trim()
+            .starts_with(shown.as_str().expect("short commit")),
+        "{commit} vs {shown}"
+    );
+    let message = fleet.remote_git(&["log", "-1", "--format=%B", commit.trim()]);
+    assert!(message.contains("Requested-By: filer"), "{message}");
+    browser.screenshot("request-filed");
 }
