@@ -131,4 +131,22 @@ fn a_browser_signs_in_lists_the_apis_hosts_and_sees_a_request_arrive_without_rel
     let message = fleet.remote_git(&["log", "-1", "--format=%B", commit.trim()]);
     assert!(message.contains("Requested-By: filer"), "{message}");
     browser.screenshot("request-filed");
+
+    // A phone's width: the page reflows (only tables may scroll, inside their own box).
+    browser.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    browser.go(&server.url("/"));
+    browser.wait(
+        "the overview at a phone's width",
+        "return !!document.querySelector('#state-chart') && window.innerWidth <= 420;",
+    );
+    assert_eq!(
+        browser.js("return document.documentElement.scrollWidth <= window.innerWidth;"),
+        json!(true),
+        "the overview scrolls sideways on a phone"
+    );
+    browser.screenshot("overview-phone");
 }
