@@ -46,6 +46,18 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    // `cargo test --benches` (the suite) runs this with no arguments: build a small state
+    // in a temporary directory, so the generator is exercised and cannot rot unnoticed.
+    let smoke = tempfile::tempdir().expect("tempdir");
+    let args = if args.is_empty() && !std::env::args().any(|a| a == "--bench") {
+        vec![
+            smoke.path().display().to_string(),
+            "20".to_owned(),
+            "ab".repeat(32),
+        ]
+    } else {
+        args
+    };
     let [dir, hosts, sha, rest @ ..] = args.as_slice() else {
         eprintln!("usage: cargo bench --bench api_state -- DIR HOSTS TOKEN_SHA256 [branch|direct]");
         std::process::exit(2);

@@ -8,7 +8,9 @@
 //! tree, 1,000 installed records), planning the 200 promoting hosts with it (every pending
 //! update's eligibility), and both together, as `plan` does.
 //!
-//! Run: `cargo bench --bench promotion` (building the branch takes a minute or two).
+//! Run: `cargo bench --bench promotion` (building the branch takes a minute or two). Under
+//! `cargo test --benches` (the suite) it runs once on a small history (40 source hosts, 5
+//! promoting, 20 commits) that still both proves and does not yet prove versions.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -23,27 +25,53 @@ use patchkeeper::validate::{validate_fleet, ValidFleet};
 
 mod synthetic;
 
-const STAGING: usize = 1_000;
-const PROD: usize = 200;
-const COMMITS: usize = 50;
+/// How large a history to build.
+#[derive(Clone, Copy)]
+struct Scale {
+    staging: usize,
+    prod: usize,
+    commits: usize,
+}
 
-fn name(i: usize) -> String {
-    if i < STAGING {
-        format!("staging-{i:05}")
-    } else {
-        format!("prod-{:05}", i - STAGING)
+impl Scale {
+    /// The benchmark's size under `cargo bench`, a small one under `cargo test --benches`
+    /// (a debug build, where the full history takes minutes to build).
+    fn from_args() -> Self {
+        if std::env::args().any(|a| a == "--bench") {
+            Scale {
+                staging: 1_000,
+                prod: 200,
+                commits: 50,
+            }
+        } else {
+            // Soak 3d over commits 6 h apart: 20 commits leave some upgrades soaked and
+            // some not; 40 hosts give each upgraded package the 2 hosts `minHosts` needs.
+            Scale {
+                staging: 40,
+                prod: 5,
+                commits: 20,
+            }
+        }
+    }
+
+    fn name(self, i: usize) -> String {
+        if i < self.staging {
+            format!("staging-{i:05}")
+        } else {
+            format!("prod-{:05}", i - self.staging)
+        }
     }
 }
 
-fn fleet() -> ValidFleet {
+fn fleet(s: Scale) -> ValidFleet {
     let mut inv = String::from(
         "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  groups: [{name: staging}, {name: prod}]\n  hosts:\n",
     );
-    for i in 0..STAGING + PROD {
-        let group = if i < STAGING { "staging" } else { "prod" };
+    for i in 0..s.staging + s.prod {
+        let group = if i < s.staging { "staging" } else { "prod" };
         inv.push_str(&format!(
             "    - {{name: {}, packageManager: apt, groups: [{group}]}}\n",
-            name(i)
+            s.name(i)
         ));
     }
     let files = [
@@ -64,20 +92,20 @@ fn fleet() -> ValidFleet {
 }
 
 /// The fleet as observed at commit `k`: staging host `i` has upgraded the packages `p` with
-/// `p % 50 == i % 50` to their `-2` version from commit `i % 50` on.
-fn observed_at(base: &ObservedFleet, k: usize) -> ObservedFleet {
+/// `p % commits == i % commits` to their `-2` version from commit `i % commits` on.
+fn observed_at(s: Scale, base: &ObservedFleet, k: usize) -> ObservedFleet {
     let hosts = base
         .hosts
         .iter()
         .enumerate()
         .map(|(i, h)| {
             let mut h = h.clone();
-            h.name = name(i);
-            if i < STAGING {
+            h.name = s.name(i);
+            if i < s.staging {
                 h.updates.clear();
-                if k >= i % COMMITS {
+                if k >= i % s.commits {
                     for (p, pkg) in h.installed.iter_mut().enumerate() {
-                        if p % COMMITS == i % COMMITS {
+                        if p % s.commits == i % s.commits {
                             pkg.version = format!("1.{}-2", p % 7).into();
                         }
                     }
@@ -103,8 +131,9 @@ fn plan_with(f: &ValidFleet, o: &ObservedFleet, e: &Evidence, at: Timestamp) -> 
 }
 
 fn bench(c: &mut Criterion) {
-    let f = fleet();
-    let base = synthetic::observed(STAGING + PROD);
+    let s = Scale::from_args();
+    let f = fleet(s);
+    let base = synthetic::observed(s.staging + s.prod);
     let start: Timestamp = "2026-11-01T00:00:00Z".parse().expect("instant");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -122,19 +151,21 @@ fn bench(c: &mut Criterion) {
     let built = std::time::Instant::now();
     let mut at = start;
     let mut last = None;
-    for k in 0..COMMITS {
+    for k in 0..s.commits {
         at = start + SignedDuration::from_hours(6 * i64::try_from(k).expect("small"));
-        let o = observed_at(&base, k);
+        let o = observed_at(s, &base, k);
         let run = report::observation_run(&o, "0123456789abcdef", at);
         report::record(&target, &f, Some(&o), &run, at).expect("recorded");
         last = Some(o);
     }
     let o = last.expect("commits");
     eprintln!(
-        "built {COMMITS} report commits of {STAGING} source hosts in {:.1?}",
+        "built {} report commits of {} source hosts in {:.1?}",
+        s.commits,
+        s.staging,
         built.elapsed()
     );
-    let sources: Vec<String> = (0..STAGING).map(name).collect();
+    let sources: Vec<String> = (0..s.staging).map(|i| s.name(i)).collect();
     let now = at + SignedDuration::from_hours(1);
     let e = report::promotion_evidence(&target.repo, &target.branch, &sources).expect("evidence");
     let p = plan_with(&f, &o, &e, now);
@@ -144,7 +175,10 @@ fn bench(c: &mut Criterion) {
             w + h.skipped.iter().filter(|s| s.promotion.is_some()).count(),
         )
     });
-    eprintln!("{promoted} updates promoted, {waiting} waiting, on {PROD} production hosts");
+    eprintln!(
+        "{promoted} updates promoted, {waiting} waiting, on {} production hosts",
+        s.prod
+    );
     assert!(
         promoted > 0 && waiting > 0,
         "the history must both prove and not yet prove versions"
@@ -152,15 +186,18 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("promotion");
     g.sample_size(10);
-    g.bench_function("read evidence of 1000 source hosts", |b| {
-        b.iter(|| {
-            black_box(
-                report::promotion_evidence(&target.repo, &target.branch, &sources)
-                    .expect("evidence"),
-            )
-        })
-    });
-    g.bench_function("plan 200 promoting hosts", |b| {
+    g.bench_function(
+        format!("read evidence of {} source hosts", s.staging),
+        |b| {
+            b.iter(|| {
+                black_box(
+                    report::promotion_evidence(&target.repo, &target.branch, &sources)
+                        .expect("evidence"),
+                )
+            })
+        },
+    );
+    g.bench_function(format!("plan {} promoting hosts", s.prod), |b| {
         b.iter(|| black_box(plan_with(&f, &o, &e, now)))
     });
     g.bench_function("read evidence and plan", |b| {

@@ -45,7 +45,8 @@ fn the_import_validates_in_a_fleet_repo() {
         "{}",
         text(&out)
     );
-    // The example's baselines and rollout select groups `db-replicas` and `db-primaries`:
+    // The example's baselines (selectors and a promotion source) and rollout select groups
+    // `db-replicas` and `db-primaries`:
     // Ansible's `db_replicas` and `db_primaries` are other names, so validate reports exactly
     // those selectors as dangling, and the imported document itself has no error.
     let d = repo.path().to_str().expect("utf-8");
@@ -53,7 +54,7 @@ fn the_import_validates_in_a_fleet_repo() {
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
     let all = text(&v);
     let errors: Vec<&str> = all.lines().filter(|l| l.contains(": error[")).collect();
-    assert_eq!(errors.len(), 4, "{all}");
+    assert_eq!(errors.len(), 5, "{all}");
     for e in &errors {
         assert!(e.contains("error[dangling-group-ref]"), "{all}");
         assert!(
