@@ -1,6 +1,7 @@
 //! The alerts' shell: on its own thread, evaluates the conditions against what the loop
-//! published (twice a second, cheap: the view is already built), records transitions in
-//! the outbox, and POSTs due deliveries in order per target, retrying with backoff.
+//! published (twice a second, and only when something they depend on changed), records
+//! transitions in the outbox, and POSTs due deliveries in order per target, retrying with
+//! backoff. The standing conditions are read from the outbox once, then kept in memory.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -67,6 +68,7 @@ async fn run(status: Arc<Status>, path: PathBuf, shutdown: Arc<AtomicBool>) {
         }
     };
     let mut outbox: Option<Outbox> = None;
+    let mut judge = Judge::default();
     let mut pruned: Option<Timestamp> = None;
     while !shutdown.load(Ordering::SeqCst) {
         let settings = status
@@ -75,13 +77,16 @@ async fn run(status: Arc<Status>, path: PathBuf, shutdown: Arc<AtomicBool>) {
         if let Some(settings) = settings {
             // No outbox until a webhook is configured (or one was: deliveries may wait).
             if outbox.is_none() && (!settings.webhooks.is_empty() || path.exists()) {
-                match Outbox::open(&path) {
-                    Ok(o) => outbox = Some(o),
+                match Outbox::open(&path).and_then(|o| Ok((o.standing()?, o))) {
+                    Ok((standing, o)) => {
+                        judge.standing = standing;
+                        outbox = Some(o);
+                    }
                     Err(e) => tracing::error!("alerts: {e}"),
                 }
             }
             if let Some(o) = outbox.as_mut() {
-                if let Err(e) = evaluate(&status, o, &settings) {
+                if let Err(e) = judge.evaluate(&status, o, &settings) {
                     tracing::error!("alerts: {e}");
                 }
                 deliver(&client, o, &settings).await;
@@ -99,16 +104,90 @@ async fn run(status: Arc<Status>, path: PathBuf, shutdown: Arc<AtomicBool>) {
     }
 }
 
-/// Judges what the loop published now and records the transitions.
-fn evaluate(
-    status: &Status,
-    outbox: &mut Outbox,
-    settings: &NotificationSettings,
-) -> Result<(), super::outbox::OutboxError> {
-    let view = status.view();
-    let reports = status.reports();
-    let reconcile = status.reconcile_brief();
-    let events = status.events.recent();
+/// The standing conditions (as the outbox has them) and what the last evaluation saw, so
+/// an unchanged state is not judged again every tick.
+#[derive(Default)]
+struct Judge {
+    standing: std::collections::BTreeMap<String, super::Standing>,
+    seen: Option<Seen>,
+}
+
+/// What the conditions depend on: the published values (by identity: the loop replaces
+/// them whole), the last event, and the minute (deadlines pass with time).
+#[derive(PartialEq, Eq)]
+struct Seen {
+    view: usize,
+    reports: usize,
+    desired: bool,
+    rejected: Option<String>,
+    finished: Option<Timestamp>,
+    last_event: Option<u64>,
+    minute: i64,
+}
+
+impl Judge {
+    /// Judges what the loop published now and records the transitions.
+    fn evaluate(
+        &mut self,
+        status: &Status,
+        outbox: &mut Outbox,
+        settings: &NotificationSettings,
+    ) -> Result<(), super::outbox::OutboxError> {
+        let view = status.view();
+        let reports = status.reports();
+        let reconcile = status.reconcile_brief();
+        let events = status.events.recent();
+        let now = Timestamp::now();
+        let seen = Seen {
+            view: Arc::as_ptr(&view) as usize,
+            reports: reports.as_ref().map_or(0, |r| Arc::as_ptr(r) as usize),
+            desired: status.desired().is_some(),
+            rejected: reconcile.rejected_commit.clone(),
+            finished: reconcile.finished_at,
+            last_event: events.last().map(|e| e.id),
+            minute: now.as_second() / 60,
+        };
+        if self.seen.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        let e = judge(
+            &self.standing,
+            &view,
+            reports.as_deref(),
+            &reconcile,
+            &events,
+            seen.desired,
+            now,
+        );
+        if e.opened.is_empty() && e.cleared.is_empty() {
+            self.seen = Some(seen);
+            return Ok(());
+        }
+        // Judged again next tick if this write fails: nothing is lost.
+        let queued = outbox.record(&e, &settings.webhooks, now)?;
+        self.seen = Some(seen);
+        for s in &e.opened {
+            tracing::info!(alert = %s.id, key = %s.condition.key, "alert firing: {}", s.condition.summary);
+        }
+        for s in &e.cleared {
+            tracing::info!(alert = %s.id, key = %s.condition.key, "alert resolved: {}", s.condition.summary);
+        }
+        tracing::debug!(queued, "alert deliveries queued");
+        self.standing = e.standing;
+        Ok(())
+    }
+}
+
+/// The evaluation of the published state against the standing conditions.
+fn judge(
+    standing: &std::collections::BTreeMap<String, super::Standing>,
+    view: &crate::view::FleetView,
+    reports: Option<&crate::report::Snapshot>,
+    reconcile: &crate::status::ReconcileStatus,
+    events: &[Arc<crate::events::Event>],
+    desired: bool,
+    now: Timestamp,
+) -> super::Evaluation {
     let started = events
         .iter()
         .rposition(|e| matches!(e.data, EventData::ReconcileStarted { .. }));
@@ -124,9 +203,9 @@ fn evaluate(
             .collect()
     });
     let inputs = Inputs {
-        hosts: reports.as_ref().map(|_| view.hosts.as_slice()),
-        reports: reports.as_deref(),
-        commit_known: status.desired().is_some() || reconcile.rejected_commit.is_some(),
+        hosts: reports.map(|_| view.hosts.as_slice()),
+        reports,
+        commit_known: desired || reconcile.rejected_commit.is_some(),
         rejected_commit: reconcile.rejected_commit.as_deref(),
         reconcile: reconcile
             .finished_at
@@ -134,21 +213,7 @@ fn evaluate(
             .map(|ok| (ok, reconcile.error.as_deref())),
         halted,
     };
-    let now = Timestamp::now();
-    let standing = outbox.standing()?;
-    let e = super::evaluate(&standing, &inputs, now);
-    if e.opened.is_empty() && e.cleared.is_empty() {
-        return Ok(());
-    }
-    let queued = outbox.record(&e, &settings.webhooks, now)?;
-    for s in &e.opened {
-        tracing::info!(alert = %s.id, key = %s.condition.key, "alert firing: {}", s.condition.summary);
-    }
-    for s in &e.cleared {
-        tracing::info!(alert = %s.id, key = %s.condition.key, "alert resolved: {}", s.condition.summary);
-    }
-    tracing::debug!(queued, "alert deliveries queued");
-    Ok(())
+    super::evaluate(standing, &inputs, now)
 }
 
 fn retry_bounds(settings: &NotificationSettings) -> (Duration, Duration) {
