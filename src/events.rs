@@ -309,6 +309,12 @@ impl EventLog {
         }
     }
 
+    /// The buffered events, oldest first (the dashboard reads the current reconcile's
+    /// batches and halts from them).
+    pub fn recent(&self) -> Vec<Arc<Event>> {
+        self.ring().buffer.iter().cloned().collect()
+    }
+
     /// The id the next event will get.
     pub fn next_id(&self) -> u64 {
         self.ring().next_id

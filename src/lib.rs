@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod advisory;
+pub mod alert;
 pub mod ansible;
 pub mod apply;
 pub mod cli;

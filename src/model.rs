@@ -129,6 +129,130 @@ pub struct SettingsSpec {
     /// Advisory data: what `serve` re-imports, how old it may get, OS-to-ecosystem mapping.
     #[serde(default)]
     pub advisories: AdvisorySettings,
+    /// Alerts `serve` sends to webhooks (`docs/alerts.md`).
+    #[serde(default)]
+    pub notifications: NotificationSettings,
+}
+
+/// Alerts: webhook targets and the conditions each wants, delivered at least once from a
+/// persisted outbox (`docs/alerts.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NotificationSettings {
+    /// Webhook targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+    /// The first retry of a failed delivery waits this long, each next one twice as long
+    /// (duration, default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_initial: Option<String>,
+    /// Retries never wait longer than this (duration, default `30m`); a delivery is retried
+    /// until it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max: Option<String>,
+}
+
+/// One webhook target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Webhook {
+    /// The target's name (logs, metrics, the outbox).
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// Where alerts are POSTed: an `http` or `https` URL.
+    #[schemars(regex(pattern = r"^https?://[^\x00-\x20\x7f]{1,2040}$"))]
+    pub url: String,
+    /// The conditions it wants (default: every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AlertEvent>,
+    /// `json` (default: the generic JSON body) or `slack` (a Slack-compatible `text` body,
+    /// for Slack, Mattermost or Rocket.Chat incoming webhooks).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The environment variable holding the HMAC-SHA256 secret: each body is sent with
+    /// `X-Patchkeeper-Signature: sha256=<hex HMAC of the body>`. A delivery whose variable is
+    /// unset is not sent (and retried), never sent unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))]
+    pub secret_env: Option<String>,
+    /// The least severity of a vulnerability that alerts: `critical` or `high` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<AlertSeverity>,
+}
+
+/// A webhook body's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookFormat {
+    /// The generic JSON alert.
+    #[default]
+    Json,
+    /// `{"text": …}` for Slack-compatible incoming webhooks.
+    Slack,
+}
+
+/// The vulnerability severities that may alert.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertSeverity {
+    /// High and critical.
+    High,
+    /// Critical only.
+    Critical,
+}
+
+/// A condition that alerts (once when it opens, once more when it clears).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertEvent {
+    /// A critical or high vulnerability is open on a host.
+    VulnerabilityOpened,
+    /// An open critical or high vulnerability is past its deadline.
+    VulnerabilityOverdue,
+    /// A rollout was halted by its failure budget.
+    RolloutHalted,
+    /// A host failed or was rolled back.
+    HostFailed,
+    /// A host could not be reached.
+    HostUnreachable,
+    /// A host is non-compliant by the policy.
+    HostNonCompliant,
+    /// The desired commit does not validate.
+    CommitInvalid,
+    /// The reconcile loop's last round failed.
+    ReconcileFailing,
+}
+
+impl AlertEvent {
+    /// Every condition.
+    pub const ALL: [AlertEvent; 8] = [
+        AlertEvent::VulnerabilityOpened,
+        AlertEvent::VulnerabilityOverdue,
+        AlertEvent::RolloutHalted,
+        AlertEvent::HostFailed,
+        AlertEvent::HostUnreachable,
+        AlertEvent::HostNonCompliant,
+        AlertEvent::CommitInvalid,
+        AlertEvent::ReconcileFailing,
+    ];
+
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::VulnerabilityOpened => "vulnerability-opened",
+            AlertEvent::VulnerabilityOverdue => "vulnerability-overdue",
+            AlertEvent::RolloutHalted => "rollout-halted",
+            AlertEvent::HostFailed => "host-failed",
+            AlertEvent::HostUnreachable => "host-unreachable",
+            AlertEvent::HostNonCompliant => "host-non-compliant",
+            AlertEvent::CommitInvalid => "commit-invalid",
+            AlertEvent::ReconcileFailing => "reconcile-failing",
+        }
+    }
 }
 
 /// Advisory data settings (`docs/vulnerabilities.md`). Where the store lives is the

@@ -291,6 +291,7 @@ impl<'a> Checker<'a> {
                 );
                 self.report_signing(o, &spec.reports);
                 self.api_tokens(o, &spec.api);
+                self.notifications(o, &spec.notifications);
                 self.advisory_settings(o, &spec.advisories);
             }
         }
@@ -328,6 +329,44 @@ impl<'a> Checker<'a> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    fn notifications(&mut self, o: &Origin, n: &model::NotificationSettings) {
+        self.duration(
+            o,
+            "/spec/notifications/retryInitial",
+            n.retry_initial.as_ref(),
+        );
+        self.duration(o, "/spec/notifications/retryMax", n.retry_max.as_ref());
+        for (i, w) in n.webhooks.iter().enumerate() {
+            let at = format!("/spec/notifications/webhooks/{i}");
+            match url::Url::parse(&w.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    o.at(&format!("{at}/url")),
+                    format!(
+                        "webhook `{}`: `{}` is not an http or https URL",
+                        w.name,
+                        crate::redact::text(&w.url)
+                    ),
+                )),
+            }
+            // Two targets of one name would share their outbox entries.
+            if let Some(j) = n.webhooks[..i].iter().position(|p| p.name == w.name) {
+                self.push(
+                    Diagnostic::new(
+                        Code::DuplicateName,
+                        o.at(&format!("{at}/name")),
+                        format!("webhook name `{}` is listed twice", w.name),
+                    )
+                    .with_note(
+                        o.at(&format!("/spec/notifications/webhooks/{j}/name")),
+                        "first listed here",
+                    ),
+                );
             }
         }
     }

@@ -171,6 +171,15 @@ pub fn run(args: Args) -> u8 {
             _ => super::EXIT_ERROR,
         };
     }
+    // Alerts: evaluated and delivered on their own thread, from what the loop publishes.
+    if let Err(e) = crate::alert::notifier::spawn(
+        status.clone(),
+        crate::alert::notifier::outbox_path(&state_repo),
+        shutdown.clone(),
+    ) {
+        eprintln!("error: cannot start the alert notifier: {e}");
+        return super::EXIT_ERROR;
+    }
     let Some(listen) = args.listen else {
         if let Err(e) = watch_signals(shutdown.clone(), stop, Box::new(|| {})) {
             eprintln!("error: cannot install signal handlers: {e}");
@@ -214,6 +223,7 @@ pub fn run(args: Args) -> u8 {
         rate: Rate::per_second(args.rate_limit, args.rate_burst),
         keep_alive,
         reconciles: !args.api_only,
+        secure_cookies: tls.is_some(),
         ..service::Config::default()
     };
     let intake = Arc::new(crate::request::Intake::new(source));

@@ -1415,6 +1415,60 @@ pub fn host_history(
     Ok(Some(out))
 }
 
+/// The hosts per compliance state of every report commit on the branch's first-parent
+/// history (its `summary.json`), oldest first, at most the newest `limit`. `Ok(None)` when
+/// the branch does not exist. Commits without a readable summary are skipped.
+pub fn state_history(
+    repo_path: &Path,
+    branch: &str,
+    limit: usize,
+) -> Result<Option<Vec<super::StatePoint>>, ReportError> {
+    /// Only what the chart needs: the host list of a large fleet is skipped, not built.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Counts {
+        run_id: String,
+        generated_at: Timestamp,
+        counts: BTreeMap<crate::compliance::ComplianceState, usize>,
+    }
+    let repo = discover(repo_path)?;
+    let Some(reference) = branch_or_tracking(&repo, branch)? else {
+        return Ok(None);
+    };
+    let tip = reference
+        .peel_to_commit()
+        .map_err(git_err(format!("read branch {branch}")))?;
+    let mut walk = repo.revwalk().map_err(git_err("walk the branch"))?;
+    walk.push(tip.id()).map_err(git_err("walk the branch"))?;
+    walk.simplify_first_parent()
+        .map_err(git_err("walk the branch"))?;
+    let mut out = Vec::new();
+    for oid in walk {
+        if out.len() >= limit {
+            break;
+        }
+        let oid = oid.map_err(git_err("walk the branch"))?;
+        let c = repo.find_commit(oid).map_err(git_err("read commit"))?;
+        let tree = c.tree().map_err(git_err("read tree"))?;
+        let Some(e) = tree.get_name("summary.json") else {
+            continue;
+        };
+        let blob = repo
+            .find_blob(e.id())
+            .map_err(git_err("read summary.json"))?;
+        if let Ok(s) = serde_json::from_slice::<Counts>(blob.content()) {
+            out.push(super::StatePoint {
+                commit: oid.to_string(),
+                run_id: s.run_id,
+                at: s.generated_at,
+                counts: s.counts,
+            });
+        }
+    }
+    out.reverse();
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

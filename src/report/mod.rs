@@ -1403,6 +1403,30 @@ pub fn host_history(
     git::host_history(repo, branch, host, since)
 }
 
+/// One report commit's hosts per compliance state (the dashboard's chart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatePoint {
+    /// The report commit.
+    pub commit: String,
+    /// The run it recorded.
+    pub run_id: String,
+    /// When its summary was written.
+    pub at: Timestamp,
+    /// Hosts per state.
+    pub counts: BTreeMap<ComplianceState, usize>,
+}
+
+/// The hosts per state of the newest `limit` report commits of `branch`, oldest first
+/// (`Ok(None)`: no such branch).
+pub fn state_history(
+    repo: &Path,
+    branch: &str,
+    limit: usize,
+) -> Result<Option<Vec<StatePoint>>, ReportError> {
+    git::state_history(repo, branch, limit)
+}
+
 /// Reads the reports branch `branch` of the repository at `repo` (no working tree needed).
 /// `Ok(None)` when the branch does not exist yet.
 pub fn read(repo: &Path, branch: &str) -> Result<Option<Snapshot>, ReportError> {

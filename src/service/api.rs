@@ -295,7 +295,7 @@ fn paginate<'a, T: Clone + 'a>(
     }
 }
 
-fn parse_states(s: &str) -> Result<Vec<Option<ComplianceState>>, ApiError> {
+pub(super) fn parse_states(s: &str) -> Result<Vec<Option<ComplianceState>>, ApiError> {
     s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -321,7 +321,7 @@ fn parse_states(s: &str) -> Result<Vec<Option<ComplianceState>>, ApiError> {
         .collect()
 }
 
-fn parse_labels(s: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn parse_labels(s: &str) -> Result<Vec<(String, String)>, ApiError> {
     s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -386,18 +386,23 @@ pub async fn host(
     State(app): State<App>,
     Path(name): Path<String>,
 ) -> Result<Json<HostDetail>, ApiError> {
+    host_detail(&app, &name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(&format!("host `{name}`")))
+}
+
+/// One host in full from what the loop published (the API's host view and the dashboard's
+/// host page share it); `None`: no such inventory host.
+pub(super) fn host_detail(app: &App, name: &str) -> Option<HostDetail> {
     let status = app.status();
     let view = status.view();
-    let summary = view
-        .host(&name)
-        .ok_or_else(|| ApiError::not_found(&format!("host `{name}`")))?
-        .clone();
-    let observed = status.observed().and_then(|o| o.host(&name).cloned());
+    let summary = view.host(name)?.clone();
+    let observed = status.observed().and_then(|o| o.host(name).cloned());
     let compliance = status
         .reports()
         .and_then(|r| r.hosts.iter().find(|h| h.compliance.host == name).cloned());
-    let plan = status.plan().and_then(|p| p.host(&name).cloned());
-    Ok(Json(HostDetail::new(summary, observed, compliance, plan)))
+    let plan = status.plan().and_then(|p| p.host(name).cloned());
+    Some(HostDetail::new(summary, observed, compliance, plan))
 }
 
 /// `GET /api/v1/plan`: the same JSON as `patchkeeper plan --json`.
@@ -447,7 +452,7 @@ impl RunCache {
 }
 
 /// The reports branch of the desired commit's Settings.
-fn reports_branch(app: &App) -> String {
+pub(super) fn reports_branch(app: &App) -> String {
     app.status()
         .desired()
         .and_then(|(_, f)| f.settings().reports.branch)
@@ -455,7 +460,10 @@ fn reports_branch(app: &App) -> String {
 }
 
 /// Reads the records of `ids` (cache first, then one pass over the branch).
-async fn load_runs(app: &App, ids: Vec<String>) -> Result<Vec<Arc<RunRecord>>, ApiError> {
+pub(super) async fn load_runs(
+    app: &App,
+    ids: Vec<String>,
+) -> Result<Vec<Arc<RunRecord>>, ApiError> {
     let missing: Vec<String> = ids
         .iter()
         .filter(|id| app.0.runs.get(id).is_none())
@@ -476,7 +484,7 @@ async fn load_runs(app: &App, ids: Vec<String>) -> Result<Vec<Arc<RunRecord>>, A
     Ok(ids.iter().filter_map(|id| app.0.runs.get(id)).collect())
 }
 
-fn run_summary(run: &RunRecord) -> RunSummary {
+pub(super) fn run_summary(run: &RunRecord) -> RunSummary {
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for h in &run.hosts {
         let outcome = serde_json::to_value(&h.outcome)
@@ -699,6 +707,28 @@ pub async fn file_request(
     let document: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("malformed-json", format!("the body is not JSON: {e}"))
     })?;
+    let request_id = headers
+        .get(super::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let filed = file(&app, &caller, document, request_id).await?;
+    let location = format!("/api/v1/patch-requests/{}", filed.name);
+    let mut response = (StatusCode::CREATED, Json(filed)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Files a patch request `document` for `caller`: validated, committed and published, the
+/// view and the event stream told. The one path of the API and of the dashboard's form.
+pub(super) async fn file(
+    app: &App,
+    caller: &Caller,
+    document: serde_json::Value,
+    request_id: String,
+) -> Result<RequestFiled, ApiError> {
     let Some(intake) = app.0.intake.clone() else {
         return Err(ApiError::not_ready(
             "this server does not accept patch requests",
@@ -708,11 +738,6 @@ pub async fn file_request(
     if status.desired().is_none() {
         return Err(ApiError::not_ready("no desired commit validated yet"));
     }
-    let request_id = headers
-        .get(super::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
     let submission = Submission {
         document: document.clone(),
         requested_by: caller.name.clone(),
@@ -751,22 +776,16 @@ pub async fn file_request(
         commit: filed.commit.clone(),
         branch: filed.branch.clone(),
     });
-    let location = format!("/api/v1/patch-requests/{}", filed.name);
-    let body = RequestFiled {
+    Ok(RequestFiled {
         name: filed.name,
         state,
         branch: filed.branch,
         commit: filed.commit,
         pushed: filed.pushed,
-        requested_by: caller.name,
+        requested_by: caller.name.clone(),
         request_id,
         warnings: filed.warnings,
-    };
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    })
 }
 
 /// `GET /api/v1/reconcile`: the reconcile in progress (or the last) with per-host results.

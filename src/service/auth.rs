@@ -116,19 +116,24 @@ fn unauthorized(code: &str, message: &str, invalid: bool) -> Response {
         .into_response()
 }
 
-async fn authorize(app: App, scope: Scope, mut req: Request, next: Next) -> Response {
-    let Some(token) = presented(req.method(), req.headers()) else {
-        tracing::info!("refused: no bearer token");
-        return unauthorized(
-            "unauthorized",
-            "this route needs a bearer token: `Authorization: Bearer pk_…`",
-            false,
-        );
-    };
+/// Why a presented token was not let through.
+#[derive(Debug)]
+pub(super) enum Denied {
+    /// Malformed, unknown or expired (the message says which).
+    Unauthenticated(String),
+    /// Valid, without the scope.
+    Forbidden(Caller),
+    /// Over its rate: retry after this long.
+    Limited(Caller, Duration),
+}
+
+/// Checks `token` against the keyring in force, the scope and the token's rate; logs why
+/// not (naming the token, never its value).
+pub(super) fn check(app: &App, token: &str, scope: Scope) -> Result<Caller, Denied> {
     let caller: Caller = match app
         .status()
         .keyring()
-        .authenticate(&token, jiff::Timestamp::now())
+        .authenticate(token, jiff::Timestamp::now())
     {
         Ok(c) => c,
         Err(refused) => {
@@ -138,45 +143,84 @@ async fn authorize(app: App, scope: Scope, mut req: Request, next: Next) -> Resp
                 }
                 other => tracing::info!("refused: {other}"),
             }
-            return unauthorized("unauthorized", &refused.to_string(), true);
+            return Err(Denied::Unauthenticated(refused.to_string()));
         }
     };
     tracing::Span::current().record("token", caller.name.as_str());
     if !caller.may(scope) {
         tracing::info!(token = %caller.name, needed = scope.as_str(), "refused: missing scope");
-        let challenge = format!(
-            "Bearer realm=\"patchkeeper\", error=\"insufficient_scope\", scope=\"{}\"",
-            scope.as_str()
-        );
-        let mut err = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token `{}` lacks the `{}` scope this route needs",
-                caller.name,
-                scope.as_str()
-            ),
-        );
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            err = err.header(header::WWW_AUTHENTICATE, v);
-        }
-        return err.into_response();
+        return Err(Denied::Forbidden(caller));
     }
     if let Err(wait) = app.limiter().check(&caller.name) {
         tracing::info!(token = %caller.name, "refused: over its rate");
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let secs = secs.max(1);
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            format!(
-                "token `{}` is over its rate; retry in {secs} s",
-                caller.name
-            ),
-        )
-        .header(header::RETRY_AFTER, HeaderValue::from(secs))
-        .into_response();
+        return Err(Denied::Limited(caller, wait));
     }
+    Ok(caller)
+}
+
+/// Whole seconds to wait, at least 1 (for `Retry-After`).
+pub(super) fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The session cookie's token (whatever the method; the dashboard checks CSRF itself).
+pub(super) fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == COOKIE && !v.is_empty()).then(|| v.to_owned())
+        })
+}
+
+async fn authorize(app: App, scope: Scope, mut req: Request, next: Next) -> Response {
+    let Some(token) = presented(req.method(), req.headers()) else {
+        tracing::info!("refused: no bearer token");
+        return unauthorized(
+            "unauthorized",
+            "this route needs a bearer token: `Authorization: Bearer pk_…`",
+            false,
+        );
+    };
+    let caller = match check(&app, &token, scope) {
+        Ok(c) => c,
+        Err(Denied::Unauthenticated(why)) => return unauthorized("unauthorized", &why, true),
+        Err(Denied::Forbidden(caller)) => {
+            let challenge = format!(
+                "Bearer realm=\"patchkeeper\", error=\"insufficient_scope\", scope=\"{}\"",
+                scope.as_str()
+            );
+            let mut err = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` lacks the `{}` scope this route needs",
+                    caller.name,
+                    scope.as_str()
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                err = err.header(header::WWW_AUTHENTICATE, v);
+            }
+            return err.into_response();
+        }
+        Err(Denied::Limited(caller, wait)) => {
+            let secs = retry_secs(wait);
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "token `{}` is over its rate; retry in {secs} s",
+                    caller.name
+                ),
+            )
+            .header(header::RETRY_AFTER, HeaderValue::from(secs))
+            .into_response();
+        }
+    };
     req.extensions_mut().insert(caller);
     next.run(req).await
 }

@@ -97,6 +97,11 @@ impl ApiError {
             .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
+    /// The body it answers with (the dashboard shows its message and diagnostics).
+    pub fn body(&self) -> &ErrorBody {
+        &self.0.body
+    }
+
     /// 500 that hides the cause from the client (it is logged with the request id).
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {cause}");

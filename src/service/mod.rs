@@ -14,6 +14,7 @@
 
 mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 mod metrics;
 pub mod openapi;
@@ -81,6 +82,8 @@ pub struct Config {
     pub reconciles: bool,
     /// How long shutdown waits for requests in flight.
     pub grace: Duration,
+    /// Mark the dashboard's session cookie `Secure` (served over TLS).
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             sse_max_age: Duration::from_secs(3600),
             reconciles: true,
             grace: Duration::from_secs(10),
+            secure_cookies: false,
         }
     }
 }
@@ -111,6 +115,9 @@ struct Inner {
     loop_alive: AtomicBool,
     openapi: String,
     runs: api::RunCache,
+    csrf: dashboard::CsrfKey,
+    /// The dashboard chart's points, for the reports tip they were read at.
+    history: dashboard::HistoryCache,
 }
 
 /// The state every handler shares (cheap to clone).
@@ -147,6 +154,8 @@ impl App {
             loop_alive: AtomicBool::new(true),
             openapi: openapi::document_text(),
             runs: api::RunCache::default(),
+            csrf: dashboard::CsrfKey::random(),
+            history: dashboard::HistoryCache::default(),
         }))
     }
 
@@ -233,6 +242,7 @@ pub fn router_with(app: App, extra: Router<App>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(metrics::handler))
+        .merge(dashboard::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -295,6 +305,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // The dashboard's pages answer errors as pages.
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
         return response;
     }
     let (mut parts, body) = response.into_parts();

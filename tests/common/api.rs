@@ -184,8 +184,14 @@ impl Server {
 
     /// [`Server::start`] in `dir`, with `HOME` there (caches stay in the test's dir).
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+        Server::start_with_env(dir, &[], args)
+    }
+
+    /// [`Server::start_in`] with more environment variables.
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
         let mut child = patchkeeper(dir)
             .env("HOME", dir)
+            .envs(env.iter().copied())
             .env("PATCHKEEPER_LOG", "info,patchkeeper=debug,tower_http=warn")
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
             .args(args)
