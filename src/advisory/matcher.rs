@@ -668,7 +668,7 @@ pub(super) fn assess_grouped<'o>(
         })
         .collect();
     let interner = Interner::new();
-    let cores: HashMap<usize, Vec<Arc<FindingCore>>> = leaders
+    let groups: HashMap<usize, Group> = leaders
         .par_iter()
         .map(|&(i, e)| {
             let hits = |name: &'o str, version: &'o str| {
@@ -682,7 +682,7 @@ pub(super) fn assess_grouped<'o>(
                 &ecos[e as usize],
                 &observed.hosts[i],
             );
-            (i, cores)
+            (i, Group::new(cores))
         })
         .collect();
     let hosts: Vec<(String, HostFindings)> = observed
@@ -691,11 +691,11 @@ pub(super) fn assess_grouped<'o>(
         .zip(host_eco.par_iter())
         .zip(group.par_iter())
         .map(|((h, eco), g)| {
-            let findings = match (eco, g.and_then(|g| cores.get(&g))) {
-                (Some(e), Some(cores)) => HostFindings {
+            let findings = match (eco, g.and_then(|g| groups.get(&g))) {
+                (Some(e), Some(group)) => HostFindings {
                     ecosystem: Some(ecos[*e as usize].clone()),
                     not_assessed: None,
-                    findings: findings_for(cores, ecos[*e as usize].ordering, h),
+                    findings: group.findings(ecos[*e as usize].ordering, h),
                 },
                 _ => not_assessed(h, eco.is_some()),
             };
@@ -797,27 +797,43 @@ fn not_assessed(h: &ObservedHost, has_ecosystem: bool) -> HostFindings {
     }
 }
 
-/// Everything of a host the finding cores depend on, hashed: each installed package's
-/// name, version, source and source version, in order.
+/// Everything of a host the finding cores depend on, hashed: its installed packages (name,
+/// version, architecture) and the sources recorded for them, as observed (equal inputs give
+/// equal [`ObservedHost::with_sources`] pairings without running them).
 fn signature(h: &ObservedHost) -> u64 {
     use std::hash::BuildHasher;
     let mut s = foldhash::fast::FixedState::default().build_hasher();
-    for (p, src, sver) in h.with_sources() {
-        p.name.as_str().hash(&mut s);
-        p.version.as_str().hash(&mut s);
-        src.hash(&mut s);
-        sver.hash(&mut s);
+    h.installed.len().hash(&mut s);
+    for p in &h.installed {
+        (p.name.as_str(), p.version.as_str(), p.arch.as_str()).hash(&mut s);
+    }
+    h.sources.len().hash(&mut s);
+    for x in &h.sources {
+        (
+            x.package.as_str(),
+            x.arch.as_str(),
+            x.source.as_str(),
+            x.version.as_str(),
+        )
+            .hash(&mut s);
     }
     s.finish()
 }
 
-/// Whether `a` and `b` have equal lists of what [`signature`] hashes.
+/// Whether `a` and `b` agree on everything [`signature`] hashes.
 fn same_packages(a: &ObservedHost, b: &ObservedHost) -> bool {
-    let list = |h| {
-        ObservedHost::with_sources(h)
-            .map(|(p, src, sver)| (p.name.as_str(), p.version.as_str(), src, sver))
-    };
-    list(a).eq(list(b))
+    a.installed.len() == b.installed.len()
+        && a.sources.len() == b.sources.len()
+        && a.installed
+            .iter()
+            .zip(&b.installed)
+            .all(|(x, y)| x.name == y.name && x.version == y.version && x.arch == y.arch)
+        && a.sources.iter().zip(&b.sources).all(|(x, y)| {
+            x.package == y.package
+                && x.arch == y.arch
+                && x.source == y.source
+                && x.version == y.version
+        })
 }
 
 fn union<'a>(mut a: HashSet<Key<'a>>, b: HashSet<Key<'a>>) -> HashSet<Key<'a>> {
@@ -892,7 +908,61 @@ fn host_cores<'h, 'm>(
     cores
 }
 
-/// A host's findings from its (group's) cores: each with the host's own offer.
+/// The finding cores of a group of hosts, and which of them each package name is in.
+struct Group {
+    cores: Vec<Arc<FindingCore>>,
+    by_package: HashMap<SmolStr, Vec<u32>>,
+}
+
+impl Group {
+    fn new(cores: Vec<Arc<FindingCore>>) -> Group {
+        let mut by_package: HashMap<SmolStr, Vec<u32>> = HashMap::default();
+        for (i, c) in cores.iter().enumerate() {
+            for p in &c.packages {
+                by_package
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        Group { cores, by_package }
+    }
+
+    /// Member `h`'s findings: [`findings_for`]'s, with offers looked for only on the cores
+    /// one of `h`'s pending or held updates names a package of (for the others
+    /// [`offer_for`] finds nothing: fix not offered, or no fix).
+    fn findings(&self, ordering: Ecosystem, h: &ObservedHost) -> Vec<Finding> {
+        let mut touched = vec![false; self.cores.len()];
+        for u in h.updates.iter().chain(&h.held_updates) {
+            for &i in self.by_package.get(u.name.as_str()).into_iter().flatten() {
+                if let Some(t) = touched.get_mut(i as usize) {
+                    *t = true;
+                }
+            }
+        }
+        self.cores
+            .iter()
+            .zip(touched)
+            .map(|(core, touched)| {
+                let (state, offer) = if touched {
+                    offer_for(core, ordering, h)
+                } else if core.fixed.is_some() {
+                    (FindingState::FixNotOffered, None)
+                } else {
+                    (FindingState::NoFix, None)
+                };
+                Finding {
+                    core: core.clone(),
+                    state,
+                    offer: offer.map(Box::new),
+                    exception: None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A host's findings from its cores: each with the host's own offer.
 fn findings_for(cores: &[Arc<FindingCore>], ordering: Ecosystem, h: &ObservedHost) -> Vec<Finding> {
     cores
         .iter()

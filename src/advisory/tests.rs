@@ -981,13 +981,16 @@ mod fast_path {
         )
     }
 
+    /// An installed package as [`Pkg`], owning its strings.
+    type OwnedPkg = (String, String, Option<(String, String)>);
+
     fn build(i: usize, images: &[Image], spec: &HostSpec) -> ObservedHost {
         let (img, change, os_kind, reachable, updates) = spec;
         let mut packages = images[*img].clone();
         if let Some((n, v)) = change {
             packages[*n] = Some((*v, None));
         }
-        let owned: Vec<(String, String, Option<(String, String)>)> = packages
+        let owned: Vec<OwnedPkg> = packages
             .iter()
             .enumerate()
             .filter_map(|(n, p)| {
