@@ -8,7 +8,9 @@
 //! unimportant issues included.
 //!
 //! Run: `cargo bench --bench vulns` (criterion for matching; the import, the index build and
-//! the memory figures are printed once). Memory is counted by a global allocator: the peak
+//! the memory figures are printed once). Hosts in one role share their package list, as
+//! hosts made from one image do; `VULNS_BENCH_DISTINCT=1` gives every host a package in a
+//! build of its own, so no two lists are equal (the matcher's worst case). Memory is counted by a global allocator: the peak
 //! bytes allocated during matching beyond its inputs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -63,6 +65,18 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// CPU seconds (user + system) this process has used so far, over all its threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a zeroed rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -119,8 +133,9 @@ fn fixed(v: &str) -> Affected {
 }
 
 /// `hosts` Debian 12 hosts: the shared synthetic fleet, with each package built from a
-/// source (3 binaries per source, a source set per role of 4).
-fn fleet(hosts: usize) -> ObservedFleet {
+/// source (3 binaries per source, a source set per role of 4). `distinct`: every host's
+/// package list differs from every other's (one package in a host-specific build).
+fn fleet(hosts: usize, distinct: bool) -> ObservedFleet {
     let mut o = synthetic::observed(hosts);
     for (i, h) in o.hosts.iter_mut().enumerate() {
         h.os = Some(OsInfo {
@@ -142,6 +157,10 @@ fn fleet(hosts: usize) -> ObservedFleet {
                 version: format!("1.{}-1", (p / 3) % 7).into(),
             })
             .collect();
+        if distinct {
+            // A host-specific build of one package: no two hosts share a package list.
+            h.installed[0].version = format!("1.0-1+pk{i}").into();
+        }
         h.normalize();
     }
     o
@@ -180,7 +199,9 @@ fn bench(c: &mut Criterion) {
     // `cargo test --all-targets` runs benches once in test mode: keep that quick.
     let hosts = if full { 10_000 } else { 50 };
     let recs = records();
-    if full {
+    // `VULNS_BENCH_MATCH_ONLY=1` skips the import (when profiling the matcher).
+    let import = full && std::env::var_os("VULNS_BENCH_MATCH_ONLY").is_none_or(|v| v != "1");
+    if import {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("tracker.json");
         std::fs::write(&path, tracker_dump(&recs)).expect("write dump");
@@ -221,17 +242,21 @@ fn bench(c: &mut Criterion) {
         mib(LIVE.load(Ordering::Relaxed).saturating_sub(before))
     );
     let before_fleet = LIVE.load(Ordering::Relaxed);
-    let observed = fleet(hosts);
+    let distinct = std::env::var_os("VULNS_BENCH_DISTINCT").is_some_and(|v| v == "1");
+    let observed = fleet(hosts, distinct);
     let fleet_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before_fleet);
     let overrides = Default::default();
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let a = assess(&index, &observed, &overrides);
     let took = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     let findings: usize = a.hosts.values().map(|h| h.findings.len()).sum();
     eprintln!(
-        "assess {hosts} hosts x 1500 packages: {took:.2} s, {findings} findings; the observed fleet holds {:.0} MiB, matching allocates at most {:.0} MiB more, its result {:.0} MiB",
+        "assess {hosts} hosts x 1500 packages{}: {took:.2} s ({cpu:.2} s of CPU), {findings} findings; the observed fleet holds {:.0} MiB, matching allocates at most {:.0} MiB more, its result {:.0} MiB",
+        if distinct { " (every package list distinct)" } else { "" },
         mib(fleet_bytes),
         mib(PEAK.load(Ordering::Relaxed).saturating_sub(base)),
         mib(LIVE.load(Ordering::Relaxed).saturating_sub(base)),

@@ -15,6 +15,7 @@
 //! Fleets share most (package, version) pairs, so each distinct (ecosystem, package,
 //! version) is evaluated once and the result reused for every host that has it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -581,14 +582,178 @@ type Key<'a> = (u16, &'a str, &'a str);
 
 /// Matches every observed host against `index`. `overrides` maps os-release ids to
 /// ecosystem names (Settings `advisories.ecosystems`).
+///
+/// What a host's findings say about its packages ([`FindingCore`]) depends only on its
+/// ecosystem and its installed (package, version, source, source version) list; only the
+/// offers (its pending and held updates) are its own. Hosts made from one image share that
+/// list, so hosts with an equal list form a group whose finding cores are made once, from
+/// its first host, and every member only adds its offers. Over the groups' first hosts each
+/// distinct (ecosystem, package, version) is evaluated once. [`assess_per_host`] is the
+/// straightforward definition this must equal (a property test checks it).
 pub fn assess(
     index: &Index,
     observed: &ObservedFleet,
     overrides: &BTreeMap<String, String>,
 ) -> Assessment {
-    // The ecosystems present, numbered, and each host's.
+    assess_grouped(index, observed, overrides, signature)
+}
+
+/// [`assess`] with hosts grouped by `signature` (a hash of what [`same_packages`]
+/// compares; tests pass a colliding one).
+pub(super) fn assess_grouped<'o>(
+    index: &Index,
+    observed: &'o ObservedFleet,
+    overrides: &BTreeMap<String, String>,
+    signature: impl Fn(&ObservedHost) -> u64 + Sync,
+) -> Assessment {
+    let (ecos, host_eco) = host_ecosystems(observed, overrides);
+    // Each assessable host's (ecosystem, hash of its package list).
+    let sigs: Vec<Option<(u16, u64)>> = observed
+        .hosts
+        .par_iter()
+        .zip(host_eco.par_iter())
+        .map(|(h, eco)| {
+            let e = (*eco)?;
+            h.status.is_reachable().then(|| (e, signature(h)))
+        })
+        .collect();
+    // The first host of each signature leads its group.
+    let mut first: HashMap<(u16, u64), usize> = HashMap::default();
+    let mut group: Vec<Option<usize>> = sigs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Some(*first.entry((*s)?).or_insert(i)))
+        .collect();
+    // Equal hashes of unequal lists (a collision) must not share: such a host leads a
+    // group of its own.
+    let collided: Vec<usize> = group
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, g)| {
+            let g = (*g)?;
+            (g != i && !same_packages(&observed.hosts[i], &observed.hosts[g])).then_some(i)
+        })
+        .collect();
+    for i in collided {
+        group[i] = Some(i);
+    }
+    let leaders: Vec<(usize, u16)> = group
+        .iter()
+        .zip(&host_eco)
+        .enumerate()
+        .filter_map(|(i, (g, e))| (*g == Some(i)).then_some((i, (*e)?)))
+        .collect();
+    // Every distinct (ecosystem, package, version) of the leaders, evaluated once.
+    let keys: HashSet<Key<'o>> = leaders
+        .par_iter()
+        .fold(HashSet::default, |mut set, &(i, e)| {
+            for (name, version) in lookup_names(&observed.hosts[i], ecos[e as usize].ordering) {
+                set.insert((e, name, version));
+            }
+            set
+        })
+        .reduce(HashSet::default, |mut a, b| {
+            if a.len() < b.len() {
+                return union(b, a);
+            }
+            a.extend(b);
+            a
+        });
+    let keys: Vec<Key<'o>> = keys.into_iter().collect();
+    let memo: HashMap<Key<'o>, Vec<Hit>> = keys
+        .into_par_iter()
+        .filter_map(|k| {
+            let hits = index.evaluate(&ecos[k.0 as usize], k.1, k.2);
+            (!hits.is_empty()).then_some((k, hits))
+        })
+        .collect();
+    let interner = Interner::new();
+    let groups: HashMap<usize, Group> = leaders
+        .par_iter()
+        .map(|&(i, e)| {
+            let hits = |name: &'o str, version: &'o str| {
+                memo.get(&(e, name, version))
+                    .map(|h| Cow::Borrowed(h.as_slice()))
+            };
+            let cores = host_cores(
+                index,
+                hits,
+                &interner,
+                &ecos[e as usize],
+                &observed.hosts[i],
+            );
+            (i, Group::new(cores))
+        })
+        .collect();
+    let hosts: Vec<(String, HostFindings)> = observed
+        .hosts
+        .par_iter()
+        .zip(host_eco.par_iter())
+        .zip(group.par_iter())
+        .map(|((h, eco), g)| {
+            let findings = match (eco, g.and_then(|g| groups.get(&g))) {
+                (Some(e), Some(group)) => HostFindings {
+                    ecosystem: Some(ecos[*e as usize].clone()),
+                    not_assessed: None,
+                    findings: group.findings(ecos[*e as usize].ordering, h),
+                },
+                _ => not_assessed(h, eco.is_some()),
+            };
+            (h.name.clone(), findings)
+        })
+        .collect();
+    Assessment {
+        snapshot: index.snapshot.clone(),
+        hosts: hosts.into_iter().collect(),
+    }
+}
+
+/// [`assess`] without its sharing: every host on its own, every (package, version) of it
+/// evaluated against the index directly. The definition the fast path is tested against.
+pub fn assess_per_host(
+    index: &Index,
+    observed: &ObservedFleet,
+    overrides: &BTreeMap<String, String>,
+) -> Assessment {
+    let (ecos, host_eco) = host_ecosystems(observed, overrides);
+    let interner = Interner::new();
+    let hosts = observed
+        .hosts
+        .iter()
+        .zip(&host_eco)
+        .map(|(h, eco)| {
+            let findings = match eco {
+                Some(e) if h.status.is_reachable() => {
+                    let eco = &ecos[*e as usize];
+                    let hits = |name: &str, version: &str| {
+                        let hits = index.evaluate(eco, name, version);
+                        (!hits.is_empty()).then_some(Cow::Owned(hits))
+                    };
+                    let cores = host_cores(index, hits, &interner, eco, h);
+                    HostFindings {
+                        ecosystem: Some(eco.clone()),
+                        not_assessed: None,
+                        findings: findings_for(&cores, eco.ordering, h),
+                    }
+                }
+                _ => not_assessed(h, eco.is_some()),
+            };
+            (h.name.clone(), findings)
+        })
+        .collect();
+    Assessment {
+        snapshot: index.snapshot.clone(),
+        hosts,
+    }
+}
+
+/// The ecosystems present (numbered in order of appearance) and each host's number.
+fn host_ecosystems(
+    observed: &ObservedFleet,
+    overrides: &BTreeMap<String, String>,
+) -> (Vec<HostEcosystem>, Vec<Option<u16>>) {
     let mut ecos: Vec<HostEcosystem> = Vec::new();
-    let host_eco: Vec<Option<u16>> = observed
+    let host_eco = observed
         .hosts
         .iter()
         .map(|h| {
@@ -605,70 +770,70 @@ pub fn assess(
             u16::try_from(i).ok()
         })
         .collect();
-    // Every distinct (ecosystem, package, version) of the fleet, evaluated once.
-    let keys: HashSet<Key<'_>> = observed
-        .hosts
-        .par_iter()
-        .zip(host_eco.par_iter())
-        .fold(HashSet::default, |mut set, (h, eco)| {
-            if let Some(e) = eco {
-                if h.status.is_reachable() {
-                    for (name, version) in lookup_names(h, ecos[*e as usize].ordering) {
-                        set.insert((*e, name, version));
-                    }
-                }
-            }
-            set
-        })
-        .reduce(HashSet::default, |mut a, b| {
-            if a.len() < b.len() {
-                return union(b, a);
-            }
-            a.extend(b);
-            a
-        });
-    let keys: Vec<Key<'_>> = keys.into_iter().collect();
-    let interner = Interner::new();
-    let memo: HashMap<Key<'_>, Vec<Hit>> = keys
-        .into_par_iter()
-        .filter_map(|k| {
-            let hits = index.evaluate(&ecos[k.0 as usize], k.1, k.2);
-            (!hits.is_empty()).then_some((k, hits))
-        })
-        .collect();
-    let hosts: Vec<(String, HostFindings)> = observed
-        .hosts
-        .par_iter()
-        .zip(host_eco.par_iter())
-        .map(|(h, eco)| {
-            let findings = match (eco, h.status.is_reachable()) {
-                (_, false) => HostFindings {
-                    ecosystem: None,
-                    not_assessed: Some("not observed".into()),
-                    findings: Vec::new(),
-                },
-                (None, true) => HostFindings {
-                    ecosystem: None,
-                    not_assessed: Some(match &h.os {
-                        Some(os) => format!(
-                            "no advisory ecosystem for os-release ID `{}` (map it with Settings advisories.ecosystems)",
-                            os.id
-                        ),
-                        None => "the OS is unknown".into(),
-                    }),
-                    findings: Vec::new(),
-                },
-                (Some(e), true) => {
-                    host_findings(index, &memo, &interner, *e, &ecos[*e as usize], h)
-                }
-            };
-            (h.name.clone(), findings)
-        })
-        .collect();
-    Assessment {
-        snapshot: index.snapshot.clone(),
-        hosts: hosts.into_iter().collect(),
+    (ecos, host_eco)
+}
+
+/// Why a host is not assessed: not observed, or (`has_ecosystem` false) its OS maps to no
+/// advisory ecosystem.
+fn not_assessed(h: &ObservedHost, has_ecosystem: bool) -> HostFindings {
+    let why = if !h.status.is_reachable() {
+        "not observed".to_owned()
+    } else if has_ecosystem {
+        // Unreachable otherwise: an assessable host always has its group's cores.
+        "not assessed".to_owned()
+    } else {
+        match &h.os {
+            Some(os) => format!(
+                "no advisory ecosystem for os-release ID `{}` (map it with Settings advisories.ecosystems)",
+                os.id
+            ),
+            None => "the OS is unknown".into(),
+        }
+    };
+    HostFindings {
+        ecosystem: None,
+        not_assessed: Some(why),
+        findings: Vec::new(),
     }
+}
+
+/// Everything of a host the finding cores depend on, hashed: its installed packages (name,
+/// version, architecture) and the sources recorded for them, as observed (equal inputs give
+/// equal [`ObservedHost::with_sources`] pairings without running them).
+fn signature(h: &ObservedHost) -> u64 {
+    use std::hash::BuildHasher;
+    let mut s = foldhash::fast::FixedState::default().build_hasher();
+    h.installed.len().hash(&mut s);
+    for p in &h.installed {
+        (p.name.as_str(), p.version.as_str(), p.arch.as_str()).hash(&mut s);
+    }
+    h.sources.len().hash(&mut s);
+    for x in &h.sources {
+        (
+            x.package.as_str(),
+            x.arch.as_str(),
+            x.source.as_str(),
+            x.version.as_str(),
+        )
+            .hash(&mut s);
+    }
+    s.finish()
+}
+
+/// Whether `a` and `b` agree on everything [`signature`] hashes.
+fn same_packages(a: &ObservedHost, b: &ObservedHost) -> bool {
+    a.installed.len() == b.installed.len()
+        && a.sources.len() == b.sources.len()
+        && a.installed
+            .iter()
+            .zip(&b.installed)
+            .all(|(x, y)| x.name == y.name && x.version == y.version && x.arch == y.arch)
+        && a.sources.iter().zip(&b.sources).all(|(x, y)| {
+            x.package == y.package
+                && x.arch == y.arch
+                && x.source == y.source
+                && x.version == y.version
+        })
 }
 
 fn union<'a>(mut a: HashSet<Key<'a>>, b: HashSet<Key<'a>>) -> HashSet<Key<'a>> {
@@ -686,24 +851,25 @@ fn lookup_names(h: &ObservedHost, ordering: Ecosystem) -> impl Iterator<Item = (
     })
 }
 
-fn host_findings(
+/// The finding cores of host `h` in ecosystem `eco`, sorted by severity (worst first), then
+/// id, then source; `hits` tells the records affecting a (package, version).
+fn host_cores<'h, 'm>(
     index: &Index,
-    memo: &HashMap<Key<'_>, Vec<Hit>>,
+    hits: impl Fn(&'h str, &'h str) -> Option<Cow<'m, [Hit]>>,
     interner: &Interner,
-    eco_n: u16,
     eco: &HostEcosystem,
-    h: &ObservedHost,
-) -> HostFindings {
+    h: &'h ObservedHost,
+) -> Vec<Arc<FindingCore>> {
     // (entry, source) → finding under construction.
     let mut by_entry: BTreeMap<(u32, &str), FindingCore> = BTreeMap::new();
     for (p, src, sver) in h.with_sources() {
         let own = (eco.ordering == Ecosystem::Rpm && src != p.name.as_str())
             .then_some((p.name.as_str(), p.version.as_str()));
         for (name, version) in std::iter::once((src, sver)).chain(own) {
-            let Some(hits) = memo.get(&(eco_n, name, version)) else {
+            let Some(hits) = hits(name, version) else {
                 continue;
             };
-            for hit in hits {
+            for hit in hits.iter() {
                 let entry = &index.entries[hit.entry as usize];
                 let f = by_entry
                     .entry((hit.entry, src))
@@ -726,32 +892,90 @@ fn host_findings(
             }
         }
     }
-    let cores = merge_duplicates(by_entry.into_values().collect());
-    let mut findings: Vec<Finding> = cores
+    let mut cores: Vec<Arc<FindingCore>> = merge_duplicates(by_entry.into_values().collect())
         .into_iter()
         .map(|mut c| {
             c.packages.sort_by(|a, b| a.name.cmp(&b.name));
-            let core = interner.intern(c);
-            let (state, offer) = offer_for(&core, eco.ordering, h);
-            Finding {
-                core,
-                state,
-                offer: offer.map(Box::new),
-                exception: None,
-            }
+            interner.intern(c)
         })
         .collect();
-    findings.sort_by(|a, b| {
+    cores.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
             .then_with(|| a.advisory.id.cmp(&b.advisory.id))
             .then_with(|| a.source.cmp(&b.source))
     });
-    HostFindings {
-        ecosystem: Some(eco.clone()),
-        not_assessed: None,
-        findings,
+    cores
+}
+
+/// The finding cores of a group of hosts, and which of them each package name is in.
+struct Group {
+    cores: Vec<Arc<FindingCore>>,
+    by_package: HashMap<SmolStr, Vec<u32>>,
+}
+
+impl Group {
+    fn new(cores: Vec<Arc<FindingCore>>) -> Group {
+        let mut by_package: HashMap<SmolStr, Vec<u32>> = HashMap::default();
+        for (i, c) in cores.iter().enumerate() {
+            for p in &c.packages {
+                by_package
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        Group { cores, by_package }
     }
+
+    /// Member `h`'s findings: [`findings_for`]'s, with offers looked for only on the cores
+    /// one of `h`'s pending or held updates names a package of (for the others
+    /// [`offer_for`] finds nothing: fix not offered, or no fix).
+    fn findings(&self, ordering: Ecosystem, h: &ObservedHost) -> Vec<Finding> {
+        let mut touched = vec![false; self.cores.len()];
+        for u in h.updates.iter().chain(&h.held_updates) {
+            for &i in self.by_package.get(u.name.as_str()).into_iter().flatten() {
+                if let Some(t) = touched.get_mut(i as usize) {
+                    *t = true;
+                }
+            }
+        }
+        self.cores
+            .iter()
+            .zip(touched)
+            .map(|(core, touched)| {
+                let (state, offer) = if touched {
+                    offer_for(core, ordering, h)
+                } else if core.fixed.is_some() {
+                    (FindingState::FixNotOffered, None)
+                } else {
+                    (FindingState::NoFix, None)
+                };
+                Finding {
+                    core: core.clone(),
+                    state,
+                    offer: offer.map(Box::new),
+                    exception: None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A host's findings from its cores: each with the host's own offer.
+fn findings_for(cores: &[Arc<FindingCore>], ordering: Ecosystem, h: &ObservedHost) -> Vec<Finding> {
+    cores
+        .iter()
+        .map(|core| {
+            let (state, offer) = offer_for(core, ordering, h);
+            Finding {
+                core: core.clone(),
+                state,
+                offer: offer.map(Box::new),
+                exception: None,
+            }
+        })
+        .collect()
 }
 
 /// Folds findings that say the same thing into one per (advisory, source): the same id

@@ -883,3 +883,203 @@ fn exceptions_apply_by_host_advisory_package_and_expiry() {
         ["exception-expired exception `bash-accepted` (owner alice) expired at 2026-03-21T00:00:00Z: its advisories count against their deadlines again"]
     );
 }
+
+/// Property: the shared fast path ([`assess`]: hosts grouped by package list, each
+/// (package, version) evaluated once) finds exactly what matching every host on its own
+/// ([`assess_per_host`]) finds, on fleets with repeated and near-repeated hosts, both
+/// orderings, binNMU and epoch versions, merged ids and unreachable or unknown hosts.
+mod fast_path {
+    use super::*;
+    use crate::advisory::matcher::{assess_grouped, assess_per_host};
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &["a", "b", "c", "d"];
+    const VERSIONS: &[&str] = &["1.0-1", "1.1-1", "1.2-1", "2.0-1", "1:0.9-1", "1.0-1+b1"];
+    const IDS: &[&str] = &["CVE-2026-1", "CVE-2026-2", "DSA-1-1", "DEBIAN-CVE-2026-1"];
+
+    fn record() -> impl Strategy<Value = Record> {
+        let event = prop_oneof![
+            (0..VERSIONS.len()).prop_map(|v| Event::Introduced(VERSIONS[v].into())),
+            Just(Event::Introduced("0".into())),
+            (0..VERSIONS.len()).prop_map(|v| Event::Fixed(VERSIONS[v].into())),
+            (0..VERSIONS.len()).prop_map(|v| Event::LastAffected(VERSIONS[v].into())),
+        ];
+        let affected = prop_oneof![
+            (
+                proptest::collection::vec(proptest::collection::vec(event, 1..4), 0..3),
+                proptest::collection::vec(0..VERSIONS.len(), 0..2),
+            )
+                .prop_map(|(ranges, versions)| Affected::Ranges {
+                    ranges,
+                    versions: versions.into_iter().map(|v| VERSIONS[v].into()).collect(),
+                }),
+            Just(Affected::Unfixed {
+                state: Unfixed::NoDsa,
+                note: None,
+            }),
+        ];
+        (
+            0..IDS.len(),
+            any::<bool>(),
+            0..NAMES.len(),
+            affected,
+            0..4usize,
+        )
+            .prop_map(|(id, rpm, name, affected, sev)| Record {
+                id: IDS[id].into(),
+                cves: if IDS[id].starts_with("CVE-") {
+                    vec![IDS[id].into()]
+                } else {
+                    vec!["CVE-2026-1".into(), "CVE-2026-2".into()]
+                },
+                ecosystem: if rpm { "AlmaLinux:9" } else { "Debian:12" }.into(),
+                package: NAMES[name].into(),
+                affected,
+                severity: [
+                    Severity::Low,
+                    Severity::Medium,
+                    Severity::High,
+                    Severity::Critical,
+                ][sev],
+                summary: String::new(),
+                modified: None,
+                origin: Origin::Osv,
+            })
+    }
+
+    /// A package list: per name, absent or (version, maybe a source of another name and
+    /// version).
+    type Image = Vec<Option<(usize, Option<(usize, usize)>)>>;
+
+    fn image() -> impl Strategy<Value = Image> {
+        proptest::collection::vec(
+            proptest::option::of((
+                0..VERSIONS.len(),
+                proptest::option::of((0..NAMES.len(), 0..VERSIONS.len())),
+            )),
+            NAMES.len(),
+        )
+    }
+
+    /// A host: an image (shared by index, so hosts repeat), maybe one package changed,
+    /// its OS (Debian, AlmaLinux, unknown), reachability, pending and held updates.
+    type HostSpec = (
+        usize,
+        Option<(usize, usize)>,
+        u8,
+        bool,
+        Vec<(usize, usize, bool)>,
+    );
+
+    fn host_spec() -> impl Strategy<Value = HostSpec> {
+        (
+            0..3usize,
+            proptest::option::of((0..NAMES.len(), 0..VERSIONS.len())),
+            0..3u8,
+            proptest::bool::weighted(0.9),
+            proptest::collection::vec((0..NAMES.len(), 0..VERSIONS.len(), any::<bool>()), 0..3),
+        )
+    }
+
+    /// An installed package as [`Pkg`], owning its strings.
+    type OwnedPkg = (String, String, Option<(String, String)>);
+
+    fn build(i: usize, images: &[Image], spec: &HostSpec) -> ObservedHost {
+        let (img, change, os_kind, reachable, updates) = spec;
+        let mut packages = images[*img].clone();
+        if let Some((n, v)) = change {
+            packages[*n] = Some((*v, None));
+        }
+        let owned: Vec<OwnedPkg> = packages
+            .iter()
+            .enumerate()
+            .filter_map(|(n, p)| {
+                let (v, src) = (*p)?;
+                Some((
+                    NAMES[n].to_owned(),
+                    VERSIONS[v].to_owned(),
+                    src.map(|(s, sv)| (NAMES[s].to_owned(), VERSIONS[sv].to_owned())),
+                ))
+            })
+            .collect();
+        let installed: Vec<Pkg<'_>> = owned
+            .iter()
+            .map(|(n, v, s)| {
+                (
+                    n.as_str(),
+                    v.as_str(),
+                    s.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                )
+            })
+            .collect();
+        let pending = |held: bool| -> Vec<(&str, &str, &str)> {
+            updates
+                .iter()
+                .filter(|u| u.2 == held)
+                .map(|(n, v, _)| (NAMES[*n], "1.0-1", VERSIONS[*v]))
+                .collect()
+        };
+        let (osinfo, pm) = match os_kind {
+            0 => (os("debian", "12", Some("bookworm")), PackageManager::Apt),
+            1 => (os("almalinux", "9.4", None), PackageManager::Dnf),
+            _ => (os("plan9", "4", None), PackageManager::Apt),
+        };
+        let mut h = host(
+            &format!("h{i:02}"),
+            osinfo,
+            pm,
+            &installed,
+            &pending(false),
+            &pending(true),
+        );
+        if !reachable {
+            h.status = HostStatus::Unreachable {
+                reason: crate::observed::FailureReason::Refused {
+                    address: "192.0.2.1:22".into(),
+                },
+            };
+        }
+        h
+    }
+
+    /// What a finding says, comparable across assessments.
+    fn said(a: &super::super::Assessment) -> Vec<String> {
+        a.hosts
+            .iter()
+            .map(|(name, h)| {
+                let findings: Vec<String> = h
+                    .findings
+                    .iter()
+                    .map(|f| format!("{:?} {:?} {:?} {:?}", f.core, f.state, f.offer, f.exception))
+                    .collect();
+                format!(
+                    "{name} {:?} {:?} {findings:?}",
+                    h.ecosystem.as_ref().map(|e| &e.name),
+                    h.not_assessed
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn shared_findings_equal_per_host_findings(
+            records in proptest::collection::vec(record(), 0..12),
+            images in proptest::collection::vec(image(), 3),
+            specs in proptest::collection::vec(host_spec(), 1..12),
+        ) {
+            let hosts: Vec<ObservedHost> =
+                specs.iter().enumerate().map(|(i, s)| build(i, &images, s)).collect();
+            let fleet = ObservedFleet::new("2026-03-10T00:00:00Z".into(), hosts);
+            let index = Index::build(records, None);
+            let overrides = BTreeMap::new();
+            let fast = assess(&index, &fleet, &overrides);
+            let plain = assess_per_host(&index, &fleet, &overrides);
+            prop_assert_eq!(said(&fast), said(&plain));
+            // Every host's hash colliding: unequal package lists must still not share.
+            let collided = assess_grouped(&index, &fleet, &overrides, |_| 0);
+            prop_assert_eq!(said(&collided), said(&plain));
+        }
+    }
+}
