@@ -3,6 +3,7 @@
 //! `chromium-driver` (installed by `scripts/lab deps`).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,21 +29,36 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect(
                 "chromedriver runs (Debian package `chromium-driver`, from `scripts/lab deps`)",
             );
+        // chromedriver says on stdout when it listens: wait for that line (the deadline only
+        // bounds a failure), then keep draining its output so it never blocks on the pipe.
+        let stdout = driver.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("started successfully") {
+                    let _ = ready_tx.send(Ok(()));
+                } else {
+                    said.push(line);
+                }
+            }
+            let _ = ready_tx.send(Err(said.join("\n")));
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => {}
+            Ok(Err(said)) => panic!("chromedriver exited before it listened:\n{said}"),
+            Err(_) => panic!("chromedriver did not say it listens within 60 s"),
+        }
         let base = format!("http://127.0.0.1:{port}");
         let http = client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{base}/status")).send().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"args": [
