@@ -21,6 +21,7 @@ pub struct Browser {
     base: String,
     session: String,
     http: reqwest::blocking::Client,
+    slow: reqwest::blocking::Client,
 }
 
 impl Browser {
@@ -77,11 +78,25 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {r}"))
             .to_owned();
+        let timeouts: Value = http
+            .post(format!("{base}/session/{session}/timeouts"))
+            .json(&json!({"script": PAGE_WAIT.as_millis()}))
+            .send()
+            .expect("set the script timeout")
+            .json()
+            .expect("JSON");
+        assert!(timeouts["value"].is_null(), "script timeout: {timeouts}");
+        // `wait` holds one call open until the page changes: longer than `client()` allows.
+        let slow = reqwest::blocking::Client::builder()
+            .timeout(PAGE_WAIT + Duration::from_secs(30))
+            .build()
+            .expect("client");
         Browser {
             driver,
             base,
             session,
             http,
+            slow,
         }
     }
 
@@ -137,11 +152,41 @@ impl Browser {
         )
     }
 
+    /// Returns once `script` (a function body returning a boolean) is true in the page. The
+    /// page says when: an async script checks the condition on every DOM change (a
+    /// MutationObserver) and resolves on the first one that makes it true; the session's
+    /// script timeout (`PAGE_WAIT`) only bounds a failure. A navigation unloads the page being
+    /// watched, so the new page is watched in turn.
     pub fn wait(&self, what: &str, script: &str) {
+        const WATCH: &str = r#"
+            const done = arguments[arguments.length - 1];
+            const cond = new Function(arguments[0]);
+            const holds = () => { try { return cond() === true; } catch (e) { return false; } };
+            if (holds()) { done(true); return; }
+            const settle = () => { if (holds()) { obs.disconnect(); done(true); } };
+            const obs = new MutationObserver(settle);
+            obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+            window.addEventListener('resize', settle);
+        "#;
+        let url = format!("{}/session/{}/execute/async", self.base, self.session);
         let deadline = Instant::now() + PAGE_WAIT;
-        while self.js(script) != json!(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
+        loop {
+            let v: Value = self
+                .slow
+                .post(&url)
+                .json(&json!({"script": WATCH, "args": [script]}))
+                .send()
+                .expect("WebDriver call")
+                .json()
+                .expect("JSON");
+            if v["value"] == json!(true) {
+                return;
+            }
+            let message = v["value"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("unloaded") && Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
         }
     }
 
