@@ -263,8 +263,8 @@ fn encode(s: &str) -> String {
 }
 
 /// Pages `items` (sorted by `key`, ascending) after `cursor`.
-fn paginate<'a, T: Clone + 'a>(
-    items: impl Iterator<Item = &'a T>,
+fn paginate<T>(
+    items: impl Iterator<Item = T>,
     key: impl Fn(&T) -> &str,
     cursor: Option<&str>,
     limit: usize,
@@ -274,11 +274,11 @@ fn paginate<'a, T: Clone + 'a>(
     let mut more = false;
     for item in items {
         total += 1;
-        if cursor.is_some_and(|c| key(item) <= c) {
+        if cursor.is_some_and(|c| key(&item) <= c) {
             continue;
         }
         if out.len() < limit {
-            out.push(item.clone());
+            out.push(item);
         } else {
             more = true;
         }
@@ -373,11 +373,26 @@ pub async fn hosts(
             && states.as_ref().is_none_or(|ss| ss.contains(&h.state))
     };
     let page = paginate(
-        view.hosts.iter().filter(matches),
-        |h| h.name.as_str(),
+        view.hosts.iter().enumerate().filter(|(_, h)| matches(h)),
+        |(_, h)| h.name.as_str(),
         q.cursor.as_deref(),
         limit,
     );
+    // The page is assembled from each host's JSON, made once per view (FleetView::host_json).
+    let items = page
+        .items
+        .iter()
+        .map(|(i, h)| {
+            view.host_json(*i).ok_or_else(|| {
+                ApiError::internal(format!("host `{}` did not serialize", h.name))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = Page {
+        items,
+        total: page.total,
+        next_cursor: page.next_cursor,
+    };
     Ok(page_response(&uri, page))
 }
 
@@ -874,13 +889,10 @@ mod tests {
     fn pages_follow_the_cursor_and_count_every_match() {
         let items: Vec<String> = (0..5).map(|i| format!("h{i}")).collect();
         let p = paginate(items.iter(), |s| s.as_str(), None, 2);
-        assert_eq!(
-            (p.items.clone(), p.total),
-            (vec!["h0".into(), "h1".into()], 5)
-        );
+        assert_eq!((p.items.clone(), p.total), (vec!["h0", "h1"], 5));
         assert_eq!(p.next_cursor.as_deref(), Some("h1"));
         let p = paginate(items.iter(), |s| s.as_str(), Some("h3"), 2);
-        assert_eq!(p.items, vec!["h4".to_string()]);
+        assert_eq!(p.items, vec!["h4"]);
         assert_eq!(p.next_cursor, None);
         let p = paginate(items.iter(), |s| s.as_str(), Some("h1"), 3);
         assert_eq!(p.items.len(), 3);
