@@ -25,6 +25,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod redact;
 pub mod report;
+pub mod rapid;
 pub mod request;
 pub mod schema;
 pub mod service;
