@@ -266,11 +266,14 @@ pub enum AlertEvent {
     CommitInvalid,
     /// The reconcile loop's last round failed.
     ReconcileFailing,
+    /// Rapid response proposed a patch request on a review branch (stands until it is
+    /// merged or the branch is deleted).
+    RequestProposed,
 }
 
 impl AlertEvent {
     /// Every condition.
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::VulnerabilityOpened,
         AlertEvent::VulnerabilityOverdue,
         AlertEvent::RolloutHalted,
@@ -279,6 +282,7 @@ impl AlertEvent {
         AlertEvent::HostNonCompliant,
         AlertEvent::CommitInvalid,
         AlertEvent::ReconcileFailing,
+        AlertEvent::RequestProposed,
     ];
 
     /// The kebab-case name.
@@ -292,6 +296,7 @@ impl AlertEvent {
             AlertEvent::HostNonCompliant => "host-non-compliant",
             AlertEvent::CommitInvalid => "commit-invalid",
             AlertEvent::ReconcileFailing => "reconcile-failing",
+            AlertEvent::RequestProposed => "request-proposed",
         }
     }
 }

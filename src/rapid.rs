@@ -331,3 +331,26 @@ fn document(
 
 #[cfg(test)]
 mod tests;
+
+/// The plan of the fleet with a proposal added, as `plan --format markdown` renders it
+/// (offline: without dry runs on the hosts, which the loop makes once it is merged).
+pub fn plan_text(
+    fleet: &ValidFleet,
+    observed: &crate::observed::ObservedFleet,
+    assessment: &Assessment,
+    first_seen: &crate::plan::FirstSeen,
+    now: Timestamp,
+) -> String {
+    let evidence = Default::default();
+    let plan = crate::plan::plan(crate::plan::PlanInput {
+        fleet,
+        fleet_commit: None,
+        observed,
+        at: now,
+        first_seen,
+        simulations: None,
+        promotion: &evidence,
+        advisories: Some(assessment),
+    });
+    crate::plan::render_markdown(&plan)
+}
