@@ -165,7 +165,12 @@ pub fn check_against_fleet(plan: &Plan, fleet: &ValidFleet) -> Result<(), SavedP
             (
                 "window",
                 format!("{:?}", h.window),
-                format!("{:?}", assigned.window),
+                // A host whose requests are satisfied leaves the emergency window.
+                if assigned.emergency && h.window == assigned.normal {
+                    format!("{:?}", assigned.normal)
+                } else {
+                    format!("{:?}", assigned.window)
+                },
             ),
             (
                 "rollout",

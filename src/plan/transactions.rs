@@ -84,6 +84,8 @@ pub(super) struct Assignment {
     pub window: Option<String>,
     /// The governing window is an emergency window: only requests' changes use it.
     pub emergency: bool,
+    /// The baselines' (normal) window.
+    pub normal: Option<String>,
     /// Why that window, when an emergency window was considered.
     pub window_why: Option<String>,
     /// The governing rollout.
@@ -107,6 +109,7 @@ pub(super) fn assignment(
         requests: sorted(requests.iter().map(|r| r.name().to_owned())),
         window: choice.window,
         emergency: choice.emergency,
+        normal: normal.map(str::to_owned),
         window_why: choice.why,
         rollout: requests
             .iter()
@@ -378,10 +381,19 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
     }
 
     if assigned.emergency {
-        ctx.defer_to_normal_window(
-            plan.window.as_deref().unwrap_or_default(),
-            baselines.first().map(|b| b.doc.spec.window.as_str()),
-        );
+        let normal = baselines.first().map(|b| b.doc.spec.window.as_str());
+        let for_requests = ctx
+            .changes
+            .values()
+            .any(|c| c.reasons.iter().any(|r| r.source.starts_with("request/")));
+        if for_requests || normal.is_none() {
+            ctx.defer_to_normal_window(plan.window.as_deref().unwrap_or_default(), normal);
+        } else {
+            // The requests are satisfied: the emergency window has nothing to carry, and
+            // the normal window governs the rest.
+            plan.window = normal.map(str::to_owned);
+            plan.window_reason = None;
+        }
     }
 
     // What a host reports is data, not trusted: a change whose name, version or
