@@ -168,7 +168,9 @@ pub fn deadline(policy: &Policy, severity: Severity, now: Timestamp) -> Option<T
             max_age,
         } if s == severity => jiff::SignedDuration::try_from(max_age)
             .ok()
-            .and_then(|d| now.checked_add(d).ok()),
+            .and_then(|d| now.checked_add(d).ok())
+            // Whole seconds: the request is read by people.
+            .and_then(|t| t.round(jiff::Unit::Second).ok()),
         _ => None,
     })
 }

@@ -144,20 +144,21 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     reconcile(&server, token);
     assert_eq!(remote_branches(&bare), [BRANCH], "{}", server.log());
     let yaml = git(&bare, &["show", &format!("{BRANCH}:requests/pkdsa-9000-1.yaml")]);
-    for line in [
-        "kind: PatchRequest",
-        "  name: pkdsa-9000-1",
-        "    - deb-1",
-        "    - name: pk-kernel",
-        "      minVersion: 1.1-1",
-        "  requestedBy: patchkeeper",
-        "    - PKDSA-9000-1",
-        "    - CVE-2026-9900",
-        "  window: urgent",
-    ] {
-        assert!(yaml.lines().any(|l| l == line), "{line:?} in\n{yaml}");
-    }
-    assert!(yaml.contains("\n  deadline: "), "{yaml}");
+    let doc: Value = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"));
+    let spec = &doc["spec"];
+    assert_eq!(doc["kind"], "PatchRequest");
+    assert_eq!(spec["selector"], serde_json::json!({"hosts": ["deb-1"]}), "{yaml}");
+    assert_eq!(
+        spec["packages"],
+        serde_json::json!([{"name": "pk-kernel", "minVersion": fixed}]),
+        "{yaml}"
+    );
+    assert_eq!(spec["advisories"], serde_json::json!(["PKDSA-9000-1", "CVE-2026-9900"]));
+    assert_eq!(spec["requestedBy"], "patchkeeper");
+    assert_eq!(spec["window"], "urgent");
+    // Critical: the built-in policy's 7 days.
+    let deadline: jiff::Timestamp = spec["deadline"].as_str().expect("deadline").parse().expect("RFC 3339");
+    assert!(deadline > now.checked_add(day * 6).expect("time") && deadline <= jiff::Timestamp::now().checked_add(day * 7).expect("time"), "{deadline}");
     let message = git(&bare, &["log", "-1", "--format=%B", BRANCH]);
     assert!(message.starts_with("propose patch request pkdsa-9000-1: critical PKDSA-9000-1"), "{message}");
     // The plan for it, as `plan --format markdown` renders it, names the emergency window.
