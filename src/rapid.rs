@@ -219,7 +219,8 @@ pub fn decide(
                 document: document(&name, q, &q.hosts, settings, policy, now, None),
             }),
             Some(r) => {
-                let had: BTreeSet<&str> = r.spec.selector.hosts.iter().map(String::as_str).collect();
+                let had: BTreeSet<&str> =
+                    r.spec.selector.hosts.iter().map(String::as_str).collect();
                 let added: Vec<String> = q
                     .hosts
                     .keys()

@@ -1151,9 +1151,8 @@ impl<O: Observer> Reconciler<O> {
         }
         let first_seen = report::first_seen(&target.repo, &target.branch).unwrap_or_default();
         let intake = crate::request::Intake::new(self.source.clone());
-        let render = |f: &ValidFleet| {
-            crate::rapid::plan_text(f, observed, assessment, &first_seen, now)
-        };
+        let render =
+            |f: &ValidFleet| crate::rapid::plan_text(f, observed, assessment, &first_seen, now);
         for p in &proposals {
             let tip = match p {
                 crate::rapid::Proposal::New { .. } => None,
@@ -1167,7 +1166,9 @@ impl<O: Observer> Reconciler<O> {
                         commit = %filed.commit,
                         "rapid response: proposed a patch request"
                     ),
-                    crate::rapid::Proposal::AddHosts { advisory, added, .. } => tracing::info!(
+                    crate::rapid::Proposal::AddHosts {
+                        advisory, added, ..
+                    } => tracing::info!(
                         advisory = %advisory,
                         branch = %filed.branch,
                         commit = %filed.commit,
@@ -1175,7 +1176,9 @@ impl<O: Observer> Reconciler<O> {
                         "rapid response: added hosts to the proposed patch request"
                     ),
                 },
-                Err(e) => tracing::warn!(request = %p.name(), "rapid response: cannot propose the patch request: {e}"),
+                Err(e) => {
+                    tracing::warn!(request = %p.name(), "rapid response: cannot propose the patch request: {e}")
+                }
             }
         }
         // The proposals are on the branches now: readers (API, alerts) see them at once.

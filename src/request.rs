@@ -336,7 +336,11 @@ impl Intake {
             Some(f) => message(f),
             None => String::new(),
         };
-        let verb = if tip.is_some() { "add hosts to" } else { "propose" };
+        let verb = if tip.is_some() {
+            "add hosts to"
+        } else {
+            "propose"
+        };
         let reason = document
             .pointer("/spec/reason")
             .and_then(Value::as_str)

@@ -90,7 +90,14 @@ fn a_request_due_before_the_normal_window_takes_the_emergency_window() {
         .map(|c| c["package"].as_str().unwrap())
         .collect();
     assert_eq!(changed, ["libc6", "libssl3"], "{web1:#}");
-    assert!(web1["skipped"].as_array().unwrap().iter().any(|s| s["package"] == "nginx"), "{web1:#}");
+    assert!(
+        web1["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["package"] == "nginx"),
+        "{web1:#}"
+    );
     let web2 = host("web-2");
     assert_eq!(web2["window"], "weekly-sunday", "{web2:#}");
     assert_eq!(web2["status"], "waiting", "{web2:#}");

@@ -31,12 +31,21 @@ fn reconcile(server: &Server, token: &str) -> Value {
         .expect("POST /api/v1/reconcile");
     assert!(r.status().is_success(), "{}", r.status());
     let mut fleet = Value::Null;
-    wait_for("a reconcile after the request", Duration::from_secs(300), || {
-        fleet = get(server, token, "/api/v1/fleet").1;
-        let r = &fleet["reconcile"];
-        r["finishedAt"].is_string() && r["finishedAt"] != previous && r["queued"] == false
-    });
-    assert_eq!(fleet["reconcile"]["ok"], true, "{fleet:#}\n{}", server.log());
+    wait_for(
+        "a reconcile after the request",
+        Duration::from_secs(300),
+        || {
+            fleet = get(server, token, "/api/v1/fleet").1;
+            let r = &fleet["reconcile"];
+            r["finishedAt"].is_string() && r["finishedAt"] != previous && r["queued"] == false
+        },
+    );
+    assert_eq!(
+        fleet["reconcile"]["ok"],
+        true,
+        "{fleet:#}\n{}",
+        server.log()
+    );
     fleet
 }
 
@@ -67,8 +76,14 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     let admin = common::api::token_new("ops", &["admin"], None);
     let now = jiff::Timestamp::now();
     let day = jiff::SignedDuration::from_hours(24);
-    let freeze_start = now.checked_sub(day).expect("time").strftime("%Y-%m-%dT%H:%M:%SZ");
-    let freeze_end = now.checked_add(day * 60).expect("time").strftime("%Y-%m-%dT%H:%M:%SZ");
+    let freeze_start = now
+        .checked_sub(day)
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ");
+    let freeze_end = now
+        .checked_add(day * 60)
+        .expect("time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ");
     // The normal window is frozen for 60 days; `urgent` is open, for requests only.
     common::lab::write(
         &lab,
@@ -89,7 +104,15 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     );
     std::fs::write(dir.join("patchkeeper.yaml"), &settings).expect("settings");
     git(dir, &["add", "-A", "--", ":!.patchkeeper"]);
-    git(dir, &["commit", "-q", "-m", "frozen normal window, emergency window, rapid response"]);
+    git(
+        dir,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "frozen normal window, emergency window, rapid response",
+        ],
+    );
     let out = common::cli::run(dir, &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", common::cli::text(&out));
 
@@ -97,7 +120,13 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     let bare = root.path().join("fleet.git");
     git(
         root.path(),
-        &["clone", "-q", "--bare", &dir.display().to_string(), &bare.display().to_string()],
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &dir.display().to_string(),
+            &bare.display().to_string(),
+        ],
     );
     let url = format!("file://{}", bare.display());
     let cache = root.path().join("cache").display().to_string();
@@ -107,17 +136,30 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
         .filter_map(|p| p.parent())
         .map(|d| d.display().to_string())
         .collect();
-    let mut args = vec!["--repo", &url, "--cache", &cache, "--interval", "1h", "--store", &store];
+    let mut args = vec![
+        "--repo",
+        &url,
+        "--cache",
+        &cache,
+        "--interval",
+        "1h",
+        "--store",
+        &store,
+    ];
     for d in &key_dirs {
         args.extend(["--allow-path", d.as_str()]);
     }
-    let server = Server::start_in(root.path(), &args);
+    let mut server = Server::start_in(root.path(), &args);
     let token = admin.secret.as_str();
 
     // Before: the lab's own advisories are high at most: nothing is proposed, and the
     // frozen window keeps every change waiting.
     wait_reconciled(&server, token);
-    assert!(remote_branches(&bare).is_empty(), "{:?}", remote_branches(&bare));
+    assert!(
+        remote_branches(&bare).is_empty(),
+        "{:?}",
+        remote_branches(&bare)
+    );
     let installed = deb(&lab, "deb-1", "pk-kernel");
     assert_eq!(installed, "1.0-1 ii");
 
@@ -143,30 +185,55 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     // One reconcile: the proposal is on the remote, for exactly deb-1 and the fixed version.
     reconcile(&server, token);
     assert_eq!(remote_branches(&bare), [BRANCH], "{}", server.log());
-    let yaml = git(&bare, &["show", &format!("{BRANCH}:requests/pkdsa-9000-1.yaml")]);
+    let yaml = git(
+        &bare,
+        &["show", &format!("{BRANCH}:requests/pkdsa-9000-1.yaml")],
+    );
     let doc: Value = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"));
     let spec = &doc["spec"];
     assert_eq!(doc["kind"], "PatchRequest");
-    assert_eq!(spec["selector"], serde_json::json!({"hosts": ["deb-1"]}), "{yaml}");
+    assert_eq!(
+        spec["selector"],
+        serde_json::json!({"hosts": ["deb-1"]}),
+        "{yaml}"
+    );
     assert_eq!(
         spec["packages"],
         serde_json::json!([{"name": "pk-kernel", "minVersion": fixed}]),
         "{yaml}"
     );
-    assert_eq!(spec["advisories"], serde_json::json!(["PKDSA-9000-1", "CVE-2026-9900"]));
+    assert_eq!(
+        spec["advisories"],
+        serde_json::json!(["PKDSA-9000-1", "CVE-2026-9900"])
+    );
     assert_eq!(spec["requestedBy"], "patchkeeper");
     assert_eq!(spec["window"], "urgent");
     // Critical: the built-in policy's 7 days.
-    let deadline: jiff::Timestamp = spec["deadline"].as_str().expect("deadline").parse().expect("RFC 3339");
-    assert!(deadline > now.checked_add(day * 6).expect("time") && deadline <= jiff::Timestamp::now().checked_add(day * 7).expect("time"), "{deadline}");
-    let message = git(&bare, &["log", "-1", "--format=%B", BRANCH]);
-    assert!(message.starts_with("propose patch request pkdsa-9000-1: critical PKDSA-9000-1"), "{message}");
-    // The plan for it, as `plan --format markdown` renders it, names the emergency window.
+    let deadline: jiff::Timestamp = spec["deadline"]
+        .as_str()
+        .expect("deadline")
+        .parse()
+        .expect("RFC 3339");
     assert!(
-        message.contains("Window: emergency window \\`urgent\\`: request \\`pkdsa-9000-1\\` is due"),
+        deadline > now.checked_add(day * 6).expect("time")
+            && deadline <= jiff::Timestamp::now().checked_add(day * 7).expect("time"),
+        "{deadline}"
+    );
+    let message = git(&bare, &["log", "-1", "--format=%B", BRANCH]);
+    assert!(
+        message.starts_with("propose patch request pkdsa-9000-1: critical PKDSA-9000-1"),
         "{message}"
     );
-    assert!(message.contains("| pk-kernel | 1.0-1 | 1.1-1 |"), "{message}");
+    // The plan for it, as `plan --format markdown` renders it, names the emergency window.
+    assert!(
+        message
+            .contains("Window: emergency window \\`urgent\\`: request \\`pkdsa-9000-1\\` is due"),
+        "{message}"
+    );
+    assert!(
+        message.contains("| pk-kernel | 1.0-1 | 1.1-1 |"),
+        "{message}"
+    );
 
     // One alert names the branch.
     let received = receiver.wait_until("the proposal alert", |r| {
@@ -180,10 +247,26 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     assert_eq!(proposed.len(), 1, "{proposed:?}");
     assert_eq!(proposed[0]["status"], "firing");
     assert!(
-        proposed[0]["summary"].as_str().is_some_and(|s| s.contains(BRANCH)),
+        proposed[0]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(BRANCH)),
         "{}",
         proposed[0]
     );
+
+    // A restart remembers nothing in memory: the branch on the remote says it is proposed,
+    // so the first round of the new process writes nothing and alerts nothing new.
+    let tip = git(&bare, &["rev-parse", BRANCH]);
+    assert_eq!(
+        server.terminate(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        server.log()
+    );
+    let server = Server::start_in(root.path(), &args);
+    wait_reconciled(&server, token);
+    assert_eq!(remote_branches(&bare), [BRANCH]);
+    assert_eq!(git(&bare, &["rev-parse", BRANCH]), tip, "{}", server.log());
 
     // A person reviews and merges it with git; the next reconcile applies it in `urgent`.
     git(dir, &["fetch", "-q", &url, BRANCH]);
@@ -200,7 +283,10 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     assert_eq!(host["status"], "frozen", "{plan:#}");
 
     // The report: the advisory closed on deb-1, with its time to remediation.
-    let names = git(&bare, &["ls-tree", "--name-only", "patchkeeper/reports", "runs/"]);
+    let names = git(
+        &bare,
+        &["ls-tree", "--name-only", "patchkeeper/reports", "runs/"],
+    );
     let closed: Vec<Value> = names
         .lines()
         .map(|n| report_file(&bare, n))
@@ -209,7 +295,12 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
         .collect();
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert_eq!(closed[0]["host"], "deb-1");
-    assert!(closed[0]["remediationSeconds"].as_i64().is_some_and(|s| s >= 0), "{closed:?}");
+    assert!(
+        closed[0]["remediationSeconds"]
+            .as_i64()
+            .is_some_and(|s| s >= 0),
+        "{closed:?}"
+    );
     assert!(closed[0]["firstSeen"].is_string() && closed[0]["closedAt"].is_string());
     let host_report = report_file(&bare, "hosts/deb-1.json");
     assert!(
@@ -218,7 +309,6 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     );
 
     // Another reconcile proposes nothing new: still one branch, one proposal alert.
-    let tip = git(&bare, &["rev-parse", BRANCH]);
     reconcile(&server, token);
     assert_eq!(remote_branches(&bare), [BRANCH]);
     assert_eq!(git(&bare, &["rev-parse", BRANCH]), tip);

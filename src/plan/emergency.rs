@@ -30,8 +30,7 @@ pub(super) fn choose(
     normal: Option<&str>,
     at: Timestamp,
 ) -> WindowChoice {
-    let is_emergency =
-        |name: &str| fleet.window(name).is_some_and(|w| w.doc.spec.emergency);
+    let is_emergency = |name: &str| fleet.window(name).is_some_and(|w| w.doc.spec.emergency);
     let next_open = |name: &str| -> Option<Timestamp> {
         let w = fleet.window(name)?;
         CompiledWindow::compile(&w.doc.spec).ok()?.next_open_at(at)
@@ -48,13 +47,7 @@ pub(super) fn choose(
                 why: None,
             };
         }
-        match usable(
-            r.name(),
-            &r.doc.spec,
-            w,
-            normal,
-            normal.and_then(next_open),
-        ) {
+        match usable(r.name(), &r.doc.spec, w, normal, normal.and_then(next_open)) {
             Ok(why) => {
                 return WindowChoice {
                     window: Some(w.to_owned()),
@@ -178,6 +171,13 @@ mod tests {
             None
         )
         .is_ok());
-        assert!(usable("fix", &spec(Some("2026-12-02T00:00:00Z")), "urgent", None, None).is_ok());
+        assert!(usable(
+            "fix",
+            &spec(Some("2026-12-02T00:00:00Z")),
+            "urgent",
+            None,
+            None
+        )
+        .is_ok());
     }
 }

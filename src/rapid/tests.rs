@@ -57,7 +57,9 @@ fn names_are_branch_and_file_safe() {
     assert_eq!(request_name("CVE-2026-1234"), "cve-2026-1234");
     assert_eq!(request_name("ALSA-2026:1234"), "alsa-2026-1234");
     assert_eq!(request_name("DSA-5800-1"), "dsa-5800-1");
-    assert!(crate::request::valid_name(&request_name("Rocky Linux..x:1")));
+    assert!(crate::request::valid_name(&request_name(
+        "Rocky Linux..x:1"
+    )));
 }
 
 #[test]
@@ -153,7 +155,10 @@ fn hosts_that_gain_the_finding_are_added_to_the_open_proposal() {
     };
     assert_eq!(tip, "abc");
     assert_eq!(added, &["web-3"]);
-    assert_eq!(document["spec"]["selector"]["hosts"], json!(["web-1", "web-3"]));
+    assert_eq!(
+        document["spec"]["selector"]["hosts"],
+        json!(["web-1", "web-3"])
+    );
     // The deadline is the first proposal's, not moved by the amendment.
     assert_eq!(document["spec"]["deadline"], json!("2026-12-08T00:00:00Z"));
 }
