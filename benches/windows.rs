@@ -14,6 +14,7 @@ use patchkeeper::window::CompiledWindow;
 
 fn spec(schedule: &str, tz: &str, duration: &str) -> MaintenanceWindowSpec {
     MaintenanceWindowSpec {
+        emergency: false,
         always_open: false,
         schedule: Some(schedule.to_owned()),
         timezone: Some(tz.to_owned()),

@@ -1714,6 +1714,15 @@ mod tests {
             kinds(Some(&d8), &closed, t(12)),
             [AdvisoryEventKind::CriticalClosed]
         );
+        // The closed event says how long remediation took: first seen (d0) to closed.
+        let e = &advisory_events(Some(&d8), &closed, t(12))[0];
+        assert_eq!(e.first_seen, Some(d8.advisories[0].first_seen));
+        assert_eq!(e.closed_at, Some(t(12)));
+        assert_eq!(
+            e.remediation_seconds,
+            Some(t(12).duration_since(d8.advisories[0].first_seen).as_secs())
+        );
+        assert!(e.remediation_seconds > Some(0));
     }
 
     #[test]

@@ -110,6 +110,9 @@ codes! {
     InvalidWindow = "invalid-window", Error;
     /// A package version that is not valid in the host's ecosystem (Debian or RPM).
     InvalidVersion = "invalid-version", Error;
+    /// A baseline names an emergency window (those are for patch requests only), or rapid
+    /// response names a window that is not one.
+    EmergencyWindow = "emergency-window", Error;
     /// A glob pattern (hold, exclude) that does not parse.
     InvalidPattern = "invalid-pattern", Error;
     /// An Inventory's Ansible source (`spec.ansible`) cannot be read: the file, the command

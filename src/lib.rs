@@ -22,6 +22,7 @@ pub mod package;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod rapid;
 pub mod reconcile;
 pub mod redact;
 pub mod report;

@@ -132,6 +132,47 @@ pub struct SettingsSpec {
     /// Alerts `serve` sends to webhooks (`docs/alerts.md`).
     #[serde(default)]
     pub notifications: NotificationSettings,
+    /// Rapid response: which findings `serve` turns into proposed patch requests
+    /// (`docs/rapid-response.md`).
+    #[serde(default)]
+    pub rapid_response: RapidResponseSettings,
+}
+
+/// Rapid response (`docs/rapid-response.md`): a finding at or above `minSeverity`, whose
+/// fix the host's repositories offer and that no exception covers, makes `serve` propose a
+/// PatchRequest on a review branch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RapidResponseSettings {
+    /// `propose` (default: write a PatchRequest on a branch for review) or `off`.
+    #[serde(default)]
+    pub mode: ResponseMode,
+    /// The least severity that qualifies (default `critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<MinSeverity>,
+    /// An emergency MaintenanceWindow (`emergency: true`) the proposals name, used when
+    /// their deadline comes before the hosts' next normal window (default: none, the
+    /// hosts' baseline windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+}
+
+impl RapidResponseSettings {
+    /// The least qualifying severity.
+    pub fn min_severity(&self) -> MinSeverity {
+        self.min_severity.unwrap_or(MinSeverity::Critical)
+    }
+}
+
+/// What rapid response does with a qualifying finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponseMode {
+    /// Propose a PatchRequest on a branch `patchkeeper/requests/<advisory>` (default).
+    #[default]
+    Propose,
+    /// Do nothing beyond the usual alerts.
+    Off,
 }
 
 /// Alerts: webhook targets and the conditions each wants, delivered at least once from a
@@ -225,11 +266,14 @@ pub enum AlertEvent {
     CommitInvalid,
     /// The reconcile loop's last round failed.
     ReconcileFailing,
+    /// Rapid response proposed a patch request on a review branch (stands until it is
+    /// merged or the branch is deleted).
+    RequestProposed,
 }
 
 impl AlertEvent {
     /// Every condition.
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::VulnerabilityOpened,
         AlertEvent::VulnerabilityOverdue,
         AlertEvent::RolloutHalted,
@@ -238,6 +282,7 @@ impl AlertEvent {
         AlertEvent::HostNonCompliant,
         AlertEvent::CommitInvalid,
         AlertEvent::ReconcileFailing,
+        AlertEvent::RequestProposed,
     ];
 
     /// The kebab-case name.
@@ -251,6 +296,7 @@ impl AlertEvent {
             AlertEvent::HostNonCompliant => "host-non-compliant",
             AlertEvent::CommitInvalid => "commit-invalid",
             AlertEvent::ReconcileFailing => "reconcile-failing",
+            AlertEvent::RequestProposed => "request-proposed",
         }
     }
 }
@@ -873,6 +919,10 @@ pub struct MaintenanceWindowSpec {
     /// Periods when the window stays closed.
     #[serde(default)]
     pub freezes: Vec<Freeze>,
+    /// For patch requests only: a request whose deadline comes before its hosts' next
+    /// normal window may name it (`docs/rapid-response.md`); no baseline may.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
 }
 
 /// A freeze: no change between `start` and `end`.

@@ -1018,6 +1018,9 @@ impl<O: Observer> Reconciler<O> {
             now,
             None,
         )?;
+        if let Some(a) = &assessment {
+            self.respond(fleet, &observed, a, &target, now);
+        }
         let plan = Arc::new(plan);
         self.status.set_plan(plan.clone());
         let mut in_force = plan.clone();
@@ -1098,6 +1101,88 @@ impl<O: Observer> Reconciler<O> {
         }
         self.refresh_reports();
         Ok(round)
+    }
+
+    /// Rapid response (`docs/rapid-response.md`): proposes a patch request on a review
+    /// branch for each qualifying advisory, or adds the hosts that gained it to its open
+    /// proposal. What exists is read from Git each time (the desired commit's requests,
+    /// the review branches), so a restart proposes nothing twice. A failure is logged and
+    /// retried next round; it never fails the round.
+    fn respond(
+        &self,
+        fleet: &ValidFleet,
+        observed: &ObservedFleet,
+        assessment: &crate::advisory::Assessment,
+        target: &ReportTarget,
+        now: Timestamp,
+    ) {
+        let settings = fleet.settings().rapid_response;
+        let qualifying = crate::rapid::qualifying(fleet, assessment, &settings);
+        if qualifying.is_empty() {
+            return;
+        }
+        let open = match crate::request::submitted(&self.source) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!("rapid response skipped: cannot list patch-request branches: {e}");
+                return;
+            }
+        };
+        let merged: Vec<(String, crate::model::PatchRequestSpec)> = fleet
+            .fleet()
+            .requests
+            .iter()
+            .map(|r| (r.name().to_owned(), r.doc.spec.clone()))
+            .collect();
+        let policy = match crate::policy::Policy::for_repo(&fleet.fleet().root) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("rapid response skipped: {e}");
+                return;
+            }
+        };
+        let existing = crate::rapid::Existing {
+            merged: &merged,
+            open: &open,
+        };
+        let proposals = crate::rapid::decide(&qualifying, existing, &settings, &policy, now);
+        if proposals.is_empty() {
+            return;
+        }
+        let first_seen = report::first_seen(&target.repo, &target.branch).unwrap_or_default();
+        let intake = crate::request::Intake::new(self.source.clone());
+        let render =
+            |f: &ValidFleet| crate::rapid::plan_text(f, observed, assessment, &first_seen, now);
+        for p in &proposals {
+            let tip = match p {
+                crate::rapid::Proposal::New { .. } => None,
+                crate::rapid::Proposal::AddHosts { tip, .. } => Some(tip.as_str()),
+            };
+            match intake.propose(p.document(), tip, &render) {
+                Ok(filed) => match p {
+                    crate::rapid::Proposal::New { advisory, .. } => tracing::info!(
+                        advisory = %advisory,
+                        branch = %filed.branch,
+                        commit = %filed.commit,
+                        "rapid response: proposed a patch request"
+                    ),
+                    crate::rapid::Proposal::AddHosts {
+                        advisory, added, ..
+                    } => tracing::info!(
+                        advisory = %advisory,
+                        branch = %filed.branch,
+                        commit = %filed.commit,
+                        hosts = %added.join(","),
+                        "rapid response: added hosts to the proposed patch request"
+                    ),
+                },
+                Err(e) => {
+                    tracing::warn!(request = %p.name(), "rapid response: cannot propose the patch request: {e}")
+                }
+            }
+        }
+        // The proposals are on the branches now: readers (API, alerts) see them at once.
+        self.refresh_submitted();
     }
 
     /// The assessment of `observed` against the advisory feed (`None`: no feed, no data,

@@ -247,7 +247,8 @@ impl Intake {
                 });
             }
             let checked = self.validate(base, &prepared)?;
-            let commit = self.commit(&repo, base, &checked.fleet, &prepared, submission)?;
+            let message = commit_message(&prepared, submission);
+            let commit = self.commit(&repo, base, &checked.fleet, &prepared, &message)?;
             let target = match submission.mode {
                 RequestMode::Branch => review.clone(),
                 RequestMode::Direct => branch.clone(),
@@ -288,6 +289,87 @@ impl Intake {
             }
         }
         Err(RequestError::Contended(MAX_ATTEMPTS))
+    }
+
+    /// Commits a rapid-response proposal (`crate::rapid`) on its review branch
+    /// `patchkeeper/requests/<name>`: a new branch (`tip: None`, never overwriting one), or
+    /// a new commit on the branch from `tip` (compare-and-swap, never forced). The request
+    /// is validated against the desired branch's tip exactly as an API request is;
+    /// `message` gets the fleet with the request added and returns the commit message's
+    /// body (the plan). Blocking (Git).
+    pub fn propose(
+        &self,
+        document: &Value,
+        tip: Option<&str>,
+        message: &dyn Fn(&crate::validate::ValidFleet) -> String,
+    ) -> Result<Filed, RequestError> {
+        let mut prepared = prepare(document, "")?;
+        // Same line count, so the positions read back stay right.
+        prepared.text = prepared.text.replacen(
+            "# Filed through the patchkeeper API.",
+            "# Proposed by patchkeeper rapid response (docs/rapid-response.md).",
+            1,
+        );
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let repo = self.source.open()?;
+        let branch = self.source.branch_name()?;
+        let review = format!("{BRANCH_PREFIX}{}", prepared.name);
+        let desired = self.base(&repo, &branch)?;
+        let (parent, expect) = match tip {
+            None => {
+                if self.branch_exists(&repo, &review)? {
+                    return Err(RequestError::Exists {
+                        name: prepared.name.clone(),
+                        place: format!("on branch `{review}`"),
+                    });
+                }
+                (desired, None)
+            }
+            Some(t) => {
+                let t = Oid::from_str(t).map_err(git_err(format!("read {review}")))?;
+                (t, Some(t))
+            }
+        };
+        let checked = self.validate(desired, &prepared)?;
+        let outcome = crate::validate::validate_fleet(checked.fleet.clone(), checked.diagnostics);
+        let body = match &outcome.fleet {
+            Some(f) => message(f),
+            None => String::new(),
+        };
+        let verb = if tip.is_some() {
+            "add hosts to"
+        } else {
+            "propose"
+        };
+        let reason = document
+            .pointer("/spec/reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut subject = format!("{verb} patch request {}: {reason}", prepared.name);
+        if subject.chars().count() > 72 {
+            subject = subject.chars().take(71).collect::<String>() + "…";
+        }
+        let text = format!(
+            "{subject}\n\nProposed by patchkeeper rapid response as `{}`; review and merge it to apply.\n\n{body}\n\nRequested-By: {}\n",
+            prepared.path,
+            crate::rapid::REQUESTED_BY
+        );
+        let commit = self.commit(&repo, parent, &checked.fleet, &prepared, &text)?;
+        match self.publish(&repo, &review, expect, commit)? {
+            Published::Done { pushed } => Ok(Filed {
+                name: prepared.name,
+                commit: commit.to_string(),
+                branch: review,
+                pushed,
+                attempts: 1,
+                warnings: checked.warnings,
+            }),
+            Published::Exists => Err(RequestError::Exists {
+                name: prepared.name.clone(),
+                place: format!("on branch `{review}`"),
+            }),
+            Published::TipMoved => Err(RequestError::Contended(1)),
+        }
     }
 
     /// The desired branch's tip: fetched from the remote, or read locally.
@@ -419,7 +501,7 @@ impl Intake {
         base: Oid,
         fleet: &fleet::Fleet,
         prepared: &Prepared,
-        submission: &Submission,
+        message: &str,
     ) -> Result<Oid, RequestError> {
         let parent = repo
             .find_commit(base)
@@ -461,8 +543,7 @@ impl Intake {
             .map(|a| (a.name, a.email))
             .unwrap_or_else(|| (DEFAULT_AUTHOR.0.to_owned(), DEFAULT_AUTHOR.1.to_owned()));
         let sig = git2::Signature::now(&name, &email).map_err(git_err("author"))?;
-        let message = commit_message(prepared, submission);
-        repo.commit(None, &sig, &sig, &message, &tree, &[&parent])
+        repo.commit(None, &sig, &sig, message, &tree, &[&parent])
             .map_err(git_err("write commit"))
     }
 

@@ -293,7 +293,26 @@ impl<'a> Checker<'a> {
                 self.api_tokens(o, &spec.api);
                 self.notifications(o, &spec.notifications);
                 self.advisory_settings(o, &spec.advisories);
+                self.rapid_response(o, &spec.rapid_response);
             }
+        }
+    }
+
+    /// Rapid response's window must be an emergency window (proposals name it).
+    fn rapid_response(&mut self, o: &Origin, r: &model::RapidResponseSettings) {
+        let Some(name) = &r.window else { return };
+        let pointer = "/spec/rapidResponse/window";
+        match self.fleet.windows.iter().find(|w| w.name() == name) {
+            None => self.window_ref(o, pointer, name),
+            Some(w) if !w.doc.spec.emergency => self.push(
+                Diagnostic::new(
+                    Code::EmergencyWindow,
+                    o.at(pointer),
+                    format!("window `{name}` is not an emergency window; rapid response proposals may only name one with `emergency: true`"),
+                )
+                .with_note(w.origin.at("/spec"), "the window is declared here"),
+            ),
+            Some(_) => {}
         }
     }
 
@@ -703,6 +722,23 @@ impl<'a> Checker<'a> {
         for b in &fleet.baselines {
             let s = &b.doc.spec;
             self.window_ref(&b.origin, "/spec/window", &s.window);
+            if let Some(w) = fleet
+                .windows
+                .iter()
+                .find(|w| w.name() == s.window && w.doc.spec.emergency)
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::EmergencyWindow,
+                        b.origin.at("/spec/window"),
+                        format!(
+                            "window `{}` is an emergency window, for patch requests only; a baseline needs a normal window",
+                            s.window
+                        ),
+                    )
+                    .with_note(w.origin.at("/spec/emergency"), "marked emergency here"),
+                );
+            }
             self.rollout_ref(&b.origin, "/spec/rollout", &s.rollout);
             self.duration(&b.origin, "/spec/updates/delay", s.updates.delay.as_ref());
             for (field, list) in [("hold", &s.hold), ("exclude", &s.exclude)] {

@@ -89,6 +89,9 @@ pub struct Inputs<'a> {
     pub reconcile: Option<(bool, Option<&'a str>)>,
     /// Rollouts halted in the current or last reconcile (`None`: none started yet).
     pub halted: Option<Vec<(String, usize)>>,
+    /// Every patch request and where it stands (its review branch's are read before a
+    /// desired commit is known, so they count once `commit_known`).
+    pub requests: &'a [crate::view::RequestStatus],
 }
 
 /// The families of conditions, each judged from one part of [`Inputs`].
@@ -102,6 +105,7 @@ fn family(event: AlertEvent) -> u8 {
         AlertEvent::CommitInvalid => 1,
         AlertEvent::ReconcileFailing => 2,
         AlertEvent::RolloutHalted => 3,
+        AlertEvent::RequestProposed => 4,
     }
 }
 
@@ -227,6 +231,29 @@ pub fn conditions(inputs: &Inputs<'_>, now: Timestamp) -> (BTreeMap<String, Cond
                 c.get(..12).unwrap_or(c)
             ),
         );
+    }
+    if !inputs.commit_known {
+        unknown.push(4);
+    } else {
+        for r in inputs.requests {
+            let proposed = r.state == crate::view::RequestState::Submitted
+                && r.requested_by.as_deref() == Some(crate::rapid::REQUESTED_BY);
+            let Some(branch) = r.branch.as_deref().filter(|_| proposed) else {
+                continue;
+            };
+            add(
+                AlertEvent::RequestProposed,
+                r.name.clone(),
+                None,
+                None,
+                format!(
+                    "patchkeeper proposed patch request {} for {} on branch {branch} (hosts: {}): review and merge it to apply",
+                    r.name,
+                    r.advisories.join(", "),
+                    r.selector.hosts.join(", ")
+                ),
+            );
+        }
     }
     match inputs.reconcile {
         None => unknown.push(2),

@@ -212,6 +212,7 @@ fn judge(
             .and(reconcile.ok)
             .map(|ok| (ok, reconcile.error.as_deref())),
         halted,
+        requests: &view.requests,
     };
     super::evaluate(standing, &inputs, now)
 }

@@ -84,6 +84,7 @@ fn known<'a>(hosts: &'a [HostSummary], reports: &'a Snapshot) -> Inputs<'a> {
         rejected_commit: None,
         reconcile: Some((true, None)),
         halted: Some(vec![]),
+        requests: &[],
     }
 }
 
@@ -302,4 +303,62 @@ fn the_outbox_keeps_standing_conditions_and_deliveries_across_reopening() {
     assert_eq!(due[0].secret_env.as_deref(), Some("PK_SECRET"));
     o.delivered(due[0].seq, now).expect("delivered");
     assert_eq!(o.pending().expect("pending"), 0);
+}
+
+#[test]
+fn a_proposed_request_alerts_with_its_branch_until_it_is_merged() {
+    use crate::view::{RequestState, RequestStatus};
+    let now = ts("2026-12-01T00:00:00Z");
+    let hosts = vec![host("web-1", Some(ComplianceState::Compliant))];
+    let reports = snapshot(vec![]);
+    let request = |state| RequestStatus {
+        name: "dsa-6000-1".into(),
+        state,
+        branch: Some("patchkeeper/requests/dsa-6000-1".into()),
+        commit: None,
+        reason: "critical DSA-6000-1".into(),
+        selector: crate::model::Selector {
+            hosts: vec!["web-1".into()],
+            ..Default::default()
+        },
+        packages: vec![],
+        advisories: vec!["DSA-6000-1".into()],
+        deadline: None,
+        requested_by: Some("patchkeeper".into()),
+        hosts: 1,
+        applied: 0,
+        remaining: vec![],
+    };
+    let open = [request(RequestState::Submitted)];
+    let inputs = Inputs {
+        requests: &open,
+        ..known(&hosts, &reports)
+    };
+    let e = evaluate(&Default::default(), &inputs, now);
+    assert_eq!(keys(&e.opened), ["request-proposed/dsa-6000-1"]);
+    assert!(
+        e.opened[0]
+            .condition
+            .summary
+            .contains("on branch patchkeeper/requests/dsa-6000-1"),
+        "{:?}",
+        e.opened[0].condition
+    );
+    // Not yet known which branches exist: it keeps standing.
+    let unknown = Inputs {
+        commit_known: false,
+        requests: &[],
+        ..known(&hosts, &reports)
+    };
+    assert!(evaluate(&e.standing, &unknown, now).cleared.is_empty());
+    // Merged: resolved.
+    let merged = [request(RequestState::Merged)];
+    let after = Inputs {
+        requests: &merged,
+        ..known(&hosts, &reports)
+    };
+    assert_eq!(
+        keys(&evaluate(&e.standing, &after, now).cleared),
+        ["request-proposed/dsa-6000-1"]
+    );
 }

@@ -633,6 +633,7 @@ mod tests {
             baselines: vec![],
             requests: vec![],
             window: None,
+            window_reason: None,
             rollout: None,
             changes: vec![change("libpk", Some("1.0-1"), "1.2-1")],
             reasons: vec![],

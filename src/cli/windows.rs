@@ -199,6 +199,7 @@ mod tests {
         cutoff: Option<&str>,
     ) -> MaintenanceWindowSpec {
         MaintenanceWindowSpec {
+            emergency: false,
             always_open: schedule.is_none(),
             schedule: schedule.map(str::to_owned),
             timezone: tz.map(str::to_owned),

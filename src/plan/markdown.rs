@@ -210,6 +210,10 @@ pub fn render_markdown(plan: &Plan) -> String {
                 .map(|b| format!(", batch {} ({})", b.index + 1, md(&b.stage)))
                 .unwrap_or_default();
             let _ = writeln!(out, "**{}** ({}{batch})", md(&h.host), h.status.as_str());
+            if let Some(w) = &h.window_reason {
+                let _ = writeln!(out);
+                let _ = writeln!(out, "Window: {}", md(w));
+            }
             let _ = writeln!(out);
             let _ = writeln!(out, "| package | from | to | why |");
             let _ = writeln!(out, "|---|---|---|---|");

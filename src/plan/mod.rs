@@ -7,6 +7,7 @@
 //! schema is `schemas/plan.schema.json`.
 
 mod batches;
+mod emergency;
 mod markdown;
 pub mod promotion;
 mod render;
@@ -132,6 +133,10 @@ pub struct HostPlan {
     /// The window governing the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// Why that window, when a patch request names an emergency window: taken (its
+    /// deadline comes before the normal window opens) or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_reason: Option<String>,
     /// The rollout governing the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,

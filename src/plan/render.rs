@@ -73,7 +73,12 @@ fn escaped(plan: &Plan) -> Plan {
         e(&mut h.host);
         h.reasons.iter_mut().for_each(e);
         h.notes.iter_mut().for_each(e);
-        for w in h.window.iter_mut().chain(h.rollout.iter_mut()) {
+        for w in h
+            .window
+            .iter_mut()
+            .chain(h.rollout.iter_mut())
+            .chain(h.window_reason.iter_mut())
+        {
             e(w);
         }
         for c in &mut h.changes {
@@ -248,6 +253,9 @@ pub fn render_human(plan: &Plan, opts: RenderOptions) -> String {
         }
         for r in &h.reasons {
             let _ = writeln!(out, "    {}", p.red(&format!("! {r}")));
+        }
+        if let Some(w) = &h.window_reason {
+            let _ = writeln!(out, "    {}", p.yellow(&format!("window: {w}")));
         }
         for n in &h.notes {
             let _ = writeln!(out, "    {}", p.yellow(&format!("note: {n}")));

@@ -137,6 +137,11 @@ fn check_host_entry(plan: &Plan, h: &HostPlan, problems: &mut Vec<String>) {
 /// the module documentation). Assumes [`check_file`] passed.
 pub fn check_against_fleet(plan: &Plan, fleet: &ValidFleet) -> Result<(), SavedPlanError> {
     let mut problems = Vec::new();
+    // The window an emergency request may use depends on when the plan was made.
+    let planned_at = plan
+        .planned_at
+        .parse::<jiff::Timestamp>()
+        .unwrap_or_else(|_| jiff::Timestamp::now());
     for h in &plan.hosts {
         let Some(host) = fleet.host(&h.host) else {
             problems.push(format!("host {:?} is not in the inventory", h.host));
@@ -145,7 +150,7 @@ pub fn check_against_fleet(plan: &Plan, fleet: &ValidFleet) -> Result<(), SavedP
         if !h.status.has_changes() {
             continue;
         }
-        let assigned = super::transactions::assignment(fleet, host);
+        let assigned = super::transactions::assignment(fleet, host, planned_at);
         let ours = [
             (
                 "baselines",
@@ -160,7 +165,12 @@ pub fn check_against_fleet(plan: &Plan, fleet: &ValidFleet) -> Result<(), SavedP
             (
                 "window",
                 format!("{:?}", h.window),
-                format!("{:?}", assigned.window),
+                // A host whose requests are satisfied leaves the emergency window.
+                if assigned.emergency && h.window == assigned.normal {
+                    format!("{:?}", assigned.normal)
+                } else {
+                    format!("{:?}", assigned.window)
+                },
             ),
             (
                 "rollout",

@@ -82,22 +82,35 @@ pub(super) struct Assignment {
     pub requests: Vec<String>,
     /// The governing window.
     pub window: Option<String>,
+    /// The governing window is an emergency window: only requests' changes use it.
+    pub emergency: bool,
+    /// The baselines' (normal) window.
+    pub normal: Option<String>,
+    /// Why that window, when an emergency window was considered.
+    pub window_why: Option<String>,
     /// The governing rollout.
     pub rollout: Option<String>,
 }
 
-pub(super) fn assignment(fleet: &crate::validate::ValidFleet, host: &Host) -> Assignment {
+pub(super) fn assignment(
+    fleet: &crate::validate::ValidFleet,
+    host: &Host,
+    at: jiff::Timestamp,
+) -> Assignment {
     let baselines = fleet.baselines_for(host);
     let requests = fleet.requests_for(host);
     // Baselines on one host agree on window and rollout (validated); a request may name
-    // its own, which then governs the host's whole transaction.
+    // its own, which then governs the host's whole transaction (an emergency window only
+    // when the request's deadline comes before the normal window opens).
+    let normal = baselines.first().map(|b| b.doc.spec.window.as_str());
+    let choice = super::emergency::choose(fleet, &requests, normal, at);
     Assignment {
         baselines: sorted(baselines.iter().map(|b| b.name().to_owned())),
         requests: sorted(requests.iter().map(|r| r.name().to_owned())),
-        window: requests
-            .iter()
-            .find_map(|r| r.doc.spec.window.clone())
-            .or_else(|| baselines.first().map(|b| b.doc.spec.window.clone())),
+        window: choice.window,
+        emergency: choice.emergency,
+        normal: normal.map(str::to_owned),
+        window_why: choice.why,
         rollout: requests
             .iter()
             .find_map(|r| r.doc.spec.rollout.clone())
@@ -108,14 +121,15 @@ pub(super) fn assignment(fleet: &crate::validate::ValidFleet, host: &Host) -> As
 fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostPlan {
     let baselines = input.fleet.baselines_for(host);
     let requests = input.fleet.requests_for(host);
-    let assigned = assignment(input.fleet, host);
+    let assigned = assignment(input.fleet, host, input.at);
     let mut plan = HostPlan {
         host: host.name.clone(),
         status: HostStatus::Compliant,
         package_manager: host.package_manager,
         baselines: assigned.baselines,
         requests: assigned.requests,
-        window: assigned.window,
+        window: assigned.window.clone(),
+        window_reason: assigned.window_why.clone(),
         rollout: assigned.rollout,
         changes: Vec::new(),
         reasons: Vec::new(),
@@ -366,6 +380,22 @@ fn plan_host(input: &PlanInput<'_>, globs: &BaselineGlobs, host: &Host) -> HostP
         ctx.promote(rules, input, pm, &mins);
     }
 
+    if assigned.emergency {
+        let normal = baselines.first().map(|b| b.doc.spec.window.as_str());
+        let for_requests = ctx
+            .changes
+            .values()
+            .any(|c| c.reasons.iter().any(|r| r.source.starts_with("request/")));
+        if for_requests || normal.is_none() {
+            ctx.defer_to_normal_window(plan.window.as_deref().unwrap_or_default(), normal);
+        } else {
+            // The requests are satisfied: the emergency window has nothing to carry, and
+            // the normal window governs the rest.
+            plan.window = normal.map(str::to_owned);
+            plan.window_reason = None;
+        }
+    }
+
     // What a host reports is data, not trusted: a change whose name, version or
     // architecture is outside the host's grammar could not be carried by a command, and a
     // host reporting one blocks rather than getting a guess.
@@ -523,6 +553,36 @@ impl HostCtx<'_> {
             fixes,
             promotion: None,
         });
+    }
+
+    /// In an emergency window only patch requests' changes go: what only baselines ask
+    /// for waits for the normal window, listed as skipped.
+    fn defer_to_normal_window(&mut self, emergency: &str, normal: Option<&str>) {
+        let deferred: Vec<String> = self
+            .changes
+            .values()
+            .filter(|c| !c.reasons.iter().any(|r| r.source.starts_with("request/")))
+            .map(|c| c.package.clone())
+            .collect();
+        for name in deferred {
+            let Some(c) = self.changes.remove(&name) else {
+                continue;
+            };
+            let why = match normal {
+                Some(n) => format!("waits for window `{n}`: emergency window `{emergency}` takes only patch requests' changes"),
+                None => format!("emergency window `{emergency}` takes only patch requests' changes"),
+            };
+            self.skipped.push(Skipped {
+                package: c.package,
+                version: c.to,
+                why,
+                promotion: None,
+                from: c.from,
+                security: c.security,
+                held_by: Vec::new(),
+                fixes: c.fixes,
+            });
+        }
     }
 
     /// Moves every change the baselines ask for to the version promotion allows: exactly

@@ -31,6 +31,17 @@ pub struct AdvisoryEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub due: Option<Timestamp>,
+    /// For a closed advisory: when the host's reports first saw it open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub first_seen: Option<Timestamp>,
+    /// For a closed advisory: when the report found it closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub closed_at: Option<Timestamp>,
+    /// For a closed advisory: seconds from first seen to closed (time to remediation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_seconds: Option<i64>,
 }
 
 /// Kinds of [`AdvisoryEvent`].
@@ -77,6 +88,9 @@ pub fn advisory_events(
         severity: a.advisory.severity,
         source: a.advisory.source.clone(),
         due: a.due,
+        first_seen: None,
+        closed_at: None,
+        remediation_seconds: None,
     };
     let mut out = Vec::new();
     for a in &current.advisories {
@@ -91,7 +105,12 @@ pub fn advisory_events(
     for a in previous.into_iter().flat_map(|p| &p.advisories) {
         let k = key(&a.advisory.id, &a.advisory.source);
         if a.advisory.severity == Severity::Critical && !now_open.contains(&k) {
-            out.push(event(AdvisoryEventKind::CriticalClosed, a));
+            out.push(AdvisoryEvent {
+                first_seen: Some(a.first_seen),
+                closed_at: Some(now),
+                remediation_seconds: Some(now.duration_since(a.first_seen).as_secs().max(0)),
+                ..event(AdvisoryEventKind::CriticalClosed, a)
+            });
         }
     }
     out

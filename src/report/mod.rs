@@ -1581,6 +1581,7 @@ mod tests {
             baselines: vec!["web".into()],
             requests: Vec::new(),
             window: None,
+            window_reason: None,
             rollout: None,
             changes: changes
                 .iter()

@@ -5,6 +5,7 @@ use crate::model::Freeze;
 
 fn spec(schedule: &str, tz: &str, duration: &str) -> MaintenanceWindowSpec {
     MaintenanceWindowSpec {
+        emergency: false,
         always_open: false,
         schedule: Some(schedule.to_owned()),
         timezone: Some(tz.to_owned()),
@@ -443,6 +444,7 @@ fn cutoff_applies_before_a_freeze_inside_the_window() {
 #[test]
 fn always_open_window() {
     let s = MaintenanceWindowSpec {
+        emergency: false,
         always_open: true,
         schedule: None,
         timezone: None,
@@ -748,6 +750,7 @@ fn errors(s: &MaintenanceWindowSpec) -> Vec<(WindowField, String)> {
 #[test]
 fn every_problem_is_reported_at_its_field() {
     let s = MaintenanceWindowSpec {
+        emergency: false,
         always_open: false,
         schedule: Some("0 2 * *".into()),
         timezone: Some("Mars/Olympus".into()),
