@@ -362,6 +362,8 @@ struct Soak {
     lab: Lab,
     bare: PathBuf,
     racer: PathBuf,
+    /// The cycle's saved plan (outside the fleet repo: its checkout stays clean).
+    plan_file: PathBuf,
     hosts: Vec<String>,
     /// Every run id that reached the remote, and every racer commit: none may disappear.
     landed_runs: BTreeSet<String>,
@@ -414,6 +416,7 @@ impl Soak {
             lab,
             bare,
             racer,
+            plan_file: dir.with_extension("plan.json"),
             hosts,
             landed_runs: BTreeSet::new(),
             racer_commits: Vec::new(),
@@ -475,13 +478,35 @@ impl Soak {
         panic!("the racing writer could not push in 5 attempts");
     }
 
-    /// Starts `patchkeeper apply`, noting the fleet commit it starts from.
-    fn start_apply(&mut self, starts: &mut Vec<(String, usize)>) -> Running {
+    /// Starts `patchkeeper apply` of the cycle's saved plan (a fresh plan once the fleet repo
+    /// moved past it: the saved one is then refused as a whole), noting the fleet commit it
+    /// starts from.
+    fn start_apply(&mut self, plan_commit: &str, starts: &mut Vec<(String, usize)>) -> Running {
         self.tally.applies += 1;
-        starts.push((head(&self.dir()), journal_len(&self.dir())));
+        let commit = head(&self.dir());
         let mut cmd = pk(&self.dir());
         cmd.args(["apply", "--auto-approve"]);
+        if commit == plan_commit {
+            cmd.arg(&self.plan_file);
+        }
+        starts.push((commit, journal_len(&self.dir())));
         Running::spawn(cmd)
+    }
+
+    /// Every host's ground truth, read in parallel.
+    fn ground_truth_all(&self) -> BTreeMap<String, Truth> {
+        let lab = &self.lab;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|h| (h.clone(), s.spawn(move || ground_truth(lab, h))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(h, t)| (h, t.join().expect("ground truth")))
+                .collect()
+        })
     }
 
     /// Package-manager front ends running in each host now: more than one is a host in two
@@ -506,9 +531,12 @@ impl Soak {
         let dir = self.dir();
         let started = Instant::now();
         if cycle > 0 {
-            for host in self.hosts.clone() {
-                reset(&self.lab, &host);
-            }
+            let lab = &self.lab;
+            std::thread::scope(|s| {
+                for host in &self.hosts {
+                    s.spawn(move || reset(lab, host));
+                }
+            });
         }
         let mut faults = schedule(rng, &self.hosts);
         eprintln!(
@@ -545,14 +573,16 @@ impl Soak {
             }
         }
         // Ground truth before the run, and the plan.
-        let before: BTreeMap<String, Truth> = self
-            .hosts
-            .iter()
-            .map(|h| (h.clone(), ground_truth(&self.lab, h)))
-            .collect();
-        let plan = pk(&dir).args(["plan", "--json"]).output().unwrap();
-        let plan_json: serde_json::Value = serde_json::from_slice(&plan.stdout)
-            .unwrap_or_else(|e| panic!("plan --json: {e}\n{}", text(&plan)));
+        let before = self.ground_truth_all();
+        let plan = pk(&dir)
+            .args(["plan", "--out"])
+            .arg(&self.plan_file)
+            .output()
+            .unwrap();
+        let plan_json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&self.plan_file).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("plan --out: {e}\n{}", text(&plan)));
+        let plan_commit = head(&dir);
         let mut planned: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for h in plan_json["hosts"].as_array().into_iter().flatten() {
             let host = h["host"].as_str().unwrap_or_default().to_string();
@@ -570,12 +600,13 @@ impl Soak {
             planned.insert(host, changes);
         }
         let journal_start = journal_len(&dir);
+        eprintln!("soak: cycle {cycle}: reset, ground truth and plan took {:.0?}", started.elapsed());
 
         // The apply, with the hold-point faults acted on as their victims' transactions are
         // reached.
         let mut starts: Vec<(String, usize)> = Vec::new();
         let mut outputs: Vec<Output> = Vec::new();
-        let mut running = self.start_apply(&mut starts);
+        let mut running = self.start_apply(&plan_commit, &mut starts);
         let mut rerun = false;
         let mut slow_victims: Vec<String> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -606,7 +637,7 @@ impl Soak {
                         outputs.push(running.wait());
                         self.lab.release_host(&victim);
                         rerun = true;
-                        running = self.start_apply(&mut starts);
+                        running = self.start_apply(&plan_commit, &mut starts);
                     }
                     Fault::ReportRace => {
                         self.race_report_push(cycle);
@@ -650,8 +681,9 @@ impl Soak {
             self.lab.release_host(victim);
         }
         self.check_one_transaction(cycle, "after the first apply");
+        eprintln!("soak: cycle {cycle}: apply ended at {:.0?}", started.elapsed());
         if rerun {
-            let running = self.start_apply(&mut starts);
+            let running = self.start_apply(&plan_commit, &mut starts);
             outputs.push(running.wait());
         }
         for f in &faults {
@@ -660,6 +692,12 @@ impl Soak {
             }
         }
 
+        eprintln!("soak: cycle {cycle}: applies ended at {:.0?}", started.elapsed());
+        if std::env::var_os("PATCHKEEPER_SOAK_VERBOSE").is_some() {
+            for out in &outputs {
+                eprintln!("soak: apply output\n{}", text(out));
+            }
+        }
         self.check_invariants(cycle, &before, &planned, &starts, journal_start, &outputs);
         self.tally.cycles += 1;
         eprintln!(
@@ -704,8 +742,9 @@ impl Soak {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(serde_json::Value::Null)
         };
+        let truth = self.ground_truth_all();
         for host in self.hosts.clone() {
-            let now = ground_truth(&self.lab, &host);
+            let now = truth[&host].clone();
             let pre = &before[&host];
             let plan = planned.get(&host).cloned().unwrap_or_default();
             let at_plan = !plan.is_empty()
@@ -916,6 +955,7 @@ fn chaos_soak_keeps_every_invariant_under_seeded_faults() {
     );
     let _ = std::fs::remove_dir_all(&soak.bare);
     let _ = std::fs::remove_dir_all(&soak.racer);
+    let _ = std::fs::remove_file(&soak.plan_file);
     assert!(
         soak.tally.violations.is_empty(),
         "seed {seed}: invariant violations (reproduce: scripts/soak --seed {seed} --runs {runs} --hosts {hosts}):\n{summary}"
