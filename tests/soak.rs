@@ -165,7 +165,7 @@ fn ground_truth(lab: &Lab, host: &str) -> Truth {
         )
     } else {
         format!(
-            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}} ii\\n' {list}; echo '--audit'; dnf -q -C --disablerepo='*' check 2>&1"
+            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}} ii\\n' {list}; echo '--audit'; rpm -qa --qf '%{{NAME}}.%{{ARCH}}\\n' | sort | uniq -d | sed 's/$/ installed twice/'"
         )
     };
     let out = lab.run(host, &script);
