@@ -259,7 +259,7 @@ fn commit_all(dir: &Path, message: &str) {
 /// pulled along), odd cycles libpk 1.1-1. `note` goes into a comment (a new commit that does
 /// not change the desired state).
 fn baseline_yaml(cycle: usize, note: &str) -> String {
-    let packages: &[(&str, &str)] = if cycle % 2 == 0 {
+    let packages: &[(&str, &str)] = if cycle.is_multiple_of(2) {
         &[("libpk", "1.2-1"), ("pk-app", "2.0-1")]
     } else {
         &[("libpk", "1.1-1")]
@@ -401,7 +401,10 @@ impl Soak {
             Path::new("/"),
             &["init", "-q", "--bare", &bare.display().to_string()],
         );
-        git(&dir, &["remote", "add", "origin", &bare.display().to_string()]);
+        git(
+            &dir,
+            &["remote", "add", "origin", &bare.display().to_string()],
+        );
         git(&dir, &["push", "-q", "origin", "main"]);
         git(
             Path::new("/"),
@@ -451,7 +454,13 @@ impl Soak {
             if exists {
                 git(
                     &racer,
-                    &["checkout", "-q", "-B", "racer", &format!("origin/{REPORTS}")],
+                    &[
+                        "checkout",
+                        "-q",
+                        "-B",
+                        "racer",
+                        &format!("origin/{REPORTS}"),
+                    ],
                 );
             } else {
                 git(&racer, &["checkout", "-q", "--orphan", "racer"]);
@@ -559,7 +568,11 @@ impl Soak {
         if broken.is_empty() {
             let _ = std::fs::remove_file(&request);
         } else {
-            write(&self.lab, "requests/soak-broken.yaml", &broken_request(&broken));
+            write(
+                &self.lab,
+                "requests/soak-broken.yaml",
+                &broken_request(&broken),
+            );
         }
         commit_all(&dir, &format!("soak: cycle {cycle}"));
         for f in &mut faults {
@@ -605,7 +618,10 @@ impl Soak {
             planned.insert(host, changes);
         }
         let journal_start = journal_len(&dir);
-        eprintln!("soak: cycle {cycle}: reset, ground truth and plan took {:.0?}", started.elapsed());
+        eprintln!(
+            "soak: cycle {cycle}: reset, ground truth and plan took {:.0?}",
+            started.elapsed()
+        );
 
         // The apply, with the hold-point faults acted on as their victims' transactions are
         // reached.
@@ -686,7 +702,10 @@ impl Soak {
             self.lab.release_host(victim);
         }
         self.check_one_transaction(cycle, "after the first apply");
-        eprintln!("soak: cycle {cycle}: apply ended at {:.0?}", started.elapsed());
+        eprintln!(
+            "soak: cycle {cycle}: apply ended at {:.0?}",
+            started.elapsed()
+        );
         if rerun {
             let running = self.start_apply(&plan_commit, &mut starts);
             outputs.push(running.wait());
@@ -701,7 +720,10 @@ impl Soak {
             }
         }
 
-        eprintln!("soak: cycle {cycle}: applies ended at {:.0?}", started.elapsed());
+        eprintln!(
+            "soak: cycle {cycle}: applies ended at {:.0?}",
+            started.elapsed()
+        );
         if std::env::var_os("PATCHKEEPER_SOAK_VERBOSE").is_some() {
             for out in &outputs {
                 eprintln!("soak: apply output\n{}", text(out));
@@ -766,7 +788,10 @@ impl Soak {
                     .any(|e| e.host.as_deref() == Some(&host) && e.kind == kind)
             };
             let report = host_file(&self.bare, &host);
-            let state = report["state"].as_str().unwrap_or("(no report)").to_string();
+            let state = report["state"]
+                .as_str()
+                .unwrap_or("(no report)")
+                .to_string();
             let reasons: Vec<String> = report["reasons"]
                 .as_array()
                 .into_iter()
@@ -810,7 +835,7 @@ impl Soak {
                     e.host.as_deref() == Some(&host)
                         && matches!(e.kind.as_str(), "recovered" | "recovery-failed")
                 });
-                if !failed_recovery.is_some_and(|e| e.kind == "recovery-failed") {
+                if failed_recovery.is_none_or(|e| e.kind != "recovery-failed") {
                     self.violation(
                         cycle,
                         format!(
@@ -862,8 +887,9 @@ impl Soak {
             if !mine.iter().any(|e| e.kind == "run-finished") {
                 continue; // killed: it could not report.
             }
-            let Some(record) = bare_git(&self.bare, &["show", &format!("{REPORTS}:runs/{run}.json")])
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            let Some(record) =
+                bare_git(&self.bare, &["show", &format!("{REPORTS}:runs/{run}.json")])
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             else {
                 self.violation(
                     cycle,
@@ -921,8 +947,11 @@ impl Soak {
             }
         }
         for run in self.landed_runs.clone() {
-            if bare_git(&self.bare, &["cat-file", "-e", &format!("{REPORTS}:runs/{run}.json")])
-                .is_none()
+            if bare_git(
+                &self.bare,
+                &["cat-file", "-e", &format!("{REPORTS}:runs/{run}.json")],
+            )
+            .is_none()
             {
                 self.violation(cycle, format!("run record {run} lost from the remote"));
             }
@@ -946,7 +975,10 @@ fn chaos_soak_keeps_every_invariant_under_seeded_faults() {
     let seed = env_number("PATCHKEEPER_SOAK_SEED", DEFAULT_SEED);
     let runs = env_number("PATCHKEEPER_SOAK_RUNS", 3) as usize;
     let hosts = env_number("PATCHKEEPER_SOAK_HOSTS", 4) as usize;
-    assert!(hosts >= 2, "the soak needs at least 2 hosts (one Debian, one RPM)");
+    assert!(
+        hosts >= 2,
+        "the soak needs at least 2 hosts (one Debian, one RPM)"
+    );
     eprintln!(
         "soak: seed {seed}, {runs} cycles, {hosts} hosts (reproduce: scripts/soak --seed {seed} --runs {runs} --hosts {hosts})"
     );
@@ -958,10 +990,7 @@ fn chaos_soak_keeps_every_invariant_under_seeded_faults() {
     }
     let summary = soak.tally.to_string();
     eprint!("{summary}");
-    eprintln!(
-        "soak: seed {seed}, {:.0?} in all",
-        started.elapsed()
-    );
+    eprintln!("soak: seed {seed}, {:.0?} in all", started.elapsed());
     let _ = std::fs::remove_dir_all(&soak.bare);
     let _ = std::fs::remove_dir_all(&soak.racer);
     let _ = std::fs::remove_file(&soak.plan_file);
