@@ -384,10 +384,11 @@ impl Soak {
         let _ = std::fs::remove_dir_all(&bare);
         let _ = std::fs::remove_dir_all(&racer);
         let mut settings = std::fs::read_to_string(dir.join("patchkeeper.yaml")).unwrap();
-        // A transaction held past 15 s is "slow past its timeout"; a lock held 2 s skips the
-        // host. Reports go to the bare remote on every run (heartbeat 0s).
+        // A transaction held past 30 s is "slow past its timeout" (a real one takes a few
+        // seconds under load); a lock held 2 s skips the host. Reports go to the bare remote
+        // on every run (heartbeat 0s).
         settings.push_str(
-            "  apply:\n    transactionTimeout: 15s\n    lockWait: 2s\n  reports:\n    remote: origin\n    heartbeat: 0s\n",
+            "  apply:\n    transactionTimeout: 30s\n    lockWait: 2s\n  reports:\n    remote: origin\n    heartbeat: 0s\n",
         );
         write(&lab, "patchkeeper.yaml", &settings);
         write(
@@ -730,12 +731,67 @@ impl Soak {
             }
         }
         self.check_invariants(cycle, &before, &planned, &starts, journal_start, &outputs);
+        self.check_fault_effects(cycle, &faults, &starts);
         self.tally.cycles += 1;
         eprintln!(
             "soak: cycle {cycle} done in {:.0?}, {} violation(s) so far",
             started.elapsed(),
             self.tally.violations.len()
         );
+    }
+
+    /// What each fault must have done, in the record of the first apply of the cycle (when
+    /// it finished): a full disk or a held lock skips the host, saying why once.
+    fn check_fault_effects(
+        &mut self,
+        cycle: usize,
+        faults: &[Planned],
+        starts: &[(String, usize)],
+    ) {
+        let dir = self.dir();
+        let Some((_, offset)) = starts.first() else {
+            return;
+        };
+        let entries = journal_entries(&dir, *offset);
+        let Some(run) = entries
+            .iter()
+            .find(|e| e.kind == "run-started")
+            .map(|e| e.run.clone())
+        else {
+            return;
+        };
+        let Some(record) = bare_git(&self.bare, &["show", &format!("{REPORTS}:runs/{run}.json")])
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        else {
+            return; // killed before it could report
+        };
+        for f in faults {
+            let expected = match f.kind {
+                Fault::DiskFull => "MiB free on /var, 500 MiB required (apply.minFreeDiskMib)",
+                Fault::LockHeld => "the package manager is still locked",
+                _ => continue,
+            };
+            let host = record["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["host"] == f.victim.as_str());
+            let outcome = host
+                .and_then(|h| h["outcome"].as_str())
+                .unwrap_or("(missing)");
+            let reason = host.and_then(|h| h["reason"].as_str()).unwrap_or("");
+            // The reason says it once: the outcome is not repeated in front of it.
+            if outcome != "skipped" || !reason.contains(expected) || reason.starts_with("skipped") {
+                self.violation(
+                    cycle,
+                    format!(
+                        "{}: {} should skip it saying `{expected}`; run {run} says {outcome}: {reason}",
+                        f.victim,
+                        f.kind.name()
+                    ),
+                );
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
