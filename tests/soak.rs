@@ -520,19 +520,47 @@ impl Soak {
         })
     }
 
-    /// Package-manager front ends running in each host now: more than one is a host in two
-    /// transactions at once.
+    /// Package transactions running in each host now, read from this machine's /proc (the
+    /// hosts have none): package-manager processes whose parent is not one (a dpkg under
+    /// apt-get, or a dnf forking a scriptlet, is the same transaction). More than one is a
+    /// host in two transactions at once; the violation lists pid, parent and command line.
     fn check_one_transaction(&mut self, cycle: usize, when: &str) {
         for host in self.hosts.clone() {
-            let procs = self.lab.pm_processes(&host);
-            let frontends = procs
-                .iter()
-                .filter(|p| matches!(p.as_str(), "apt-get" | "apt" | "dnf"))
-                .count();
-            if frontends > 1 {
+            let root = self.lab.host(&host).root.clone();
+            let mut procs: Vec<(u32, u32, String)> = Vec::new();
+            for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if std::fs::read_link(entry.path().join("root"))
+                    .ok()
+                    .as_deref()
+                    != Some(&root)
+                {
+                    continue;
+                }
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                if !matches!(comm.trim(), "apt" | "apt-get" | "dpkg" | "dnf" | "rpm") {
+                    continue;
+                }
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // `pid (comm) state ppid ...`: the fields after the last ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let cmdline = std::fs::read(entry.path().join("cmdline"))
+                    .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                    .unwrap_or_default();
+                procs.push((pid, ppid, cmdline.trim().to_string()));
+            }
+            let pids: BTreeSet<u32> = procs.iter().map(|p| p.0).collect();
+            let roots = procs.iter().filter(|p| !pids.contains(&p.1)).count();
+            if roots > 1 {
                 self.violation(
                     cycle,
-                    format!("{host}: {frontends} package transactions at once ({when}): {procs:?}"),
+                    format!("{host}: {roots} package transactions at once ({when}): {procs:?}"),
                 );
             }
         }
