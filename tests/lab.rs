@@ -484,6 +484,43 @@ fn held_transactions_stay_in_flight_until_released() {
     lab.run_ok("deb-1", "apt-get install -y -q libpk=1.1-1");
 }
 
+/// `fill-disk`: the host's /var nearly full (its own small file system), package databases
+/// intact; `unfill-disk` brings the host's own /var back, and `down` unmounts a filled one.
+#[test]
+fn fill_disk_makes_var_nearly_full_until_unfilled() {
+    let lab = Lab::up(1, 1);
+    let instance = lab.info().instance.clone();
+    let free_mib = |host: &str| -> u64 {
+        let df = lab.run_ok(host, "df -Pk /var");
+        let kib: u64 = df
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("df output: {df}"));
+        kib / 1024
+    };
+    for host in ["deb-1", "rpm-1"] {
+        lab.fill_disk(host, 64);
+        let free = free_mib(host);
+        assert!((16..64).contains(&free), "{host}: {free} MiB free");
+        lab.run_ok(host, "touch /var/tmp/written-while-full");
+    }
+    assert_eq!(common::lab::deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    assert_eq!(common::lab::rpm(&lab, "rpm-1", "libpk"), "1.0-1");
+    lab.unfill_disk("deb-1");
+    assert!(free_mib("deb-1") > 500, "the machine's disk again");
+    lab.run_ok("deb-1", "test ! -e /var/tmp/written-while-full");
+    assert_eq!(common::lab::deb(&lab, "deb-1", "libpk"), "1.0-1 ii");
+    // rpm-1 is still filled: down unmounts its /var before its overlay.
+    lab.down();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(&instance.display().to_string()),
+        "mounts left: {mounts}"
+    );
+}
+
 /// `down` also ends sessions, lock holders and anything started inside the hosts.
 #[test]
 fn down_leaves_no_lab_process_running() {

@@ -313,7 +313,7 @@ impl Steps<'_> {
                 return Err(End(
                     Outcome::Skipped,
                     vec![format!(
-                        "skipped: the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); not started, nothing changed",
+                        "the package manager is still locked ({lock}) after waiting {}s (apply.lockWait); not started, nothing changed",
                         job.lock_wait.as_secs()
                     )],
                 )
@@ -394,7 +394,7 @@ impl Steps<'_> {
                 return Err(End(
                     Outcome::Skipped,
                     vec![format!(
-                        "skipped: only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); not started, nothing changed",
+                        "only {free} MiB free on /var, {} MiB required (apply.minFreeDiskMib); not started, nothing changed",
                         job.min_free_disk_mib
                     )],
                 )

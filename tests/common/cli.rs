@@ -129,6 +129,12 @@ impl Running {
         }
     }
 
+    /// Whether the process has exited (it is reaped then; [`Running::wait`] still returns its
+    /// output).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_some()
+    }
+
     /// Sends SIGKILL.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill");

@@ -273,6 +273,18 @@ impl Lab {
         self.lab(&["slow-host", host, "forever"]);
     }
 
+    /// Disk nearly full: `host`'s /var becomes a file system of `mib` MiB of its own holding a
+    /// copy of its /var (`df /var` on the host shows about `mib` - 10 MiB free), until
+    /// [`Lab::unfill_disk`].
+    pub fn fill_disk(&self, host: &str, mib: u32) {
+        self.lab(&["fill-disk", host, &mib.to_string()]);
+    }
+
+    /// The host's own /var again (what was written under /var meanwhile is dropped).
+    pub fn unfill_disk(&self, host: &str) {
+        self.lab(&["unfill-disk", host]);
+    }
+
     /// Arms `host`'s hold point: its next package transaction (apt/dpkg: before dpkg
     /// configures what it unpacked; dnf/rpm: in the new package's `%post`) stops there, lock
     /// held, until [`Lab::release_host`].
