@@ -147,6 +147,9 @@ pub struct SourceCheck {
     /// See `etag`.
     #[serde(skip)]
     pub last_modified: Option<String>,
+    /// A check was recorded (`serve` refreshed it); `false`: only imported by hand.
+    #[serde(skip)]
+    pub recorded: bool,
 }
 
 /// What one check of a source found, to record with [`Store::record_check`].
@@ -324,6 +327,7 @@ impl Store {
                     error: r.get(5)?,
                     failed_at: r.get(6)?,
                     failures: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                    recorded: true,
                     ..SourceCheck::default()
                 })
             })
