@@ -592,15 +592,17 @@ impl AdvisoryFeed {
                 }
             })
             .collect();
-        sources.extend(self.extra.iter().map(|p| match p.to_str() {
-            Some(s) if remote::is_url(s) => FeedSource::Url(s.to_owned()),
-            _ => FeedSource::Path {
-                path: p.clone(),
-                key: std::path::absolute(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .to_string_lossy()
-                    .into_owned(),
-            },
+        sources.extend(self.extra.iter().map(|p| {
+            match p.to_str() {
+                Some(s) if remote::is_url(s) => FeedSource::Url(s.to_owned()),
+                _ => FeedSource::Path {
+                    path: p.clone(),
+                    key: std::path::absolute(p)
+                        .unwrap_or_else(|_| p.clone())
+                        .to_string_lossy()
+                        .into_owned(),
+                },
+            }
         }));
         if sources.is_empty() {
             return Vec::new();
@@ -629,8 +631,7 @@ impl AdvisoryFeed {
             if !due {
                 continue;
             }
-            let outcome: Result<(CheckOutcome, Option<import::Imported>), String> = match source
-            {
+            let outcome: Result<(CheckOutcome, Option<import::Imported>), String> = match source {
                 FeedSource::Path { path, key } => {
                     import::import_path(&mut store, path, Some(key), None, now, false)
                         .map(|done| {

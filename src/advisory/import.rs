@@ -326,17 +326,16 @@ fn read_file(
         }
         return Ok(Format::Osv);
     }
-    let format = match format.or_else(|| sniff(bytes)) {
-        Some(f) => f,
-        None => {
-            return Err(ImportError::Format {
+    let format =
+        match format.or_else(|| sniff(bytes)) {
+            Some(f) => f,
+            None => return Err(ImportError::Format {
                 path: path.to_owned(),
                 message:
                     "not a JSON object (expected a Debian security tracker dump or an OSV record)"
                         .into(),
-            })
-        }
-    };
+            }),
+        };
     match format {
         Format::Osv => {
             let name = path

@@ -294,7 +294,8 @@ impl Collector for FleetCollector {
         // One series per configured advisory source (a handful: bounded).
         let sources = self.status.advisory_sources();
         if !sources.is_empty() {
-            let label = |c: &crate::advisory::SourceCheck| crate::redact::text(&c.source).into_owned();
+            let label =
+                |c: &crate::advisory::SourceCheck| crate::redact::text(&c.source).into_owned();
             let success: Vec<(String, i64)> = sources
                 .iter()
                 .filter_map(|c| {
