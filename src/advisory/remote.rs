@@ -275,7 +275,7 @@ mod tests {
         assert!(ftp.contains("`ftp`"), "{ftp}");
         let secret = check_url("http://user:tok@mirror.example/x").unwrap_err();
         assert!(!secret.contains("tok"), "{secret}");
-        assert!(check_url("https:///x.json").is_err());
+        assert!(check_url("https://:443/x.json").is_err());
         assert!(is_url("https://x/y") && !is_url("advisories/tracker.json"));
     }
 
