@@ -22,7 +22,7 @@ pub enum Command {
     Status(StatusArgs),
 }
 
-const IMPORT_HELP: &str = concat!("Sources: https://security-tracker.debian.org/tracker/data/json, OSV files and\nhttps://osv-vulnerabilities.storage.googleapis.com/<ECOSYSTEM>/all.zip (Debian, Ubuntu,\nAlmaLinux, Rocky Linux). Download them yourself; patchkeeper reads files only.\n\nExit codes:\n  0  every path was imported (malformed entries in it may have been skipped)\n  1  a path could not be read or the store could not be written (the others were imported)\n", usage_exit!());
+const IMPORT_HELP: &str = concat!("Sources: https://security-tracker.debian.org/tracker/data/json, OSV files and\nhttps://osv-vulnerabilities.storage.googleapis.com/<ECOSYSTEM>/all.zip (Debian, Ubuntu,\nAlmaLinux, Rocky Linux). `advisories import` reads files you downloaded; `serve` can fetch\nhttps:// URLs itself (Settings advisories.sources, serve --advisories URL).\n\nExit codes:\n  0  every path was imported (malformed entries in it may have been skipped)\n  1  a path could not be read or the store could not be written (the others were imported)\n", usage_exit!());
 
 const STATUS_HELP: &str = concat!("Exit codes:\n  0  advisory data is loaded and not older than Settings' advisories.maxAge (default 7d)\n  1  no advisory data is loaded, or the store cannot be read\n", usage_exit_1!(), "\n  2  the data is older than advisories.maxAge");
 
