@@ -306,9 +306,10 @@ impl AlertEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdvisorySettings {
-    /// Files and directories `serve` re-imports (a Debian security tracker dump, OSV
-    /// records, directories of them, OSV `all.zip` dumps): paths relative to the fleet repo
-    /// and inside it (the `advisories/` directory is never read as fleet documents).
+    /// What `serve` re-imports (a Debian security tracker dump, OSV records, directories of
+    /// them, OSV `all.zip` dumps): paths relative to the fleet repo and inside it (the
+    /// `advisories/` directory is never read as fleet documents), or `https://` URLs
+    /// (fetched conditionally, with a timeout and a size cap; plain `http://` is refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
     /// How often `serve` checks `sources` for new data (duration, default `6h`).

@@ -537,16 +537,40 @@ pub struct Reconciler<O: Observer> {
 pub struct AdvisoryFeed {
     /// The store file.
     pub store: PathBuf,
-    /// Paths the operator names (`serve --advisories PATH`), outside the fleet repo's say.
+    /// Paths or `https://` URLs the operator names (`serve --advisories`), outside the
+    /// fleet repo's say.
     pub extra: Vec<PathBuf>,
+    /// How `https://` sources are fetched (timeout, size cap, extra CAs).
+    pub fetch: crate::advisory::remote::FetchOptions,
+}
+
+/// One source the feed refreshes.
+enum FeedSource {
+    /// A file or directory, stored under `key` (`fleet-repo:PATH` or the absolute path).
+    Path { path: PathBuf, key: String },
+    /// An `https://` URL, stored under itself.
+    Url(String),
+}
+
+impl FeedSource {
+    fn key(&self) -> &str {
+        match self {
+            FeedSource::Path { key, .. } => key,
+            FeedSource::Url(url) => url,
+        }
+    }
 }
 
 impl AdvisoryFeed {
     /// Re-imports the sources whose last check is older than Settings' `advisories.refresh`
-    /// (default 6h): the fleet repo's (keyed `fleet-repo:PATH`) and the operator's.
-    /// Unchanged data is not rewritten. A source that cannot be read is logged and its
-    /// previous data kept.
-    pub fn refresh(&self, fleet: &ValidFleet, now: Timestamp) {
+    /// (default 6h): the fleet repo's (paths keyed `fleet-repo:PATH`, URLs by themselves)
+    /// and the operator's. Unchanged data is not rewritten (a URL is asked conditionally:
+    /// a 304 or the same digest leaves the store alone). A source that cannot be read or
+    /// fetched keeps its previous data; each check (time, error, failures in a row) is
+    /// recorded in the store. Returns the checks of the configured sources.
+    pub fn refresh(&self, fleet: &ValidFleet, now: Timestamp) -> Vec<crate::advisory::SourceCheck> {
+        use crate::advisory::remote::{self, Fetched};
+        use crate::advisory::{import, CheckOutcome};
         let settings = fleet.settings().advisories;
         let every = settings
             .refresh
@@ -554,60 +578,144 @@ impl AdvisoryFeed {
             .and_then(|r| crate::duration::parse_duration(r).ok())
             .unwrap_or(Duration::from_secs(6 * 3600));
         let root = fleet.fleet().root.clone();
-        let mut sources: Vec<(PathBuf, Option<String>)> = settings
+        let mut sources: Vec<FeedSource> = settings
             .sources
             .iter()
-            .map(|s| (root.join(s), Some(format!("fleet-repo:{s}"))))
+            .map(|s| {
+                if remote::is_url(s) {
+                    FeedSource::Url(s.clone())
+                } else {
+                    FeedSource::Path {
+                        path: root.join(s),
+                        key: format!("fleet-repo:{s}"),
+                    }
+                }
+            })
             .collect();
-        sources.extend(self.extra.iter().map(|p| (p.clone(), None)));
+        sources.extend(self.extra.iter().map(|p| {
+            match p.to_str() {
+                Some(s) if remote::is_url(s) => FeedSource::Url(s.to_owned()),
+                _ => FeedSource::Path {
+                    path: p.clone(),
+                    key: std::path::absolute(p)
+                        .unwrap_or_else(|_| p.clone())
+                        .to_string_lossy()
+                        .into_owned(),
+                },
+            }
+        }));
         if sources.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut store = match crate::advisory::Store::open(&self.store) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("advisory data not refreshed: {e}");
-                return;
+                return Vec::new();
             }
         };
-        for (path, label) in sources {
-            let key = label.clone().unwrap_or_else(|| {
-                std::path::absolute(&path)
-                    .unwrap_or_else(|_| path.clone())
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            let due = match store.import_of(&key) {
-                Ok(Some(info)) => info
-                    .checked_at
-                    .parse::<Timestamp>()
-                    .map(|t| now.duration_since(t).as_secs() >= every.as_secs() as i64)
-                    .unwrap_or(true),
-                _ => true,
-            };
+        // Built when the first URL is due (it starts a thread).
+        let mut fetcher: Option<Result<remote::Fetcher, String>> = None;
+        for source in &sources {
+            let key = source.key();
+            let shown = crate::redact::text(key).into_owned();
+            let previous = store.check_of(key).ok().flatten();
+            let imported = store.import_of(key).ok().flatten();
+            let last = previous
+                .as_ref()
+                .and_then(|c| c.checked_at.clone())
+                .or_else(|| imported.as_ref().map(|i| i.checked_at.clone()));
+            let due = last
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_none_or(|t| now.duration_since(t).as_secs() >= every.as_secs() as i64);
             if !due {
                 continue;
             }
-            match crate::advisory::import::import_path(
-                &mut store,
-                &path,
-                label.as_deref(),
-                None,
-                now,
-                false,
-            ) {
-                Ok(done) if done.unchanged => {
-                    tracing::debug!(source = %key, "advisory data unchanged")
+            let outcome: Result<(CheckOutcome, Option<import::Imported>), String> = match source {
+                FeedSource::Path { path, key } => {
+                    import::import_path(&mut store, path, Some(key), None, now, false)
+                        .map(|done| {
+                            (
+                                CheckOutcome::Ok {
+                                    etag: None,
+                                    last_modified: None,
+                                },
+                                Some(done),
+                            )
+                        })
+                        .map_err(|e| e.to_string())
                 }
-                Ok(done) => tracing::info!(
-                    source = %key,
-                    records = done.info.stats.records,
-                    skipped = done.info.stats.skipped,
-                    "advisory data imported"
-                ),
-                Err(e) => tracing::warn!(source = %key, "advisory data not refreshed: {e}"),
+                FeedSource::Url(url) => {
+                    let client = fetcher.get_or_insert_with(|| {
+                        remote::Fetcher::new(&self.fetch).map_err(|e| e.to_string())
+                    });
+                    // Validators only while the data they describe is stored.
+                    let (etag, modified) = match (&previous, &imported) {
+                        (Some(c), Some(_)) => (c.etag.as_deref(), c.last_modified.as_deref()),
+                        _ => (None, None),
+                    };
+                    match client {
+                        Err(e) => Err(e.clone()),
+                        Ok(client) => match client.fetch(url, etag, modified) {
+                            Err(e) => Err(e.to_string()),
+                            Ok(Fetched::NotModified) => store
+                                .touch(url, now)
+                                .map(|()| (CheckOutcome::NotModified, None))
+                                .map_err(|e| e.to_string()),
+                            Ok(Fetched::Body {
+                                bytes,
+                                etag,
+                                last_modified,
+                            }) => {
+                                let date = last_modified.as_deref().and_then(remote::http_date);
+                                import::read_bytes(url, &bytes, None, date)
+                                    .and_then(|loaded| {
+                                        drop(bytes);
+                                        import::import_loaded(&mut store, &loaded, now, false)
+                                    })
+                                    .map(|done| {
+                                        (
+                                            CheckOutcome::Ok {
+                                                etag,
+                                                last_modified,
+                                            },
+                                            Some(done),
+                                        )
+                                    })
+                                    .map_err(|e| e.to_string())
+                            }
+                        },
+                    }
+                }
+            };
+            let check = match outcome {
+                Ok((check, done)) => {
+                    match done {
+                        Some(done) if !done.unchanged => tracing::info!(
+                            source = %shown,
+                            records = done.info.stats.records,
+                            skipped = done.info.stats.skipped,
+                            "advisory data imported"
+                        ),
+                        _ => tracing::debug!(source = %shown, "advisory data unchanged"),
+                    }
+                    check
+                }
+                Err(e) => {
+                    let e = crate::redact::text(&e).into_owned();
+                    tracing::warn!(source = %shown, "advisory data not refreshed (the last good data stays in use): {e}");
+                    CheckOutcome::Failed(e)
+                }
+            };
+            if let Err(e) = store.record_check(key, &check, now) {
+                tracing::warn!(source = %shown, "advisory check not recorded: {e}");
             }
         }
+        let checks = store.checks().unwrap_or_default();
+        sources
+            .iter()
+            .filter_map(|s| checks.iter().find(|c| c.source == s.key()).cloned())
+            .collect()
     }
 
     /// The assessment of `observed` against the store (`None`: no data, or unreadable,
@@ -991,7 +1099,7 @@ impl<O: Observer> Reconciler<O> {
         let publish = Arc::new(Publish(self.status.clone()));
         self.status.set_phase(Phase::Observing);
         if let Some(feed) = &self.advisories {
-            feed.refresh(fleet, now);
+            self.status.set_advisory_sources(feed.refresh(fleet, now));
         }
         let observed = Arc::new(self.observer.observe(fleet, publish.clone())?);
         self.status.set_observed(observed.clone());

@@ -114,6 +114,8 @@ struct Shared {
     reconcile: ReconcileStatus,
     /// Totals since start (for metrics): apply outcomes, observation failures by kind.
     counters: Counters,
+    /// The last check of each advisory source the loop refreshes.
+    advisory_sources: Arc<Vec<crate::advisory::SourceCheck>>,
 }
 
 /// Running totals since the process started.
@@ -239,6 +241,12 @@ impl Status {
         }
     }
 
+    /// The last check of each advisory source the loop refreshes (empty: none configured,
+    /// or no reconcile yet).
+    pub fn advisory_sources(&self) -> Arc<Vec<crate::advisory::SourceCheck>> {
+        self.read().advisory_sources.clone()
+    }
+
     /// Running totals.
     pub fn counters(&self) -> Counters {
         self.read().counters.clone()
@@ -251,6 +259,11 @@ impl Status {
     }
 
     // ----- the loop's side
+
+    /// The advisory sources were checked (`AdvisoryFeed::refresh`).
+    pub fn set_advisory_sources(&self, checks: Vec<crate::advisory::SourceCheck>) {
+        self.write().advisory_sources = Arc::new(checks);
+    }
 
     /// A new desired commit validated and is in force.
     pub fn set_desired(&self, commit: &str, fleet: Arc<ValidFleet>) {

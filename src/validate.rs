@@ -394,9 +394,19 @@ impl<'a> Checker<'a> {
         self.duration(o, "/spec/advisories/refresh", a.refresh.as_ref());
         self.duration(o, "/spec/advisories/maxAge", a.max_age.as_ref());
         for (i, src) in a.sources.iter().enumerate() {
+            if crate::advisory::remote::is_url(src) {
+                // Fetched by serve: https only (see `advisory::remote`).
+                if let Err(message) = crate::advisory::remote::check_url(src) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        o.at(&format!("/spec/advisories/sources/{i}")),
+                        message,
+                    ));
+                }
+                continue;
+            }
             let p = Path::new(src);
             let escapes = p.is_absolute()
-                || src.contains("://")
                 || p.components()
                     .any(|c| matches!(c, std::path::Component::ParentDir));
             if escapes {
@@ -405,7 +415,7 @@ impl<'a> Checker<'a> {
                 self.push(Diagnostic::new(
                     Code::InvalidValue,
                     o.at(&format!("/spec/advisories/sources/{i}")),
-                    format!("advisory source `{src}` is outside the fleet repo: Settings may only name paths inside it (the operator adds others with `serve --advisories PATH`)"),
+                    format!("advisory source `{src}` is outside the fleet repo: Settings may only name paths inside it or `https://` URLs (the operator adds others with `serve --advisories PATH`)"),
                 ));
             } else if !self.fleet.root.join(p).exists() {
                 self.push(Diagnostic::new(

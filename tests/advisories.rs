@@ -229,6 +229,7 @@ fn serve_reimports_the_fleet_repos_sources_on_its_interval() {
     let feed = AdvisoryFeed {
         store: store_path.clone(),
         extra: vec![PathBuf::from(fixture("advisories/osv"))],
+        ..AdvisoryFeed::default()
     };
     let t0: jiff::Timestamp = "2026-03-10T00:00:00Z".parse().unwrap();
     feed.refresh(&fleet, t0);

@@ -119,6 +119,17 @@ pub fn import_path(
     if let Some(l) = label {
         loaded.source = PathBuf::from(l);
     }
+    import_loaded(store, &loaded, now, force)
+}
+
+/// Stores `loaded` (keyed by its `source`), unless the store holds the same data (same
+/// digest) and not `force`: then only the check time moves.
+pub fn import_loaded(
+    store: &mut super::Store,
+    loaded: &Loaded,
+    now: jiff::Timestamp,
+    force: bool,
+) -> Result<Imported, ImportError> {
     let source = loaded.source.to_string_lossy().into_owned();
     if !force {
         if let Some(info) = store.import_of(&source)? {
@@ -132,7 +143,7 @@ pub fn import_path(
             }
         }
     }
-    let info = store.replace(&loaded, now)?;
+    let info = store.replace(loaded, now)?;
     Ok(Imported {
         info,
         unchanged: false,
@@ -234,18 +245,67 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
             osv::read_record(&bytes, &rel, &mut records, &mut stats);
         }
         Format::Osv
-    } else if path
-        .extension()
-        .is_some_and(|x| x.eq_ignore_ascii_case("zip"))
-    {
+    } else {
         let bytes = std::fs::read(path).map_err(io(path))?;
         hasher.update(&bytes);
+        let zip = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("zip"));
+        read_file(path, &bytes, zip, format, &mut records, &mut stats)?
+    };
+    drop_unparsable(&mut records, &mut stats);
+    let data_date = stats.newest.clone().or(mtime);
+    Ok(Loaded {
+        source,
+        format: detected,
+        digest: hex(&hasher.finalize()),
+        records,
+        stats,
+        data_date,
+    })
+}
+
+/// Reads data fetched from `url` (a tracker dump, an OSV record, or an OSV `.zip` dump, told
+/// from the bytes: a zip starts with `PK`); `fallback_date` (the response's
+/// `Last-Modified`, RFC 3339) stands for the data date when no record carries one.
+pub fn read_bytes(
+    url: &str,
+    bytes: &[u8],
+    format: Option<Format>,
+    fallback_date: Option<String>,
+) -> Result<Loaded, ImportError> {
+    let mut stats = ReadStats::default();
+    let mut records = Vec::new();
+    let name = Path::new(url);
+    let zip = bytes.starts_with(b"PK\x03\x04");
+    let detected = read_file(name, bytes, zip, format, &mut records, &mut stats)?;
+    drop_unparsable(&mut records, &mut stats);
+    let data_date = stats.newest.clone().or(fallback_date);
+    Ok(Loaded {
+        source: PathBuf::from(url),
+        format: detected,
+        digest: hex(&Sha256::digest(bytes)),
+        records,
+        stats,
+        data_date,
+    })
+}
+
+/// Reads one file's bytes: a zip dump of OSV records, or one JSON document.
+fn read_file(
+    path: &Path,
+    bytes: &[u8],
+    zip: bool,
+    format: Option<Format>,
+    records: &mut Vec<Record>,
+    stats: &mut ReadStats,
+) -> Result<Format, ImportError> {
+    if zip {
         let zip_err = |source| ImportError::Zip {
             path: path.to_owned(),
             source,
         };
-        let mut archive =
-            zip::ZipArchive::new(std::io::Cursor::new(bytes.as_slice())).map_err(zip_err)?;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?;
         let mut buf = Vec::new();
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(zip_err)?;
@@ -262,13 +322,12 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
                 stats.skip(|| format!("{name}: cannot unpack: {e}"));
                 continue;
             }
-            osv::read_record(&buf, &name, &mut records, &mut stats);
+            osv::read_record(&buf, &name, records, stats);
         }
-        Format::Osv
-    } else {
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        hasher.update(&bytes);
-        let format = match format.or_else(|| sniff(&bytes)) {
+        return Ok(Format::Osv);
+    }
+    let format =
+        match format.or_else(|| sniff(bytes)) {
             Some(f) => f,
             None => return Err(ImportError::Format {
                 path: path.to_owned(),
@@ -277,35 +336,24 @@ pub fn read_path(path: &Path, format: Option<Format>) -> Result<Loaded, ImportEr
                         .into(),
             }),
         };
-        match format {
-            Format::Osv => {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                osv::read_record(&bytes, &name, &mut records, &mut stats);
-            }
-            Format::DebianTracker => {
-                stats = tracker::read(bytes.as_slice(), &mut |r| records.push(r)).map_err(|e| {
-                    ImportError::Format {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    }
-                })?;
-            }
+    match format {
+        Format::Osv => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            osv::read_record(bytes, &name, records, stats);
         }
-        format
-    };
-    drop_unparsable(&mut records, &mut stats);
-    let data_date = stats.newest.clone().or(mtime);
-    Ok(Loaded {
-        source,
-        format: detected,
-        digest: hex(&hasher.finalize()),
-        records,
-        stats,
-        data_date,
-    })
+        Format::DebianTracker => {
+            *stats = tracker::read(bytes, &mut |r| records.push(r)).map_err(|e| {
+                ImportError::Format {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+    }
+    Ok(format)
 }
 
 /// Leaves out records with a version their ecosystem's ordering cannot read (a malformed

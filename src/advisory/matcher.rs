@@ -578,33 +578,38 @@ impl Assessment {
     }
 }
 
-type Key<'a> = (u16, &'a str, &'a str);
-
 /// Matches every observed host against `index`. `overrides` maps os-release ids to
 /// ecosystem names (Settings `advisories.ecosystems`).
 ///
 /// What a host's findings say about its packages ([`FindingCore`]) depends only on its
 /// ecosystem and its installed (package, version, source, source version) list; only the
-/// offers (its pending and held updates) are its own. Hosts made from one image share that
-/// list, so hosts with an equal list form a group whose finding cores are made once, from
-/// its first host, and every member only adds its offers. Over the groups' first hosts each
-/// distinct (ecosystem, package, version) is evaluated once. [`assess_per_host`] is the
-/// straightforward definition this must equal (a property test checks it).
+/// offers (its pending and held updates) are its own. Two levels of sharing follow:
+///
+/// - Hosts with an equal list (made from one image) form a group whose finding cores are
+///   gathered once, from its first host; every member only adds its offers.
+/// - Cores are per source package: those of one source depend only on the source and the
+///   (binary, version, source version) list built from it on the host (a [`Unit`]). Each
+///   distinct unit is matched once and its cores reused by every host that has it, so a
+///   host that differs from others in a few packages re-matches only those sources.
+///
+/// [`assess_per_host`] is the straightforward definition this must equal (a property test
+/// checks it, with forced hash collisions at both levels).
 pub fn assess(
     index: &Index,
     observed: &ObservedFleet,
     overrides: &BTreeMap<String, String>,
 ) -> Assessment {
-    assess_grouped(index, observed, overrides, signature)
+    assess_grouped(index, observed, overrides, signature, |h| h)
 }
 
 /// [`assess`] with hosts grouped by `signature` (a hash of what [`same_packages`]
-/// compares; tests pass a colliding one).
-pub(super) fn assess_grouped<'o>(
+/// compares) and units bucketed by `unit_hash` of their hash (tests pass colliding ones).
+pub(super) fn assess_grouped(
     index: &Index,
-    observed: &'o ObservedFleet,
+    observed: &ObservedFleet,
     overrides: &BTreeMap<String, String>,
     signature: impl Fn(&ObservedHost) -> u64 + Sync,
+    unit_hash: impl Fn(u64) -> u64 + Sync,
 ) -> Assessment {
     let (ecos, host_eco) = host_ecosystems(observed, overrides);
     // Each assessable host's (ecosystem, hash of its package list).
@@ -624,6 +629,7 @@ pub(super) fn assess_grouped<'o>(
         .enumerate()
         .map(|(i, s)| Some(*first.entry((*s)?).or_insert(i)))
         .collect();
+    drop(first);
     // Equal hashes of unequal lists (a collision) must not share: such a host leads a
     // group of its own.
     let collided: Vec<usize> = group
@@ -637,54 +643,32 @@ pub(super) fn assess_grouped<'o>(
     for i in collided {
         group[i] = Some(i);
     }
+    let mut members = vec![0u32; observed.hosts.len()];
+    for g in group.iter().flatten() {
+        members[*g] += 1;
+    }
     let leaders: Vec<(usize, u16)> = group
         .iter()
         .zip(&host_eco)
         .enumerate()
         .filter_map(|(i, (g, e))| (*g == Some(i)).then_some((i, (*e)?)))
         .collect();
-    // Every distinct (ecosystem, package, version) of the leaders, evaluated once.
-    let keys: HashSet<Key<'o>> = leaders
-        .par_iter()
-        .fold(HashSet::default, |mut set, &(i, e)| {
-            for (name, version) in lookup_names(&observed.hosts[i], ecos[e as usize].ordering) {
-                set.insert((e, name, version));
-            }
-            set
-        })
-        .reduce(HashSet::default, |mut a, b| {
-            if a.len() < b.len() {
-                return union(b, a);
-            }
-            a.extend(b);
-            a
-        });
-    let keys: Vec<Key<'o>> = keys.into_iter().collect();
-    let memo: HashMap<Key<'o>, Vec<Hit>> = keys
-        .into_par_iter()
-        .filter_map(|k| {
-            let hits = index.evaluate(&ecos[k.0 as usize], k.1, k.2);
-            (!hits.is_empty()).then_some((k, hits))
-        })
-        .collect();
-    let interner = Interner::new();
+    let units = UnitCache::new();
     let groups: HashMap<usize, Group> = leaders
         .par_iter()
-        .map(|&(i, e)| {
-            let hits = |name: &'o str, version: &'o str| {
-                memo.get(&(e, name, version))
-                    .map(|h| Cow::Borrowed(h.as_slice()))
-            };
-            let cores = host_cores(
+        .map_init(Scratch::default, |scratch, &(i, e)| {
+            let cores = units.host_cores(
                 index,
-                hits,
-                &interner,
+                e,
                 &ecos[e as usize],
                 &observed.hosts[i],
+                scratch,
+                &unit_hash,
             );
-            (i, Group::new(cores))
+            (i, Group::new(cores, members[i] > 1))
         })
         .collect();
+    drop(units);
     let hosts: Vec<(String, HostFindings)> = observed
         .hosts
         .par_iter()
@@ -706,6 +690,198 @@ pub(super) fn assess_grouped<'o>(
         snapshot: index.snapshot.clone(),
         hosts: hosts.into_iter().collect(),
     }
+}
+
+/// One installed binary as a unit keys it: name, version, source version.
+type Binary<'o> = (&'o str, &'o str, &'o str);
+
+/// The finding cores of one source package in one ecosystem for one list of installed
+/// binaries built from it (in the host's order): the same on every host with that list.
+struct Unit {
+    eco: u16,
+    source: Box<str>,
+    binaries: Vec<(SmolStr, SmolStr, SmolStr)>,
+    cores: Vec<Arc<FindingCore>>,
+}
+
+impl Unit {
+    fn is<'o>(
+        &self,
+        eco: u16,
+        source: &str,
+        mut binaries: impl Iterator<Item = Binary<'o>>,
+    ) -> bool {
+        self.eco == eco
+            && *self.source == *source
+            && self
+                .binaries
+                .iter()
+                .all(|(n, v, s)| binaries.next() == Some((n.as_str(), v.as_str(), s.as_str())))
+            && binaries.next().is_none()
+    }
+}
+
+/// A host's installed binaries by source, reused from host to host by one worker (no
+/// allocation per host once warm).
+#[derive(Default)]
+struct Scratch<'o> {
+    /// Source → (first, last) index into `binaries`.
+    by_source: HashMap<&'o str, (u32, u32)>,
+    /// A binary and the index of the next one of its source (`u32::MAX`: none).
+    binaries: Vec<(Binary<'o>, u32)>,
+}
+
+impl<'o> Scratch<'o> {
+    fn fill(&mut self, h: &'o ObservedHost) {
+        self.by_source.clear();
+        self.binaries.clear();
+        for (p, src, sver) in h.with_sources() {
+            let n = u32::try_from(self.binaries.len()).unwrap_or(u32::MAX);
+            self.binaries
+                .push(((p.name.as_str(), p.version.as_str(), sver), u32::MAX));
+            match self.by_source.entry(src) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let (_, last) = o.get_mut();
+                    self.binaries[*last as usize].1 = n;
+                    *last = n;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((n, n));
+                }
+            }
+        }
+    }
+
+    /// The binaries of the source whose first binary is at `first`, in the host's order.
+    fn list(&self, first: u32) -> impl Iterator<Item = Binary<'o>> + '_ {
+        let mut next = first;
+        std::iter::from_fn(move || {
+            let (b, n) = *self.binaries.get(next as usize)?;
+            next = n;
+            Some(b)
+        })
+    }
+}
+
+/// Every [`Unit`] matched so far, by hash (sharded, so hosts matched in parallel rarely
+/// wait for each other; a bucket holds the units whose hashes are equal).
+struct UnitCache {
+    shards: Vec<Mutex<HashMap<u64, Vec<Arc<Unit>>>>>,
+}
+
+impl UnitCache {
+    fn new() -> UnitCache {
+        UnitCache {
+            shards: (0..64).map(|_| Mutex::new(HashMap::default())).collect(),
+        }
+    }
+
+    /// Host `h`'s finding cores in ecosystem `eco` (numbered `e`), sorted by severity
+    /// (worst first), then id, then source: its units' cores, each unit matched once.
+    fn host_cores<'o>(
+        &self,
+        index: &Index,
+        e: u16,
+        eco: &HostEcosystem,
+        h: &'o ObservedHost,
+        scratch: &mut Scratch<'o>,
+        unit_hash: &impl Fn(u64) -> u64,
+    ) -> Vec<Arc<FindingCore>> {
+        use std::hash::BuildHasher;
+        scratch.fill(h);
+        let mut cores: Vec<Arc<FindingCore>> = Vec::new();
+        for (&src, &(first, _)) in &scratch.by_source {
+            let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+            (e, src).hash(&mut hasher);
+            for b in scratch.list(first) {
+                b.hash(&mut hasher);
+            }
+            let hash = unit_hash(hasher.finish());
+            let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
+            // A poisoned shard only means another thread panicked mid-insert; the map is
+            // intact.
+            let lock = || shard.lock().unwrap_or_else(|p| p.into_inner());
+            let known = lock().get(&hash).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|u| u.is(e, src, scratch.list(first)))
+                    .cloned()
+            });
+            let unit = match known {
+                Some(u) => u,
+                None => {
+                    // Matched outside the lock; a unit another worker added meanwhile is
+                    // equal, either copy will do.
+                    let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
+                    let unit = Arc::new(Unit {
+                        eco: e,
+                        source: src.into(),
+                        cores: unit_cores(index, eco, src, &binaries),
+                        binaries: binaries
+                            .iter()
+                            .map(|(n, v, s)| (SmolStr::new(n), SmolStr::new(v), SmolStr::new(s)))
+                            .collect(),
+                    });
+                    lock().entry(hash).or_default().push(unit.clone());
+                    unit
+                }
+            };
+            cores.extend(unit.cores.iter().cloned());
+        }
+        cores.sort_by(core_order);
+        cores
+    }
+}
+
+/// Severity (worst first), then id, then source.
+fn core_order(a: &Arc<FindingCore>, b: &Arc<FindingCore>) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then_with(|| a.advisory.id.cmp(&b.advisory.id))
+        .then_with(|| a.source.cmp(&b.source))
+}
+
+/// The finding cores of source `src` with `binaries` installed from it (as [`host_cores`]
+/// makes them for one source).
+fn unit_cores(
+    index: &Index,
+    eco: &HostEcosystem,
+    src: &str,
+    binaries: &[Binary<'_>],
+) -> Vec<Arc<FindingCore>> {
+    let mut by_entry: BTreeMap<u32, FindingCore> = BTreeMap::new();
+    for &(name, version, sver) in binaries {
+        let own = (eco.ordering == Ecosystem::Rpm && src != name).then_some((name, version));
+        for (n, v) in std::iter::once((src, sver)).chain(own) {
+            for hit in index.evaluate(eco, n, v) {
+                let entry = &index.entries[hit.entry as usize];
+                let f = by_entry.entry(hit.entry).or_insert_with(|| FindingCore {
+                    advisory: entry.info.clone(),
+                    merged_cves: Vec::new(),
+                    severity: entry.info.severity,
+                    source: SmolStr::new(src),
+                    source_version: SmolStr::new(sver),
+                    packages: Vec::new(),
+                    fixed: hit.fixed.clone(),
+                    unfixed: hit.unfixed,
+                });
+                if !f.packages.iter().any(|x| x.name == name) {
+                    f.packages.push(AffectedPackage {
+                        name: SmolStr::new(name),
+                        version: SmolStr::new(version),
+                    });
+                }
+            }
+        }
+    }
+    let mut run: Vec<FindingCore> = by_entry.into_values().collect();
+    merge_run(&mut run);
+    run.into_iter()
+        .map(|mut c| {
+            c.packages.sort_by(|a, b| a.name.cmp(&b.name));
+            Arc::new(c)
+        })
+        .collect()
 }
 
 /// [`assess`] without its sharing: every host on its own, every (package, version) of it
@@ -836,21 +1012,6 @@ fn same_packages(a: &ObservedHost, b: &ObservedHost) -> bool {
         })
 }
 
-fn union<'a>(mut a: HashSet<Key<'a>>, b: HashSet<Key<'a>>) -> HashSet<Key<'a>> {
-    a.extend(b);
-    a
-}
-
-/// The (name, version) pairs a host's packages are looked up under: the source package
-/// with its version, and on RPM hosts also the package itself.
-fn lookup_names(h: &ObservedHost, ordering: Ecosystem) -> impl Iterator<Item = (&str, &str)> {
-    h.with_sources().flat_map(move |(p, src, sver)| {
-        let own = (ordering == Ecosystem::Rpm && src != p.name.as_str())
-            .then_some((p.name.as_str(), p.version.as_str()));
-        std::iter::once((src, sver)).chain(own)
-    })
-}
-
 /// The finding cores of host `h` in ecosystem `eco`, sorted by severity (worst first), then
 /// id, then source; `hits` tells the records affecting a (package, version).
 fn host_cores<'h, 'm>(
@@ -908,41 +1069,70 @@ fn host_cores<'h, 'm>(
     cores
 }
 
-/// The finding cores of a group of hosts, and which of them each package name is in.
+/// The finding cores of a group of hosts, and (for a group of several) which of them each
+/// package name is in.
 struct Group {
     cores: Vec<Arc<FindingCore>>,
-    by_package: HashMap<SmolStr, Vec<u32>>,
+    by_package: Option<HashMap<SmolStr, Vec<u32>>>,
 }
 
 impl Group {
-    fn new(cores: Vec<Arc<FindingCore>>) -> Group {
-        let mut by_package: HashMap<SmolStr, Vec<u32>> = HashMap::default();
-        for (i, c) in cores.iter().enumerate() {
-            for p in &c.packages {
-                by_package
-                    .entry(p.name.clone())
-                    .or_default()
-                    .push(u32::try_from(i).unwrap_or(u32::MAX));
+    /// A group over `cores`; `shared`: it has several members (worth a package map).
+    fn new(cores: Vec<Arc<FindingCore>>, shared: bool) -> Group {
+        let by_package = shared.then(|| {
+            let mut by_package: HashMap<SmolStr, Vec<u32>> = HashMap::default();
+            for (i, c) in cores.iter().enumerate() {
+                for p in &c.packages {
+                    by_package
+                        .entry(p.name.clone())
+                        .or_default()
+                        .push(u32::try_from(i).unwrap_or(u32::MAX));
+                }
+            }
+            by_package
+        });
+        Group { cores, by_package }
+    }
+
+    /// Which cores one of `h`'s pending or held updates names a package of.
+    fn touched(&self, h: &ObservedHost) -> Vec<bool> {
+        let mut touched = vec![false; self.cores.len()];
+        if h.updates.is_empty() && h.held_updates.is_empty() {
+            return touched;
+        }
+        match &self.by_package {
+            Some(by_package) => {
+                for u in h.updates.iter().chain(&h.held_updates) {
+                    for &i in by_package.get(u.name.as_str()).into_iter().flatten() {
+                        if let Some(t) = touched.get_mut(i as usize) {
+                            *t = true;
+                        }
+                    }
+                }
+            }
+            None => {
+                // Updates are sorted by name (as `offer_for` relies on).
+                let named = |list: &[PendingUpdate], name: &str| {
+                    list.binary_search_by(|u| u.name.as_str().cmp(name)).is_ok()
+                };
+                for (t, c) in touched.iter_mut().zip(&self.cores) {
+                    *t = c
+                        .packages
+                        .iter()
+                        .any(|p| named(&h.updates, &p.name) || named(&h.held_updates, &p.name));
+                }
             }
         }
-        Group { cores, by_package }
+        touched
     }
 
     /// Member `h`'s findings: [`findings_for`]'s, with offers looked for only on the cores
     /// one of `h`'s pending or held updates names a package of (for the others
     /// [`offer_for`] finds nothing: fix not offered, or no fix).
     fn findings(&self, ordering: Ecosystem, h: &ObservedHost) -> Vec<Finding> {
-        let mut touched = vec![false; self.cores.len()];
-        for u in h.updates.iter().chain(&h.held_updates) {
-            for &i in self.by_package.get(u.name.as_str()).into_iter().flatten() {
-                if let Some(t) = touched.get_mut(i as usize) {
-                    *t = true;
-                }
-            }
-        }
         self.cores
             .iter()
-            .zip(touched)
+            .zip(self.touched(h))
             .map(|(core, touched)| {
                 let (state, offer) = if touched {
                     offer_for(core, ordering, h)

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod import;
 pub mod matcher;
 pub mod osv;
+pub mod remote;
 pub mod severity;
 pub mod store;
 pub mod tracker;
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use ecosystem::HostEcosystem;
 pub use matcher::{Assessment, Finding, FindingCore, FindingState, HostFindings, Index, Offer};
 pub use severity::Severity;
-pub use store::{ImportInfo, Snapshot, Store, StoreError};
+pub use store::{CheckOutcome, ImportInfo, Snapshot, SourceCheck, Store, StoreError};
 
 /// One advisory statement about one package in one ecosystem release, normalized from
 /// either source. A tracker issue yields one record per release; an OSV record one per

@@ -9,6 +9,10 @@
 //! Tables (schema version 1, in `PRAGMA user_version`):
 //! - `imports(source PRIMARY KEY, format, digest, stats, data_date, imported_at, checked_at)`
 //! - `records(source, id, ecosystem, package, data)`, indexed on `(ecosystem, package)`.
+//! - `checks(source PRIMARY KEY, etag, last_modified, checked_at, succeeded_at, error,
+//!   failed_at, failures)`: `serve`'s last check of each source it refreshes (the HTTP
+//!   validators of a URL's last good response, the last error). Added without a schema
+//!   version change (`CREATE TABLE IF NOT EXISTS`): older releases ignore it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -103,6 +107,67 @@ pub struct Snapshot {
     pub imports: Vec<ImportInfo>,
 }
 
+/// `serve`'s record of checking one source for new data (a path or an `https://` URL),
+/// joined with what its last good import stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceCheck {
+    /// The source as keyed in the store: an `https://` URL, `fleet-repo:PATH`, or an
+    /// absolute path.
+    pub source: String,
+    /// When it was last checked, successfully or not (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    /// When a check last succeeded (new data imported, or found unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<String>,
+    /// Why the last check failed (`null`: it succeeded). The data of the last good import
+    /// stays in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When a check last failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    /// Checks failed in a row since the last success.
+    pub failures: u64,
+    /// When the data in use was imported (`null`: never imported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_at: Option<String>,
+    /// Records stored from it.
+    pub records: usize,
+    /// Malformed entries skipped at its last import.
+    pub skipped: usize,
+    /// How new its data is (newest record date, else the file's or response's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_date: Option<String>,
+    /// HTTP validators of the last good response (URLs only), sent back as
+    /// `If-None-Match` / `If-Modified-Since`.
+    #[serde(skip)]
+    pub etag: Option<String>,
+    /// See `etag`.
+    #[serde(skip)]
+    pub last_modified: Option<String>,
+    /// A check was recorded (`serve` refreshed it); `false`: only imported by hand.
+    #[serde(skip)]
+    pub recorded: bool,
+}
+
+/// What one check of a source found, to record with [`Store::record_check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Read (imported or unchanged); the validators of the response, for a URL.
+    Ok {
+        /// `ETag` of the response.
+        etag: Option<String>,
+        /// `Last-Modified` of the response.
+        last_modified: Option<String>,
+    },
+    /// A URL answered 304 Not Modified: the validators stay.
+    NotModified,
+    /// The check failed; the previous data and validators stay.
+    Failed(String),
+}
+
 /// The store file, open.
 pub struct Store {
     conn: Connection,
@@ -186,7 +251,113 @@ impl Store {
                 path: self.path.clone(),
                 found,
             }),
+        }?;
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS checks (
+                     source TEXT PRIMARY KEY,
+                     etag TEXT,
+                     last_modified TEXT,
+                     checked_at TEXT,
+                     succeeded_at TEXT,
+                     error TEXT,
+                     failed_at TEXT,
+                     failures INTEGER NOT NULL DEFAULT 0);",
+            )
+            .map_err(&s)
+    }
+
+    /// Records a check of `source` at `now`.
+    pub fn record_check(
+        &mut self,
+        source: &str,
+        outcome: &CheckOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let now = whole_seconds(now).to_string();
+        let s = sql(&self.path);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO checks (source) VALUES (?1)",
+                params![source],
+            )
+            .map_err(&s)?;
+        match outcome {
+            CheckOutcome::Ok {
+                etag,
+                last_modified,
+            } => self.conn.execute(
+                "UPDATE checks SET etag = ?2, last_modified = ?3, checked_at = ?4,
+                     succeeded_at = ?4, error = NULL, failures = 0 WHERE source = ?1",
+                params![source, etag, last_modified, now],
+            ),
+            CheckOutcome::NotModified => self.conn.execute(
+                "UPDATE checks SET checked_at = ?2, succeeded_at = ?2, error = NULL,
+                     failures = 0 WHERE source = ?1",
+                params![source, now],
+            ),
+            CheckOutcome::Failed(error) => self.conn.execute(
+                "UPDATE checks SET checked_at = ?2, failed_at = ?2, error = ?3,
+                     failures = failures + 1 WHERE source = ?1",
+                params![source, now, error],
+            ),
         }
+        .map_err(&s)?;
+        Ok(())
+    }
+
+    /// Every source checked or imported, by source: its last check joined with its import.
+    pub fn checks(&self) -> Result<Vec<SourceCheck>, StoreError> {
+        let s = sql(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT source, etag, last_modified, checked_at, succeeded_at, error, failed_at,
+                        failures FROM checks",
+            )
+            .map_err(&s)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SourceCheck {
+                    source: r.get(0)?,
+                    etag: r.get(1)?,
+                    last_modified: r.get(2)?,
+                    checked_at: r.get(3)?,
+                    succeeded_at: r.get(4)?,
+                    error: r.get(5)?,
+                    failed_at: r.get(6)?,
+                    failures: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                    recorded: true,
+                    ..SourceCheck::default()
+                })
+            })
+            .map_err(&s)?;
+        let mut by_source = std::collections::BTreeMap::new();
+        for row in rows {
+            let c = row.map_err(&s)?;
+            by_source.insert(c.source.clone(), c);
+        }
+        for i in self.imports()? {
+            let c = by_source
+                .entry(i.source.clone())
+                .or_insert_with(|| SourceCheck {
+                    source: i.source.clone(),
+                    // Imported by `advisories import`: that was its last (good) check.
+                    checked_at: Some(i.checked_at.clone()),
+                    succeeded_at: Some(i.checked_at.clone()),
+                    ..SourceCheck::default()
+                });
+            c.imported_at = Some(i.imported_at);
+            c.records = i.stats.records;
+            c.skipped = i.stats.skipped;
+            c.data_date = i.data_date;
+        }
+        Ok(by_source.into_values().collect())
+    }
+
+    /// The check of `source`, if there was one.
+    pub fn check_of(&self, source: &str) -> Result<Option<SourceCheck>, StoreError> {
+        Ok(self.checks()?.into_iter().find(|c| c.source == source))
     }
 
     /// Replaces everything imported from `loaded.source` with `loaded`, in one transaction.
@@ -365,6 +536,8 @@ impl Store {
         let s = sql(&self.path);
         let tx = self.conn.transaction().map_err(&s)?;
         tx.execute("DELETE FROM records WHERE source = ?1", params![source])
+            .map_err(&s)?;
+        tx.execute("DELETE FROM checks WHERE source = ?1", params![source])
             .map_err(&s)?;
         let n = tx
             .execute("DELETE FROM imports WHERE source = ?1", params![source])

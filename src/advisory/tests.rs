@@ -884,8 +884,8 @@ fn exceptions_apply_by_host_advisory_package_and_expiry() {
     );
 }
 
-/// Property: the shared fast path ([`assess`]: hosts grouped by package list, each
-/// (package, version) evaluated once) finds exactly what matching every host on its own
+/// Property: the shared fast path ([`assess`]: hosts grouped by package list, each source
+/// unit matched once across hosts) finds exactly what matching every host on its own
 /// ([`assess_per_host`]) finds, on fleets with repeated and near-repeated hosts, both
 /// orderings, binNMU and epoch versions, merged ids and unreachable or unknown hosts.
 mod fast_path {
@@ -961,11 +961,13 @@ mod fast_path {
         )
     }
 
-    /// A host: an image (shared by index, so hosts repeat), maybe one package changed,
-    /// its OS (Debian, AlmaLinux, unknown), reachability, pending and held updates.
+    /// A host: an image (shared by index, so hosts repeat), maybe one package changed (to
+    /// a version, maybe built from another package's source: near-repeated hosts then
+    /// share some source units and differ in others), its OS (Debian, AlmaLinux,
+    /// unknown), reachability, pending and held updates.
     type HostSpec = (
         usize,
-        Option<(usize, usize)>,
+        Option<(usize, usize, Option<(usize, usize)>)>,
         u8,
         bool,
         Vec<(usize, usize, bool)>,
@@ -974,7 +976,11 @@ mod fast_path {
     fn host_spec() -> impl Strategy<Value = HostSpec> {
         (
             0..3usize,
-            proptest::option::of((0..NAMES.len(), 0..VERSIONS.len())),
+            proptest::option::of((
+                0..NAMES.len(),
+                0..VERSIONS.len(),
+                proptest::option::of((0..NAMES.len(), 0..VERSIONS.len())),
+            )),
             0..3u8,
             proptest::bool::weighted(0.9),
             proptest::collection::vec((0..NAMES.len(), 0..VERSIONS.len(), any::<bool>()), 0..3),
@@ -987,8 +993,8 @@ mod fast_path {
     fn build(i: usize, images: &[Image], spec: &HostSpec) -> ObservedHost {
         let (img, change, os_kind, reachable, updates) = spec;
         let mut packages = images[*img].clone();
-        if let Some((n, v)) = change {
-            packages[*n] = Some((*v, None));
+        if let Some((n, v, src)) = change {
+            packages[*n] = Some((*v, *src));
         }
         let owned: Vec<OwnedPkg> = packages
             .iter()
@@ -1078,8 +1084,12 @@ mod fast_path {
             let plain = assess_per_host(&index, &fleet, &overrides);
             prop_assert_eq!(said(&fast), said(&plain));
             // Every host's hash colliding: unequal package lists must still not share.
-            let collided = assess_grouped(&index, &fleet, &overrides, |_| 0);
+            let collided = assess_grouped(&index, &fleet, &overrides, |_| 0, |h| h);
             prop_assert_eq!(said(&collided), said(&plain));
+            // Every source unit's hash colliding: units of unequal binary lists must not
+            // share their cores either (alone, and with the hosts' collisions).
+            let units = assess_grouped(&index, &fleet, &overrides, |_| 0, |_| 7);
+            prop_assert_eq!(said(&units), said(&plain));
         }
     }
 }

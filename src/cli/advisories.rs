@@ -22,7 +22,7 @@ pub enum Command {
     Status(StatusArgs),
 }
 
-const IMPORT_HELP: &str = concat!("Sources: https://security-tracker.debian.org/tracker/data/json, OSV files and\nhttps://osv-vulnerabilities.storage.googleapis.com/<ECOSYSTEM>/all.zip (Debian, Ubuntu,\nAlmaLinux, Rocky Linux). Download them yourself; patchkeeper reads files only.\n\nExit codes:\n  0  every path was imported (malformed entries in it may have been skipped)\n  1  a path could not be read or the store could not be written (the others were imported)\n", usage_exit!());
+const IMPORT_HELP: &str = concat!("Sources: https://security-tracker.debian.org/tracker/data/json, OSV files and\nhttps://osv-vulnerabilities.storage.googleapis.com/<ECOSYSTEM>/all.zip (Debian, Ubuntu,\nAlmaLinux, Rocky Linux). `advisories import` reads files you downloaded; `serve` can fetch\nhttps:// URLs itself (Settings advisories.sources, serve --advisories URL).\n\nExit codes:\n  0  every path was imported (malformed entries in it may have been skipped)\n  1  a path could not be read or the store could not be written (the others were imported)\n", usage_exit!());
 
 const STATUS_HELP: &str = concat!("Exit codes:\n  0  advisory data is loaded and not older than Settings' advisories.maxAge (default 7d)\n  1  no advisory data is loaded, or the store cannot be read\n", usage_exit_1!(), "\n  2  the data is older than advisories.maxAge");
 
@@ -219,12 +219,27 @@ fn run_status(args: StatusArgs) -> u8 {
         }
     };
     if snapshot.imports.is_empty() {
+        // serve may have tried and failed: say why.
+        let checks: Vec<_> = store
+            .checks()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.recorded)
+            .collect();
+        print_checks(&checks, jiff::Timestamp::now());
         eprintln!(
             "error: no advisory data in `{}`\n\nhint: import some with `patchkeeper advisories import PATH`",
             path.display()
         );
         return super::EXIT_ERROR;
     }
+    // What serve's refresh recorded (empty when only `advisories import` wrote the store).
+    let checks: Vec<_> = store
+        .checks()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.recorded)
+        .collect();
     let now = jiff::Timestamp::now();
     let max_age = max_age(&args.store.repo.repo);
     let age = age_of(snapshot.data_date.as_deref(), now);
@@ -235,6 +250,7 @@ fn run_status(args: StatusArgs) -> u8 {
             obj.insert("store".into(), serde_json::json!(path));
             obj.insert("ageSeconds".into(), serde_json::json!(age));
             obj.insert("stale".into(), serde_json::json!(stale));
+            obj.insert("checks".into(), serde_json::json!(checks));
         }
         println!(
             "{}",
@@ -280,6 +296,7 @@ fn run_status(args: StatusArgs) -> u8 {
         ]
         .map(String::from);
         print_table(&header, &rows);
+        print_checks(&checks, now);
         if stale {
             println!(
                 "\nwarning: the data is older than advisories.maxAge ({}): import fresh data",
@@ -291,6 +308,44 @@ fn run_status(args: StatusArgs) -> u8 {
         super::EXIT_CHANGES
     } else {
         super::EXIT_OK
+    }
+}
+
+/// serve's last check of each source it refreshes, and the errors of failing ones.
+fn print_checks(checks: &[crate::advisory::SourceCheck], now: jiff::Timestamp) {
+    if checks.is_empty() {
+        return;
+    }
+    let ago = |t: Option<&str>| match age_of(t, now) {
+        Some(a) => format!("{} ago", crate::compliance::human(a)),
+        None => t.unwrap_or("never").to_owned(),
+    };
+    println!("\nchecks by `serve`:");
+    let rows: Vec<[String; 4]> = checks
+        .iter()
+        .map(|c| {
+            [
+                crate::redact::text(&c.source).into_owned(),
+                ago(c.checked_at.as_deref()),
+                ago(c.succeeded_at.as_deref()),
+                if c.error.is_some() {
+                    format!("failing ({} in a row)", c.failures)
+                } else {
+                    "ok".to_owned()
+                },
+            ]
+        })
+        .collect();
+    let header = ["SOURCE", "CHECKED", "LAST SUCCESS", "STATE"].map(String::from);
+    print_table(&header, &rows);
+    for c in checks {
+        if let Some(e) = &c.error {
+            println!(
+                "error: {}: {} (the last good data stays in use)",
+                escape(&crate::redact::text(&c.source)),
+                escape(e)
+            );
+        }
     }
 }
 

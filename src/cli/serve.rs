@@ -72,9 +72,20 @@ pub struct Args {
     event_keep_alive: String,
     /// Advisory data to re-import every Settings `advisories.refresh` (default 6h), besides
     /// the fleet repo's `advisories.sources`: a tracker dump, OSV files, directories or
-    /// `all.zip` dumps (repeatable; the operator's choice, outside the fleet repo's say).
-    #[arg(long = "advisories", value_name = "PATH")]
+    /// `all.zip` dumps, as paths or `https://` URLs (repeatable; the operator's choice,
+    /// outside the fleet repo's say).
+    #[arg(long = "advisories", value_name = "PATH|URL")]
     advisories: Vec<PathBuf>,
+    /// A PEM file of certificate authorities to trust, besides the system's, when fetching
+    /// `https://` advisory sources (a private mirror's CA; repeatable).
+    #[arg(long = "advisory-ca", value_name = "FILE")]
+    advisory_ca: Vec<PathBuf>,
+    /// Give up on an advisory download after this long (`30s`, `5m`).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    advisory_timeout: String,
+    /// Refuse advisory downloads larger than this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    advisory_max_size: u64,
     /// The advisory store (default: `$PATCHKEEPER_ADVISORY_STORE`, else
     /// `<repo>/.patchkeeper/advisories.db` beside the apply journal).
     #[arg(long, value_name = "FILE")]
@@ -121,6 +132,13 @@ pub fn run(args: Args) -> u8 {
             return super::EXIT_ERROR;
         }
     };
+    let fetch = match advisory_fetch(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+    };
     // The apply lock and journal live beside the repository serve reads from.
     let state_repo = source.repo_path();
     let stop = Arc::new(Stop::default());
@@ -148,6 +166,7 @@ pub fn run(args: Args) -> u8 {
     .with_advisories(AdvisoryFeed {
         store: crate::advisory::fleet::store_path(&state_repo, args.store.as_deref()),
         extra: args.advisories.clone(),
+        fetch,
     });
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
@@ -278,6 +297,38 @@ pub fn run(args: Args) -> u8 {
     }
     tracing::info!("shut down");
     super::EXIT_OK
+}
+
+/// How advisory URLs are fetched, from the flags; every `--advisories` URL and
+/// `--advisory-ca` file is checked here, so a mistake stops serve at start, not hours later.
+fn advisory_fetch(args: &Args) -> Result<crate::advisory::remote::FetchOptions, String> {
+    use crate::advisory::remote;
+    let timeout = match crate::duration::parse_duration(&args.advisory_timeout) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            return Err(format!(
+                "invalid --advisory-timeout `{}`: must be a positive duration such as `5m`",
+                args.advisory_timeout
+            ))
+        }
+    };
+    if args.advisory_max_size == 0 {
+        return Err("invalid --advisory-max-size 0: must be at least 1 (MiB)".into());
+    }
+    for source in &args.advisories {
+        if let Some(s) = source.to_str().filter(|s| remote::is_url(s)) {
+            remote::check_url(s).map_err(|e| format!("--advisories: {e}"))?;
+        }
+    }
+    let options = remote::FetchOptions {
+        timeout,
+        max_bytes: args.advisory_max_size.saturating_mul(1 << 20),
+        ca: args.advisory_ca.clone(),
+    };
+    if !options.ca.is_empty() {
+        remote::Fetcher::new(&options).map_err(|e| format!("--advisory-ca: {e}"))?;
+    }
+    Ok(options)
 }
 
 /// `serve --once`'s exit code for a round that ran to its report: hosts the apply left

@@ -60,6 +60,9 @@ pub struct FleetSummary {
     /// The reconcile in progress, or the last one (without per-host results; see
     /// `GET /api/v1/reconcile`).
     pub reconcile: ReconcileStatus,
+    /// The advisory sources the loop refreshes (Settings `advisories.sources`, `serve
+    /// --advisories`): last check, last success, last error, records in use.
+    pub advisory_sources: Vec<crate::advisory::SourceCheck>,
 }
 
 /// One run in a list.
@@ -351,6 +354,7 @@ pub async fn fleet(State(app): State<App>) -> Json<FleetSummary> {
         reconciles: app.config().reconciles,
         counts: view.counts.clone(),
         reconcile: status.reconcile_brief(),
+        advisory_sources: status.advisory_sources().as_ref().clone(),
     })
 }
 

@@ -291,6 +291,48 @@ impl Collector for FleetCollector {
             "reason",
             &failures,
         )?;
+        // One series per configured advisory source (a handful: bounded).
+        let sources = self.status.advisory_sources();
+        if !sources.is_empty() {
+            let label =
+                |c: &crate::advisory::SourceCheck| crate::redact::text(&c.source).into_owned();
+            let success: Vec<(String, i64)> = sources
+                .iter()
+                .filter_map(|c| {
+                    let t: jiff::Timestamp = c.succeeded_at.as_deref()?.parse().ok()?;
+                    Some((label(c), t.as_second()))
+                })
+                .collect();
+            labelled_gauge(
+                &mut encoder,
+                "patchkeeper_advisory_source_last_success_timestamp_seconds",
+                "When each advisory source was last checked successfully (Unix time; alert on its age)",
+                "source",
+                &success,
+            )?;
+            let failures: Vec<(String, i64)> = sources
+                .iter()
+                .map(|c| (label(c), i64::try_from(c.failures).unwrap_or(i64::MAX)))
+                .collect();
+            labelled_gauge(
+                &mut encoder,
+                "patchkeeper_advisory_source_failures",
+                "Checks of each advisory source failed in a row (0: the last one succeeded; the last good data stays in use)",
+                "source",
+                &failures,
+            )?;
+            let records: Vec<(String, i64)> = sources
+                .iter()
+                .map(|c| (label(c), i64::try_from(c.records).unwrap_or(i64::MAX)))
+                .collect();
+            labelled_gauge(
+                &mut encoder,
+                "patchkeeper_advisory_source_records",
+                "Advisory records in use from each source",
+                "source",
+                &records,
+            )?;
+        }
         labelled_gauge(
             &mut encoder,
             "patchkeeper_build_info",
