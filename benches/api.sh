@@ -75,10 +75,14 @@ serve() {
 	[[ -n $addr ]] || { cat "$dir/serve.log" >&2; exit 1; }
 	URL=http://$addr
 	# Fetching a remote whose reports branch holds N host files and reading them takes a
-	# while at N = 10,000 (libgit2's file:// transport); wait up to 10 minutes.
+	# while at N = 10,000 (libgit2's file:// transport); wait up to 10 minutes. Measure only
+	# once the loop says it waits for its next round: its first round's work after the
+	# reports are published (patch-request branches, run records, view rebuilds) competes
+	# with the first route measured otherwise (p99 117 ms instead of 30 ms here).
 	for ((i = 0; i < 3000; i++)); do
 		[[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz") == 200 ]] &&
-			[[ $(curl -s -H "Authorization: Bearer $TOKEN" "$URL/api/v1/fleet" | grep -c '"reportsCommit":"') == 1 ]] && return 0
+			[[ $(curl -s -H "Authorization: Bearer $TOKEN" "$URL/api/v1/fleet" | grep -c '"reportsCommit":"') == 1 ]] &&
+			grep -q 'until the next reconcile' "$dir/serve.log" && return 0
 		sleep 0.2
 	done
 	log "serve did not become ready"; cat "$dir/serve.log" >&2; exit 1
