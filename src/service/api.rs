@@ -387,9 +387,8 @@ pub async fn hosts(
         .items
         .iter()
         .map(|(i, h)| {
-            view.host_json(*i).ok_or_else(|| {
-                ApiError::internal(format!("host `{}` did not serialize", h.name))
-            })
+            view.host_json(*i)
+                .ok_or_else(|| ApiError::internal(format!("host `{}` did not serialize", h.name)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let page = Page {
