@@ -713,8 +713,13 @@ impl Soak {
                 "apply still runs after 10 minutes:\n{}",
                 running.stderr()
             );
-            // Polls the hold markers (files the lab's hooks write), not a guess of timing.
-            std::thread::sleep(Duration::from_millis(100));
+            // Wakes when apply exits or a victim's hook says its transaction is held.
+            let armed: Vec<PathBuf> = faults
+                .iter()
+                .filter(|f| f.kind.at_hold_point() && !f.injected)
+                .map(|f| self.lab.host(&f.victim).root.join("run/patchkeeper-lab"))
+                .collect();
+            wait_for_hold_or_exit(running.pid(), &armed, Duration::from_secs(5));
         }
         outputs.push(running.wait());
         for f in &mut faults {
@@ -1089,4 +1094,64 @@ fn chaos_soak_keeps_every_invariant_under_seeded_faults() {
             "seed {seed} injected too few kinds:\n{summary}"
         );
     }
+}
+
+/// Blocks until the process `pid` exits or a transaction is held in one of `dirs` (the
+/// armed hosts' hold-point directories, where the lab's hook writes `held`), at most
+/// `limit`: the apply loop wakes on the event it acts on (a pidfd and inotify), not on a
+/// timer.
+fn wait_for_hold_or_exit(pid: u32, dirs: &[PathBuf], limit: Duration) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let pid = libc::pid_t::try_from(pid).expect("pid fits");
+    // SAFETY: pidfd_open(pid, flags) only returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(raw) = i32::try_from(raw) else { return };
+    if raw < 0 {
+        return; // Already reaped: nothing to wait for.
+    }
+    // SAFETY: `raw` is a descriptor just returned to us and owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: inotify_init1 only returns a new descriptor or -1.
+    let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(
+        raw >= 0,
+        "inotify_init1: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: as above, a fresh descriptor we own.
+    let inotify = unsafe { OwnedFd::from_raw_fd(raw) };
+    for dir in dirs {
+        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: a valid descriptor and a NUL-terminated path; a missing dir returns -1,
+        // which is fine (its host is checked again on the next turn).
+        unsafe {
+            libc::inotify_add_watch(
+                inotify.as_raw_fd(),
+                path.as_ptr(),
+                libc::IN_CREATE | libc::IN_MOVED_TO,
+            )
+        };
+    }
+    // A `held` written before the watches existed has no event: look once more.
+    if dirs.iter().any(|d| d.join("held").exists()) {
+        return;
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: inotify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
 }

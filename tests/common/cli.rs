@@ -135,6 +135,11 @@ impl Running {
         self.child.try_wait().expect("wait").is_some()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGKILL.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill");
