@@ -7,7 +7,9 @@
 //! The suite runs a bounded soak (3 hosts: 2 Debian, 1 RPM; 3 cycles, a fixed seed that covers several fault
 //! kinds). `scripts/soak [--runs N] [--hosts H] [--seed S]` runs longer ones through the
 //! environment: `PATCHKEEPER_SOAK_RUNS`, `PATCHKEEPER_SOAK_HOSTS`, `PATCHKEEPER_SOAK_SEED`.
-//! The seed is printed first; the same seed replays the same schedule.
+//! The seed is printed first; the same seed replays the same schedule. A watchdog ends a run
+//! that has not finished in 5 minutes plus one per cycle and host (`PATCHKEEPER_SOAK_WATCHDOG`
+//! seconds overrides it), printing the step it was at, the processes and apply's output.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -501,7 +504,9 @@ impl Soak {
             cmd.arg(&self.plan_file);
         }
         starts.push((commit, journal_len(&self.dir())));
-        Running::spawn(cmd)
+        let running = Running::spawn(cmd);
+        *APPLY_STDERR.lock().unwrap_or_else(|e| e.into_inner()) = Some(running.stderr_buffer());
+        running
     }
 
     /// Every host's ground truth, read in parallel.
@@ -572,6 +577,7 @@ impl Soak {
         if cycle > 0 {
             let lab = &self.lab;
             std::thread::scope(|s| {
+                step(format!("cycle {cycle}: resetting every host over ssh"));
                 for host in &self.hosts {
                     s.spawn(move || reset(lab, host));
                 }
@@ -620,7 +626,9 @@ impl Soak {
             }
         }
         // Ground truth before the run, and the plan.
+        step(format!("cycle {cycle}: ground truth before the run"));
         let before = self.ground_truth_all();
+        step(format!("cycle {cycle}: plan --out"));
         let plan = pk(&dir)
             .args(["plan", "--out"])
             .arg(&self.plan_file)
@@ -668,6 +676,11 @@ impl Soak {
             for i in pending {
                 let victim = faults[i].victim.clone();
                 faults[i].injected = true;
+                step(format!(
+                    "cycle {cycle}: acting on {} at {victim}'s held transaction (apply pid {})",
+                    faults[i].kind.name(),
+                    running.pid()
+                ));
                 self.check_one_transaction(cycle, "at a held transaction");
                 match faults[i].kind {
                     Fault::StopMidTransaction => {
@@ -713,6 +726,10 @@ impl Soak {
                 "apply still runs after 10 minutes:\n{}",
                 running.stderr()
             );
+            step(format!(
+                "cycle {cycle}: waiting for apply (pid {}) to end or reach a hold point",
+                running.pid()
+            ));
             // Wakes when apply exits or a victim's hook says its transaction is held.
             let armed: Vec<PathBuf> = faults
                 .iter()
@@ -722,6 +739,9 @@ impl Soak {
             wait_for_hold_or_exit(running.pid(), &armed, Duration::from_secs(5));
         }
         outputs.push(running.wait());
+        step(format!(
+            "cycle {cycle}: disarming hold points and locks after the apply"
+        ));
         for f in &mut faults {
             if f.kind.at_hold_point() && !f.injected {
                 // Never reached (its host failed or was skipped first): disarmed.
@@ -741,9 +761,25 @@ impl Soak {
             started.elapsed()
         );
         if rerun {
-            let running = self.start_apply(&plan_commit, &mut starts);
+            let mut running = self.start_apply(&plan_commit, &mut starts);
+            step(format!(
+                "cycle {cycle}: waiting for the rerun of apply (pid {})",
+                running.pid()
+            ));
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !running.has_exited() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the rerun of apply still runs after 10 minutes:\n{}",
+                    running.stderr()
+                );
+                wait_for_hold_or_exit(running.pid(), &[], Duration::from_secs(5));
+            }
             outputs.push(running.wait());
         }
+        step(format!(
+            "cycle {cycle}: unfilling disks, then the invariants"
+        ));
         // The full disk stays full through the rerun; the ground truth is read with it back.
         for f in faults.iter().filter(|f| f.kind == Fault::DiskFull) {
             self.lab.unfill_disk(&f.victim);
@@ -862,6 +898,7 @@ impl Soak {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(serde_json::Value::Null)
         };
+        step(format!("cycle {cycle}: ground truth after the applies"));
         let truth = self.ground_truth_all();
         for host in self.hosts.clone() {
             let now = truth[&host].clone();
@@ -1072,11 +1109,22 @@ fn chaos_soak_keeps_every_invariant_under_seeded_faults() {
         "soak: seed {seed}, {runs} cycles, {hosts} hosts (reproduce: scripts/soak --seed {seed} --runs {runs} --hosts {hosts})"
     );
     let started = Instant::now();
+    // A hang anywhere (a remote command, a lab control, apply) ends the test with what it was
+    // doing and the processes it waits on, well before CI's own limit: 5 minutes plus one per
+    // cycle and host (the bounded run, 9 of them, takes 1.5 minutes idle, 4 at load 7).
+    // (`PATCHKEEPER_SOAK_WATCHDOG` seconds overrides it.)
+    let limit = env_number(
+        "PATCHKEEPER_SOAK_WATCHDOG",
+        300 + 60 * (runs * hosts) as u64,
+    );
+    let _watchdog = Watchdog::start(Duration::from_secs(limit));
     let mut rng = Rng(seed);
+    step("setting up the lab".to_string());
     let mut soak = Soak::setup(hosts);
     for cycle in 0..runs {
         soak.cycle(cycle, &mut rng);
     }
+    step("tearing down".to_string());
     let summary = soak.tally.to_string();
     eprint!("{summary}");
     eprintln!("soak: seed {seed}, {:.0?} in all", started.elapsed());
@@ -1154,4 +1202,74 @@ fn wait_for_hold_or_exit(pid: u32, dirs: &[PathBuf], limit: Duration) {
     let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
     unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+}
+
+/// What the soak is doing now, and since when: the watchdog's report names it.
+static STEP: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+/// Standard error of the latest apply, for the watchdog's report.
+static APPLY_STDERR: Mutex<Option<Arc<Mutex<Vec<u8>>>>> = Mutex::new(None);
+
+fn step(what: String) {
+    *STEP.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), what));
+}
+
+/// Ends the test process when the soak has not finished within its limit, printing what it
+/// was doing, every process of this machine with what it waits in (`wchan`), and the
+/// remote sessions: a hang becomes a failure that says where, not a CI timeout.
+struct Watchdog {
+    /// Dropped when the test ends (passed or panicked): the watchdog then stands down.
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start(limit: Duration) -> Watchdog {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if finished.recv_timeout(limit) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            let ps = Command::new("ps")
+                .args(["-eo", "pid,ppid,etimes,stat,wchan:24,args", "--forest"])
+                .output()
+                // One line per process, cut to a readable width (compiler command lines).
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(|l| l.chars().take(220).collect::<String>() + "\n")
+                        .collect::<String>()
+                })
+                .unwrap_or_else(|e| format!("ps: {e}"));
+            report(&format!("soak: WATCHDOG: processes now:\n{ps}\n"));
+            let apply = APPLY_STDERR
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|b| {
+                    String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner()))
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            report(&format!(
+                "soak: WATCHDOG: the latest apply's standard error:\n{apply}\n"
+            ));
+            let (since, what) = STEP
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or((Instant::now(), "starting".to_string()));
+            report(&format!(
+                "soak: WATCHDOG: not finished within {limit:?}; stuck for {:.0?} at: {what}\n",
+                since.elapsed()
+            ));
+            std::process::exit(101);
+        });
+        Watchdog { _done: done }
+    }
+}
+
+/// Writes to the process's standard error directly: the test harness captures `eprintln!`
+/// and would drop it when the watchdog ends the process.
+fn report(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }

@@ -140,6 +140,11 @@ impl Running {
         self.child.id()
     }
 
+    /// The buffer standard error is collected into (a watchdog reads it from another thread).
+    pub fn stderr_buffer(&self) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+        self.stderr.clone()
+    }
+
     /// Sends SIGKILL.
     pub fn kill(&mut self) {
         self.child.kill().expect("kill");
