@@ -521,6 +521,30 @@ fn fill_disk_makes_var_nearly_full_until_unfilled() {
     );
 }
 
+/// A lock holder that dies with its host (stop-host) leaves nothing behind that dnf takes
+/// for a live owner of its lock: dnf on the host started again transacts at once (it used to
+/// wait forever for the dead holder's pid, whose entry stayed in the host's /proc).
+#[test]
+fn a_lock_holder_stopped_with_its_host_leaves_no_lock_behind() {
+    let lab = Lab::up(0, 1);
+    lab.lock_host("rpm-1");
+    lab.stop_host("rpm-1");
+    lab.start_host("rpm-1");
+    lab.unlock_host("rpm-1");
+    // `timeout` bounds the regression (dnf waits for the pid it believes alive): exit 124.
+    let out = lab.run(
+        "rpm-1",
+        "timeout 120 dnf -y -q upgrade libpk-1.1-1 >/dev/null; echo \"exit $?\"",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "exit 0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::lab::rpm(&lab, "rpm-1", "libpk"), "1.1-1");
+}
+
 /// `down` also ends sessions, lock holders and anything started inside the hosts.
 #[test]
 fn down_leaves_no_lab_process_running() {
