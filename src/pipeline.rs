@@ -254,6 +254,7 @@ impl Pipeline {
         plan: &Plan,
         stop: Arc<Stop>,
         progress: Arc<dyn crate::apply::Progress>,
+        gate: Option<Arc<dyn crate::apply::HostGate>>,
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
         let run = locked.run.as_str();
@@ -294,6 +295,7 @@ impl Pipeline {
             blocked,
             // The pipeline applies only plans it just made from the fleet commit.
             saved_plan: None,
+            gate,
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
