@@ -239,7 +239,11 @@ impl Pipeline {
         // stale and never broken.
         let lock =
             FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
-        Ok(Locked { run, _lock: lock })
+        Ok(Locked {
+            run,
+            _lock: lock,
+            gate: None,
+        })
     }
 
     /// Applies what `plan` allows now, unattended (`apply --auto-approve` without a
@@ -254,7 +258,6 @@ impl Pipeline {
         plan: &Plan,
         stop: Arc<Stop>,
         progress: Arc<dyn crate::apply::Progress>,
-        gate: Option<Arc<dyn crate::apply::HostGate>>,
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
         let run = locked.run.as_str();
@@ -295,7 +298,7 @@ impl Pipeline {
             blocked,
             // The pipeline applies only plans it just made from the fleet commit.
             saved_plan: None,
-            gate,
+            gate: locked.gate.clone(),
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
@@ -305,13 +308,31 @@ impl Pipeline {
 }
 
 /// The fleet lock held for one apply run (released when dropped).
-#[derive(Debug)]
 pub struct Locked {
     run: String,
     _lock: FleetLock,
+    gate: Option<Arc<dyn crate::apply::HostGate>>,
+}
+
+impl std::fmt::Debug for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("run", &self.run)
+            .field("gated", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Locked {
+    /// Adds the guard of each host with several replicas (`serve --cluster`): `gate` is
+    /// taken before each host starts and given back after its verification, so the fleet
+    /// lock (this machine) and the host leases (the cluster) together make the run
+    /// exclusive.
+    pub fn gated(mut self, gate: Arc<dyn crate::apply::HostGate>) -> Locked {
+        self.gate = Some(gate);
+        self
+    }
+
     /// The run id the lock was taken for (its journal lines and run record carry it).
     pub fn run(&self) -> &str {
         &self.run

@@ -448,7 +448,11 @@ impl EngineExecutor {
 impl Executor for EngineExecutor {
     fn prepare(&mut self) -> Result<(), String> {
         if self.locked.is_none() {
-            self.locked = Some(self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?);
+            let locked = self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?;
+            self.locked = Some(match &self.gate {
+                Some(gate) => locked.gated(gate.clone()),
+                None => locked,
+            });
         }
         Ok(())
     }
@@ -464,15 +468,7 @@ impl Executor for EngineExecutor {
             return Err("the fleet lock is not held".into());
         };
         self.pipeline
-            .apply(
-                locked,
-                &self.repo,
-                fleet,
-                plan,
-                self.stop.clone(),
-                progress,
-                self.gate.clone(),
-            )
+            .apply(locked, &self.repo, fleet, plan, self.stop.clone(), progress)
             .map_err(|e| e.to_string())
     }
 

@@ -340,10 +340,12 @@ fn join(
         None => None,
         Some(flag) => match crate::duration::parse_duration(flag) {
             Ok(d) if d >= MIN_TTL => Some(d),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "invalid --cluster-ttl `{flag}`: must be a duration of at least {}s, such as `30s`",
                 MIN_TTL.as_secs()
-            )),
+            ))
+            }
         },
     };
     let cluster = Cluster::connect(
