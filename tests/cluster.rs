@@ -4,7 +4,8 @@
 //! passes to the other after its TTL, and its old holder learns it lost it; a renewed lease
 //! is kept), the per-host transaction lease (exclusive, named holder, released), the
 //! `cluster status` command, and two real `serve --cluster` replicas: one leads and runs
-//! the rounds, and after a `kill -9` of it the other takes over.
+//! the rounds, and after a `kill -9` of it the other takes over; a replica reconnects to a
+//! restarted server and renews there.
 //!
 //! States are put in place with controls (a lease taken, a renewal task abandoned, a
 //! process killed); waits are bounded polls of an observable condition.
@@ -209,6 +210,34 @@ fn a_renewing_leader_keeps_the_lead_and_a_crashed_one_is_replaced() {
     assert!(
         matches!(took, Attempt::Held(_)),
         "a released lease is free at once: {took:?}"
+    );
+}
+
+#[test]
+fn a_replica_reconnects_after_the_server_restarts_and_keeps_renewing() {
+    let mut server = NatsServer::start();
+    let ttl = Duration::from_secs(3);
+    let a = join(&server, ttl);
+    let leader = Leader::start(&a);
+    wait_for("a leads", || leader.is_leader());
+    // The broker crashes and comes back on the same port with the same store.
+    server.restart();
+    let restarted = Timestamp::now();
+    // The client reconnects by itself and the lease is renewed again on the new server
+    // process: a renewal the server stored after the restart names a.
+    wait_for("a renews on the restarted server", || {
+        a.view().ok().is_some_and(|v| {
+            v.leader
+                .is_some_and(|l| l.replica == a.replica() && l.renewed > restarted)
+        })
+    });
+    wait_for("a leads", || leader.is_leader());
+    // Two server processes wrote the log: it was restarted.
+    assert_eq!(
+        server.log().matches("Server is ready").count(),
+        2,
+        "{}",
+        server.log()
     );
 }
 
