@@ -17,7 +17,7 @@ use jiff::Timestamp;
 
 use crate::advisory::{self, Assessment, StoreError};
 use crate::apply::lock::FleetLock;
-use crate::apply::recover::recover_fleet;
+use crate::apply::recover::recover_fleet_gated;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
@@ -264,7 +264,13 @@ impl Pipeline {
         let state = crate::apply::state_dir(repo);
         let recoveries = self
             .runtime
-            .block_on(recover_fleet(fleet, repo, run, progress.as_ref()))
+            .block_on(recover_fleet_gated(
+                fleet,
+                repo,
+                run,
+                progress.as_ref(),
+                locked.gate.as_deref(),
+            ))
             .map_err(PipelineError::Recover)?;
         for r in &recoveries {
             tracing::warn!("an earlier apply left a host in flight: {}", r.line());

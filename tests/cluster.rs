@@ -527,3 +527,78 @@ fn two_serve_replicas_one_leads_and_the_other_takes_over_after_a_kill_9() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Progress nobody reads.
+struct Quiet;
+
+impl patchkeeper::apply::Progress for Quiet {
+    fn host(&self, _host: &str, _message: &str) {}
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
+#[test]
+fn crash_recovery_of_a_host_needs_its_transaction_lease() {
+    use patchkeeper::apply::journal::{Event, Journal};
+    use patchkeeper::apply::recover::recover_fleet_gated;
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (Arc::new(join(&server, ttl)), join(&server, ttl));
+    let root = tempfile::tempdir().expect("tempdir");
+    fleet(root.path());
+    let work = root.path().join("work");
+    let fleet = patchkeeper::validate::load_and_validate(&work)
+        .expect("loads")
+        .fleet
+        .expect("valid");
+    // An earlier apply of this replica died with web-1 in flight.
+    let state = patchkeeper::apply::state_dir(&work);
+    patchkeeper::apply::create_state_dir(&state).expect("state dir");
+    Journal::open(&state, "run-old", "plan-x")
+        .expect("journal")
+        .record(Some("web-1"), Event::HostStarted)
+        .expect("record");
+    // Another replica holds web-1's lease (it is patching it now).
+    let lease = b.host_lease("web-1");
+    let Attempt::Held(held) = b
+        .runtime()
+        .block_on(lease.take(&record("b")))
+        .expect("take")
+    else {
+        panic!("free");
+    };
+    let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let recoveries = rt
+        .block_on(recover_fleet_gated(
+            &fleet,
+            &work,
+            "run-new",
+            &Quiet,
+            Some(&gate),
+        ))
+        .expect("recovery runs");
+    assert_eq!(recoveries.len(), 1, "{recoveries:?}");
+    let r = &recoveries[0];
+    assert!(!r.recovered, "{r:?}");
+    assert!(
+        r.line().contains("replica b") && r.line().contains("holds this host's transaction lease"),
+        "left to the lease holder, not touched: {}",
+        r.line()
+    );
+    // Once released, this replica recovers it under its own lease (here the host is
+    // unreachable, so the recovery fails at the connection) and gives the lease back.
+    b.runtime().block_on(lease.release(held)).expect("release");
+    let recoveries = rt
+        .block_on(recover_fleet_gated(
+            &fleet,
+            &work,
+            "run-new",
+            &Quiet,
+            Some(&gate),
+        ))
+        .expect("recovery runs");
+    let r = &recoveries[0];
+    assert!(!r.recovered, "port 1 is closed: {r:?}");
+    assert!(!r.line().contains("lease"), "{}", r.line());
+    assert!(a.view().expect("view").in_flight.is_empty(), "released");
+}
