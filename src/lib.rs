@@ -8,6 +8,7 @@ pub mod alert;
 pub mod ansible;
 pub mod apply;
 pub mod cli;
+pub mod cluster;
 pub mod compliance;
 pub mod diagnostic;
 pub mod driver;

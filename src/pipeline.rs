@@ -17,7 +17,7 @@ use jiff::Timestamp;
 
 use crate::advisory::{self, Assessment, StoreError};
 use crate::apply::lock::FleetLock;
-use crate::apply::recover::recover_fleet;
+use crate::apply::recover::recover_fleet_gated;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
@@ -239,7 +239,11 @@ impl Pipeline {
         // stale and never broken.
         let lock =
             FleetLock::acquire(&state, &run).map_err(|e| PipelineError::Lock(e.to_string()))?;
-        Ok(Locked { run, _lock: lock })
+        Ok(Locked {
+            run,
+            _lock: lock,
+            gate: None,
+        })
     }
 
     /// Applies what `plan` allows now, unattended (`apply --auto-approve` without a
@@ -260,7 +264,13 @@ impl Pipeline {
         let state = crate::apply::state_dir(repo);
         let recoveries = self
             .runtime
-            .block_on(recover_fleet(fleet, repo, run, progress.as_ref()))
+            .block_on(recover_fleet_gated(
+                fleet,
+                repo,
+                run,
+                progress.as_ref(),
+                locked.gate.as_deref(),
+            ))
             .map_err(PipelineError::Recover)?;
         for r in &recoveries {
             tracing::warn!("an earlier apply left a host in flight: {}", r.line());
@@ -294,6 +304,7 @@ impl Pipeline {
             blocked,
             // The pipeline applies only plans it just made from the fleet commit.
             saved_plan: None,
+            gate: locked.gate.clone(),
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
@@ -303,13 +314,31 @@ impl Pipeline {
 }
 
 /// The fleet lock held for one apply run (released when dropped).
-#[derive(Debug)]
 pub struct Locked {
     run: String,
     _lock: FleetLock,
+    gate: Option<Arc<dyn crate::apply::HostGate>>,
+}
+
+impl std::fmt::Debug for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("run", &self.run)
+            .field("gated", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Locked {
+    /// Adds the guard of each host with several replicas (`serve --cluster`): `gate` is
+    /// taken before each host starts and given back after its verification, so the fleet
+    /// lock (this machine) and the host leases (the cluster) together make the run
+    /// exclusive.
+    pub fn gated(mut self, gate: Arc<dyn crate::apply::HostGate>) -> Locked {
+        self.gate = Some(gate);
+        self
+    }
+
     /// The run id the lock was taken for (its journal lines and run record carry it).
     pub fn run(&self) -> &str {
         &self.run

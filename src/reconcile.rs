@@ -388,6 +388,14 @@ impl Observer for EngineObserver {
     }
 }
 
+/// Whether this replica may reconcile: with several `serve` replicas (`serve --cluster`),
+/// only the one holding the leader lease runs rounds; the others follow the desired commit
+/// and the reports like `serve --api-only`, and take over when they win the lease.
+pub trait Leadership: Send + Sync {
+    /// Whether this replica leads now.
+    fn is_leader(&self) -> bool;
+}
+
 /// How the shell applies a plan (the apply executor in production).
 pub trait Executor {
     /// Takes what applying needs (the fleet lock) before the round observes any host, so a
@@ -414,6 +422,7 @@ pub struct EngineExecutor {
     repo: PathBuf,
     stop: Arc<Stop>,
     locked: Option<pipeline::Locked>,
+    gate: Option<Arc<dyn crate::apply::HostGate>>,
 }
 
 impl EngineExecutor {
@@ -425,14 +434,25 @@ impl EngineExecutor {
             repo,
             stop,
             locked: None,
+            gate: None,
         }
+    }
+
+    /// Takes `gate`'s pass (the cluster's per-host lease) before each host starts.
+    pub fn with_gate(mut self, gate: Arc<dyn crate::apply::HostGate>) -> EngineExecutor {
+        self.gate = Some(gate);
+        self
     }
 }
 
 impl Executor for EngineExecutor {
     fn prepare(&mut self) -> Result<(), String> {
         if self.locked.is_none() {
-            self.locked = Some(self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?);
+            let locked = self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?;
+            self.locked = Some(match &self.gate {
+                Some(gate) => locked.gated(gate.clone()),
+                None => locked,
+            });
         }
         Ok(())
     }
@@ -529,6 +549,7 @@ pub struct Reconciler<O: Observer> {
     /// The last round that ran to its report (`None` before one, or after a round that
     /// failed).
     pub last_round: Option<Round>,
+    leadership: Option<Arc<dyn Leadership>>,
 }
 
 /// Where `serve` keeps advisory data and what it imports besides the fleet repo's Settings
@@ -753,7 +774,20 @@ impl<O: Observer> Reconciler<O> {
             status: Arc::new(Status::default()),
             advisories: None,
             last_round: None,
+            leadership: None,
         }
+    }
+
+    /// Reconciles only while `leadership` says this replica leads (`serve --cluster`);
+    /// otherwise follows like [`Reconciler::watch_only`], and reconciles at once when it
+    /// takes the lead.
+    pub fn with_leadership(mut self, leadership: Arc<dyn Leadership>) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    fn leading(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.is_leader())
     }
 
     /// Keeps advisory data fresh in `feed` and uses it in plans and reports.
@@ -861,7 +895,12 @@ impl<O: Observer> Reconciler<O> {
                     }
                     let span = tracing::info_span!("reconcile", commit = %commit, reason = ?reason);
                     let _enter = span.enter();
-                    let ok = if self.watch_only {
+                    let ok = if self.watch_only || !self.leading() {
+                        if !self.watch_only {
+                            tracing::info!(
+                                "following: another replica holds the leader lease and reconciles"
+                            );
+                        }
                         self.refresh_reports();
                         true
                     } else {
@@ -893,6 +932,7 @@ impl<O: Observer> Reconciler<O> {
     /// on a reconcile request ([`Status::request_reconcile`]).
     pub fn run(&mut self) {
         let mut triggered = false;
+        let mut leading = self.leading();
         while !self.shutdown.load(Ordering::SeqCst) {
             let wait = self.step_with(Timestamp::now, std::mem::take(&mut triggered), true);
             if !wait.is_zero() {
@@ -905,6 +945,16 @@ impl<O: Observer> Reconciler<O> {
                 if self.status.wait_for_trigger(slice) {
                     triggered = true;
                     break;
+                }
+                // A replica that takes the lead reconciles now, not after its interval.
+                let now_leading = self.leading();
+                if now_leading != leading {
+                    leading = now_leading;
+                    if leading {
+                        tracing::info!("this replica leads now: reconciling");
+                        triggered = true;
+                        break;
+                    }
                 }
             }
         }

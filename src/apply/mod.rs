@@ -21,7 +21,9 @@ pub mod run;
 
 use serde::{Deserialize, Serialize};
 
-pub use run::{execute, ApplyOptions, Clock, Progress, Stop, SystemClock};
+pub use run::{
+    execute, ApplyOptions, Clock, GateFuture, HostGate, HostPass, Progress, Stop, SystemClock,
+};
 
 /// How one host ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

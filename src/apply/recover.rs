@@ -78,6 +78,7 @@ pub async fn recover(
     in_flight: &[InFlight],
     options: RecoveryOptions,
     progress: &dyn Progress,
+    gate: Option<&dyn super::HostGate>,
 ) -> Vec<Recovery> {
     let settings = fleet.settings();
     let root = fleet.fleet().root.clone();
@@ -99,9 +100,33 @@ pub async fn recover(
                     detail.push(e.to_string());
                     false
                 }
-                Ok(target) => {
-                    recover_host(&target, &keys, options, progress, &f.recorded, &mut detail).await
-                }
+                // With several replicas, recovery is a transaction on the host like any
+                // other: never while another replica holds the host's lease.
+                Ok(target) => match gate {
+                    Some(g) => match g.enter(&f.host, journal.run()).await {
+                        Ok(pass) => {
+                            let ok = recover_host(
+                                &target,
+                                &keys,
+                                options,
+                                progress,
+                                &f.recorded,
+                                &mut detail,
+                            )
+                            .await;
+                            pass.leave().await;
+                            ok
+                        }
+                        Err(why) => {
+                            detail.push(why);
+                            false
+                        }
+                    },
+                    None => {
+                        recover_host(&target, &keys, options, progress, &f.recorded, &mut detail)
+                            .await
+                    }
+                },
             },
         };
         let event = if recovered {
@@ -315,6 +340,19 @@ pub async fn recover_fleet(
     run: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<Recovery>, String> {
+    recover_fleet_gated(fleet, repo, run, progress, None).await
+}
+
+/// [`recover_fleet`], each host recovered only under `gate`'s pass (with several `serve`
+/// replicas, the host's transaction lease); a host whose pass is refused is not recovered
+/// by this run and stays in flight.
+pub async fn recover_fleet_gated(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+    progress: &dyn Progress,
+    gate: Option<&dyn super::HostGate>,
+) -> Result<Vec<Recovery>, String> {
     let dir = super::state_dir(repo);
     let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
     let open = super::journal::in_flight(&entries);
@@ -331,5 +369,5 @@ pub async fn recover_fleet(
         poll: Duration::from_secs(2),
     };
     let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
-    Ok(recover(fleet, &journal, &open, options, progress).await)
+    Ok(recover(fleet, &journal, &open, options, progress, gate).await)
 }

@@ -99,6 +99,23 @@ impl Stop {
     }
 }
 
+/// A boxed future of a [`HostGate`] (awaited on apply's runtime).
+pub type GateFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Who may start a host's transaction: with several `serve` replicas, the per-host lease
+/// in the cluster (`cluster::HostLeases`), so two replicas never patch one host at once.
+pub trait HostGate: Send + Sync {
+    /// Takes the right to run `host`'s steps for run `run`, held until [`HostPass::leave`];
+    /// `Err(why)`: the host must not start (it is reported `skipped`, untouched).
+    fn enter(&self, host: &str, run: &str) -> GateFuture<Result<Box<dyn HostPass>, String>>;
+}
+
+/// The right to run one host's steps, from [`HostGate::enter`].
+pub trait HostPass: Send {
+    /// Gives it back: called once the host's steps (verification included) are over.
+    fn leave(self: Box<Self>) -> GateFuture<()>;
+}
+
 /// Run-wide options.
 pub struct ApplyOptions {
     /// `--parallel`: caps every batch's parallelism.
@@ -114,6 +131,9 @@ pub struct ApplyOptions {
     pub blocked: BTreeMap<String, String>,
     /// Applying a saved plan: each host's changes are re-derived from the fleet commit.
     pub saved_plan: Option<Arc<crate::plan::SavedPlanCheck>>,
+    /// Taken before each host starts and given back after its verification (`None`: a
+    /// single controller, whose fleet lock is enough).
+    pub gate: Option<Arc<dyn HostGate>>,
 }
 
 /// Per-rollout bookkeeping.
@@ -334,6 +354,7 @@ pub async fn execute(
             );
             let budget = rollout.failure_budget.clone();
             let rollout_name = batch.rollout.clone();
+            let (gate, run_id) = (options.gate.clone(), run.to_owned());
             // Permits are taken here, in plan order, so hosts start in the order the plan
             // lists them; the halt and stop checks happen right before each start.
             let permit = semaphore.acquire_owned().await.expect("never closed");
@@ -352,7 +373,30 @@ pub async fn execute(
             }
             tasks.spawn(async move {
                 let _permit = permit;
+                let pass = match &gate {
+                    Some(g) => match g.enter(&job.plan.host, &run_id).await {
+                        Ok(p) => Some(p),
+                        Err(why) => {
+                            ctx.progress.host(&job.plan.host, &why);
+                            return HostResult {
+                                host: job.plan.host.clone(),
+                                outcome: Outcome::Skipped,
+                                detail: vec![why],
+                                changes: 0,
+                                millis: 0,
+                                started_at: None,
+                                finished_at: None,
+                                reboots: Vec::new(),
+                            };
+                        }
+                    },
+                    None => None,
+                };
                 let result = apply_host(&job, &ctx).await;
+                // After the host's verification (apply_host ends with it).
+                if let Some(p) = pass {
+                    p.leave().await;
+                }
                 if result.outcome.is_failure() {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                     s.failures += 1;

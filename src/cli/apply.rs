@@ -338,6 +338,8 @@ pub fn run(args: Args) -> u8 {
             );
             Arc::new(saved_plan_advisories(check, &repo))
         }),
+        // `patchkeeper apply` is a single controller: the fleet lock is its guard.
+        gate: None,
     };
     eprintln!(
         "\nApplying (run {run}, plan {plan_id}; journal `{}`)",

@@ -25,6 +25,7 @@ mod advisories;
 
 mod apply;
 mod audit;
+mod cluster;
 mod completions;
 mod import;
 mod observe;
@@ -137,7 +138,13 @@ pub enum Command {
     /// With --listen, also serves the HTTP API (JSON under /api/v1, live events, metrics,
     /// health) over what the loop publishes. Logs progress on stderr at info level
     /// (structured with --log-format json).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
+    /// Replicas of `serve --cluster`: who leads, their heartbeats, hosts in a transaction.
+    #[command(
+        subcommand,
+        after_long_help = "Exit codes: see `patchkeeper cluster status --help`; a usage error exits 2."
+    )]
+    Cluster(cluster::Command),
     /// API tokens for `serve --listen`.
     #[command(
         subcommand,
@@ -209,8 +216,9 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Apply(args) => apply::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Token(cmd) => token::run(cmd),
+        Command::Cluster(cmd) => cluster::run(cmd),
         Command::Schema(args) => schema::run(args),
         Command::Version(cmd) => version::run(cmd),
         Command::Windows(args) => windows::run(args),

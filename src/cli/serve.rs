@@ -90,6 +90,17 @@ pub struct Args {
     /// `<repo>/.patchkeeper/advisories.db` beside the apply journal).
     #[arg(long, value_name = "FILE")]
     store: Option<PathBuf>,
+    /// Run as one replica of several sharing this fleet, coordinated by the NATS server
+    /// (JetStream, 2.10 or later) at this URL, e.g. `nats://127.0.0.1:4222`: only the
+    /// replica holding the leader lease reconciles, and a host's transaction is taken by
+    /// one replica at a time (docs/scale-out.md). Without it, serve runs alone.
+    #[arg(long, value_name = "URL", env = "PATCHKEEPER_CLUSTER", conflicts_with_all = ["once", "api_only"])]
+    cluster: Option<String>,
+    /// The lease TTL of a new cluster (`10s`, `30s`): how long a dead leader keeps the lead
+    /// and a host lease outlives its replica; shorter than the reconcile interval.
+    /// Default: the cluster's own (set by its first replica), else 30s.
+    #[arg(long, value_name = "DURATION", requires = "cluster")]
+    cluster_ttl: Option<String>,
 }
 
 /// Runs `patchkeeper serve`; returns the exit code.
@@ -151,17 +162,30 @@ pub fn run(args: Args) -> u8 {
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let status = Arc::new(Status::default());
+    let mut executor = EngineExecutor::new(pipeline.clone(), state_repo.clone(), stop.clone());
+    let joined = match args
+        .cluster
+        .as_deref()
+        .map(|url| join(url, &args, interval))
+    {
+        Some(Ok((cluster, leader))) => {
+            let gate = crate::cluster::HostLeases::new(&cluster).only_while(leader.clone());
+            executor = executor.with_gate(Arc::new(gate));
+            Some((cluster, leader))
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return super::EXIT_ERROR;
+        }
+        None => None,
+    };
     let mut reconciler = Reconciler::new(
         source.clone(),
         EngineObserver::new(pipeline.clone()),
         Timing::with_interval(interval),
         shutdown.clone(),
     )
-    .with_executor(EngineExecutor::new(
-        pipeline,
-        state_repo.clone(),
-        stop.clone(),
-    ))
+    .with_executor(executor)
     .with_status(status.clone())
     .with_advisories(AdvisoryFeed {
         store: crate::advisory::fleet::store_path(&state_repo, args.store.as_deref()),
@@ -171,6 +195,11 @@ pub fn run(args: Args) -> u8 {
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
     }
+    if let Some((_, leader)) = &joined {
+        reconciler = reconciler.with_leadership(leader.clone());
+    }
+    // Releases the leader lease on the way out (a clean stop hands over at once).
+    let _leaving = Leaving(joined);
     if args.api_only {
         reconciler = reconciler.watch_only();
     }
@@ -297,6 +326,64 @@ pub fn run(args: Args) -> u8 {
     }
     tracing::info!("shut down");
     super::EXIT_OK
+}
+
+/// Joins the cluster at `url`: connects, opens the buckets and starts contending for the
+/// leader lease.
+fn join(
+    url: &str,
+    args: &Args,
+    interval: std::time::Duration,
+) -> Result<(Arc<crate::cluster::Cluster>, Arc<crate::cluster::Leader>), String> {
+    use crate::cluster::{Cluster, JoinOptions, Leader, MIN_TTL};
+    let ttl = match args.cluster_ttl.as_deref() {
+        None => None,
+        Some(flag) => match crate::duration::parse_duration(flag) {
+            Ok(d) if d >= MIN_TTL => Some(d),
+            _ => {
+                return Err(format!(
+                "invalid --cluster-ttl `{flag}`: must be a duration of at least {}s, such as `30s`",
+                MIN_TTL.as_secs()
+            ))
+            }
+        },
+    };
+    let cluster = Cluster::connect(
+        url,
+        &JoinOptions {
+            ttl,
+            read_only: false,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // A leader that dies must be replaced before its next round was due.
+    if cluster.ttl() >= interval {
+        return Err(format!(
+            "the cluster's lease TTL ({}s) must be shorter than the reconcile interval ({}s): a dead leader would otherwise skip rounds\n\nhint: a longer --interval, or a new cluster with a shorter --cluster-ttl",
+            cluster.ttl().as_secs(),
+            interval.as_secs()
+        ));
+    }
+    let cluster = Arc::new(cluster);
+    let leader = Arc::new(Leader::start(&cluster));
+    tracing::info!(
+        cluster = %cluster.url(),
+        replica = %cluster.replica(),
+        ttl_seconds = cluster.ttl().as_secs(),
+        "joined the cluster"
+    );
+    Ok((cluster, leader))
+}
+
+/// Stops contending for the leader lease (releasing it) when serve returns.
+struct Leaving(Option<(Arc<crate::cluster::Cluster>, Arc<crate::cluster::Leader>)>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        if let Some((_, leader)) = &self.0 {
+            leader.stop();
+        }
+    }
 }
 
 /// How advisory URLs are fetched, from the flags; every `--advisories` URL and

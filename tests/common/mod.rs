@@ -5,5 +5,6 @@ pub mod browser;
 pub mod cli;
 pub mod git;
 pub mod lab;
+pub mod nats;
 pub mod report_fleet;
 pub mod webhook;

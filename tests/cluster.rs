@@ -1,0 +1,604 @@
+//! Scale-out of `serve` over NATS JetStream (issue 19), against a real `nats-server` that
+//! each test starts on its own loopback port (tests/common/nats.rs; installed by
+//! `scripts/lab deps`): the leader lease (one of two contenders wins; a lease nobody renews
+//! passes to the other after its TTL, and its old holder learns it lost it; a renewed lease
+//! is kept), the per-host transaction lease (exclusive, named holder, released), the
+//! `cluster status` command, and two real `serve --cluster` replicas: one leads and runs
+//! the rounds, and after a `kill -9` of it the other takes over; a replica reconnects to a
+//! restarted server and renews there.
+//!
+//! States are put in place with controls (a lease taken, a renewal task abandoned, a
+//! process killed); waits are bounded polls of an observable condition.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::git::git;
+use common::nats::NatsServer;
+use jiff::Timestamp;
+use patchkeeper::apply::HostGate;
+use patchkeeper::cluster::lease::{Attempt, LeaseRecord};
+use patchkeeper::cluster::{Cluster, HostLeases, JoinOptions, Leader};
+use patchkeeper::reconcile::Leadership;
+
+/// Bounds a wait that should end much sooner (a failure only).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn join(server: &NatsServer, ttl: Duration) -> Cluster {
+    Cluster::connect(
+        &server.url(),
+        &JoinOptions {
+            ttl: Some(ttl),
+            read_only: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("join: {e}\n{}", server.log()))
+}
+
+fn record(holder: &str) -> LeaseRecord {
+    LeaseRecord {
+        holder: holder.into(),
+        since: Timestamp::now(),
+        purpose: None,
+    }
+}
+
+/// Polls `done` until it holds; panics naming `what` after [`DEADLINE`].
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not within {DEADLINE:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn one_of_two_contenders_takes_the_leader_lease() {
+    let server = NatsServer::start();
+    let (a, b) = (
+        join(&server, Duration::from_secs(30)),
+        join(&server, Duration::from_secs(30)),
+    );
+    let (la, lb) = (a.leader_lease(), b.leader_lease());
+    // Both creates race on the server.
+    let (rec_a, rec_b) = (record("a"), record("b"));
+    let (ra, rb) = a
+        .runtime()
+        .block_on(async { tokio::join!(la.take(&rec_a), lb.take(&rec_b)) });
+    let (ra, rb) = (ra.expect("a's take"), rb.expect("b's take"));
+    let won = [&ra, &rb]
+        .into_iter()
+        .filter(|r| matches!(r, Attempt::Held(_)))
+        .count();
+    assert_eq!(won, 1, "exactly one contender wins: {ra:?} {rb:?}");
+    let winner = if matches!(ra, Attempt::Held(_)) {
+        "a"
+    } else {
+        "b"
+    };
+    let holder = a
+        .runtime()
+        .block_on(la.holder())
+        .expect("read")
+        .expect("held");
+    assert_eq!(holder.record.holder, winner);
+    // The loser keeps losing while the lease lives.
+    let again = b.runtime().block_on(lb.take(&record("b"))).expect("take");
+    let again_a = a.runtime().block_on(la.take(&record("a"))).expect("take");
+    assert!(
+        matches!(again, Attempt::Taken) && matches!(again_a, Attempt::Taken),
+        "a held lease cannot be taken again: {again:?} {again_a:?}"
+    );
+}
+
+#[test]
+fn a_lease_nobody_renews_passes_to_the_other_after_its_ttl_and_the_old_holder_learns_it() {
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(2);
+    let (a, b) = (join(&server, ttl), join(&server, ttl));
+    let (la, lb) = (a.leader_lease(), b.leader_lease());
+    let sent = Instant::now();
+    let Attempt::Held(held) = a.runtime().block_on(la.take(&record("a"))).expect("take") else {
+        panic!("a takes a free lease");
+    };
+    assert!(
+        held.valid_until <= sent + ttl,
+        "a counts on it for less than the TTL"
+    );
+    // A stops renewing (as a crashed replica does); B tries until the server expires it.
+    let mut b_held = None;
+    wait_for("b takes the expired lease", || {
+        match b.runtime().block_on(lb.take(&record("b"))).expect("take") {
+            Attempt::Held(h) => {
+                b_held = Some(h);
+                true
+            }
+            Attempt::Taken => false,
+        }
+    });
+    let took_after = sent.elapsed();
+    // Never before the TTL: the server expires the lease TTL after it stored a's write,
+    // which came after `sent`.
+    assert!(
+        took_after >= ttl,
+        "b took the lease {took_after:?} after a's take, before the TTL {ttl:?}"
+    );
+    eprintln!("b took the unrenewed lease {took_after:?} after a's take (ttl {ttl:?})");
+    // A's renewal names its old revision: it learns it lost the lease, b keeps it.
+    let renewed = a
+        .runtime()
+        .block_on(la.renew(held, &record("a")))
+        .expect("renew");
+    assert_eq!(
+        renewed,
+        Attempt::Taken,
+        "a's renewal after expiry must fail"
+    );
+    let holder = b
+        .runtime()
+        .block_on(lb.holder())
+        .expect("read")
+        .expect("held");
+    assert_eq!(holder.record.holder, "b");
+    // And a's release does not delete b's lease.
+    a.runtime().block_on(la.release(held)).expect("release");
+    let holder = b
+        .runtime()
+        .block_on(lb.holder())
+        .expect("read")
+        .expect("held");
+    assert_eq!(
+        holder.record.holder, "b",
+        "a's stale release left b's lease alone"
+    );
+    // B's own release frees it at once.
+    b.runtime()
+        .block_on(lb.release(b_held.expect("held")))
+        .expect("release");
+    assert!(b.runtime().block_on(lb.holder()).expect("read").is_none());
+}
+
+#[test]
+fn a_renewing_leader_keeps_the_lead_and_a_crashed_one_is_replaced() {
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(3);
+    let (a, b) = (join(&server, ttl), join(&server, ttl));
+    let leader_a = Leader::start(&a);
+    wait_for("a leads", || leader_a.is_leader());
+    let leader_b = Leader::start(&b);
+    // Over two TTLs a renews (every TTL/3); b never takes the lead meanwhile.
+    let start = Instant::now();
+    while start.elapsed() < ttl * 2 {
+        assert!(!leader_b.is_leader(), "b leads while a renews");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let view = a.view().expect("view");
+    assert_eq!(
+        view.leader.as_ref().map(|l| l.replica.as_str()),
+        Some(a.replica()),
+        "{view:?}"
+    );
+    assert_eq!(view.replicas.len(), 2, "both heartbeat: {view:?}");
+    // A crashes (stops renewing, releases nothing): b leads once the lease expires.
+    let crashed = Instant::now();
+    leader_a.abandon();
+    let took = wait_for("b leads after a crashed", || leader_b.is_leader());
+    eprintln!("b led {took:?} after a stopped renewing (ttl {ttl:?})");
+    assert!(
+        crashed.elapsed() >= ttl / 3,
+        "b cannot lead before a's last renewal expired"
+    );
+    let view = b.view().expect("view");
+    assert_eq!(
+        view.leader.as_ref().map(|l| l.replica.as_str()),
+        Some(b.replica())
+    );
+    // A clean stop releases the lease: a new contender takes it without waiting a TTL.
+    leader_b.stop();
+    assert!(!leader_b.is_leader());
+    let c = join(&server, ttl);
+    let lc = c.leader_lease();
+    let took = c.runtime().block_on(lc.take(&record("c"))).expect("take");
+    assert!(
+        matches!(took, Attempt::Held(_)),
+        "a released lease is free at once: {took:?}"
+    );
+}
+
+#[test]
+fn a_replica_reconnects_after_the_server_restarts_and_keeps_renewing() {
+    let mut server = NatsServer::start();
+    let ttl = Duration::from_secs(3);
+    let a = join(&server, ttl);
+    let leader = Leader::start(&a);
+    wait_for("a leads", || leader.is_leader());
+    // The broker crashes and comes back on the same port with the same store.
+    server.restart();
+    let restarted = Timestamp::now();
+    // The client reconnects by itself and the lease is renewed again on the new server
+    // process: a renewal the server stored after the restart names a.
+    wait_for("a renews on the restarted server", || {
+        a.view().ok().is_some_and(|v| {
+            v.leader
+                .is_some_and(|l| l.replica == a.replica() && l.renewed > restarted)
+        })
+    });
+    wait_for("a leads", || leader.is_leader());
+    // Two server processes wrote the log: it was restarted.
+    assert_eq!(
+        server.log().matches("Server is ready").count(),
+        2,
+        "{}",
+        server.log()
+    );
+}
+
+/// A [`Leadership`] the test sets.
+struct Fixed(bool);
+
+impl Leadership for Fixed {
+    fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+#[test]
+fn a_host_lease_is_exclusive_names_its_holder_and_is_released() {
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (Arc::new(join(&server, ttl)), Arc::new(join(&server, ttl)));
+    let gate_a = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    let gate_b = HostLeases::new(&b).only_while(Arc::new(Fixed(true)));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pass = rt
+        .block_on(gate_a.enter("web-1", "run-a"))
+        .expect("a takes web-1");
+    // B may take another host, never web-1 while a holds it.
+    let other = rt
+        .block_on(gate_b.enter("web.2", "run-b"))
+        .expect("b takes web.2");
+    let refused = match rt.block_on(gate_b.enter("web-1", "run-b")) {
+        Ok(_) => panic!("b took web-1 while a holds it"),
+        Err(why) => why,
+    };
+    assert!(
+        refused.contains(a.replica()) && refused.contains("run-a"),
+        "the refusal names the holder and its run: {refused}"
+    );
+    let view = a.view().expect("view");
+    let in_flight: Vec<(&str, &str)> = view
+        .in_flight
+        .iter()
+        .map(|h| (h.host.as_str(), h.replica.as_str()))
+        .collect();
+    assert_eq!(
+        in_flight,
+        vec![("web-1", a.replica()), ("web.2", b.replica())],
+        "host names decoded from their keys"
+    );
+    // Released after verification: b takes it next.
+    rt.block_on(pass.leave());
+    let taken = rt
+        .block_on(gate_b.enter("web-1", "run-b"))
+        .expect("b takes web-1 once a released it");
+    rt.block_on(taken.leave());
+    rt.block_on(other.leave());
+    assert!(a.view().expect("view").in_flight.is_empty());
+    // A replica that does not lead starts no host.
+    let follower = HostLeases::new(&b).only_while(Arc::new(Fixed(false)));
+    let why = match rt.block_on(follower.enter("web-3", "run-b")) {
+        Ok(_) => panic!("a follower took a host lease"),
+        Err(why) => why,
+    };
+    assert!(why.contains("leader lease"), "{why}");
+    assert!(a.view().expect("view").in_flight.is_empty());
+}
+
+#[test]
+fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No replica joined yet: no buckets, a clear error.
+    let out = common::cli::run(
+        dir.path(),
+        &["cluster", "status", "--cluster", &server.url()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::cli::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no replica joined"),
+        "{}",
+        common::cli::text(&out)
+    );
+    let a = Arc::new(join(&server, Duration::from_secs(30)));
+    let leader = Leader::start(&a);
+    wait_for("a leads", || leader.is_leader());
+    let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pass = rt.block_on(gate.enter("db-1", "run-7")).expect("lease");
+    // The heartbeat says leader once the loop wrote it after taking the lease.
+    wait_for("a's heartbeat says it leads", || {
+        a.view()
+            .expect("view")
+            .replicas
+            .iter()
+            .any(|r| r.replica == a.replica())
+    });
+    let out = common::cli::run(
+        dir.path(),
+        &["cluster", "status", "--cluster", &server.url(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::cli::text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ttlSeconds"], 30);
+    assert_eq!(v["leader"]["replica"], a.replica());
+    assert_eq!(v["replicas"][0]["replica"], a.replica());
+    assert_eq!(v["replicas"][0]["leader"], true);
+    assert_eq!(v["replicas"][0]["pid"], std::process::id());
+    assert_eq!(v["inFlight"][0]["host"], "db-1");
+    assert_eq!(v["inFlight"][0]["replica"], a.replica());
+    assert_eq!(v["inFlight"][0]["purpose"], "apply run-7");
+    let out = common::cli::run(
+        dir.path(),
+        &["cluster", "status", "--cluster", &server.url()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::cli::text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("leader:    {}", a.replica())),
+        "{text}"
+    );
+    assert!(text.contains("(leader)"), "{text}");
+    assert!(text.contains("db-1  by "), "{text}");
+    rt.block_on(pass.leave());
+    // A server nobody listens on: exit 1 naming it.
+    let port = server.port();
+    drop(leader);
+    drop(server);
+    let url = format!("nats://127.0.0.1:{port}");
+    let out = common::cli::run(dir.path(), &["cluster", "status", "--cluster", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::cli::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect to the NATS server"),
+        "{}",
+        common::cli::text(&out)
+    );
+    let out = common::cli::run(dir.path(), &["cluster", "status", "--cluster", "http://x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::cli::text(&out));
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A fleet of two hosts on a closed loopback port (unreachable at once), pushed to a bare
+/// remote both replicas fetch over `file://`, each with its own cache.
+fn fleet(root: &Path) -> String {
+    let work = root.join("work");
+    let bare = root.join("fleet.git");
+    std::fs::create_dir(&work).expect("mkdir");
+    git(root, &["init", "-q", "--bare", "-b", "main", "fleet.git"]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    write(&work, "patchkeeper.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata: {name: settings}\nspec:\n  reports:\n    author: {name: patchkeeper, email: patchkeeper@example.com}\n");
+    write(&work, "inventory/hosts.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  groups: [{name: web}]\n  hosts:\n    - {name: web-1, groups: [web], address: 127.0.0.1, ssh: {port: 1}}\n    - {name: web-2, groups: [web], address: 127.0.0.1, ssh: {port: 1}}\n");
+    write(&work, "baselines/web.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: web}\nspec:\n  selector: {groups: [web]}\n  updates: {classes: security}\n  window: always\n  rollout: one-by-one\n");
+    write(&work, "windows/always.yaml", "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: always}\nspec:\n  alwaysOpen: true\n");
+    write(&work, "rollouts/one.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: one-by-one}\nspec:\n  stages:\n    - {name: all, size: 100%}\n");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "fleet"]);
+    git(&work, &["push", "-q", &bare.display().to_string(), "main"]);
+    format!("file://{}", bare.display())
+}
+
+/// A `serve` replica, killed if the test ends (or fails) while it runs.
+struct Replica(Option<common::cli::Running>);
+
+impl Replica {
+    fn run(&mut self) -> &mut common::cli::Running {
+        self.0.as_mut().expect("running")
+    }
+
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().expect("running").wait()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.0.take() {
+            if !r.has_exited() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &r.id().to_string()])
+                    .status();
+            }
+            let _ = r.wait();
+        }
+    }
+}
+
+fn replica(root: &Path, name: &str, url: &str, nats: &str) -> Replica {
+    use assert_cmd::cargo::CommandCargoExt;
+    let mut cmd = Command::cargo_bin("patchkeeper").expect("the binary is built");
+    cmd.args([
+        "serve",
+        "--interval",
+        "1h",
+        "--cluster",
+        nats,
+        "--cluster-ttl",
+        "2s",
+    ])
+    .arg("--repo")
+    .arg(url)
+    .arg("--cache")
+    .arg(root.join(format!("cache-{name}")))
+    .env("HOME", root.join(format!("home-{name}")))
+    .env("NO_COLOR", "1")
+    .stdin(std::process::Stdio::null());
+    Replica(Some(common::cli::Running::spawn(cmd)))
+}
+
+fn rounds(stderr: &str) -> usize {
+    stderr.matches("round done").count()
+}
+
+#[test]
+fn two_serve_replicas_one_leads_and_the_other_takes_over_after_a_kill_9() {
+    let server = NatsServer::start();
+    let root = tempfile::tempdir().expect("tempdir");
+    let url = fleet(root.path());
+    let mut a = replica(root.path(), "a", &url, &server.url());
+    a.run().wait_for_stderr("took the leader lease", DEADLINE);
+    a.run().wait_for_stderr("round done", DEADLINE);
+    let mut b = replica(root.path(), "b", &url, &server.url());
+    // B validates the commit and follows: it runs no round while a leads.
+    b.run().wait_for_stderr(
+        "following: another replica holds the leader lease",
+        DEADLINE,
+    );
+    assert_eq!(
+        rounds(&b.run().stderr()),
+        0,
+        "b reconciled while a leads:\n{}",
+        b.run().stderr()
+    );
+    assert!(
+        !b.run().stderr().contains("took the leader lease"),
+        "{}",
+        b.run().stderr()
+    );
+    let status = common::cli::run(
+        root.path(),
+        &["cluster", "status", "--cluster", &server.url(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|_| panic!("{}", common::cli::text(&status)));
+    // Replica ids are HOST-PID-RANDOM.
+    let leader = v["leader"]["replica"].as_str().unwrap_or_default();
+    assert!(
+        leader.contains(&format!("-{}-", a.run().id())),
+        "a leads: {v}"
+    );
+    assert_eq!(v["replicas"].as_array().map(Vec::len), Some(2), "{v}");
+    // kill -9 the leader: no release, its lease must expire.
+    let killed = Instant::now();
+    let status = Command::new("kill")
+        .args(["-KILL", &a.run().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let _ = a.wait();
+    b.run().wait_for_stderr("took the leader lease", DEADLINE);
+    let took = killed.elapsed();
+    b.run().wait_for_stderr("round done", DEADLINE);
+    eprintln!("b took the lead {took:?} after a's kill -9 (ttl 2s)");
+    // The follower's first round names both hosts (unreachable: port 1 is closed).
+    let stderr = b.run().stderr();
+    let done = stderr
+        .lines()
+        .find(|l| l.contains("round done"))
+        .expect("a round line");
+    assert!(done.contains("observed=2"), "{done}");
+    // SIGTERM: b releases the lease on its way out.
+    let status = Command::new("kill")
+        .args(["-TERM", &b.run().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = b.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("released the leader lease"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Progress nobody reads.
+struct Quiet;
+
+impl patchkeeper::apply::Progress for Quiet {
+    fn host(&self, _host: &str, _message: &str) {}
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
+#[test]
+fn crash_recovery_of_a_host_needs_its_transaction_lease() {
+    use patchkeeper::apply::journal::{Event, Journal};
+    use patchkeeper::apply::recover::recover_fleet_gated;
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (Arc::new(join(&server, ttl)), join(&server, ttl));
+    let root = tempfile::tempdir().expect("tempdir");
+    fleet(root.path());
+    let work = root.path().join("work");
+    let fleet = patchkeeper::validate::load_and_validate(&work)
+        .expect("loads")
+        .fleet
+        .expect("valid");
+    // An earlier apply of this replica died with web-1 in flight.
+    let state = patchkeeper::apply::state_dir(&work);
+    patchkeeper::apply::create_state_dir(&state).expect("state dir");
+    Journal::open(&state, "run-old", "plan-x")
+        .expect("journal")
+        .record(Some("web-1"), Event::HostStarted)
+        .expect("record");
+    // Another replica holds web-1's lease (it is patching it now).
+    let lease = b.host_lease("web-1");
+    let Attempt::Held(held) = b
+        .runtime()
+        .block_on(lease.take(&record("b")))
+        .expect("take")
+    else {
+        panic!("free");
+    };
+    let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let recoveries = rt
+        .block_on(recover_fleet_gated(
+            &fleet,
+            &work,
+            "run-new",
+            &Quiet,
+            Some(&gate),
+        ))
+        .expect("recovery runs");
+    assert_eq!(recoveries.len(), 1, "{recoveries:?}");
+    let r = &recoveries[0];
+    assert!(!r.recovered, "{r:?}");
+    assert!(
+        r.line().contains("replica b") && r.line().contains("holds this host's transaction lease"),
+        "left to the lease holder, not touched: {}",
+        r.line()
+    );
+    // Once released, this replica recovers it under its own lease (here the host is
+    // unreachable, so the recovery fails at the connection) and gives the lease back.
+    b.runtime().block_on(lease.release(held)).expect("release");
+    let recoveries = rt
+        .block_on(recover_fleet_gated(
+            &fleet,
+            &work,
+            "run-new",
+            &Quiet,
+            Some(&gate),
+        ))
+        .expect("recovery runs");
+    let r = &recoveries[0];
+    assert!(!r.recovered, "port 1 is closed: {r:?}");
+    assert!(!r.line().contains("lease"), "{}", r.line());
+    assert!(a.view().expect("view").in_flight.is_empty(), "released");
+}
