@@ -21,7 +21,7 @@ pub mod run;
 
 use serde::{Deserialize, Serialize};
 
-pub use run::{execute, ApplyOptions, Clock, Progress, Stop, SystemClock};
+pub use run::{connections_at_once, execute, ApplyOptions, Clock, Progress, Stop, SystemClock};
 
 /// How one host ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
