@@ -12,12 +12,13 @@
 # plan named, and the report says every host is compliant.
 #
 # Usage: benches/scale.sh [--hosts N] [--parallel P] [--transaction-ms MS] [--observe-ms MS]
-#                         [--base-octet B] [--port PORT] [--keep]
+#                         [--rpm-percent P] [--base-octet B] [--port PORT] [--keep]
 #   --hosts N          simulated hosts (default 200; the issue's proof runs 1000 and 10000)
 #   --parallel P       connections at once, for observe, plan, the floor and the rollout
 #                      (default: min(N, 1000))
 #   --transaction-ms   duration of one simulated package transaction (default 3000)
 #   --observe-ms       delay of one observation script / dry run (default 300)
+#   --rpm-percent P    share of RPM/dnf (Rocky Linux 9) hosts, the rest Debian 12 (default 0)
 #   --base-octet B     hosts listen on 127.B.x.y (default 100); --port (default 2222)
 # Loopback only. Needs `ulimit -Hn` >= N + 2048.
 set -euo pipefail
@@ -29,16 +30,18 @@ OBS_MS=300
 BASE=100
 PORT=2222
 KEEP=0
+RPM=0
 while (($#)); do
 	case $1 in
 	--hosts) HOSTS=$2; shift 2 ;;
 	--parallel) PARALLEL=$2; shift 2 ;;
 	--transaction-ms) TXN_MS=$2; shift 2 ;;
 	--observe-ms) OBS_MS=$2; shift 2 ;;
+	--rpm-percent) RPM=$2; shift 2 ;;
 	--base-octet) BASE=$2; shift 2 ;;
 	--port) PORT=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	*) echo "usage: $0 [--hosts N] [--parallel P] [--transaction-ms MS] [--observe-ms MS] [--base-octet B] [--port PORT] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--hosts N] [--parallel P] [--transaction-ms MS] [--observe-ms MS] [--rpm-percent P] [--base-octet B] [--port PORT] [--keep]" >&2; exit 2 ;;
 	esac
 done
 PARALLEL=${PARALLEL:-$((HOSTS < 1000 ? HOSTS : 1000))}
@@ -69,7 +72,7 @@ SIM=$ROOT/target/release/examples/fleetsim
 mkdir -p "$FLEET"
 "$SIM" serve --hosts "$HOSTS" --fleet "$FLEET" --base-octet "$BASE" --port "$PORT" \
 	--parallelism "$PARALLEL" --observe-ms "$OBS_MS" --dry-run-ms "$OBS_MS" \
-	--transaction-ms "$TXN_MS" --state-out "$WORK/state.tsv" >"$WORK/sim.out" 2>"$WORK/sim.err" &
+	--transaction-ms "$TXN_MS" --rpm-percent "$RPM" --state-out "$WORK/state.tsv" >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 for _ in $(seq 600); do
 	grep -q listening "$WORK/sim.out" 2>/dev/null && break
@@ -163,7 +166,7 @@ sys.exit(1 if problems else 0)
 EOF
 ok=$?
 
-printf '\npatchkeeper against %s simulated hosts (parallel %s, transaction %s ms, observe %s ms)\n' "$HOSTS" "$PARALLEL" "$TXN_MS" "$OBS_MS"
+printf '\npatchkeeper against %s simulated hosts (%s %% RPM, parallel %s, transaction %s ms, observe %s ms; load %s)\n' "$HOSTS" "$RPM" "$PARALLEL" "$TXN_MS" "$OBS_MS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-16s %9s %9s %9s %9s %9s\n' phase "wall s" "cpu s" "cpu ms/h" "rss MiB" "sim cpu s"
 printf '%s\n' "${ROWS[@]}"
 awk -v f="$(awk '{print $1}' "$WORK/floor.time")" -v o="$(awk '{print $1}' "$WORK/observe.time")" \

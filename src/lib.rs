@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod model;
 pub mod observe;
 pub mod observed;
+pub mod open_files;
 pub mod package;
 pub mod pipeline;
 pub mod plan;

@@ -38,6 +38,9 @@ pub enum PipelineError {
     /// The dry runs could not start.
     #[error(transparent)]
     Simulate(#[from] SimulateError),
+    /// The open-files limit cannot hold the run's connections.
+    #[error(transparent)]
+    OpenFiles(#[from] crate::open_files::OpenFilesError),
     /// The selection matches no host.
     #[error("no host to observe")]
     NoHosts,
@@ -139,6 +142,7 @@ impl Pipeline {
             return Err(PipelineError::NoHosts);
         }
         let options = RunOptions::from_settings(&settings, scope.parallel)?;
+        crate::open_files::ensure(options.parallel.min(targets.len()))?;
         progress.observing(targets.len());
         Ok(self
             .runtime
@@ -261,6 +265,7 @@ impl Pipeline {
     ) -> Result<ApplyReport, PipelineError> {
         use crate::apply::journal::{self, Journal};
         let run = locked.run.as_str();
+        crate::open_files::ensure(crate::apply::connections_at_once(plan, None))?;
         let state = crate::apply::state_dir(repo);
         let recoveries = self
             .runtime

@@ -198,6 +198,7 @@ pub fn dry_run_plan(
         return Ok(Simulations::new());
     }
     let options = RunOptions::from_settings(&fleet.settings(), None)?;
+    crate::open_files::ensure(options.parallel.min(runs.len()))?;
     Ok(runtime.block_on(dry_run_all(runs, &options, progress)))
 }
 
@@ -210,4 +211,7 @@ pub enum SimulateError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The open-files limit cannot hold the dry runs' connections.
+    #[error(transparent)]
+    OpenFiles(#[from] crate::open_files::OpenFilesError),
 }

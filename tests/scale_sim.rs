@@ -1,5 +1,6 @@
 //! The fleet simulator of `benches/scale.sh` kept honest: 50 simulated hosts (real SSH,
-//! russh servers on loopback) observed, planned with their dependency dry runs and applied
+//! russh servers on loopback), about 40 % of them RPM/dnf hosts and the rest Debian,
+//! observed, planned with their dependency dry runs and applied
 //! by the real patchkeeper binary, checked against the simulator's own state. Bounded (short
 //! delays, 50 hosts) so it stays a few seconds; the figures come from the bench.
 
@@ -52,6 +53,7 @@ fn fifty_simulated_hosts_observe_plan_and_apply() {
         },
         // Every host needs a reboot after its transaction: apply's reboot path runs too.
         reboot_percent: 100,
+        rpm_percent: 40,
     }));
     runtime.block_on(sim.start()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -86,8 +88,15 @@ fn fifty_simulated_hosts_observe_plan_and_apply() {
         .map(|l| l.split('\t').collect())
         .collect();
     let mut boot_ids = std::collections::BTreeSet::new();
+    let rpm_hosts = rows.iter().filter(|r| r[7] == "rpm").count();
+    assert!(
+        (5..=35).contains(&rpm_hosts),
+        "a share of RPM hosts: {rpm_hosts}"
+    );
     for (h, row) in hosts.iter().zip(&rows) {
         assert_eq!(h["status"]["state"], "reachable", "{h}");
+        let manager = if row[7] == "rpm" { "dnf" } else { "apt" };
+        assert_eq!(h["packageManager"], manager, "{}", row[0]);
         assert_eq!(h["name"], row[0]);
         assert_eq!(h["bootId"], row[1]);
         boot_ids.insert(row[1].to_string());

@@ -1,4 +1,4 @@
-//! `fleetsim`: a simulated fleet of Debian 12 hosts speaking real SSH, for benchmarking
+//! `fleetsim`: a simulated fleet of Debian 12 and Rocky Linux 9 (RPM/dnf) hosts speaking real SSH, for benchmarking
 //! patchkeeper at thousands of hosts on one machine (`benches/scale.sh`, `docs/scale.md`).
 //! Not part of the shipped binary: an example target.
 //!
@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "A simulated fleet of Debian 12 hosts speaking real SSH (benchmarks only)")]
+#[command(
+    about = "A simulated fleet of Debian 12 and RPM/dnf hosts speaking real SSH (benchmarks only)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,6 +65,9 @@ enum Command {
         /// Percent of hosts whose transaction leaves /run/reboot-required.
         #[arg(long, default_value_t = 0)]
         reboot_percent: u64,
+        /// Percent of hosts that are RPM/dnf hosts (Rocky Linux 9); the rest are Debian 12.
+        #[arg(long, default_value_t = 0)]
+        rpm_percent: u64,
         /// Write the hosts' final state here on SIGTERM/SIGINT (and on SIGUSR1).
         #[arg(long)]
         state_out: Option<PathBuf>,
@@ -134,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             command_ms,
             reboot_ms,
             reboot_percent,
+            rpm_percent,
             state_out,
         } => {
             let limit = sim::raise_nofile();
@@ -156,6 +162,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     reboot: Duration::from_millis(reboot_ms),
                 },
                 reboot_percent,
+                rpm_percent,
             }));
             sim.start().await.map_err(|e| e.to_string())?;
             sim.write_fleet(&fleet, parallelism)

@@ -22,7 +22,8 @@ pub mod run;
 use serde::{Deserialize, Serialize};
 
 pub use run::{
-    execute, ApplyOptions, Clock, GateFuture, HostGate, HostPass, Progress, Stop, SystemClock,
+    connections_at_once, execute, ApplyOptions, Clock, GateFuture, HostGate, HostPass, Progress,
+    Stop, SystemClock,
 };
 
 /// How one host ended.

@@ -144,6 +144,22 @@ struct RolloutState {
     waiting: Option<String>,
 }
 
+/// The most hosts `plan` changes at once: over its batches, the batch's parallelism (capped
+/// by `--parallel`) or its size, whichever is smaller. Each is one SSH connection, so this
+/// is what the open-files limit must hold ([`crate::open_files::ensure`]).
+pub fn connections_at_once(plan: &Plan, parallel: Option<usize>) -> usize {
+    plan.batches
+        .iter()
+        .map(|b| {
+            usize::try_from(b.parallelism)
+                .unwrap_or(usize::MAX)
+                .min(parallel.unwrap_or(usize::MAX))
+                .min(b.hosts.len())
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Applies `plan` to the hosts of `fleet`. `finished` lists hosts an earlier run of the same
 /// plan already finished (they are not redone).
 pub async fn execute(

@@ -284,6 +284,12 @@ pub fn run(args: Args) -> u8 {
     } else if args.plan_file.is_none() && args.auto_approve {
         overrides.push("--auto-approve: applied without confirmation".into());
     }
+    // Before anything runs: a rollout wider than the open-files limit fails here, whole.
+    let parallel = args.parallel.and_then(|p| usize::try_from(p).ok());
+    if let Err(e) = crate::open_files::ensure(apply::connections_at_once(&plan, parallel)) {
+        eprintln!("error: {e}");
+        return super::EXIT_ERROR;
+    }
     if args.plan_file.is_none() && !args.auto_approve {
         // A terminal: checked before anything ran.
         eprint!("\nApply these changes? Only `yes` is accepted: ");
@@ -323,7 +329,7 @@ pub fn run(args: Args) -> u8 {
     executing.store(true, std::sync::atomic::Ordering::SeqCst);
     let options_clock = clock.clone();
     let options = ApplyOptions {
-        parallel: args.parallel.and_then(|p| usize::try_from(p).ok()),
+        parallel,
         clock,
         stop: stop.clone(),
         progress,

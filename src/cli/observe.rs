@@ -249,10 +249,13 @@ impl Progress for Bars {
 }
 
 fn write_json(path: &std::path::Path, observed: &ObservedFleet) -> std::io::Result<()> {
-    let mut text = serde_json::to_string_pretty(observed).map_err(std::io::Error::other)?;
-    text.push('\n');
+    // Compact, not pretty: a machine artifact (`plan --observed` reads it) of ~1,500
+    // packages per host; indentation made it 1.8x larger (242 MB instead of 135 MB for
+    // 1,000 hosts) and its writing a fifth of observe's CPU. `jq .` pretty-prints it.
+    let mut text = serde_json::to_vec(observed).map_err(std::io::Error::other)?;
+    text.push(b'\n');
     // Atomic and durable: a reader never sees half a file, a crash never leaves one.
-    crate::durable::write(path, text.as_bytes())
+    crate::durable::write(path, &text)
 }
 
 fn row(host: &ObservedHost) -> [String; 7] {

@@ -35,15 +35,30 @@ pub struct DpkgState {
 /// Parses `dpkg-query -W` rows (see [`DpkgState`]). Config-files-only and not-installed rows
 /// are skipped: nothing of them is installed.
 pub fn parse_dpkg_query(text: &str) -> DpkgState {
-    let mut state = DpkgState::default();
+    let mut state = DpkgState {
+        // About 60 bytes a row: one allocation instead of a dozen doublings.
+        installed: Vec::with_capacity(text.len() / 48),
+        ..DpkgState::default()
+    };
     for line in text.lines() {
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let (name, version, arch, abbrev, source) = match fields[..] {
-            [name, version, arch, abbrev] => (name, version, arch, abbrev, None),
-            [name, version, arch, abbrev, source, source_version] => {
+        // The fields without collecting a Vec per row (1,500 rows per host, thousands of
+        // hosts): 7 means "more than 6".
+        let mut fields = [""; 6];
+        let mut count = 0;
+        for field in line.split('\t') {
+            if count == fields.len() {
+                count += 1;
+                break;
+            }
+            fields[count] = field;
+            count += 1;
+        }
+        let (name, version, arch, abbrev, source) = match (count, fields) {
+            (4, [name, version, arch, abbrev, _, _]) => (name, version, arch, abbrev, None),
+            (6, [name, version, arch, abbrev, source, source_version]) => {
                 (name, version, arch, abbrev, Some((source, source_version)))
             }
             _ => {

@@ -220,22 +220,55 @@ pub struct Section {
 pub fn split_sections(stdout: &str, stderr: &str) -> BTreeMap<String, Section> {
     let mut sections: BTreeMap<String, Section> = BTreeMap::new();
     let mut current: Option<String> = None;
-    for line in stdout.lines() {
+    // A section's body is copied once, as the slice between its markers (the installed
+    // section is ~100 KB: line by line it was a thousand pushes and a dozen regrowths).
+    // `body` is the byte range of the body lines seen so far.
+    let mut body: Option<(usize, usize)> = None;
+    let flush = |sections: &mut BTreeMap<String, Section>,
+                 current: &Option<String>,
+                 body: Option<(usize, usize)>| {
+        if let (Some(name), Some((start, end))) = (current, body) {
+            let text = &stdout[start..end];
+            let s = sections.entry(name.clone()).or_default();
+            if text.contains('\r') {
+                // `lines()` drops a `\r` before each `\n`: keep that meaning.
+                for line in text.lines() {
+                    s.stdout.push_str(line);
+                    s.stdout.push('\n');
+                }
+            } else {
+                s.stdout.push_str(text);
+                if !text.ends_with('\n') {
+                    s.stdout.push('\n');
+                }
+            }
+        }
+    };
+    let mut offset = 0;
+    for raw in stdout.split_inclusive('\n') {
+        let start = offset;
+        offset += raw.len();
+        // As `lines()` reads: a `\r` goes only with the `\n` after it.
+        let line = match raw.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => raw,
+        };
         if let Some(name) = line.strip_prefix("@@pk:begin ") {
+            flush(&mut sections, &current, body.take());
             current = Some(name.trim().to_string());
             sections.entry(name.trim().to_string()).or_default();
         } else if let Some(rest) = line.strip_prefix("@@pk:end ") {
+            flush(&mut sections, &current, body.take());
             let mut parts = rest.split_ascii_whitespace();
             if let (Some(name), Some(code)) = (parts.next(), parts.next()) {
                 sections.entry(name.to_string()).or_default().exit = code.parse().ok();
             }
             current = None;
-        } else if let Some(name) = &current {
-            let s = sections.entry(name.clone()).or_default();
-            s.stdout.push_str(line);
-            s.stdout.push('\n');
+        } else if current.is_some() {
+            body = Some((body.map_or(start, |(s, _)| s), offset));
         }
     }
+    flush(&mut sections, &current, body.take());
     current = None;
     for line in stderr.lines() {
         if let Some(name) = line.strip_prefix("@@pk:begin ") {
@@ -650,6 +683,58 @@ mod tests {
         assert_eq!(s["b"].stderr, "E: bad\n");
         assert_eq!(s["b"].exit, Some(100));
         assert_eq!(s["c"].exit, None);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The line-by-line reading `split_sections` replaced (stdout part), as the reference.
+    fn split_stdout_by_lines(stdout: &str) -> BTreeMap<String, (String, Option<i32>)> {
+        let mut sections: BTreeMap<String, (String, Option<i32>)> = BTreeMap::new();
+        let mut current: Option<String> = None;
+        for line in stdout.lines() {
+            if let Some(name) = line.strip_prefix("@@pk:begin ") {
+                current = Some(name.trim().to_string());
+                sections.entry(name.trim().to_string()).or_default();
+            } else if let Some(rest) = line.strip_prefix("@@pk:end ") {
+                let mut parts = rest.split_ascii_whitespace();
+                if let (Some(name), Some(code)) = (parts.next(), parts.next()) {
+                    sections.entry(name.to_string()).or_default().1 = code.parse().ok();
+                }
+                current = None;
+            } else if let Some(name) = &current {
+                let s = sections.entry(name.clone()).or_default();
+                s.0.push_str(line);
+                s.0.push('\n');
+            }
+        }
+        sections
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sections_are_what_reading_line_by_line_gives(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "@@pk:begin a", "@@pk:begin b", "@@pk:end a 0", "@@pk:end b 100",
+                        "@@pk:end a", "", "x", "ii\tdpkg", "a\r", "\r",
+                    ]).prop_map(str::to_string),
+                    "[a-z \t\r@:]{0,12}",
+                ],
+                0..24,
+            ),
+            newline_at_end in proptest::bool::ANY,
+        ) {
+            let mut text = lines.join("\n");
+            if newline_at_end {
+                text.push('\n');
+            }
+            let ours: BTreeMap<String, (String, Option<i32>)> = split_sections(&text, "")
+                .into_iter()
+                .map(|(k, v)| (k, (v.stdout, v.exit)))
+                .collect();
+            proptest::prop_assert_eq!(ours, split_stdout_by_lines(&text));
+        }
     }
 
     #[test]

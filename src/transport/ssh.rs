@@ -473,15 +473,33 @@ async fn tcp_connect(
         })?
         .collect();
     let mut last = None;
-    for address in &addresses {
-        let connecting = tokio::net::TcpStream::connect(address);
-        match tokio::time::timeout_at(deadline, connecting)
-            .await
-            .map_err(|_| timed_out(Stage::Tcp))?
-        {
-            Ok(socket) => return Ok(socket),
-            Err(e) => last = Some((address, e)),
+    // Refused everywhere: the host may be between a reboot and its sshd, or its listen
+    // queue overflowed by a fleet-wide start; try again a few times, backing off (with
+    // jitter, so a thousand connections do not come back in step), within the deadline.
+    let mut attempt = 0;
+    loop {
+        for address in &addresses {
+            let connecting = tokio::net::TcpStream::connect(address);
+            match tokio::time::timeout_at(deadline, connecting)
+                .await
+                .map_err(|_| timed_out(Stage::Tcp))?
+            {
+                Ok(socket) => return Ok(socket),
+                Err(e) => last = Some((address, e)),
+            }
         }
+        let refused = last
+            .as_ref()
+            .is_some_and(|(_, e)| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        let Some(wait) = refused_backoff(attempt, jitter()) else {
+            break;
+        };
+        if !refused || tokio::time::Instant::now() + wait >= deadline {
+            break;
+        }
+        tracing::debug!(address = %options.endpoint(), attempt, ?wait, "connection refused, trying again");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
     }
     let Some((address, source)) = last else {
         return Err(TransportError::NameNotResolved {
@@ -508,6 +526,30 @@ async fn tcp_connect(
             source,
         },
     })
+}
+
+/// Tries after a refused connection before it is reported (each a [`refused_backoff`] later).
+pub const REFUSED_RETRIES: u32 = 3;
+
+/// The wait before retry `attempt` (0-based) of a refused connection: 200 ms doubling,
+/// plus `jitter` (0..1) of it again; `None` once [`REFUSED_RETRIES`] are spent. A host
+/// that stays refused is reported after about 1.4 to 2.8 s.
+pub fn refused_backoff(attempt: u32, jitter: f64) -> Option<Duration> {
+    if attempt >= REFUSED_RETRIES {
+        return None;
+    }
+    let base = Duration::from_millis(200) * 2u32.pow(attempt);
+    Some(base + base.mul_f64(jitter.clamp(0.0, 1.0)))
+}
+
+/// A jitter in 0..1 from the clock's nanoseconds (no cryptographic quality needed: it
+/// only keeps retries out of step).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
 }
 
 /// The resolver's own words (`Name or service not known`, `Temporary failure in name
@@ -1266,6 +1308,131 @@ mod tests {
             matches!(prefs[0], Algorithm::Rsa { .. }) && matches!(prefs[1], Algorithm::Rsa { .. })
         );
         assert_eq!(prefs[2], Algorithm::Ed25519);
+    }
+
+    #[test]
+    fn refused_connections_back_off_doubling_with_jitter_then_give_up() {
+        let ms = |a, j| refused_backoff(a, j).map(|d| d.as_millis());
+        assert_eq!(ms(0, 0.0), Some(200));
+        assert_eq!(ms(1, 0.0), Some(400));
+        assert_eq!(ms(2, 0.0), Some(800));
+        assert_eq!(ms(2, 1.0), Some(1600));
+        assert_eq!(ms(0, 0.5), Some(300));
+        assert_eq!(ms(0, 7.0), Some(400), "jitter is clamped");
+        assert_eq!(ms(REFUSED_RETRIES, 0.0), None);
+        let j = jitter();
+        assert!((0.0..1.0).contains(&j));
+    }
+
+    /// Counts the "trying again" debug events of refused connections and wakes a waiter on
+    /// each: the control that says the first attempt was refused and the backoff started.
+    struct Retries {
+        seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+    }
+
+    impl std::io::Write for Retries {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if String::from_utf8_lossy(b).contains("connection refused, trying again") {
+                self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.notify.notify_one();
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `body` on a current-thread runtime with the retry events counted.
+    fn with_retries<T>(
+        body: impl FnOnce(
+            std::sync::Arc<std::sync::atomic::AtomicUsize>,
+            std::sync::Arc<tokio::sync::Notify>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>,
+    ) -> T {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (s, n) = (seen.clone(), notify.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Retries {
+                seen: s.clone(),
+                notify: n.clone(),
+            })
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(subscriber, || runtime.block_on(body(seen, notify)))
+    }
+
+    fn timed_out(_: Stage) -> TransportError {
+        TransportError::ConnectTimeout {
+            address: "test".into(),
+            seconds: 0,
+            stage: "test",
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_tried_again_and_connects_once_the_host_listens() {
+        with_retries(|seen, notify| {
+            Box::pin(async move {
+                // Bound but not listening: connections are refused until `listen`.
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let mut o = options();
+                o.port = socket.local_addr().unwrap().port();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                let connecting = tcp_connect(&o, deadline, &timed_out);
+                tokio::pin!(connecting);
+                tokio::select! {
+                    r = &mut connecting => panic!("ended before any retry: {r:?}"),
+                    _ = notify.notified() => {}
+                }
+                let listener = socket.listen(16).unwrap();
+                let (stream, accepted) = tokio::join!(connecting, listener.accept());
+                stream.expect("connected on a retry");
+                accepted.unwrap();
+                assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+            })
+        });
+    }
+
+    #[test]
+    fn a_host_that_stays_refused_is_reported_after_the_retries_and_never_past_the_deadline() {
+        let (retries, error) = with_retries(|seen, _| {
+            Box::pin(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let mut o = options();
+                o.port = socket.local_addr().unwrap().port();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                let e = tcp_connect(&o, deadline, &timed_out).await.unwrap_err();
+                (seen.load(std::sync::atomic::Ordering::SeqCst), e)
+            })
+        });
+        assert_eq!(retries, REFUSED_RETRIES as usize);
+        assert!(matches!(error, TransportError::Refused { .. }), "{error:?}");
+        // A deadline shorter than the first wait: refused at once, no retry.
+        let (retries, error) = with_retries(|seen, _| {
+            Box::pin(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let mut o = options();
+                o.port = socket.local_addr().unwrap().port();
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(150);
+                let e = tcp_connect(&o, deadline, &timed_out).await;
+                (seen.load(std::sync::atomic::Ordering::SeqCst), e)
+            })
+        });
+        assert_eq!(retries, 0);
+        assert!(
+            matches!(error, Err(TransportError::Refused { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
