@@ -157,6 +157,34 @@ pub enum EventData {
         /// Its validation errors (count).
         errors: usize,
     },
+    /// A critical advisory is newly open on a host: announced once per (host, advisory)
+    /// while it stays open (again if it closes and reopens; not while a
+    /// VulnerabilityException in force accepts it), when the loop's assessment finds it.
+    CriticalFinding {
+        /// Host name.
+        host: String,
+        /// The advisory id (`DSA-5800-1`, `CVE-2026-1234`, an OSV id).
+        advisory: String,
+        /// CVE ids it covers.
+        cves: Vec<String>,
+        /// The source package (or, for an RPM record naming a binary, that binary).
+        source: String,
+        /// The installed package it affects (the first, when several are built from the
+        /// source).
+        package: String,
+        /// That package's installed version.
+        installed: String,
+        /// The first version with the fix (`null`: no fix released).
+        fixed: Option<String>,
+        /// `fix-offered`, `fix-held`, `fix-not-offered` or `no-fix`.
+        state: crate::advisory::FindingState,
+        /// When the host's reports first saw it open.
+        #[schemars(with = "String")]
+        first_seen: Timestamp,
+        /// The advisory snapshot it was matched against.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        advisory_snapshot: Option<String>,
+    },
     /// A patch request was committed through the API.
     RequestSubmitted {
         /// The request's name.
@@ -185,6 +213,7 @@ impl EventData {
             EventData::ReportCommitted { .. } => "report-committed",
             EventData::ReconcileFinished { .. } => "reconcile-finished",
             EventData::CommitRejected { .. } => "commit-rejected",
+            EventData::CriticalFinding { .. } => "critical-finding",
             EventData::RequestSubmitted { .. } => "request-submitted",
         }
     }

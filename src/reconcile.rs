@@ -546,6 +546,8 @@ pub struct Reconciler<O: Observer> {
     watch_only: bool,
     status: Arc<Status>,
     advisories: Option<AdvisoryFeed>,
+    /// The critical findings announced (`critical-finding` events) and still open.
+    critical: crate::advisory::critical::Announced,
     /// The last round that ran to its report (`None` before one, or after a round that
     /// failed).
     pub last_round: Option<Round>,
@@ -773,6 +775,7 @@ impl<O: Observer> Reconciler<O> {
             watch_only: false,
             status: Arc::new(Status::default()),
             advisories: None,
+            critical: crate::advisory::critical::Announced::new(),
             last_round: None,
             leadership: None,
         }
@@ -1177,6 +1180,7 @@ impl<O: Observer> Reconciler<O> {
             None,
         )?;
         if let Some(a) = &assessment {
+            self.announce_critical(a, now);
             self.respond(fleet, &observed, a, &target, now);
         }
         let plan = Arc::new(plan);
@@ -1341,6 +1345,41 @@ impl<O: Observer> Reconciler<O> {
         }
         // The proposals are on the branches now: readers (API, alerts) see them at once.
         self.refresh_submitted();
+    }
+
+    /// Publishes a `critical-finding` event for each critical finding of `assessment` not
+    /// announced before ([`crate::advisory::critical`]; on a process's first round, the
+    /// last report's open advisories count as announced).
+    fn announce_critical(&mut self, assessment: &crate::advisory::Assessment, now: Timestamp) {
+        use crate::advisory::critical::Reported;
+        let reported: Vec<Reported> = self
+            .status
+            .reports()
+            .map(|snapshot| {
+                snapshot
+                    .hosts
+                    .iter()
+                    .flat_map(|h| {
+                        h.compliance
+                            .advisories
+                            .iter()
+                            .filter(|a| a.advisory.severity == crate::advisory::Severity::Critical)
+                            .map(|a| Reported {
+                                host: h.compliance.host.clone(),
+                                advisory: a.advisory.id.clone(),
+                                source: a.advisory.source.clone(),
+                                first_seen: a.first_seen,
+                                excepted: a.advisory.exception.is_some(),
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for found in self.critical.round(assessment, &reported, now) {
+            tracing::info!(host = %found.host, advisory = %found.advisory, "new critical finding");
+            self.status
+                .critical_finding(found, assessment.snapshot.clone());
+        }
     }
 
     /// The assessment of `observed` against the advisory feed (`None`: no feed, no data,

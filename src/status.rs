@@ -429,6 +429,27 @@ impl Status {
         });
     }
 
+    /// A critical finding newly open on a host (matched against advisory snapshot
+    /// `snapshot`).
+    pub fn critical_finding(
+        &self,
+        found: crate::advisory::critical::NewCritical,
+        snapshot: Option<String>,
+    ) {
+        self.events.publish(EventData::CriticalFinding {
+            host: found.host,
+            advisory: found.advisory,
+            cves: found.cves,
+            source: found.source,
+            package: found.package,
+            installed: found.installed,
+            fixed: found.fixed,
+            state: found.state,
+            first_seen: found.first_seen,
+            advisory_snapshot: snapshot,
+        });
+    }
+
     /// The reports branch as read now.
     pub fn set_reports(&self, reports: Arc<Snapshot>) {
         let mut s = self.write();

@@ -7,9 +7,12 @@
 //! merges it with `git`; the next reconcile applies it in the emergency window while the
 //! normal one stays frozen (the baseline's own security updates wait); the report shows the
 //! advisory closed with its time to remediation; another reconcile proposes nothing new.
+//! The event stream announces the critical finding once (`critical-finding`), not on every
+//! round.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use common::api::{client, get, wait_for, wait_reconciled, Server};
@@ -19,6 +22,40 @@ use common::webhook::Receiver;
 use serde_json::Value;
 
 const BRANCH: &str = "patchkeeper/requests/pkdsa-9000-1";
+
+/// Server-sent events (type, data) until (and with) the `rounds`-th `reconcile-finished`.
+fn events_of_rounds(
+    mut lines: BufReader<reqwest::blocking::Response>,
+    rounds: usize,
+) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let (mut event, mut data, mut finished) = (String::new(), String::new(), 0);
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("the event stream ended early: {out:#?}");
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            if !event.is_empty() && !data.is_empty() {
+                let value: Value = serde_json::from_str(&data).expect("event data is JSON");
+                if event == "reconcile-finished" {
+                    finished += 1;
+                }
+                out.push((std::mem::take(&mut event), value));
+                if finished == rounds {
+                    return out;
+                }
+            }
+            event.clear();
+            data.clear();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+}
 
 /// Asks for a reconcile and waits until one finished after it (state the server reports).
 fn reconcile(server: &Server, token: &str) -> Value {
@@ -182,6 +219,17 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
     let out = common::cli::run(dir, &["advisories", "import", &new.display().to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", common::cli::text(&out));
 
+    // Listen to the event stream across the next two reconciles.
+    let stream = reqwest::blocking::Client::builder()
+        .build()
+        .expect("client")
+        .get(server.url("/api/v1/events"))
+        .bearer_auth(token)
+        .send()
+        .expect("events");
+    assert_eq!(stream.status().as_u16(), 200);
+    let listener = std::thread::spawn(move || events_of_rounds(BufReader::new(stream), 2));
+
     // One reconcile: the proposal is on the remote, for exactly deb-1 and the fixed version.
     reconcile(&server, token);
     assert_eq!(remote_branches(&bare), [BRANCH], "{}", server.log());
@@ -253,6 +301,43 @@ fn a_critical_advisory_is_proposed_merged_and_applied_in_the_emergency_window() 
         "{}",
         proposed[0]
     );
+
+    // The critical finding was announced on the event stream once, with what it is about;
+    // another round with it still open announces nothing.
+    reconcile(&server, token);
+    let events = listener.join().expect("the event reader");
+    let critical: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _)| kind == "critical-finding")
+        .map(|(_, data)| data)
+        .collect();
+    assert_eq!(critical.len(), 1, "{events:#?}");
+    let c = critical[0];
+    assert_eq!(c["type"], "critical-finding");
+    assert_eq!(c["host"], "deb-1");
+    assert_eq!(c["advisory"], "PKDSA-9000-1");
+    assert_eq!(c["cves"], serde_json::json!(["CVE-2026-9900"]));
+    assert_eq!(c["source"], "pk-kernel");
+    assert_eq!(c["package"], "pk-kernel");
+    assert_eq!(c["installed"], "1.0-1");
+    assert_eq!(c["fixed"], fixed);
+    assert_eq!(c["state"], "fix-offered");
+    assert!(c["advisorySnapshot"].is_string(), "{c:#}");
+    let first_seen: jiff::Timestamp = c["firstSeen"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no firstSeen: {c:#}"));
+    assert!(first_seen >= now, "{c:#}");
+    // Announced in the first of the two rounds, before its report.
+    let finished = events
+        .iter()
+        .position(|(kind, _)| kind == "reconcile-finished")
+        .expect("a finished round");
+    let at = events
+        .iter()
+        .position(|(kind, _)| kind == "critical-finding")
+        .expect("the event");
+    assert!(at < finished, "{events:#?}");
 
     // A restart remembers nothing in memory: the branch on the remote says it is proposed,
     // so the first round of the new process writes nothing and alerts nothing new.

@@ -48,6 +48,9 @@ pub struct AdvisoryInfo {
     pub summary: String,
     /// Where it came from.
     pub origin: Origin,
+    /// The id's position among the index's ids in string order (equal ids, equal ranks):
+    /// hosts' findings sort by it without comparing the strings.
+    rank: u32,
 }
 
 enum Test {
@@ -123,9 +126,32 @@ impl Index {
                     severity: r.severity,
                     summary: r.summary,
                     origin: r.origin,
+                    rank: 0,
                 }),
                 test,
             });
+        }
+        // Ranks by id; the `Arc`s are not shared yet, so `get_mut` always succeeds.
+        let mut by_id: Vec<u32> = (0..index.entries.len())
+            .filter_map(|n| u32::try_from(n).ok())
+            .collect();
+        by_id.sort_by(|a, b| {
+            index.entries[*a as usize]
+                .info
+                .id
+                .cmp(&index.entries[*b as usize].info.id)
+        });
+        let mut rank = 0u32;
+        let mut previous: Option<usize> = None;
+        for &n in &by_id {
+            let n = n as usize;
+            if previous.is_some_and(|p| index.entries[p].info.id != index.entries[n].info.id) {
+                rank += 1;
+            }
+            if let Some(info) = Arc::get_mut(&mut index.entries[n].info) {
+                info.rank = rank;
+            }
+            previous = Some(n);
         }
         index
     }
@@ -478,7 +504,7 @@ impl Interner {
 }
 
 /// A vulnerability exception in force for a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Excepted {
     /// The VulnerabilityException's name.
@@ -654,38 +680,56 @@ pub(super) fn assess_grouped(
         .filter_map(|(i, (g, e))| (*g == Some(i)).then_some((i, (*e)?)))
         .collect();
     let units = UnitCache::new();
-    let groups: HashMap<usize, Group> = leaders
+    // A group of one (every host of a fleet whose package lists all differ) takes its
+    // findings straight from its cores, moved rather than shared.
+    let led: Vec<(usize, Result<Group, Vec<Finding>>)> = leaders
         .par_iter()
         .map_init(Scratch::default, |scratch, &(i, e)| {
-            let cores = units.host_cores(
-                index,
-                e,
-                &ecos[e as usize],
-                &observed.hosts[i],
-                scratch,
-                &unit_hash,
-            );
-            (i, Group::new(cores, members[i] > 1))
+            let h = &observed.hosts[i];
+            let cores = units.host_cores(index, e, &ecos[e as usize], h, scratch, &unit_hash);
+            let led = if members[i] > 1 {
+                Ok(Group::new(cores, true))
+            } else {
+                Err(findings_from(cores, ecos[e as usize].ordering, h))
+            };
+            (i, led)
         })
         .collect();
     drop(units);
-    let hosts: Vec<(String, HostFindings)> = observed
+    let mut groups: HashMap<usize, Group> = HashMap::default();
+    let mut alone: Vec<(usize, Vec<Finding>)> = Vec::new();
+    for (i, led) in led {
+        match led {
+            Ok(g) => {
+                groups.insert(i, g);
+            }
+            Err(findings) => alone.push((i, findings)),
+        }
+    }
+    let mut hosts: Vec<(String, HostFindings)> = observed
         .hosts
         .par_iter()
         .zip(host_eco.par_iter())
         .zip(group.par_iter())
         .map(|((h, eco), g)| {
-            let findings = match (eco, g.and_then(|g| groups.get(&g))) {
-                (Some(e), Some(group)) => HostFindings {
+            let findings = match (eco, *g) {
+                (Some(e), Some(g)) => HostFindings {
                     ecosystem: Some(ecos[*e as usize].clone()),
                     not_assessed: None,
-                    findings: group.findings(ecos[*e as usize].ordering, h),
+                    // A group of one gets its findings below.
+                    findings: groups
+                        .get(&g)
+                        .map(|group| group.findings(ecos[*e as usize].ordering, h))
+                        .unwrap_or_default(),
                 },
                 _ => not_assessed(h, eco.is_some()),
             };
             (h.name.clone(), findings)
         })
         .collect();
+    for (i, findings) in alone {
+        hosts[i].1.findings = findings;
+    }
     Assessment {
         snapshot: index.snapshot.clone(),
         hosts: hosts.into_iter().collect(),
@@ -699,25 +743,28 @@ type Binary<'o> = (&'o str, &'o str, &'o str);
 /// binaries built from it (in the host's order): the same on every host with that list.
 struct Unit {
     eco: u16,
-    source: Box<str>,
-    binaries: Vec<(SmolStr, SmolStr, SmolStr)>,
+    /// The source and its binaries (name, version, source version), as [`unit_key`] writes
+    /// them: one buffer, so telling units apart is one comparison of contiguous bytes
+    /// rather than a walk over a dozen separately allocated strings.
+    key: Box<[u8]>,
     cores: Vec<Arc<FindingCore>>,
 }
 
-impl Unit {
-    fn is<'o>(
-        &self,
-        eco: u16,
-        source: &str,
-        mut binaries: impl Iterator<Item = Binary<'o>>,
-    ) -> bool {
-        self.eco == eco
-            && *self.source == *source
-            && self
-                .binaries
-                .iter()
-                .all(|(n, v, s)| binaries.next() == Some((n.as_str(), v.as_str(), s.as_str())))
-            && binaries.next().is_none()
+/// Writes source `src` and its `binaries` into `buf`, each string length-prefixed (so no
+/// two different lists give the same bytes).
+fn unit_key<'o>(buf: &mut Vec<u8>, src: &str, binaries: impl Iterator<Item = Binary<'o>>) {
+    fn put(buf: &mut Vec<u8>, s: &str) {
+        // Package names and versions are far below 4 GiB; a longer one would only weaken
+        // the prefix, and equal keys still require equal bytes.
+        buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        buf.extend_from_slice(s.as_bytes());
+    }
+    buf.clear();
+    put(buf, src);
+    for (n, v, s) in binaries {
+        put(buf, n);
+        put(buf, v);
+        put(buf, s);
     }
 }
 
@@ -729,6 +776,8 @@ struct Scratch<'o> {
     by_source: HashMap<&'o str, (u32, u32)>,
     /// A binary and the index of the next one of its source (`u32::MAX`: none).
     binaries: Vec<(Binary<'o>, u32)>,
+    /// A unit's key as [`unit_key`] writes it.
+    key: Vec<u8>,
 }
 
 impl<'o> Scratch<'o> {
@@ -766,7 +815,7 @@ impl<'o> Scratch<'o> {
 /// Every [`Unit`] matched so far, by hash (sharded, so hosts matched in parallel rarely
 /// wait for each other; a bucket holds the units whose hashes are equal).
 struct UnitCache {
-    shards: Vec<Mutex<HashMap<u64, Vec<Arc<Unit>>>>>,
+    shards: Vec<Mutex<HashMap<u64, Vec<Unit>>>>,
 }
 
 impl UnitCache {
@@ -789,45 +838,47 @@ impl UnitCache {
     ) -> Vec<Arc<FindingCore>> {
         use std::hash::BuildHasher;
         scratch.fill(h);
+        let mut key = std::mem::take(&mut scratch.key);
         let mut cores: Vec<Arc<FindingCore>> = Vec::new();
         for (&src, &(first, _)) in &scratch.by_source {
+            unit_key(&mut key, src, scratch.list(first));
             let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-            (e, src).hash(&mut hasher);
-            for b in scratch.list(first) {
-                b.hash(&mut hasher);
-            }
+            e.hash(&mut hasher);
+            hasher.write(&key);
             let hash = unit_hash(hasher.finish());
             let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
             // A poisoned shard only means another thread panicked mid-insert; the map is
             // intact.
             let lock = || shard.lock().unwrap_or_else(|p| p.into_inner());
-            let known = lock().get(&hash).and_then(|bucket| {
-                bucket
-                    .iter()
-                    .find(|u| u.is(e, src, scratch.list(first)))
-                    .cloned()
-            });
-            let unit = match known {
-                Some(u) => u,
-                None => {
-                    // Matched outside the lock; a unit another worker added meanwhile is
-                    // equal, either copy will do.
-                    let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
-                    let unit = Arc::new(Unit {
-                        eco: e,
-                        source: src.into(),
-                        cores: unit_cores(index, eco, src, &binaries),
-                        binaries: binaries
-                            .iter()
-                            .map(|(n, v, s)| (SmolStr::new(n), SmolStr::new(v), SmolStr::new(s)))
-                            .collect(),
-                    });
-                    lock().entry(hash).or_default().push(unit.clone());
-                    unit
+            // The cores are copied out under the lock (a few `Arc`s), rather than the unit
+            // itself shared: no reference count every host of a role would contend on.
+            let known = {
+                let guard = lock();
+                match guard
+                    .get(&hash)
+                    .and_then(|bucket| bucket.iter().find(|u| u.eco == e && *u.key == *key))
+                {
+                    Some(u) => {
+                        cores.extend(u.cores.iter().cloned());
+                        true
+                    }
+                    None => false,
                 }
             };
-            cores.extend(unit.cores.iter().cloned());
+            if !known {
+                // Matched outside the lock; a unit another worker added meanwhile is equal,
+                // either copy will do.
+                let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
+                let unit = Unit {
+                    eco: e,
+                    key: key.as_slice().into(),
+                    cores: unit_cores(index, eco, src, &binaries),
+                };
+                cores.extend(unit.cores.iter().cloned());
+                lock().entry(hash).or_default().push(unit);
+            }
         }
+        scratch.key = key;
         cores.sort_by(core_order);
         cores
     }
@@ -837,7 +888,7 @@ impl UnitCache {
 fn core_order(a: &Arc<FindingCore>, b: &Arc<FindingCore>) -> std::cmp::Ordering {
     b.severity
         .cmp(&a.severity)
-        .then_with(|| a.advisory.id.cmp(&b.advisory.id))
+        .then_with(|| a.advisory.rank.cmp(&b.advisory.rank))
         .then_with(|| a.source.cmp(&b.source))
 }
 
@@ -1150,6 +1201,26 @@ impl Group {
             })
             .collect()
     }
+}
+
+/// [`findings_for`] taking the cores (no reference count moves).
+fn findings_from(
+    cores: Vec<Arc<FindingCore>>,
+    ordering: Ecosystem,
+    h: &ObservedHost,
+) -> Vec<Finding> {
+    cores
+        .into_iter()
+        .map(|core| {
+            let (state, offer) = offer_for(&core, ordering, h);
+            Finding {
+                core,
+                state,
+                offer: offer.map(Box::new),
+                exception: None,
+            }
+        })
+        .collect()
 }
 
 /// A host's findings from its cores: each with the host's own offer.

@@ -8,6 +8,7 @@
 //! [`import`] touch files. This module knows nothing of SSH, Git or the planner; the plan and
 //! the compliance reports read its findings. Formats and sources: `docs/vulnerabilities.md`.
 
+pub mod critical;
 pub mod ecosystem;
 pub mod fleet;
 pub mod import;

@@ -215,15 +215,43 @@ pub struct Fix {
     pub cves: Vec<String>,
     /// Its severity.
     pub severity: crate::advisory::Severity,
+    /// The VulnerabilityException in force that accepts the advisory on this host (name,
+    /// owner, reason, expiry): the risk is accepted until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<crate::advisory::matcher::Excepted>,
 }
 
 impl Fix {
-    /// `DSA-5800-1/CVE-2026-1001 (high)`.
+    /// `DSA-5800-1/CVE-2026-1001 (high)`, or with an exception in force `CVE-2026-9006
+    /// (high; accepted by exception/NAME, owner OWNER, until 2026-12-31T00:00:00Z)`.
     pub fn label(&self) -> String {
         let mut ids = vec![self.id.clone()];
         ids.extend(self.cves.iter().filter(|c| **c != self.id).cloned());
-        format!("{} ({})", ids.join("/"), self.severity)
+        match &self.exception {
+            Some(e) => format!(
+                "{} ({}; accepted by exception/{}, owner {}, until {})",
+                ids.join("/"),
+                self.severity,
+                e.name,
+                e.owner,
+                e.expires
+            ),
+            None => format!("{} ({})", ids.join("/"), self.severity),
+        }
     }
+}
+
+/// `exception/NAME` for each VulnerabilityException in force that accepts one of `fixes`
+/// (sorted, once each): who answers for an update left alone that would close them.
+pub fn exception_holders(fixes: &[Fix]) -> Vec<String> {
+    let mut out: Vec<String> = fixes
+        .iter()
+        .filter_map(|f| f.exception.as_ref())
+        .map(|e| format!("exception/{}", e.name))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `fixes A (high), B (low)`, at most three named.
@@ -299,8 +327,10 @@ pub struct Skipped {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub security: bool,
     /// Who holds it back: `host` (dpkg hold, dnf versionlock or exclude), `baseline/NAME`
-    /// (its `hold` or `exclude`); empty when it is left alone for another reason (not yet
-    /// old enough, below `minSeverity`).
+    /// (its `hold` or `exclude`), and `exception/NAME` for a VulnerabilityException in
+    /// force that accepts an advisory it would close (owner and expiry in `fixes`); empty
+    /// when it is left alone for another reason (not yet old enough, below `minSeverity`)
+    /// and no exception covers what it would fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_by: Vec<String>,
     /// Advisories it would close.

@@ -116,6 +116,11 @@ fn escape_fixes(fixes: &mut [super::Fix], e: &impl Fn(&mut String)) {
     for f in fixes {
         e(&mut f.id);
         f.cves.iter_mut().for_each(e);
+        if let Some(x) = &mut f.exception {
+            e(&mut x.name);
+            e(&mut x.owner);
+            e(&mut x.reason);
+        }
     }
 }
 

@@ -987,6 +987,121 @@ fn held_updates_are_listed_with_who_holds_them() {
 }
 
 #[test]
+fn an_exception_accepting_what_a_held_update_would_fix_is_named() {
+    use crate::advisory::{matcher, Severity};
+    let mut files = vec![];
+    files.push((
+        "inventory.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".to_owned(),
+    ));
+    files.push((
+        "baseline.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: base}\nspec:\n  selector: {}\n  updates: {classes: security}\n  hold: [pk-held]\n  window: w\n  rollout: r\n".to_owned(),
+    ));
+    files.push((
+        "rollout.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  stages:\n    - {name: all, size: \"100%\"}\n".to_owned(),
+    ));
+    files.push((
+        "window.yaml",
+        format!("apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {{name: w}}\nspec:\n{ALWAYS}"),
+    ));
+    files.push((
+        "exceptions.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: VulnerabilityException\nmetadata: {name: pk-held-accepted}\nspec:\n  advisories: [DSA-9]\n  owner: sec-team@example.com\n  reason: the daemon is not exposed\n  expires: 2099-12-31T00:00:00Z\n---\napiVersion: patchkeeper.dev/v1\nkind: VulnerabilityException\nmetadata: {name: long-gone}\nspec:\n  advisories: [DSA-8]\n  owner: nobody@example.com\n  reason: expired, no longer applies\n  expires: 2000-01-31\n".to_owned(),
+    ));
+    let f = fleet(&files);
+    let mut h = debian_host(
+        &[("pk-held", "1.0-1"), ("libpk", "1.0-1")],
+        &[("libpk", "1.0-1", "1.2-1", true)],
+    );
+    h.held = vec!["pk-held".into()];
+    h.held_updates = vec![PendingUpdate {
+        name: "pk-held".into(),
+        arch: "all".into(),
+        installed_version: Some("1.0-1".into()),
+        candidate_version: "1.1-1".into(),
+        origin: "PatchkeeperLab-Security:bookworm-security".into(),
+        security: true,
+        advisories: vec![],
+    }];
+    h.normalize();
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
+    let index = matcher::Index::build(
+        vec![
+            fixed_record("DSA-9", "pk-held", "1.1-1", Severity::High),
+            // Its exception expired: it stays unexcused.
+            fixed_record("DSA-8", "pk-held", "1.1-1", Severity::Low),
+            fixed_record("DSA-1", "libpk", "1.2-1", Severity::High),
+        ],
+        None,
+    );
+    let mut assessment = matcher::assess(&index, &obs, &BTreeMap::new());
+    crate::advisory::fleet::apply_exceptions(&mut assessment, &f, at());
+    let p = plan(PlanInput {
+        fleet: &f,
+        fleet_commit: Some("abc"),
+        observed: &obs,
+        at: at(),
+        first_seen: &FirstSeen::new(),
+        simulations: None,
+        promotion: &Evidence::default(),
+        advisories: Some(&assessment),
+    });
+    let host = p.host("h1").unwrap();
+    assert_eq!(host.changes.len(), 1, "{host:#?}");
+    assert!(host.changes[0].fixes.iter().all(|f| f.exception.is_none()));
+    let s = &host.skipped[0];
+    assert_eq!(s.package, "pk-held");
+    assert_eq!(
+        s.held_by,
+        ["host", "baseline/base", "exception/pk-held-accepted"]
+    );
+    let excepted: Vec<String> = s
+        .fixes
+        .iter()
+        .map(|f| match &f.exception {
+            Some(e) => format!("{} {} {} {}", f.id, e.name, e.owner, e.expires),
+            None => f.id.clone(),
+        })
+        .collect();
+    assert_eq!(
+        excepted,
+        [
+            "DSA-9 pk-held-accepted sec-team@example.com 2099-12-31T00:00:00Z",
+            "DSA-8",
+        ]
+    );
+    let json = serde_json::to_value(&p).unwrap();
+    let skipped = &json["hosts"][0]["skipped"][0];
+    assert_eq!(
+        skipped["heldBy"],
+        serde_json::json!(["host", "baseline/base", "exception/pk-held-accepted"])
+    );
+    assert_eq!(
+        skipped["fixes"][0]["exception"],
+        serde_json::json!({
+            "name": "pk-held-accepted",
+            "owner": "sec-team@example.com",
+            "reason": "the daemon is not exposed",
+            "expires": "2099-12-31T00:00:00Z"
+        })
+    );
+    assert!(
+        skipped["fixes"][1].get("exception").is_none(),
+        "{skipped:#}"
+    );
+    let text = render_human(&p, RenderOptions::default());
+    assert!(
+        text.contains("= pk-held 1.1-1 left alone: held on the host, held by baseline/base (`pk-held`); would fix DSA-9/CVE-2026-1005 (high; accepted by exception/pk-held-accepted, owner sec-team@example.com, until 2099-12-31T00:00:00Z), DSA-8/CVE-2026-1005 (low)"),
+        "{text}"
+    );
+    // A saved plan reads back with the exception.
+    let back: Plan = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p);
+}
+
+#[test]
 fn changes_name_their_advisories_and_min_severity_selects_by_them() {
     use crate::advisory::{matcher, Severity};
     let h = debian_host(

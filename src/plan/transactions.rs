@@ -542,7 +542,9 @@ impl HostCtx<'_> {
         }
     }
 
-    fn skip(&mut self, u: &PendingUpdate, why: String, held_by: Vec<String>, fixes: Vec<Fix>) {
+    /// Lists `u` as left alone; `held_by` gains the exceptions that accept what it would fix.
+    fn skip(&mut self, u: &PendingUpdate, why: String, mut held_by: Vec<String>, fixes: Vec<Fix>) {
+        held_by.extend(super::exception_holders(&fixes));
         self.skipped.push(Skipped {
             package: u.name.clone(),
             version: u.candidate_version.clone(),
@@ -579,7 +581,7 @@ impl HostCtx<'_> {
                 promotion: None,
                 from: c.from,
                 security: c.security,
-                held_by: Vec::new(),
+                held_by: super::exception_holders(&c.fixes),
                 fixes: c.fixes,
             });
         }
@@ -657,7 +659,7 @@ impl HostCtx<'_> {
                             why,
                             from: c.from,
                             security: c.security,
-                            held_by: Vec::new(),
+                            held_by: super::exception_holders(&fixes),
                             fixes,
                             promotion: Some(wait),
                         });
@@ -679,6 +681,7 @@ impl HostCtx<'_> {
                         id: f.id().to_owned(),
                         cves: f.cves(),
                         severity: f.severity,
+                        exception: f.exception.as_deref().cloned(),
                     })
                     .collect()
             })
@@ -700,6 +703,7 @@ impl HostCtx<'_> {
                     .and_then(|a| a.severity.as_deref())
                     .and_then(Severity::from_word)
                     .unwrap_or(Severity::Unknown),
+                exception: None,
             });
         }
         out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));

@@ -455,6 +455,10 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("schemas")
             .join(FILE);
+        // `PATCHKEEPER_WRITE_SCHEMAS=1` rewrites it (as `patchkeeper schema --out schemas`).
+        if std::env::var_os("PATCHKEEPER_WRITE_SCHEMAS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, document_text()).unwrap();
+        }
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             on_disk == document_text(),
