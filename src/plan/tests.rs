@@ -986,6 +986,87 @@ fn held_updates_are_listed_with_who_holds_them() {
     );
 }
 
+/// Rapid response (`rapid::qualifying`, tested here for this module's fleet and assessment
+/// fixtures): a finding qualifies at or above the least severity, with its fix offered, and
+/// not under a VulnerabilityException in force; `mode: off` qualifies nothing.
+#[test]
+fn rapid_response_qualifies_offered_fixes_at_the_severity_without_an_exception() {
+    use crate::advisory::{matcher, Severity};
+    use crate::model::{MinSeverity, RapidResponseSettings, ResponseMode};
+    let files = vec![
+        (
+            "inventory.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".to_owned(),
+        ),
+        (
+            "exceptions.yaml",
+            "apiVersion: patchkeeper.dev/v1\nkind: VulnerabilityException\nmetadata: {name: app-accepted}\nspec:\n  advisories: [DSA-2]\n  owner: sec-team@example.com\n  reason: not exposed\n  expires: 2099-12-31T00:00:00Z\n".to_owned(),
+        ),
+    ];
+    let f = fleet(&files);
+    let mut h = debian_host(
+        &[("libpk", "1.0-1"), ("pk-app", "1.0-1")],
+        &[
+            ("libpk", "1.0-1", "1.2-1", true),
+            ("pk-app", "1.0-1", "2.0-1", true),
+        ],
+    );
+    h.normalize();
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
+    let index = matcher::Index::build(
+        vec![
+            fixed_record("DSA-1", "libpk", "1.2-1", Severity::Critical),
+            // Critical and offered, but accepted by an exception in force.
+            fixed_record("DSA-2", "pk-app", "2.0-1", Severity::Critical),
+            // Offered, below `high`.
+            fixed_record("DSA-3", "libpk", "1.1-1", Severity::Medium),
+        ],
+        None,
+    );
+    let mut assessment = matcher::assess(&index, &obs, &BTreeMap::new());
+    crate::advisory::fleet::apply_exceptions(&mut assessment, &f, at());
+    let settings = |mode, min| RapidResponseSettings {
+        mode,
+        min_severity: Some(min),
+        window: None,
+    };
+    // Advisory → (host → (package, fixed version)) of what qualifies at `min`.
+    type Hosts = Vec<(String, BTreeSet<(String, String)>)>;
+    let ids = |min| -> Vec<(String, Hosts)> {
+        crate::rapid::qualifying(&f, &assessment, &settings(ResponseMode::Propose, min))
+            .into_iter()
+            .map(|q| (q.advisory, q.hosts.into_iter().collect()))
+            .collect()
+    };
+    let libpk = |v: &str| ("libpk".to_owned(), v.to_owned());
+    assert_eq!(
+        ids(MinSeverity::High),
+        [(
+            "DSA-1".to_owned(),
+            vec![("h1".to_owned(), [libpk("1.2-1")].into())]
+        )]
+    );
+    assert_eq!(
+        ids(MinSeverity::Medium),
+        [
+            (
+                "DSA-1".to_owned(),
+                vec![("h1".to_owned(), [libpk("1.2-1")].into())]
+            ),
+            (
+                "DSA-3".to_owned(),
+                vec![("h1".to_owned(), [libpk("1.1-1")].into())]
+            ),
+        ]
+    );
+    assert!(crate::rapid::qualifying(
+        &f,
+        &assessment,
+        &settings(ResponseMode::Off, MinSeverity::Low)
+    )
+    .is_empty());
+}
+
 #[test]
 fn an_exception_accepting_what_a_held_update_would_fix_is_named() {
     use crate::advisory::{matcher, Severity};
