@@ -862,7 +862,7 @@ fn advisory_fleet(updates: &str, hold: &str) -> ValidFleet {
     fleet(&[
         (
             "inventory.yaml",
-            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".into(),
+            ONE_APT_HOST.into(),
         ),
         (
             "baseline.yaml",
@@ -915,6 +915,23 @@ fn fixed_record(
         modified: None,
         origin: Origin::Osv,
     }
+}
+
+/// The inventory of one apt host, `h1`.
+const ONE_APT_HOST: &str = "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n";
+
+/// `h1` observed, and its assessment against `records` with `f`'s exceptions applied.
+fn assessed(
+    f: &ValidFleet,
+    mut h: ObservedHost,
+    records: Vec<crate::advisory::Record>,
+) -> (ObservedFleet, crate::advisory::Assessment) {
+    h.normalize();
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
+    let index = crate::advisory::matcher::Index::build(records, None);
+    let mut assessment = crate::advisory::matcher::assess(&index, &obs, &BTreeMap::new());
+    crate::advisory::fleet::apply_exceptions(&mut assessment, f, at());
+    (obs, assessment)
 }
 
 #[test]
@@ -991,12 +1008,12 @@ fn held_updates_are_listed_with_who_holds_them() {
 /// not under a VulnerabilityException in force; `mode: off` qualifies nothing.
 #[test]
 fn rapid_response_qualifies_offered_fixes_at_the_severity_without_an_exception() {
-    use crate::advisory::{matcher, Severity};
+    use crate::advisory::Severity;
     use crate::model::{MinSeverity, RapidResponseSettings, ResponseMode};
     let files = vec![
         (
             "inventory.yaml",
-            "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".to_owned(),
+            ONE_APT_HOST.to_owned(),
         ),
         (
             "exceptions.yaml",
@@ -1004,16 +1021,16 @@ fn rapid_response_qualifies_offered_fixes_at_the_severity_without_an_exception()
         ),
     ];
     let f = fleet(&files);
-    let mut h = debian_host(
+    let h = debian_host(
         &[("libpk", "1.0-1"), ("pk-app", "1.0-1")],
         &[
             ("libpk", "1.0-1", "1.2-1", true),
             ("pk-app", "1.0-1", "2.0-1", true),
         ],
     );
-    h.normalize();
-    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
-    let index = matcher::Index::build(
+    let (_, assessment) = assessed(
+        &f,
+        h,
         vec![
             fixed_record("DSA-1", "libpk", "1.2-1", Severity::Critical),
             // Critical and offered, but accepted by an exception in force.
@@ -1021,10 +1038,7 @@ fn rapid_response_qualifies_offered_fixes_at_the_severity_without_an_exception()
             // Offered, below `high`.
             fixed_record("DSA-3", "libpk", "1.1-1", Severity::Medium),
         ],
-        None,
     );
-    let mut assessment = matcher::assess(&index, &obs, &BTreeMap::new());
-    crate::advisory::fleet::apply_exceptions(&mut assessment, &f, at());
     let settings = |mode, min| RapidResponseSettings {
         mode,
         min_severity: Some(min),
@@ -1069,12 +1083,9 @@ fn rapid_response_qualifies_offered_fixes_at_the_severity_without_an_exception()
 
 #[test]
 fn an_exception_accepting_what_a_held_update_would_fix_is_named() {
-    use crate::advisory::{matcher, Severity};
+    use crate::advisory::Severity;
     let mut files = vec![];
-    files.push((
-        "inventory.yaml",
-        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n".to_owned(),
-    ));
+    files.push(("inventory.yaml", ONE_APT_HOST.to_owned()));
     files.push((
         "baseline.yaml",
         "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: base}\nspec:\n  selector: {}\n  updates: {classes: security}\n  hold: [pk-held]\n  window: w\n  rollout: r\n".to_owned(),
@@ -1106,19 +1117,16 @@ fn an_exception_accepting_what_a_held_update_would_fix_is_named() {
         security: true,
         advisories: vec![],
     }];
-    h.normalize();
-    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), vec![h]);
-    let index = matcher::Index::build(
+    let (obs, assessment) = assessed(
+        &f,
+        h,
         vec![
             fixed_record("DSA-9", "pk-held", "1.1-1", Severity::High),
             // Its exception expired: it stays unexcused.
             fixed_record("DSA-8", "pk-held", "1.1-1", Severity::Low),
             fixed_record("DSA-1", "libpk", "1.2-1", Severity::High),
         ],
-        None,
     );
-    let mut assessment = matcher::assess(&index, &obs, &BTreeMap::new());
-    crate::advisory::fleet::apply_exceptions(&mut assessment, &f, at());
     let p = plan(PlanInput {
         fleet: &f,
         fleet_commit: Some("abc"),
