@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where `scripts/lab deps` installs the pinned nats-server (keep in step with
 /// `NATS_SERVER_VERSION` there).
 pub const PINNED: &str = "/opt/patchkeeper-nats-server-2.15.1/bin/nats-server";
 
-/// How long the server may take to write its ports file (bounds a failure only).
+/// How long the server may take to say it is ready (bounds a failure only).
 const START: Duration = Duration::from_secs(60);
 
 /// A running nats-server; killed and its store removed on drop.
@@ -31,7 +31,7 @@ pub fn binary() -> PathBuf {
 
 impl NatsServer {
     /// Starts a server with JetStream on 127.0.0.1 and a port the kernel picks; returns once
-    /// it listens (it writes its ports file after its listeners are up).
+    /// it says it is ready (its listeners are up then).
     pub fn start() -> NatsServer {
         let bin = binary();
         assert!(
@@ -90,54 +90,52 @@ impl Drop for NatsServer {
     }
 }
 
-/// Starts nats-server in `dir` (store, log, ports file) on `port`, or a random one (`-1`);
-/// waits for its ports file and returns the child and the client port.
+/// Starts nats-server in `dir` (store, log) on `port`, or a random one (`-1`); returns the
+/// child and the client port once the server says it is ready. Its log goes to stderr, which
+/// a thread copies to `dir/server.log` line by line and reads for the client port and
+/// "Server is ready": the wait blocks on the server's own words, not a timer.
 fn spawn(bin: &Path, dir: &Path, port: Option<u16>) -> (Child, u16) {
-    let ports_dir = dir.join("ports");
-    let _ = std::fs::remove_dir_all(&ports_dir);
-    std::fs::create_dir_all(&ports_dir).expect("ports dir");
+    use std::io::{BufRead, Write};
     let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
     let mut child = Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
         .arg(dir.join("store"))
-        .arg("--ports_file_dir")
-        .arg(&ports_dir)
-        .arg("-l")
-        .arg(dir.join("server.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let file = ports_dir.join(format!(
-        "{}_{}.ports",
-        bin.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("nats-server"),
-        child.id()
-    ));
-    let deadline = Instant::now() + START;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            if let Some(port) = client_port(&text) {
-                return (child, port);
+    let stderr = child.stderr.take().expect("piped");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("server.log");
+    let (ready, started) = std::sync::mpsc::channel::<u16>();
+    // Drains the log for the server's whole life, so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut client_port = None;
+        let mut ready = Some(ready);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log, "{line}");
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                client_port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if line.contains("Server is ready") {
+                if let (Some(tx), Some(p)) = (ready.take(), client_port) {
+                    let _ = tx.send(p);
+                }
             }
         }
-        if let Ok(Some(status)) = child.try_wait() {
+    });
+    match started.recv_timeout(START) {
+        Ok(port) => (child, port),
+        Err(e) => {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
             let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            panic!("nats-server exited at start ({status}):\n{log}");
+            panic!("nats-server did not become ready ({e}; {status}):\n{log}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "nats-server wrote no ports file within {START:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The client port from a ports file (`{"nats": ["nats://127.0.0.1:PORT"], ...}`).
-fn client_port(text: &str) -> Option<u16> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let url = v.get("nats")?.as_array()?.first()?.as_str()?;
-    url.rsplit(':').next()?.parse().ok()
 }
