@@ -1376,15 +1376,22 @@ mod tests {
         }
     }
 
+    /// A loopback socket bound but not listening (connections to it are refused until
+    /// `listen`), and options that point at it.
+    fn refusing() -> (tokio::net::TcpSocket, SshOptions) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut o = options();
+        o.port = socket.local_addr().unwrap().port();
+        (socket, o)
+    }
+
     #[test]
     fn a_refused_connection_is_tried_again_and_connects_once_the_host_listens() {
         with_retries(|seen, notify| {
             Box::pin(async move {
                 // Bound but not listening: connections are refused until `listen`.
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let mut o = options();
-                o.port = socket.local_addr().unwrap().port();
+                let (socket, o) = refusing();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
                 let connecting = tcp_connect(&o, deadline, &timed_out);
                 tokio::pin!(connecting);
@@ -1405,10 +1412,7 @@ mod tests {
     fn a_host_that_stays_refused_is_reported_after_the_retries_and_never_past_the_deadline() {
         let (retries, error) = with_retries(|seen, _| {
             Box::pin(async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let mut o = options();
-                o.port = socket.local_addr().unwrap().port();
+                let (_socket, o) = refusing();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
                 let e = tcp_connect(&o, deadline, &timed_out).await.unwrap_err();
                 (seen.load(std::sync::atomic::Ordering::SeqCst), e)
@@ -1419,10 +1423,7 @@ mod tests {
         // A deadline shorter than the first wait: refused at once, no retry.
         let (retries, error) = with_retries(|seen, _| {
             Box::pin(async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let mut o = options();
-                o.port = socket.local_addr().unwrap().port();
+                let (_socket, o) = refusing();
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(150);
                 let e = tcp_connect(&o, deadline, &timed_out).await;
                 (seen.load(std::sync::atomic::Ordering::SeqCst), e)
