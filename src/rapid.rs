@@ -14,9 +14,10 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use crate::advisory::{Assessment, FindingState, Severity};
-use crate::model::{PackageManager, PatchRequestSpec, RapidResponseSettings, ResponseMode};
+use crate::model::{PatchRequestSpec, RapidResponseSettings, ResponseMode};
 use crate::policy::{Check, Policy};
 use crate::validate::ValidFleet;
+use crate::version::Ecosystem;
 use crate::view::SubmittedRequest;
 
 /// Who proposals are requested by (`spec.requestedBy`).
@@ -37,8 +38,19 @@ pub struct Qualifying {
     pub sources: BTreeSet<String>,
     /// Host name → packages and their fixed versions (installed binaries of the source).
     pub hosts: BTreeMap<String, BTreeSet<(String, String)>>,
-    /// The hosts' package manager.
-    pub package_manager: Option<PackageManager>,
+    /// The version ordering of its hosts' ecosystem (Debian or RPM family).
+    pub ordering: Option<Ecosystem>,
+    /// The request's name: [`request_name`] of the advisory, with the family appended
+    /// (`-deb`, `-rpm`) when the advisory's hosts span both — one request per family, since
+    /// a request's versions are one ordering's.
+    pub name: String,
+}
+
+impl Qualifying {
+    /// Whether the advisory's hosts span both families (this is one family's part).
+    fn is_part(&self) -> bool {
+        self.name != request_name(&self.advisory)
+    }
 }
 
 /// What to write.
@@ -118,9 +130,12 @@ pub fn qualifying(
         return Vec::new();
     }
     let min = Severity::from_word(settings.min_severity().as_str()).unwrap_or(Severity::Critical);
-    let mut by_id: BTreeMap<String, Qualifying> = BTreeMap::new();
+    let mut by_key: BTreeMap<(String, Option<Ecosystem>), Qualifying> = BTreeMap::new();
     for (host, findings) in &assessment.hosts {
-        let Some(h) = fleet.host(host) else { continue };
+        if fleet.host(host).is_none() {
+            continue;
+        }
+        let ordering = findings.ecosystem.as_ref().map(|e| e.ordering);
         for f in &findings.findings {
             if f.severity < min || f.state != FindingState::FixOffered || f.exception.is_some() {
                 continue;
@@ -128,8 +143,8 @@ pub fn qualifying(
             let Some(fixed) = f.fixed.as_deref() else {
                 continue;
             };
-            let q = by_id
-                .entry(f.advisory.id.clone())
+            let q = by_key
+                .entry((f.advisory.id.clone(), ordering))
                 .or_insert_with(|| Qualifying {
                     advisory: f.advisory.id.clone(),
                     cves: Vec::new(),
@@ -137,7 +152,8 @@ pub fn qualifying(
                     summary: f.advisory.summary.clone(),
                     sources: BTreeSet::new(),
                     hosts: BTreeMap::new(),
-                    package_manager: h.package_manager,
+                    ordering,
+                    name: request_name(&f.advisory.id),
                 });
             q.severity = q.severity.max(f.severity);
             for c in f.advisory.cves.iter().chain(&f.merged_cves) {
@@ -152,9 +168,19 @@ pub fn qualifying(
             }
         }
     }
-    let mut out: Vec<Qualifying> = by_id.into_values().collect();
+    let mut parts: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, _) in by_key.keys() {
+        *parts.entry(id.clone()).or_default() += 1;
+    }
+    let mut out: Vec<Qualifying> = by_key.into_values().collect();
     for q in &mut out {
         q.cves.sort();
+        if parts.get(&q.advisory).copied().unwrap_or(0) > 1 && !q.name.is_empty() {
+            let suffix = q.ordering.map_or("other", Ecosystem::as_str);
+            // Room for the suffix within request_name's 200 characters.
+            let base: String = q.name.chars().take(200 - suffix.len() - 1).collect();
+            q.name = format!("{base}-{suffix}");
+        }
     }
     out
 }
@@ -196,22 +222,27 @@ pub fn decide(
 ) -> Vec<Proposal> {
     let mut out = Vec::new();
     for q in qualifying {
-        let lists = |s: &PatchRequestSpec| {
+        // A request listing the advisory covers it — for one family's part, only
+        // when it is that part's request or selects some of its hosts by name.
+        let covers = |name: &str, s: &PatchRequestSpec| {
             s.advisories
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(&q.advisory))
+                && (!q.is_part()
+                    || name == q.name
+                    || s.selector.hosts.iter().any(|h| q.hosts.contains_key(h)))
         };
-        if existing.merged.iter().any(|(_, s)| lists(s)) {
+        if existing.merged.iter().any(|(n, s)| covers(n, s)) {
             continue;
         }
-        let name = request_name(&q.advisory);
+        let name = q.name.clone();
         if name.is_empty() {
             continue;
         }
         let open = existing
             .open
             .iter()
-            .find(|r| r.name == name || lists(&r.spec));
+            .find(|r| r.name == name || covers(&r.name, &r.spec));
         match open {
             None => out.push(Proposal::New {
                 name: name.clone(),

@@ -1329,3 +1329,94 @@ fn a_saved_min_severity_plan_is_checked_with_the_advisories_it_was_made_with() {
         !SavedPlanCheck::new(plain, FirstSeen::new(), Evidence::default(), at()).needs_advisories()
     );
 }
+
+/// An advisory id whose records name packages of both families (a CVE id, as the tracker
+/// and OSV's per-CVE records do) qualifies as two parts, one per family, so each proposed
+/// request carries versions of one ordering only — one request would fail validation.
+#[test]
+fn rapid_response_splits_an_advisory_spanning_debian_and_rpm_hosts() {
+    use crate::advisory::Severity;
+    use crate::model::{MinSeverity, RapidResponseSettings, ResponseMode};
+    let f = fleet(&[(
+        "inventory.yaml",
+        "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: inv}\nspec:\n  hosts:\n    - {name: h1, address: 10.0.0.1, packageManager: apt}\n    - {name: h2, address: 10.0.0.2, packageManager: dnf}\n    - {name: h3, address: 10.0.0.3, packageManager: apt}\n".to_owned(),
+    )]);
+    let mut deb = vec![];
+    for name in ["h1", "h3"] {
+        let mut h = debian_host(&[("libpk", "1.0-1")], &[("libpk", "1.0-1", "1.2-1", true)]);
+        h.name = name.into();
+        h.normalize();
+        deb.push(h);
+    }
+    let mut rpm = observed_host(
+        "h2",
+        &[("libpk", "1.0-1.el9")],
+        &[("libpk", "1.0-1.el9", "1.2-1.el9", true)],
+    );
+    rpm.package_manager = Some(PackageManager::Dnf);
+    rpm.os = Some(crate::observed::OsInfo {
+        id: "almalinux".into(),
+        version_id: "9.4".into(),
+        family: vec!["rhel".into(), "centos".into(), "fedora".into()],
+        pretty_name: None,
+        version_codename: None,
+    });
+    rpm.normalize();
+    let mut alma = fixed_record("CVE-2026-7777", "libpk", "1.2-1.el9", Severity::Critical);
+    alma.ecosystem = "AlmaLinux:9".into();
+    let records = vec![
+        fixed_record("CVE-2026-7777", "libpk", "1.2-1", Severity::Critical),
+        alma,
+        // Debian only: stays one request under its plain name.
+        fixed_record("DSA-9", "libpk", "1.2-1", Severity::Critical),
+    ];
+    deb.push(rpm);
+    let obs = ObservedFleet::new("2026-11-29T01:00:00Z".into(), deb);
+    let index = crate::advisory::matcher::Index::build(records, None);
+    let assessment = crate::advisory::matcher::assess(&index, &obs, &BTreeMap::new());
+    let settings = RapidResponseSettings {
+        mode: ResponseMode::Propose,
+        min_severity: Some(MinSeverity::Critical),
+        window: None,
+    };
+    // (advisory, request name, host → (package, fixed version)) per part.
+    type Part = (String, String, Vec<(String, Vec<(String, String)>)>);
+    let parts: Vec<Part> = crate::rapid::qualifying(&f, &assessment, &settings)
+        .into_iter()
+        .map(|q| {
+            let hosts = q
+                .hosts
+                .into_iter()
+                .map(|(h, p)| (h, p.into_iter().collect()))
+                .collect();
+            (q.advisory, q.name, hosts)
+        })
+        .collect();
+    let libpk = |v: &str| vec![("libpk".to_owned(), v.to_owned())];
+    assert_eq!(
+        parts,
+        [
+            (
+                "CVE-2026-7777".to_owned(),
+                "cve-2026-7777-deb".to_owned(),
+                vec![
+                    ("h1".to_owned(), libpk("1.2-1")),
+                    ("h3".to_owned(), libpk("1.2-1"))
+                ]
+            ),
+            (
+                "CVE-2026-7777".to_owned(),
+                "cve-2026-7777-rpm".to_owned(),
+                vec![("h2".to_owned(), libpk("1.2-1.el9"))]
+            ),
+            (
+                "DSA-9".to_owned(),
+                "dsa-9".to_owned(),
+                vec![
+                    ("h1".to_owned(), libpk("1.2-1")),
+                    ("h3".to_owned(), libpk("1.2-1"))
+                ]
+            ),
+        ]
+    );
+}

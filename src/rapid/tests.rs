@@ -18,7 +18,8 @@ fn q(id: &str, hosts: &[&str]) -> Qualifying {
                 )
             })
             .collect(),
-        package_manager: Some(PackageManager::Apt),
+        ordering: Some(crate::version::Ecosystem::Deb),
+        name: request_name(id),
     }
 }
 
@@ -193,4 +194,68 @@ fn the_deadline_follows_the_severity_rule() {
         Some("2026-12-31T00:00:00Z".into())
     );
     assert_eq!(deadline(&p, Severity::Low, now()), None);
+}
+
+/// One family's part of an advisory spanning Debian and RPM hosts (`CVE-…-deb`).
+fn part(id: &str, family: crate::version::Ecosystem, hosts: &[&str]) -> Qualifying {
+    let mut p = q(id, hosts);
+    p.ordering = Some(family);
+    p.name = format!("{}-{}", request_name(id), family.as_str());
+    p
+}
+
+#[test]
+fn each_family_part_of_an_advisory_is_its_own_request() {
+    use crate::version::Ecosystem::{Deb, Rpm};
+    let qs = [
+        part("CVE-2026-7777", Deb, &["web-1"]),
+        part("CVE-2026-7777", Rpm, &["db-1"]),
+    ];
+    let none = Existing {
+        merged: &[],
+        open: &[],
+    };
+    let out = decide(&qs, none, &settings(), &Policy::builtin(), now());
+    let names: Vec<(&str, &Value)> = out
+        .iter()
+        .map(|p| (p.name(), &p.document()["spec"]["selector"]["hosts"]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("cve-2026-7777-deb", &json!(["web-1"])),
+            ("cve-2026-7777-rpm", &json!(["db-1"]))
+        ]
+    );
+    assert!(out.iter().all(|p| crate::request::valid_name(p.name())));
+
+    // A merged request listing the advisory covers the part whose hosts it names (the
+    // Debian one here); the RPM part is still proposed.
+    let merged = [(
+        "by-hand".to_owned(),
+        spec(&["web-1"], &["CVE-2026-7777"], Some("alice")),
+    )];
+    let m = Existing {
+        merged: &merged,
+        open: &[],
+    };
+    let out = decide(&qs, m, &settings(), &Policy::builtin(), now());
+    let names: Vec<&str> = out.iter().map(Proposal::name).collect();
+    assert_eq!(names, ["cve-2026-7777-rpm"]);
+
+    // The open proposal of one part is that part's, not the other's.
+    let open = [SubmittedRequest {
+        name: "cve-2026-7777-rpm".into(),
+        branch: "patchkeeper/requests/cve-2026-7777-rpm".into(),
+        commit: "abc".into(),
+        spec: spec(&["db-1"], &["CVE-2026-7777"], Some("patchkeeper")),
+        requested_by: None,
+    }];
+    let o = Existing {
+        merged: &[],
+        open: &open,
+    };
+    let out = decide(&qs, o, &settings(), &Policy::builtin(), now());
+    let names: Vec<&str> = out.iter().map(Proposal::name).collect();
+    assert_eq!(names, ["cve-2026-7777-deb"]);
 }
