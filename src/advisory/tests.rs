@@ -1063,7 +1063,10 @@ mod fast_path {
                 ecosystem: "Debian:12".into(),
                 package: n.clone(),
                 affected: Affected::Ranges {
-                    ranges: vec![vec![Event::Introduced("0".into()), Event::Fixed("3.0-1".into())]],
+                    ranges: vec![vec![
+                        Event::Introduced("0".into()),
+                        Event::Fixed("3.0-1".into()),
+                    ]],
                     versions: vec![],
                 },
                 severity: Severity::High,
@@ -1074,7 +1077,12 @@ mod fast_path {
             .collect();
         let bins: Vec<(String, String)> = names
             .iter()
-            .flat_map(|n| [(format!("{n}-bin"), n.clone()), (format!("lib{n}"), n.clone())])
+            .flat_map(|n| {
+                [
+                    (format!("{n}-bin"), n.clone()),
+                    (format!("lib{n}"), n.clone()),
+                ]
+            })
             .collect();
         let make = |name: &str, odd: &str| {
             let pkgs: Vec<Pkg<'_>> = bins
@@ -1084,7 +1092,14 @@ mod fast_path {
                     (b.as_str(), v, Some((s.as_str(), v)))
                 })
                 .collect();
-            host(name, os("debian", "12", Some("bookworm")), PackageManager::Apt, &pkgs, &[], &[])
+            host(
+                name,
+                os("debian", "12", Some("bookworm")),
+                PackageManager::Apt,
+                &pkgs,
+                &[],
+                &[],
+            )
         };
         let fleet = ObservedFleet::new(
             "2026-03-10T00:00:00Z".into(),
@@ -1093,7 +1108,10 @@ mod fast_path {
         let index = Index::build(records, None);
         let overrides = BTreeMap::new();
         let fast = assess(&index, &fleet, &overrides);
-        assert_eq!(said(&fast), said(&assess_per_host(&index, &fleet, &overrides)));
+        assert_eq!(
+            said(&fast),
+            said(&assess_per_host(&index, &fleet, &overrides))
+        );
         let (one, two) = (&fast.hosts["one"].findings, &fast.hosts["two"].findings);
         assert_eq!(one.len(), 100);
         assert_eq!(two.len(), 100);
@@ -1101,9 +1119,16 @@ mod fast_path {
             assert_eq!(a.source, b.source);
             if a.source == "src042" {
                 assert!(!std::sync::Arc::ptr_eq(&a.core, &b.core));
-                assert_eq!((a.source_version.as_str(), b.source_version.as_str()), ("1.0-1", "2.0-1"));
+                assert_eq!(
+                    (a.source_version.as_str(), b.source_version.as_str()),
+                    ("1.0-1", "2.0-1")
+                );
             } else {
-                assert!(std::sync::Arc::ptr_eq(&a.core, &b.core), "{} not shared", a.source);
+                assert!(
+                    std::sync::Arc::ptr_eq(&a.core, &b.core),
+                    "{} not shared",
+                    a.source
+                );
             }
         }
     }
