@@ -741,6 +741,7 @@ type Binary<'o> = (&'o str, &'o str, &'o str);
 
 /// The finding cores of one source package in one ecosystem for one list of installed
 /// binaries built from it (in the host's order): the same on every host with that list.
+/// A [`Chunk`] is the same for a run of units.
 struct Unit {
     eco: u16,
     /// The source and its binaries (name, version, source version), as [`unit_key`] writes
@@ -750,15 +751,36 @@ struct Unit {
     cores: Vec<Arc<FindingCore>>,
 }
 
+/// Sources fall into this many chunks by the top bits of their name's hash (a host with
+/// 500 sources has about 16 per chunk).
+const CHUNK_BITS: u32 = 5;
+
+/// Chunk keys kept at most (bytes): beyond it new chunks are matched unit by unit but not
+/// kept, so a fleet where no two hosts share a chunk costs time, not unbounded memory.
+const CHUNK_KEY_BUDGET: usize = 256 << 20;
+
+/// The finding cores of the units of one chunk: the sources of a host whose names hash
+/// into one chunk number, in hash order, each with its binaries. Hosts of one image that
+/// differ in a few packages share every chunk but those packages', so one lookup (one
+/// hash, one comparison of contiguous bytes) stands for a dozen unit lookups, each a chain
+/// of cache misses.
+struct Chunk {
+    eco: u16,
+    /// Each unit as [`unit_key`] writes it, preceded by its binary count.
+    key: Box<[u8]>,
+    cores: Vec<Arc<FindingCore>>,
+}
+
+fn put(buf: &mut Vec<u8>, s: &str) {
+    // Package names and versions are far below 4 GiB; a longer one would only weaken the
+    // prefix, and equal keys still require equal bytes.
+    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
 /// Writes source `src` and its `binaries` into `buf`, each string length-prefixed (so no
 /// two different lists give the same bytes).
 fn unit_key<'o>(buf: &mut Vec<u8>, src: &str, binaries: impl Iterator<Item = Binary<'o>>) {
-    fn put(buf: &mut Vec<u8>, s: &str) {
-        // Package names and versions are far below 4 GiB; a longer one would only weaken
-        // the prefix, and equal keys still require equal bytes.
-        buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        buf.extend_from_slice(s.as_bytes());
-    }
     buf.clear();
     put(buf, src);
     for (n, v, s) in binaries {
@@ -776,12 +798,17 @@ struct Scratch<'o> {
     by_source: HashMap<&'o str, (u32, u32)>,
     /// A binary and the index of the next one of its source (`u32::MAX`: none).
     binaries: Vec<(Binary<'o>, u32)>,
+    /// Per chunk number its sources: (hash of the name, name, first binary), in hash order.
+    chunks: Vec<Vec<(u64, &'o str, u32)>>,
     /// A unit's key as [`unit_key`] writes it.
     key: Vec<u8>,
+    /// A chunk's key.
+    chunk_key: Vec<u8>,
 }
 
 impl<'o> Scratch<'o> {
     fn fill(&mut self, h: &'o ObservedHost) {
+        use std::hash::BuildHasher;
         self.by_source.clear();
         self.binaries.clear();
         for (p, src, sver) in h.with_sources() {
@@ -799,6 +826,18 @@ impl<'o> Scratch<'o> {
                 }
             }
         }
+        self.chunks.resize_with(1 << CHUNK_BITS, Vec::new);
+        for c in &mut self.chunks {
+            c.clear();
+        }
+        let hasher = foldhash::fast::FixedState::default();
+        for (&src, &(first, _)) in &self.by_source {
+            let hash = hasher.hash_one(src);
+            self.chunks[(hash >> (64 - CHUNK_BITS)) as usize].push((hash, src, first));
+        }
+        for c in &mut self.chunks {
+            c.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        }
     }
 
     /// The binaries of the source whose first binary is at `first`, in the host's order.
@@ -812,21 +851,33 @@ impl<'o> Scratch<'o> {
     }
 }
 
-/// Every [`Unit`] matched so far, by hash (sharded, so hosts matched in parallel rarely
-/// wait for each other; a bucket holds the units whose hashes are equal).
+/// Every [`Chunk`] and [`Unit`] matched so far, by hash (sharded, so hosts matched in
+/// parallel rarely wait for each other; a bucket holds the entries whose hashes are equal).
 struct UnitCache {
     shards: Vec<Mutex<HashMap<u64, Vec<Unit>>>>,
+    chunks: Vec<Mutex<HashMap<u64, Vec<Chunk>>>>,
+    /// Bytes of chunk keys kept (see [`CHUNK_KEY_BUDGET`]).
+    chunk_bytes: std::sync::atomic::AtomicUsize,
+}
+
+/// Locks a shard; a poisoned one only means another thread panicked mid-insert, the map is
+/// intact.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl UnitCache {
     fn new() -> UnitCache {
         UnitCache {
             shards: (0..64).map(|_| Mutex::new(HashMap::default())).collect(),
+            chunks: (0..64).map(|_| Mutex::new(HashMap::default())).collect(),
+            chunk_bytes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     /// Host `h`'s finding cores in ecosystem `eco` (numbered `e`), sorted by severity
-    /// (worst first), then id, then source: its units' cores, each unit matched once.
+    /// (worst first), then id, then source: its chunks' cores, each chunk and each unit
+    /// matched once.
     fn host_cores<'o>(
         &self,
         index: &Index,
@@ -838,22 +889,33 @@ impl UnitCache {
     ) -> Vec<Arc<FindingCore>> {
         use std::hash::BuildHasher;
         scratch.fill(h);
-        let mut key = std::mem::take(&mut scratch.key);
+        let mut key = std::mem::take(&mut scratch.chunk_key);
         let mut cores: Vec<Arc<FindingCore>> = Vec::new();
-        for (&src, &(first, _)) in &scratch.by_source {
-            unit_key(&mut key, src, scratch.list(first));
+        for c in 0..scratch.chunks.len() {
+            let units = &scratch.chunks[c];
+            if units.is_empty() {
+                continue;
+            }
+            key.clear();
+            for &(_, src, first) in units {
+                let count = scratch.list(first).count();
+                key.extend_from_slice(&(count as u32).to_le_bytes());
+                put(&mut key, src);
+                for (n, v, s) in scratch.list(first) {
+                    put(&mut key, n);
+                    put(&mut key, v);
+                    put(&mut key, s);
+                }
+            }
             let mut hasher = foldhash::fast::FixedState::default().build_hasher();
             e.hash(&mut hasher);
             hasher.write(&key);
             let hash = unit_hash(hasher.finish());
-            let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
-            // A poisoned shard only means another thread panicked mid-insert; the map is
-            // intact.
-            let lock = || shard.lock().unwrap_or_else(|p| p.into_inner());
-            // The cores are copied out under the lock (a few `Arc`s), rather than the unit
+            let shard = &self.chunks[(hash % self.chunks.len() as u64) as usize];
+            // The cores are copied out under the lock (a few `Arc`s), rather than the chunk
             // itself shared: no reference count every host of a role would contend on.
             let known = {
-                let guard = lock();
+                let guard = locked(shard);
                 match guard
                     .get(&hash)
                     .and_then(|bucket| bucket.iter().find(|u| u.eco == e && *u.key == *key))
@@ -865,22 +927,80 @@ impl UnitCache {
                     None => false,
                 }
             };
-            if !known {
-                // Matched outside the lock; a unit another worker added meanwhile is equal,
-                // either copy will do.
-                let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
-                let unit = Unit {
+            if known {
+                continue;
+            }
+            let from = cores.len();
+            let firsts: Vec<(&'o str, u32)> = units.iter().map(|&(_, s, f)| (s, f)).collect();
+            for (src, first) in firsts {
+                self.unit_cores(index, e, eco, src, first, scratch, unit_hash, &mut cores);
+            }
+            let kept = self
+                .chunk_bytes
+                .fetch_add(key.len(), std::sync::atomic::Ordering::Relaxed);
+            if kept + key.len() <= CHUNK_KEY_BUDGET {
+                // A chunk another worker added meanwhile is equal; either copy will do.
+                let chunk = Chunk {
                     eco: e,
                     key: key.as_slice().into(),
-                    cores: unit_cores(index, eco, src, &binaries),
+                    cores: cores[from..].to_vec(),
                 };
-                cores.extend(unit.cores.iter().cloned());
-                lock().entry(hash).or_default().push(unit);
+                locked(shard).entry(hash).or_default().push(chunk);
             }
         }
-        scratch.key = key;
+        scratch.chunk_key = key;
         cores.sort_by(core_order);
         cores
+    }
+
+    /// Appends to `cores` those of source `src` whose first binary in `scratch` is at
+    /// `first`: its unit's, matched once.
+    #[allow(clippy::too_many_arguments)]
+    fn unit_cores<'o>(
+        &self,
+        index: &Index,
+        e: u16,
+        eco: &HostEcosystem,
+        src: &'o str,
+        first: u32,
+        scratch: &mut Scratch<'o>,
+        unit_hash: &impl Fn(u64) -> u64,
+        cores: &mut Vec<Arc<FindingCore>>,
+    ) {
+        use std::hash::BuildHasher;
+        let mut key = std::mem::take(&mut scratch.key);
+        unit_key(&mut key, src, scratch.list(first));
+        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        e.hash(&mut hasher);
+        hasher.write(&key);
+        let hash = unit_hash(hasher.finish());
+        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
+        let known = {
+            let guard = locked(shard);
+            match guard
+                .get(&hash)
+                .and_then(|bucket| bucket.iter().find(|u| u.eco == e && *u.key == *key))
+            {
+                Some(u) => {
+                    cores.extend(u.cores.iter().cloned());
+                    true
+                }
+                None => false,
+            }
+        };
+        if !known {
+            // Matched outside the lock; a unit another worker added meanwhile is equal,
+            // either copy will do.
+            let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
+            let unit = Unit {
+                eco: e,
+                key: key.as_slice().into(),
+                cores: unit_cores(index, eco, src, &binaries),
+            };
+            cores.extend(unit.cores.iter().cloned());
+            locked(shard).entry(hash).or_default().push(unit);
+        }
+        scratch.key = key;
     }
 }
 

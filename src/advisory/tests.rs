@@ -1048,6 +1048,91 @@ mod fast_path {
         h
     }
 
+    /// Two hosts whose lists differ only in one source's version (100 sources, so chunks
+    /// hold several): every other source's findings are the very same shared cores, the
+    /// differing source's are matched apart with each host's version, and everything equals
+    /// matching each host on its own.
+    #[test]
+    fn hosts_differing_in_one_source_share_the_others() {
+        let names: Vec<String> = (0..100).map(|s| format!("src{s:03}")).collect();
+        let records: Vec<Record> = names
+            .iter()
+            .map(|n| Record {
+                id: format!("CVE-2026-{n}"),
+                cves: vec![format!("CVE-2026-{n}")],
+                ecosystem: "Debian:12".into(),
+                package: n.clone(),
+                affected: Affected::Ranges {
+                    ranges: vec![vec![
+                        Event::Introduced("0".into()),
+                        Event::Fixed("3.0-1".into()),
+                    ]],
+                    versions: vec![],
+                },
+                severity: Severity::High,
+                summary: String::new(),
+                modified: None,
+                origin: Origin::DebianTracker,
+            })
+            .collect();
+        let bins: Vec<(String, String)> = names
+            .iter()
+            .flat_map(|n| {
+                [
+                    (format!("{n}-bin"), n.clone()),
+                    (format!("lib{n}"), n.clone()),
+                ]
+            })
+            .collect();
+        let make = |name: &str, odd: &str| {
+            let pkgs: Vec<Pkg<'_>> = bins
+                .iter()
+                .map(|(b, s)| {
+                    let v = if s == "src042" { odd } else { "1.0-1" };
+                    (b.as_str(), v, Some((s.as_str(), v)))
+                })
+                .collect();
+            host(
+                name,
+                os("debian", "12", Some("bookworm")),
+                PackageManager::Apt,
+                &pkgs,
+                &[],
+                &[],
+            )
+        };
+        let fleet = ObservedFleet::new(
+            "2026-03-10T00:00:00Z".into(),
+            vec![make("one", "1.0-1"), make("two", "2.0-1")],
+        );
+        let index = Index::build(records, None);
+        let overrides = BTreeMap::new();
+        let fast = assess(&index, &fleet, &overrides);
+        assert_eq!(
+            said(&fast),
+            said(&assess_per_host(&index, &fleet, &overrides))
+        );
+        let (one, two) = (&fast.hosts["one"].findings, &fast.hosts["two"].findings);
+        assert_eq!(one.len(), 100);
+        assert_eq!(two.len(), 100);
+        for (a, b) in one.iter().zip(two) {
+            assert_eq!(a.source, b.source);
+            if a.source == "src042" {
+                assert!(!std::sync::Arc::ptr_eq(&a.core, &b.core));
+                assert_eq!(
+                    (a.source_version.as_str(), b.source_version.as_str()),
+                    ("1.0-1", "2.0-1")
+                );
+            } else {
+                assert!(
+                    std::sync::Arc::ptr_eq(&a.core, &b.core),
+                    "{} not shared",
+                    a.source
+                );
+            }
+        }
+    }
+
     /// What a finding says, comparable across assessments.
     fn said(a: &super::super::Assessment) -> Vec<String> {
         a.hosts
