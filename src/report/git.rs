@@ -10,6 +10,7 @@ use git2::{
     Tree,
 };
 use jiff::Timestamp;
+use rayon::prelude::*;
 
 use super::{
     HistoryEntry, HostPackages, HostReport, InstalledRecord, ReportError, ReportTarget, RunLookup,
@@ -854,26 +855,40 @@ fn read_host_files(
         return Ok(Vec::new());
     };
     let hosts = repo.find_tree(entry.id()).map_err(git_err("read hosts/"))?;
-    let mut out = Vec::new();
-    for e in hosts.iter() {
-        let name = e.name().unwrap_or_default().to_owned();
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let blob = repo
-            .find_blob(e.id())
-            .map_err(git_err(format!("read hosts/{name}")))?;
-        match serde_json::from_slice::<HostReport>(blob.content()) {
-            Ok(h) => out.push(h),
-            Err(source) if lenient => {
-                tracing::warn!(file = %format!("hosts/{name}"), %branch, "ignoring unreadable host report: {source}");
-            }
-            Err(source) => {
-                return Err(ReportError::Format {
-                    branch: branch.to_owned(),
-                    path: format!("hosts/{name}"),
-                    source,
-                })
+    let files: Vec<(String, Oid)> = hosts
+        .iter()
+        .map(|e| (e.name().unwrap_or_default().to_owned(), e.id()))
+        .filter(|(name, _)| name.ends_with(".json"))
+        .collect();
+    let mut out = Vec::with_capacity(files.len());
+    // Parsed on every core, a chunk at a time (libgit2 reads the blobs on this thread):
+    // every report commit reads all host files, ~30 KB of JSON each for thousands of hosts.
+    for chunk in files.chunks(256) {
+        let texts = chunk
+            .iter()
+            .map(|(name, id)| {
+                repo.find_blob(*id)
+                    .map(|b| (name.as_str(), b.content().to_vec()))
+                    .map_err(git_err(format!("read hosts/{name}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parsed: Vec<_> = texts
+            .par_iter()
+            .map(|(name, text)| (*name, serde_json::from_slice::<HostReport>(text)))
+            .collect();
+        for (name, report) in parsed {
+            match report {
+                Ok(h) => out.push(h),
+                Err(source) if lenient => {
+                    tracing::warn!(file = %format!("hosts/{name}"), %branch, "ignoring unreadable host report: {source}");
+                }
+                Err(source) => {
+                    return Err(ReportError::Format {
+                        branch: branch.to_owned(),
+                        path: format!("hosts/{name}"),
+                        source,
+                    })
+                }
             }
         }
     }

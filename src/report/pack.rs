@@ -203,6 +203,14 @@ fn write_file(dir: &Path, path: &Path, parts: &[&[u8]]) -> Result<(), PackError>
     for part in parts {
         tmp.write_all(part).map_err(err)?;
     }
+    // Read-only, as git writes its packs (a pack is never modified, only replaced).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o444))
+            .map_err(err)?;
+    }
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
