@@ -154,7 +154,7 @@ impl PackBuilder {
 
 /// The index v2 of a pack with `entries` and trailer `pack_sum`.
 fn index_bytes(mut entries: Vec<(Oid, u32, u64)>, pack_sum: &[u8]) -> Vec<u8> {
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by_key(|a| a.0);
     let mut out = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
     out.extend_from_slice(&[0xff, b't', b'O', b'c']);
     out.extend_from_slice(&2u32.to_be_bytes());
