@@ -1397,3 +1397,57 @@ fn promotion_evidence_is_read_from_the_remote_reports_branch_not_a_stale_local_c
         .expect_err("the remote cannot be read");
     assert!(err.to_string().contains("fetch from origin"), "{err}");
 }
+
+#[test]
+fn a_report_commit_rewrites_only_the_files_of_hosts_that_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "    heartbeat: 12h\n");
+    let fleet = load(dir.path());
+    let first = report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("first");
+    // web-1 installed its pending security update; every other host is as it was.
+    let mut changed = observed("2026-11-16T02:10:00Z");
+    let web1 = changed
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "web-1")
+        .unwrap();
+    web1.updates.clear();
+    web1.installed[1].version = "2.36-9+deb12u9".into();
+    let second = report::record_observation(
+        dir.path(),
+        &fleet,
+        &changed,
+        &desired,
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("second");
+    assert!(second.committed, "{second:?}");
+    assert_eq!(
+        git(
+            dir.path(),
+            &["diff", "--name-only", &first.commit, &second.commit]
+        ),
+        format!(
+            "hosts/web-1.json\npackages/web-1.txt\nruns/{}.json\nsummary.json\n",
+            second.run_id
+        )
+    );
+    // The unchanged hosts' entries point at the very blobs of the first commit.
+    for path in [
+        "hosts/web-2.json",
+        "hosts/db-1.json",
+        "hosts/lab-1.json",
+        "packages/web-2.txt",
+    ] {
+        let blob = |commit: &str| git(dir.path(), &["rev-parse", &format!("{commit}:{path}")]);
+        assert_eq!(blob(&first.commit), blob(&second.commit), "{path}");
+    }
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
+}

@@ -86,7 +86,16 @@ fn record(
     let target = ReportTarget::from_fleet(repo, fleet);
     // Host reports list open advisories when advisory data was imported.
     let advisories = observed.and_then(|o| super::advisories::assessment(repo, fleet, o, now));
-    match report::record_with(&target, fleet, observed, advisories.as_ref(), run, now) {
+    // Timed for benches/scale.sh (`PATCHKEEPER_LOG=patchkeeper::cli::audit=debug`): the
+    // report commit's own wall time, apart from the run it records.
+    let started = std::time::Instant::now();
+    let recorded = report::record_with(&target, fleet, observed, advisories.as_ref(), run, now);
+    tracing::debug!(
+        hosts = fleet.hosts().count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "report commit"
+    );
+    match recorded {
         Ok(Recorded {
             commit,
             committed: false,

@@ -10,6 +10,7 @@ use git2::{
     Tree,
 };
 use jiff::Timestamp;
+use rayon::prelude::*;
 
 use super::{
     HistoryEntry, HostPackages, HostReport, InstalledRecord, ReportError, ReportTarget, RunLookup,
@@ -509,10 +510,12 @@ impl<'t> Writer<'t> {
     ) -> Result<Oid, ReportError> {
         let repo = &self.repo;
         let base_tree = self.tree_of(base)?;
-        let mut by_dir: BTreeMap<&str, Vec<(&str, &[u8])>> = BTreeMap::new();
-        for (path, bytes) in files {
+        // Every blob first (a tree entry must name an object that exists).
+        let blobs = write_blobs(repo, files)?;
+        let mut by_dir: BTreeMap<&str, Vec<(&str, Oid)>> = BTreeMap::new();
+        for ((path, _), blob) in files.iter().zip(blobs) {
             let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-            by_dir.entry(dir).or_default().push((name, bytes));
+            by_dir.entry(dir).or_default().push((name, blob));
         }
         let mut root = repo
             .treebuilder(base_tree.as_ref())
@@ -552,11 +555,14 @@ impl<'t> Writer<'t> {
                 _ => None,
             };
             if let Some((suffix, Some(keep))) = prune {
+                // A set: one lookup per existing file (10,000 hosts: no 10^8 scan).
+                let keep: std::collections::HashSet<&str> =
+                    keep.iter().map(String::as_str).collect();
                 let mut stale = Vec::new();
                 for e in existing.iter().flat_map(|t| t.iter()) {
                     let name = e.name().unwrap_or_default().to_owned();
                     let host = name.strip_suffix(suffix).unwrap_or(&name);
-                    if !keep.iter().any(|k| k == host) {
+                    if !keep.contains(host) {
                         stale.push(name);
                     }
                 }
@@ -565,9 +571,8 @@ impl<'t> Writer<'t> {
                         .map_err(git_err(format!("prune {dir}/ file")))?;
                 }
             }
-            for (name, bytes) in by_dir.get(dir).into_iter().flatten() {
-                let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
-                sub.insert(*name, blob, FILE_MODE)
+            for (name, blob) in by_dir.get(dir).into_iter().flatten() {
+                sub.insert(*name, *blob, FILE_MODE)
                     .map_err(git_err("insert file"))?;
             }
             if keep_installed.is_some() && dir == "installed" && sub.is_empty() {
@@ -587,9 +592,8 @@ impl<'t> Writer<'t> {
             root.insert(dir, oid, DIR_MODE)
                 .map_err(git_err("insert tree"))?;
         }
-        for (name, bytes) in by_dir.get("").into_iter().flatten() {
-            let blob = repo.blob(bytes).map_err(git_err("write blob"))?;
-            root.insert(*name, blob, FILE_MODE)
+        for (name, blob) in by_dir.get("").into_iter().flatten() {
+            root.insert(*name, *blob, FILE_MODE)
                 .map_err(git_err("insert file"))?;
         }
         let tree_oid = root.write().map_err(git_err("write tree"))?;
@@ -819,6 +823,28 @@ pub(super) fn local_remote_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(url))
 }
 
+/// From how many files a commit's blobs go into one pack instead of loose objects: a
+/// commit of a few files (serve's observations of a handful of changed hosts) stays loose,
+/// so packs do not pile up; a fleet-wide commit writes two files instead of thousands.
+const PACK_FROM: usize = 64;
+
+/// Writes the blobs of `files`, returning their ids in the same order.
+fn write_blobs(repo: &Repository, files: &[(String, Vec<u8>)]) -> Result<Vec<Oid>, ReportError> {
+    if files.len() < PACK_FROM {
+        return files
+            .iter()
+            .map(|(_, bytes)| repo.blob(bytes).map_err(git_err("write blob")))
+            .collect();
+    }
+    let mut pack = super::pack::PackBuilder::new();
+    let ids = files
+        .iter()
+        .map(|(_, bytes)| pack.add_blob(bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    pack.write(repo)?;
+    Ok(ids)
+}
+
 fn read_host_files(
     repo: &Repository,
     tree: &Tree<'_>,
@@ -829,26 +855,40 @@ fn read_host_files(
         return Ok(Vec::new());
     };
     let hosts = repo.find_tree(entry.id()).map_err(git_err("read hosts/"))?;
-    let mut out = Vec::new();
-    for e in hosts.iter() {
-        let name = e.name().unwrap_or_default().to_owned();
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let blob = repo
-            .find_blob(e.id())
-            .map_err(git_err(format!("read hosts/{name}")))?;
-        match serde_json::from_slice::<HostReport>(blob.content()) {
-            Ok(h) => out.push(h),
-            Err(source) if lenient => {
-                tracing::warn!(file = %format!("hosts/{name}"), %branch, "ignoring unreadable host report: {source}");
-            }
-            Err(source) => {
-                return Err(ReportError::Format {
-                    branch: branch.to_owned(),
-                    path: format!("hosts/{name}"),
-                    source,
-                })
+    let files: Vec<(String, Oid)> = hosts
+        .iter()
+        .map(|e| (e.name().unwrap_or_default().to_owned(), e.id()))
+        .filter(|(name, _)| name.ends_with(".json"))
+        .collect();
+    let mut out = Vec::with_capacity(files.len());
+    // Parsed on every core, a chunk at a time (libgit2 reads the blobs on this thread):
+    // every report commit reads all host files, ~30 KB of JSON each for thousands of hosts.
+    for chunk in files.chunks(256) {
+        let texts = chunk
+            .iter()
+            .map(|(name, id)| {
+                repo.find_blob(*id)
+                    .map(|b| (name.as_str(), b.content().to_vec()))
+                    .map_err(git_err(format!("read hosts/{name}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parsed: Vec<_> = texts
+            .par_iter()
+            .map(|(name, text)| (*name, serde_json::from_slice::<HostReport>(text)))
+            .collect();
+        for (name, report) in parsed {
+            match report {
+                Ok(h) => out.push(h),
+                Err(source) if lenient => {
+                    tracing::warn!(file = %format!("hosts/{name}"), %branch, "ignoring unreadable host report: {source}");
+                }
+                Err(source) => {
+                    return Err(ReportError::Format {
+                        branch: branch.to_owned(),
+                        path: format!("hosts/{name}"),
+                        source,
+                    })
+                }
             }
         }
     }

@@ -18,13 +18,35 @@ pub const CONTEXT: usize = 3;
 /// The list file of `installed`: `name:arch version` per line, sorted by name then
 /// architecture (the order of the observation, restated so the file never depends on it).
 pub fn render(installed: &[InstalledPackage]) -> String {
-    let mut lines: Vec<String> = installed
-        .iter()
-        .map(|p| format!("{}:{} {}\n", p.name, p.arch, p.version))
-        .collect();
-    lines.sort();
-    lines.dedup();
-    lines.concat()
+    // One buffer with the lines as ranges, not a String per line: every observed host's
+    // list (1,500 lines) is rendered for each report commit, for thousands of hosts.
+    let mut buf = String::with_capacity(
+        installed
+            .iter()
+            .map(|p| p.name.len() + p.arch.len() + p.version.len() + 3)
+            .sum(),
+    );
+    let mut lines = Vec::with_capacity(installed.len());
+    for p in installed {
+        let start = buf.len();
+        for part in [p.name.as_str(), ":", &p.arch, " ", &p.version, "\n"] {
+            buf.push_str(part);
+        }
+        lines.push(start..buf.len());
+    }
+    let line = |r: &std::ops::Range<usize>| &buf[r.clone()];
+    // Observations come sorted by name then architecture, which is almost always the
+    // lines' byte order already: then the buffer is the file.
+    if lines.windows(2).all(|w| line(&w[0]) < line(&w[1])) {
+        return buf;
+    }
+    lines.sort_unstable_by(|a, b| line(a).cmp(line(b)));
+    lines.dedup_by(|a, b| line(a) == line(b));
+    let mut out = String::with_capacity(buf.len());
+    for r in &lines {
+        out.push_str(line(r));
+    }
+    out
 }
 
 /// One package of a list.
@@ -160,6 +182,25 @@ mod tests {
         let c = compare("", &text);
         assert_eq!(c.added[2].package, "zlib1g");
         assert_eq!(c.added[2].version, "1:1.2.13.dfsg-1");
+    }
+
+    #[test]
+    fn render_orders_by_the_line_bytes_and_drops_repeated_lines() {
+        // In observation order (`a` before `a-b`: name, then architecture) the lines are
+        // not in byte order (`-` sorts before `:`); the file is in byte order, each line once.
+        let text = render(&[
+            pkg("a", "amd64", "1"),
+            pkg("a-b", "amd64", "2"),
+            pkg("a-b", "amd64", "2"),
+            pkg("a+c", "all", "3"),
+        ]);
+        assert_eq!(text, "a+c:all 3\na-b:amd64 2\na:amd64 1\n");
+        // Already in byte order: the same bytes.
+        assert_eq!(
+            render(&[pkg("a+c", "all", "3"), pkg("a-b", "amd64", "2")]),
+            "a+c:all 3\na-b:amd64 2\n"
+        );
+        assert_eq!(render(&[]), "");
     }
 
     #[test]

@@ -129,9 +129,9 @@ fn run(
         }
         Err(e) => return Err(failure(signing, &format!("{tool} did not finish: {e}"))),
     };
-    if let Some(Ok(Err(e))) = feed.map(|f| f.join()) {
-        return Err(failure(signing, &format!("cannot write to {tool}: {e}")));
-    }
+    // A tool that fails early (gpg with an unknown key) may exit before reading its
+    // input: then its own failure is the reason, not the broken pipe it left behind.
+    let fed = feed.map(|f| f.join());
     let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
         h.and_then(|h| h.join().ok()).unwrap_or_default()
     };
@@ -149,6 +149,9 @@ fn run(
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         ));
+    }
+    if let Some(Ok(Err(e))) = fed {
+        return Err(failure(signing, &format!("cannot write to {tool}: {e}")));
     }
     Ok(out)
 }
