@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::journal::{Event, InFlight, Journal};
+use super::journal::{Event, InFlight, Journal, Shared};
 use super::run::Progress;
 use crate::driver::{self, ObserveOptions};
 use crate::model::PackageManager;
@@ -353,8 +353,28 @@ pub async fn recover_fleet_gated(
     progress: &dyn Progress,
     gate: Option<&dyn super::HostGate>,
 ) -> Result<Vec<Recovery>, String> {
+    recover_fleet_shared(fleet, repo, run, progress, gate, None).await
+}
+
+/// [`recover_fleet_gated`] over the local journal and `shared` (the cluster's journal
+/// stream): hosts any replica left in flight are recovered, and the outcome is appended to
+/// `shared` too, so no other replica recovers (or reports) the host again.
+pub async fn recover_fleet_shared(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+    progress: &dyn Progress,
+    gate: Option<&dyn super::HostGate>,
+    shared: Option<std::sync::Arc<dyn Shared>>,
+) -> Result<Vec<Recovery>, String> {
     let dir = super::state_dir(repo);
-    let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    let mut entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    if let Some(s) = &shared {
+        let theirs = s
+            .entries()
+            .map_err(|e| format!("cannot read the shared journal: {e}"))?;
+        entries = super::journal::merge(entries, theirs);
+    }
     let open = super::journal::in_flight(&entries);
     if open.is_empty() {
         return Ok(Vec::new());
@@ -368,6 +388,8 @@ pub async fn recover_fleet_gated(
         ),
         poll: Duration::from_secs(2),
     };
-    let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
+    let journal = Journal::open(&dir, run, "recovery")
+        .map_err(|e| e.to_string())?
+        .with_shared(shared);
     Ok(recover(fleet, &journal, &open, options, progress, gate).await)
 }
