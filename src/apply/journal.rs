@@ -474,6 +474,29 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_counts_a_line_in_both_once_and_keeps_lines_only_the_file_has_first() {
+        let ours = entry("r1", "a", Event::HostStarted);
+        let before_the_cluster = entry("r0", "b", Event::HostStarted);
+        let recovered = entry(
+            "r2",
+            "a",
+            Event::Recovered {
+                of_run: "r1".into(),
+                detail: vec![],
+            },
+        );
+        let merged = merge(
+            vec![before_the_cluster.clone(), ours.clone()],
+            vec![ours.clone(), recovered.clone()],
+        );
+        assert_eq!(merged, [before_the_cluster, ours, recovered]);
+        // Another replica's recovery closes this replica's own host; b stays in flight.
+        let open = in_flight(&merged);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].host, "b");
+    }
+
+    #[test]
     fn a_torn_last_line_is_cut_so_the_next_step_is_not_lost() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), "r1", "p1").unwrap();

@@ -84,6 +84,10 @@ pub async fn recover(
     let root = fleet.fleet().root.clone();
     let keys = KeyCache::new();
     let mut out = Vec::new();
+    // A replica killed mid-transaction still holds the host's lease until it expires: one
+    // TTL from now, every lease of a dead holder is gone (a live holder keeps its own); half
+    // a TTL more for the server, which expires keys a little after their age.
+    let patience = Instant::now() + gate.map_or(Duration::ZERO, |g| g.expiry() * 3 / 2);
     for f in in_flight {
         let mut detail = vec![format!(
             "was in flight in run {} (last step {} at {})",
@@ -103,7 +107,7 @@ pub async fn recover(
                 // With several replicas, recovery is a transaction on the host like any
                 // other: never while another replica holds the host's lease.
                 Ok(target) => match gate {
-                    Some(g) => match g.enter(&f.host, journal.run()).await {
+                    Some(g) => match enter(g, &f.host, journal.run(), patience).await {
                         Ok(pass) => {
                             let ok = recover_host(
                                 &target,
@@ -150,6 +154,23 @@ pub async fn recover(
         });
     }
     out
+}
+
+/// `gate`'s pass for `host`, tried again until `until` while it is refused.
+async fn enter(
+    gate: &dyn super::HostGate,
+    host: &str,
+    run: &str,
+    until: Instant,
+) -> Result<Box<dyn super::HostPass>, String> {
+    let every = (gate.expiry() / 10).max(Duration::from_millis(100));
+    loop {
+        match gate.enter(host, run).await {
+            Ok(pass) => return Ok(pass),
+            Err(why) if Instant::now() >= until => return Err(why),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
 }
 
 async fn recover_host(
