@@ -253,12 +253,17 @@ fn a_replica_killed_mid_transaction_has_its_host_recovered_by_another_once() {
         "{open:?}"
     );
     let a_run = open[0].run.clone();
+    let killed = std::time::Instant::now();
     a.kill_9();
     // b leads once a's leader lease expired, and recovers deb-1 once a's host lease did:
     // the orphaned dpkg still holds the lock, so b's recovery waits for it, under b's lease.
     b.run().wait_for_stderr("took the leader lease", WAIT);
     b.run()
         .wait_for_stderr("recovery: waiting for the package manager lock", WAIT);
+    eprintln!(
+        "b recovering deb-1 under its own lease {:?} after a's kill -9 (ttl 2s)",
+        killed.elapsed()
+    );
     let view = watcher.view().expect("view");
     assert_eq!(view.in_flight.len(), 1, "{view:?}");
     assert!(
