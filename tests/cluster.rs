@@ -323,6 +323,20 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let pass = rt.block_on(gate.enter("db-1", "run-7")).expect("lease");
+    {
+        use patchkeeper::apply::journal::{Event, Journal};
+        let journal = Journal::open(&dir.path().join("state"), "run-7", "plan-x")
+            .expect("journal")
+            .with_shared(Some(Arc::new(a.journal())));
+        journal
+            .record(
+                Some("db-1"),
+                Event::TransactionStarted {
+                    command: "apt-get install -y libpk=1.2-1".into(),
+                },
+            )
+            .expect("journaled");
+    }
     // The heartbeat says leader once the loop wrote it after taking the lease.
     wait_for("a's heartbeat says it leads", || {
         a.view()
@@ -345,6 +359,11 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     assert_eq!(v["inFlight"][0]["host"], "db-1");
     assert_eq!(v["inFlight"][0]["replica"], a.replica());
     assert_eq!(v["inFlight"][0]["purpose"], "apply run-7");
+    // The journal stream shows db-1 started in its transaction, never finished.
+    assert_eq!(v["unfinished"][0]["host"], "db-1", "{v}");
+    assert_eq!(v["unfinished"][0]["run"], "run-7");
+    assert_eq!(v["unfinished"][0]["lastStep"], "transaction-started");
+    assert_eq!(v["unfinished"][0]["inTransaction"], true);
     let out = common::cli::run(
         dir.path(),
         &["cluster", "status", "--cluster", &server.url()],
@@ -357,6 +376,12 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     );
     assert!(text.contains("(leader)"), "{text}");
     assert!(text.contains("db-1  by "), "{text}");
+    assert!(
+        text.contains(
+            "unfinished in the journal (1):\n  db-1  run run-7  last step transaction-started"
+        ),
+        "{text}"
+    );
     rt.block_on(pass.leave());
     // A server nobody listens on: exit 1 naming it.
     let port = server.port();

@@ -253,6 +253,12 @@ fn a_replica_killed_mid_transaction_has_its_host_recovered_by_another_once() {
         "{open:?}"
     );
     let a_run = open[0].run.clone();
+    let unfinished = watcher.view().expect("view").unfinished;
+    assert_eq!(
+        unfinished.len(),
+        1,
+        "cluster status shows it: {unfinished:?}"
+    );
     let killed = std::time::Instant::now();
     a.kill_9();
     // b leads once a's leader lease expired, and recovers deb-1 once a's host lease did:
@@ -308,7 +314,11 @@ fn a_replica_killed_mid_transaction_has_its_host_recovered_by_another_once() {
         })
         .collect();
     assert_eq!(recovered, [a_run.as_str()], "one recovery journaled");
-    assert!(watcher.view().expect("view").in_flight.is_empty());
+    let view = watcher.view().expect("view");
+    assert!(
+        view.in_flight.is_empty() && view.unfinished.is_empty(),
+        "{view:?}"
+    );
 
     // a comes back on its own state directory, whose journal file still has deb-1 in
     // flight: the stream says b recovered it, so a neither recovers nor reports it again.

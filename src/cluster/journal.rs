@@ -29,7 +29,8 @@ pub const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The cluster's journal stream, used from synchronous code (the apply journal's `record`
-/// is called from apply's own runtime, and waits for the acknowledgement).
+/// is called from apply's own runtime, and waits for the acknowledgement). Never called
+/// from the cluster's own runtime: it would wait for work queued behind itself.
 #[derive(Clone)]
 pub struct ClusterJournal {
     runtime: tokio::runtime::Handle,
@@ -93,12 +94,22 @@ impl ClusterJournal {
         }
     }
 
-    /// Every line, oldest first (async: on the cluster's runtime).
-    pub async fn read(js: &jetstream::Context) -> Result<Vec<Entry>, String> {
-        let stream = js
-            .get_stream(JOURNAL_STREAM)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// Every line, oldest first (on the cluster's runtime).
+    async fn read_all(js: &jetstream::Context) -> Result<Vec<Entry>, String> {
+        let stream = match js.get_stream(JOURNAL_STREAM).await {
+            Ok(s) => s,
+            // No replica made it yet (`cluster status` only reads): nothing journaled.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let info = stream.get_info().await.map_err(|e| e.to_string())?;
         if info.state.messages == 0 {
             return Ok(Vec::new());
@@ -149,7 +160,22 @@ impl Shared for ClusterJournal {
     fn entries(&self) -> Result<Vec<Entry>, String> {
         let js = self.js.clone();
         self.wait("journal read", READ_TIMEOUT, async move {
-            ClusterJournal::read(&js).await
+            ClusterJournal::read_all(&js).await
         })
     }
+}
+
+/// The hosts the journal stream shows started by some replica's run and never finished (nor
+/// recovered): what the leader's next round recovers (`cluster status`).
+pub(crate) async fn unfinished(
+    js: &jetstream::Context,
+) -> Result<Vec<crate::apply::journal::InFlight>, super::ClusterError> {
+    let entries =
+        ClusterJournal::read_all(js)
+            .await
+            .map_err(|why| super::ClusterError::Stream {
+                stream: JOURNAL_STREAM.into(),
+                why,
+            })?;
+    Ok(crate::apply::journal::in_flight(&entries))
 }

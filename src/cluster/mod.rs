@@ -261,14 +261,24 @@ impl Cluster {
         &self.replicas
     }
 
-    /// Reads what `cluster status` shows: replicas, the leader, hosts in a transaction.
+    /// Reads what `cluster status` shows: replicas, the leader, hosts in a transaction, and
+    /// hosts the journal shows left in flight.
     pub fn view(&self) -> Result<ClusterView, ClusterError> {
-        self.runtime.block_on(view::read(
-            &self.leader,
-            &self.replicas,
-            &self.hosts,
-            self.ttl,
-        ))
+        self.runtime.block_on(async {
+            let mut view = view::read(&self.leader, &self.replicas, &self.hosts, self.ttl).await?;
+            view.unfinished = journal::unfinished(&self.journal)
+                .await?
+                .into_iter()
+                .map(|f| view::UnfinishedView {
+                    host: f.host,
+                    run: f.run,
+                    last_step: f.last_event,
+                    at: f.at,
+                    in_transaction: f.in_transaction,
+                })
+                .collect();
+            Ok(view)
+        })
     }
 }
 
