@@ -17,7 +17,7 @@ use jiff::Timestamp;
 
 use crate::advisory::{self, Assessment, StoreError};
 use crate::apply::lock::FleetLock;
-use crate::apply::recover::recover_fleet_gated;
+use crate::apply::recover::recover_fleet_shared;
 use crate::apply::{ApplyOptions, ApplyReport, Stop, SystemClock};
 use crate::observe::{self, HostSelector, ObserveError, RunOptions};
 use crate::observed::{ObservedFleet, ObservedHost};
@@ -247,7 +247,49 @@ impl Pipeline {
             run,
             _lock: lock,
             gate: None,
+            shared: None,
+            recovered: None,
         })
+    }
+
+    /// Recovers the hosts an earlier apply (with several replicas: any replica's) left in
+    /// flight, under the fleet lock `locked` took for `repo`, and keeps the outcome in
+    /// `locked` so the round's apply does not recover them again. A clustered `serve` calls
+    /// it at the start of each round, before observing, so the round sees recovered hosts.
+    pub fn recover(
+        &self,
+        locked: &mut Locked,
+        repo: &Path,
+        fleet: &ValidFleet,
+        progress: &dyn crate::apply::Progress,
+    ) -> Result<Vec<crate::apply::recover::Recovery>, PipelineError> {
+        let done = self.recover_hosts(locked, repo, fleet, progress)?;
+        locked.recovered = Some(done.clone());
+        Ok(done)
+    }
+
+    fn recover_hosts(
+        &self,
+        locked: &Locked,
+        repo: &Path,
+        fleet: &ValidFleet,
+        progress: &dyn crate::apply::Progress,
+    ) -> Result<Vec<crate::apply::recover::Recovery>, PipelineError> {
+        let recoveries = self
+            .runtime
+            .block_on(recover_fleet_shared(
+                fleet,
+                repo,
+                &locked.run,
+                progress,
+                locked.gate.as_deref(),
+                locked.shared.clone(),
+            ))
+            .map_err(PipelineError::Recover)?;
+        for r in &recoveries {
+            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
+        }
+        Ok(recoveries)
     }
 
     /// Applies what `plan` allows now, unattended (`apply --auto-approve` without a
@@ -267,19 +309,12 @@ impl Pipeline {
         let run = locked.run.as_str();
         crate::open_files::ensure(crate::apply::connections_at_once(plan, None))?;
         let state = crate::apply::state_dir(repo);
-        let recoveries = self
-            .runtime
-            .block_on(recover_fleet_gated(
-                fleet,
-                repo,
-                run,
-                progress.as_ref(),
-                locked.gate.as_deref(),
-            ))
-            .map_err(PipelineError::Recover)?;
-        for r in &recoveries {
-            tracing::warn!("an earlier apply left a host in flight: {}", r.line());
-        }
+        // Recovered at the start of the round already (a clustered serve): not again, so a
+        // host is recovered, and reported, once.
+        let recoveries = match &locked.recovered {
+            Some(done) => done.clone(),
+            None => self.recover_hosts(locked, repo, fleet, progress.as_ref())?,
+        };
         // A host whose crash recovery failed is left alone by this run.
         let blocked = recoveries
             .iter()
@@ -287,11 +322,21 @@ impl Pipeline {
             .map(|r| (r.host.clone(), r.blocked_reason()))
             .collect();
         let plan_id = crate::apply::plan_id(plan);
-        let entries = journal::read(&state).map_err(|e| PipelineError::Journal(e.to_string()))?;
+        let mut entries =
+            journal::read(&state).map_err(|e| PipelineError::Journal(e.to_string()))?;
+        // With several replicas, a host another replica finished for this plan is not
+        // redone either.
+        if let Some(shared) = &locked.shared {
+            let theirs = shared.entries().map_err(|e| {
+                PipelineError::Journal(format!("cannot read the shared journal: {e}"))
+            })?;
+            entries = journal::merge(entries, theirs);
+        }
         let finished = journal::finished(&entries, &plan_id);
         let journal = Arc::new(
             Journal::open(&state, run, &plan_id)
-                .map_err(|e| PipelineError::Journal(e.to_string()))?,
+                .map_err(|e| PipelineError::Journal(e.to_string()))?
+                .with_shared(locked.shared.clone()),
         );
         journal
             .record(
@@ -323,6 +368,8 @@ pub struct Locked {
     run: String,
     _lock: FleetLock,
     gate: Option<Arc<dyn crate::apply::HostGate>>,
+    shared: Option<Arc<dyn crate::apply::journal::Shared>>,
+    recovered: Option<Vec<crate::apply::recover::Recovery>>,
 }
 
 impl std::fmt::Debug for Locked {
@@ -330,6 +377,7 @@ impl std::fmt::Debug for Locked {
         f.debug_struct("Locked")
             .field("run", &self.run)
             .field("gated", &self.gate.is_some())
+            .field("shared_journal", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -341,6 +389,13 @@ impl Locked {
     /// exclusive.
     pub fn gated(mut self, gate: Arc<dyn crate::apply::HostGate>) -> Locked {
         self.gate = Some(gate);
+        self
+    }
+
+    /// Also journals to `shared` (`serve --cluster`: the cluster's journal stream), and
+    /// recovers what any replica left in flight there.
+    pub fn journaled(mut self, shared: Arc<dyn crate::apply::journal::Shared>) -> Locked {
+        self.shared = Some(shared);
         self
     }
 

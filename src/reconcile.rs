@@ -412,6 +412,10 @@ pub trait Executor {
     ) -> Result<ApplyReport, String>;
     /// Releases what [`Executor::prepare`] took (the round is over).
     fn release(&mut self) {}
+    /// Recovers hosts left in flight before the round observes (a clustered `serve`:
+    /// another replica may have died mid-transaction); a no-op by default, where the
+    /// round's apply recovers first.
+    fn recover(&mut self, _fleet: &ValidFleet, _progress: Arc<dyn crate::apply::Progress>) {}
 }
 
 /// The production [`Executor`]: [`Pipeline::apply`] (`patchkeeper apply --auto-approve`
@@ -423,6 +427,7 @@ pub struct EngineExecutor {
     stop: Arc<Stop>,
     locked: Option<pipeline::Locked>,
     gate: Option<Arc<dyn crate::apply::HostGate>>,
+    shared: Option<Arc<dyn crate::apply::journal::Shared>>,
 }
 
 impl EngineExecutor {
@@ -435,6 +440,7 @@ impl EngineExecutor {
             stop,
             locked: None,
             gate: None,
+            shared: None,
         }
     }
 
@@ -443,16 +449,29 @@ impl EngineExecutor {
         self.gate = Some(gate);
         self
     }
+
+    /// Also journals to `shared` (the cluster's journal stream), and recovers what any
+    /// replica left in flight there at the start of each round.
+    pub fn with_journal(
+        mut self,
+        shared: Arc<dyn crate::apply::journal::Shared>,
+    ) -> EngineExecutor {
+        self.shared = Some(shared);
+        self
+    }
 }
 
 impl Executor for EngineExecutor {
     fn prepare(&mut self) -> Result<(), String> {
         if self.locked.is_none() {
-            let locked = self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?;
-            self.locked = Some(match &self.gate {
-                Some(gate) => locked.gated(gate.clone()),
-                None => locked,
-            });
+            let mut locked = self.pipeline.lock(&self.repo).map_err(|e| e.to_string())?;
+            if let Some(gate) = &self.gate {
+                locked = locked.gated(gate.clone());
+            }
+            if let Some(shared) = &self.shared {
+                locked = locked.journaled(shared.clone());
+            }
+            self.locked = Some(locked);
         }
         Ok(())
     }
@@ -474,6 +493,23 @@ impl Executor for EngineExecutor {
 
     fn release(&mut self) {
         self.locked = None;
+    }
+
+    fn recover(&mut self, fleet: &ValidFleet, progress: Arc<dyn crate::apply::Progress>) {
+        // Without a shared journal only this process's own apply left hosts in flight: its
+        // apply recovers them first, as a single `apply` does.
+        if self.shared.is_none() {
+            return;
+        }
+        let Some(locked) = self.locked.as_mut() else {
+            return;
+        };
+        if let Err(e) = self
+            .pipeline
+            .recover(locked, &self.repo, fleet, progress.as_ref())
+        {
+            tracing::error!("crash recovery failed (retried before the round applies): {e}");
+        }
     }
 }
 
@@ -1150,6 +1186,11 @@ impl<O: Observer> Reconciler<O> {
         now: Timestamp,
     ) -> Result<Round, String> {
         let publish = Arc::new(Publish(self.status.clone()));
+        if fleet.settings().reconcile.auto_apply {
+            if let Some(executor) = self.executor.as_mut() {
+                executor.recover(fleet, publish.clone());
+            }
+        }
         self.status.set_phase(Phase::Observing);
         if let Some(feed) = &self.advisories {
             self.status.set_advisory_sources(feed.refresh(fleet, now));

@@ -323,6 +323,20 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let pass = rt.block_on(gate.enter("db-1", "run-7")).expect("lease");
+    {
+        use patchkeeper::apply::journal::{Event, Journal};
+        let journal = Journal::open(&dir.path().join("state"), "run-7", "plan-x")
+            .expect("journal")
+            .with_shared(Some(Arc::new(a.journal())));
+        journal
+            .record(
+                Some("db-1"),
+                Event::TransactionStarted {
+                    command: "apt-get install -y libpk=1.2-1".into(),
+                },
+            )
+            .expect("journaled");
+    }
     // The heartbeat says leader once the loop wrote it after taking the lease.
     wait_for("a's heartbeat says it leads", || {
         a.view()
@@ -345,6 +359,11 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     assert_eq!(v["inFlight"][0]["host"], "db-1");
     assert_eq!(v["inFlight"][0]["replica"], a.replica());
     assert_eq!(v["inFlight"][0]["purpose"], "apply run-7");
+    // The journal stream shows db-1 started in its transaction, never finished.
+    assert_eq!(v["unfinished"][0]["host"], "db-1", "{v}");
+    assert_eq!(v["unfinished"][0]["run"], "run-7");
+    assert_eq!(v["unfinished"][0]["lastStep"], "transaction-started");
+    assert_eq!(v["unfinished"][0]["inTransaction"], true);
     let out = common::cli::run(
         dir.path(),
         &["cluster", "status", "--cluster", &server.url()],
@@ -357,6 +376,12 @@ fn cluster_status_shows_the_leader_replicas_and_hosts_in_flight() {
     );
     assert!(text.contains("(leader)"), "{text}");
     assert!(text.contains("db-1  by "), "{text}");
+    assert!(
+        text.contains(
+            "unfinished in the journal (1):\n  db-1  run run-7  last step transaction-started"
+        ),
+        "{text}"
+    );
     rt.block_on(pass.leave());
     // A server nobody listens on: exit 1 naming it.
     let port = server.port();
@@ -536,20 +561,26 @@ impl patchkeeper::apply::Progress for Quiet {
     fn batch(&self, _index: usize, _message: &str) {}
 }
 
+/// The two-host fleet of [`fleet`], loaded from its working copy.
+fn loaded(root: &Path) -> (std::path::PathBuf, patchkeeper::validate::ValidFleet) {
+    fleet(root);
+    let work = root.join("work");
+    let fleet = patchkeeper::validate::load_and_validate(&work)
+        .expect("loads")
+        .fleet
+        .expect("valid");
+    (work, fleet)
+}
+
 #[test]
 fn crash_recovery_of_a_host_needs_its_transaction_lease() {
     use patchkeeper::apply::journal::{Event, Journal};
     use patchkeeper::apply::recover::recover_fleet_gated;
     let server = NatsServer::start();
-    let ttl = Duration::from_secs(30);
-    let (a, b) = (Arc::new(join(&server, ttl)), join(&server, ttl));
+    let ttl = Duration::from_secs(2);
+    let (a, b) = (Arc::new(join(&server, ttl)), Arc::new(join(&server, ttl)));
     let root = tempfile::tempdir().expect("tempdir");
-    fleet(root.path());
-    let work = root.path().join("work");
-    let fleet = patchkeeper::validate::load_and_validate(&work)
-        .expect("loads")
-        .fleet
-        .expect("valid");
+    let (work, fleet) = loaded(root.path());
     // An earlier apply of this replica died with web-1 in flight.
     let state = patchkeeper::apply::state_dir(&work);
     patchkeeper::apply::create_state_dir(&state).expect("state dir");
@@ -557,17 +588,14 @@ fn crash_recovery_of_a_host_needs_its_transaction_lease() {
         .expect("journal")
         .record(Some("web-1"), Event::HostStarted)
         .expect("record");
-    // Another replica holds web-1's lease (it is patching it now).
-    let lease = b.host_lease("web-1");
-    let Attempt::Held(held) = b
-        .runtime()
-        .block_on(lease.take(&record("b")))
-        .expect("take")
-    else {
-        panic!("free");
-    };
-    let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    // Another replica, alive, holds web-1's lease and renews it (it is patching it now).
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gate_b = HostLeases::new(&b).only_while(Arc::new(Fixed(true)));
+    let pass = rt
+        .block_on(gate_b.enter("web-1", "run-b"))
+        .expect("b takes web-1");
+    let gate = HostLeases::new(&a).only_while(Arc::new(Fixed(true)));
+    let started = Instant::now();
     let recoveries = rt
         .block_on(recover_fleet_gated(
             &fleet,
@@ -577,17 +605,20 @@ fn crash_recovery_of_a_host_needs_its_transaction_lease() {
             Some(&gate),
         ))
         .expect("recovery runs");
+    // A dead holder's lease would have expired meanwhile: recovery waited one TTL for it.
+    assert!(started.elapsed() >= ttl, "{:?}", started.elapsed());
     assert_eq!(recoveries.len(), 1, "{recoveries:?}");
     let r = &recoveries[0];
     assert!(!r.recovered, "{r:?}");
     assert!(
-        r.line().contains("replica b") && r.line().contains("holds this host's transaction lease"),
-        "left to the lease holder, not touched: {}",
+        r.line().contains(&format!("replica {}", b.replica()))
+            && r.line().contains("holds this host's transaction lease"),
+        "left to the live lease holder, not touched: {}",
         r.line()
     );
     // Once released, this replica recovers it under its own lease (here the host is
     // unreachable, so the recovery fails at the connection) and gives the lease back.
-    b.runtime().block_on(lease.release(held)).expect("release");
+    rt.block_on(pass.leave());
     let recoveries = rt
         .block_on(recover_fleet_gated(
             &fleet,
@@ -601,4 +632,129 @@ fn crash_recovery_of_a_host_needs_its_transaction_lease() {
     assert!(!r.recovered, "port 1 is closed: {r:?}");
     assert!(!r.line().contains("lease"), "{}", r.line());
     assert!(a.view().expect("view").in_flight.is_empty(), "released");
+}
+
+#[test]
+fn a_journal_line_of_one_replica_is_read_by_another_which_recovers_only_hosts_left_in_flight() {
+    use patchkeeper::apply::journal::{self, Event, Journal, Shared};
+    use patchkeeper::apply::recover::recover_fleet_shared;
+    use patchkeeper::apply::Outcome;
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(2);
+    let (a, b) = (Arc::new(join(&server, ttl)), Arc::new(join(&server, ttl)));
+    let root = tempfile::tempdir().expect("tempdir");
+    let (work, fleet) = loaded(root.path());
+    // Replica a's apply: web-2 finished; web-1 mid-transaction and gone-1 (since removed
+    // from the inventory) started when a died, web-1's lease still a's, never renewed.
+    let repo_a = root.path().join("a-repo");
+    let state_a = patchkeeper::apply::state_dir(&repo_a);
+    let shared_a: Arc<dyn Shared> = Arc::new(a.journal());
+    let ja = Journal::open(&state_a, "run-a", "plan-x")
+        .expect("journal")
+        .with_shared(Some(shared_a.clone()));
+    for (host, event) in [
+        ("web-2", Event::HostStarted),
+        ("web-1", Event::HostStarted),
+        ("gone-1", Event::HostStarted),
+        (
+            "web-1",
+            Event::TransactionStarted {
+                command: "apt-get install -y libpk=1.2-1".into(),
+            },
+        ),
+        (
+            "web-2",
+            Event::HostDone {
+                outcome: Outcome::Compliant,
+                detail: vec![],
+            },
+        ),
+    ] {
+        ja.record(Some(host), event).expect("journaled");
+    }
+    let dead = a.host_lease("web-1");
+    let Attempt::Held(_) = a
+        .runtime()
+        .block_on(dead.take(&record(a.replica())))
+        .expect("take")
+    else {
+        panic!("free");
+    };
+    drop(ja);
+    // Replica b reads a's lines as a wrote them, in order.
+    let written = journal::read(&state_a).expect("a's file");
+    let read = b.journal().entries().expect("b reads the stream");
+    assert_eq!(read, written, "the stream holds the file journal's lines");
+    let open: Vec<(String, String, bool)> = journal::in_flight(&read)
+        .into_iter()
+        .map(|f| (f.host, f.run, f.in_transaction))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            ("gone-1".to_owned(), "run-a".to_owned(), false),
+            ("web-1".to_owned(), "run-a".to_owned(), true)
+        ],
+        "the finished web-2 is not in flight"
+    );
+    assert_eq!(
+        journal::finished(&read, "plan-x")
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["web-2"]
+    );
+    // b's recovery, from its own (empty) state directory: only the hosts a left in flight,
+    // web-1 once a's lease expired (port 1 is closed: it fails at the connection and stays
+    // in flight), gone-1 recovered without a connection.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let gate_b = HostLeases::new(&b).only_while(Arc::new(Fixed(true)));
+    let shared_b: Arc<dyn Shared> = Arc::new(b.journal());
+    let recoveries = rt
+        .block_on(recover_fleet_shared(
+            &fleet,
+            &work,
+            "run-b",
+            &Quiet,
+            Some(&gate_b),
+            Some(shared_b.clone()),
+        ))
+        .expect("recovery runs");
+    let got: Vec<(&str, bool)> = recoveries
+        .iter()
+        .map(|r| (r.host.as_str(), r.recovered))
+        .collect();
+    assert_eq!(got, [("gone-1", true), ("web-1", false)], "{recoveries:?}");
+    assert!(
+        recoveries[1].line().contains("was in flight in run run-a")
+            && !recoveries[1].line().contains("lease"),
+        "tried under b's own lease once a's expired: {}",
+        recoveries[1].line()
+    );
+    // The outcomes are in the stream: a (restarted, its own file still saying gone-1 is in
+    // flight) is offered web-1 alone; gone-1 is not recovered, or reported, twice.
+    let recoveries = rt
+        .block_on(recover_fleet_shared(
+            &fleet,
+            &repo_a,
+            "run-a2",
+            &Quiet,
+            Some(&HostLeases::new(&a).only_while(Arc::new(Fixed(true)))),
+            Some(shared_a),
+        ))
+        .expect("recovery runs");
+    let hosts: Vec<&str> = recoveries.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["web-1"], "{recoveries:?}");
+    let all = b.journal().entries().expect("read");
+    let recovered: Vec<(&str, &str)> = all
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Recovered { of_run, .. } => Some((e.host.as_deref()?, of_run.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [("gone-1", "run-a")]);
+    assert!(
+        a.view().expect("view").in_flight.is_empty(),
+        "leases released"
+    );
 }

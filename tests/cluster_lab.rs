@@ -3,6 +3,9 @@
 //! (held at the lab's hold point), and released after verification; a host whose lease
 //! another replica holds is not touched (checked with dpkg on the host) and is reported
 //! skipped naming the holder; once that lease is released, the next leader patches it.
+//! A replica `kill -9`ed while its host's dpkg transaction is held in flight is recovered
+//! by another replica with its own state directory, from the journal in JetStream, once the
+//! dead replica's host lease expired: once, and never again by a later replica.
 //! A real `nats-server` per test (tests/common/nats.rs).
 
 mod common;
@@ -60,12 +63,28 @@ struct Replica(Option<common::cli::Running>);
 
 impl Replica {
     fn start(lab: &Lab, nats: &str) -> Replica {
+        Replica::start_in(lab.dir(), nats, &[])
+    }
+
+    /// A replica serving the fleet repo at `repo` (its state directory, journal file
+    /// included, under it), with `extra` arguments.
+    fn start_in(repo: &Path, nats: &str, extra: &[&str]) -> Replica {
         let mut cmd = Command::cargo_bin("patchkeeper").expect("the binary is built");
-        cmd.args(["serve", "--interval", "1h", "--cluster", nats, "--repo"])
-            .arg(lab.dir())
+        cmd.args(["serve", "--interval", "1h", "--cluster", nats])
+            .args(extra)
+            .arg("--repo")
+            .arg(repo)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         Replica(Some(common::cli::Running::spawn(cmd)))
+    }
+
+    /// `kill -9`: no lease released, nothing journaled after.
+    fn kill_9(mut self) {
+        let mut r = self.0.take().expect("running");
+        r.kill();
+        let out = r.wait();
+        assert_eq!(out.status.code(), None, "killed by a signal");
     }
 
     fn run(&mut self) -> &mut common::cli::Running {
@@ -171,4 +190,144 @@ fn a_host_lease_covers_the_real_transaction_and_a_held_one_keeps_the_host_untouc
     let stderr = serve.stop();
     assert_eq!(deb(&lab, "deb-2", "libpk"), "1.2-1 ii", "{stderr}");
     assert!(other.view().expect("view").in_flight.is_empty());
+}
+
+/// The lines of the cluster's journal stream, read as another replica does.
+fn stream_entries(cluster: &Cluster) -> Vec<patchkeeper::apply::journal::Entry> {
+    use patchkeeper::apply::journal::Shared;
+    cluster
+        .journal()
+        .entries()
+        .expect("the journal stream reads")
+}
+
+#[test]
+fn a_replica_killed_mid_transaction_has_its_host_recovered_by_another_once() {
+    use patchkeeper::apply::journal::{in_flight, Event};
+    let lab = Lab::up(1, 0);
+    let server = NatsServer::start();
+    assert_ne!(
+        deb(&lab, "deb-1", "libpk"),
+        "1.2-1 ii",
+        "below the baseline"
+    );
+    desire_libpk_1_2(&lab);
+    // Replica b serves its own working copy: its state directory (fleet lock, journal file)
+    // is not a's, so what it knows of a's run comes from the cluster alone.
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo_b = root.path().join("fleet-b");
+    git(
+        root.path(),
+        &["clone", "-q", &lab.dir().display().to_string(), "fleet-b"],
+    );
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(lab.dir().join(".lab"))
+        .arg(&repo_b)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "the lab's key goes with the copy");
+    let ttl = ["--cluster-ttl", "2s"];
+    // a's transaction on deb-1 stops at the hold point: provably in flight when a dies.
+    lab.hold_host("deb-1");
+    let mut a = Replica::start_in(lab.dir(), &server.url(), &ttl);
+    a.run().wait_for_stderr("took the leader lease", WAIT);
+    lab.wait_held("deb-1");
+    let a_pid = a.run().id();
+    let mut b = Replica::start_in(&repo_b, &server.url(), &ttl);
+    b.run()
+        .wait_for_stderr("following: another replica holds the leader lease", WAIT);
+    let watcher = Cluster::connect(
+        &server.url(),
+        &JoinOptions {
+            ttl: None,
+            read_only: true,
+        },
+    )
+    .expect("join");
+    // The transaction was journaled in the stream before it was sent.
+    let open = in_flight(&stream_entries(&watcher));
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].host == "deb-1" && open[0].in_transaction,
+        "{open:?}"
+    );
+    let a_run = open[0].run.clone();
+    let unfinished = watcher.view().expect("view").unfinished;
+    assert_eq!(
+        unfinished.len(),
+        1,
+        "cluster status shows it: {unfinished:?}"
+    );
+    let killed = std::time::Instant::now();
+    a.kill_9();
+    // b leads once a's leader lease expired, and recovers deb-1 once a's host lease did:
+    // the orphaned dpkg still holds the lock, so b's recovery waits for it, under b's lease.
+    b.run().wait_for_stderr("took the leader lease", WAIT);
+    b.run()
+        .wait_for_stderr("recovery: waiting for the package manager lock", WAIT);
+    eprintln!(
+        "b recovering deb-1 under its own lease {:?} after a's kill -9 (ttl 2s)",
+        killed.elapsed()
+    );
+    let view = watcher.view().expect("view");
+    assert_eq!(view.in_flight.len(), 1, "{view:?}");
+    assert!(
+        view.in_flight[0].host == "deb-1"
+            && view.in_flight[0]
+                .replica
+                .contains(&format!("-{}-", b.run().id()))
+            && !view.in_flight[0].replica.contains(&format!("-{a_pid}-")),
+        "deb-1 leased by b during its recovery: {view:?}"
+    );
+    assert_eq!(
+        deb(&lab, "deb-1", "libpk"),
+        "1.2-1 iU",
+        "still mid-transaction"
+    );
+    lab.release_host("deb-1");
+    b.run().wait_for_stderr("round done", WAIT);
+    let stderr = b.stop();
+    let line = format!("host deb-1: was in flight in run {a_run}");
+    assert_eq!(
+        stderr.matches(&line).count(),
+        1,
+        "recovered once:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("re-observed: the package database is consistent")
+            && stderr.contains("libpk 1.0-1 -> 1.2-1"),
+        "{stderr}"
+    );
+    // Consistent, at the planned version, verified by dpkg.
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii", "{stderr}");
+    lab.run_ok("deb-1", "dpkg --audit | (! grep .) && dpkg --verify libpk");
+    let entries = stream_entries(&watcher);
+    assert!(in_flight(&entries).is_empty(), "{entries:?}");
+    let recovered: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Recovered { of_run, .. } if e.host.as_deref() == Some("deb-1") => {
+                Some(of_run.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recovered, [a_run.as_str()], "one recovery journaled");
+    let view = watcher.view().expect("view");
+    assert!(
+        view.in_flight.is_empty() && view.unfinished.is_empty(),
+        "{view:?}"
+    );
+
+    // a comes back on its own state directory, whose journal file still has deb-1 in
+    // flight: the stream says b recovered it, so a neither recovers nor reports it again.
+    let file = std::fs::read_to_string(lab.dir().join(".patchkeeper/journal.jsonl"))
+        .expect("a's journal file");
+    assert!(!file.contains("\"type\":\"recovered\""), "{file}");
+    let mut again = Replica::start_in(lab.dir(), &server.url(), &ttl);
+    again.run().wait_for_stderr("round done", WAIT);
+    let stderr = again.stop();
+    assert!(!stderr.contains("in flight"), "{stderr}");
+    assert_eq!(deb(&lab, "deb-1", "libpk"), "1.2-1 ii", "{stderr}");
 }

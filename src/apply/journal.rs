@@ -10,6 +10,11 @@
 //! back to its last whole line, so the next line is not glued to the torn one; reading
 //! skips lines that do not parse and reads bytes that are not UTF-8 lossily, so one damaged
 //! line never hides the others.
+//!
+//! With several `serve` replicas, every line is also appended to a [`Shared`] copy (a
+//! JetStream stream, `cluster::journal`) before the step it announces is taken, so another
+//! replica can recover a host whose replica died mid-transaction; recovery then reads both
+//! ([`merge`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -33,10 +38,22 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared copy (the cluster's journal stream) did not take the line.
+    #[error("shared journal: {0}")]
+    Shared(String),
+}
+
+/// A copy of the journal every replica of a cluster reads: the steps of one replica are
+/// there for another to recover. Appends are durable (acknowledged) when they return.
+pub trait Shared: Send + Sync {
+    /// Appends `entry`; `Err(why)` when it was not stored.
+    fn append(&self, entry: &Entry) -> Result<(), String>;
+    /// Every stored entry, oldest first.
+    fn entries(&self) -> Result<Vec<Entry>, String>;
 }
 
 /// One journal line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     /// When (RFC 3339).
@@ -53,7 +70,7 @@ pub struct Entry {
 }
 
 /// A step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     rename_all = "kebab-case",
@@ -154,6 +171,13 @@ pub struct Journal {
     file: Mutex<File>,
     run: String,
     plan: String,
+    shared: Option<std::sync::Arc<dyn Shared>>,
+}
+
+impl std::fmt::Debug for dyn Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 /// Where the journal of a fleet lives.
@@ -189,7 +213,14 @@ impl Journal {
             file: Mutex::new(file),
             run: run.to_string(),
             plan: plan.to_string(),
+            shared: None,
         })
+    }
+
+    /// Also appends every line to `shared` (with several replicas, the cluster's stream).
+    pub fn with_shared(mut self, shared: Option<std::sync::Arc<dyn Shared>>) -> Journal {
+        self.shared = shared;
+        self
     }
 
     /// Appends one step and syncs it to disk before returning.
@@ -208,9 +239,16 @@ impl Journal {
             source,
         };
         // One write per line under the lock, so concurrent hosts never interleave bytes.
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)
+        {
+            let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            file.write_all(line.as_bytes()).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        // A step another replica could not see must not be taken: it could not recover it.
+        match &self.shared {
+            Some(shared) => shared.append(&entry).map_err(JournalError::Shared),
+            None => Ok(()),
+        }
     }
 
     /// The run id.
@@ -278,6 +316,17 @@ pub fn parse(bytes: &[u8]) -> Vec<Entry> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// The entries recovery reads with several replicas: the local file's lines the shared
+/// copy lacks (written before this replica joined a cluster, or not acknowledged by it),
+/// then the shared copy's, which hold every replica's steps in the order they were stored.
+/// A line in both (this replica's own) counts once. Pure.
+pub fn merge(local: Vec<Entry>, shared: Vec<Entry>) -> Vec<Entry> {
+    let seen: std::collections::HashSet<&Entry> = shared.iter().collect();
+    let mut out: Vec<Entry> = local.into_iter().filter(|e| !seen.contains(e)).collect();
+    out.extend(shared);
+    out
 }
 
 /// A host an earlier run started and never finished.
@@ -422,6 +471,29 @@ mod tests {
             BTreeMap::from([("b".to_string(), Outcome::Compliant)])
         );
         assert!(finished(&entries, "other").is_empty());
+    }
+
+    #[test]
+    fn a_merge_counts_a_line_in_both_once_and_keeps_lines_only_the_file_has_first() {
+        let ours = entry("r1", "a", Event::HostStarted);
+        let before_the_cluster = entry("r0", "b", Event::HostStarted);
+        let recovered = entry(
+            "r2",
+            "a",
+            Event::Recovered {
+                of_run: "r1".into(),
+                detail: vec![],
+            },
+        );
+        let merged = merge(
+            vec![before_the_cluster.clone(), ours.clone()],
+            vec![ours.clone(), recovered.clone()],
+        );
+        assert_eq!(merged, [before_the_cluster, ours, recovered]);
+        // Another replica's recovery closes this replica's own host; b stays in flight.
+        let open = in_flight(&merged);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].host, "b");
     }
 
     #[test]

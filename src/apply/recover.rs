@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::journal::{Event, InFlight, Journal};
+use super::journal::{Event, InFlight, Journal, Shared};
 use super::run::Progress;
 use crate::driver::{self, ObserveOptions};
 use crate::model::PackageManager;
@@ -84,6 +84,10 @@ pub async fn recover(
     let root = fleet.fleet().root.clone();
     let keys = KeyCache::new();
     let mut out = Vec::new();
+    // A replica killed mid-transaction still holds the host's lease until it expires: one
+    // TTL from now, every lease of a dead holder is gone (a live holder keeps its own); half
+    // a TTL more for the server, which expires keys a little after their age.
+    let patience = Instant::now() + gate.map_or(Duration::ZERO, |g| g.expiry() * 3 / 2);
     for f in in_flight {
         let mut detail = vec![format!(
             "was in flight in run {} (last step {} at {})",
@@ -103,7 +107,7 @@ pub async fn recover(
                 // With several replicas, recovery is a transaction on the host like any
                 // other: never while another replica holds the host's lease.
                 Ok(target) => match gate {
-                    Some(g) => match g.enter(&f.host, journal.run()).await {
+                    Some(g) => match enter(g, &f.host, journal.run(), patience).await {
                         Ok(pass) => {
                             let ok = recover_host(
                                 &target,
@@ -150,6 +154,23 @@ pub async fn recover(
         });
     }
     out
+}
+
+/// `gate`'s pass for `host`, tried again until `until` while it is refused.
+async fn enter(
+    gate: &dyn super::HostGate,
+    host: &str,
+    run: &str,
+    until: Instant,
+) -> Result<Box<dyn super::HostPass>, String> {
+    let every = (gate.expiry() / 10).max(Duration::from_millis(100));
+    loop {
+        match gate.enter(host, run).await {
+            Ok(pass) => return Ok(pass),
+            Err(why) if Instant::now() >= until => return Err(why),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
 }
 
 async fn recover_host(
@@ -353,8 +374,28 @@ pub async fn recover_fleet_gated(
     progress: &dyn Progress,
     gate: Option<&dyn super::HostGate>,
 ) -> Result<Vec<Recovery>, String> {
+    recover_fleet_shared(fleet, repo, run, progress, gate, None).await
+}
+
+/// [`recover_fleet_gated`] over the local journal and `shared` (the cluster's journal
+/// stream): hosts any replica left in flight are recovered, and the outcome is appended to
+/// `shared` too, so no other replica recovers (or reports) the host again.
+pub async fn recover_fleet_shared(
+    fleet: &ValidFleet,
+    repo: &Path,
+    run: &str,
+    progress: &dyn Progress,
+    gate: Option<&dyn super::HostGate>,
+    shared: Option<std::sync::Arc<dyn Shared>>,
+) -> Result<Vec<Recovery>, String> {
     let dir = super::state_dir(repo);
-    let entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    let mut entries = super::journal::read(&dir).map_err(|e| e.to_string())?;
+    if let Some(s) = &shared {
+        let theirs = s
+            .entries()
+            .map_err(|e| format!("cannot read the shared journal: {e}"))?;
+        entries = super::journal::merge(entries, theirs);
+    }
     let open = super::journal::in_flight(&entries);
     if open.is_empty() {
         return Ok(Vec::new());
@@ -368,6 +409,8 @@ pub async fn recover_fleet_gated(
         ),
         poll: Duration::from_secs(2),
     };
-    let journal = Journal::open(&dir, run, "recovery").map_err(|e| e.to_string())?;
+    let journal = Journal::open(&dir, run, "recovery")
+        .map_err(|e| e.to_string())?
+        .with_shared(shared);
     Ok(recover(fleet, &journal, &open, options, progress, gate).await)
 }

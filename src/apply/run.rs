@@ -108,6 +108,12 @@ pub trait HostGate: Send + Sync {
     /// Takes the right to run `host`'s steps for run `run`, held until [`HostPass::leave`];
     /// `Err(why)`: the host must not start (it is reported `skipped`, untouched).
     fn enter(&self, host: &str, run: &str) -> GateFuture<Result<Box<dyn HostPass>, String>>;
+
+    /// How long a pass whose holder died may still be held (its lease's TTL): crash
+    /// recovery keeps trying that long before it leaves a host to the holder.
+    fn expiry(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The right to run one host's steps, from [`HostGate::enter`].

@@ -170,7 +170,9 @@ pub fn run(args: Args) -> u8 {
     {
         Some(Ok((cluster, leader))) => {
             let gate = crate::cluster::HostLeases::new(&cluster).only_while(leader.clone());
-            executor = executor.with_gate(Arc::new(gate));
+            executor = executor
+                .with_gate(Arc::new(gate))
+                .with_journal(Arc::new(cluster.journal()));
             Some((cluster, leader))
         }
         Some(Err(e)) => {

@@ -54,6 +54,10 @@ impl HostLeases {
 }
 
 impl HostGate for HostLeases {
+    fn expiry(&self) -> Duration {
+        self.ttl
+    }
+
     fn enter(&self, host: &str, run: &str) -> GateFuture<Result<Box<dyn HostPass>, String>> {
         if let Some(l) = &self.leadership {
             if !l.is_leader() {

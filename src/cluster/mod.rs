@@ -11,12 +11,16 @@
 //! - [`hosts`]: one lease per host in `patchkeeper_hosts`, taken before any package
 //!   transaction on the host and released after its verification
 //!   (`apply::HostGate`), so two replicas never patch one host at once.
+//! - [`journal`]: the apply journal of every replica in one JetStream stream
+//!   (`apply::journal::Shared`), so another replica recovers a host whose replica died
+//!   mid-transaction.
 //! - [`view`]: `patchkeeper cluster status` (replicas, leader, in-flight hosts), pure.
 //!
 //! The connection runs on the cluster's own small runtime, so the synchronous reconcile
 //! loop and the pipeline's runtime can both use it. Knows nothing of plans or SSH.
 
 pub mod hosts;
+pub mod journal;
 pub mod leader;
 pub mod lease;
 pub mod view;
@@ -27,6 +31,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 
 pub use hosts::HostLeases;
+pub use journal::ClusterJournal;
 pub use leader::Leader;
 pub use lease::{Lease, LeaseRecord};
 pub use view::ClusterView;
@@ -85,6 +90,14 @@ pub enum ClusterError {
         /// `--cluster-ttl`.
         wanted: Duration,
     },
+    /// The journal stream could not be opened or made.
+    #[error("JetStream stream {stream}: {why} (is JetStream enabled on the server (`-js`)?)")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// Why.
+        why: String,
+    },
     /// A key-value operation failed (the server is unreachable, timed out, ...).
     #[error("{op} {bucket}/{key}: {why}")]
     Kv {
@@ -109,6 +122,7 @@ pub struct Cluster {
     leader: kv::Store,
     replicas: kv::Store,
     hosts: kv::Store,
+    journal: jetstream::Context,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -144,7 +158,7 @@ impl Cluster {
             .map_err(ClusterError::Runtime)?;
         let shown = crate::redact::text(url).into_owned();
         let replica = replica_id();
-        let (ttl, leader, replicas, hosts) = runtime.block_on(async {
+        let (ttl, leader, replicas, hosts, journal) = runtime.block_on(async {
             let client = async_nats::ConnectOptions::new()
                 .name(format!("patchkeeper {replica}"))
                 .connection_timeout(Duration::from_secs(5))
@@ -182,7 +196,18 @@ impl Cluster {
             };
             let replicas = open_or_make(&js, REPLICAS_BUCKET, ttl, options).await?;
             let hosts = open_or_make(&js, HOSTS_BUCKET, ttl, options).await?;
-            Ok::<_, ClusterError>((ttl, leader, replicas, hosts))
+            // Journal lines are not leases: an append may wait out a server restart.
+            let mut journal = js.clone();
+            journal.set_timeout(journal::APPEND_TIMEOUT);
+            if !options.read_only {
+                journal::open_stream(&journal)
+                    .await
+                    .map_err(|why| ClusterError::Stream {
+                        stream: journal::JOURNAL_STREAM.into(),
+                        why,
+                    })?;
+            }
+            Ok::<_, ClusterError>((ttl, leader, replicas, hosts, journal))
         })?;
         Ok(Cluster {
             runtime: Arc::new(runtime),
@@ -192,6 +217,7 @@ impl Cluster {
             leader,
             replicas,
             hosts,
+            journal,
         })
     }
 
@@ -225,19 +251,34 @@ impl Cluster {
         Lease::new(self.hosts.clone(), HOSTS_BUCKET, &key_for(host), self.ttl)
     }
 
+    /// The apply journal every replica appends to and recovers from.
+    pub fn journal(&self) -> ClusterJournal {
+        ClusterJournal::new(self.runtime.handle().clone(), self.journal.clone())
+    }
+
     /// The replicas bucket (heartbeats).
     pub(crate) fn replicas_store(&self) -> &kv::Store {
         &self.replicas
     }
 
-    /// Reads what `cluster status` shows: replicas, the leader, hosts in a transaction.
+    /// Reads what `cluster status` shows: replicas, the leader, hosts in a transaction, and
+    /// hosts the journal shows left in flight.
     pub fn view(&self) -> Result<ClusterView, ClusterError> {
-        self.runtime.block_on(view::read(
-            &self.leader,
-            &self.replicas,
-            &self.hosts,
-            self.ttl,
-        ))
+        self.runtime.block_on(async {
+            let mut view = view::read(&self.leader, &self.replicas, &self.hosts, self.ttl).await?;
+            view.unfinished = journal::unfinished(&self.journal)
+                .await?
+                .into_iter()
+                .map(|f| view::UnfinishedView {
+                    host: f.host,
+                    run: f.run,
+                    last_step: f.last_event,
+                    at: f.at,
+                    in_transaction: f.in_transaction,
+                })
+                .collect();
+            Ok(view)
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! What `patchkeeper cluster status` shows: the replicas with their last heartbeat, the
-//! leader, and the hosts in a transaction (their leases). Read from the buckets; rendered
-//! by pure functions.
+//! leader, the hosts in a transaction (their leases), and the hosts the journal stream shows
+//! left in flight. Read from the buckets and the stream; rendered by pure functions.
 
 use std::time::Duration;
 
@@ -25,6 +25,25 @@ pub struct ClusterView {
     pub replicas: Vec<ReplicaView>,
     /// Hosts in a transaction: their leases, by host.
     pub in_flight: Vec<HostView>,
+    /// Hosts some replica's run started and never finished, per the journal stream (a
+    /// replica died mid-transaction, or one is running now): the leader recovers them.
+    pub unfinished: Vec<UnfinishedView>,
+}
+
+/// A host the journal shows started and never finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnfinishedView {
+    /// The inventory name.
+    pub host: String,
+    /// The run that left it.
+    pub run: String,
+    /// Its last journaled step.
+    pub last_step: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// A package transaction was sent and never returned.
+    pub in_transaction: bool,
 }
 
 /// A lease's holder.
@@ -160,6 +179,7 @@ pub(crate) async fn read(
         leader,
         replicas: replica_views,
         in_flight,
+        unfinished: Vec::new(),
     })
 }
 
@@ -223,6 +243,29 @@ impl ClusterView {
                 age(now, h.renewed)
             );
         }
+        let _ = writeln!(
+            out,
+            "\nunfinished in the journal ({}):",
+            self.unfinished.len()
+        );
+        if self.unfinished.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
+        for u in &self.unfinished {
+            let _ = writeln!(
+                out,
+                "  {}  run {}  last step {} at {}{}",
+                esc(&u.host),
+                esc(&u.run),
+                esc(&u.last_step),
+                esc(&u.at),
+                if u.in_transaction {
+                    "  (in its package transaction)"
+                } else {
+                    ""
+                }
+            );
+        }
         out
     }
 }
@@ -269,6 +312,13 @@ mod tests {
                 purpose: Some("apply run-1".into()),
                 renewed: at(52),
             }],
+            unfinished: vec![UnfinishedView {
+                host: "web-2".into(),
+                run: "run-0".into(),
+                last_step: "transaction-started".into(),
+                at: "2027-01-15T08:00:00Z".into(),
+                in_transaction: true,
+            }],
         };
         let text = view.render(at(60));
         assert!(text.contains("leader:    a-1-00"), "{text}");
@@ -279,14 +329,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("web-1  by a-1-00"), "{text}");
+        assert!(
+            text.contains("web-2  run run-0  last step transaction-started at 2027-01-15T08:00:00Z  (in its package transaction)"),
+            "{text}"
+        );
         let none = ClusterView {
             ttl_seconds: 30,
             leader: None,
             replicas: vec![],
             in_flight: vec![],
+            unfinished: vec![],
         };
         let text = none.render(at(0));
         assert!(text.contains("leader:    none"), "{text}");
         assert!(text.contains("in-flight hosts (0):\n  none"), "{text}");
+        assert!(
+            text.contains("unfinished in the journal (0):\n  none"),
+            "{text}"
+        );
     }
 }
