@@ -241,11 +241,12 @@ pub fn parse_documents(text: &str) -> Result<Vec<YamlDocument>, YamlError> {
         },
         with_snippet: false,
     };
+    let lines = LineMap::new(text);
     let nodes: Vec<Node> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             let pos = e
                 .location()
-                .map(|l| Pos::from_location(&l))
+                .map(|l| lines.to_file_pos(Pos::from_location(&l)))
                 .unwrap_or(Pos { line: 1, column: 1 });
             YamlError {
                 pos,
@@ -256,7 +257,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<YamlDocument>, YamlError> {
         .into_iter()
         .enumerate()
         .filter(|(_, n)| n.value != NodeValue::Null)
-        .map(|(index, node)| {
+        .map(|(index, mut node)| {
+            lines.remap(&mut node);
             let mut positions = Positions::default();
             let pos = node.pos;
             let value = to_json(node, String::new(), &mut positions);
@@ -268,6 +270,96 @@ pub fn parse_documents(text: &str) -> Result<Vec<YamlDocument>, YamlError> {
             }
         })
         .collect())
+}
+
+/// Translates YAML positions into the positions an editor shows.
+///
+/// YAML counts a lone carriage return as a line break; editors, `grep -n` and our readers
+/// count only line feeds. Without this, a file with stray CRs (pasted from an old Mac
+/// editor, or generated) gets diagnostics on lines past its end. CRLF needs nothing: both
+/// count it as one break. Files without a lone CR (all real ones) take no extra work.
+struct LineMap<'a> {
+    text: &'a str,
+    /// Byte offset at which each YAML line starts, when the file has a lone CR.
+    yaml_line_starts: Option<Vec<usize>>,
+    /// Byte offset of every line feed, for counting editor lines.
+    newlines: Vec<usize>,
+}
+
+impl<'a> LineMap<'a> {
+    fn new(text: &'a str) -> LineMap<'a> {
+        let bytes = text.as_bytes();
+        let lone_cr = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+        if !(0..bytes.len()).any(lone_cr) {
+            return LineMap {
+                text,
+                yaml_line_starts: None,
+                newlines: Vec::new(),
+            };
+        }
+        let mut starts = vec![0];
+        let mut newlines = Vec::new();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                newlines.push(i);
+                starts.push(i + 1);
+            } else if lone_cr(i) {
+                starts.push(i + 1);
+            }
+        }
+        LineMap {
+            text,
+            yaml_line_starts: Some(starts),
+            newlines,
+        }
+    }
+
+    /// The editor position of a YAML position (1-based, character columns, as given).
+    fn to_file_pos(&self, pos: Pos) -> Pos {
+        let Some(starts) = &self.yaml_line_starts else {
+            return pos;
+        };
+        let line_index = (pos.line as usize).saturating_sub(1).min(starts.len() - 1);
+        let start = starts[line_index];
+        // A YAML line holds no line feed, so its start has the editor line of every
+        // character on it.
+        let newlines_before = self.newlines.partition_point(|&n| n < start);
+        let file_line_start = match newlines_before {
+            0 => 0,
+            n => self.newlines[n - 1] + 1,
+        };
+        // Breaks are single ASCII bytes, so both offsets are char boundaries. The
+        // characters between them belong to earlier YAML lines on the same editor line,
+        // which the YAML column did not count.
+        let extra = self
+            .text
+            .get(file_line_start..start)
+            .map_or(0, |s| s.chars().count());
+        Pos {
+            line: u32::try_from(newlines_before + 1).unwrap_or(u32::MAX),
+            column: pos
+                .column
+                .saturating_add(u32::try_from(extra).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// Rewrites every position in a node tree.
+    fn remap(&self, node: &mut Node) {
+        if self.yaml_line_starts.is_none() {
+            return;
+        }
+        node.pos = self.to_file_pos(node.pos);
+        match &mut node.value {
+            NodeValue::Seq(items) => items.iter_mut().for_each(|n| self.remap(n)),
+            NodeValue::Map(entries) => {
+                for (_, key_pos, value) in entries {
+                    *key_pos = self.to_file_pos(*key_pos);
+                    self.remap(value);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Drops the position suffix serde-saphyr appends; we print positions ourselves.
@@ -402,5 +494,44 @@ mod tests {
         assert!(parse_documents("").unwrap().is_empty());
         assert!(parse_documents("# nothing\n").unwrap().is_empty());
         assert!(parse_documents("---\n---\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn lone_carriage_returns_do_not_move_positions_past_the_file() {
+        // Found by the `fleet_repo` fuzz target: YAML counts a lone CR as a line break,
+        // so 70 CRs inside a quoted scalar put the error on line 79 of a 9-line file.
+        let text = format!(
+            "apiVersion: patchkeeper.io/v1\nkind: MaintenanceWindow\nmetadata:\n  name: w\n\
+             spec:\n  schedule: \"0 2 * {}* *\"\n  duration: 2h\n  timezone: UTC\n\
+             bad: [\n",
+            "\r".repeat(70)
+        );
+        let e = parse_documents(&text).unwrap_err();
+        let lines = text.lines().count() as u32;
+        assert!(e.pos.line <= lines + 1, "{e:?} in a {lines}-line file");
+        // Positions of nodes after the CRs are on the editor's lines too.
+        let ok = text.replace("bad: [\n", "after: x\n");
+        let docs = parse_documents(&ok).unwrap();
+        assert_eq!(docs[0].positions.key("/after"), Pos { line: 9, column: 1 });
+        assert_eq!(
+            docs[0].positions.value("/spec/duration"),
+            Pos {
+                line: 7,
+                column: 13
+            }
+        );
+    }
+
+    #[test]
+    fn a_lone_carriage_return_inside_a_line_shifts_the_column_not_the_line() {
+        // "a: 1\rb: é" is two YAML lines but one editor line; `b`'s YAML column is 1.
+        let docs = parse_documents("x: 0\na: 1\rb: é\nc: 2\n").unwrap();
+        let p = &docs[0].positions;
+        assert_eq!(p.key("/b"), Pos { line: 2, column: 6 });
+        assert_eq!(p.value("/b"), Pos { line: 2, column: 9 });
+        assert_eq!(p.key("/c"), Pos { line: 3, column: 1 });
+        // CRLF files need no translation: both count CRLF as one break.
+        let docs = parse_documents("a: 1\r\nb: 2\r\n").unwrap();
+        assert_eq!(docs[0].positions.key("/b"), Pos { line: 2, column: 1 });
     }
 }
