@@ -939,13 +939,18 @@ impl UnitCache {
                 .chunk_bytes
                 .fetch_add(key.len(), std::sync::atomic::Ordering::Relaxed);
             if kept + key.len() <= CHUNK_KEY_BUDGET {
-                // A chunk another worker added meanwhile is equal; either copy will do.
-                let chunk = Chunk {
-                    eco: e,
-                    key: key.as_slice().into(),
-                    cores: cores[from..].to_vec(),
-                };
-                locked(shard).entry(hash).or_default().push(chunk);
+                let mut guard = locked(shard);
+                let bucket = guard.entry(hash).or_default();
+                // Another worker may have added this chunk while this one matched it: its
+                // cores are the same units' (shared through the unit cache), so keeping
+                // one copy only saves memory.
+                if !bucket.iter().any(|u| u.eco == e && *u.key == *key) {
+                    bucket.push(Chunk {
+                        eco: e,
+                        key: key.as_slice().into(),
+                        cores: cores[from..].to_vec(),
+                    });
+                }
             }
         }
         scratch.chunk_key = key;
@@ -989,16 +994,24 @@ impl UnitCache {
             }
         };
         if !known {
-            // Matched outside the lock; a unit another worker added meanwhile is equal,
-            // either copy will do.
+            // Matched outside the lock, so another worker may have added the same unit
+            // meanwhile: its cores win, so that every host with this unit holds the very
+            // same cores (what sharing promises, and what keeps memory to one copy).
             let binaries: Vec<Binary<'_>> = scratch.list(first).collect();
-            let unit = Unit {
-                eco: e,
-                key: key.as_slice().into(),
-                cores: unit_cores(index, eco, src, &binaries),
-            };
-            cores.extend(unit.cores.iter().cloned());
-            locked(shard).entry(hash).or_default().push(unit);
+            let matched = unit_cores(index, eco, src, &binaries);
+            let mut guard = locked(shard);
+            let bucket = guard.entry(hash).or_default();
+            match bucket.iter().find(|u| u.eco == e && *u.key == *key) {
+                Some(u) => cores.extend(u.cores.iter().cloned()),
+                None => {
+                    cores.extend(matched.iter().cloned());
+                    bucket.push(Unit {
+                        eco: e,
+                        key: key.as_slice().into(),
+                        cores: matched,
+                    });
+                }
+            }
         }
         scratch.key = key;
     }
