@@ -147,6 +147,7 @@ fn bench(c: &mut Criterion) {
         signing: None,
         refused: None,
         heartbeat: std::time::Duration::ZERO,
+        fence: None,
     };
     let built = std::time::Instant::now();
     let mut at = start;

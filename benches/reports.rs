@@ -100,6 +100,7 @@ fn bench(c: &mut Criterion) {
         refused: None,
         // Every iteration commits (the cost measured), even with unchanged facts.
         heartbeat: std::time::Duration::ZERO,
+        fence: None,
     };
     let mut minute = 0;
     g.bench_function("record 1000 hosts", |b| {

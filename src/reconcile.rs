@@ -394,6 +394,30 @@ impl Observer for EngineObserver {
 pub trait Leadership: Send + Sync {
     /// Whether this replica leads now.
     fn is_leader(&self) -> bool;
+    /// The fencing token of this replica's last term as leader (it only grows from one
+    /// leader to the next); `None`: no terms (a single replica, nothing to fence).
+    fn term(&self) -> Option<crate::report::LeaderTerm> {
+        None
+    }
+    /// This replica's part, for metrics (`None`: not a cluster replica).
+    fn brief(&self) -> Option<ReplicaBrief> {
+        None
+    }
+}
+
+/// A cluster replica's part, as its metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaBrief {
+    /// The replica id (`HOST-PID-RANDOM`).
+    pub replica: String,
+    /// Whether it leads now.
+    pub leading: bool,
+    /// Its last term as leader ([`Leadership::term`]).
+    pub term: Option<crate::report::LeaderTerm>,
+    /// Times it took or lost the lead.
+    pub changes: u64,
+    /// Renewals of its lease that failed (a slow or unreachable server).
+    pub renewal_failures: u64,
 }
 
 /// How the shell applies a plan (the apply executor in production).
@@ -1078,8 +1102,11 @@ impl<O: Observer> Reconciler<O> {
                 signing: None,
                 refused: None,
                 heartbeat: std::time::Duration::from_secs(24 * 3600),
+                fence: None,
             },
         };
+        // A clustered leader fences its commits with its term (see `ReportTarget::fence`).
+        target.fence = self.leadership.as_ref().and_then(|l| l.term());
         // The token stays bound to the fleet repo's host, whatever `reports.remote` says.
         target.auth = self.source.auth().clone();
         // Reports of a fetched repo go back to where it came from.
@@ -1292,6 +1319,14 @@ impl<O: Observer> Reconciler<O> {
         let rec = report::record_with(&target, fleet, Some(&after), assessment.as_ref(), &run, now)
             .map_err(|e| e.to_string())?;
         round.run_id = rec.run_id.clone();
+        if let Some(newer) = rec.deposed_by {
+            tracing::warn!(
+                run = %rec.run_id,
+                term = %target.fence.map(|t| t.to_string()).unwrap_or_default(),
+                newer_term = %newer,
+                "a newer leader wrote the reports branch while this round ran: only its run record was committed, the host files stay as the newer leader wrote them"
+            );
+        }
         if rec.committed {
             tracing::info!(report = %rec.commit, run = %rec.run_id, kind = run.kind.as_str(), "reconciled");
             self.status

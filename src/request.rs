@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use crate::diagnostic::Diagnostic;
 use crate::fleet::{self, yaml};
 use crate::model::{self, RequestMode, API_VERSION};
-use crate::report::{open_remote_callbacks, DEFAULT_AUTHOR};
+use crate::report::{open_remote_callbacks, trailer, DEFAULT_AUTHOR};
 use crate::source::{Location, Source, SourceError};
 use crate::view::SubmittedRequest;
 
@@ -869,14 +869,6 @@ fn read_request(
     let doc = yaml::parse_documents(text).ok()?.into_iter().next()?;
     let doc: model::PatchRequest = serde_json::from_value(doc.value).ok()?;
     Some(doc.spec)
-}
-
-fn trailer(message: &str, key: &str) -> Option<String> {
-    message
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(|v| v.trim().to_owned())
 }
 
 #[cfg(test)]

@@ -192,6 +192,14 @@ fn a_renewing_leader_keeps_the_lead_and_a_crashed_one_is_replaced() {
     leader_a.abandon();
     let took = wait_for("b leads after a crashed", || leader_b.is_leader());
     eprintln!("b led {took:?} after a stopped renewing (ttl {ttl:?})");
+    // Terms fence the reports branch: the crashed leader keeps its term, the new one's is
+    // larger.
+    let (term_a, term_b) = (leader_a.term(), leader_b.term());
+    assert!(term_a.is_some(), "a took the lease, so it has a term");
+    assert!(
+        term_b > term_a,
+        "b's term {term_b:?} follows a's {term_a:?}"
+    );
     assert!(
         crashed.elapsed() >= ttl / 3,
         "b cannot lead before a's last renewal expired"
@@ -413,7 +421,7 @@ fn fleet(root: &Path) -> String {
     std::fs::create_dir(&work).expect("mkdir");
     git(root, &["init", "-q", "--bare", "-b", "main", "fleet.git"]);
     git(&work, &["init", "-q", "-b", "main"]);
-    write(&work, "patchkeeper.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata: {name: settings}\nspec:\n  reports:\n    author: {name: patchkeeper, email: patchkeeper@example.com}\n");
+    write(&work, "patchkeeper.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Settings\nmetadata: {name: settings}\nspec:\n  reports:\n    author: {name: patchkeeper, email: patchkeeper@example.com}\n    heartbeat: 0s\n");
     write(&work, "inventory/hosts.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Inventory\nmetadata: {name: prod}\nspec:\n  groups: [{name: web}]\n  hosts:\n    - {name: web-1, groups: [web], address: 127.0.0.1, ssh: {port: 1}}\n    - {name: web-2, groups: [web], address: 127.0.0.1, ssh: {port: 1}}\n");
     write(&work, "baselines/web.yaml", "apiVersion: patchkeeper.dev/v1\nkind: Baseline\nmetadata: {name: web}\nspec:\n  selector: {groups: [web]}\n  updates: {classes: security}\n  window: always\n  rollout: one-by-one\n");
     write(&work, "windows/always.yaml", "apiVersion: patchkeeper.dev/v1\nkind: MaintenanceWindow\nmetadata: {name: always}\nspec:\n  alwaysOpen: true\n");
@@ -472,6 +480,22 @@ fn replica(root: &Path, name: &str, url: &str, nats: &str) -> Replica {
     Replica(Some(common::cli::Running::spawn(cmd)))
 }
 
+/// The `Leader-Term` trailers (`EPOCH.REVISION`) on the reports branch of the bare fleet
+/// repo, newest first.
+fn leader_terms(root: &Path) -> Vec<(u64, u64)> {
+    git(
+        &root.join("fleet.git"),
+        &["log", "--format=%B", "patchkeeper/reports"],
+    )
+    .lines()
+    .filter_map(|l| l.strip_prefix("Leader-Term:"))
+    .filter_map(|v| {
+        let (epoch, revision) = v.trim().split_once('.')?;
+        Some((epoch.parse().ok()?, revision.parse().ok()?))
+    })
+    .collect()
+}
+
 fn rounds(stderr: &str) -> usize {
     stderr.matches("round done").count()
 }
@@ -484,6 +508,9 @@ fn two_serve_replicas_one_leads_and_the_other_takes_over_after_a_kill_9() {
     let mut a = replica(root.path(), "a", &url, &server.url());
     a.run().wait_for_stderr("took the leader lease", DEADLINE);
     a.run().wait_for_stderr("round done", DEADLINE);
+    // A leader's report commits carry its term.
+    let terms_a = leader_terms(root.path());
+    assert!(!terms_a.is_empty(), "a's report names its term");
     let mut b = replica(root.path(), "b", &url, &server.url());
     // B validates the commit and follows: it runs no round while a leads.
     b.run().wait_for_stderr(
@@ -533,6 +560,12 @@ fn two_serve_replicas_one_leads_and_the_other_takes_over_after_a_kill_9() {
         .find(|l| l.contains("round done"))
         .expect("a round line");
     assert!(done.contains("observed=2"), "{done}");
+    // B's report (reports.heartbeat 0s: every round commits) carries a newer term.
+    let terms = leader_terms(root.path());
+    assert!(
+        terms.len() > terms_a.len() && terms[0] > terms_a[0],
+        "b's term is newer than a's: {terms:?} after {terms_a:?}"
+    );
     // SIGTERM: b releases the lease on its way out.
     let status = Command::new("kill")
         .args(["-TERM", &b.run().id().to_string()])
@@ -757,4 +790,67 @@ fn a_journal_line_of_one_replica_is_read_by_another_which_recovers_only_hosts_le
         a.view().expect("view").in_flight.is_empty(),
         "leases released"
     );
+}
+
+/// Each replica's `/metrics` shows its part: the leader flag, its term and lease counters,
+/// labelled with its replica id (and valid for `promtool`).
+#[test]
+fn a_replica_serves_its_part_in_the_cluster_as_metrics() {
+    use common::api::{client, promtool_check, wait_for, Server};
+    let server = NatsServer::start();
+    let root = tempfile::tempdir().expect("tempdir");
+    let url = fleet(root.path());
+    let cache = root.path().join("cache");
+    let serve = Server::start_in(
+        root.path(),
+        &[
+            "--interval",
+            "1h",
+            "--cluster",
+            &server.url(),
+            "--cluster-ttl",
+            "2s",
+            "--repo",
+            &url,
+            "--cache",
+            &cache.display().to_string(),
+        ],
+    );
+    let mut metrics = String::new();
+    wait_for("the replica to lead", DEADLINE, || {
+        metrics = client()
+            .get(serve.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        metrics
+            .lines()
+            .any(|l| l.starts_with("patchkeeper_cluster_leader{") && l.ends_with(" 1"))
+    });
+    let pid = format!("-{}-", serve.pid());
+    let leader = metrics
+        .lines()
+        .find(|l| l.starts_with("patchkeeper_cluster_leader{"))
+        .expect("leader gauge");
+    assert!(
+        leader.contains(&pid),
+        "labelled with the replica id: {leader}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("patchkeeper_cluster_leader_term{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("patchkeeper_cluster_leadership_changes_total{") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("patchkeeper_cluster_lease_renewal_failures_total{"),
+        "{metrics}"
+    );
+    promtool_check(&metrics).expect("promtool accepts the metrics");
 }

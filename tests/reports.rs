@@ -4,7 +4,7 @@
 mod common;
 
 use common::git::git;
-use common::report_fleet::{load, observed, read_host, ts, write_fleet, BRANCH};
+use common::report_fleet::{load, observed, patched, read_host, ts, write_fleet, BRANCH};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -1412,14 +1412,7 @@ fn a_report_commit_rewrites_only_the_files_of_hosts_that_changed() {
     )
     .expect("first");
     // web-1 installed its pending security update; every other host is as it was.
-    let mut changed = observed("2026-11-16T02:10:00Z");
-    let web1 = changed
-        .hosts
-        .iter_mut()
-        .find(|h| h.name == "web-1")
-        .unwrap();
-    web1.updates.clear();
-    web1.installed[1].version = "2.36-9+deb12u9".into();
+    let changed = patched("2026-11-16T02:10:00Z");
     let second = report::record_observation(
         dir.path(),
         &fleet,
@@ -1449,5 +1442,82 @@ fn a_report_commit_rewrites_only_the_files_of_hosts_that_changed() {
         let blob = |commit: &str| git(dir.path(), &["rev-parse", &format!("{commit}:{path}")]);
         assert_eq!(blob(&first.commit), blob(&second.commit), "{path}");
     }
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
+}
+
+/// Fencing (`serve --cluster`): a leader deposed by a newer term adds its run record but
+/// leaves every host file, package list and the summary as the newer leader wrote them;
+/// the newest term is found past commits of writers without one, and a rebuilt server's
+/// terms (a newer epoch, revisions from 1 again) are newer than the old server's.
+#[test]
+fn a_deposed_leaders_late_report_keeps_what_the_newer_leader_wrote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "    heartbeat: 0s\n");
+    let fleet = load(dir.path());
+    const EPOCH: u64 = 1_764_000_000;
+    let term = |revision| report::LeaderTerm {
+        epoch: EPOCH,
+        revision,
+    };
+    let commit = |fence: Option<report::LeaderTerm>, obs: &patchkeeper::observed::ObservedFleet| {
+        let now = ts(&obs.observed_at);
+        let target = report::ReportTarget {
+            fence,
+            ..report::ReportTarget::from_fleet(dir.path(), &fleet)
+        };
+        let run = report::observation_run(obs, &desired, now);
+        report::record(&target, &fleet, Some(obs), &run, now).expect("records")
+    };
+    let message = |c: &str| git(dir.path(), &["log", "-1", "--format=%B", c]);
+    let first = commit(Some(term(9)), &observed("2026-11-16T02:00:00Z"));
+    assert_eq!(first.deposed_by, None);
+    assert!(message(&first.commit).contains(&format!("\nLeader-Term: {EPOCH}.9\n")));
+    let pending = read_host(dir.path(), "web-1")["state"].clone();
+    assert_ne!(pending, "compliant");
+    // The leader of term 5, deposed while it ran, reports a later observation that
+    // differs: its run record lands, nothing else changes.
+    let late = commit(Some(term(5)), &patched("2026-11-16T02:10:00Z"));
+    assert!(late.committed, "{late:?}");
+    assert_eq!(late.deposed_by, Some(term(9)));
+    assert_eq!(
+        git(
+            dir.path(),
+            &["diff", "--name-only", &first.commit, &late.commit]
+        ),
+        format!("runs/{}.json\n", late.run_id)
+    );
+    let said = message(&late.commit);
+    assert!(
+        said.contains(&format!("\nDeposed-Leader-Term: {EPOCH}.5\n")),
+        "{said}"
+    );
+    assert!(said.contains("Hosts-Changed: none\n"), "{said}");
+    assert!(!said.contains("\nLeader-Term:"), "{said}");
+    assert_eq!(read_host(dir.path(), "web-1")["state"], pending);
+    // A writer without a term (`patchkeeper apply` by hand) is not fenced.
+    let manual = commit(None, &patched("2026-11-16T02:20:00Z"));
+    assert_eq!(manual.deposed_by, None);
+    assert!(!message(&manual.commit).contains("Leader-Term"));
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
+    // Term 5 is still deposed: the newest term is found behind the unfenced commit.
+    let again = commit(Some(term(5)), &observed("2026-11-16T02:30:00Z"));
+    assert_eq!(again.deposed_by, Some(term(9)));
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
+    // A newer leader writes as usual.
+    let next = commit(Some(term(10)), &observed("2026-11-16T02:40:00Z"));
+    assert_eq!(next.deposed_by, None);
+    assert!(message(&next.commit).contains(&format!("\nLeader-Term: {EPOCH}.10\n")));
+    assert_eq!(read_host(dir.path(), "web-1")["state"], pending);
+    // The server was rebuilt from nothing: its first leader's revision is small, its
+    // epoch newer; it writes, and the old server's leader is deposed by it.
+    let rebuilt = report::LeaderTerm {
+        epoch: EPOCH + 86_400,
+        revision: 2,
+    };
+    let fresh = commit(Some(rebuilt), &patched("2026-11-16T02:50:00Z"));
+    assert_eq!(fresh.deposed_by, None);
+    assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
+    let old = commit(Some(term(10)), &observed("2026-11-16T03:00:00Z"));
+    assert_eq!(old.deposed_by, Some(rebuilt));
     assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
 }

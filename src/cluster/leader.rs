@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lease::{self, Attempt, Held, LeaseRecord};
 use super::{key_for, Cluster};
+use crate::report::LeaderTerm;
 
 /// A replica's heartbeat (the value of its key in the replicas bucket).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +36,18 @@ struct State {
     held: Option<Held>,
     /// Changes of leadership this replica saw (taken or lost), for waiters.
     changes: u64,
+    /// The revision of the write that last took the lease (kept after losing it).
+    term: Option<LeaderTerm>,
+    /// The cluster's epoch (its leader bucket's creation), the first half of a term.
+    epoch: u64,
+    /// Renewals that failed (the server did not answer; not a lost lease).
+    renewal_failures: u64,
 }
 
 /// The leader election of one replica; dropping it (or [`Leader::stop`]) releases the
 /// lease.
 pub struct Leader {
+    replica: String,
     state: Arc<Mutex<State>>,
     stopping: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
@@ -58,7 +66,10 @@ impl std::fmt::Debug for Leader {
 impl Leader {
     /// Starts contending for the leader lease of `cluster` (and heartbeating).
     pub fn start(cluster: &Cluster) -> Leader {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            epoch: cluster.epoch(),
+            ..State::default()
+        }));
         let stopping = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let lease = cluster.leader_lease();
@@ -75,6 +86,7 @@ impl Leader {
             wake.clone(),
         ));
         Leader {
+            replica: cluster.replica().to_owned(),
             state,
             stopping,
             wake,
@@ -87,6 +99,14 @@ impl Leader {
     pub fn is_leader(&self) -> bool {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.held.is_some_and(|h| Instant::now() < h.valid_until)
+    }
+
+    /// This replica's leader term: the lease revision of its last take, kept after the
+    /// lease is lost. Revisions only grow within the bucket, so a later take by any
+    /// replica has a larger term; the reports branch is fenced by it (a deposed leader's
+    /// late commit does not overwrite what a newer leader wrote).
+    pub fn term(&self) -> Option<LeaderTerm> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).term
     }
 
     /// How many times this replica took or lost the lease.
@@ -130,6 +150,22 @@ impl crate::reconcile::Leadership for Leader {
     fn is_leader(&self) -> bool {
         Leader::is_leader(self)
     }
+
+    fn term(&self) -> Option<LeaderTerm> {
+        Leader::term(self)
+    }
+
+    fn brief(&self) -> Option<crate::reconcile::ReplicaBrief> {
+        let leading = self.is_leader();
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Some(crate::reconcile::ReplicaBrief {
+            replica: self.replica.clone(),
+            leading,
+            term: s.term,
+            changes: s.changes,
+            renewal_failures: s.renewal_failures,
+        })
+    }
 }
 
 async fn contend(
@@ -167,6 +203,10 @@ async fn contend(
                 (Ok(Attempt::Held(h)), was) => {
                     if was.is_none() {
                         s.changes += 1;
+                        s.term = Some(LeaderTerm {
+                            epoch: s.epoch,
+                            revision: h.revision,
+                        });
                         tracing::info!(replica = %replica, ttl_seconds = ttl.as_secs_f64(), "took the leader lease: this replica leads");
                     }
                     s.held = Some(h);
@@ -182,6 +222,7 @@ async fn contend(
                     // nobody took the lease meanwhile; `is_leader` turns false by itself
                     // once `valid_until` passes.
                     tracing::warn!(replica = %replica, "cannot renew the leader lease: {e}");
+                    s.renewal_failures += 1;
                     if Instant::now() >= h.valid_until {
                         s.changes += 1;
                     }

@@ -119,6 +119,8 @@ pub struct Cluster {
     url: String,
     ttl: Duration,
     replica: String,
+    /// When the leader bucket was made (Unix seconds, the server's clock).
+    epoch: u64,
     leader: kv::Store,
     replicas: kv::Store,
     hosts: kv::Store,
@@ -158,7 +160,7 @@ impl Cluster {
             .map_err(ClusterError::Runtime)?;
         let shown = crate::redact::text(url).into_owned();
         let replica = replica_id();
-        let (ttl, leader, replicas, hosts, journal) = runtime.block_on(async {
+        let (ttl, epoch, leader, replicas, hosts, journal) = runtime.block_on(async {
             let client = async_nats::ConnectOptions::new()
                 .name(format!("patchkeeper {replica}"))
                 .connection_timeout(Duration::from_secs(5))
@@ -194,6 +196,7 @@ impl Cluster {
                 Some(s) => s,
                 None => make(&js, LEADER_BUCKET, ttl, options).await?,
             };
+            let epoch = created(&leader).await?;
             let replicas = open_or_make(&js, REPLICAS_BUCKET, ttl, options).await?;
             let hosts = open_or_make(&js, HOSTS_BUCKET, ttl, options).await?;
             // Journal lines are not leases: an append may wait out a server restart.
@@ -207,18 +210,26 @@ impl Cluster {
                         why,
                     })?;
             }
-            Ok::<_, ClusterError>((ttl, leader, replicas, hosts, journal))
+            Ok::<_, ClusterError>((ttl, epoch, leader, replicas, hosts, journal))
         })?;
         Ok(Cluster {
             runtime: Arc::new(runtime),
             url: shown,
             ttl,
             replica,
+            epoch,
             leader,
             replicas,
             hosts,
             journal,
         })
+    }
+
+    /// The cluster's epoch: when its leader bucket was made (Unix seconds), so that the
+    /// terms of a server rebuilt from nothing (revisions start again) still order after
+    /// the old ones ([`crate::report::LeaderTerm`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The lease TTL (the buckets' `max_age`).
@@ -376,6 +387,15 @@ async fn max_age(store: &kv::Store) -> Result<Duration, ClusterError> {
         why: e.to_string(),
     })?;
     Ok(status.max_age())
+}
+
+async fn created(store: &kv::Store) -> Result<u64, ClusterError> {
+    let status = store.status().await.map_err(|e| ClusterError::Bucket {
+        bucket: LEADER_BUCKET.into(),
+        why: e.to_string(),
+    })?;
+    // A creation before 1970 is not a time a server reports; 0 keeps it first.
+    Ok(u64::try_from(status.info.created.unix_timestamp()).unwrap_or(0))
 }
 
 /// This replica's id: host name, pid and 4 random bytes (a restarted replica is a new one).

@@ -24,6 +24,17 @@ const REMOTE_TIP_REF: &str = "refs/patchkeeper/reports-remote-tip";
 /// What is pushed (libgit2 pushes refs, not bare ids).
 const OUTGOING_REF: &str = "refs/patchkeeper/reports-outgoing";
 
+/// The trailer naming the leader term a clustered leader wrote a report commit in.
+pub const LEADER_TERM: &str = "Leader-Term";
+
+/// The trailer of a report commit by a leader deposed by a newer term (host files kept).
+pub const DEPOSED_LEADER_TERM: &str = "Deposed-Leader-Term";
+
+/// Commits walked back for the newest `Leader-Term`: every commit of a clustered leader
+/// carries one, so only a long run of commits by unclustered writers (`patchkeeper apply`
+/// by hand) gets near it; past it the branch counts as unfenced.
+const TERM_WALK: usize = 1_000;
+
 fn git_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> ReportError {
     let what = crate::redact::text(&what.into()).into_owned();
     move |source| ReportError::Git {
@@ -429,6 +440,37 @@ impl<'t> Writer<'t> {
             desired,
             newest_run.is_some_and(|n| n.contains("-validate-")),
         ))
+    }
+
+    /// The newest leader term on the branch at `base`: the first `Leader-Term` trailer on
+    /// its first-parent history, at most [`TERM_WALK`] commits back (`None`: none there).
+    /// A leader never writes a term below the newest, so the first one found is the
+    /// largest.
+    pub fn leader_term(
+        &self,
+        base: Option<&Oid>,
+    ) -> Result<Option<super::LeaderTerm>, ReportError> {
+        let Some(oid) = base else {
+            return Ok(None);
+        };
+        let mut commit = self
+            .repo
+            .find_commit(*oid)
+            .map_err(git_err(format!("read commit {oid}")))?;
+        for _ in 0..TERM_WALK {
+            let term = std::str::from_utf8(commit.message_bytes())
+                .ok()
+                .and_then(|m| super::trailer(m, LEADER_TERM))
+                .and_then(|v| v.parse::<super::LeaderTerm>().ok());
+            if term.is_some() {
+                return Ok(term);
+            }
+            match commit.parent(0) {
+                Ok(parent) => commit = parent,
+                Err(_) => break,
+            }
+        }
+        Ok(None)
     }
 
     /// When `base` was committed (`None`: no base).
@@ -1516,6 +1558,7 @@ mod tests {
     fn target(repo: &Path, remote: Option<&str>) -> ReportTarget {
         ReportTarget {
             heartbeat: std::time::Duration::from_secs(24 * 3600),
+            fence: None,
             repo: repo.to_owned(),
             branch: "reports".into(),
             remote: remote.map(str::to_owned),

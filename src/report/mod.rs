@@ -453,6 +453,46 @@ pub struct Recorded {
     pub attempts: u32,
     /// Whether it was pushed to a remote.
     pub pushed: bool,
+    /// Set when the writer's leader term ([`ReportTarget::fence`]) was older than this
+    /// term on the branch: only the run record was committed, every host file was kept.
+    pub deposed_by: Option<LeaderTerm>,
+}
+
+/// A cluster leader's term, the fencing token of its report commits: the leader bucket's
+/// creation time (Unix seconds: the bucket of a rebuilt server is newer, though its
+/// revisions start again at 1) and the revision of the write that took the lease (within
+/// one bucket, every later take has a larger one). Ordered by both, in that order; written
+/// `EPOCH.REVISION` in the `Leader-Term` trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaderTerm {
+    /// When the leader bucket was made (Unix seconds, the server's clock).
+    pub epoch: u64,
+    /// The lease revision of the take.
+    pub revision: u64,
+}
+
+impl std::fmt::Display for LeaderTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.epoch, self.revision)
+    }
+}
+
+impl std::str::FromStr for LeaderTerm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LeaderTerm, String> {
+        let (epoch, revision) = s
+            .split_once('.')
+            .ok_or_else(|| format!("`{s}` is not EPOCH.REVISION"))?;
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|e| format!("`{s}` is not EPOCH.REVISION: {e}"))
+        };
+        Ok(LeaderTerm {
+            epoch: number(epoch)?,
+            revision: number(revision)?,
+        })
+    }
 }
 
 /// Where and how reports are written; built from Settings by [`ReportTarget::from_fleet`].
@@ -476,6 +516,10 @@ pub struct ReportTarget {
     /// `reports.heartbeat`: an observation that changed nothing is committed only when the
     /// last report commit is older than this.
     pub heartbeat: std::time::Duration,
+    /// The writer's leader term (`serve --cluster`): a commit by a leader whose term is
+    /// older than the newest `Leader-Term` on the branch keeps every host file as it is
+    /// and records only its run, marked `Deposed-Leader-Term` (`None`: no fencing).
+    pub fence: Option<LeaderTerm>,
 }
 
 /// `reports.heartbeat` when unset.
@@ -528,6 +572,7 @@ impl ReportTarget {
         ReportTarget {
             refused: key_refused.or(remote_refused),
             heartbeat: crate::apply::duration_setting(&settings.heartbeat, DEFAULT_HEARTBEAT),
+            fence: None,
             repo: repo.to_owned(),
             branch: settings.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
             remote: settings.remote,
@@ -805,7 +850,16 @@ pub fn record_with(
         })
         .collect();
     let writer = git::Writer::open(target)?;
+    let mut deposed_by = None;
     let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        // Fencing: a leader whose term is older than the branch's newest was deposed while
+        // it ran; what the newer leader wrote stands, only this run's record is added.
+        let newest = match target.fence {
+            Some(_) => writer.leader_term(base)?,
+            None => None,
+        };
+        let (fencing, deposed) = term_trailer(target.fence, newest);
+        deposed_by = deposed;
         let previous = writer.read_hosts(base)?;
         let previous_lists = writer.package_blobs(base)?;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -859,7 +913,7 @@ pub fn record_with(
             .collect::<Vec<_>>();
         // Promotion sources: record what they run (rewritten only when it changed).
         let mut reports = reports;
-        for r in &mut reports {
+        for r in reports.iter_mut().filter(|_| deposed.is_none()) {
             let host = &r.compliance.host;
             let Some(o) = observed
                 .and_then(|o| o.host(host))
@@ -916,8 +970,10 @@ pub fn record_with(
         let mut written = Vec::new();
         for r in reports {
             match previous.get(&r.compliance.host) {
+                None if deposed.is_some() => {}
                 Some(p)
-                    if p.compliance.evaluated_at > r.compliance.evaluated_at
+                    if deposed.is_some()
+                        || p.compliance.evaluated_at > r.compliance.evaluated_at
                         || (same_facts(p, &r) && !new_records.contains(&r.compliance.host)) =>
                 {
                     merged.insert(p.compliance.host.clone(), p.clone());
@@ -943,6 +999,7 @@ pub fn record_with(
         // Rendered and hashed on every core (thousands of ~60 KB lists per commit).
         let lists_written: Vec<(&str, String)> = lists
             .par_iter()
+            .filter(|_| deposed.is_none())
             .filter_map(|(host, installed)| {
                 if previous
                     .get(*host)
@@ -991,7 +1048,8 @@ pub fn record_with(
         let written_set: std::collections::HashSet<&str> =
             written.iter().map(String::as_str).collect();
         let changed = hosts_changed(&hosts, &previous, run, &written_set);
-        let message = commit_message(run, &summary, &changed);
+        let mut message = commit_message(run, &summary, &changed);
+        message.push_str(&fencing);
         // Records of hosts no longer promoted from (or gone) are pruned with them.
         files.retain(|(path, _)| {
             path.strip_prefix("installed/")
@@ -1007,6 +1065,14 @@ pub fn record_with(
             files.push((format!("packages/{host}.txt"), text.into_bytes()));
         }
         files.push((format!("runs/{}.json", run.run_id), to_json(run)));
+        if deposed.is_some() {
+            // The newer leader's fleet may differ from this one's: nothing is pruned and
+            // its summary stands.
+            let keep: Vec<String> = previous.keys().cloned().collect();
+            return writer
+                .commit(base, &files, &keep, None, &message, now)
+                .map(Some);
+        }
         files.push(("summary.json".to_owned(), to_json(&summary)));
         let keep: Vec<String> = hosts.iter().map(|h| h.compliance.host.clone()).collect();
         let keep_installed: Vec<String> = tracked.iter().cloned().collect();
@@ -1020,6 +1086,7 @@ pub fn record_with(
         run_id: run.run_id.clone(),
         attempts,
         pushed,
+        deposed_by,
     })
 }
 
@@ -1126,6 +1193,30 @@ fn hosts_changed(
         })
         .map(|h| h.compliance.host.clone())
         .collect()
+}
+
+/// The value of trailer `key` in a commit message (the last line `key: value`).
+pub(crate) fn trailer(message: &str, key: &str) -> Option<String> {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The fencing trailer of a commit by a writer with leader term `fence` on a branch whose
+/// newest term is `newest` (empty for an unfenced writer), and whether it is deposed.
+fn term_trailer(
+    fence: Option<LeaderTerm>,
+    newest: Option<LeaderTerm>,
+) -> (String, Option<LeaderTerm>) {
+    match fence {
+        None => (String::new(), None),
+        Some(t) => match newest.filter(|n| *n > t) {
+            Some(n) => (format!("{}: {t}\n", git::DEPOSED_LEADER_TERM), Some(n)),
+            None => (format!("{}: {t}\n", git::LEADER_TERM), None),
+        },
+    }
 }
 
 /// A trailer value on one line: control characters (a newline would start a forged
@@ -1271,7 +1362,14 @@ pub fn record_rejected(
         events: Vec::new(),
     };
     let writer = git::Writer::open(target)?;
+    let mut deposed_by = None;
     let (oid, _, attempts, pushed) = publish_with_retry(&writer, target, |base| {
+        let newest = match target.fence {
+            Some(_) => writer.leader_term(base)?,
+            None => None,
+        };
+        let (fencing, deposed) = term_trailer(target.fence, newest);
+        deposed_by = deposed;
         let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
         if errors.len() > 50 {
@@ -1279,7 +1377,7 @@ pub fn record_rejected(
         }
         let when = now.strftime("%Y-%m-%dT%H:%MZ");
         let message = format!(
-            "validate run {when}: desired commit {} rejected, {}\n\n{body}\nDesired-Commit: {commit}\nRun-Id: {}\nLast-Good-Commit: {}\n",
+            "validate run {when}: desired commit {} rejected, {}\n\n{body}\nDesired-Commit: {commit}\nRun-Id: {}\nLast-Good-Commit: {}\n{fencing}",
             crate::terminal::short(commit, 12),
             plural(errors.len(), "error", "errors"),
             run.run_id,
@@ -1296,6 +1394,7 @@ pub fn record_rejected(
         run_id: run.run_id,
         attempts,
         pushed,
+        deposed_by,
     })
 }
 
@@ -1575,6 +1674,26 @@ pub fn schema_files() -> BTreeMap<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_terms_order_by_epoch_then_revision_and_read_back() {
+        let t = |epoch, revision| LeaderTerm { epoch, revision };
+        assert!(t(1, 9) < t(1, 10));
+        assert!(t(1, 900) < t(2, 1), "a rebuilt server's terms come after");
+        assert_eq!(t(1_764_000_000, 42).to_string(), "1764000000.42");
+        assert_eq!("1764000000.42".parse(), Ok(t(1_764_000_000, 42)));
+        for bad in ["42", "1.x", ".4", "1.2.3", "-1.2", ""] {
+            assert!(bad.parse::<LeaderTerm>().is_err(), "{bad}");
+        }
+        let (line, deposed) = term_trailer(Some(t(1, 5)), Some(t(1, 9)));
+        assert_eq!(
+            (line.as_str(), deposed),
+            ("Deposed-Leader-Term: 1.5\n", Some(t(1, 9)))
+        );
+        let (line, deposed) = term_trailer(Some(t(1, 9)), Some(t(1, 9)));
+        assert_eq!((line.as_str(), deposed), ("Leader-Term: 1.9\n", None));
+        assert_eq!(term_trailer(None, Some(t(1, 9))), (String::new(), None));
+    }
 
     fn host_plan(host: &str, changes: &[(&str, Option<&str>, &str)]) -> crate::plan::HostPlan {
         crate::plan::HostPlan {

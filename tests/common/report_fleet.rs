@@ -119,6 +119,16 @@ pub fn observed(at: &str) -> ObservedFleet {
     ObservedFleet::new(at.into(), vec![web1, web2, db1, lab1])
 }
 
+/// [`observed`] once web-1 installed its pending security update (it is compliant).
+pub fn patched(at: &str) -> ObservedFleet {
+    let mut fleet = observed(at);
+    if let Some(web1) = fleet.hosts.iter_mut().find(|h| h.name == "web-1") {
+        web1.updates.clear();
+        web1.installed[1].version = "2.36-9+deb12u9".into();
+    }
+    fleet
+}
+
 pub fn read_host(dir: &Path, host: &str) -> serde_json::Value {
     let text = git(dir, &["show", &format!("{BRANCH}:hosts/{host}.json")]);
     serde_json::from_str(&text).expect("host report is JSON")
