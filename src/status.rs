@@ -116,6 +116,8 @@ struct Shared {
     counters: Counters,
     /// The last check of each advisory source the loop refreshes.
     advisory_sources: Arc<Vec<crate::advisory::SourceCheck>>,
+    /// This replica's leader election (`serve --cluster`).
+    leadership: Option<Arc<dyn crate::reconcile::Leadership>>,
 }
 
 /// Running totals since the process started.
@@ -191,6 +193,12 @@ impl Status {
 
     // ----- readers
 
+    /// This replica's part in its cluster, now (`None`: not clustered).
+    pub fn replica(&self) -> Option<crate::reconcile::ReplicaBrief> {
+        let leadership = self.read().leadership.clone()?;
+        leadership.brief()
+    }
+
     /// The hosts, counts and requests as the API serves them.
     pub fn view(&self) -> Arc<FleetView> {
         self.read().view.clone()
@@ -259,6 +267,11 @@ impl Status {
     }
 
     // ----- the loop's side
+
+    /// This replica joined a cluster: its metrics show its part from now on.
+    pub fn set_leadership(&self, leadership: Arc<dyn crate::reconcile::Leadership>) {
+        self.write().leadership = Some(leadership);
+    }
 
     /// The advisory sources were checked (`AdvisoryFeed::refresh`).
     pub fn set_advisory_sources(&self, checks: Vec<crate::advisory::SourceCheck>) {

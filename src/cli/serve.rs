@@ -199,6 +199,7 @@ pub fn run(args: Args) -> u8 {
     }
     if let Some((_, leader)) = &joined {
         reconciler = reconciler.with_leadership(leader.clone());
+        status.set_leadership(leader.clone());
     }
     // Releases the leader lease on the way out (a clean stop hands over at once).
     let _leaving = Leaving(joined);

@@ -333,6 +333,43 @@ impl Collector for FleetCollector {
                 &records,
             )?;
         }
+        // A cluster replica's own part (each replica serves its own /metrics; the replica
+        // label names it, one series per process).
+        if let Some(r) = self.status.replica() {
+            labelled_gauge(
+                &mut encoder,
+                "patchkeeper_cluster_leader",
+                "1 while this replica holds the leader lease (serve --cluster)",
+                "replica",
+                &[(r.replica.clone(), i64::from(r.leading))],
+            )?;
+            if let Some(term) = r.term {
+                labelled_gauge(
+                    &mut encoder,
+                    "patchkeeper_cluster_leader_term",
+                    "The lease revision of this replica's last leader term (the fencing token of its report commits, with the cluster's epoch)",
+                    "replica",
+                    &[(
+                        r.replica.clone(),
+                        i64::try_from(term.revision).unwrap_or(i64::MAX),
+                    )],
+                )?;
+            }
+            labelled_counter(
+                &mut encoder,
+                "patchkeeper_cluster_leadership_changes",
+                "Times this replica took or lost the leader lease",
+                "replica",
+                &[(r.replica.clone(), r.changes)],
+            )?;
+            labelled_counter(
+                &mut encoder,
+                "patchkeeper_cluster_lease_renewal_failures",
+                "Renewals of the leader lease that failed (the server was slow or unreachable)",
+                "replica",
+                &[(r.replica.clone(), r.renewal_failures)],
+            )?;
+        }
         labelled_gauge(
             &mut encoder,
             "patchkeeper_build_info",
@@ -448,6 +485,45 @@ pub async fn handler(State(app): State<App>, headers: axum::http::HeaderMap) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica whose lease is fixed: what the collector reads at a scrape.
+    struct Replica(crate::reconcile::ReplicaBrief);
+
+    impl crate::reconcile::Leadership for Replica {
+        fn is_leader(&self) -> bool {
+            self.0.leading
+        }
+
+        fn brief(&self) -> Option<crate::reconcile::ReplicaBrief> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_cluster_replica_shows_its_part_and_a_single_process_shows_none() {
+        let status = Arc::new(Status::default());
+        let single = Metrics::new(status.clone()).encode().expect("encodes");
+        assert!(!single.contains("patchkeeper_cluster_"), "{single}");
+        status.set_leadership(Arc::new(Replica(crate::reconcile::ReplicaBrief {
+            replica: "r1-42-abc".into(),
+            leading: true,
+            term: Some(crate::report::LeaderTerm {
+                epoch: 1_764_000_000,
+                revision: 17,
+            }),
+            changes: 1,
+            renewal_failures: 2,
+        })));
+        let text = to_prometheus_text(&Metrics::new(status).encode().expect("encodes"));
+        for line in [
+            "patchkeeper_cluster_leader{replica=\"r1-42-abc\"} 1\n",
+            "patchkeeper_cluster_leader_term{replica=\"r1-42-abc\"} 17\n",
+            "patchkeeper_cluster_leadership_changes_total{replica=\"r1-42-abc\"} 1\n",
+            "patchkeeper_cluster_lease_renewal_failures_total{replica=\"r1-42-abc\"} 2\n",
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn counters_carry_their_total_suffix_in_the_text_format() {
