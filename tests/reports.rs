@@ -1521,3 +1521,46 @@ fn a_deposed_leaders_late_report_keeps_what_the_newer_leader_wrote() {
     assert_eq!(old.deposed_by, Some(rebuilt));
     assert_eq!(read_host(dir.path(), "web-1")["state"], "compliant");
 }
+
+/// A commit that writes no host file (a rejected desired commit) keeps every host file,
+/// also one that does not parse: it is not its business to prune.
+#[test]
+fn a_rejection_keeps_every_host_file_even_an_unreadable_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desired = write_fleet(dir.path(), "");
+    let fleet = load(dir.path());
+    report::record_observation(
+        dir.path(),
+        &fleet,
+        &observed("2026-11-16T02:00:00Z"),
+        &desired,
+        ts("2026-11-16T02:00:00Z"),
+    )
+    .expect("observation");
+    // Someone committed a host file that does not parse.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let wt = elsewhere.path().join("wt");
+    git(
+        dir.path(),
+        &["worktree", "add", "-q", &wt.display().to_string(), BRANCH],
+    );
+    std::fs::write(wt.join("hosts/ghost.json"), "{not json").expect("write");
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "a hand-made host file"]);
+    let rejected = report::record_rejected(
+        &report::ReportTarget::from_fleet(dir.path(), &fleet),
+        "0123456789abcdef0123456789abcdef01234567",
+        &["inventory/hosts.yaml:3:5: error".to_owned()],
+        Some(&desired),
+        ts("2026-11-16T02:10:00Z"),
+    )
+    .expect("rejection");
+    let files = git(
+        dir.path(),
+        &["ls-tree", "--name-only", &rejected.commit, "hosts/"],
+    );
+    assert_eq!(
+        files,
+        "hosts/db-1.json\nhosts/ghost.json\nhosts/lab-1.json\nhosts/web-1.json\nhosts/web-2.json\n"
+    );
+}

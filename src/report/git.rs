@@ -502,6 +502,25 @@ impl<'t> Writer<'t> {
             .collect())
     }
 
+    /// The names of the host files on `base` (`hosts/NAME.json`), unparsed: what a commit
+    /// that writes no host file keeps, readable or not.
+    pub fn host_names(&self, base: Option<&Oid>) -> Result<Vec<String>, ReportError> {
+        let Some(tree) = self.tree_of(base)? else {
+            return Ok(Vec::new());
+        };
+        let Some(entry) = tree.get_name("hosts") else {
+            return Ok(Vec::new());
+        };
+        let hosts = self
+            .repo
+            .find_tree(entry.id())
+            .map_err(git_err("read hosts/"))?;
+        Ok(hosts
+            .iter()
+            .filter_map(|e| e.name().ok()?.strip_suffix(".json").map(str::to_owned))
+            .collect())
+    }
+
     /// Whether `path` (`dir/name`) exists in `base`'s tree.
     pub fn has_file(&self, base: Option<&Oid>, path: &str) -> Result<bool, ReportError> {
         let Some(tree) = self.tree_of(base)? else {

@@ -1068,7 +1068,7 @@ pub fn record_with(
         if deposed.is_some() {
             // The newer leader's fleet may differ from this one's: nothing is pruned and
             // its summary stands.
-            let keep: Vec<String> = previous.keys().cloned().collect();
+            let keep = writer.host_names(base)?;
             return writer
                 .commit(base, &files, &keep, None, &message, now)
                 .map(Some);
@@ -1370,7 +1370,7 @@ pub fn record_rejected(
         };
         let (fencing, deposed) = term_trailer(target.fence, newest);
         deposed_by = deposed;
-        let keep: Vec<String> = writer.read_hosts(base)?.into_keys().collect();
+        let keep = writer.host_names(base)?;
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
         if errors.len() > 50 {
             body.push_str(&format!("... and {} more\n", errors.len() - 50));
