@@ -494,6 +494,12 @@ pub enum FailureReason {
         /// The cap, in MiB.
         limit_mib: u64,
     },
+    /// `serve --cluster`: no replica returned the host's observation (the replicas that
+    /// took it died, or the round's time ran out).
+    NotObserved {
+        /// Why.
+        message: String,
+    },
 }
 
 impl std::fmt::Display for FailureReason {
@@ -518,6 +524,7 @@ impl std::fmt::Display for FailureReason {
                 Ok(())
             }
             FailureReason::ConnectionClosed { message } => f.write_str(message),
+            FailureReason::NotObserved { message } => f.write_str(message),
             FailureReason::HostCertificateInvalid { reason } => {
                 write!(f, "host certificate is not valid: {reason}")
             }

@@ -328,13 +328,131 @@ pub trait Observer {
 /// Settings' defaults, exactly as `patchkeeper observe` and `plan` do.
 pub struct EngineObserver {
     pipeline: Arc<Pipeline>,
+    /// `serve --cluster`: a round's observation is work items every replica takes.
+    queue: Option<crate::cluster::WorkQueue>,
 }
+
+/// How long a round waits for the replicas' observations through the work queue.
+const QUEUE_ROUND_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 impl EngineObserver {
     /// An observer over `pipeline`.
     pub fn new(pipeline: Arc<Pipeline>) -> EngineObserver {
-        EngineObserver { pipeline }
+        EngineObserver {
+            pipeline,
+            queue: None,
+        }
     }
+
+    /// Observes every host of a round through `queue`: one work item per host, taken by
+    /// whichever replica's worker ([`queue_handler`]) fetches it.
+    pub fn with_queue(mut self, queue: crate::cluster::WorkQueue) -> EngineObserver {
+        self.queue = Some(queue);
+        self
+    }
+}
+
+/// A round's observation through the cluster's work queue: each host's item is observed
+/// by some replica; a host no replica returned is `not-observed`, with the reason.
+fn observe_through(
+    queue: &crate::cluster::WorkQueue,
+    fleet: &ValidFleet,
+    progress: Arc<dyn pipeline::Progress>,
+) -> Result<ObservedFleet, String> {
+    use crate::observed::{FailureReason, HostStatus, ObservedHost};
+    let hosts: Vec<String> = fleet.hosts().map(|h| h.name.clone()).collect();
+    if hosts.is_empty() {
+        return Err(pipeline::PipelineError::NoHosts.to_string());
+    }
+    progress.observing(hosts.len());
+    let round = RunRecord::new_id(report::RunKind::Observe, Timestamp::now());
+    let done = queue
+        .dispatch(&round, &fleet.fleet().digest, &hosts, QUEUE_ROUND_LIMIT)
+        .map_err(|e| e.to_string())?;
+    let not_observed = |name: &str, message: String| {
+        ObservedHost::new(
+            name,
+            HostStatus::Unreachable {
+                reason: FailureReason::NotObserved { message },
+            },
+        )
+    };
+    let observed = hosts
+        .iter()
+        .map(|name| {
+            let host = match done.get(name) {
+                Some(d) => match &d.output {
+                    Ok(v) => serde_json::from_value::<ObservedHost>(v.clone())
+                        .ok()
+                        .filter(|h| h.name == *name)
+                        .unwrap_or_else(|| {
+                            not_observed(
+                                name,
+                                format!(
+                                    "the observation replica {} returned does not read",
+                                    d.replica
+                                ),
+                            )
+                        }),
+                    Err(why) => not_observed(name, why.clone()),
+                },
+                None => not_observed(
+                    name,
+                    format!(
+                        "no replica observed it within {}s",
+                        QUEUE_ROUND_LIMIT.as_secs()
+                    ),
+                ),
+            };
+            progress.observed(&host);
+            host
+        })
+        .collect();
+    Ok(ObservedFleet::new(Timestamp::now().to_string(), observed))
+}
+
+/// What a replica does with the work items it takes (`serve --cluster`): observes the
+/// hosts with its own pipeline, from its validated fleet when that is the desired state
+/// the items name (its digest: files and bytes; otherwise they go back to the queue, for a
+/// replica that has it — the leader always does).
+pub fn queue_handler(
+    status: Arc<Status>,
+    pipeline: Arc<Pipeline>,
+) -> crate::cluster::work::Handler {
+    Arc::new(move |desired: &str, hosts: &[String]| {
+        let (_, fleet) = status.desired()?;
+        if fleet.fleet().digest != desired {
+            return None;
+        }
+        let outputs = match crate::observe::HostSelector::exactly(hosts.iter().map(String::as_str))
+        {
+            Some(selector) => {
+                let scope = pipeline::Scope {
+                    selector,
+                    refresh: None,
+                    parallel: None,
+                };
+                pipeline
+                    .observe(&fleet, &scope, Arc::new(pipeline::Quiet))
+                    .map_err(|e| e.to_string())
+            }
+            None => Err("no host names".to_owned()),
+        };
+        Some(match outputs {
+            Ok(observed) => observed
+                .hosts
+                .into_iter()
+                .map(|h| {
+                    let value = serde_json::to_value(&h).map_err(|e| e.to_string());
+                    (h.name, value)
+                })
+                .collect(),
+            Err(why) => hosts
+                .iter()
+                .map(|h| (h.clone(), Err(why.clone())))
+                .collect(),
+        })
+    })
 }
 
 impl Observer for EngineObserver {
@@ -343,6 +461,9 @@ impl Observer for EngineObserver {
         fleet: &ValidFleet,
         progress: Arc<dyn pipeline::Progress>,
     ) -> Result<ObservedFleet, String> {
+        if let Some(queue) = &self.queue {
+            return observe_through(queue, fleet, progress);
+        }
         self.pipeline
             .observe(fleet, &pipeline::Scope::default(), progress)
             .map_err(|e| e.to_string())

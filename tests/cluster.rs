@@ -22,7 +22,8 @@ use common::nats::NatsServer;
 use jiff::Timestamp;
 use patchkeeper::apply::HostGate;
 use patchkeeper::cluster::lease::{Attempt, LeaseRecord};
-use patchkeeper::cluster::{Cluster, HostLeases, JoinOptions, Leader};
+use patchkeeper::cluster::work::Handler;
+use patchkeeper::cluster::{Cluster, HostLeases, JoinOptions, Leader, WorkConfig, WorkQueue};
 use patchkeeper::reconcile::Leadership;
 
 /// Bounds a wait that should end much sooner (a failure only).
@@ -560,6 +561,14 @@ fn two_serve_replicas_one_leads_and_the_other_takes_over_after_a_kill_9() {
         .find(|l| l.contains("round done"))
         .expect("a round line");
     assert!(done.contains("observed=2"), "{done}");
+    // Observed through the work queue: b's own worker took both hosts (the only replica
+    // left), each refused by port 1 — a real SSH attempt, not a result made up.
+    assert!(stderr.contains("work queue: batch done"), "{stderr}");
+    let web1 = git(
+        &root.path().join("fleet.git"),
+        &["show", "patchkeeper/reports:hosts/web-1.json"],
+    );
+    assert!(web1.contains("refused"), "{web1}");
     // B's report (reports.heartbeat 0s: every round commits) carries a newer term.
     let terms = leader_terms(root.path());
     assert!(
@@ -853,4 +862,133 @@ fn a_replica_serves_its_part_in_the_cluster_as_metrics() {
         "{metrics}"
     );
     promtool_check(&metrics).expect("promtool accepts the metrics");
+}
+
+fn work_config(ack_wait: Duration, max_deliver: i64, batch: usize) -> WorkConfig {
+    WorkConfig {
+        ack_wait,
+        max_deliver,
+        batch,
+    }
+}
+
+/// A handler that observes nothing: each host's output names the host and the replica.
+fn echo(name: &'static str) -> Handler {
+    Arc::new(move |_commit: &str, hosts: &[String]| {
+        Some(
+            hosts
+                .iter()
+                .map(|h| (h.clone(), Ok(serde_json::json!({"host": h, "by": name}))))
+                .collect(),
+        )
+    })
+}
+
+#[test]
+fn work_items_are_shared_by_the_replicas_and_each_is_done_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Barrier, Mutex};
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(5);
+    let (a, b) = (join(&server, ttl), join(&server, ttl));
+    let config = work_config(Duration::from_secs(5), 3, 8);
+    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
+    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    // Each replica's first batch waits for the other's: both take part, whatever the
+    // timing (a batch holds at most 8 of the 40 items).
+    let both = Arc::new(Barrier::new(2));
+    let calls = Arc::new(Mutex::new(Vec::<(&'static str, String)>::new()));
+    let handler = |name: &'static str| -> Handler {
+        let (both, calls, first) = (both.clone(), calls.clone(), AtomicBool::new(true));
+        Arc::new(move |commit: &str, hosts: &[String]| {
+            assert_eq!(commit, "c0ffee");
+            if first.swap(false, Ordering::SeqCst) {
+                both.wait();
+            }
+            let mut calls = calls.lock().expect("calls");
+            calls.extend(hosts.iter().map(|h| (name, h.clone())));
+            echo(name)(commit, hosts)
+        })
+    };
+    let _wa = qa.serve(handler("a"));
+    let _wb = qb.serve(handler("b"));
+    let hosts: Vec<String> = (0..40).map(|i| format!("web-{i:02}")).collect();
+    let done = qa
+        .dispatch("run-1", "c0ffee", &hosts, DEADLINE)
+        .expect("dispatch");
+    assert_eq!(done.len(), 40, "{done:?}");
+    for h in &hosts {
+        let d = &done[h];
+        let output = d.output.as_ref().expect("observed");
+        assert_eq!(output["host"], h.as_str());
+        let by = if output["by"] == "a" { &a } else { &b };
+        assert_eq!(d.replica, by.replica(), "the result names its replica");
+    }
+    let calls = calls.lock().expect("calls").clone();
+    assert_eq!(calls.len(), 40, "each host worked on once: {calls:?}");
+    let by_a = calls.iter().filter(|(r, _)| *r == "a").count();
+    assert!(
+        by_a > 0 && by_a < 40,
+        "both replicas worked: a did {by_a} of 40"
+    );
+}
+
+#[test]
+fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_host() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(5);
+    let (a, b) = (join(&server, ttl), join(&server, ttl));
+    let config = work_config(Duration::from_secs(2), 2, 64);
+    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
+    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    // A takes a batch and hangs in it; then it dies (no ack, no progress ack).
+    let (took, taken) = mpsc::channel::<usize>();
+    let (release, released) = mpsc::channel::<()>();
+    let (took, released) = (Mutex::new(took), Mutex::new(released));
+    let mut wa = qa.serve(Arc::new(move |_commit: &str, hosts: &[String]| {
+        let _ = took.lock().expect("took").send(hosts.len());
+        let _ = released.lock().expect("released").recv();
+        None
+    }));
+    let hosts: Vec<String> = (0..10).map(|i| format!("db-{i}")).collect();
+    let dispatcher = {
+        let (qb, hosts) = (qb.clone(), hosts.clone());
+        std::thread::spawn(move || qb.dispatch("run-1", "c0ffee", &hosts, DEADLINE))
+    };
+    let held = taken.recv_timeout(DEADLINE).expect("a takes a batch");
+    assert!(held > 0);
+    wa.abandon();
+    let died = Instant::now();
+    let mut wb = qb.serve(echo("b"));
+    let done = dispatcher.join().expect("dispatcher").expect("dispatch");
+    eprintln!(
+        "b finished a's {held} items {:?} after a died (ack_wait 2s)",
+        died.elapsed()
+    );
+    assert_eq!(done.len(), 10, "{done:?}");
+    for d in done.values() {
+        assert_eq!(d.replica, b.replica(), "{d:?}");
+        assert!(d.output.is_ok(), "{d:?}");
+    }
+    let _ = release.send(());
+    // (An item the stopped worker's last fetch may still receive counts as a delivery
+    // that was never acknowledged: the same failure.)
+    wb.abandon();
+    // An item whose work fails on every delivery is a failure of its host once the
+    // server gives up on it (max_deliver 2), not a round that waits forever.
+    let _failing = qb.serve(Arc::new(|commit: &str, hosts: &[String]| {
+        if hosts.iter().any(|h| h == "poison") {
+            panic!("the work fails on this host");
+        }
+        echo("b")(commit, hosts)
+    }));
+    let done = qb
+        .dispatch("run-2", "c0ffee", &["poison".to_owned()], DEADLINE)
+        .expect("dispatch");
+    let d = &done["poison"];
+    assert_eq!(d.replica, "", "{d:?}");
+    let why = d.output.as_ref().expect_err("failed");
+    assert!(why.contains("delivered 2 times"), "{why}");
 }

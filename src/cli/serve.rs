@@ -163,6 +163,8 @@ pub fn run(args: Args) -> u8 {
     let shutdown = Arc::new(AtomicBool::new(false));
     let status = Arc::new(Status::default());
     let mut executor = EngineExecutor::new(pipeline.clone(), state_repo.clone(), stop.clone());
+    // Stops this replica's work-queue worker when serve returns.
+    let mut worker = None;
     let joined = match args
         .cluster
         .as_deref()
@@ -173,7 +175,22 @@ pub fn run(args: Args) -> u8 {
             executor = executor
                 .with_gate(Arc::new(gate))
                 .with_journal(Arc::new(cluster.journal()));
-            Some((cluster, leader))
+            let queue = match crate::cluster::WorkQueue::open(
+                &cluster,
+                crate::cluster::WorkConfig::default(),
+            ) {
+                Ok(q) => q,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return super::EXIT_ERROR;
+                }
+            };
+            // Every replica observes hosts for the leader's rounds.
+            worker = Some(queue.serve(crate::reconcile::queue_handler(
+                status.clone(),
+                pipeline.clone(),
+            )));
+            Some((cluster, leader, queue))
         }
         Some(Err(e)) => {
             eprintln!("error: {e}");
@@ -181,9 +198,13 @@ pub fn run(args: Args) -> u8 {
         }
         None => None,
     };
+    let mut observer = EngineObserver::new(pipeline.clone());
+    if let Some((_, _, queue)) = &joined {
+        observer = observer.with_queue(queue.clone());
+    }
     let mut reconciler = Reconciler::new(
         source.clone(),
-        EngineObserver::new(pipeline.clone()),
+        observer,
         Timing::with_interval(interval),
         shutdown.clone(),
     )
@@ -197,12 +218,13 @@ pub fn run(args: Args) -> u8 {
     if args.interval.is_none() {
         reconciler = reconciler.with_settings_interval();
     }
-    if let Some((_, leader)) = &joined {
+    if let Some((_, leader, _)) = &joined {
         reconciler = reconciler.with_leadership(leader.clone());
         status.set_leadership(leader.clone());
     }
     // Releases the leader lease on the way out (a clean stop hands over at once).
-    let _leaving = Leaving(joined);
+    let _leaving = Leaving(joined.map(|(cluster, leader, _)| (cluster, leader)));
+    let _worker = worker;
     if args.api_only {
         reconciler = reconciler.watch_only();
     }

@@ -15,6 +15,8 @@
 //!   (`apply::journal::Shared`), so another replica recovers a host whose replica died
 //!   mid-transaction.
 //! - [`view`]: `patchkeeper cluster status` (replicas, leader, in-flight hosts), pure.
+//! - [`work`]: per-host work items on a JetStream work-queue stream, taken by every
+//!   replica's worker, their results gathered by the leader (not yet used by the round).
 //!
 //! The connection runs on the cluster's own small runtime, so the synchronous reconcile
 //! loop and the pipeline's runtime can both use it. Knows nothing of plans or SSH.
@@ -24,6 +26,7 @@ pub mod journal;
 pub mod leader;
 pub mod lease;
 pub mod view;
+pub mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,7 @@ pub use journal::ClusterJournal;
 pub use leader::Leader;
 pub use lease::{Lease, LeaseRecord};
 pub use view::ClusterView;
+pub use work::{WorkConfig, WorkQueue};
 
 /// The bucket of the leader lease (one key, [`LEADER_KEY`]).
 pub const LEADER_BUCKET: &str = "patchkeeper_leader";
@@ -265,6 +269,12 @@ impl Cluster {
     /// The apply journal every replica appends to and recovers from.
     pub fn journal(&self) -> ClusterJournal {
         ClusterJournal::new(self.runtime.handle().clone(), self.journal.clone())
+    }
+
+    /// A JetStream context on the cluster's connection (requests wait up to 10 s, through
+    /// a reconnect).
+    pub(crate) fn jetstream(&self) -> jetstream::Context {
+        self.journal.clone()
     }
 
     /// The replicas bucket (heartbeats).

@@ -1,0 +1,496 @@
+//! Work queues: the leader hands per-host work (observation first) to every replica through
+//! a JetStream work-queue stream, and gathers what they return.
+//!
+//! - [`WORK_STREAM`] (`WorkQueue` retention, file storage): one message per host and round,
+//!   `patchkeeper.work.observe.ROUND.HOST` ([`super::key_for`] keys), read by one durable
+//!   pull consumer ([`WORK_CONSUMER`]) that every replica's [`Worker`] fetches from, so each
+//!   item goes to one replica at a time. Explicit acks: an item is acknowledged only once
+//!   its result is stored; while the work runs the worker sends progress acks every
+//!   `ack_wait / 3`, so a long observation keeps its item and a dead replica's items go to
+//!   another replica `ack_wait` after its last progress ack. `max_deliver` bounds the
+//!   attempts; the server's `MAX_DELIVERIES` advisory for an item becomes that host's
+//!   failure in the round (the dead-letter path), and the item is deleted.
+//! - [`RESULTS_STREAM`] (limits retention, [`RESULTS_MAX_AGE`]): one [`Done`] per host,
+//!   `patchkeeper.results.ROUND.HOST`. Stored rather than sent on a plain subject, so a
+//!   result published before the leader listens is not lost.
+//!
+//! Knows nothing of SSH or fleets: what a replica does with a batch is its [`Handler`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{key_for, Cluster, ClusterError};
+
+/// The stream of work items.
+pub const WORK_STREAM: &str = "patchkeeper_work";
+/// The durable consumer every replica's worker fetches from.
+pub const WORK_CONSUMER: &str = "workers";
+/// The stream of results.
+pub const RESULTS_STREAM: &str = "patchkeeper_results";
+/// How long items and results are kept: an item of a round nobody gathers any more (its
+/// leader died) is dropped after it.
+pub const RESULTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How the queue's consumer is set up (by the first replica that opens it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkConfig {
+    /// How long an item stays with a replica without an ack or a progress ack.
+    pub ack_wait: Duration,
+    /// Deliveries of one item at most (then it is a failure of its host).
+    pub max_deliver: i64,
+    /// Items a worker takes at once (one batch of work).
+    pub batch: usize,
+}
+
+impl Default for WorkConfig {
+    fn default() -> Self {
+        WorkConfig {
+            ack_wait: Duration::from_secs(60),
+            max_deliver: 3,
+            batch: 64,
+        }
+    }
+}
+
+/// One unit of work: observe `host` of the desired state `desired`, for `round`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// The round (the leader's run id): results are gathered by it.
+    pub round: String,
+    /// The desired state the leader works from (its digest: the same on every replica
+    /// that validated the same commit).
+    pub desired: String,
+    /// The host.
+    pub host: String,
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    /// The round.
+    pub round: String,
+    /// The host.
+    pub host: String,
+    /// The replica that did it (empty: nobody; the server gave up on it).
+    pub replica: String,
+    /// The work's output (an observed host, as JSON), or why there is none.
+    pub output: Result<serde_json::Value, String>,
+}
+
+/// What a replica does with a batch of items of one desired state: each host's output, or
+/// `None` when it cannot work on that state now (it has not validated it yet), which hands
+/// the items back to the queue. Runs on a blocking thread.
+pub type Handler = Arc<
+    dyn Fn(&str, &[String]) -> Option<Vec<(String, Result<serde_json::Value, String>)>>
+        + Send
+        + Sync,
+>;
+
+/// The work queue of a cluster.
+#[derive(Clone)]
+pub struct WorkQueue {
+    runtime: Arc<tokio::runtime::Runtime>,
+    js: jetstream::Context,
+    replica: String,
+    config: WorkConfig,
+}
+
+impl std::fmt::Debug for WorkQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkQueue")
+            .field("replica", &self.replica)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stream_error(stream: &str) -> impl Fn(String) -> ClusterError + '_ {
+    move |why| ClusterError::Stream {
+        stream: stream.into(),
+        why,
+    }
+}
+
+impl WorkQueue {
+    /// Opens (or makes) the streams and the consumer of `cluster`. Synchronous code only
+    /// (it waits on the cluster's runtime).
+    pub fn open(cluster: &Cluster, config: WorkConfig) -> Result<WorkQueue, ClusterError> {
+        let js = cluster.jetstream();
+        cluster.runtime().block_on(async {
+            js.get_or_create_stream(stream::Config {
+                name: WORK_STREAM.into(),
+                description: Some("patchkeeper per-host work items (docs/scale-out.md)".into()),
+                subjects: vec!["patchkeeper.work.>".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                max_age: RESULTS_MAX_AGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?
+            .get_or_create_consumer(
+                WORK_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(WORK_CONSUMER.into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_deliver: config.max_deliver,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
+            js.get_or_create_stream(stream::Config {
+                name: RESULTS_STREAM.into(),
+                description: Some("patchkeeper per-host work results (docs/scale-out.md)".into()),
+                subjects: vec!["patchkeeper.results.>".into()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: RESULTS_MAX_AGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| stream_error(RESULTS_STREAM)(e.to_string()))?;
+            Ok::<_, ClusterError>(())
+        })?;
+        Ok(WorkQueue {
+            runtime: cluster.runtime().clone(),
+            js,
+            replica: cluster.replica().to_owned(),
+            config,
+        })
+    }
+
+    /// Hands one item per host of `hosts` to the replicas and gathers their results until
+    /// every host has one or `within` has passed (hosts missing from the map: nobody
+    /// finished them in time). Synchronous code only.
+    pub fn dispatch(
+        &self,
+        round: &str,
+        desired: &str,
+        hosts: &[String],
+        within: Duration,
+    ) -> Result<BTreeMap<String, Done>, ClusterError> {
+        let js = self.js.clone();
+        let items: Vec<Item> = hosts
+            .iter()
+            .map(|h| Item {
+                round: round.to_owned(),
+                desired: desired.to_owned(),
+                host: h.clone(),
+            })
+            .collect();
+        self.runtime
+            .block_on(dispatch(js, items, within))
+            .map_err(stream_error(WORK_STREAM))
+    }
+
+    /// Starts this replica's worker: it takes batches from the queue and runs `handler`
+    /// on them until stopped.
+    pub fn serve(&self, handler: Handler) -> Worker {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = self.runtime.spawn(work(
+            self.js.clone(),
+            self.replica.clone(),
+            self.config,
+            handler,
+            stopping.clone(),
+        ));
+        Worker {
+            stopping,
+            task: Some(task),
+        }
+    }
+}
+
+/// A replica's worker; stopped when dropped.
+pub struct Worker {
+    stopping: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Stops taking items once the batch at hand is done.
+    pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops at once without acknowledging what it holds, as a crashed replica does: its
+    /// items go to another worker after `ack_wait` (fault tests use it).
+    pub fn abandon(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn item_subject(item: &Item) -> String {
+    format!(
+        "patchkeeper.work.observe.{}.{}",
+        key_for(&item.round),
+        key_for(&item.host)
+    )
+}
+
+fn result_subject(round: &str, host: &str) -> String {
+    format!("patchkeeper.results.{}.{}", key_for(round), key_for(host))
+}
+
+/// The server's advisory of an item delivered `max_deliver` times without an ack.
+#[derive(Debug, Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+async fn dispatch(
+    js: jetstream::Context,
+    items: Vec<Item>,
+    within: Duration,
+) -> Result<BTreeMap<String, Done>, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let Some(round) = items.first().map(|i| i.round.clone()) else {
+        return Ok(BTreeMap::new());
+    };
+    // Listening before publishing: no result and no advisory can be missed.
+    let results = js
+        .get_stream(RESULTS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: format!("patchkeeper.results.{}.>", key_for(&round)),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut results = results.messages().await.map_err(|e| e.to_string())?;
+    let mut dead = js
+        .client()
+        .subscribe(format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.{WORK_CONSUMER}"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let work = js
+        .get_stream(WORK_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut by_sequence: HashMap<u64, String> = HashMap::new();
+    for item in &items {
+        let payload = serde_json::to_vec(item).map_err(|e| e.to_string())?;
+        let ack = js
+            .publish(item_subject(item), payload.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        by_sequence.insert(ack.sequence, item.host.clone());
+    }
+    let wanted: std::collections::BTreeSet<&str> = items.iter().map(|i| i.host.as_str()).collect();
+    let mut done: BTreeMap<String, Done> = BTreeMap::new();
+    while done.len() < wanted.len() {
+        tokio::select! {
+            m = results.next() => {
+                let Some(m) = m else { break };
+                let m = m.map_err(|e| e.to_string())?;
+                // A result another round's leader wrote, or garbage: not this round's.
+                if let Ok(d) = serde_json::from_slice::<Done>(&m.payload) {
+                    if d.round == round && wanted.contains(d.host.as_str()) {
+                        done.entry(d.host.clone()).or_insert(d);
+                    }
+                }
+            }
+            a = dead.next() => {
+                let Some(a) = a else { break };
+                let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&a.payload) else {
+                    continue;
+                };
+                if let Some(host) = by_sequence.get(&a.stream_seq) {
+                    // Left in a work-queue stream, it would sit there until it expires.
+                    let _ = work.delete_message(a.stream_seq).await;
+                    done.entry(host.clone()).or_insert_with(|| Done {
+                        round: round.clone(),
+                        host: host.clone(),
+                        replica: String::new(),
+                        output: Err(format!(
+                            "no replica finished it: delivered {} times (the replicas died or failed on it)",
+                            a.deliveries
+                        )),
+                    });
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    Ok(done)
+}
+
+async fn work(
+    js: jetstream::Context,
+    replica: String,
+    config: WorkConfig,
+    handler: Handler,
+    stopping: Arc<AtomicBool>,
+) {
+    let consumer: consumer::PullConsumer = loop {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let found = async {
+            js.get_stream(WORK_STREAM)
+                .await
+                .map_err(|e| e.to_string())?
+                .get_consumer(WORK_CONSUMER)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match found.await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!("work queue: cannot open the consumer: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    while !stopping.load(Ordering::SeqCst) {
+        let batch = consumer
+            .fetch()
+            .max_messages(config.batch)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("work queue: cannot fetch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut by_desired: BTreeMap<String, Vec<(Item, jetstream::Message)>> = BTreeMap::new();
+        while let Some(m) = batch.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("work queue: fetch ended: {e}");
+                    break;
+                }
+            };
+            match serde_json::from_slice::<Item>(&m.payload) {
+                Ok(item) => by_desired
+                    .entry(item.desired.clone())
+                    .or_default()
+                    .push((item, m)),
+                Err(e) => {
+                    // Never redelivered: no replica could read it either.
+                    tracing::warn!(subject = %m.subject, "work queue: dropping an item that does not parse: {e}");
+                    let _ = m.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        for (desired, group) in by_desired {
+            run_batch(&js, &replica, config, &handler, desired, group).await;
+        }
+    }
+}
+
+/// Runs one batch of one desired state on a blocking thread, keeping its items with progress
+/// acks, then stores each result and acknowledges its item.
+async fn run_batch(
+    js: &jetstream::Context,
+    replica: &str,
+    config: WorkConfig,
+    handler: &Handler,
+    desired: String,
+    group: Vec<(Item, jetstream::Message)>,
+) {
+    let hosts: Vec<String> = group.iter().map(|(i, _)| i.host.clone()).collect();
+    let started = Instant::now();
+    let mut job = tokio::task::spawn_blocking({
+        let handler = handler.clone();
+        let desired = desired.clone();
+        move || handler(&desired, &hosts)
+    });
+    let outputs = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            () = tokio::time::sleep(config.ack_wait / 3) => {
+                for (_, m) in &group {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    };
+    let mut outputs: HashMap<String, Result<serde_json::Value, String>> = match outputs {
+        Ok(Some(outputs)) => outputs.into_iter().collect(),
+        Ok(None) => {
+            // Not this replica's desired state yet: back to the queue, for whoever has it.
+            for (_, m) in &group {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%desired, items = group.len(), "work queue: the work failed ({e}); its items go back to the queue");
+            for (_, m) in &group {
+                let _ = m.ack_with(AckKind::Nak(None)).await;
+            }
+            return;
+        }
+    };
+    tracing::info!(
+        items = group.len(),
+        %desired,
+        seconds = started.elapsed().as_secs_f64(),
+        "work queue: batch done"
+    );
+    for (item, m) in group {
+        let output = outputs
+            .remove(&item.host)
+            .unwrap_or_else(|| Err(format!("replica {replica} returned nothing for it")));
+        let done = Done {
+            round: item.round.clone(),
+            host: item.host.clone(),
+            replica: replica.to_owned(),
+            output,
+        };
+        let stored = async {
+            let payload = serde_json::to_vec(&done).map_err(|e| e.to_string())?;
+            js.publish(result_subject(&item.round, &item.host), payload.into())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match stored.await {
+            // The item is done only once its result is stored.
+            Ok(_) => {
+                let _ = m.double_ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(host = %item.host, "work queue: cannot store the result ({e}); the item goes back to the queue");
+                let _ = m.ack_with(AckKind::Nak(None)).await;
+            }
+        }
+    }
+}
