@@ -931,6 +931,12 @@ fn work_items_are_shared_by_the_replicas_and_each_is_done_once() {
         by_a > 0 && by_a < 40,
         "both replicas worked: a did {by_a} of 40"
     );
+    // `cluster status`: nothing waits or is held once the round is gathered (each item's
+    // ack follows its stored result, so the last one may still be on its way).
+    wait_for("the queue to empty", || {
+        let queue = a.view().expect("view").queue.expect("the queue is open");
+        (queue.waiting, queue.in_progress) == (0, 0)
+    });
 }
 
 #[test]
@@ -959,6 +965,13 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     };
     let held = taken.recv_timeout(DEADLINE).expect("a takes a batch");
     assert!(held > 0);
+    // `cluster status` counts what a holds and what nobody took yet, once every item is
+    // published (the dispatcher may still be at it; a fetch that ended may also have been
+    // sent items after it, held unacknowledged too).
+    wait_for("every item to be waiting or held", || {
+        let queue = b.view().expect("view").queue.expect("the queue is open");
+        queue.waiting + queue.in_progress == 10 && queue.in_progress >= held as u64
+    });
     wa.abandon();
     let died = Instant::now();
     let mut wb = qb.serve(echo("b"));

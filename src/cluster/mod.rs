@@ -298,6 +298,7 @@ impl Cluster {
                     in_transaction: f.in_transaction,
                 })
                 .collect();
+            view.queue = work::depths(&self.journal).await?;
             Ok(view)
         })
     }

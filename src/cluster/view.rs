@@ -28,6 +28,21 @@ pub struct ClusterView {
     /// Hosts some replica's run started and never finished, per the journal stream (a
     /// replica died mid-transaction, or one is running now): the leader recovers them.
     pub unfinished: Vec<UnfinishedView>,
+    /// The work queue's depths (`None`: no replica opened it yet).
+    pub queue: Option<QueueView>,
+}
+
+/// How many work items wait, are held, or came back (docs/scale-out.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    /// Items no replica has taken yet.
+    pub waiting: u64,
+    /// Items a replica holds: taken, not yet acknowledged.
+    pub in_progress: u64,
+    /// Items delivered more than once (their replica died, failed on them, or did not
+    /// have the desired state yet) and not yet acknowledged.
+    pub redelivered: u64,
 }
 
 /// A host the journal shows started and never finished.
@@ -180,6 +195,7 @@ pub(crate) async fn read(
         replicas: replica_views,
         in_flight,
         unfinished: Vec::new(),
+        queue: None,
     })
 }
 
@@ -266,6 +282,18 @@ impl ClusterView {
                 }
             );
         }
+        match &self.queue {
+            Some(q) => {
+                let _ = writeln!(
+                    out,
+                    "\nwork queue: {} waiting, {} in progress, {} redelivered",
+                    q.waiting, q.in_progress, q.redelivered
+                );
+            }
+            None => {
+                let _ = writeln!(out, "\nwork queue: not opened yet (no replica serves)");
+            }
+        }
         out
     }
 }
@@ -319,8 +347,17 @@ mod tests {
                 at: "2027-01-15T08:00:00Z".into(),
                 in_transaction: true,
             }],
+            queue: Some(QueueView {
+                waiting: 40,
+                in_progress: 64,
+                redelivered: 2,
+            }),
         };
         let text = view.render(at(60));
+        assert!(
+            text.contains("work queue: 40 waiting, 64 in progress, 2 redelivered"),
+            "{text}"
+        );
         assert!(text.contains("leader:    a-1-00"), "{text}");
         assert!(text.contains("renewed 10s ago"), "{text}");
         assert!(text.contains("a-1-00 (leader)  pid 1"), "{text}");
@@ -339,8 +376,10 @@ mod tests {
             replicas: vec![],
             in_flight: vec![],
             unfinished: vec![],
+            queue: None,
         };
         let text = none.render(at(0));
+        assert!(text.contains("work queue: not opened yet"), "{text}");
         assert!(text.contains("leader:    none"), "{text}");
         assert!(text.contains("in-flight hosts (0):\n  none"), "{text}");
         assert!(

@@ -243,6 +243,38 @@ impl Drop for Worker {
     }
 }
 
+/// The queue's depths for `cluster status` (`None`: no replica made the queue yet).
+pub(crate) async fn depths(
+    js: &jetstream::Context,
+) -> Result<Option<super::view::QueueView>, ClusterError> {
+    let stream = match js.get_stream(WORK_STREAM).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(stream_error(WORK_STREAM)(e.to_string())),
+    };
+    let consumer: consumer::PullConsumer = stream
+        .get_consumer(WORK_CONSUMER)
+        .await
+        .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
+    let info = consumer
+        .get_info()
+        .await
+        .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
+    Ok(Some(super::view::QueueView {
+        waiting: info.num_pending,
+        in_progress: info.num_ack_pending as u64,
+        redelivered: info.num_redelivered as u64,
+    }))
+}
+
 fn item_subject(item: &Item) -> String {
     format!(
         "patchkeeper.work.observe.{}.{}",
