@@ -7,16 +7,17 @@
 # Per replica count it starts a fresh nats-server and the replicas on one fleet repo (each
 # with its own cache and HOME), waits for the first round (the leader's, taken while the
 # others may still be starting), then asks the leader for a second round over the API
-# (POST /api/v1/reconcile) and measures that one:
+# (POST /api/v1/reconcile) and measures that one. Replica count 0 is `serve` without
+# `--cluster` (no server, no queue: the baseline):
 #   round s     from the request to the leader's `round done` (observe, the leader's dry
 #               runs and plan, the report commit)
-#   observe s   from the request to the last `work queue: batch done` of any replica (every
-#               host's observation stored)
+#   observe s   from the request to the leader's last `observed` line (every host's
+#               observation in hand)
 #   items       hosts observed by each replica in that round, leader first
 #   cpu s       user + sys of each replica over the round, leader first
 #   sim cpu s   the simulator's CPU over the round (it shares the machine)
 #
-# Usage: benches/scale-out.sh [--hosts N] [--replicas 1,2,3] [--observe-ms MS]
+# Usage: benches/scale-out.sh [--hosts N] [--replicas 0,1,2,3] [--observe-ms MS]
 #                             [--base-octet B] [--port PORT] [--keep]
 # Loopback only (127.B.x.y). Needs the pinned nats-server (`scripts/lab deps`) or
 # PATCHKEEPER_NATS_SERVER, and `ulimit -Hn` >= 3 * N + 2048.
@@ -34,7 +35,7 @@ from datetime import datetime
 root = sys.argv[1]
 ap = argparse.ArgumentParser(prog="benches/scale-out.sh")
 ap.add_argument("--hosts", type=int, default=300)
-ap.add_argument("--replicas", default="1,2,3")
+ap.add_argument("--replicas", default="0,1,2,3")
 ap.add_argument("--observe-ms", type=int, default=300)
 ap.add_argument("--base-octet", type=int, default=101)
 ap.add_argument("--port", type=int, default=2222)
@@ -132,29 +133,33 @@ try:
         base = f"{work}/r{count}"
         os.makedirs(f"{base}/nats")
         nats_log = f"{base}/nats/server.log"
-        nats = subprocess.Popen(
-            [nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", f"{base}/nats/store",
-             "-l", nats_log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(nats)
+        nats = None
+        cluster = []
+        if count:
+            nats = subprocess.Popen(
+                [nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", f"{base}/nats/store",
+                 "-l", nats_log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(nats)
 
-        def nats_port():
-            try:
-                text = open(nats_log).read()
-            except FileNotFoundError:
-                return None
-            m = re.search(r"Listening for client connections on [\d.]+:(\d+)", text)
-            return m and "Server is ready" in text and int(m.group(1))
+            def nats_port():
+                try:
+                    text = open(nats_log).read()
+                except FileNotFoundError:
+                    return None
+                m = re.search(r"Listening for client connections on [\d.]+:(\d+)", text)
+                return m and "Server is ready" in text and int(m.group(1))
 
-        url = f"nats://127.0.0.1:{wait_for('nats-server', 60, nats_port)}"
+            url = f"nats://127.0.0.1:{wait_for('nats-server', 60, nats_port)}"
+            cluster = ["--cluster", url, "--cluster-ttl", "5s"]
         replicas = []
-        for i in range(count):
+        for i in range(max(count, 1)):
             home = f"{base}/home-{i}"
             os.makedirs(home)
             err = f"{base}/replica-{i}.log"
             env = dict(os.environ, HOME=home, PATCHKEEPER_LOG="info", NO_COLOR="1")
             p = subprocess.Popen(
                 [pk, "--log-format", "json", "serve", "--listen", "127.0.0.1:0",
-                 "--interval", "1h", "--cluster", url, "--cluster-ttl", "5s",
+                 "--interval", "1h", *cluster,
                  "--repo", fleet, "--cache", f"{base}/cache-{i}"],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(err, "w"))
@@ -165,10 +170,13 @@ try:
                 message(e) == "desired commit validated" for e in lines(err)))
         wait_for("the first round", 1800, lambda: any(
             message(e) == "round done" for _, err in replicas for e in lines(err)))
-        status = json.loads(subprocess.check_output(
-            [pk, "cluster", "status", "--cluster", url, "--json"]))
-        leader_pid = int(status["leader"]["replica"].rsplit("-", 2)[1])
-        leader = next(r for r in replicas if r[0].pid == leader_pid)
+        if count:
+            status = json.loads(subprocess.check_output(
+                [pk, "cluster", "status", "--cluster", url, "--json"]))
+            leader_pid = int(status["leader"]["replica"].rsplit("-", 2)[1])
+            leader = next(r for r in replicas if r[0].pid == leader_pid)
+        else:
+            leader = replicas[0]
         ordered = [leader] + [r for r in replicas if r is not leader]
         address = next(e["fields"]["address"] for e in lines(leader[1])
                        if "address" in e.get("fields", {}))
@@ -184,14 +192,17 @@ try:
         t1 = time.time()
         cpu1 = [cpu(p.pid) for p, _ in ordered]
         sim1 = cpu(sim.pid)
-        items, last = [], t0
-        for _, err in ordered:
-            done = [e for e in lines(err)
-                    if message(e) == "work queue: batch done" and when(e) >= t0]
-            items.append(sum(int(e["fields"]["items"]) for e in done))
-            last = max([last] + [when(e) for e in done])
-        if sum(items) != args.hosts:
-            sys.exit(f"scale-out: {sum(items)} hosts observed through the queue, expected {args.hosts} (kept {work})")
+        last = max(when(e) for e in lines(leader[1])
+                   if message(e) == "observed" and when(e) >= t0)
+        items = [args.hosts]
+        if count:
+            items = []
+            for _, err in ordered:
+                done = [e for e in lines(err)
+                        if message(e) == "work queue: batch done" and when(e) >= t0]
+                items.append(sum(int(e["fields"]["items"]) for e in done))
+            if sum(items) != args.hosts:
+                sys.exit(f"scale-out: {sum(items)} hosts observed through the queue, expected {args.hosts} (kept {work})")
         rows.append((count, t1 - t0, last - t0, items,
                      [b - a for a, b in zip(cpu0, cpu1)], sim1 - sim0))
         log(f"{count} replica(s): round {t1 - t0:.1f} s, observe {last - t0:.1f} s, items {items}")
@@ -199,8 +210,9 @@ try:
             p.send_signal(signal.SIGTERM)
         for p, _ in replicas:
             p.wait(timeout=120)
-        nats.terminate()
-        nats.wait()
+        if nats:
+            nats.terminate()
+            nats.wait()
 
     load = open("/proc/loadavg").read().split()[:3]
     print(f"\n`serve --cluster` round over {args.hosts} simulated hosts (observe {args.observe_ms} ms; load {' '.join(load)}; {os.cpu_count()} cores)")

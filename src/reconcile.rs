@@ -382,7 +382,7 @@ fn observe_through(
         .map(|name| {
             let host = match done.get(name) {
                 Some(d) => match &d.output {
-                    Ok(v) => serde_json::from_value::<ObservedHost>(v.clone())
+                    Ok(bytes) => serde_json::from_slice::<ObservedHost>(bytes)
                         .ok()
                         .filter(|h| h.name == *name)
                         .unwrap_or_else(|| {
@@ -443,8 +443,8 @@ pub fn queue_handler(
                 .hosts
                 .into_iter()
                 .map(|h| {
-                    let value = serde_json::to_value(&h).map_err(|e| e.to_string());
-                    (h.name, value)
+                    let json = serde_json::to_vec(&h).map_err(|e| e.to_string());
+                    (h.name, json)
                 })
                 .collect(),
             Err(why) => hosts

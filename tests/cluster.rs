@@ -864,11 +864,13 @@ fn a_replica_serves_its_part_in_the_cluster_as_metrics() {
     promtool_check(&metrics).expect("promtool accepts the metrics");
 }
 
+/// One batch at a time per worker: a worker held in its batch takes nothing more.
 fn work_config(ack_wait: Duration, max_deliver: i64, batch: usize) -> WorkConfig {
     WorkConfig {
         ack_wait,
         max_deliver,
         batch,
+        batches: 1,
     }
 }
 
@@ -878,7 +880,14 @@ fn echo(name: &'static str) -> Handler {
         Some(
             hosts
                 .iter()
-                .map(|h| (h.clone(), Ok(serde_json::json!({"host": h, "by": name}))))
+                .map(|h| {
+                    (
+                        h.clone(),
+                        Ok(serde_json::json!({"host": h, "by": name})
+                            .to_string()
+                            .into_bytes()),
+                    )
+                })
                 .collect(),
         )
     })
@@ -919,7 +928,8 @@ fn work_items_are_shared_by_the_replicas_and_each_is_done_once() {
     assert_eq!(done.len(), 40, "{done:?}");
     for h in &hosts {
         let d = &done[h];
-        let output = d.output.as_ref().expect("observed");
+        let output: serde_json::Value =
+            serde_json::from_slice(d.output.as_ref().expect("observed")).expect("JSON");
         assert_eq!(output["host"], h.as_str());
         let by = if output["by"] == "a" { &a } else { &b };
         assert_eq!(d.replica, by.replica(), "the result names its replica");

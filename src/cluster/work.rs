@@ -46,6 +46,9 @@ pub struct WorkConfig {
     pub max_deliver: i64,
     /// Items a worker takes at once (one batch of work).
     pub batch: usize,
+    /// Batches a worker runs at once: one replica alone keeps `batch × batches` hosts in
+    /// observation, while a batch per fetch leaves the rest to the other replicas.
+    pub batches: usize,
 }
 
 impl Default for WorkConfig {
@@ -54,6 +57,7 @@ impl Default for WorkConfig {
             ack_wait: Duration::from_secs(60),
             max_deliver: 3,
             batch: 64,
+            batches: 4,
         }
     }
 }
@@ -71,7 +75,7 @@ pub struct Item {
 }
 
 /// What became of one item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
     /// The round.
     pub round: String,
@@ -79,18 +83,24 @@ pub struct Done {
     pub host: String,
     /// The replica that did it (empty: nobody; the server gave up on it).
     pub replica: String,
-    /// The work's output (an observed host, as JSON), or why there is none.
-    pub output: Result<serde_json::Value, String>,
+    /// The work's output (an observed host's JSON), or why there is none.
+    pub output: Result<Vec<u8>, String>,
+}
+
+/// What a stored result says besides its output (the first line of its payload).
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    round: String,
+    host: String,
+    replica: String,
+    ok: bool,
 }
 
 /// What a replica does with a batch of items of one desired state: each host's output, or
 /// `None` when it cannot work on that state now (it has not validated it yet), which hands
 /// the items back to the queue. Runs on a blocking thread.
-pub type Handler = Arc<
-    dyn Fn(&str, &[String]) -> Option<Vec<(String, Result<serde_json::Value, String>)>>
-        + Send
-        + Sync,
->;
+pub type Handler =
+    Arc<dyn Fn(&str, &[String]) -> Option<Vec<(String, Result<Vec<u8>, String>)>> + Send + Sync>;
 
 /// The work queue of a cluster.
 #[derive(Clone)]
@@ -275,6 +285,54 @@ pub(crate) async fn depths(
     }))
 }
 
+/// A result as stored: a line of JSON saying whose result it is, then the output as it is
+/// (an observed host's JSON, or the error), all deflated. An observed host is ~100–250 KB
+/// of JSON (1,500 packages) and compresses about tenfold, which keeps it far below the
+/// server's 1 MiB message limit and a round's results small on the server's disk; the
+/// output is never parsed on the way (the leader parses it once).
+fn encode(done: &Done) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let envelope = Envelope {
+        round: done.round.clone(),
+        host: done.host.clone(),
+        replica: done.replica.clone(),
+        ok: done.output.is_ok(),
+    };
+    let body = match &done.output {
+        Ok(bytes) => bytes.as_slice(),
+        Err(why) => why.as_bytes(),
+    };
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Compact JSON has no raw newline: the first one ends the envelope.
+    serde_json::to_writer(&mut z, &envelope).map_err(|e| e.to_string())?;
+    z.write_all(b"\n").map_err(|e| e.to_string())?;
+    z.write_all(body).map_err(|e| e.to_string())?;
+    z.finish().map_err(|e| e.to_string())
+}
+
+/// A stored result read back (`None`: not one; results are never more than 64 MiB).
+fn decode(payload: &[u8]) -> Option<Done> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    flate2::read::ZlibDecoder::new(payload)
+        .take(64 << 20)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    let envelope: Envelope = serde_json::from_slice(&bytes[..split]).ok()?;
+    let body = bytes.split_off(split + 1);
+    Some(Done {
+        round: envelope.round,
+        host: envelope.host,
+        replica: envelope.replica,
+        output: if envelope.ok {
+            Ok(body)
+        } else {
+            Err(String::from_utf8_lossy(&body).into_owned())
+        },
+    })
+}
+
 fn item_subject(item: &Item) -> String {
     format!(
         "patchkeeper.work.observe.{}.{}",
@@ -346,7 +404,7 @@ async fn dispatch(
                 let Some(m) = m else { break };
                 let m = m.map_err(|e| e.to_string())?;
                 // A result another round's leader wrote, or garbage: not this round's.
-                if let Ok(d) = serde_json::from_slice::<Done>(&m.payload) {
+                if let Some(d) = decode(&m.payload) {
                     if d.round == round && wanted.contains(d.host.as_str()) {
                         done.entry(d.host.clone()).or_insert(d);
                     }
@@ -373,6 +431,13 @@ async fn dispatch(
             }
             () = tokio::time::sleep_until(deadline) => break,
         }
+    }
+    // Gathered: the round's results are of no use to anyone any more.
+    if let Ok(results) = js.get_stream(RESULTS_STREAM).await {
+        let _ = results
+            .purge()
+            .filter(format!("patchkeeper.results.{}.>", key_for(&round)))
+            .await;
     }
     Ok(done)
 }
@@ -404,15 +469,16 @@ async fn work(
             }
         }
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.batches.max(1)));
+    // Owned by this task: aborting it (a crash, `Worker::abandon`) aborts the batches too.
+    let mut running = tokio::task::JoinSet::new();
     while !stopping.load(Ordering::SeqCst) {
-        let batch = consumer
-            .fetch()
-            .max_messages(config.batch)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
+        while running.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let taken = match take(&consumer, config.batch).await {
+            Ok(taken) => taken,
             Err(e) => {
                 tracing::debug!("work queue: cannot fetch: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -420,14 +486,7 @@ async fn work(
             }
         };
         let mut by_desired: BTreeMap<String, Vec<(Item, jetstream::Message)>> = BTreeMap::new();
-        while let Some(m) = batch.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!("work queue: fetch ended: {e}");
-                    break;
-                }
-            };
+        for m in taken {
             match serde_json::from_slice::<Item>(&m.payload) {
                 Ok(item) => by_desired
                     .entry(item.desired.clone())
@@ -440,10 +499,61 @@ async fn work(
                 }
             }
         }
-        for (desired, group) in by_desired {
-            run_batch(&js, &replica, config, &handler, desired, group).await;
+        if by_desired.is_empty() {
+            continue;
         }
+        let (js, replica, handler) = (js.clone(), replica.clone(), handler.clone());
+        running.spawn(async move {
+            for (desired, group) in by_desired {
+                run_batch(&js, &replica, config, &handler, desired, group).await;
+            }
+            drop(slot);
+        });
     }
+    // Stopping: the batches at hand finish and are acknowledged.
+    while running.join_next().await.is_some() {}
+}
+
+/// Up to `n` items: those there now, without waiting; when there are none, waits (a long
+/// poll, not a busy loop) for the first to come and takes what came with it.
+async fn take(
+    consumer: &consumer::PullConsumer,
+    n: usize,
+) -> Result<Vec<jetstream::Message>, String> {
+    async fn drain(
+        batch: Result<consumer::pull::Batch, consumer::pull::BatchError>,
+    ) -> Result<Vec<jetstream::Message>, String> {
+        let mut batch = batch.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => out.push(m),
+                // The end of a batch (no more messages, or the request expired).
+                Err(e) => {
+                    tracing::trace!("work queue: fetch ended: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+    let now = drain(consumer.fetch().max_messages(n).messages().await).await?;
+    if !now.is_empty() {
+        return Ok(now);
+    }
+    let mut first = drain(
+        consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await,
+    )
+    .await?;
+    if !first.is_empty() && n > 1 {
+        first.extend(drain(consumer.fetch().max_messages(n - 1).messages().await).await?);
+    }
+    Ok(first)
 }
 
 /// Runs one batch of one desired state on a blocking thread, keeping its items with progress
@@ -473,7 +583,7 @@ async fn run_batch(
             }
         }
     };
-    let mut outputs: HashMap<String, Result<serde_json::Value, String>> = match outputs {
+    let mut outputs: HashMap<String, Result<Vec<u8>, String>> = match outputs {
         Ok(Some(outputs)) => outputs.into_iter().collect(),
         Ok(None) => {
             // Not this replica's desired state yet: back to the queue, for whoever has it.
@@ -507,7 +617,7 @@ async fn run_batch(
             output,
         };
         let stored = async {
-            let payload = serde_json::to_vec(&done).map_err(|e| e.to_string())?;
+            let payload = encode(&done)?;
             js.publish(result_subject(&item.round, &item.host), payload.into())
                 .await
                 .map_err(|e| e.to_string())?
@@ -524,5 +634,36 @@ async fn run_batch(
                 let _ = m.ack_with(AckKind::Nak(None)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_stored_deflated_and_read_back() {
+        let packages: Vec<String> = (0..1500).map(|i| format!("libpackage{i}")).collect();
+        let json = serde_json::to_vec(&serde_json::json!({ "installed": packages })).unwrap();
+        let done = Done {
+            round: "r".into(),
+            host: "web-1".into(),
+            replica: "a-1-00".into(),
+            output: Ok(json.clone()),
+        };
+        let stored = encode(&done).expect("encodes");
+        assert!(
+            stored.len() * 4 < json.len(),
+            "{} of {}",
+            stored.len(),
+            json.len()
+        );
+        assert_eq!(decode(&stored), Some(done.clone()));
+        let failed = Done {
+            output: Err("cannot connect:\nrefused".into()),
+            ..done
+        };
+        assert_eq!(decode(&encode(&failed).unwrap()), Some(failed));
+        assert_eq!(decode(b"not deflated"), None);
     }
 }
