@@ -96,19 +96,9 @@ impl ClusterJournal {
 
     /// Every line, oldest first (on the cluster's runtime).
     async fn read_all(js: &jetstream::Context) -> Result<Vec<Entry>, String> {
-        let stream = match js.get_stream(JOURNAL_STREAM).await {
-            Ok(s) => s,
-            // No replica made it yet (`cluster status` only reads): nothing journaled.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    jetstream::context::GetStreamErrorKind::JetStream(j)
-                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-                ) =>
-            {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e.to_string()),
+        // No replica made it yet (`cluster status` only reads): nothing journaled.
+        let Some(stream) = super::existing_stream(js, JOURNAL_STREAM).await? else {
+            return Ok(Vec::new());
         };
         let info = stream.get_info().await.map_err(|e| e.to_string())?;
         if info.state.messages == 0 {

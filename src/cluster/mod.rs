@@ -400,6 +400,26 @@ async fn max_age(store: &kv::Store) -> Result<Duration, ClusterError> {
     Ok(status.max_age())
 }
 
+/// The stream `name`, `None` when no replica made it yet (a reader does not make it).
+pub(crate) async fn existing_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Option<jetstream::stream::Stream>, String> {
+    match js.get_stream(name).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn created(store: &kv::Store) -> Result<u64, ClusterError> {
     let status = store.status().await.map_err(|e| ClusterError::Bucket {
         bucket: LEADER_BUCKET.into(),

@@ -257,18 +257,11 @@ impl Drop for Worker {
 pub(crate) async fn depths(
     js: &jetstream::Context,
 ) -> Result<Option<super::view::QueueView>, ClusterError> {
-    let stream = match js.get_stream(WORK_STREAM).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                jetstream::context::GetStreamErrorKind::JetStream(j)
-                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(stream_error(WORK_STREAM)(e.to_string())),
+    let Some(stream) = super::existing_stream(js, WORK_STREAM)
+        .await
+        .map_err(stream_error(WORK_STREAM))?
+    else {
+        return Ok(None);
     };
     let consumer: consumer::PullConsumer = stream
         .get_consumer(WORK_CONSUMER)

@@ -854,11 +854,7 @@ pub fn record_with(
     let (commit, tip, attempts, pushed) = publish_with_retry(&writer, target, |base| {
         // Fencing: a leader whose term is older than the branch's newest was deposed while
         // it ran; what the newer leader wrote stands, only this run's record is added.
-        let newest = match target.fence {
-            Some(_) => writer.leader_term(base)?,
-            None => None,
-        };
-        let (fencing, deposed) = term_trailer(target.fence, newest);
+        let (fencing, deposed) = fence(&writer, target, base)?;
         deposed_by = deposed;
         let previous = writer.read_hosts(base)?;
         let previous_lists = writer.package_blobs(base)?;
@@ -1204,6 +1200,20 @@ pub(crate) fn trailer(message: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// The fencing trailer of a commit of `target` built on `base`, and the newer term that
+/// deposed its writer (reads the branch's newest term only for a fenced writer).
+fn fence(
+    writer: &git::Writer<'_>,
+    target: &ReportTarget,
+    base: Option<&git2::Oid>,
+) -> Result<(String, Option<LeaderTerm>), ReportError> {
+    let newest = match target.fence {
+        Some(_) => writer.leader_term(base)?,
+        None => None,
+    };
+    Ok(term_trailer(target.fence, newest))
+}
+
 /// The fencing trailer of a commit by a writer with leader term `fence` on a branch whose
 /// newest term is `newest` (empty for an unfenced writer), and whether it is deposed.
 fn term_trailer(
@@ -1364,11 +1374,7 @@ pub fn record_rejected(
     let writer = git::Writer::open(target)?;
     let mut deposed_by = None;
     let (oid, _, attempts, pushed) = publish_with_retry(&writer, target, |base| {
-        let newest = match target.fence {
-            Some(_) => writer.leader_term(base)?,
-            None => None,
-        };
-        let (fencing, deposed) = term_trailer(target.fence, newest);
+        let (fencing, deposed) = fence(&writer, target, base)?;
         deposed_by = deposed;
         let keep = writer.host_names(base)?;
         let mut body: String = errors.iter().take(50).map(|e| format!("{e}\n")).collect();
