@@ -1015,3 +1015,19 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     let why = d.output.as_ref().expect_err("failed");
     assert!(why.contains("delivered 2 times"), "{why}");
 }
+
+/// A round that gives up drops the items no replica took: nobody would gather them.
+#[test]
+fn a_round_that_gives_up_drops_its_items_nobody_took() {
+    let server = NatsServer::start();
+    let a = join(&server, Duration::from_secs(5));
+    let qa = WorkQueue::open(&a, work_config(Duration::from_secs(5), 3, 64)).expect("opens");
+    // No worker: nobody takes the items, and the round gives up at once.
+    let hosts: Vec<String> = (0..5).map(|i| format!("web-{i}")).collect();
+    let done = qa
+        .dispatch("run-1", "c0ffee", &hosts, Duration::ZERO)
+        .expect("dispatch");
+    assert!(done.is_empty(), "{done:?}");
+    let queue = a.view().expect("view").queue.expect("open");
+    assert_eq!((queue.waiting, queue.in_progress), (0, 0), "{queue:?}");
+}

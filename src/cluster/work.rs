@@ -425,6 +425,13 @@ async fn dispatch(
             () = tokio::time::sleep_until(deadline) => break,
         }
     }
+    // Given up on (the time ran out): what no replica took yet is observed for nobody.
+    if done.len() < wanted.len() {
+        let _ = work
+            .purge()
+            .filter(format!("patchkeeper.work.observe.{}.>", key_for(&round)))
+            .await;
+    }
     // Gathered: the round's results are of no use to anyone any more.
     if let Ok(results) = js.get_stream(RESULTS_STREAM).await {
         let _ = results
