@@ -411,6 +411,12 @@ fn observe_through(
     Ok(ObservedFleet::new(Timestamp::now().to_string(), observed))
 }
 
+/// The desired state this replica serves work items of (`serve --cluster`): the digest of
+/// the fleet it validated last.
+pub fn queue_desired(status: Arc<Status>) -> crate::cluster::work::Desired {
+    Arc::new(move || status.desired().map(|(_, f)| f.fleet().digest.clone()))
+}
+
 /// What a replica does with the work items it takes (`serve --cluster`): observes the
 /// hosts with its own pipeline, from its validated fleet when that is the desired state
 /// the items name (its digest: files and bytes; otherwise they go back to the queue, for a

@@ -22,7 +22,7 @@ use common::nats::NatsServer;
 use jiff::Timestamp;
 use patchkeeper::apply::HostGate;
 use patchkeeper::cluster::lease::{Attempt, LeaseRecord};
-use patchkeeper::cluster::work::Handler;
+use patchkeeper::cluster::work::{Desired, Handler};
 use patchkeeper::cluster::{Cluster, HostLeases, JoinOptions, Leader, WorkConfig, WorkQueue};
 use patchkeeper::reconcile::Leadership;
 
@@ -874,6 +874,11 @@ fn work_config(ack_wait: Duration, max_deliver: i64, batch: usize) -> WorkConfig
     }
 }
 
+/// A replica that validated the desired state `digest`.
+fn state(digest: &'static str) -> Desired {
+    Arc::new(move || Some(digest.to_owned()))
+}
+
 /// A handler that observes nothing: each host's output names the host and the replica.
 fn echo(name: &'static str) -> Handler {
     Arc::new(move |_commit: &str, hosts: &[String]| {
@@ -919,8 +924,8 @@ fn work_items_are_shared_by_the_replicas_and_each_is_done_once() {
             echo(name)(commit, hosts)
         })
     };
-    let _wa = qa.serve(handler("a"));
-    let _wb = qb.serve(handler("b"));
+    let _wa = qa.serve(state("c0ffee"), handler("a"));
+    let _wb = qb.serve(state("c0ffee"), handler("b"));
     let hosts: Vec<String> = (0..40).map(|i| format!("web-{i:02}")).collect();
     let done = qa
         .dispatch("run-1", "c0ffee", &hosts, DEADLINE)
@@ -963,11 +968,14 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     let (took, taken) = mpsc::channel::<usize>();
     let (release, released) = mpsc::channel::<()>();
     let (took, released) = (Mutex::new(took), Mutex::new(released));
-    let mut wa = qa.serve(Arc::new(move |_commit: &str, hosts: &[String]| {
-        let _ = took.lock().expect("took").send(hosts.len());
-        let _ = released.lock().expect("released").recv();
-        None
-    }));
+    let mut wa = qa.serve(
+        state("c0ffee"),
+        Arc::new(move |_commit: &str, hosts: &[String]| {
+            let _ = took.lock().expect("took").send(hosts.len());
+            let _ = released.lock().expect("released").recv();
+            None
+        }),
+    );
     let hosts: Vec<String> = (0..10).map(|i| format!("db-{i}")).collect();
     let dispatcher = {
         let (qb, hosts) = (qb.clone(), hosts.clone());
@@ -984,7 +992,7 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     });
     wa.abandon();
     let died = Instant::now();
-    let mut wb = qb.serve(echo("b"));
+    let mut wb = qb.serve(state("c0ffee"), echo("b"));
     let done = dispatcher.join().expect("dispatcher").expect("dispatch");
     eprintln!(
         "b finished a's {held} items {:?} after a died (ack_wait 2s)",
@@ -1001,12 +1009,15 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     wb.abandon();
     // An item whose work fails on every delivery is a failure of its host once the
     // server gives up on it (max_deliver 2), not a round that waits forever.
-    let _failing = qb.serve(Arc::new(|commit: &str, hosts: &[String]| {
-        if hosts.iter().any(|h| h == "poison") {
-            panic!("the work fails on this host");
-        }
-        echo("b")(commit, hosts)
-    }));
+    let _failing = qb.serve(
+        state("c0ffee"),
+        Arc::new(|commit: &str, hosts: &[String]| {
+            if hosts.iter().any(|h| h == "poison") {
+                panic!("the work fails on this host");
+            }
+            echo("b")(commit, hosts)
+        }),
+    );
     let done = qb
         .dispatch("run-2", "c0ffee", &["poison".to_owned()], DEADLINE)
         .expect("dispatch");
@@ -1030,4 +1041,43 @@ fn a_round_that_gives_up_drops_its_items_nobody_took() {
     assert!(done.is_empty(), "{done:?}");
     let queue = a.view().expect("view").queue.expect("open");
     assert_eq!((queue.waiting, queue.in_progress), (0, 0), "{queue:?}");
+}
+
+/// A replica still on another desired state (it has not fetched the new commit yet) takes
+/// none of the round's items: refusing them would count as deliveries and could turn
+/// them into host failures.
+#[test]
+fn a_replica_on_another_desired_state_takes_none_of_the_rounds_items() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(5);
+    let (a, b) = (join(&server, ttl), join(&server, ttl));
+    let config = work_config(Duration::from_secs(5), 1, 4);
+    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
+    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    let called = Arc::new(AtomicUsize::new(0));
+    // B serves first and is idle (its long poll waits): it would take items first.
+    let _wb = qb.serve(state("old"), {
+        let called = called.clone();
+        Arc::new(move |desired: &str, hosts: &[String]| {
+            called.fetch_add(1, Ordering::SeqCst);
+            echo("b")(desired, hosts)
+        })
+    });
+    let _wa = qa.serve(state("c0ffee"), echo("a"));
+    let hosts: Vec<String> = (0..20).map(|i| format!("web-{i:02}")).collect();
+    let done = qa
+        .dispatch("run-1", "c0ffee", &hosts, DEADLINE)
+        .expect("dispatch");
+    assert_eq!(done.len(), 20, "{done:?}");
+    assert!(
+        done.values()
+            .all(|d| d.replica == a.replica() && d.output.is_ok()),
+        "{done:?}"
+    );
+    assert_eq!(
+        called.load(Ordering::SeqCst),
+        0,
+        "b took items of a state it lacks"
+    );
 }

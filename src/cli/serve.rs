@@ -186,10 +186,10 @@ pub fn run(args: Args) -> u8 {
                 }
             };
             // Every replica observes hosts for the leader's rounds.
-            worker = Some(queue.serve(crate::reconcile::queue_handler(
-                status.clone(),
-                pipeline.clone(),
-            )));
+            worker = Some(queue.serve(
+                crate::reconcile::queue_desired(status.clone()),
+                crate::reconcile::queue_handler(status.clone(), pipeline.clone()),
+            ));
             Some((cluster, leader, queue))
         }
         Some(Err(e)) => {

@@ -2,9 +2,11 @@
 //! a JetStream work-queue stream, and gathers what they return.
 //!
 //! - [`WORK_STREAM`] (`WorkQueue` retention, file storage): one message per host and round,
-//!   `patchkeeper.work.observe.ROUND.HOST` ([`super::key_for`] keys), read by one durable
-//!   pull consumer ([`WORK_CONSUMER`]) that every replica's [`Worker`] fetches from, so each
-//!   item goes to one replica at a time. Explicit acks: an item is acknowledged only once
+//!   `patchkeeper.work.observe.DESIRED.ROUND.HOST` ([`super::key_for`] keys; `DESIRED` is
+//!   the desired state's digest), read by one durable pull consumer per desired state
+//!   (`workers-…`, filtered on its `DESIRED`) that the [`Worker`] of every replica holding
+//!   that state fetches from, so each item goes to one replica at a time, and never to a
+//!   replica that has not validated its state yet (a refusal would count as a delivery). Explicit acks: an item is acknowledged only once
 //!   its result is stored; while the work runs the worker sends progress acks every
 //!   `ack_wait / 3`, so a long observation keeps its item and a dead replica's items go to
 //!   another replica `ack_wait` after its last progress ack. `max_deliver` bounds the
@@ -29,8 +31,11 @@ use super::{key_for, Cluster, ClusterError};
 
 /// The stream of work items.
 pub const WORK_STREAM: &str = "patchkeeper_work";
-/// The durable consumer every replica's worker fetches from.
+/// The prefix of the durable consumers the workers fetch from (one per desired state).
 pub const WORK_CONSUMER: &str = "workers";
+/// A consumer nobody fetched from for this long (its desired state is past) is removed by
+/// the server.
+const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// The stream of results.
 pub const RESULTS_STREAM: &str = "patchkeeper_results";
 /// How long items and results are kept: an item of a round nobody gathers any more (its
@@ -102,6 +107,9 @@ struct Envelope {
 pub type Handler =
     Arc<dyn Fn(&str, &[String]) -> Option<Vec<(String, Result<Vec<u8>, String>)>> + Send + Sync>;
 
+/// The desired state this replica has validated now (its digest; `None`: none yet).
+pub type Desired = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// The work queue of a cluster.
 #[derive(Clone)]
 pub struct WorkQueue {
@@ -142,18 +150,6 @@ impl WorkQueue {
                 max_age: RESULTS_MAX_AGE,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?
-            .get_or_create_consumer(
-                WORK_CONSUMER,
-                consumer::pull::Config {
-                    durable_name: Some(WORK_CONSUMER.into()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: config.ack_wait,
-                    max_deliver: config.max_deliver,
-                    ..Default::default()
-                },
-            )
             .await
             .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
             js.get_or_create_stream(stream::Config {
@@ -201,15 +197,15 @@ impl WorkQueue {
             .map_err(stream_error(WORK_STREAM))
     }
 
-    /// Starts this replica's worker: it takes batches from the queue and runs `handler`
-    /// on them until stopped.
-    pub fn serve(&self, handler: Handler) -> Worker {
+    /// Starts this replica's worker: it takes batches of the items of the state `desired`
+    /// says (asked before each batch) and runs `handler` on them until stopped.
+    pub fn serve(&self, desired: Desired, handler: Handler) -> Worker {
         let stopping = Arc::new(AtomicBool::new(false));
         let task = self.runtime.spawn(work(
             self.js.clone(),
             self.replica.clone(),
             self.config,
-            handler,
+            (desired, handler),
             stopping.clone(),
         ));
         Worker {
@@ -263,18 +259,25 @@ pub(crate) async fn depths(
     else {
         return Ok(None);
     };
-    let consumer: consumer::PullConsumer = stream
-        .get_consumer(WORK_CONSUMER)
+    let mut stream = stream;
+    let items = stream
+        .info()
         .await
-        .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
-    let info = consumer
-        .get_info()
-        .await
-        .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
+        .map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?
+        .state
+        .messages;
+    // Items leave the stream when acknowledged: what is not held by some consumer waits.
+    let (mut held, mut redelivered) = (0u64, 0u64);
+    let mut consumers = stream.consumers();
+    while let Some(info) = consumers.next().await {
+        let info = info.map_err(|e| stream_error(WORK_STREAM)(e.to_string()))?;
+        held += info.num_ack_pending as u64;
+        redelivered += info.num_redelivered as u64;
+    }
     Ok(Some(super::view::QueueView {
-        waiting: info.num_pending,
-        in_progress: info.num_ack_pending as u64,
-        redelivered: info.num_redelivered as u64,
+        waiting: items.saturating_sub(held),
+        in_progress: held,
+        redelivered,
     }))
 }
 
@@ -328,10 +331,47 @@ fn decode(payload: &[u8]) -> Option<Done> {
 
 fn item_subject(item: &Item) -> String {
     format!(
-        "patchkeeper.work.observe.{}.{}",
+        "patchkeeper.work.observe.{}.{}.{}",
+        key_for(&item.desired),
         key_for(&item.round),
         key_for(&item.host)
     )
+}
+
+/// The consumer of the items of desired state `desired` (made by the first worker that
+/// has the state; removed by the server once idle for [`CONSUMER_IDLE`]).
+async fn consumer_for(
+    js: &jetstream::Context,
+    desired: &str,
+    config: WorkConfig,
+) -> Result<consumer::PullConsumer, String> {
+    use sha2::Digest;
+    // A consumer name allows no `.`, `*`, `>` or whitespace: a hash of the state names it.
+    let hash = sha2::Sha256::digest(desired.as_bytes());
+    let name = format!(
+        "{WORK_CONSUMER}-{}",
+        hash.iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    js.get_stream(WORK_STREAM)
+        .await
+        .map_err(|e| e.to_string())?
+        .get_or_create_consumer(
+            &name,
+            consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: format!("patchkeeper.work.observe.{}.>", key_for(desired)),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
+                inactive_threshold: CONSUMER_IDLE,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn result_subject(round: &str, host: &str) -> String {
@@ -351,7 +391,7 @@ async fn dispatch(
     within: Duration,
 ) -> Result<BTreeMap<String, Done>, String> {
     let deadline = tokio::time::Instant::now() + within;
-    let Some(round) = items.first().map(|i| i.round.clone()) else {
+    let Some((round, desired)) = items.first().map(|i| (i.round.clone(), i.desired.clone())) else {
         return Ok(BTreeMap::new());
     };
     // Listening before publishing: no result and no advisory can be missed.
@@ -370,7 +410,7 @@ async fn dispatch(
     let mut dead = js
         .client()
         .subscribe(format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.{WORK_CONSUMER}"
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.*"
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -429,7 +469,11 @@ async fn dispatch(
     if done.len() < wanted.len() {
         let _ = work
             .purge()
-            .filter(format!("patchkeeper.work.observe.{}.>", key_for(&round)))
+            .filter(format!(
+                "patchkeeper.work.observe.{}.{}.>",
+                key_for(&desired),
+                key_for(&round)
+            ))
             .await;
     }
     // Gathered: the round's results are of no use to anyone any more.
@@ -446,29 +490,11 @@ async fn work(
     js: jetstream::Context,
     replica: String,
     config: WorkConfig,
-    handler: Handler,
+    (desired, handler): (Desired, Handler),
     stopping: Arc<AtomicBool>,
 ) {
-    let consumer: consumer::PullConsumer = loop {
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let found = async {
-            js.get_stream(WORK_STREAM)
-                .await
-                .map_err(|e| e.to_string())?
-                .get_consumer(WORK_CONSUMER)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match found.await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!("work queue: cannot open the consumer: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    // The consumer of the state this replica has, switched when it validates another.
+    let mut current: Option<(String, consumer::PullConsumer)> = None;
     let slots = Arc::new(tokio::sync::Semaphore::new(config.batches.max(1)));
     // Owned by this task: aborting it (a crash, `Worker::abandon`) aborts the batches too.
     let mut running = tokio::task::JoinSet::new();
@@ -477,7 +503,25 @@ async fn work(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
-        let taken = match take(&consumer, config.batch).await {
+        let Some(state) = desired() else {
+            // Nothing validated yet: nothing this replica could work on.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        if current.as_ref().is_none_or(|(s, _)| *s != state) {
+            match consumer_for(&js, &state, config).await {
+                Ok(c) => current = Some((state, c)),
+                Err(e) => {
+                    tracing::warn!("work queue: cannot open the consumer: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let Some((_, consumer)) = &current else {
+            continue;
+        };
+        let taken = match take(consumer, config.batch).await {
             Ok(taken) => taken,
             Err(e) => {
                 tracing::debug!("work queue: cannot fetch: {e}");
