@@ -874,6 +874,15 @@ fn work_config(ack_wait: Duration, max_deliver: i64, batch: usize) -> WorkConfig
     }
 }
 
+/// Two replicas of `server`, each with the work queue opened with `config`.
+fn two_queues(server: &NatsServer, config: WorkConfig) -> (Cluster, Cluster, WorkQueue, WorkQueue) {
+    let ttl = Duration::from_secs(5);
+    let (a, b) = (join(server, ttl), join(server, ttl));
+    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
+    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    (a, b, qa, qb)
+}
+
 /// A replica that validated the desired state `digest`.
 fn state(digest: &'static str) -> Desired {
     Arc::new(move || Some(digest.to_owned()))
@@ -903,11 +912,7 @@ fn work_items_are_shared_by_the_replicas_and_each_is_done_once() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Barrier, Mutex};
     let server = NatsServer::start();
-    let ttl = Duration::from_secs(5);
-    let (a, b) = (join(&server, ttl), join(&server, ttl));
-    let config = work_config(Duration::from_secs(5), 3, 8);
-    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
-    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    let (a, b, qa, qb) = two_queues(&server, work_config(Duration::from_secs(5), 3, 8));
     // Each replica's first batch waits for the other's: both take part, whatever the
     // timing (a batch holds at most 8 of the 40 items).
     let both = Arc::new(Barrier::new(2));
@@ -959,11 +964,7 @@ fn a_dead_replicas_items_go_to_another_and_an_item_that_always_fails_fails_its_h
     use std::sync::mpsc;
     use std::sync::Mutex;
     let server = NatsServer::start();
-    let ttl = Duration::from_secs(5);
-    let (a, b) = (join(&server, ttl), join(&server, ttl));
-    let config = work_config(Duration::from_secs(2), 2, 64);
-    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
-    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    let (_a, b, qa, qb) = two_queues(&server, work_config(Duration::from_secs(2), 2, 64));
     // A takes a batch and hangs in it; then it dies (no ack, no progress ack).
     let (took, taken) = mpsc::channel::<usize>();
     let (release, released) = mpsc::channel::<()>();
@@ -1050,11 +1051,7 @@ fn a_round_that_gives_up_drops_its_items_nobody_took() {
 fn a_replica_on_another_desired_state_takes_none_of_the_rounds_items() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let server = NatsServer::start();
-    let ttl = Duration::from_secs(5);
-    let (a, b) = (join(&server, ttl), join(&server, ttl));
-    let config = work_config(Duration::from_secs(5), 1, 4);
-    let qa = WorkQueue::open(&a, config).expect("a opens the queue");
-    let qb = WorkQueue::open(&b, config).expect("b opens the queue");
+    let (a, _b, qa, qb) = two_queues(&server, work_config(Duration::from_secs(5), 1, 4));
     let called = Arc::new(AtomicUsize::new(0));
     // B serves first and is idle (its long poll waits): it would take items first.
     let _wb = qb.serve(state("old"), {
