@@ -16,7 +16,7 @@
 //! replica can recover a host whose replica died mid-transaction; recovery then reads both
 //! ([`merge`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -350,19 +350,31 @@ pub struct InFlight {
 }
 
 /// Hosts started by some run with neither a `host-done` in that run nor a later `recovered`.
+///
+/// A run's host is closed for good by its `host-done` or a `recovered` naming it: a later
+/// line of that run about that host reopens nothing. In the cluster such a line is a late
+/// delivery: a replica cut off from the server gives up waiting for an append's
+/// acknowledgement (and ends the host failed), but its client still sends the line once it
+/// reconnects, after another replica recovered the host.
 pub fn in_flight(entries: &[Entry]) -> Vec<InFlight> {
     let mut open: BTreeMap<(String, String), InFlight> = BTreeMap::new();
+    let mut closed: BTreeSet<(String, String)> = BTreeSet::new();
     for e in entries {
         let Some(host) = &e.host else { continue };
         match &e.event {
             Event::HostDone { .. } => {
-                open.remove(&(e.run.clone(), host.clone()));
+                let key = (e.run.clone(), host.clone());
+                open.remove(&key);
+                closed.insert(key);
             }
             Event::Recovered { of_run, .. } => {
-                open.remove(&(of_run.clone(), host.clone()));
+                let key = (of_run.clone(), host.clone());
+                open.remove(&key);
+                closed.insert(key);
             }
             // The host stays in flight in the run that left it; the attempt opens nothing.
             Event::RecoveryFailed { .. } => {}
+            _ if closed.contains(&(e.run.clone(), host.clone())) => {}
             ev => {
                 let slot = open
                     .entry((e.run.clone(), host.clone()))
@@ -471,6 +483,51 @@ mod tests {
             BTreeMap::from([("b".to_string(), Outcome::Compliant)])
         );
         assert!(finished(&entries, "other").is_empty());
+    }
+
+    #[test]
+    fn a_late_line_of_a_run_whose_host_was_recovered_or_done_reopens_nothing() {
+        let mut entries = vec![
+            entry("r1", "a", Event::HostStarted),
+            entry(
+                "r1",
+                "a",
+                Event::TransactionStarted {
+                    command: "apt-get install".into(),
+                },
+            ),
+            entry(
+                "r2",
+                "a",
+                Event::Recovered {
+                    of_run: "r1".into(),
+                    detail: vec![],
+                },
+            ),
+            entry("r1", "b", Event::HostStarted),
+            entry(
+                "r1",
+                "b",
+                Event::HostDone {
+                    outcome: Outcome::Failed,
+                    detail: vec![],
+                },
+            ),
+        ];
+        assert!(in_flight(&entries).is_empty());
+        // The cut-off replica's lines, delivered after it reconnected.
+        entries.push(entry(
+            "r1",
+            "a",
+            Event::TransactionFinished { exit: Some(0) },
+        ));
+        entries.push(entry("r1", "b", Event::Verified));
+        assert!(in_flight(&entries).is_empty(), "{:?}", in_flight(&entries));
+        // Another run's start of the same host is a new transaction: in flight again.
+        entries.push(entry("r3", "a", Event::HostStarted));
+        let open = in_flight(&entries);
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].run.as_str(), open[0].host.as_str()), ("r3", "a"));
     }
 
     #[test]
