@@ -101,16 +101,27 @@ impl RunOptions {
             "observe.hostTimeout",
         )?;
         Ok(RunOptions {
-            parallel: parallel
-                .or(settings
-                    .observe
-                    .parallel
-                    .and_then(|p| usize::try_from(p).ok()))
-                .unwrap_or(DEFAULT_PARALLEL)
-                .max(1),
+            parallel: parallel.unwrap_or_else(|| parallel_setting(settings)),
             host_timeout,
-        })
+        }
+        .at_least_one())
     }
+
+    fn at_least_one(mut self) -> RunOptions {
+        self.parallel = self.parallel.max(1);
+        self
+    }
+}
+
+/// Hosts observed at once by Settings' `observe.parallel` (default [`DEFAULT_PARALLEL`]),
+/// at least 1.
+pub fn parallel_setting(settings: &SettingsSpec) -> usize {
+    settings
+        .observe
+        .parallel
+        .and_then(|p| usize::try_from(p).ok())
+        .unwrap_or(DEFAULT_PARALLEL)
+        .max(1)
 }
 
 fn duration_or(

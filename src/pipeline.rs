@@ -249,7 +249,34 @@ impl Pipeline {
             gate: None,
             shared: None,
             recovered: None,
+            runner: None,
         })
+    }
+
+    /// Runs one host's steps for another replica's run (`serve --cluster`: an apply item
+    /// of the work queue): under `gate` (the host's lease), journaled to `journal` (opened
+    /// on that run's and plan's ids). No fleet lock: the run that started the host holds
+    /// its own.
+    pub fn apply_remote(
+        &self,
+        fleet: &ValidFleet,
+        remote: &crate::apply::RemoteHost,
+        journal: Arc<crate::apply::journal::Journal>,
+        gate: Option<Arc<dyn crate::apply::HostGate>>,
+        progress: Arc<dyn crate::apply::Progress>,
+    ) -> crate::apply::HostResult {
+        let options = ApplyOptions {
+            parallel: None,
+            clock: Arc::new(SystemClock),
+            stop: Arc::new(Stop::default()),
+            progress,
+            blocked: std::collections::BTreeMap::new(),
+            saved_plan: None,
+            gate,
+            runner: None,
+        };
+        self.runtime
+            .block_on(crate::apply::execute_one(fleet, remote, journal, &options))
     }
 
     /// Recovers the hosts an earlier apply (with several replicas: any replica's) left in
@@ -355,6 +382,7 @@ impl Pipeline {
             // The pipeline applies only plans it just made from the fleet commit.
             saved_plan: None,
             gate: locked.gate.clone(),
+            runner: locked.runner.clone(),
         };
         tracing::info!(run = %run, plan = %plan_id, "applying");
         Ok(self.runtime.block_on(crate::apply::execute(
@@ -370,6 +398,7 @@ pub struct Locked {
     gate: Option<Arc<dyn crate::apply::HostGate>>,
     shared: Option<Arc<dyn crate::apply::journal::Shared>>,
     recovered: Option<Vec<crate::apply::recover::Recovery>>,
+    runner: Option<Arc<dyn crate::apply::HostRunner>>,
 }
 
 impl std::fmt::Debug for Locked {
@@ -378,6 +407,7 @@ impl std::fmt::Debug for Locked {
             .field("run", &self.run)
             .field("gated", &self.gate.is_some())
             .field("shared_journal", &self.shared.is_some())
+            .field("remote", &self.runner.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -396,6 +426,14 @@ impl Locked {
     /// recovers what any replica left in flight there.
     pub fn journaled(mut self, shared: Arc<dyn crate::apply::journal::Shared>) -> Locked {
         self.shared = Some(shared);
+        self
+    }
+
+    /// Hands each host's steps to `runner` once its batch starts (`serve --cluster`: any
+    /// replica runs them, through the work queue); this run keeps the batches, windows and
+    /// failure budget.
+    pub fn run_by(mut self, runner: Arc<dyn crate::apply::HostRunner>) -> Locked {
+        self.runner = Some(runner);
         self
     }
 

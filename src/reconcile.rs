@@ -421,10 +421,14 @@ pub fn queue_desired(status: Arc<Status>) -> crate::cluster::work::Desired {
 /// hosts with its own pipeline, from its validated fleet when that is the desired state
 /// the items name (its digest: files and bytes; otherwise they go back to the queue, for a
 /// replica that has it — the leader always does).
+///
+/// The batches a worker runs together share the fleet's `observe.parallel`: a replica
+/// connects to no more hosts at once than `serve` alone would.
 pub fn queue_handler(
     status: Arc<Status>,
     pipeline: Arc<Pipeline>,
 ) -> crate::cluster::work::Handler {
+    let budget = crate::cluster::ConnectionBudget::new();
     Arc::new(move |desired: &str, hosts: &[String]| {
         let (_, fleet) = status.desired()?;
         if fleet.fleet().digest != desired {
@@ -433,10 +437,12 @@ pub fn queue_handler(
         let outputs = match crate::observe::HostSelector::exactly(hosts.iter().map(String::as_str))
         {
             Some(selector) => {
+                let limit = crate::observe::parallel_setting(&fleet.settings());
+                let connections = budget.take(hosts.len(), limit);
                 let scope = pipeline::Scope {
                     selector,
                     refresh: None,
-                    parallel: None,
+                    parallel: Some(connections.count()),
                 };
                 pipeline
                     .observe(&fleet, &scope, Arc::new(pipeline::Quiet))
@@ -458,6 +464,159 @@ pub fn queue_handler(
                 .map(|h| (h.clone(), Err(why.clone())))
                 .collect(),
         })
+    })
+}
+
+/// How long a clustered leader waits for one host's apply item: a safety net only (a
+/// replica that dies with it is noticed within the queue's ack wait).
+const APPLY_WITHIN: Duration = Duration::from_secs(24 * 3600);
+
+/// The [`crate::apply::HostRunner`] of a clustered leader: once a batch starts, each of its
+/// hosts goes to the work queue as an apply item, and whichever replica takes it runs the
+/// host's steps under the host's lease; the leader keeps the batch's windows, permits and
+/// failure budget.
+pub struct QueueRunner {
+    queue: crate::cluster::WorkQueue,
+    leadership: Arc<dyn Leadership + Send + Sync>,
+}
+
+impl QueueRunner {
+    /// Hands hosts to `queue` while `leadership` says this replica leads (a deposed
+    /// leader starts no host: each is `skipped`, untouched).
+    pub fn new(
+        queue: crate::cluster::WorkQueue,
+        leadership: Arc<dyn Leadership + Send + Sync>,
+    ) -> QueueRunner {
+        QueueRunner { queue, leadership }
+    }
+}
+
+impl crate::apply::HostRunner for QueueRunner {
+    fn run(
+        &self,
+        remote: crate::apply::RemoteHost,
+    ) -> crate::apply::GateFuture<crate::apply::HostResult> {
+        use crate::apply::{HostResult, Outcome};
+        let host = remote.host.host.clone();
+        if !self.leadership.is_leader() {
+            let result = HostResult {
+                host,
+                outcome: Outcome::Skipped,
+                detail: vec!["not started: this replica no longer holds the leader lease".into()],
+                changes: 0,
+                millis: 0,
+                started_at: None,
+                finished_at: None,
+                reboots: Vec::new(),
+            };
+            return Box::pin(async move { result });
+        }
+        let started = Timestamp::now();
+        // The host may have been touched (a replica died with it): started, so the round
+        // re-observes it.
+        let failed = move |host: String, why: String| HostResult {
+            host,
+            outcome: Outcome::Failed,
+            detail: vec![why],
+            changes: 0,
+            millis: 0,
+            started_at: Some(started),
+            finished_at: Some(Timestamp::now()),
+            reboots: Vec::new(),
+        };
+        let payload = match serde_json::to_string(&remote) {
+            Ok(p) => p,
+            Err(e) => {
+                let result = failed(host, format!("cannot write the apply item: {e}"));
+                return Box::pin(async move { result });
+            }
+        };
+        let done = self.queue.apply(
+            &format!("{}+apply", remote.run),
+            &remote.desired,
+            &host,
+            payload,
+            APPLY_WITHIN,
+        );
+        Box::pin(async move {
+            let done = done.await;
+            match done.output {
+                Ok(bytes) => serde_json::from_slice::<HostResult>(&bytes).unwrap_or_else(|e| {
+                    failed(
+                        host,
+                        format!(
+                            "replica {} answered what does not read as a host's result: {e}",
+                            done.replica
+                        ),
+                    )
+                }),
+                Err(why) => failed(host, why),
+            }
+        })
+    }
+}
+
+/// Progress of the hosts a worker applies for the leader: log lines only (the leader's
+/// round publishes the results).
+struct WorkerProgress;
+
+impl Progress for WorkerProgress {
+    fn host(&self, host: &str, message: &str) {
+        tracing::info!(host, "{message}");
+    }
+
+    fn batch(&self, _index: usize, _message: &str) {}
+}
+
+/// What a replica does with the apply items it takes (`serve --cluster`): runs the host's
+/// steps from its validated fleet when that is the state the item names, under `gate`
+/// (the host's lease, taken whether or not this replica leads: the item is the leader's
+/// word), journaled to `shared` and to a file of its own under `repo`'s state directory
+/// (`worker/`: not the file this replica's own runs append to, which opening would heal
+/// under them; the stream is what recovery reads).
+pub fn apply_handler(
+    status: Arc<Status>,
+    pipeline: Arc<Pipeline>,
+    repo: PathBuf,
+    gate: Arc<dyn crate::apply::HostGate>,
+    shared: Arc<dyn crate::apply::journal::Shared>,
+) -> crate::cluster::work::ApplyHandler {
+    use crate::apply::journal::Journal;
+    type Open = Option<(String, String, Arc<Journal>)>;
+    // One journal per run: the hosts of a run share it (its writes are serialized).
+    let open: Arc<std::sync::Mutex<Open>> = Arc::new(std::sync::Mutex::new(None));
+    let dir = crate::apply::state_dir(&repo).join("worker");
+    Arc::new(move |desired: &str, payload: &str| {
+        let (_, fleet) = status.desired()?;
+        if fleet.fleet().digest != desired {
+            return None;
+        }
+        let remote: crate::apply::RemoteHost = match serde_json::from_str(payload) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(format!("the apply item does not read: {e}"))),
+        };
+        let journal = {
+            let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+            match open.as_ref() {
+                Some((run, plan, j)) if *run == remote.run && *plan == remote.plan => j.clone(),
+                _ => match Journal::open(&dir, &remote.run, &remote.plan) {
+                    Ok(j) => {
+                        let j = Arc::new(j.with_shared(Some(shared.clone())));
+                        *open = Some((remote.run.clone(), remote.plan.clone(), j.clone()));
+                        j
+                    }
+                    Err(e) => return Some(Err(format!("cannot open the journal: {e}"))),
+                },
+            }
+        };
+        let result = pipeline.apply_remote(
+            &fleet,
+            &remote,
+            journal,
+            Some(gate.clone()),
+            Arc::new(WorkerProgress),
+        );
+        Some(serde_json::to_vec(&result).map_err(|e| e.to_string()))
     })
 }
 
@@ -579,6 +738,7 @@ pub struct EngineExecutor {
     locked: Option<pipeline::Locked>,
     gate: Option<Arc<dyn crate::apply::HostGate>>,
     shared: Option<Arc<dyn crate::apply::journal::Shared>>,
+    runner: Option<Arc<dyn crate::apply::HostRunner>>,
 }
 
 impl EngineExecutor {
@@ -592,7 +752,15 @@ impl EngineExecutor {
             locked: None,
             gate: None,
             shared: None,
+            runner: None,
         }
+    }
+
+    /// Hands each host's steps to `runner` once its batch starts (the cluster's work
+    /// queue: any replica runs them).
+    pub fn with_runner(mut self, runner: Arc<dyn crate::apply::HostRunner>) -> EngineExecutor {
+        self.runner = Some(runner);
+        self
     }
 
     /// Takes `gate`'s pass (the cluster's per-host lease) before each host starts.
@@ -621,6 +789,9 @@ impl Executor for EngineExecutor {
             }
             if let Some(shared) = &self.shared {
                 locked = locked.journaled(shared.clone());
+            }
+            if let Some(runner) = &self.runner {
+                locked = locked.run_by(runner.clone());
             }
             self.locked = Some(locked);
         }

@@ -1078,3 +1078,103 @@ fn a_replica_on_another_desired_state_takes_none_of_the_rounds_items() {
         "b took items of a state it lacks"
     );
 }
+
+/// Apply items (a batch's hosts handed out by the leader): each runs once on whichever
+/// replica takes it, its result back to the one waiting; an item whose replica dies with it
+/// is never run again — its host fails ("stopped answering") once the server gives the item
+/// up, and crash recovery takes it from there.
+#[test]
+fn apply_items_run_once_each_and_a_dead_replicas_item_fails_its_host_without_a_rerun() {
+    use patchkeeper::cluster::work::ApplyHandler;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    let server = NatsServer::start();
+    let (a, b, qa, qb) = two_queues(&server, work_config(Duration::from_secs(2), 3, 64));
+    let runs = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let handler = |name: &'static str| -> ApplyHandler {
+        let runs = runs.clone();
+        Arc::new(move |_desired: &str, payload: &str| {
+            runs.lock()
+                .expect("runs")
+                .push((name.to_owned(), payload.to_owned()));
+            Some(Ok(format!("{name}:{payload}").into_bytes()))
+        })
+    };
+    let mut wa = qa.serve_apply(state("c0ffee"), handler("a"));
+    let mut wb = qb.serve_apply(state("c0ffee"), handler("b"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let waits: Vec<_> = (0..12)
+        .map(|i| {
+            qa.apply(
+                "run-1+apply",
+                "c0ffee",
+                &format!("web-{i:02}"),
+                format!("plan-{i}"),
+                DEADLINE,
+            )
+        })
+        .collect();
+    let done = runtime.block_on(futures_util::future::join_all(waits));
+    for (i, d) in done.iter().enumerate() {
+        assert_eq!(d.host, format!("web-{i:02}"));
+        let output = String::from_utf8(d.output.clone().expect("applied")).expect("utf-8");
+        let by = if output.starts_with("a:") { &a } else { &b };
+        assert_eq!(
+            output.split_once(':').map(|(_, p)| p),
+            Some(format!("plan-{i}").as_str())
+        );
+        assert_eq!(d.replica, by.replica(), "the result names its replica");
+    }
+    assert_eq!(runs.lock().expect("runs").len(), 12, "each item ran once");
+    wa.stop();
+    wb.stop();
+    // B takes an item of another desired state (a consumer of its own, which the stopped
+    // workers never fetched from) and dies in the middle of it: no progress ack any more.
+    let (took, taken) = mpsc::channel::<String>();
+    let (release, released) = mpsc::channel::<()>();
+    let (took, released) = (Mutex::new(took), Mutex::new(released));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut dying = qb.serve_apply(state("d2"), {
+        let calls = calls.clone();
+        Arc::new(move |_desired: &str, payload: &str| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = took.lock().expect("took").send(payload.to_owned());
+            let _ = released.lock().expect("released").recv();
+            None
+        })
+    });
+    let waiting = qa.apply("run-2+apply", "d2", "db-1", "plan-db".into(), DEADLINE);
+    let waiter = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(waiting)
+    });
+    assert_eq!(taken.recv_timeout(DEADLINE).expect("b takes it"), "plan-db");
+    dying.abandon();
+    let died = Instant::now();
+    // A live replica is there to take a redelivery: there must be none.
+    let _live = qa.serve_apply(state("d2"), handler("a"));
+    let d = waiter.join().expect("waiter");
+    eprintln!(
+        "the dead replica's item failed {:?} after it died (ack_wait 2s)",
+        died.elapsed()
+    );
+    let why = d.output.expect_err("failed");
+    assert!(why.contains("stopped answering"), "{why}");
+    assert_eq!(d.replica, "");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        !runs
+            .lock()
+            .expect("runs")
+            .iter()
+            .any(|(_, p)| p == "plan-db"),
+        "never run again"
+    );
+    let _ = release.send(());
+}

@@ -22,8 +22,8 @@ pub mod run;
 use serde::{Deserialize, Serialize};
 
 pub use run::{
-    connections_at_once, execute, ApplyOptions, Clock, GateFuture, HostGate, HostPass, Progress,
-    Stop, SystemClock,
+    connections_at_once, execute, execute_one, ApplyOptions, Clock, GateFuture, HostGate, HostPass,
+    HostRunner, Progress, RemoteHost, Stop, SystemClock,
 };
 
 /// How one host ended.

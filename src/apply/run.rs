@@ -3,6 +3,10 @@
 //! batch's parallelism, the failure budget per rollout, interruption, and resumption of a
 //! plan an earlier run already partly applied.
 //!
+//! With several `serve` replicas a [`HostRunner`] runs each host's steps on whichever
+//! replica takes them ([`execute_one`] there); the batches, windows, permits and the
+//! failure budget stay here, with the one batch starter.
+//!
 //! Guarantees: once a rollout's budget is spent, or apply is interrupted, no new host of it
 //! starts (hosts already running finish); once a rollout's window is closed at a batch start,
 //! that batch and every later batch of the rollout are reported waiting; every plan host gets
@@ -19,9 +23,9 @@ use tokio::sync::Semaphore;
 use super::host::{apply_host, Ctx, HostJob};
 use super::journal::{Event, Journal};
 use super::{ApplyReport, HostResult, Outcome};
-use crate::model::SettingsSpec;
-use crate::observe::{self, Target};
-use crate::plan::{HostStatus, Plan};
+use crate::model::{RolloutSpec, SettingsSpec};
+use crate::observe;
+use crate::plan::{HostPlan, HostStatus, Plan};
 use crate::transport::ssh::KeyCache;
 use crate::validate::ValidFleet;
 use crate::window::CompiledWindow;
@@ -122,6 +126,31 @@ pub trait HostPass: Send {
     fn leave(self: Box<Self>) -> GateFuture<()>;
 }
 
+/// One host's part of a run, as another replica runs it ([`HostRunner`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteHost {
+    /// The run it belongs to (its journal lines name it).
+    pub run: String,
+    /// The plan's id.
+    pub plan: String,
+    /// The desired state the plan was made from (its digest): only a replica that
+    /// validated the same state runs it.
+    pub desired: String,
+    /// The rollout of its batch (by name: each replica reads it from its validated fleet).
+    pub rollout: String,
+    /// The host's part of the plan.
+    pub host: HostPlan,
+}
+
+/// Who runs a host's steps once its batch started: with several `serve` replicas, any
+/// replica, through the cluster's work queue. The batch starter keeps the windows, the
+/// permits and the failure budget; the runner takes the host's lease and journals.
+pub trait HostRunner: Send + Sync {
+    /// Runs `host`'s steps somewhere and returns how they ended.
+    fn run(&self, host: RemoteHost) -> GateFuture<HostResult>;
+}
+
 /// Run-wide options.
 pub struct ApplyOptions {
     /// `--parallel`: caps every batch's parallelism.
@@ -140,6 +169,109 @@ pub struct ApplyOptions {
     /// Taken before each host starts and given back after its verification (`None`: a
     /// single controller, whose fleet lock is enough).
     pub gate: Option<Arc<dyn HostGate>>,
+    /// Runs each host's steps elsewhere (`None`: here, through `gate`).
+    pub runner: Option<Arc<dyn HostRunner>>,
+}
+
+/// The result of a host this run did not start: it changed nothing.
+fn not_run(host: &str, outcome: Outcome, detail: Vec<String>) -> HostResult {
+    HostResult {
+        host: host.to_string(),
+        outcome,
+        detail,
+        changes: 0,
+        millis: 0,
+        started_at: None,
+        finished_at: None,
+        reboots: Vec::new(),
+    }
+}
+
+/// Everything one host's steps need, from `fleet` (its inventory entry and settings).
+fn job_for(
+    fleet: &ValidFleet,
+    plan: HostPlan,
+    rollout: RolloutSpec,
+    saved_check: Option<Arc<crate::plan::SavedPlanCheck>>,
+) -> Result<HostJob, String> {
+    let settings: SettingsSpec = fleet.settings();
+    let root = fleet.fleet().root.clone();
+    let target = match fleet.host(&plan.host) {
+        Some(h) => observe::target_for(&root, &settings, h, None).map_err(|e| e.to_string())?,
+        None => {
+            return Err(format!(
+                "host {} is not in the inventory any more",
+                plan.host
+            ))
+        }
+    };
+    Ok(HostJob {
+        plan,
+        target,
+        rollout,
+        lock_wait: super::duration_setting(&settings.apply.lock_wait, super::DEFAULT_LOCK_WAIT),
+        transaction_timeout: super::duration_setting(
+            &settings.apply.transaction_timeout,
+            super::DEFAULT_TRANSACTION_TIMEOUT,
+        ),
+        min_free_disk_mib: settings.apply.min_free_disk_mib.unwrap_or(500),
+        saved_check,
+    })
+}
+
+/// Runs one host's steps here, inside `gate`'s pass when there is a gate (a host it
+/// refuses is `skipped`, untouched).
+async fn run_here(
+    job: &HostJob,
+    ctx: &Ctx,
+    gate: Option<&Arc<dyn HostGate>>,
+    run: &str,
+) -> HostResult {
+    let pass = match gate {
+        Some(g) => match g.enter(&job.plan.host, run).await {
+            Ok(p) => Some(p),
+            Err(why) => {
+                ctx.progress.host(&job.plan.host, &why);
+                return not_run(&job.plan.host, Outcome::Skipped, vec![why]);
+            }
+        },
+        None => None,
+    };
+    let result = apply_host(job, ctx).await;
+    // After the host's verification (apply_host ends with it).
+    if let Some(p) = pass {
+        p.leave().await;
+    }
+    result
+}
+
+/// Runs the steps of one host another replica's run started ([`HostRunner`]): under
+/// `options.gate`, journaled to `journal` (opened on that run and plan).
+pub async fn execute_one(
+    fleet: &ValidFleet,
+    remote: &RemoteHost,
+    journal: Arc<Journal>,
+    options: &ApplyOptions,
+) -> HostResult {
+    let name = remote.host.host.as_str();
+    let Some(rollout) = fleet.rollout(&remote.rollout).map(|r| r.doc.spec.clone()) else {
+        return not_run(
+            name,
+            Outcome::Blocked,
+            vec![format!("rollout {} does not exist", remote.rollout)],
+        );
+    };
+    let job = match job_for(fleet, remote.host.clone(), rollout, None) {
+        Ok(job) => job,
+        Err(e) => return not_run(name, Outcome::Failed, vec![e]),
+    };
+    let ctx = Ctx {
+        journal,
+        keys: Arc::new(KeyCache::new()),
+        stop: options.stop.clone(),
+        progress: options.progress.clone(),
+    };
+    run_here(&job, &ctx, options.gate.as_ref(), &remote.run).await
 }
 
 /// Per-rollout bookkeeping.
@@ -176,14 +308,7 @@ pub async fn execute(
     finished: &BTreeMap<String, Outcome>,
     options: &ApplyOptions,
 ) -> ApplyReport {
-    let settings: SettingsSpec = fleet.settings();
-    let root = fleet.fleet().root.clone();
-    let lock_wait = super::duration_setting(&settings.apply.lock_wait, super::DEFAULT_LOCK_WAIT);
-    let transaction_timeout = super::duration_setting(
-        &settings.apply.transaction_timeout,
-        super::DEFAULT_TRANSACTION_TIMEOUT,
-    );
-    let min_free = settings.apply.min_free_disk_mib.unwrap_or(500);
+    let plan_id = super::plan_id(plan);
     let ctx = Arc::new(Ctx {
         journal: journal.clone(),
         keys: Arc::new(KeyCache::new()),
@@ -191,17 +316,7 @@ pub async fn execute(
         progress: options.progress.clone(),
     });
     let mut results: BTreeMap<String, HostResult> = BTreeMap::new();
-    let ended = |host: &str, outcome: Outcome, detail: Vec<String>| HostResult {
-        host: host.to_string(),
-        outcome,
-        detail,
-        // Never started by this run: it changed nothing.
-        changes: 0,
-        millis: 0,
-        started_at: None,
-        finished_at: None,
-        reboots: Vec::new(),
-    };
+    let ended = not_run;
     // Rollouts whose halt kept a host from starting (a halt after the last host stopped
     // nothing and is not reported as one).
     let mut stopped_by_halt: BTreeSet<String> = BTreeSet::new();
@@ -346,27 +461,17 @@ pub async fn execute(
             let Some(host_plan) = plan.host(name).cloned() else {
                 continue;
             };
-            let target: Result<Target, String> = match fleet.host(name) {
-                Some(h) => {
-                    observe::target_for(&root, &settings, h, None).map_err(|e| e.to_string())
-                }
-                None => Err(format!("host {name} is not in the inventory any more")),
-            };
-            let target = match target {
-                Ok(t) => t,
+            let job = match job_for(
+                fleet,
+                host_plan,
+                rollout.clone(),
+                options.saved_plan.clone(),
+            ) {
+                Ok(job) => job,
                 Err(e) => {
                     results.insert(name.clone(), ended(name, Outcome::Failed, vec![e]));
                     continue;
                 }
-            };
-            let job = HostJob {
-                plan: host_plan,
-                target,
-                rollout: rollout.clone(),
-                lock_wait,
-                transaction_timeout,
-                min_free_disk_mib: min_free,
-                saved_check: options.saved_plan.clone(),
             };
             let (semaphore, shared, ctx, stop) = (
                 semaphore.clone(),
@@ -377,6 +482,18 @@ pub async fn execute(
             let budget = rollout.failure_budget.clone();
             let rollout_name = batch.rollout.clone();
             let (gate, run_id) = (options.gate.clone(), run.to_owned());
+            let remote = options.runner.clone().map(|runner| {
+                (
+                    runner,
+                    RemoteHost {
+                        run: run.to_owned(),
+                        plan: plan_id.clone(),
+                        desired: fleet.fleet().digest.clone(),
+                        rollout: batch.rollout.clone(),
+                        host: job.plan.clone(),
+                    },
+                )
+            });
             // Permits are taken here, in plan order, so hosts start in the order the plan
             // lists them; the halt and stop checks happen right before each start.
             let permit = semaphore.acquire_owned().await.expect("never closed");
@@ -395,30 +512,14 @@ pub async fn execute(
             }
             tasks.spawn(async move {
                 let _permit = permit;
-                let pass = match &gate {
-                    Some(g) => match g.enter(&job.plan.host, &run_id).await {
-                        Ok(p) => Some(p),
-                        Err(why) => {
-                            ctx.progress.host(&job.plan.host, &why);
-                            return HostResult {
-                                host: job.plan.host.clone(),
-                                outcome: Outcome::Skipped,
-                                detail: vec![why],
-                                changes: 0,
-                                millis: 0,
-                                started_at: None,
-                                finished_at: None,
-                                reboots: Vec::new(),
-                            };
-                        }
-                    },
-                    None => None,
+                let result = match remote {
+                    Some((runner, remote)) => {
+                        ctx.progress.host(&job.plan.host, "handed to the cluster's work queue");
+                        runner.run(remote).await
+                    }
+                    None => run_here(&job, &ctx, gate.as_ref(), &run_id).await,
                 };
-                let result = apply_host(&job, &ctx).await;
-                // After the host's verification (apply_host ends with it).
-                if let Some(p) = pass {
-                    p.leave().await;
-                }
+                // Counted here, whoever ran it: the budget is the batch starter's.
                 if result.outcome.is_failure() {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                     s.failures += 1;

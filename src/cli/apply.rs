@@ -346,6 +346,7 @@ pub fn run(args: Args) -> u8 {
         }),
         // `patchkeeper apply` is a single controller: the fleet lock is its guard.
         gate: None,
+        runner: None,
     };
     eprintln!(
         "\nApplying (run {run}, plan {plan_id}; journal `{}`)",

@@ -185,11 +185,28 @@ pub fn run(args: Args) -> u8 {
                     return super::EXIT_ERROR;
                 }
             };
-            // Every replica observes hosts for the leader's rounds.
-            worker = Some(queue.serve(
-                crate::reconcile::queue_desired(status.clone()),
-                crate::reconcile::queue_handler(status.clone(), pipeline.clone()),
+            // Every replica observes hosts for the leader's rounds, and runs the hosts its
+            // batches hand out: under the host's lease, whoever leads.
+            worker = Some((
+                queue.serve(
+                    crate::reconcile::queue_desired(status.clone()),
+                    crate::reconcile::queue_handler(status.clone(), pipeline.clone()),
+                ),
+                queue.serve_apply(
+                    crate::reconcile::queue_desired(status.clone()),
+                    crate::reconcile::apply_handler(
+                        status.clone(),
+                        pipeline.clone(),
+                        state_repo.clone(),
+                        Arc::new(crate::cluster::HostLeases::new(&cluster)),
+                        Arc::new(cluster.journal()),
+                    ),
+                ),
             ));
+            executor = executor.with_runner(Arc::new(crate::reconcile::QueueRunner::new(
+                queue.clone(),
+                leader.clone(),
+            )));
             Some((cluster, leader, queue))
         }
         Some(Err(e)) => {

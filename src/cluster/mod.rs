@@ -16,11 +16,14 @@
 //!   mid-transaction.
 //! - [`view`]: `patchkeeper cluster status` (replicas, leader, in-flight hosts), pure.
 //! - [`work`]: per-host work items on a JetStream work-queue stream, taken by every
-//!   replica's worker, their results gathered by the leader (not yet used by the round).
+//!   replica's worker, their results gathered by the leader (the round's observation).
+//! - [`connections`]: the hosts one replica's worker observes at once, across its batches
+//!   (the fleet's `observe.parallel`).
 //!
 //! The connection runs on the cluster's own small runtime, so the synchronous reconcile
 //! loop and the pipeline's runtime can both use it. Knows nothing of plans or SSH.
 
+pub mod connections;
 pub mod hosts;
 pub mod journal;
 pub mod leader;
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 
+pub use connections::ConnectionBudget;
 pub use hosts::HostLeases;
 pub use journal::ClusterJournal;
 pub use leader::Leader;

@@ -12,6 +12,12 @@
 //!   another replica `ack_wait` after its last progress ack. `max_deliver` bounds the
 //!   attempts; the server's `MAX_DELIVERIES` advisory for an item becomes that host's
 //!   failure in the round (the dead-letter path), and the item is deleted.
+//! - Apply items (`patchkeeper.work.apply.DESIRED.ROUND.HOST`, one host's part of a plan as
+//!   the payload) have a consumer of their own per desired state (`appliers-…`) with
+//!   `max_deliver` 1: a worker runs each on its own ([`WorkQueue::serve_apply`]) and the
+//!   leader awaits each host's result ([`WorkQueue::apply`]). An apply is never run twice:
+//!   a replica that dies with one leaves its host in flight in the journal, and the
+//!   server's advisory fails the host for the leader.
 //! - [`RESULTS_STREAM`] (limits retention, [`RESULTS_MAX_AGE`]): one [`Done`] per host,
 //!   `patchkeeper.results.ROUND.HOST`. Stored rather than sent on a plain subject, so a
 //!   result published before the leader listens is not lost.
@@ -33,6 +39,10 @@ use super::{key_for, Cluster, ClusterError};
 pub const WORK_STREAM: &str = "patchkeeper_work";
 /// The prefix of the durable consumers the workers fetch from (one per desired state).
 pub const WORK_CONSUMER: &str = "workers";
+/// The prefix of the durable consumers of apply items (one per desired state).
+pub const APPLY_CONSUMER: &str = "appliers";
+/// Apply items one replica runs at once (the leader's batches bound them first).
+pub const APPLY_AT_ONCE: usize = 64;
 /// A consumer nobody fetched from for this long (its desired state is past) is removed by
 /// the server.
 const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
@@ -67,7 +77,8 @@ impl Default for WorkConfig {
     }
 }
 
-/// One unit of work: observe `host` of the desired state `desired`, for `round`.
+/// One unit of work: observe `host` of the desired state `desired`, for `round` — or apply
+/// its part of a plan (`payload`: what the apply handler reads).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     /// The round (the leader's run id): results are gathered by it.
@@ -77,6 +88,36 @@ pub struct Item {
     pub desired: String,
     /// The host.
     pub host: String,
+    /// An apply item's host plan (JSON); `None` for an observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
+/// What an item asks for: its subjects and its consumer differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Observe the host (batched; redelivered up to `max_deliver` times).
+    Observe,
+    /// Apply the host's plan (one at a time; never redelivered: a replica that died in the
+    /// middle left the host in flight in the journal, for the next round's recovery).
+    Apply,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Observe => "observe",
+            Kind::Apply => "apply",
+        }
+    }
+
+    fn of(item: &Item) -> Kind {
+        if item.payload.is_some() {
+            Kind::Apply
+        } else {
+            Kind::Observe
+        }
+    }
 }
 
 /// What became of one item.
@@ -109,6 +150,11 @@ pub type Handler =
 
 /// The desired state this replica has validated now (its digest; `None`: none yet).
 pub type Desired = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What a replica does with one apply item of a desired state (its payload): the result
+/// (a host result's JSON) or why there is none; `None` when it cannot work on that state.
+/// Runs on a blocking thread.
+pub type ApplyHandler = Arc<dyn Fn(&str, &str) -> Option<Result<Vec<u8>, String>> + Send + Sync>;
 
 /// The work queue of a cluster.
 #[derive(Clone)]
@@ -190,11 +236,66 @@ impl WorkQueue {
                 round: round.to_owned(),
                 desired: desired.to_owned(),
                 host: h.clone(),
+                payload: None,
             })
             .collect();
         self.runtime
             .block_on(dispatch(js, items, within))
             .map_err(stream_error(WORK_STREAM))
+    }
+
+    /// Hands `host`'s apply item (its plan, `payload`) to some replica and waits for its
+    /// result, up to `within` (a replica that took it and stopped answering: the host's
+    /// failure, once the server gives the item up). Awaitable from any runtime.
+    pub fn apply(
+        &self,
+        round: &str,
+        desired: &str,
+        host: &str,
+        payload: String,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Done> + Send + 'static {
+        let item = Item {
+            round: round.to_owned(),
+            desired: desired.to_owned(),
+            host: host.to_owned(),
+            payload: Some(payload),
+        };
+        let (round, host) = (item.round.clone(), item.host.clone());
+        let running = self
+            .runtime
+            .spawn(dispatch_one(self.js.clone(), item, within));
+        async move {
+            let failed = |why: String| Done {
+                round: round.clone(),
+                host: host.clone(),
+                replica: String::new(),
+                output: Err(why),
+            };
+            match running.await {
+                Ok(Ok(done)) => done,
+                Ok(Err(why)) => failed(format!("the work queue failed: {why}")),
+                Err(e) => failed(format!("the work queue's task ended: {e}")),
+            }
+        }
+    }
+
+    /// Starts this replica's apply worker: it takes the apply items of the state `desired`
+    /// says, one at a time, and runs `handler` on each (up to [`APPLY_AT_ONCE`] at once)
+    /// until stopped.
+    pub fn serve_apply(&self, desired: Desired, handler: ApplyHandler) -> Worker {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = self.runtime.spawn(work_apply(
+            self.js.clone(),
+            self.replica.clone(),
+            self.config,
+            (desired, handler),
+            stopping.clone(),
+        ));
+        Worker {
+            stopping,
+            task: Some(task),
+        }
     }
 
     /// Starts this replica's worker: it takes batches of the items of the state `desired`
@@ -331,7 +432,8 @@ fn decode(payload: &[u8]) -> Option<Done> {
 
 fn item_subject(item: &Item) -> String {
     format!(
-        "patchkeeper.work.observe.{}.{}.{}",
+        "patchkeeper.work.{}.{}.{}.{}",
+        Kind::of(item).word(),
         key_for(&item.desired),
         key_for(&item.round),
         key_for(&item.host)
@@ -345,11 +447,29 @@ async fn consumer_for(
     desired: &str,
     config: WorkConfig,
 ) -> Result<consumer::PullConsumer, String> {
+    consumer_of(js, Kind::Observe, desired, config).await
+}
+
+/// The consumer of the `kind` items of desired state `desired`.
+async fn consumer_of(
+    js: &jetstream::Context,
+    kind: Kind,
+    desired: &str,
+    config: WorkConfig,
+) -> Result<consumer::PullConsumer, String> {
     use sha2::Digest;
     // A consumer name allows no `.`, `*`, `>` or whitespace: a hash of the state names it.
     let hash = sha2::Sha256::digest(desired.as_bytes());
+    let prefix = match kind {
+        Kind::Observe => WORK_CONSUMER,
+        Kind::Apply => APPLY_CONSUMER,
+    };
+    let max_deliver = match kind {
+        Kind::Observe => config.max_deliver,
+        Kind::Apply => 1,
+    };
     let name = format!(
-        "{WORK_CONSUMER}-{}",
+        "{prefix}-{}",
         hash.iter()
             .take(12)
             .map(|b| format!("{b:02x}"))
@@ -362,10 +482,10 @@ async fn consumer_for(
             &name,
             consumer::pull::Config {
                 durable_name: Some(name.clone()),
-                filter_subject: format!("patchkeeper.work.observe.{}.>", key_for(desired)),
+                filter_subject: format!("patchkeeper.work.{}.{}.>", kind.word(), key_for(desired)),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: config.ack_wait,
-                max_deliver: config.max_deliver,
+                max_deliver,
                 inactive_threshold: CONSUMER_IDLE,
                 ..Default::default()
             },
@@ -654,36 +774,266 @@ async fn run_batch(
         let output = outputs
             .remove(&item.host)
             .unwrap_or_else(|| Err(format!("replica {replica} returned nothing for it")));
-        let done = Done {
-            round: item.round.clone(),
-            host: item.host.clone(),
-            replica: replica.to_owned(),
-            output,
-        };
-        let stored = async {
-            let payload = encode(&done)?;
-            js.publish(result_subject(&item.round, &item.host), payload.into())
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match stored.await {
-            // The item is done only once its result is stored.
-            Ok(_) => {
-                let _ = m.double_ack().await;
-            }
-            Err(e) => {
-                tracing::warn!(host = %item.host, "work queue: cannot store the result ({e}); the item goes back to the queue");
-                let _ = m.ack_with(AckKind::Nak(None)).await;
-            }
+        store(js, replica, &item, output, m).await;
+    }
+}
+
+/// Stores `item`'s result, then acknowledges the item: it is done only once its result is
+/// stored (else it goes back to the queue).
+async fn store(
+    js: &jetstream::Context,
+    replica: &str,
+    item: &Item,
+    output: Result<Vec<u8>, String>,
+    m: jetstream::Message,
+) {
+    let done = Done {
+        round: item.round.clone(),
+        host: item.host.clone(),
+        replica: replica.to_owned(),
+        output,
+    };
+    let stored = async {
+        let payload = encode(&done)?;
+        js.publish(result_subject(&item.round, &item.host), payload.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match stored.await {
+        Ok(_) => {
+            let _ = m.double_ack().await;
+        }
+        Err(e) => {
+            tracing::warn!(host = %item.host, "work queue: cannot store the result ({e}); the item goes back to the queue");
+            let _ = m.ack_with(AckKind::Nak(None)).await;
         }
     }
+}
+
+/// Publishes one apply item and waits for its result, or for the server to give the item
+/// up (its replica stopped acknowledging it), or for `within` to pass.
+async fn dispatch_one(
+    js: jetstream::Context,
+    item: Item,
+    within: Duration,
+) -> Result<Done, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let subject = result_subject(&item.round, &item.host);
+    // Listening before publishing: neither the result nor the advisory can be missed.
+    let results = js
+        .get_stream(RESULTS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.clone(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut results = results.messages().await.map_err(|e| e.to_string())?;
+    let mut dead = js
+        .client()
+        .subscribe(format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.*"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let work = js
+        .get_stream(WORK_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let payload = serde_json::to_vec(&item).map_err(|e| e.to_string())?;
+    let sequence = js
+        .publish(item_subject(&item), payload.into())
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?
+        .sequence;
+    let failed = |why: String| Done {
+        round: item.round.clone(),
+        host: item.host.clone(),
+        replica: String::new(),
+        output: Err(why),
+    };
+    let done = loop {
+        tokio::select! {
+            m = results.next() => {
+                let Some(m) = m else {
+                    break failed("the results stream ended".into());
+                };
+                let m = m.map_err(|e| e.to_string())?;
+                if let Some(d) = decode(&m.payload) {
+                    if d.round == item.round && d.host == item.host {
+                        break d;
+                    }
+                }
+            }
+            a = dead.next() => {
+                let Some(a) = a else {
+                    break failed("the advisories ended".into());
+                };
+                let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&a.payload) else {
+                    continue;
+                };
+                if a.stream_seq == sequence {
+                    let _ = work.delete_message(sequence).await;
+                    break failed(
+                        "the replica that took it stopped answering (no acknowledgement within the work queue's ack wait): the host is left to crash recovery".into(),
+                    );
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                // Nobody took it, or nobody finished it: it must not run later for nobody.
+                let _ = work.delete_message(sequence).await;
+                break failed(format!("no replica finished it within {}s", within.as_secs()));
+            }
+        }
+    };
+    let _ = js
+        .get_stream(RESULTS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?
+        .purge()
+        .filter(subject)
+        .await;
+    Ok(done)
+}
+
+/// A replica's apply worker: takes one apply item at a time (up to [`APPLY_AT_ONCE`]
+/// running), each on its own.
+async fn work_apply(
+    js: jetstream::Context,
+    replica: String,
+    config: WorkConfig,
+    (desired, handler): (Desired, ApplyHandler),
+    stopping: Arc<AtomicBool>,
+) {
+    let mut current: Option<(String, consumer::PullConsumer)> = None;
+    let slots = Arc::new(tokio::sync::Semaphore::new(APPLY_AT_ONCE));
+    // Owned by this task: aborting it (a crash, `Worker::abandon`) aborts the items too.
+    let mut running = tokio::task::JoinSet::new();
+    while !stopping.load(Ordering::SeqCst) {
+        while running.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(state) = desired() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        if current.as_ref().is_none_or(|(s, _)| *s != state) {
+            match consumer_of(&js, Kind::Apply, &state, config).await {
+                Ok(c) => current = Some((state, c)),
+                Err(e) => {
+                    tracing::warn!("work queue: cannot open the apply consumer: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let Some((_, consumer)) = &current else {
+            continue;
+        };
+        let m = match take(consumer, 1).await {
+            Ok(taken) => taken.into_iter().next(),
+            Err(e) => {
+                tracing::debug!("work queue: cannot fetch: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(m) = m else {
+            continue;
+        };
+        let item = match serde_json::from_slice::<Item>(&m.payload) {
+            Ok(item) if item.payload.is_some() => item,
+            Ok(_) | Err(_) => {
+                tracing::warn!(subject = %m.subject, "work queue: dropping an apply item that does not parse");
+                let _ = m.ack_with(AckKind::Term).await;
+                continue;
+            }
+        };
+        let (js, replica, handler) = (js.clone(), replica.clone(), handler.clone());
+        running.spawn(async move {
+            run_one(&js, &replica, config, &handler, item, m).await;
+            drop(slot);
+        });
+    }
+    // Stopping: the hosts at hand finish (a transaction is never abandoned half-way).
+    while running.join_next().await.is_some() {}
+}
+
+/// Runs one apply item on a blocking thread, keeping it with progress acks however long
+/// the host's steps take, then stores its result.
+async fn run_one(
+    js: &jetstream::Context,
+    replica: &str,
+    config: WorkConfig,
+    handler: &ApplyHandler,
+    item: Item,
+    m: jetstream::Message,
+) {
+    let payload = item.payload.clone().unwrap_or_default();
+    let mut job = tokio::task::spawn_blocking({
+        let handler = handler.clone();
+        let desired = item.desired.clone();
+        move || handler(&desired, &payload)
+    });
+    tracing::info!(host = %item.host, run = %item.round, "work queue: applying");
+    let output = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            () = tokio::time::sleep(config.ack_wait / 3) => {
+                let _ = m.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    let output = match output {
+        Ok(Some(output)) => output,
+        // Never redelivered: said, rather than handed back to be given up silently.
+        Ok(None) => Err(format!(
+            "replica {replica} has not validated the desired state the item names"
+        )),
+        Err(e) => Err(format!("the apply on replica {replica} failed: {e}")),
+    };
+    store(js, replica, &item, output, m).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_items_have_subjects_and_consumers_apart_from_observations() {
+        let observe = Item {
+            round: "r1".into(),
+            desired: "c0ffee".into(),
+            host: "web-1".into(),
+            payload: None,
+        };
+        let apply = Item {
+            payload: Some("{}".into()),
+            ..observe.clone()
+        };
+        assert!(item_subject(&observe).starts_with("patchkeeper.work.observe."));
+        assert!(item_subject(&apply).starts_with("patchkeeper.work.apply."));
+        assert_eq!(
+            item_subject(&observe).strip_prefix("patchkeeper.work.observe."),
+            item_subject(&apply).strip_prefix("patchkeeper.work.apply."),
+        );
+        // An observation item reads as before (no payload field written).
+        let json = serde_json::to_string(&observe).expect("serializes");
+        assert!(!json.contains("payload"), "{json}");
+        let back: Item = serde_json::from_str(&json).expect("reads");
+        assert_eq!(Kind::of(&back), Kind::Observe);
+        let back: Item = serde_json::from_str(&serde_json::to_string(&apply).expect("serializes"))
+            .expect("reads");
+        assert_eq!(Kind::of(&back), Kind::Apply);
+    }
 
     #[test]
     fn results_are_stored_deflated_and_read_back() {
