@@ -239,6 +239,14 @@ struct State {
     down_until: Option<Instant>,
     transactions: u64,
     changed: u64,
+    /// Package transactions running now (0 or 1: the package manager's lock refuses more).
+    running: u32,
+    /// Transactions refused because another was running: a controller that sent one
+    /// tried two transactions on one host at once.
+    contended: u64,
+    /// Transactions wait before they change anything until released (a test's control, like
+    /// the lab's hold point).
+    held: bool,
 }
 
 /// One simulated host.
@@ -256,6 +264,7 @@ pub struct Host {
     reboots_after_transaction: bool,
     state: Mutex<State>,
     reboot_tx: tokio::sync::watch::Sender<u64>,
+    released: tokio::sync::Notify,
 }
 
 /// Per-simulator counters.
@@ -287,6 +296,65 @@ pub struct Sim {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The lock a running apt transaction holds, and dnf's.
+const DPKG_LOCK: &str = "/var/lib/dpkg/lock-frontend";
+const RPM_LOCK: &str = "/var/lib/rpm/.rpm.lock";
+/// The process id the simulated package manager holds its lock with.
+const LOCK_PID: u32 = 4242;
+
+/// The lock probe's line (`path\tpid\tcomm\tkind`) while a transaction runs, else nothing.
+fn lock_holder(s: &State, path: &str) -> &'static str {
+    if s.running == 0 {
+        return "";
+    }
+    if path == DPKG_LOCK {
+        "/var/lib/dpkg/lock-frontend\t4242\tapt-get\tPOSIX"
+    } else {
+        "/var/lib/rpm/.rpm.lock\t4242\tdnf\tPOSIX"
+    }
+}
+
+impl Host {
+    /// Holds this host's package transactions before they change anything until
+    /// [`Host::release`]: a controller killed meanwhile leaves one provably in flight.
+    pub fn hold(&self) {
+        lock(&self.state).held = true;
+    }
+
+    /// Lets held transactions finish (and later ones run through).
+    pub fn release(&self) {
+        lock(&self.state).held = false;
+        self.released.notify_waiters();
+    }
+
+    /// Whether a transaction is running and held.
+    pub fn held_in_transaction(&self) -> bool {
+        let s = lock(&self.state);
+        s.held && s.running > 0
+    }
+
+    /// Package transactions this host ran to the end.
+    pub fn transactions(&self) -> u64 {
+        lock(&self.state).transactions
+    }
+
+    /// Transactions refused because another one was running on this host.
+    pub fn contended(&self) -> u64 {
+        lock(&self.state).contended
+    }
+
+    async fn wait_released(&self) {
+        loop {
+            // Registered before the check: a release between the two still wakes it.
+            let released = self.released.notified();
+            if !lock(&self.state).held {
+                return;
+            }
+            released.await;
+        }
+    }
 }
 
 impl Sim {
@@ -332,8 +400,12 @@ impl Sim {
                         down_until: None,
                         transactions: 0,
                         changed: 0,
+                        running: 0,
+                        contended: 0,
+                        held: false,
                     }),
                     reboot_tx: tx,
+                    released: tokio::sync::Notify::new(),
                 })
             })
             .collect();
@@ -486,7 +558,7 @@ impl Sim {
     /// updates, pending security updates, reboot required, package manager.
     pub fn state_report(&self) -> String {
         let mut out = String::from(
-            "host\tboot_id\ttransactions\tchanged\tpending\tpending_security\treboot_required\tfamily\n",
+            "host\tboot_id\ttransactions\tchanged\tpending\tpending_security\treboot_required\tfamily\tcontended\n",
         );
         for host in &self.hosts {
             let s = lock(&host.state);
@@ -499,13 +571,14 @@ impl Sim {
                 .count();
             let _ = writeln!(
                 out,
-                "{}\t{}\t{}\t{}\t{pending}\t{security}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{pending}\t{security}\t{}\t{}\t{}",
                 host.name,
                 s.boot_id,
                 s.transactions,
                 s.changed,
                 !s.reboot_required.is_empty(),
-                if host.rpm { "rpm" } else { "deb" }
+                if host.rpm { "rpm" } else { "deb" },
+                s.contended
             );
         }
         out
@@ -672,7 +745,7 @@ impl Sim {
             format!("required\n{}", s.reboot_required.join("\n"))
         };
         section(&mut out, &mut err, "reboot", &reboot, 0);
-        section(&mut out, &mut err, "locks", "", 0);
+        section(&mut out, &mut err, "locks", lock_holder(&s, DPKG_LOCK), 0);
         let mut delay = self.options.delays.observe;
         if refresh {
             delay += self.options.delays.observe;
@@ -747,8 +820,18 @@ impl Sim {
     }
 
     fn transaction(&self, host: &Host, args: &str) -> Answer {
-        let s = lock(&host.state);
+        let mut s = lock(&host.state);
         let delay = self.options.delays.transaction;
+        if s.running > 0 {
+            s.contended += 1;
+            return Answer {
+                stdout: String::new(),
+                stderr: format!("E: Could not get lock {DPKG_LOCK}. It is held by process {LOCK_PID} (apt-get)\nE: Unable to acquire the dpkg frontend lock ({DPKG_LOCK}), is another process using it?\n"),
+                exit: 100,
+                delay: self.options.delays.command,
+                then: None,
+            };
+        }
         let moves = match self.resolve(&s, args) {
             Ok(m) => m,
             Err(e) => {
@@ -794,6 +877,7 @@ impl Sim {
             let _ = writeln!(out, "Setting up {} ({version}) ...", u.name);
         }
         out.push_str("Processing triggers for man-db (2.11.2-2) ...\nProcessing triggers for libc-bin (2.36-9+deb12u9) ...\n");
+        s.running += 1;
         Answer {
             stdout: out,
             stderr: String::new(),
@@ -868,6 +952,7 @@ impl Sim {
         match then {
             Then::Transaction(moves) => {
                 let mut s = lock(&host.state);
+                s.running = s.running.saturating_sub(1);
                 s.transactions += 1;
                 s.changed += moves.len() as u64;
                 for (i, to) in &moves {
@@ -995,6 +1080,10 @@ impl russh::server::Handler for Conn {
             sim.counters.commands.fetch_add(1, Ordering::Relaxed);
             let answer = sim.answer(&host, &command, &stdin);
             tokio::time::sleep(answer.delay).await;
+            if matches!(answer.then, Some(Then::Transaction(_))) {
+                // Runs on when the controller is gone, as an orphaned dpkg does.
+                host.wait_released().await;
+            }
             if let Some(then) = answer.then {
                 sim.then(&host, then);
             }
@@ -1431,7 +1520,7 @@ impl Sim {
         section(&mut out, &mut err, "reboot", &reboot, 0);
         section(&mut out, &mut err, "check", "", 0);
         section(&mut out, &mut err, "held", "", 0);
-        section(&mut out, &mut err, "locks", "", 0);
+        section(&mut out, &mut err, "locks", lock_holder(&s, RPM_LOCK), 0);
         let mut delay = self.options.delays.observe;
         if refresh {
             delay += self.options.delays.observe;
@@ -1568,15 +1657,28 @@ impl Sim {
 
     /// `dnf install|downgrade -y -q -- NAME-EVR…` (quiet: no output on success).
     fn rpm_transaction(&self, host: &Host, args: &str) -> Answer {
-        let s = lock(&host.state);
-        match self.rpm_resolve(&s, args) {
-            Ok(moves) => Answer {
+        let mut s = lock(&host.state);
+        if s.running > 0 {
+            s.contended += 1;
+            return Answer {
                 stdout: String::new(),
-                stderr: String::new(),
-                exit: 0,
-                delay: self.options.delays.transaction,
-                then: Some(Then::Transaction(moves)),
-            },
+                stderr: format!("Error: Failed to obtain the transaction lock (logged in as: root, pid {LOCK_PID} holds {RPM_LOCK}).\n"),
+                exit: 1,
+                delay: self.options.delays.command,
+                then: None,
+            };
+        }
+        match self.rpm_resolve(&s, args) {
+            Ok(moves) => {
+                s.running += 1;
+                Answer {
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    exit: 0,
+                    delay: self.options.delays.transaction,
+                    then: Some(Then::Transaction(moves)),
+                }
+            }
             Err(e) => Answer {
                 stdout: String::new(),
                 stderr: e,
