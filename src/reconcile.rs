@@ -499,16 +499,11 @@ impl crate::apply::HostRunner for QueueRunner {
         use crate::apply::{HostResult, Outcome};
         let host = remote.host.host.clone();
         if !self.leadership.is_leader() {
-            let result = HostResult {
-                host,
-                outcome: Outcome::Skipped,
-                detail: vec!["not started: this replica no longer holds the leader lease".into()],
-                changes: 0,
-                millis: 0,
-                started_at: None,
-                finished_at: None,
-                reboots: Vec::new(),
-            };
+            let result = HostResult::untouched(
+                &host,
+                Outcome::Skipped,
+                vec!["not started: this replica no longer holds the leader lease".into()],
+            );
             return Box::pin(async move { result });
         }
         let started = Timestamp::now();

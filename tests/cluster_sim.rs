@@ -35,7 +35,7 @@ const HOSTS: usize = 30;
 /// The host whose transaction is held when the fault strikes (not the canary, host 0).
 const HELD: usize = 9;
 /// Bounds a wait that should end much sooner (a failure only).
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(300);
 
 /// The simulator on its own loopback addresses, with short delays (the figures come from
 /// the benchmarks) and no reboots.

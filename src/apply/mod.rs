@@ -108,6 +108,22 @@ pub struct HostResult {
     pub reboots: Vec<Reboot>,
 }
 
+impl HostResult {
+    /// The result of a host a run did not start: it changed nothing.
+    pub fn untouched(host: &str, outcome: Outcome, detail: Vec<String>) -> HostResult {
+        HostResult {
+            host: host.to_string(),
+            outcome,
+            detail,
+            changes: 0,
+            millis: 0,
+            started_at: None,
+            finished_at: None,
+            reboots: Vec::new(),
+        }
+    }
+}
+
 /// A reboot apply made: the boot id before and the new one after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -175,16 +175,7 @@ pub struct ApplyOptions {
 
 /// The result of a host this run did not start: it changed nothing.
 fn not_run(host: &str, outcome: Outcome, detail: Vec<String>) -> HostResult {
-    HostResult {
-        host: host.to_string(),
-        outcome,
-        detail,
-        changes: 0,
-        millis: 0,
-        started_at: None,
-        finished_at: None,
-        reboots: Vec::new(),
-    }
+    HostResult::untouched(host, outcome, detail)
 }
 
 /// Everything one host's steps need, from `fleet` (its inventory entry and settings).

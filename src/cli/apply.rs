@@ -450,16 +450,7 @@ fn empty_report(
                     }
                     (None, _) => (apply::Outcome::Compliant, h.reasons.clone()),
                 };
-                apply::HostResult {
-                    host: h.host.clone(),
-                    outcome,
-                    detail,
-                    changes: 0,
-                    millis: 0,
-                    started_at: None,
-                    finished_at: None,
-                    reboots: Vec::new(),
-                }
+                apply::HostResult::untouched(&h.host, outcome, detail)
             })
             .collect(),
         halted: Vec::new(),

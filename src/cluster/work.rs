@@ -515,29 +515,8 @@ async fn dispatch(
         return Ok(BTreeMap::new());
     };
     // Listening before publishing: no result and no advisory can be missed.
-    let results = js
-        .get_stream(RESULTS_STREAM)
-        .await
-        .map_err(|e| e.to_string())?
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: format!("patchkeeper.results.{}.>", key_for(&round)),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut results = results.messages().await.map_err(|e| e.to_string())?;
-    let mut dead = js
-        .client()
-        .subscribe(format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.*"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    let work = js
-        .get_stream(WORK_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut results, mut dead, work) =
+        listen(&js, format!("patchkeeper.results.{}.>", key_for(&round))).await?;
     let mut by_sequence: HashMap<u64, String> = HashMap::new();
     for item in &items {
         let payload = serde_json::to_vec(item).map_err(|e| e.to_string())?;
@@ -812,29 +791,35 @@ async fn store(
     }
 }
 
-/// Publishes one apply item and waits for its result, or for the server to give the item
-/// up (its replica stopped acknowledging it), or for `within` to pass.
-async fn dispatch_one(
-    js: jetstream::Context,
-    item: Item,
-    within: Duration,
-) -> Result<Done, String> {
-    let deadline = tokio::time::Instant::now() + within;
-    let subject = result_subject(&item.round, &item.host);
-    // Listening before publishing: neither the result nor the advisory can be missed.
+/// What whoever hands out items listens to, before it publishes them: the stored results
+/// under `filter` (all of them, in order), the server's `MAX_DELIVERIES` advisories of the
+/// work stream, and the work stream itself (to delete what it gives up on).
+async fn listen(
+    js: &jetstream::Context,
+    filter: String,
+) -> Result<
+    (
+        consumer::pull::Ordered,
+        async_nats::Subscriber,
+        stream::Stream,
+    ),
+    String,
+> {
     let results = js
         .get_stream(RESULTS_STREAM)
         .await
         .map_err(|e| e.to_string())?
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subject.clone(),
+            filter_subject: filter,
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         })
         .await
+        .map_err(|e| e.to_string())?
+        .messages()
+        .await
         .map_err(|e| e.to_string())?;
-    let mut results = results.messages().await.map_err(|e| e.to_string())?;
-    let mut dead = js
+    let dead = js
         .client()
         .subscribe(format!(
             "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.*"
@@ -845,6 +830,20 @@ async fn dispatch_one(
         .get_stream(WORK_STREAM)
         .await
         .map_err(|e| e.to_string())?;
+    Ok((results, dead, work))
+}
+
+/// Publishes one apply item and waits for its result, or for the server to give the item
+/// up (its replica stopped acknowledging it), or for `within` to pass.
+async fn dispatch_one(
+    js: jetstream::Context,
+    item: Item,
+    within: Duration,
+) -> Result<Done, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let subject = result_subject(&item.round, &item.host);
+    // Listening before publishing: neither the result nor the advisory can be missed.
+    let (mut results, mut dead, work) = listen(&js, subject.clone()).await?;
     let payload = serde_json::to_vec(&item).map_err(|e| e.to_string())?;
     let sequence = js
         .publish(item_subject(&item), payload.into())
