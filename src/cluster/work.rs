@@ -284,14 +284,24 @@ impl WorkQueue {
     /// says, one at a time, and runs `handler` on each (up to [`APPLY_AT_ONCE`] at once)
     /// until stopped.
     pub fn serve_apply(&self, desired: Desired, handler: ApplyHandler) -> Worker {
+        self.start(|stopping| {
+            work_apply(
+                self.js.clone(),
+                self.replica.clone(),
+                self.config,
+                (desired, handler),
+                stopping,
+            )
+        })
+    }
+
+    /// Runs the worker loop `make` builds (given its stop flag) on the cluster's runtime.
+    fn start<F>(&self, make: impl FnOnce(Arc<AtomicBool>) -> F) -> Worker
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let stopping = Arc::new(AtomicBool::new(false));
-        let task = self.runtime.spawn(work_apply(
-            self.js.clone(),
-            self.replica.clone(),
-            self.config,
-            (desired, handler),
-            stopping.clone(),
-        ));
+        let task = self.runtime.spawn(make(stopping.clone()));
         Worker {
             stopping,
             task: Some(task),
@@ -301,18 +311,15 @@ impl WorkQueue {
     /// Starts this replica's worker: it takes batches of the items of the state `desired`
     /// says (asked before each batch) and runs `handler` on them until stopped.
     pub fn serve(&self, desired: Desired, handler: Handler) -> Worker {
-        let stopping = Arc::new(AtomicBool::new(false));
-        let task = self.runtime.spawn(work(
-            self.js.clone(),
-            self.replica.clone(),
-            self.config,
-            (desired, handler),
-            stopping.clone(),
-        ));
-        Worker {
-            stopping,
-            task: Some(task),
-        }
+        self.start(|stopping| {
+            work(
+                self.js.clone(),
+                self.replica.clone(),
+                self.config,
+                (desired, handler),
+                stopping,
+            )
+        })
     }
 }
 
